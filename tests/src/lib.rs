@@ -1,0 +1,1 @@
+//! Helpers for starting real sixfold processes in tests.

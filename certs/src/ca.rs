@@ -45,7 +45,7 @@ impl ClusterCa {
         params.not_after = validity.not_after();
         let key = new_key_pair()?;
         let cert = params.self_signed(&key)?;
-        tracing::info!(subject = ?params.distinguished_name, "generated cluster CA");
+        tracing::info!(id = %hex(&id), "generated cluster CA");
         Ok(Self {
             cert_pem: cert.pem(),
             cert: cert.der().clone(),

@@ -7,7 +7,9 @@ use crate::ca::ClusterCa;
 use crate::error::{CertsError, Result};
 use crate::file_write::{FileAccess, create_private_dir, ensure_absent, write_file};
 use crate::issue::NodeCertRequest;
-use crate::layout::{CA_CERT, CA_KEY, CLUSTER_TOKEN, GATEWAY_CERT, GATEWAY_KEY, NODE_CERT, NODE_KEY};
+use crate::layout::{
+    CA_CERT, CA_KEY, CLUSTER_TOKEN, GATEWAY_CERT, GATEWAY_KEY, NODE_CERT, NODE_KEY,
+};
 use crate::token::ClusterToken;
 use crate::validity::Validity;
 
@@ -147,7 +149,12 @@ pub fn issue_node(
 
     issued.write(&paths.node_cert, &paths.node_key, force)?;
     if copy_shared {
-        write_file(&paths.ca_cert, ca.cert_pem().as_bytes(), FileAccess::Public, force)?;
+        write_file(
+            &paths.ca_cert,
+            ca.cert_pem().as_bytes(),
+            FileAccess::Public,
+            force,
+        )?;
         token.write(&paths.token, force)?;
     }
     Ok(paths)

@@ -40,10 +40,7 @@ pub struct IssuedCert {
 }
 
 impl IssuedCert {
-    pub(crate) fn sign(
-        params: &CertificateParams,
-        issuer: &Issuer<'_, KeyPair>,
-    ) -> Result<Self> {
+    pub(crate) fn sign(params: &CertificateParams, issuer: &Issuer<'_, KeyPair>) -> Result<Self> {
         let key = new_key_pair()?;
         let cert = params.signed_by(&key, issuer)?;
         Ok(Self {
@@ -154,26 +151,46 @@ mod tests {
 
     #[test]
     fn node_params_carry_every_name() {
-        let params =
-            node_params(&request(&["127.0.0.1", "::1"], &["node-1.local"]), Validity::leaf_default())
-                .unwrap();
+        let params = node_params(
+            &request(&["127.0.0.1", "::1"], &["node-1.local"]),
+            Validity::leaf_default(),
+        )
+        .unwrap();
         assert_eq!(params.subject_alt_names.len(), 3);
-        assert!(params.subject_alt_names.contains(&SanType::IpAddress("::1".parse().unwrap())));
+        assert!(
+            params
+                .subject_alt_names
+                .contains(&SanType::IpAddress("::1".parse().unwrap()))
+        );
         assert_eq!(
             params.distinguished_name.get(&DnType::CommonName),
             Some(&"node-1".into())
         );
-        assert!(params.extended_key_usages.contains(&ExtendedKeyUsagePurpose::ServerAuth));
-        assert!(params.extended_key_usages.contains(&ExtendedKeyUsagePurpose::ClientAuth));
+        assert!(
+            params
+                .extended_key_usages
+                .contains(&ExtendedKeyUsagePurpose::ServerAuth)
+        );
+        assert!(
+            params
+                .extended_key_usages
+                .contains(&ExtendedKeyUsagePurpose::ClientAuth)
+        );
     }
 
     #[test]
     fn node_without_names_or_with_bad_dns_is_refused() {
         let v = Validity::leaf_default();
-        assert!(matches!(node_params(&request(&[], &[]), v), Err(CertsError::InvalidRequest(_))));
+        assert!(matches!(
+            node_params(&request(&[], &[]), v),
+            Err(CertsError::InvalidRequest(_))
+        ));
         let mut unnamed = request(&["10.0.0.1"], &[]);
         unnamed.name = " ".into();
-        assert!(matches!(node_params(&unnamed, v), Err(CertsError::InvalidRequest(_))));
+        assert!(matches!(
+            node_params(&unnamed, v),
+            Err(CertsError::InvalidRequest(_))
+        ));
         assert!(matches!(
             node_params(&request(&[], &["bad name\u{e9}"]), v),
             Err(CertsError::InvalidRequest(_))

@@ -19,6 +19,27 @@
 //! [`GatewayTls::load`] turn a dir into rustls configs. Keys and the token are created with
 //! mode 0600 at open time, and existing files are only replaced when asked (`force`).
 //!
+//! ```
+//! use sixfold_certs::{init_cluster, issue_node, GatewayTls, InitOptions, NodeCertRequest, NodeTls};
+//!
+//! # fn main() -> Result<(), sixfold_certs::CertsError> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let (gateway_dir, node_dir) = (tmp.path().join("gateway"), tmp.path().join("node-1"));
+//! init_cluster(&gateway_dir, &InitOptions::default())?;
+//! let request = NodeCertRequest {
+//!     name: "node-1".into(),
+//!     ips: vec!["127.0.0.1".parse().unwrap()],
+//!     dns_names: vec![],
+//! };
+//! issue_node(&gateway_dir, &request, &node_dir, false)?;
+//!
+//! let node_tls = NodeTls::load(&node_dir)?; // on the node: QUIC server config
+//! let gateway_tls = GatewayTls::load(&gateway_dir)?; // on the gateway: QUIC client config
+//! # let _ = (node_tls.server_config(), gateway_tls.client_config());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # TLS
 //!
 //! Connections are TLS 1.3 only with ALPN [`ALPN`]; both sides present a certificate and

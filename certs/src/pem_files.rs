@@ -15,9 +15,7 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 }
 
 /// Like [`read_certificates`], also returning the file's text (to copy it verbatim).
-pub(crate) fn read_certificates_pem(
-    path: &Path,
-) -> Result<(String, Vec<CertificateDer<'static>>)> {
+pub(crate) fn read_certificates_pem(path: &Path) -> Result<(String, Vec<CertificateDer<'static>>)> {
     const WHAT: &str = "certificate";
     let text = fs::read_to_string(path).map_err(|e| CertsError::io(path, e))?;
     let certs = CertificateDer::pem_slice_iter(text.as_bytes())
@@ -59,7 +57,13 @@ pub fn write_cert_and_key(
 fn pem_error(path: &Path, err: pem::Error, what: &'static str) -> CertsError {
     match err {
         pem::Error::Io(source) => CertsError::io(path, source),
-        pem::Error::NoItemsFound => CertsError::MissingPemItem { path: path.to_path_buf(), what },
-        source => CertsError::Pem { path: path.to_path_buf(), source },
+        pem::Error::NoItemsFound => CertsError::MissingPemItem {
+            path: path.to_path_buf(),
+            what,
+        },
+        source => CertsError::Pem {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }

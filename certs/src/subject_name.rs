@@ -104,7 +104,9 @@ impl<'a> Reader<'a> {
             }
             let (bytes, after) = rest.split_at(count);
             rest = after;
-            bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+            bytes
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
         };
         if rest.len() < len {
             return Err(truncated());
@@ -156,7 +158,10 @@ mod tests {
             &DnValue::PrintableString(PrintableString::try_from("sixfold").unwrap())
         );
         assert_eq!(entries[1].0, &DnType::CommonName);
-        assert_eq!(entries[1].1, &DnValue::Utf8String("cluster CA \u{e9}".into()));
+        assert_eq!(
+            entries[1].1,
+            &DnValue::Utf8String("cluster CA \u{e9}".into())
+        );
     }
 
     #[test]

@@ -25,9 +25,11 @@ pub fn server_config(
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig> {
     let provider = ring_provider();
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca_certs)?), provider.clone())
-            .build()?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(root_store(ca_certs)?),
+        provider.clone(),
+    )
+    .build()?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)

@@ -116,7 +116,10 @@ mod tests {
         for bad in ["", " \n", "ab cd", "caf\u{e9}"] {
             fs::write(&path, bad).unwrap();
             assert!(
-                matches!(ClusterToken::load(&path), Err(CertsError::InvalidFile { .. })),
+                matches!(
+                    ClusterToken::load(&path),
+                    Err(CertsError::InvalidFile { .. })
+                ),
                 "{bad:?} accepted"
             );
         }

@@ -87,7 +87,10 @@ mod tests {
     #[test]
     fn empty_or_inverted_windows_are_refused() {
         let t = OffsetDateTime::now_utc();
-        assert!(matches!(Validity::new(t, t), Err(CertsError::InvalidRequest(_))));
+        assert!(matches!(
+            Validity::new(t, t),
+            Err(CertsError::InvalidRequest(_))
+        ));
         assert!(matches!(
             Validity::new(t, t - Duration::days(1)),
             Err(CertsError::InvalidRequest(_))

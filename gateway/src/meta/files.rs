@@ -28,12 +28,13 @@ impl Meta {
     /// the last id of a page back as `after` for the next page; every file is listed once.
     pub fn list_files(
         &self,
-        after: Option<&Uuid>,
+        after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<FileRecord>, MetaError> {
         self.read(|txn| {
             let files = txn.open_table(FILES)?;
-            let start = after.map_or(Bound::Unbounded, |id| Bound::Excluded(id.as_bytes()));
+            let after = after.map(Uuid::into_bytes);
+            let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
             let mut page = Vec::with_capacity(limit.min(1024));
             for row in files
                 .range::<&[u8; 16]>((start, Bound::Unbounded))?

@@ -430,7 +430,7 @@ fn list_paging_returns_each_file_once_in_order() {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = meta.list_files(after.as_ref(), 7).expect("list");
+        let page = meta.list_files(after, 7).expect("list");
         assert!(page.len() <= 7);
         let Some(last) = page.last() else { break };
         after = Some(last.id);
@@ -438,7 +438,7 @@ fn list_paging_returns_each_file_once_in_order() {
     }
     assert_eq!(seen, ids);
     assert!(meta.list_files(None, 0).expect("list").is_empty());
-    assert_eq!(meta.list_files(Some(&ids[24]), 10).expect("list"), vec![]);
+    assert_eq!(meta.list_files(Some(ids[24]), 10).expect("list"), vec![]);
 }
 
 #[test]

@@ -21,7 +21,7 @@ impl AlignedBuf {
     /// Allocates `cap` zeroed bytes; `cap` must be a non-zero multiple of 4096.
     pub fn new(cap: usize) -> AlignedBuf {
         assert!(
-            cap > 0 && cap % ALIGN as usize == 0,
+            cap > 0 && cap.is_multiple_of(ALIGN as usize),
             "AlignedBuf capacity {cap} is not a non-zero multiple of {ALIGN}"
         );
         let layout = Self::layout(cap);

@@ -177,7 +177,7 @@ pub(crate) async fn read_exact_direct(
                 got += n;
                 // A short read that ends mid-page is end of file: the next read would be
                 // unaligned, and there is nothing left to read anyway.
-                if got < need && got % ALIGN as usize != 0 {
+                if got < need && !got.is_multiple_of(ALIGN as usize) {
                     return (Err(io::ErrorKind::UnexpectedEof.into()), buf);
                 }
             }

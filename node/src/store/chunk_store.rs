@@ -50,7 +50,10 @@ impl ChunkStore {
     /// Opens (creating if needed) the store in `dir` (normally [`shard_dir`]). Loads the index,
     /// or rebuilds it from the chunk headers when it is missing or damaged. Must run on the
     /// shard's monoio runtime (io_uring driver).
-    pub async fn open(dir: impl Into<PathBuf>, config: StoreConfig) -> Result<ChunkStore, StoreError> {
+    pub async fn open(
+        dir: impl Into<PathBuf>,
+        config: StoreConfig,
+    ) -> Result<ChunkStore, StoreError> {
         validate_config(&config)?;
         let dir = dir.into();
         let opened = recovery::open_dir_and_index(&dir, &config).await?;
@@ -97,7 +100,12 @@ impl ChunkStore {
     }
 
     /// Streams `len` bytes of a Complete chunk from body offset `offset`, verified block by block.
-    pub async fn read(&self, chunk_id: ChunkId, offset: u64, len: u64) -> Result<ChunkReader, StoreError> {
+    pub async fn read(
+        &self,
+        chunk_id: ChunkId,
+        offset: u64,
+        len: u64,
+    ) -> Result<ChunkReader, StoreError> {
         ChunkReader::open(&self.inner, chunk_id, offset, len).await
     }
 
@@ -240,7 +248,10 @@ impl StoreInner {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::Io(e)),
         }
-        self.chunks_dir_fd.sync_all().await.map_err(StoreError::Io)?;
+        self.chunks_dir_fd
+            .sync_all()
+            .await
+            .map_err(StoreError::Io)?;
         self.record_remove(id).await;
         Ok(())
     }
@@ -280,7 +291,10 @@ impl SlotGuard {
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         let mut slots = self.store.slots.borrow_mut();
-        if slots.get(&self.id).is_some_and(|s| Rc::ptr_eq(s, &self.slot)) {
+        if slots
+            .get(&self.id)
+            .is_some_and(|s| Rc::ptr_eq(s, &self.slot))
+        {
             slots.remove(&self.id);
         }
         drop(slots);
@@ -319,7 +333,9 @@ async fn run_janitor(j: Rc<Janitor>) {
             let id = st.chunk_id();
             match st.checkpoint().await {
                 Ok(durable) => tracing::debug!(chunk = %id, durable, "dropped put checkpointed"),
-                Err(e) => tracing::warn!(chunk = %id, error = %e, "checkpoint of a dropped put failed"),
+                Err(e) => {
+                    tracing::warn!(chunk = %id, error = %e, "checkpoint of a dropped put failed")
+                }
             }
         }
         if j.closed.get() {

@@ -193,7 +193,7 @@ fn decode_v1_fields(b: &[u8]) -> Result<ChunkHeader, FormatError> {
     let durable_ok = match state {
         ChunkState::Complete => durable_len == meta.length,
         // Interrupted puts only record whole blocks.
-        ChunkState::Writing => durable_len <= meta.length && durable_len % BLOCK_SIZE == 0,
+        ChunkState::Writing => durable_len <= meta.length && durable_len.is_multiple_of(BLOCK_SIZE),
     };
     if !durable_ok {
         return Err(invalid("durable_len", durable_len));
@@ -309,7 +309,11 @@ mod tests {
     #[test]
     fn header_round_trip() {
         for h in [
-            sample(ChunkState::Complete, 5 * BLOCK_SIZE + 123, 5 * BLOCK_SIZE + 123),
+            sample(
+                ChunkState::Complete,
+                5 * BLOCK_SIZE + 123,
+                5 * BLOCK_SIZE + 123,
+            ),
             sample(ChunkState::Writing, 5 * BLOCK_SIZE + 123, 3 * BLOCK_SIZE),
             sample(ChunkState::Complete, 0, 0),
             sample(ChunkState::Writing, MAX_CHUNK_LEN, 0),
@@ -350,7 +354,10 @@ mod tests {
         b[0] = b'X';
         assert_eq!(decode_header(&b), Err(FormatError::BadMagic));
         assert_eq!(decode_header(&b[..100]), Err(FormatError::TooShort(100)));
-        assert_eq!(decode_header(&[0u8; HEADER_SIZE]), Err(FormatError::BadMagic));
+        assert_eq!(
+            decode_header(&[0u8; HEADER_SIZE]),
+            Err(FormatError::BadMagic)
+        );
     }
 
     #[test]
@@ -386,7 +393,10 @@ mod tests {
         let l = Layout::for_length(0).unwrap();
         assert_eq!((l.block_count, l.table_region, l.body_offset), (0, 0, 4096));
         let l = Layout::for_length(1).unwrap();
-        assert_eq!((l.block_count, l.table_region, l.body_offset), (1, 4096, 8192));
+        assert_eq!(
+            (l.block_count, l.table_region, l.body_offset),
+            (1, 4096, 8192)
+        );
         let l = Layout::for_length(5 * BLOCK_SIZE + 123).unwrap();
         assert_eq!(l.block_count, 6);
         assert_eq!(l.block_len(5), 123);
@@ -404,9 +414,15 @@ mod tests {
         let crc = table_crc(&crcs);
         assert_eq!(decode_table(&region, 4, crc), Ok(crcs.to_vec()));
         // A prefix is checked against the prefix's crc.
-        assert_eq!(decode_table(&region, 2, table_crc(&crcs[..2])), Ok(crcs[..2].to_vec()));
+        assert_eq!(
+            decode_table(&region, 2, table_crc(&crcs[..2])),
+            Ok(crcs[..2].to_vec())
+        );
         region[5] ^= 0x10;
-        assert_eq!(decode_table(&region, 4, crc), Err(FormatError::TableChecksum));
+        assert_eq!(
+            decode_table(&region, 4, crc),
+            Err(FormatError::TableChecksum)
+        );
         assert_eq!(
             decode_table(&region[..8], 4, crc),
             Err(FormatError::TableTooShort { have: 8, need: 16 })

@@ -213,7 +213,11 @@ mod tests {
                 file_offset: 1 << 40,
                 length: 3 << 20,
             },
-            durable_len: if state == ChunkState::Complete { 3 << 20 } else { 1 << 20 },
+            durable_len: if state == ChunkState::Complete {
+                3 << 20
+            } else {
+                1 << 20
+            },
             crc32c: 0x1234_5678 ^ u32::from(n),
             state,
         }
@@ -253,7 +257,10 @@ mod tests {
     fn damage_is_detected() {
         let b = encode_snapshot([stat(3, ChunkState::Complete)].iter());
         assert_eq!(decode_log(&b[..10]), Err(IndexError::TooShort));
-        assert!(matches!(decode_log(&b[..b.len() - 1]), Err(IndexError::Truncated { .. })));
+        assert!(matches!(
+            decode_log(&b[..b.len() - 1]),
+            Err(IndexError::Truncated { .. })
+        ));
         let mut v = b.clone();
         v[8] = 9;
         assert_eq!(decode_log(&v), Err(IndexError::UnsupportedVersion(9)));

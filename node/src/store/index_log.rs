@@ -103,18 +103,19 @@ impl IndexLog {
         }
         self.end.set(at + len);
         self.records.set(self.records.get() + 1);
-        if sync {
-            if let Err(e) = file.sync_data().await {
-                self.poison().await;
-                return Err(e);
-            }
+        if sync && let Err(e) = file.sync_data().await {
+            self.poison().await;
+            return Err(e);
         }
         Ok(())
     }
 
     /// Replaces the log with a snapshot. `snapshot` is called once the log is exclusively held,
     /// so it sees every in-memory change that any earlier append described.
-    pub(crate) async fn compact(&self, snapshot: impl FnOnce() -> (Vec<u8>, u64)) -> io::Result<()> {
+    pub(crate) async fn compact(
+        &self,
+        snapshot: impl FnOnce() -> (Vec<u8>, u64),
+    ) -> io::Result<()> {
         let _guard = self.lock.lock().await;
         let (bytes, records) = snapshot();
         let end = bytes.len() as u64;

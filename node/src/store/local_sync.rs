@@ -195,8 +195,8 @@ impl Notify {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Wake;
     use std::sync::Arc;
+    use std::task::Wake;
 
     struct CountWake(std::sync::atomic::AtomicUsize);
     impl Wake for CountWake {

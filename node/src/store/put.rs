@@ -7,7 +7,7 @@ use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use monoio::fs::File;
 use monoio::task::JoinHandle;
 
@@ -108,6 +108,11 @@ impl PutWriter {
 impl Drop for PutWriter {
     fn drop(&mut self) {
         if let Some(st) = self.st.take() {
+            if std::thread::panicking() {
+                // Unwinding: leave the chunk at its last recorded checkpoint rather than risk
+                // a second panic. Resume still works from there.
+                return;
+            }
             let janitor = st.slot().store().janitor.clone();
             janitor.push(st);
         }
@@ -157,17 +162,18 @@ impl PutState {
         let existing = store.index.borrow().get(&id).copied();
         let path = store.chunk_path(&id);
         if resume_from == 0 {
-            if let Some(s) = existing {
-                if s.state == ChunkState::Complete {
-                    return Err(if s.meta == meta {
-                        StoreError::Conflict {
-                            durable_len: s.meta.length,
-                        }
-                    } else {
-                        StoreError::BadRequest("chunk exists with different meta".into())
-                    });
-                }
-                // A Writing chunk restarts from scratch (possibly with new meta).
+            // A Writing chunk restarts from scratch (possibly with new meta); a Complete one
+            // is never overwritten.
+            if let Some(s) = existing
+                && s.state == ChunkState::Complete
+            {
+                return Err(if s.meta == meta {
+                    StoreError::Conflict {
+                        durable_len: s.meta.length,
+                    }
+                } else {
+                    StoreError::BadRequest("chunk exists with different meta".into())
+                });
             }
             return Self::create(store, slot, id, meta, layout, path).await;
         }
@@ -266,7 +272,8 @@ impl PutState {
         let blocks = known.durable_len / BLOCK_SIZE;
         let mut block_crcs = Vec::with_capacity(layout.block_count as usize);
         block_crcs.extend(
-            chunk_file::read_table(&file, &store.pool, &layout, blocks, header.table_crc32c).await?,
+            chunk_file::read_table(&file, &store.pool, &layout, blocks, header.table_crc32c)
+                .await?,
         );
         if format::combine_block_crcs(&block_crcs, &layout) != known.crc32c {
             return Err(StoreError::Corrupt(
@@ -327,7 +334,7 @@ impl PutState {
             let n = cur.extend_from_slice(&data);
             self.cur_crc = crc32c::crc32c_append(self.cur_crc, &data[..n]);
             self.received += n as u64;
-            let _ = data.split_to(n);
+            data.advance(n);
             let full = cur.spare() == 0;
             self.cur = Some(cur);
             if full {
@@ -399,7 +406,7 @@ impl PutState {
         }
         self.submit_cur().await?;
         self.drain().await?;
-        if self.meta.length % format::ALIGN != 0 {
+        if !self.meta.length.is_multiple_of(format::ALIGN) {
             chunk_file::set_len(&self.file, self.layout.file_len())?;
         }
         let stat = self.persist(self.meta.length, ChunkState::Complete).await?;
@@ -486,7 +493,9 @@ fn validate_meta(meta: &ChunkMeta, resume_from: u64) -> Result<(), StoreError> {
         )));
     }
     if meta.file_offset.checked_add(meta.length).is_none() {
-        return Err(StoreError::BadRequest("file offset + length overflows".into()));
+        return Err(StoreError::BadRequest(
+            "file offset + length overflows".into(),
+        ));
     }
     if resume_from > meta.length {
         return Err(StoreError::BadRequest(format!(

@@ -51,7 +51,10 @@ pub(crate) struct Opened {
     pub(crate) report: OpenReport,
 }
 
-pub(crate) async fn open_dir_and_index(dir: &Path, config: &StoreConfig) -> Result<Opened, StoreError> {
+pub(crate) async fn open_dir_and_index(
+    dir: &Path,
+    config: &StoreConfig,
+) -> Result<Opened, StoreError> {
     let chunks_dir = dir.join(CHUNKS_DIR);
     // Startup only: plain blocking calls are fine here.
     std::fs::create_dir_all(&chunks_dir)?;
@@ -116,7 +119,11 @@ pub(crate) async fn open_dir_and_index(dir: &Path, config: &StoreConfig) -> Resu
 /// Makes a loaded index agree with the directory. The log can lag the chunk files only by the
 /// operations in flight at a crash (see STORAGE-FORMAT.md), so: entries without a file are
 /// dropped, Writing entries are re-read, and files without an entry are read.
-async fn reconcile(index: &mut BTreeMap<ChunkId, ChunkStat>, on_disk: &BTreeSet<ChunkId>, scan: &mut Scan<'_>) {
+async fn reconcile(
+    index: &mut BTreeMap<ChunkId, ChunkStat>,
+    on_disk: &BTreeSet<ChunkId>,
+    scan: &mut Scan<'_>,
+) {
     index.retain(|id, _| on_disk.contains(id));
     let unsure: Vec<ChunkId> = index
         .iter()
@@ -176,7 +183,8 @@ impl Scan<'_> {
     async fn read_header_block(&self, path: &Path) -> Result<HeaderBlock, StoreError> {
         let file = chunk_file::open_direct(path, false).await?;
         let buf = self.pool.acquire().await;
-        let (res, buf) = chunk_file::read_exact_direct(&file, buf, 0, HEADER_SIZE, HEADER_SIZE).await;
+        let (res, buf) =
+            chunk_file::read_exact_direct(&file, buf, 0, HEADER_SIZE, HEADER_SIZE).await;
         match res {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -184,7 +192,9 @@ impl Scan<'_> {
                 return if all_zero {
                     Ok(HeaderBlock::NeverWritten)
                 } else {
-                    Err(StoreError::Corrupt("chunk file shorter than its header".into()))
+                    Err(StoreError::Corrupt(
+                        "chunk file shorter than its header".into(),
+                    ))
                 };
             }
             Err(e) => return Err(e.into()),
@@ -226,7 +236,10 @@ async fn probe_o_direct(chunks_dir: &Path) -> Result<(), StoreError> {
         Ok(_) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(StoreError::Io(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("the filesystem of {} does not support O_DIRECT", chunks_dir.display()),
+            format!(
+                "the filesystem of {} does not support O_DIRECT",
+                chunks_dir.display()
+            ),
         ))),
         Err(e) => Err(e.into()),
     }

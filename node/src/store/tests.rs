@@ -66,7 +66,9 @@ fn meta(len: u64) -> ChunkMeta {
 }
 
 async fn open(dir: &Path) -> ChunkStore {
-    ChunkStore::open(dir, small_config()).await.expect("open store")
+    ChunkStore::open(dir, small_config())
+        .await
+        .expect("open store")
 }
 
 /// Feeds `body` in pieces of `piece` bytes (odd sizes exercise buffer boundaries).
@@ -85,7 +87,12 @@ async fn put_all(store: &ChunkStore, cid: ChunkId, body: &[u8]) -> PutDone {
     w.finish().await.expect("finish")
 }
 
-async fn read_all(store: &ChunkStore, cid: ChunkId, off: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+async fn read_all(
+    store: &ChunkStore,
+    cid: ChunkId,
+    off: u64,
+    len: u64,
+) -> Result<Vec<u8>, StoreError> {
     let mut r = store.read(cid, off, len).await?;
     let mut out = Vec::new();
     while let Some(piece) = r.next().await {
@@ -125,6 +132,29 @@ fn put_then_read_round_trips_every_size() {
 }
 
 #[test]
+fn chunk_files_are_opened_with_o_direct() {
+    use std::os::fd::AsRawFd;
+    let dir = tmp();
+    run(async {
+        let path = dir.path().join("probe.chunk");
+        let f = super::chunk_file::create_direct(&path).await.unwrap();
+        // SAFETY: F_GETFL only reads the flags of an fd that `f` keeps open.
+        let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+        assert!(
+            flags >= 0 && flags & libc::O_DIRECT != 0,
+            "flags {flags:#o}"
+        );
+        let f = super::chunk_file::open_direct(&path, false).await.unwrap();
+        // SAFETY: as above.
+        let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+        assert!(
+            flags >= 0 && flags & libc::O_DIRECT != 0,
+            "flags {flags:#o}"
+        );
+    });
+}
+
+#[test]
 fn range_reads_cross_block_boundaries() {
     let dir = tmp();
     run(async {
@@ -142,7 +172,10 @@ fn range_reads_cross_block_boundaries() {
             (len, 0),
         ] {
             let got = read_all(&store, id(1), off, n).await.unwrap();
-            assert!(got == body[off as usize..(off + n) as usize], "range {off}+{n}");
+            assert!(
+                got == body[off as usize..(off + n) as usize],
+                "range {off}+{n}"
+            );
         }
         assert!(matches!(
             store.read(id(1), len - 1, 2).await,
@@ -164,7 +197,10 @@ fn stat_list_delete_and_usage() {
             put_all(&store, id(n), &data(u64::from(n) * 1000, u64::from(n))).await;
         }
         let page1 = store.list(None, 2);
-        assert_eq!(page1.iter().map(|s| s.chunk_id).collect::<Vec<_>>(), vec![id(1), id(2)]);
+        assert_eq!(
+            page1.iter().map(|s| s.chunk_id).collect::<Vec<_>>(),
+            vec![id(1), id(2)]
+        );
         let page2 = store.list(Some(id(2)), 10);
         assert_eq!(
             page2.iter().map(|s| s.chunk_id).collect::<Vec<_>>(),
@@ -177,8 +213,14 @@ fn stat_list_delete_and_usage() {
         assert_eq!(before.in_flight_puts, 0);
         store.delete(id(3)).await.unwrap();
         assert!(matches!(store.stat(id(3)), Err(StoreError::NotFound)));
-        assert!(matches!(store.delete(id(3)).await, Err(StoreError::NotFound)));
-        assert!(matches!(store.read(id(3), 0, 1).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            store.delete(id(3)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.read(id(3), 0, 1).await,
+            Err(StoreError::NotFound)
+        ));
         assert!(!chunk_path(&store.inner_chunks_dir(), &id(3)).exists());
         let after = store.usage();
         assert_eq!(after.chunk_count, 4);
@@ -264,7 +306,10 @@ fn put_conflicts_and_bad_requests() {
 
         let mut w = store.put(cid, meta(len), 0).await.unwrap();
         // A second put while the first is receiving is refused.
-        assert!(matches!(store.put(cid, meta(len), 0).await.err(), Some(StoreError::Busy)));
+        assert!(matches!(
+            store.put(cid, meta(len), 0).await.err(),
+            Some(StoreError::Busy)
+        ));
         assert!(matches!(store.delete(cid).await, Err(StoreError::Busy)));
         feed(&mut w, &body[..MIB as usize], 4096).await;
         assert_eq!(w.interrupt().await.unwrap(), MIB);
@@ -359,7 +404,10 @@ fn flipped_body_byte_is_never_served() {
 
 #[test]
 fn deleted_index_is_rebuilt_with_the_same_chunks() {
-    rebuild_after(|dir| std::fs::remove_file(dir.join("index.log")).unwrap(), "missing");
+    rebuild_after(
+        |dir| std::fs::remove_file(dir.join("index.log")).unwrap(),
+        "missing",
+    );
 }
 
 #[test]
@@ -389,7 +437,9 @@ fn rebuild_after(damage: impl FnOnce(&Path), reason_contains: &str) {
     run(async {
         let store = open(dir.path()).await;
         match &store.open_report().index {
-            IndexSource::Rebuilt { reason } => assert!(reason.contains(reason_contains), "{reason}"),
+            IndexSource::Rebuilt { reason } => {
+                assert!(reason.contains(reason_contains), "{reason}")
+            }
             other => panic!("expected a rebuild, got {other:?}"),
         }
         assert_eq!(store.open_report().headers_read, 3);
@@ -431,7 +481,10 @@ fn reopen_keeps_every_chunk_and_resume_point() {
             let len = u64::from(n) * 70_000;
             assert!(read_all(&store, id(n), 0, len).await.unwrap() == data(len, u64::from(n)));
         }
-        let mut w = store.put(id(7), meta(body.len() as u64), 2 * MIB).await.unwrap();
+        let mut w = store
+            .put(id(7), meta(body.len() as u64), 2 * MIB)
+            .await
+            .unwrap();
         feed(&mut w, &body[2 * MIB as usize..], 1 << 20).await;
         assert_eq!(w.finish().await.unwrap().crc32c, crc32c::crc32c(&body));
     });

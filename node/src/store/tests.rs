@@ -270,6 +270,39 @@ fn interrupted_put_resumes_to_an_identical_crc() {
 }
 
 #[test]
+fn interrupted_after_the_last_whole_block_resumes_with_no_more_bytes() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let len = 2 * MIB;
+        let body = data(len, 21);
+        let mut w = store.put(id(4), meta(len), 0).await.unwrap();
+        feed(&mut w, &body, 1 << 20).await;
+        assert_eq!(w.interrupt().await.unwrap(), len);
+        let st = store.stat(id(4)).unwrap();
+        assert_eq!((st.state, st.durable_len), (ChunkState::Writing, len));
+        let w = store.put(id(4), meta(len), len).await.unwrap();
+        assert_eq!(w.finish().await.unwrap().crc32c, crc32c::crc32c(&body));
+        assert!(read_all(&store, id(4), 0, len).await.unwrap() == body);
+    });
+}
+
+#[test]
+fn a_shard_directory_is_opened_by_one_store_at_a_time() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let second = ChunkStore::open(dir.path(), small_config()).await;
+        assert!(
+            matches!(&second, Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::ResourceBusy),
+            "second open must fail"
+        );
+        drop(store);
+        assert!(ChunkStore::open(dir.path(), small_config()).await.is_ok());
+    });
+}
+
+#[test]
 fn dropped_writer_is_checkpointed_and_resumable() {
     let dir = tmp();
     run(async {

@@ -6,3 +6,4 @@ pub mod config;
 pub mod node_id;
 pub mod registration;
 pub mod signals;
+pub mod store;

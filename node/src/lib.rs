@@ -1,0 +1,3 @@
+//! sixfold storage node.
+
+pub mod quic;

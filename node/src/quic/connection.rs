@@ -97,6 +97,7 @@ impl Connection {
             }
             if let Some(id) = state.conn.streams().open(Dir::Bi) {
                 state.sends.insert(id, SendFlags::default());
+                drop(state);
                 return Poll::Ready(Ok((
                     SendStream::new(self.conn.clone(), id),
                     RecvStream::new(self.conn.clone(), id),

@@ -94,8 +94,11 @@ impl Driver {
         if self.finished() {
             return Poll::Ready(());
         }
-        if more || self.poll_wakeups(cx) {
-            // Work left, or something became ready: run again after the shard's other tasks.
+        // Readiness and the timer are polled even when work is left, so that acknowledgements
+        // arriving while a connection sends a long burst are read in the next turn.
+        let fired = self.poll_wakeups(cx);
+        if more || fired {
+            // Run again after the shard's other tasks.
             cx.waker().wake_by_ref();
         }
         Poll::Pending

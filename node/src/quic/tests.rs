@@ -422,6 +422,7 @@ fn jumbo_mtu_is_used_on_loopback() {
         (stats.path.current_mtu, stats.path.black_holes_detected)
     });
     assert!(mtu > 1500, "client path MTU {mtu}");
+    assert_eq!(mtu, settings.effective_mtu());
     assert_eq!(black_holes, 0);
 
     let served = server.join().unwrap();

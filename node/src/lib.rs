@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod node_id;
+pub mod quic;
 pub mod registration;
 pub mod signals;
 pub mod store;

@@ -6,5 +6,7 @@ pub mod config;
 pub mod node_id;
 pub mod quic;
 pub mod registration;
+pub mod service;
+pub mod shard;
 pub mod signals;
 pub mod store;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::quic::{QuicEndpoint, QuicSettings};
 use crate::service::ShardService;
-use crate::store::{ChunkStore, IndexSource, StoreConfig, Usage};
+use crate::store::{ChunkStore, StoreConfig, Usage};
 
 /// How often a shard looks at the stop flags.
 const POLL: Duration = Duration::from_millis(50);
@@ -185,22 +185,8 @@ async fn run<E: Fn(ShardEvent)>(spec: ShardSpec, node: Arc<NodeShared>, events: 
     let store = ChunkStore::open(&spec.dir, spec.store)
         .await
         .map_err(|e| format!("cannot open the chunk store in {}: {e}", spec.dir.display()))?;
+    // The store logs how it found its index; only what needs an operator is repeated here.
     let report = store.open_report();
-    match &report.index {
-        IndexSource::Loaded => tracing::info!(
-            shard,
-            chunks = report.chunks,
-            headers_read = report.headers_read,
-            "chunk store opened"
-        ),
-        IndexSource::Rebuilt { reason } => tracing::warn!(
-            shard,
-            chunks = report.chunks,
-            headers_read = report.headers_read,
-            %reason,
-            "chunk store index rebuilt from chunk headers"
-        ),
-    }
     if report.unreadable > 0 {
         tracing::warn!(
             shard,

@@ -184,6 +184,13 @@ impl Drop for QuicEndpoint {
             let mut state = self.shared.state.borrow_mut();
             state.accepting = false;
             wake_all(&mut state.accept_wakers);
+            // Nobody can accept these any more; left open, peer keep-alives would hold them.
+            let now = Instant::now();
+            for conn in state.accept_queue.drain(..) {
+                conn.state
+                    .borrow_mut()
+                    .close(now, VarInt::from_u32(0), b"endpoint dropped");
+            }
             drop(state);
             self.shared.signal.notify();
         }

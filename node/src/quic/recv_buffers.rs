@@ -4,13 +4,26 @@
 //! the application as `Bytes` slices of that same buffer. Receiving straight into one `BytesMut`
 //! per batch slot and splitting the datagram off it avoids the copy quinn makes per datagram.
 //! A slot whose earlier datagrams were all dropped (read by the application, or acknowledgements
-//! processed at once) gets its allocation back without allocating or zeroing; a slot still
-//! referenced gets a fresh zeroed allocation, so memory follows the data still unread.
+//! processed at once) gets its allocation back without allocating or zeroing. A slot still
+//! referenced is parked and swapped for the oldest parked allocation that became free again
+//! (the application reads in order, so the oldest frees first), or else for a fresh zeroed one;
+//! memory follows the data still unread, plus at most `MAX_PARKED` slots kept for reuse.
+//!
+//! Small receives are copied instead: a 100-byte datagram must not pin a 64 KiB slot while its
+//! stream data waits to be read (quinn-proto accounts for the datagram's size, not the slot's).
+//! A slot is split without copying only when the receive fills at least a quarter of it, so
+//! memory held is at most four times the data held.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSliceMut};
 
 use bytes::BytesMut;
 use quinn_udp::{BATCH_SIZE, RecvMeta};
+
+/// Parked slot allocations kept for reuse (64 KiB each).
+const MAX_PARKED: usize = 64;
+/// Parked slots probed for reuse per refill.
+const PARKED_PROBES: usize = 2;
 
 /// One receive slot: a buffer of `len` bytes that the kernel fills with one (GRO: several)
 /// datagrams.
@@ -33,11 +46,9 @@ impl Slot {
         }
     }
 
-    /// Makes the slot a full `len`-byte buffer again.
-    fn refill(&mut self, len: usize) {
-        if self.buf.len() == len {
-            return;
-        }
+    /// Makes the slot a full `len`-byte buffer again in its own allocation, if nothing else
+    /// references that allocation any more.
+    fn reclaim(&mut self, len: usize) -> bool {
         self.buf.clear();
         if self.whole_allocation_initialised && self.buf.try_reclaim(len) {
             // SAFETY: `try_reclaim` never allocates: on success `buf` views the allocation made
@@ -46,8 +57,9 @@ impl Slot {
             // quinn-proto's in-place decryption). So the first `len` bytes are initialised and
             // within capacity.
             unsafe { self.buf.set_len(len) };
+            true
         } else {
-            *self = Self::fresh(len);
+            false
         }
     }
 }
@@ -56,6 +68,8 @@ impl Slot {
 pub(crate) struct RecvBuffers {
     slots: Box<[Slot; BATCH_SIZE]>,
     metas: [RecvMeta; BATCH_SIZE],
+    /// Slots whose datagrams are still referenced, oldest first.
+    parked: VecDeque<Slot>,
     slot_len: usize,
     received: usize,
 }
@@ -66,6 +80,7 @@ impl RecvBuffers {
         Self {
             slots: Box::new(std::array::from_fn(|_| Slot::fresh(slot_len))),
             metas: [RecvMeta::default(); BATCH_SIZE],
+            parked: VecDeque::new(),
             slot_len,
             received: 0,
         }
@@ -76,9 +91,8 @@ impl RecvBuffers {
         &mut self,
         recv: impl FnOnce(&mut [IoSliceMut<'_>], &mut [RecvMeta]) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let slot_len = self.slot_len;
-        for slot in self.slots.iter_mut() {
-            slot.refill(slot_len);
+        for index in 0..BATCH_SIZE {
+            self.refill(index);
         }
         let mut iovs = self
             .slots
@@ -89,26 +103,58 @@ impl RecvBuffers {
         Ok(self.received)
     }
 
+    /// Makes slot `index` a full, unreferenced buffer again.
+    fn refill(&mut self, index: usize) {
+        let len = self.slot_len;
+        if self.slots[index].buf.len() == len || self.slots[index].reclaim(len) {
+            return;
+        }
+        let replacement = self.take_parked().unwrap_or_else(|| Slot::fresh(len));
+        let held = std::mem::replace(&mut self.slots[index], replacement);
+        self.parked.push_back(held);
+        if self.parked.len() > MAX_PARKED {
+            self.parked.pop_front();
+        }
+    }
+
+    fn take_parked(&mut self) -> Option<Slot> {
+        for _ in 0..PARKED_PROBES.min(self.parked.len()) {
+            let mut slot = self.parked.pop_front()?;
+            if slot.reclaim(self.slot_len) {
+                return Some(slot);
+            }
+            self.parked.push_back(slot);
+        }
+        None
+    }
+
     /// The datagrams of the last batch: metadata and each datagram split off its slot.
     /// GRO slots holding several datagrams (`stride` < `len`) yield one item per datagram.
     pub(crate) fn datagrams(&mut self) -> impl Iterator<Item = (RecvMeta, BytesMut)> + '_ {
         let received = std::mem::take(&mut self.received);
+        let copy_below = self.slot_len / 4;
         self.slots
             .iter_mut()
             .zip(self.metas.iter())
             .take(received)
-            .flat_map(|(slot, meta)| {
+            .flat_map(move |(slot, meta)| {
                 let meta = *meta;
                 let len = meta.len.min(slot.buf.len());
                 let stride = if meta.stride == 0 { len } else { meta.stride };
+                let copy = len < copy_below;
                 let mut taken = 0;
                 std::iter::from_fn(move || {
                     if taken >= len {
                         return None;
                     }
                     let size = stride.min(len - taken);
+                    let datagram = if copy {
+                        BytesMut::from(&slot.buf[taken..taken + size])
+                    } else {
+                        slot.buf.split_to(size)
+                    };
                     taken += size;
-                    Some((meta, slot.buf.split_to(size)))
+                    Some((meta, datagram))
                 })
             })
     }
@@ -136,39 +182,71 @@ mod tests {
     }
 
     #[test]
-    fn splits_datagrams_and_gro_segments() {
+    fn splits_large_receives_and_gro_segments_without_copying() {
         let mut bufs = RecvBuffers::new(64);
-        let payloads: [&[u8]; 2] = [b"hello", b"aaabbbcc"];
+        let first = [1u8; 20];
+        let second = [2u8; 30];
+        let payloads: [&[u8]; 2] = [&first, &second];
         assert_eq!(bufs.receive(fake_recv(&payloads, 0)).unwrap(), 2);
-        let got: Vec<_> = bufs.datagrams().map(|(_, b)| b.to_vec()).collect();
-        assert_eq!(got, vec![b"hello".to_vec(), b"aaabbbcc".to_vec()]);
+        let slot0 = bufs.slots[0].buf.as_ptr() as usize;
+        let got: Vec<_> = bufs.datagrams().collect();
+        assert_eq!(got[0].1.as_ptr() as usize, slot0, "split off the slot, not copied");
+        let got: Vec<_> = got.into_iter().map(|(_, b)| b.to_vec()).collect();
+        assert_eq!(got, vec![first.to_vec(), second.to_vec()]);
 
-        // A GRO slot: three datagrams of stride 3, the last shorter.
-        let payloads: [&[u8]; 1] = [b"aaabbbcc"];
-        assert_eq!(bufs.receive(fake_recv(&payloads, 3)).unwrap(), 1);
+        // A GRO slot: three datagrams of stride 8, the last shorter.
+        let gro: Vec<u8> = (0..20).collect();
+        let payloads: [&[u8]; 1] = [&gro];
+        assert_eq!(bufs.receive(fake_recv(&payloads, 8)).unwrap(), 1);
         let got: Vec<_> = bufs.datagrams().map(|(_, b)| b.to_vec()).collect();
-        assert_eq!(got, vec![b"aaa".to_vec(), b"bbb".to_vec(), b"cc".to_vec()]);
+        assert_eq!(got, vec![gro[..8].to_vec(), gro[8..16].to_vec(), gro[16..].to_vec()]);
+    }
+
+    #[test]
+    fn small_receives_are_copied_and_leave_the_slot_whole() {
+        let mut bufs = RecvBuffers::new(64);
+        let payloads: [&[u8]; 1] = [b"ack"];
+        bufs.receive(fake_recv(&payloads, 0)).unwrap();
+        let slot0 = bufs.slots[0].buf.as_ptr() as usize;
+        let got: Vec<_> = bufs.datagrams().map(|(_, b)| b).collect();
+        assert_eq!(&got[0][..], b"ack");
+        assert_ne!(got[0].as_ptr() as usize, slot0);
+        assert_eq!(bufs.slots[0].buf.len(), 64);
+        assert_eq!(bufs.slots[0].buf.as_ptr() as usize, slot0);
     }
 
     #[test]
     fn reclaims_released_slots_and_replaces_held_ones() {
         let mut bufs = RecvBuffers::new(64);
-        let payloads: [&[u8]; 2] = [b"one", b"two"];
+        let first = [1u8; 20];
+        let second = [2u8; 20];
+        let payloads: [&[u8]; 2] = [&first, &second];
         bufs.receive(fake_recv(&payloads, 0)).unwrap();
+        let slot0 = bufs.slots[0].buf.as_ptr() as usize;
         let mut got: Vec<BytesMut> = bufs.datagrams().map(|(_, b)| b).collect();
         let held = got.pop().unwrap(); // slot 1 still referenced
         drop(got); // slot 0 released
-        let slot0 = bufs.slots[0].buf.as_ptr() as usize;
         let held_ptr = held.as_ptr() as usize;
 
-        let payloads: [&[u8]; 2] = [b"three", b"four"];
+        let third = [3u8; 16];
+        let fourth = [4u8; 17];
+        let payloads: [&[u8]; 2] = [&third, &fourth];
         bufs.receive(fake_recv(&payloads, 0)).unwrap();
         // Slot 0 reused its allocation from the start, slot 1 had to get a new one.
-        assert_eq!(bufs.slots[0].buf.as_ptr() as usize, slot0 - 3);
+        assert_eq!(bufs.slots[0].buf.as_ptr() as usize, slot0);
         assert_ne!(bufs.slots[1].buf.as_ptr() as usize, held_ptr);
         let got: Vec<_> = bufs.datagrams().map(|(_, b)| b.to_vec()).collect();
-        assert_eq!(got, vec![b"three".to_vec(), b"four".to_vec()]);
+        assert_eq!(got, vec![third.to_vec(), fourth.to_vec()]);
         // The held datagram is untouched by the new receive.
-        assert_eq!(&held[..], b"two");
+        assert_eq!(&held[..], &second[..]);
+
+        // Once released, the parked allocation replaces the next slot that is still held.
+        drop(held);
+        let payloads: [&[u8]; 1] = [&third];
+        bufs.receive(fake_recv(&payloads, 0)).unwrap();
+        let still_held: Vec<BytesMut> = bufs.datagrams().map(|(_, b)| b).collect();
+        bufs.receive(fake_recv(&payloads, 0)).unwrap();
+        assert_eq!(bufs.slots[0].buf.as_ptr() as usize, held_ptr);
+        assert_eq!(&still_held[0][..], &third[..]);
     }
 }

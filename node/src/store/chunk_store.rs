@@ -44,6 +44,8 @@ pub(crate) struct StoreInner {
     slots: RefCell<HashMap<ChunkId, Rc<ChunkSlot>>>,
     pub(crate) janitor: Rc<Janitor>,
     report: OpenReport,
+    /// Holds the shard directory's exclusive lock for the store's lifetime.
+    _dir_lock: std::fs::File,
 }
 
 impl ChunkStore {
@@ -68,6 +70,7 @@ impl ChunkStore {
             slots: RefCell::new(HashMap::new()),
             janitor: janitor.clone(),
             report: opened.report,
+            _dir_lock: opened.dir_lock,
         });
         monoio::spawn(run_janitor(janitor));
         Ok(ChunkStore { inner })
@@ -318,9 +321,10 @@ impl Janitor {
         self.wake.notify();
     }
 
+    /// Lets the janitor task end at its next wake-up. It is not woken here: the store may be
+    /// dropped outside the runtime, where waking a monoio task panics.
     fn close(&self) {
         self.closed.set(true);
-        self.wake.notify();
     }
 }
 

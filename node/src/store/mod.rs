@@ -10,6 +10,10 @@
 //! - read: [`ChunkStore::read`] → [`ChunkReader::next`] until `None`.
 //! - [`ChunkStore::stat`], [`ChunkStore::delete`], [`ChunkStore::list`], [`ChunkStore::usage`].
 //!
+//! Drop store objects (`ChunkStore`, `PutWriter`, `ChunkReader`, `PooledBuf`) inside the
+//! runtime, i.e. end the shard's tasks before `block_on` returns: releasing a buffer or a chunk
+//! wakes waiting tasks, and monoio panics when a local task is woken outside its runtime.
+//!
 //! The on-disk format is specified in `node/STORAGE-FORMAT.md`.
 
 mod aligned_buf;

@@ -50,8 +50,17 @@ impl PutWriter {
         let Some(st) = self.st.as_mut() else {
             return Err(StoreError::BadRequest("put is already closed".into()));
         };
+        if st.failed {
+            return Err(StoreError::BadRequest("put failed earlier".into()));
+        }
+        // Poisoned until this write completes: a write future dropped midway may have lost a
+        // block, so the put must not finish; its checkpoint only counts confirmed writes.
+        st.failed = true;
         match st.write(data).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                st.failed = false;
+                Ok(())
+            }
             Err(StoreError::DiskFull) => {
                 if let Some(st) = self.st.take() {
                     st.remove_partial().await;
@@ -260,44 +269,67 @@ impl PutState {
         path: PathBuf,
     ) -> Result<PutState, StoreError> {
         let file = chunk_file::open_direct(&path, true).await?;
-        let header = chunk_file::read_header(&file, &store.pool).await?;
-        if header.stat != known {
-            // The header is the truth; the index was behind (e.g. a finish whose final sync
-            // failed). Adopt it and let the caller retry from what it says.
+        match Self::load_durable(store, &file, &known, &layout).await {
+            Ok(Some(block_crcs)) => Ok(PutState {
+                slot,
+                id: known.chunk_id,
+                meta: known.meta,
+                layout,
+                path,
+                file: Rc::new(file),
+                created: false,
+                recorded_durable: known.durable_len,
+                block_crcs,
+                received: known.durable_len,
+                cur: None,
+                cur_crc: 0,
+                in_flight: VecDeque::new(),
+                confirmed_blocks: known.durable_len / BLOCK_SIZE,
+                write_error: false,
+                failed: false,
+            }),
+            // The header is the truth and the index was behind (e.g. a finish whose last sync
+            // failed): it has been adopted; the caller retries from what it says.
+            Ok(None) => Err(StoreError::Conflict {
+                durable_len: store
+                    .index
+                    .borrow()
+                    .get(&known.chunk_id)
+                    .map_or(0, |s| s.durable_len),
+            }),
+            Err(StoreError::Corrupt(why)) => {
+                // Nothing verifiable to resume from: have the client start over (a put from 0
+                // recreates the file).
+                tracing::warn!(chunk = %known.chunk_id, %why, "cannot resume a damaged chunk");
+                Err(StoreError::Conflict { durable_len: 0 })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The crcs of the durable blocks, verified; None if the header differs from `known`.
+    async fn load_durable(
+        store: &Rc<StoreInner>,
+        file: &File,
+        known: &ChunkStat,
+        layout: &Layout,
+    ) -> Result<Option<Vec<u32>>, StoreError> {
+        let header = chunk_file::read_header(file, &store.pool).await?;
+        if header.stat != *known {
             store.record_upsert(header.stat).await;
-            return Err(StoreError::Conflict {
-                durable_len: header.stat.durable_len,
-            });
+            return Ok(None);
         }
         let blocks = known.durable_len / BLOCK_SIZE;
         let mut block_crcs = Vec::with_capacity(layout.block_count as usize);
         block_crcs.extend(
-            chunk_file::read_table(&file, &store.pool, &layout, blocks, header.table_crc32c)
-                .await?,
+            chunk_file::read_table(file, &store.pool, layout, blocks, header.table_crc32c).await?,
         );
-        if format::combine_block_crcs(&block_crcs, &layout) != known.crc32c {
+        if format::combine_block_crcs(&block_crcs, layout) != known.crc32c {
             return Err(StoreError::Corrupt(
                 "crc table does not match the header's body crc".into(),
             ));
         }
-        Ok(PutState {
-            slot,
-            id: known.chunk_id,
-            meta: known.meta,
-            layout,
-            path,
-            file: Rc::new(file),
-            created: false,
-            recorded_durable: known.durable_len,
-            block_crcs,
-            received: known.durable_len,
-            cur: None,
-            cur_crc: 0,
-            in_flight: VecDeque::new(),
-            confirmed_blocks: blocks,
-            write_error: false,
-            failed: false,
-        })
+        Ok(Some(block_crcs))
     }
 
     pub(crate) fn chunk_id(&self) -> ChunkId {
@@ -313,9 +345,6 @@ impl PutState {
     }
 
     async fn write(&mut self, mut data: Bytes) -> Result<(), StoreError> {
-        if self.failed {
-            return Err(StoreError::BadRequest("put failed earlier".into()));
-        }
         let len = data.len() as u64;
         if len > self.meta.length - self.received {
             return Err(StoreError::BadRequest(format!(

@@ -137,10 +137,14 @@ impl ChunkReader {
             self.submit(buf);
         }
         self.submit_ready();
-        let h = self.in_flight.pop_front()?;
+        // Awaited in place and popped only once complete, so a cancelled `next` loses nothing.
+        let (res, buf) = match self.in_flight.front_mut() {
+            Some(h) => h.await,
+            None => return None,
+        };
+        self.in_flight.pop_front();
         let block = self.next_yield;
         self.next_yield += 1;
-        let (res, buf) = h.await;
         let piece = self.verify(block, res, buf);
         if piece.is_err() || self.next_yield > self.last_block {
             self.done = true;

@@ -18,6 +18,7 @@ use super::types::{ChunkId, ChunkStat, ChunkState, StoreConfig};
 
 const CHUNKS_DIR: &str = "chunks";
 const PROBE_FILE: &str = ".o_direct_probe";
+const LOCK_FILE: &str = "lock";
 
 /// Where the index came from when the store was opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +44,7 @@ pub struct OpenReport {
 }
 
 pub(crate) struct Opened {
+    pub(crate) dir_lock: std::fs::File,
     pub(crate) chunks_dir: PathBuf,
     pub(crate) chunks_dir_fd: File,
     pub(crate) pool: BufferPool,
@@ -58,6 +60,7 @@ pub(crate) async fn open_dir_and_index(
     let chunks_dir = dir.join(CHUNKS_DIR);
     // Startup only: plain blocking calls are fine here.
     std::fs::create_dir_all(&chunks_dir)?;
+    let dir_lock = lock_dir(dir)?;
     probe_o_direct(&chunks_dir).await?;
     let dir_fd = Rc::new(chunk_file::open_dir(dir).await?);
     let chunks_dir_fd = chunk_file::open_dir(&chunks_dir).await?;
@@ -107,6 +110,7 @@ pub(crate) async fn open_dir_and_index(
     };
     tracing::info!(dir = %dir.display(), ?report, "chunk store open");
     Ok(Opened {
+        dir_lock,
         chunks_dir,
         chunks_dir_fd,
         pool,
@@ -225,6 +229,33 @@ fn list_chunk_files(chunks_dir: &Path) -> io::Result<BTreeSet<ChunkId>> {
         }
     }
     Ok(ids)
+}
+
+/// Takes an exclusive advisory lock on `<dir>/lock`, so two stores (in one process or two)
+/// never share a shard directory. Released when the returned file is closed.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
+    // SAFETY: flock only takes an fd, which `file` keeps open, and integer flags.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(file);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Err(StoreError::Io(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "shard directory {} is in use by another store",
+                dir.display()
+            ),
+        )));
+    }
+    Err(e.into())
 }
 
 /// Fails early, with a clear message, on a filesystem without O_DIRECT (e.g. old tmpfs).

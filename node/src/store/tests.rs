@@ -270,6 +270,90 @@ fn interrupted_put_resumes_to_an_identical_crc() {
 }
 
 #[test]
+fn interrupted_after_the_last_whole_block_resumes_with_no_more_bytes() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let len = 2 * MIB;
+        let body = data(len, 21);
+        let mut w = store.put(id(4), meta(len), 0).await.unwrap();
+        feed(&mut w, &body, 1 << 20).await;
+        assert_eq!(w.interrupt().await.unwrap(), len);
+        let st = store.stat(id(4)).unwrap();
+        assert_eq!((st.state, st.durable_len), (ChunkState::Writing, len));
+        let w = store.put(id(4), meta(len), len).await.unwrap();
+        assert_eq!(w.finish().await.unwrap().crc32c, crc32c::crc32c(&body));
+        assert!(read_all(&store, id(4), 0, len).await.unwrap() == body);
+    });
+}
+
+#[test]
+fn a_shard_directory_is_opened_by_one_store_at_a_time() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let second = ChunkStore::open(dir.path(), small_config()).await;
+        assert!(
+            matches!(&second, Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::ResourceBusy),
+            "second open must fail"
+        );
+        drop(store);
+        assert!(ChunkStore::open(dir.path(), small_config()).await.is_ok());
+    });
+}
+
+#[test]
+fn write_waits_for_a_buffer_and_a_cancelled_write_poisons_the_put() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let mut w = store.put(id(1), meta(2 * MIB), 0).await.unwrap();
+        let held: Vec<PooledBuf> = (0..store.pool().capacity())
+            .map(|_| store.pool().try_acquire().expect("free buffer"))
+            .collect();
+        {
+            let write = w.write(Bytes::from_static(b"0123456789"));
+            let mut write = std::pin::pin!(write);
+            let pending = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(write.as_mut().poll(cx).is_pending())
+            })
+            .await;
+            assert!(
+                pending,
+                "no buffer free: the write must wait (backpressure)"
+            );
+        }
+        drop(held);
+        assert!(matches!(
+            w.write(Bytes::from_static(b"x")).await,
+            Err(StoreError::BadRequest(_))
+        ));
+        assert_eq!(w.interrupt().await.unwrap(), 0);
+        assert_eq!(store.pool().available(), store.pool().capacity());
+    });
+}
+
+#[test]
+fn resume_of_a_chunk_with_a_damaged_header_restarts_from_zero() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let len = 2 * MIB + 1;
+        let body = data(len, 13);
+        let mut w = store.put(id(1), meta(len), 0).await.unwrap();
+        feed(&mut w, &body[..MIB as usize], 1 << 20).await;
+        assert_eq!(w.interrupt().await.unwrap(), MIB);
+        flip_byte(&chunk_path(&store.inner_chunks_dir(), &id(1)), 40);
+        assert!(matches!(
+            store.put(id(1), meta(len), MIB).await.err(),
+            Some(StoreError::Conflict { durable_len: 0 })
+        ));
+        let done = put_all(&store, id(1), &body).await;
+        assert_eq!(done.crc32c, crc32c::crc32c(&body));
+    });
+}
+
+#[test]
 fn dropped_writer_is_checkpointed_and_resumable() {
     let dir = tmp();
     run(async {

@@ -219,10 +219,7 @@ impl NodeConfig {
         if base != 0 && u32::from(base) + u32::from(self.shards) - 1 > u32::from(u16::MAX) {
             return Err(invalid(
                 "listen",
-                format!(
-                    "port {base} + {} shards runs past port 65535",
-                    self.shards
-                ),
+                format!("port {base} + {} shards runs past port 65535", self.shards),
             ));
         }
         let ip = self.advertise.ip();
@@ -376,7 +373,10 @@ mod tests {
         "http://127.0.0.1:8080/",
     ];
 
-    fn with_file(text: &str, extra: &[&str]) -> (tempfile::TempDir, Result<NodeConfig, ConfigError>) {
+    fn with_file(
+        text: &str,
+        extra: &[&str],
+    ) -> (tempfile::TempDir, Result<NodeConfig, ConfigError>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
         std::fs::write(&path, text).unwrap();
@@ -498,8 +498,8 @@ mod tests {
         ];
         let msg = NodeConfig::resolve(&cli(&args)).unwrap_err().to_string();
         assert!(msg.contains("advertise"), "{msg}");
-        let c = NodeConfig::resolve(&cli(&[&args[..], &["--advertise", "10.1.2.3"]].concat()))
-            .unwrap();
+        let c =
+            NodeConfig::resolve(&cli(&[&args[..], &["--advertise", "10.1.2.3"]].concat())).unwrap();
         assert_eq!(
             c.advertised_addr(0, "0.0.0.0:7000".parse().unwrap()),
             "10.1.2.3:7000".parse().unwrap()

@@ -468,8 +468,8 @@ mod tests {
     #[test]
     fn retries_registration_through_gateway_errors_and_stops_without_heartbeat() {
         let (url, seen) = fake_gateway(vec![
-            (503, "{}"),                              // register: gateway not ready
-            (401, r#"{"error":"unauthorized"}"#),     // register: wrong token (slow retry)
+            (503, "{}"),                          // register: gateway not ready
+            (401, r#"{"error":"unauthorized"}"#), // register: wrong token (slow retry)
         ]);
         // The 401 makes the thread wait SLOW_RETRY; stop it early instead and check what it
         // sent up to there.
@@ -479,11 +479,17 @@ mod tests {
             token_path: "/x/cluster.token".into(),
         };
         let (ready_tx, ready_rx) = mpsc::channel();
-        let reg = Registration::start(settings, report, move || ready_tx.send(()).unwrap())
-            .unwrap();
+        let reg =
+            Registration::start(settings, report, move || ready_tx.send(()).unwrap()).unwrap();
         let got = wait_for(&seen, 2);
-        assert!(got.iter().all(|(p, a, _)| p == REGISTER_PATH && a == "Bearer tok"));
-        assert!(ready_rx.try_recv().is_err(), "ready before any registration");
+        assert!(
+            got.iter()
+                .all(|(p, a, _)| p == REGISTER_PATH && a == "Bearer tok")
+        );
+        assert!(
+            ready_rx.try_recv().is_err(),
+            "ready before any registration"
+        );
         reg.stop();
         // Never registered: no final heartbeat.
         assert_eq!(seen.lock().unwrap().len(), 2);
@@ -493,7 +499,7 @@ mod tests {
     fn heartbeats_after_registering_and_registers_again_on_404() {
         let (url, seen) = fake_gateway(vec![
             (200, r#"{"heartbeat_interval_ms":100}"#), // register
-            (404, "{}"),                              // heartbeat: gateway forgot the node
+            (404, "{}"),                               // heartbeat: gateway forgot the node
         ]);
         let settings = RegistrationSettings {
             gateway: url,
@@ -501,8 +507,8 @@ mod tests {
             token_path: String::new(),
         };
         let (ready_tx, ready_rx) = mpsc::channel();
-        let reg = Registration::start(settings, report, move || ready_tx.send(()).unwrap())
-            .unwrap();
+        let reg =
+            Registration::start(settings, report, move || ready_tx.send(()).unwrap()).unwrap();
         ready_rx.recv().unwrap();
         let got = wait_for(&seen, 4);
         let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();

@@ -143,7 +143,11 @@ pub enum ShardEvent {
 }
 
 /// Starts shard `spec.shard` on its own thread. Every outcome is reported through `events`.
-pub fn spawn_shard<E>(spec: ShardSpec, node: Arc<NodeShared>, events: E) -> std::io::Result<JoinHandle<()>>
+pub fn spawn_shard<E>(
+    spec: ShardSpec,
+    node: Arc<NodeShared>,
+    events: E,
+) -> std::io::Result<JoinHandle<()>>
 where
     E: Fn(ShardEvent) + Send + 'static,
 {
@@ -154,7 +158,11 @@ where
             if let Some(core) = spec.core
                 && !core_affinity::set_for_current(core)
             {
-                tracing::warn!(shard, core = core.id, "could not pin the shard thread to its core");
+                tracing::warn!(
+                    shard,
+                    core = core.id,
+                    "could not pin the shard thread to its core"
+                );
             }
             let runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .enable_timer()
@@ -180,7 +188,11 @@ where
         })
 }
 
-async fn run<E: Fn(ShardEvent)>(spec: ShardSpec, node: Arc<NodeShared>, events: &E) -> Result<(), String> {
+async fn run<E: Fn(ShardEvent)>(
+    spec: ShardSpec,
+    node: Arc<NodeShared>,
+    events: &E,
+) -> Result<(), String> {
     let shard = spec.shard;
     let store = ChunkStore::open(&spec.dir, spec.store)
         .await

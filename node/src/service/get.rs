@@ -7,9 +7,9 @@ use std::rc::Rc;
 
 use sixfold_wire::{Op, Response};
 
+use super::ShardService;
 use super::rules;
 use super::stream::{Outcome, answer_error, encode};
-use super::ShardService;
 use crate::quic::SendStream;
 use crate::store::ChunkId;
 
@@ -28,7 +28,9 @@ pub(super) async fn handle(
     let first = match reader.next().await {
         None => bytes::Bytes::new(),
         Some(Ok(piece)) => piece,
-        Some(Err(e)) => return answer_error(send, rules::store_error_response(op, &e, None), 0).await,
+        Some(Err(e)) => {
+            return answer_error(send, rules::store_error_response(op, &e, None), 0).await;
+        }
     };
     let mut sent = first.len() as u64;
     if let Err(e) = send
@@ -52,7 +54,10 @@ pub(super) async fn handle(
                 return Outcome::failed(
                     response.status,
                     sent,
-                    format!("{}; stream reset after {sent} of {len} bytes", response.message),
+                    format!(
+                        "{}; stream reset after {sent} of {len} bytes",
+                        response.message
+                    ),
                 );
             }
         }

@@ -88,9 +88,14 @@ impl HeaderAssembler {
 pub enum HeaderFailure {
     Malformed(Malformed),
     /// The client finished the stream before a whole header.
-    Truncated { received: usize, kind: Option<u8> },
+    Truncated {
+        received: usize,
+        kind: Option<u8>,
+    },
     /// No whole header within [`HEADER_TIMEOUT`].
-    TimedOut { kind: Option<u8> },
+    TimedOut {
+        kind: Option<u8>,
+    },
     /// The stream was reset or the connection lost.
     Stream(StreamError),
 }

@@ -9,16 +9,16 @@
 //! - [`header`]: reading a request header off a stream.
 //! - [`stream`]: dispatch and the small requests; [`put`] and [`get`]: the streaming ones.
 
-pub mod header;
 mod get;
+pub mod header;
 mod put;
 pub mod rules;
 mod stream;
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::rc::Rc;
 
 use crate::quic::QuicEndpoint;
 use crate::shard::NodeShared;
@@ -95,7 +95,9 @@ impl ShardService {
         let usage = self.store.usage();
         let stats = self.node.stats(self.shard);
         stats.used_bytes.store(usage.used_bytes, Ordering::Relaxed);
-        stats.chunk_count.store(usage.chunk_count, Ordering::Relaxed);
+        stats
+            .chunk_count
+            .store(usage.chunk_count, Ordering::Relaxed);
     }
 
     /// Counts a request as in flight until the guard is dropped.
@@ -117,6 +119,9 @@ impl Drop for InFlight {
         let svc = &self.0;
         let n = svc.in_flight.get().saturating_sub(1);
         svc.in_flight.set(n);
-        svc.node.stats(svc.shard).in_flight.store(n, Ordering::Relaxed);
+        svc.node
+            .stats(svc.shard)
+            .in_flight
+            .store(n, Ordering::Relaxed);
     }
 }

@@ -13,10 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use sixfold_wire::{ChunkMeta, ErrorResponse, Op, Response, Status};
 
+use super::ShardService;
 use super::header::READ_MAX;
 use super::rules::{self, BodyPiece};
 use super::stream::{Outcome, answer_error, durable_len, respond};
-use super::ShardService;
 use crate::quic::{RecvStream, SendStream};
 use crate::store::{ChunkId, PutWriter, StoreError};
 
@@ -34,7 +34,11 @@ pub(super) async fn handle(
     send: &mut SendStream,
 ) -> Outcome {
     let op = Op::Put;
-    let mut writer = match svc.store.put(id, rules::to_store_meta(&meta), resume_from).await {
+    let mut writer = match svc
+        .store
+        .put(id, rules::to_store_meta(&meta), resume_from)
+        .await
+    {
         Ok(w) => w,
         Err(e) => {
             let response = rules::store_error_response(op, &e, durable_len(svc, id));
@@ -49,7 +53,8 @@ pub(super) async fn handle(
     loop {
         let piece = match pending.take() {
             Some(piece) => piece,
-            None => match monoio::time::timeout(BODY_IDLE_TIMEOUT, recv.read_chunk(READ_MAX)).await {
+            None => match monoio::time::timeout(BODY_IDLE_TIMEOUT, recv.read_chunk(READ_MAX)).await
+            {
                 Ok(Ok(Some(piece))) => piece,
                 Ok(Ok(None)) if remaining == 0 => break,
                 Ok(Ok(None)) => {

@@ -14,7 +14,9 @@ pub fn check_request(request: &Request, shard: u16, shards: u16) -> Result<(), E
                 request.op(),
                 Status::BadRequest,
                 0,
-                format!("wrong shard: chunk belongs to shard {owner} of {shards}, this is shard {shard}"),
+                format!(
+                    "wrong shard: chunk belongs to shard {owner} of {shards}, this is shard {shard}"
+                ),
             ));
         }
     }
@@ -155,7 +157,14 @@ mod tests {
         // Requests without a chunk go to any shard.
         assert_eq!(check_request(&Request::NodeInfo, 3, 4), Ok(()));
         assert_eq!(
-            check_request(&Request::List { after: Some(id), limit: 5 }, 0, 4),
+            check_request(
+                &Request::List {
+                    after: Some(id),
+                    limit: 5
+                },
+                0,
+                4
+            ),
             Ok(())
         );
         // One shard owns everything.
@@ -166,19 +175,50 @@ mod tests {
     fn store_errors_map_to_statuses_and_details() {
         let cases: Vec<(StoreError, Option<u64>, Status, u64)> = vec![
             (StoreError::NotFound, None, Status::NotFound, 0),
-            (StoreError::NotComplete { durable_len: 7 }, None, Status::NotFound, 0),
-            (StoreError::Conflict { durable_len: 3 << 20 }, None, Status::Conflict, 3 << 20),
+            (
+                StoreError::NotComplete { durable_len: 7 },
+                None,
+                Status::NotFound,
+                0,
+            ),
+            (
+                StoreError::Conflict {
+                    durable_len: 3 << 20,
+                },
+                None,
+                Status::Conflict,
+                3 << 20,
+            ),
             (StoreError::Busy, Some(1 << 20), Status::Conflict, 1 << 20),
             (StoreError::Busy, None, Status::Conflict, 0),
-            (StoreError::ChecksumMismatch { block: 5 }, None, Status::ChecksumMismatch, 5),
+            (
+                StoreError::ChecksumMismatch { block: 5 },
+                None,
+                Status::ChecksumMismatch,
+                5,
+            ),
             (StoreError::DiskFull, None, Status::DiskFull, 0),
-            (StoreError::BadRequest("x".into()), None, Status::BadRequest, 0),
+            (
+                StoreError::BadRequest("x".into()),
+                None,
+                Status::BadRequest,
+                0,
+            ),
             (StoreError::Corrupt("y".into()), None, Status::Internal, 0),
-            (StoreError::Io(std::io::Error::other("z")), None, Status::Internal, 0),
+            (
+                StoreError::Io(std::io::Error::other("z")),
+                None,
+                Status::Internal,
+                0,
+            ),
         ];
         for (error, durable, status, detail) in cases {
             let r = store_error_response(Op::Put, &error, durable);
-            assert_eq!((r.op, r.status, r.detail), (Op::Put, status, detail), "{error:?}");
+            assert_eq!(
+                (r.op, r.status, r.detail),
+                (Op::Put, status, detail),
+                "{error:?}"
+            );
             assert_eq!(r.message, error.to_string());
             // Every mapped error encodes to a valid response header.
             let bytes = sixfold_wire::Response::Error(r.clone()).to_vec();
@@ -215,7 +255,11 @@ mod tests {
         let stat = |b: u8, state| store::ChunkStat {
             chunk_id: ChunkId([b; 16]),
             meta: to_store_meta(&meta(100)),
-            durable_len: if state == store::ChunkState::Complete { 100 } else { 0 },
+            durable_len: if state == store::ChunkState::Complete {
+                100
+            } else {
+                0
+            },
             crc32c: 0xdead_beef,
             state,
         };
@@ -247,10 +291,20 @@ mod tests {
 
     #[test]
     fn only_failures_that_need_attention_are_warnings() {
-        for s in [Status::Internal, Status::ChecksumMismatch, Status::DiskFull, Status::BadRequest] {
+        for s in [
+            Status::Internal,
+            Status::ChecksumMismatch,
+            Status::DiskFull,
+            Status::BadRequest,
+        ] {
             assert!(worth_a_warning(s), "{s}");
         }
-        for s in [Status::NotFound, Status::Conflict, Status::ShuttingDown, Status::Ok] {
+        for s in [
+            Status::NotFound,
+            Status::Conflict,
+            Status::ShuttingDown,
+            Status::Ok,
+        ] {
             assert!(!worth_a_warning(s), "{s}");
         }
     }

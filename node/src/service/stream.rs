@@ -102,7 +102,9 @@ async fn serve(
             meta,
             resume_from,
         } => {
-            return Ok(put::handle(svc, ChunkId(chunk_id), meta, resume_from, rest, recv, send).await);
+            return Ok(
+                put::handle(svc, ChunkId(chunk_id), meta, resume_from, rest, recv, send).await,
+            );
         }
         Request::Get {
             chunk_id,
@@ -119,9 +121,9 @@ async fn serve(
                 Err(e) => return Err(rules::store_error_response(op, &e, durable_len(svc, id))),
             }
         }
-        Request::Stat { chunk_id } => {
-            Response::Stat(rules::to_chunk_info(&store.stat(ChunkId(chunk_id)).map_err(store_err)?))
-        }
+        Request::Stat { chunk_id } => Response::Stat(rules::to_chunk_info(
+            &store.stat(ChunkId(chunk_id)).map_err(store_err)?,
+        )),
         Request::List { after, limit } => {
             let page = store.list(after.map(ChunkId), limit as usize + 1);
             let (entries, more) = rules::list_page(page, limit);
@@ -160,7 +162,11 @@ pub(super) async fn respond(send: &mut SendStream, response: &Response) -> Resul
 }
 
 /// Answers with an error header and ends the stream.
-pub(super) async fn answer_error(send: &mut SendStream, response: ErrorResponse, bytes: u64) -> Outcome {
+pub(super) async fn answer_error(
+    send: &mut SendStream,
+    response: ErrorResponse,
+    bytes: u64,
+) -> Outcome {
     let outcome = Outcome::failed(response.status, bytes, &response.message);
     let _ = respond(send, &Response::Error(response)).await;
     outcome

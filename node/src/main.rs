@@ -329,6 +329,8 @@ fn default_capacity(data_dir: &Path, used: u64) -> anyhow::Result<u64> {
     Ok(free.saturating_add(used))
 }
 
+// statvfs field widths differ between targets (u32 on some 32-bit ones).
+#[allow(clippy::useless_conversion)]
 fn free_space(path: &Path) -> std::io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())

@@ -10,6 +10,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use monoio::time::Instant;
+
 use bytes::Bytes;
 use sixfold_wire::{ChunkMeta, ErrorResponse, Op, Response, Status};
 
@@ -50,14 +52,25 @@ pub(super) async fn handle(
     let body_len = meta.length - resume_from;
     let mut remaining = body_len;
     let mut pending = Some(first).filter(|b| !b.is_empty());
+    // One timer for the whole put, re-armed only when it fires: arming one per read (per
+    // packet) would cost more than the packet.
+    let idle = monoio::time::sleep(BODY_IDLE_TIMEOUT);
+    let mut idle = std::pin::pin!(idle);
+    let mut last_progress = Instant::now();
     loop {
         let piece = match pending.take() {
             Some(piece) => piece,
-            None => match monoio::time::timeout(BODY_IDLE_TIMEOUT, recv.read_chunk(READ_MAX)).await
-            {
-                Ok(Ok(Some(piece))) => piece,
-                Ok(Ok(None)) if remaining == 0 => break,
-                Ok(Ok(None)) => {
+            None => match monoio::select! {
+                read = recv.read_chunk(READ_MAX) => Some(read),
+                _ = &mut idle => None,
+            } {
+                None if last_progress.elapsed() < BODY_IDLE_TIMEOUT => {
+                    idle.as_mut().reset(last_progress + BODY_IDLE_TIMEOUT);
+                    continue;
+                }
+                Some(Ok(Some(piece))) => piece,
+                Some(Ok(None)) if remaining == 0 => break,
+                Some(Ok(None)) => {
                     let received = body_len - remaining;
                     let durable = interrupt(svc, writer).await;
                     let response = ErrorResponse::new(
@@ -71,7 +84,7 @@ pub(super) async fn handle(
                     );
                     return answer_error(send, response, received).await;
                 }
-                Ok(Err(e)) => {
+                Some(Err(e)) => {
                     let received = body_len - remaining;
                     let durable = interrupt(svc, writer).await;
                     return Outcome::aborted(
@@ -79,7 +92,7 @@ pub(super) async fn handle(
                         format!("{e}; put interrupted, {durable} bytes durable"),
                     );
                 }
-                Err(_) => {
+                None => {
                     let received = body_len - remaining;
                     let durable = interrupt(svc, writer).await;
                     let _ = recv.stop(Status::BadRequest.code());
@@ -124,6 +137,7 @@ pub(super) async fn handle(
                     return answer_error(send, response, received).await;
                 }
                 remaining = left;
+                last_progress = Instant::now();
             }
         }
     }

@@ -193,10 +193,7 @@ fn start_shards(
     tls: Arc<rustls::ServerConfig>,
     tx: &mpsc::Sender<Event>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    if cores.is_empty() {
-        tracing::warn!("cannot list the CPU cores; shard threads are not pinned");
-    }
+    let cores = pinning_cores(config.shards);
     let quic = QuicSettings::default().with_mtu(config.mtu.for_ip(config.listen.ip()));
     let mut threads = Vec::with_capacity(usize::from(config.shards));
     for shard in 0..config.shards {
@@ -217,6 +214,27 @@ fn start_shards(
         threads.push(handle);
     }
     Ok(threads)
+}
+
+/// The cores to pin shards to (shard n on core n mod cores), or none. Pinning pays when the node
+/// has the machine to itself (a shard per core, the default); a node with fewer shards than
+/// cores shares the host (several nodes, the dev cluster), and pinning every such node's shard
+/// 0 to core 0 would pile them all onto one core, so the scheduler places those threads.
+fn pinning_cores(shards: u16) -> Vec<core_affinity::CoreId> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if cores.is_empty() {
+        tracing::warn!("cannot list the CPU cores; shard threads are not pinned");
+        return cores;
+    }
+    if usize::from(shards) < cores.len() {
+        tracing::info!(
+            shards,
+            cores = cores.len(),
+            "fewer shards than cores: shard threads are not pinned"
+        );
+        return Vec::new();
+    }
+    cores
 }
 
 /// Waits until every shard listens; returns their bound addresses by shard index.

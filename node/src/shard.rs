@@ -181,11 +181,28 @@ where
                     return;
                 }
             };
-            match runtime.block_on(run(spec, node, &events)) {
-                Ok(()) => events(ShardEvent::Stopped { shard }),
-                Err(error) => events(ShardEvent::Failed { shard, error }),
+            // A panic must reach the main thread as a failure, not leave a node that
+            // heartbeats with a dead shard.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(run(spec, node, &events))
+            }));
+            match result {
+                Ok(Ok(())) => events(ShardEvent::Stopped { shard }),
+                Ok(Err(error)) => events(ShardEvent::Failed { shard, error }),
+                Err(panic) => events(ShardEvent::Failed {
+                    shard,
+                    error: format!("panicked: {}", panic_message(panic.as_ref())),
+                }),
             }
         })
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("unknown panic")
 }
 
 async fn run<E: Fn(ShardEvent)>(

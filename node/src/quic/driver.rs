@@ -213,7 +213,12 @@ impl Driver {
     /// Retries the transmit the socket refused earlier.
     fn flush_pending(&mut self) {
         if let Some(pending) = self.pending.take() {
-            match send(&self.io, &pending.transmit, &pending.contents, &mut self.send_errors) {
+            match send(
+                &self.io,
+                &pending.transmit,
+                &pending.contents,
+                &mut self.send_errors,
+            ) {
                 Ok(()) => self.send_buf = pending.contents,
                 Err(_) => {
                     self.pending = Some(pending);
@@ -250,7 +255,9 @@ impl Driver {
                         break;
                     }
                     self.send_buf.clear();
-                    let Some(transmit) = conn.conn.poll_transmit(now, max_segments, &mut self.send_buf)
+                    let Some(transmit) =
+                        conn.conn
+                            .poll_transmit(now, max_segments, &mut self.send_buf)
                     else {
                         break;
                     };
@@ -297,7 +304,9 @@ impl Driver {
             if state.accepting {
                 state.accept_queue.push_back(conn);
             } else {
-                conn.state.borrow_mut().close(now, 0u32.into(), b"not accepting");
+                conn.state
+                    .borrow_mut()
+                    .close(now, 0u32.into(), b"not accepting");
             }
         }
         if !state.accept_queue.is_empty() {
@@ -416,11 +425,17 @@ impl SendErrorLog {
     fn record(&mut self, error: &io::Error, transmit: &quinn_proto::Transmit) {
         // EMSGSIZE is the expected answer to an MTU probe larger than the path.
         if error.raw_os_error() == Some(libc::EMSGSIZE) && transmit.segment_size.is_none() {
-            tracing::trace!(size = transmit.size, "UDP datagram too large for the path (MTU probe)");
+            tracing::trace!(
+                size = transmit.size,
+                "UDP datagram too large for the path (MTU probe)"
+            );
             return;
         }
         let now = Instant::now();
-        if self.last_logged.is_some_and(|t| now.duration_since(t) < Self::INTERVAL) {
+        if self
+            .last_logged
+            .is_some_and(|t| now.duration_since(t) < Self::INTERVAL)
+        {
             self.suppressed += 1;
             return;
         }

@@ -62,7 +62,8 @@ impl QuicEndpoint {
         let io = UdpIo::bind(addr, settings)?;
         let endpoint_config = Arc::new(settings.endpoint_config()?);
         let accepting = server.is_some();
-        let endpoint = quinn_proto::Endpoint::new(endpoint_config, server, !io.may_fragment(), None);
+        let endpoint =
+            quinn_proto::Endpoint::new(endpoint_config, server, !io.may_fragment(), None);
         let shared = Rc::new(EndpointShared {
             state: RefCell::new(EndpointState {
                 endpoint,
@@ -126,9 +127,10 @@ impl QuicEndpoint {
             }
             let mut config = quinn_proto::ClientConfig::new(Arc::new(crypto));
             config.transport_config(Arc::clone(&state.transport));
-            let (handle, conn) = state
-                .endpoint
-                .connect(Instant::now(), config, addr, server_name)?;
+            let (handle, conn) =
+                state
+                    .endpoint
+                    .connect(Instant::now(), config, addr, server_name)?;
             state.insert(handle, conn, &self.shared.signal)
         };
         self.shared.signal.notify();
@@ -154,7 +156,10 @@ impl QuicEndpoint {
     /// for them first for a graceful stop. Use [`QuicEndpoint::wait_idle`] to wait for the
     /// peers to be told.
     pub fn close(&self, code: impl Into<VarInt>, reason: &[u8]) {
-        self.shared.state.borrow_mut().close_all(code.into(), reason);
+        self.shared
+            .state
+            .borrow_mut()
+            .close_all(code.into(), reason);
         self.shared.signal.notify();
     }
 

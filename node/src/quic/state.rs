@@ -17,7 +17,9 @@ use std::task::Waker;
 use std::time::Instant;
 
 use bytes::Bytes;
-use quinn_proto::{ConnectionError, ConnectionHandle, Dir, Event, Side, StreamEvent, StreamId, VarInt};
+use quinn_proto::{
+    ConnectionError, ConnectionHandle, Dir, Event, Side, StreamEvent, StreamId, VarInt,
+};
 
 /// Wakes the endpoint driver after the application changed QUIC state.
 #[derive(Default)]
@@ -183,8 +185,12 @@ impl ConnState {
                 );
                 self.lost(reason);
             }
-            Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => wake_all(&mut self.accept_bi_wakers),
-            Event::Stream(StreamEvent::Available { dir: Dir::Bi }) => wake_all(&mut self.open_bi_wakers),
+            Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => {
+                wake_all(&mut self.accept_bi_wakers)
+            }
+            Event::Stream(StreamEvent::Available { dir: Dir::Bi }) => {
+                wake_all(&mut self.open_bi_wakers)
+            }
             Event::Stream(StreamEvent::Readable { id }) => wake_one(&mut self.readers, id),
             Event::Stream(StreamEvent::Writable { id } | StreamEvent::Stopped { id, .. }) => {
                 wake_one(&mut self.writers, id)
@@ -196,7 +202,9 @@ impl ConnState {
                 wake_one(&mut self.writers, id);
             }
             // sixfold uses neither unidirectional streams nor datagrams.
-            Event::Stream(StreamEvent::Opened { dir: Dir::Uni } | StreamEvent::Available { dir: Dir::Uni })
+            Event::Stream(
+                StreamEvent::Opened { dir: Dir::Uni } | StreamEvent::Available { dir: Dir::Uni },
+            )
             | Event::HandshakeDataReady
             | Event::DatagramReceived
             | Event::DatagramsUnblocked => {}

@@ -344,7 +344,10 @@ fn client_certificate_from_another_ca_is_refused() {
             }
         };
         assert!(
-            matches!(failure, ConnectionError::TransportError(_) | ConnectionError::ConnectionClosed(_)),
+            matches!(
+                failure,
+                ConnectionError::TransportError(_) | ConnectionError::ConnectionClosed(_)
+            ),
             "unexpected failure: {failure:?}"
         );
 
@@ -388,7 +391,10 @@ fn stream_reset_by_peer_surfaces_as_reset_code() {
             match recv.read_chunk(usize::MAX).await {
                 Ok(Some(_)) => continue,
                 Err(error) => {
-                    assert_eq!(error, StreamError::Reset(VarInt::from_u32(DROPPED_STREAM_CODE)));
+                    assert_eq!(
+                        error,
+                        StreamError::Reset(VarInt::from_u32(DROPPED_STREAM_CODE))
+                    );
                     break;
                 }
                 Ok(None) => panic!("server finished a stream it could not echo"),
@@ -399,7 +405,10 @@ fn stream_reset_by_peer_surfaces_as_reset_code() {
     });
 
     let served = server.join().unwrap();
-    assert_eq!(served[0].streams, vec![Err(StreamError::Reset(VarInt::from_u32(7)))]);
+    assert_eq!(
+        served[0].streams,
+        vec![Err(StreamError::Reset(VarInt::from_u32(7)))]
+    );
 }
 
 #[test]

@@ -76,6 +76,19 @@ impl EndpointState {
         shared
     }
 
+    /// Refuses new connections; queued ones nobody can accept any more are closed (left open,
+    /// peer keep-alives would hold them forever).
+    pub(crate) fn stop_accepting(&mut self) {
+        self.accepting = false;
+        let now = Instant::now();
+        for conn in self.accept_queue.drain(..) {
+            conn.state
+                .borrow_mut()
+                .close(now, VarInt::from_u32(0), b"not accepting");
+        }
+        wake_all(&mut self.accept_wakers);
+    }
+
     /// Closes every connection; each is dropped by the driver once drained.
     pub(crate) fn close_all(&mut self, code: VarInt, reason: &[u8]) {
         self.accepting = false;

@@ -487,3 +487,54 @@ fn closing_the_endpoint_tells_the_peer_and_drains() {
     }
     assert_eq!(server.join().unwrap().as_deref(), Some(&b"ping"[..]));
 }
+
+#[test]
+fn stop_accepting_refuses_new_connections_and_keeps_established_ones() {
+    let cluster = cluster();
+    let settings = QuicSettings::default();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let server = thread::spawn({
+        let tls = cluster.server.clone();
+        let settings = settings.clone();
+        move || {
+            block_on(async move {
+                let endpoint =
+                    QuicEndpoint::bind("127.0.0.1:0".parse().unwrap(), tls, &settings).unwrap();
+                addr_tx.send(endpoint.local_addr()).unwrap();
+                let conn = endpoint.accept().await.unwrap();
+                endpoint.stop_accepting();
+                assert!(endpoint.accept().await.is_none());
+                let served = serve_echo(conn).await;
+                endpoint.wait_idle().await;
+                served
+            })
+        }
+    });
+    let addr = addr_rx.recv().unwrap();
+
+    block_on(async {
+        let endpoint = client_endpoint(&settings);
+        let first = endpoint
+            .connect(addr, "node", cluster.client.clone())
+            .await
+            .unwrap();
+        // The server has taken `first` once a stream round-trips on it; then it refuses.
+        let (sent, received, _) = echo_round_trip(&first, 0, 1, 1000).await;
+        assert_eq!(sent, received);
+        match endpoint.connect(addr, "node", cluster.client.clone()).await {
+            Err(ConnectError::Connection(ConnectionError::ConnectionClosed(close))) => {
+                assert_eq!(
+                    close.error_code,
+                    quinn_proto::TransportErrorCode::CONNECTION_REFUSED
+                );
+            }
+            other => panic!("second connection not refused: {other:?}"),
+        }
+        let (sent, received, len) = echo_round_trip(&first, 1, 4, 100_000).await;
+        assert_eq!((sent, len), (received, 400_000));
+        first.close(0u32, b"done");
+        endpoint.wait_idle().await;
+    });
+    let served = server.join().unwrap();
+    assert_eq!(served.streams.len(), 2);
+}

@@ -538,3 +538,71 @@ fn stop_accepting_refuses_new_connections_and_keeps_established_ones() {
     let served = server.join().unwrap();
     assert_eq!(served.streams.len(), 2);
 }
+
+#[test]
+fn unread_stream_data_throttles_the_writer_at_the_stream_window() {
+    let cluster = cluster();
+    let settings = QuicSettings {
+        stream_receive_window: 4 * MIB as u32,
+        ..QuicSettings::default()
+    };
+    let window = u64::from(settings.stream_receive_window);
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let server = thread::spawn({
+        let tls = cluster.server.clone();
+        let settings = settings.clone();
+        move || {
+            block_on(async move {
+                let endpoint =
+                    QuicEndpoint::bind("127.0.0.1:0".parse().unwrap(), tls, &settings).unwrap();
+                addr_tx.send(endpoint.local_addr()).unwrap();
+                let conn = endpoint.accept().await.unwrap();
+                // The first stream is held and never read; later ones are echoed.
+                let held = conn.accept_bi().await.unwrap();
+                while let Some((recv, send)) = conn.accept_bi().await {
+                    echo(recv, send).await.unwrap();
+                }
+                drop(held);
+                endpoint.wait_idle().await;
+            })
+        }
+    });
+    let addr = addr_rx.recv().unwrap();
+
+    let written = block_on(async {
+        let endpoint = client_endpoint(&settings);
+        let conn = endpoint
+            .connect(addr, "node", cluster.client.clone())
+            .await
+            .unwrap();
+        let written = Rc::new(std::cell::Cell::new(0u64));
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        let writer = monoio::spawn({
+            let written = Rc::clone(&written);
+            async move {
+                for index in 0.. {
+                    if send.write(chunk(0, index, MIB)).await.is_err() {
+                        break;
+                    }
+                    written.set(written.get() + MIB as u64);
+                }
+            }
+        });
+        // Round trips on other streams prove the peer is processing what arrives meanwhile.
+        for stream in 1..=3 {
+            let (sent, received, _) = echo_round_trip(&conn, stream, 2, MIB).await;
+            assert_eq!(sent, received);
+        }
+        let written = written.get();
+        conn.close(0u32, b"done");
+        writer.await;
+        endpoint.wait_idle().await;
+        written
+    });
+    assert!(written > 0);
+    assert!(
+        written <= window,
+        "{written} bytes queued past a {window}-byte window"
+    );
+    server.join().unwrap();
+}

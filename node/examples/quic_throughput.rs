@@ -4,6 +4,8 @@
 //! cargo run --release -p sixfold-node --example quic_throughput -- [--mtu 1452] [--gib 1]
 //! ```
 //! Prints MB/s and the CPU seconds the two threads used (getrusage), also per GiB moved.
+//! `RUST_LOG=debug` shows the endpoints' logs. On a shared machine MB/s says little; CPU
+//! seconds per GiB is the figure to compare.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +23,9 @@ const ALPN: &[u8] = b"sixfold/1";
 const CHUNK: usize = 1024 * 1024;
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let (mtu, gib) = parse_args()?;
     let settings = QuicSettings::default().with_mtu(mtu);
     let total = (gib * (1u64 << 30) as f64) as u64;
@@ -40,7 +45,8 @@ fn main() -> anyhow::Result<()> {
             while let Some(chunk) = recv.read_chunk(usize::MAX).await? {
                 received += chunk.len() as u64;
             }
-            send.write(Bytes::copy_from_slice(&received.to_le_bytes())).await?;
+            send.write(Bytes::copy_from_slice(&received.to_le_bytes()))
+                .await?;
             send.finish()?;
             send.finished().await?;
             conn.closed().await;
@@ -84,7 +90,9 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok((elapsed, mtu_used, echoed))
     })?;
     let client_cpu = thread_cpu();
-    let (received, server_cpu) = server.join().map_err(|_| anyhow::anyhow!("server panicked"))??;
+    let (received, server_cpu) = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("server panicked"))??;
     if received != total || echoed != total {
         bail!("sent {total} bytes, server counted {received} (reply {echoed})");
     }
@@ -143,21 +151,24 @@ fn tls_configs() -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<rustls::Clien
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-    let issue = |name: &str| -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-        let key = KeyPair::generate()?;
-        let cert = CertificateParams::new(vec![name.to_string()])?.signed_by(&key, &ca)?;
-        Ok((
-            vec![cert.der().clone()],
-            PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-        ))
-    };
+    let issue =
+        |name: &str| -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+            let key = KeyPair::generate()?;
+            let cert = CertificateParams::new(vec![name.to_string()])?.signed_by(&key, &ca)?;
+            Ok((
+                vec![cert.der().clone()],
+                PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            ))
+        };
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der().clone())?;
     let roots = Arc::new(roots);
 
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()?;
     let (chain, key) = issue("node")?;
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?

@@ -62,10 +62,12 @@ fn tls() -> Tls {
     roots.add(ca.der().clone()).unwrap();
     let roots = Arc::new(roots);
 
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let (chain, key) = issue("node");
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -153,7 +155,11 @@ fn start_node(
 }
 
 /// The gateway side: quinn on tokio with the same settings.
-async fn gateway_exchange(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, settings: &QuicSettings) -> u16 {
+async fn gateway_exchange(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    settings: &QuicSettings,
+) -> u16 {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let endpoint = quinn::Endpoint::new(
         settings.endpoint_config().unwrap(),
@@ -209,9 +215,12 @@ fn interop(settings: QuicSettings) {
         .build()
         .unwrap();
     let gateway_mtu = runtime.block_on(async {
-        tokio::time::timeout(DEADLOCK_GUARD, gateway_exchange(addr, tls.client, &settings))
-            .await
-            .expect("gateway side deadlocked")
+        tokio::time::timeout(
+            DEADLOCK_GUARD,
+            gateway_exchange(addr, tls.client, &settings),
+        )
+        .await
+        .expect("gateway side deadlocked")
     });
     let report = node.join().unwrap();
     assert_eq!(

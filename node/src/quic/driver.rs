@@ -4,16 +4,19 @@
 //! the application did since the last turn), then runs every connection until it has nothing
 //! more to say: endpoint events, application events (turned into wake-ups), and transmits until
 //! `poll_transmit` is empty or the socket is full. Then it waits on exactly three things: socket
-//! readiness (only after a receive or send hit `WouldBlock`), one timer armed at the earliest
-//! `poll_timeout()` of all connections, and the application's signal. When a turn stopped
-//! because of its batch bound rather than lack of work, it yields to the other tasks of the
-//! shard and runs again.
+//! readiness, one timer armed at the earliest `poll_timeout()` of all connections, and the
+//! application's signal.
 //!
 //! Pitfalls this shape avoids:
 //! - monoio's timer wheel has 1 ms ticks and an elapsed sleep completes at once, so the deadline
 //!   is re-read from quinn-proto after every turn and the timer re-armed, never left elapsed;
 //! - receives are only ever done synchronously on the non-blocking socket; only readiness is
-//!   awaited, so no datagram can be lost to a cancelled receive.
+//!   awaited, so no datagram can be lost to a cancelled receive;
+//! - monoio polls a task that woke itself again *before* every other task (`yield_now` pushes it
+//!   to the front of the run queue), so a driver that yields by self-waking starves the tasks
+//!   reading its streams: their data piles up unread and every receive slot must be replaced.
+//!   When a turn stops at its batch bound with work left, the driver instead arms a readiness
+//!   wait that is already satisfied; io_uring completes it after the other tasks ran.
 
 use std::future::Future;
 use std::io;
@@ -31,9 +34,19 @@ use super::state::{ConnShared, EndpointShared, EndpointState, wake_all};
 use super::udp::{Readiness, UdpIo};
 
 /// Receive batches (of up to `quinn_udp::BATCH_SIZE` datagrams each) per turn.
-const RECV_BATCHES_PER_TURN: usize = 8;
+const RECV_BATCHES_PER_TURN: usize = 1;
 /// Transmits (each up to `max_gso_segments` datagrams) per connection per turn.
 const TRANSMITS_PER_TURN: usize = 64;
+/// Turns run in one poll when readiness or the timer fire synchronously.
+const TURNS_PER_POLL: usize = 4;
+
+/// What a pass over the connections left to do.
+struct Progress {
+    /// A connection stopped at the transmit bound with more to send.
+    more_output: bool,
+    /// Some connection got new input during the pass and needs another one now.
+    rerun: bool,
+}
 
 /// A transmit the socket refused with `WouldBlock`, kept until it is writable again.
 struct PendingTransmit {
@@ -82,30 +95,37 @@ impl Driver {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.shared.signal.register(cx.waker());
-        let now = Instant::now();
+        for _ in 0..TURNS_PER_POLL {
+            self.poll_readiness(cx);
+            let now = Instant::now();
+            let more_input = self.readable.is_none() && self.receive(now);
+            self.flush_pending();
+            let progress = self.drive_connections(now);
 
-        let mut more = false;
-        if self.readable.is_none() {
-            more |= self.receive(now);
+            if self.finished() {
+                return Poll::Ready(());
+            }
+            // Work left at a bound: wait for readiness that is already there, which lets the
+            // shard's other tasks run first (see the module comment).
+            if more_input && self.readable.is_none() {
+                self.readable = Some(self.io.readable());
+            }
+            if progress.more_output && self.writable.is_none() && self.pending.is_none() {
+                self.writable = Some(self.io.writable());
+            }
+            let fired = self.poll_readiness(cx) | self.poll_timer(cx);
+            if !fired && !progress.rerun {
+                return Poll::Pending;
+            }
         }
-        self.flush_pending();
-        more |= self.drive_connections(now);
-
-        if self.finished() {
-            return Poll::Ready(());
-        }
-        // Readiness and the timer are polled even when work is left, so that acknowledgements
-        // arriving while a connection sends a long burst are read in the next turn.
-        let fired = self.poll_wakeups(cx);
-        if more || fired {
-            // Run again after the shard's other tasks.
-            cx.waker().wake_by_ref();
-        }
+        // Still busy after several turns in one poll: come back at once.
+        cx.waker().wake_by_ref();
         Poll::Pending
     }
 
-    /// Polls readiness and the timer; true when any of them fired.
-    fn poll_wakeups(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Polls the readiness waits; a completed one is dropped, so the next turn tries the I/O.
+    /// True when one completed.
+    fn poll_readiness(&mut self, cx: &mut Context<'_>) -> bool {
         let mut fired = false;
         if let Some(readable) = self.readable.as_mut()
             && let Poll::Ready(result) = readable.as_mut().poll(cx)
@@ -125,23 +145,29 @@ impl Driver {
             self.writable = None;
             fired = true;
         }
-        if let Some(deadline) = self.next_timeout {
-            let monoio_deadline = monoio::time::Instant::from_std(deadline);
-            let timer = self
-                .timer
-                .get_or_insert_with(|| Box::pin(monoio::time::sleep_until(monoio_deadline)));
-            if self.timer_deadline != Some(deadline) {
-                timer.as_mut().reset(monoio_deadline);
-                self.timer_deadline = Some(deadline);
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                // An elapsed monoio sleep stays ready: forget it so the next turn re-arms it
-                // from a fresh poll_timeout().
-                self.timer_deadline = None;
-                fired = true;
-            }
-        }
         fired
+    }
+
+    /// Arms the timer at the earliest connection deadline and polls it; true when it fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.next_timeout else {
+            return false;
+        };
+        let monoio_deadline = monoio::time::Instant::from_std(deadline);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(monoio::time::sleep_until(monoio_deadline)));
+        if self.timer_deadline != Some(deadline) {
+            timer.as_mut().reset(monoio_deadline);
+            self.timer_deadline = Some(deadline);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            // An elapsed monoio sleep stays ready: forget it so the next turn re-arms it from a
+            // fresh poll_timeout().
+            self.timer_deadline = None;
+            return true;
+        }
+        false
     }
 
     fn finished(&self) -> bool {
@@ -187,7 +213,12 @@ impl Driver {
     /// Retries the transmit the socket refused earlier.
     fn flush_pending(&mut self) {
         if let Some(pending) = self.pending.take() {
-            match send(&self.io, &pending.transmit, &pending.contents, &mut self.send_errors) {
+            match send(
+                &self.io,
+                &pending.transmit,
+                &pending.contents,
+                &mut self.send_errors,
+            ) {
                 Ok(()) => self.send_buf = pending.contents,
                 Err(_) => {
                     self.pending = Some(pending);
@@ -199,11 +230,12 @@ impl Driver {
         }
     }
 
-    /// Runs every connection's timers, events and transmits; true when a transmit bound hit.
-    fn drive_connections(&mut self, now: Instant) -> bool {
+    /// Runs every connection's timers, events and transmits.
+    fn drive_connections(&mut self, now: Instant) -> Progress {
         let mut guard = self.shared.state.borrow_mut();
         let state = &mut *guard;
-        let mut more = false;
+        let mut more_output = false;
+        let mut rerun = false;
         let mut next_timeout: Option<Instant> = None;
         let mut accepted = Vec::new();
 
@@ -219,11 +251,13 @@ impl Driver {
                 let max_segments = self.io.max_gso_segments();
                 for sent in 0.. {
                     if sent == TRANSMITS_PER_TURN {
-                        more = true;
+                        more_output = true;
                         break;
                     }
                     self.send_buf.clear();
-                    let Some(transmit) = conn.conn.poll_transmit(now, max_segments, &mut self.send_buf)
+                    let Some(transmit) =
+                        conn.conn
+                            .poll_transmit(now, max_segments, &mut self.send_buf)
                     else {
                         break;
                     };
@@ -241,7 +275,7 @@ impl Driver {
             while let Some(event) = conn.conn.poll_endpoint_events() {
                 if let Some(event) = state.endpoint.handle_event(handle, event) {
                     conn.conn.handle_event(event);
-                    more = true; // the connection has new input to act on
+                    rerun = true;
                 }
             }
 
@@ -270,7 +304,9 @@ impl Driver {
             if state.accepting {
                 state.accept_queue.push_back(conn);
             } else {
-                conn.state.borrow_mut().close(now, 0u32.into(), b"not accepting");
+                conn.state
+                    .borrow_mut()
+                    .close(now, 0u32.into(), b"not accepting");
             }
         }
         if !state.accept_queue.is_empty() {
@@ -287,7 +323,7 @@ impl Driver {
             wake_all(&mut state.idle_wakers);
         }
         self.next_timeout = next_timeout;
-        more
+        Progress { more_output, rerun }
     }
 }
 
@@ -389,11 +425,17 @@ impl SendErrorLog {
     fn record(&mut self, error: &io::Error, transmit: &quinn_proto::Transmit) {
         // EMSGSIZE is the expected answer to an MTU probe larger than the path.
         if error.raw_os_error() == Some(libc::EMSGSIZE) && transmit.segment_size.is_none() {
-            tracing::trace!(size = transmit.size, "UDP datagram too large for the path (MTU probe)");
+            tracing::trace!(
+                size = transmit.size,
+                "UDP datagram too large for the path (MTU probe)"
+            );
             return;
         }
         let now = Instant::now();
-        if self.last_logged.is_some_and(|t| now.duration_since(t) < Self::INTERVAL) {
+        if self
+            .last_logged
+            .is_some_and(|t| now.duration_since(t) < Self::INTERVAL)
+        {
             self.suppressed += 1;
             return;
         }

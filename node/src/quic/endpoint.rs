@@ -16,7 +16,7 @@ use super::connection::{ConnRef, Connection};
 use super::driver::Driver;
 use super::error::{ConnectError, EndpointError};
 use super::settings::QuicSettings;
-use super::state::{DriverSignal, EndpointShared, EndpointState, register, wake_all};
+use super::state::{DriverSignal, EndpointShared, EndpointState, register};
 use super::udp::UdpIo;
 
 /// Coalesced (GRO) receives are at most 64 KiB; a slot also holds one datagram of any MTU.
@@ -62,7 +62,8 @@ impl QuicEndpoint {
         let io = UdpIo::bind(addr, settings)?;
         let endpoint_config = Arc::new(settings.endpoint_config()?);
         let accepting = server.is_some();
-        let endpoint = quinn_proto::Endpoint::new(endpoint_config, server, !io.may_fragment(), None);
+        let endpoint =
+            quinn_proto::Endpoint::new(endpoint_config, server, !io.may_fragment(), None);
         let shared = Rc::new(EndpointShared {
             state: RefCell::new(EndpointState {
                 endpoint,
@@ -126,9 +127,10 @@ impl QuicEndpoint {
             }
             let mut config = quinn_proto::ClientConfig::new(Arc::new(crypto));
             config.transport_config(Arc::clone(&state.transport));
-            let (handle, conn) = state
-                .endpoint
-                .connect(Instant::now(), config, addr, server_name)?;
+            let (handle, conn) =
+                state
+                    .endpoint
+                    .connect(Instant::now(), config, addr, server_name)?;
             state.insert(handle, conn, &self.shared.signal)
         };
         self.shared.signal.notify();
@@ -149,12 +151,23 @@ impl QuicEndpoint {
         Ok(Connection::new(conn))
     }
 
+    /// Stops taking new connections (they are refused) while established ones carry on; pending
+    /// and future `accept` calls return `None`. The first step of a graceful shutdown: stop
+    /// accepting, let in-flight requests finish, then [`QuicEndpoint::close`].
+    pub fn stop_accepting(&self) {
+        self.shared.state.borrow_mut().stop_accepting();
+        self.shared.signal.notify();
+    }
+
     /// Closes every connection with `code` and `reason` and stops accepting. Pending and future
     /// `accept` calls return `None`. Data not yet delivered is abandoned: finish streams and wait
     /// for them first for a graceful stop. Use [`QuicEndpoint::wait_idle`] to wait for the
     /// peers to be told.
     pub fn close(&self, code: impl Into<VarInt>, reason: &[u8]) {
-        self.shared.state.borrow_mut().close_all(code.into(), reason);
+        self.shared
+            .state
+            .borrow_mut()
+            .close_all(code.into(), reason);
         self.shared.signal.notify();
     }
 
@@ -181,18 +194,7 @@ impl Drop for QuicEndpoint {
     fn drop(&mut self) {
         // The driver holds one reference; with this handle the last user one goes.
         if Rc::strong_count(&self.shared) == 2 {
-            let mut state = self.shared.state.borrow_mut();
-            state.accepting = false;
-            wake_all(&mut state.accept_wakers);
-            // Nobody can accept these any more; left open, peer keep-alives would hold them.
-            let now = Instant::now();
-            for conn in state.accept_queue.drain(..) {
-                conn.state
-                    .borrow_mut()
-                    .close(now, VarInt::from_u32(0), b"endpoint dropped");
-            }
-            drop(state);
-            self.shared.signal.notify();
+            self.stop_accepting();
         }
     }
 }

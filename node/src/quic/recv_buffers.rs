@@ -165,7 +165,10 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, SocketAddr};
 
-    fn fake_recv(payloads: &[&[u8]], stride: usize) -> impl FnOnce(&mut [IoSliceMut<'_>], &mut [RecvMeta]) -> io::Result<usize> {
+    fn fake_recv(
+        payloads: &[&[u8]],
+        stride: usize,
+    ) -> impl FnOnce(&mut [IoSliceMut<'_>], &mut [RecvMeta]) -> io::Result<usize> {
         move |bufs, metas| {
             for (i, p) in payloads.iter().enumerate() {
                 bufs[i][..p.len()].copy_from_slice(p);
@@ -190,7 +193,11 @@ mod tests {
         assert_eq!(bufs.receive(fake_recv(&payloads, 0)).unwrap(), 2);
         let slot0 = bufs.slots[0].buf.as_ptr() as usize;
         let got: Vec<_> = bufs.datagrams().collect();
-        assert_eq!(got[0].1.as_ptr() as usize, slot0, "split off the slot, not copied");
+        assert_eq!(
+            got[0].1.as_ptr() as usize,
+            slot0,
+            "split off the slot, not copied"
+        );
         let got: Vec<_> = got.into_iter().map(|(_, b)| b.to_vec()).collect();
         assert_eq!(got, vec![first.to_vec(), second.to_vec()]);
 
@@ -199,7 +206,10 @@ mod tests {
         let payloads: [&[u8]; 1] = [&gro];
         assert_eq!(bufs.receive(fake_recv(&payloads, 8)).unwrap(), 1);
         let got: Vec<_> = bufs.datagrams().map(|(_, b)| b.to_vec()).collect();
-        assert_eq!(got, vec![gro[..8].to_vec(), gro[8..16].to_vec(), gro[16..].to_vec()]);
+        assert_eq!(
+            got,
+            vec![gro[..8].to_vec(), gro[8..16].to_vec(), gro[16..].to_vec()]
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn_proto::congestion::CubicConfig;
-use quinn_proto::{ConfigError, EndpointConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
+use quinn_proto::{
+    ConfigError, EndpointConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt,
+};
 
 /// Largest UDP payload one GSO send can carry: 65535 (IPv4 total length) - 20 (IP) - 8 (UDP).
 pub const MAX_GSO_PAYLOAD: usize = 65_507;
@@ -113,7 +115,7 @@ impl QuicSettings {
             return 1;
         }
         let fit = MAX_GSO_PAYLOAD / usize::from(self.effective_mtu());
-        fit.min(platform_max).min(KERNEL_MAX_GSO_SEGMENTS).max(1)
+        fit.min(platform_max).clamp(1, KERNEL_MAX_GSO_SEGMENTS)
     }
 
     /// Congestion window before the first acknowledgement: at least 10 datagrams of the MTU.
@@ -188,14 +190,25 @@ mod tests {
         assert!(!s.segmentation_offload());
         assert_eq!(s.max_gso_segments(64), 1);
         // The threshold sits where quinn's 10 segments would pass the limit.
-        assert!(QuicSettings::default().with_mtu(6550).segmentation_offload());
-        assert!(!QuicSettings::default().with_mtu(6551).segmentation_offload());
+        assert!(
+            QuicSettings::default()
+                .with_mtu(6550)
+                .segmentation_offload()
+        );
+        assert!(
+            !QuicSettings::default()
+                .with_mtu(6551)
+                .segmentation_offload()
+        );
     }
 
     #[test]
     fn initial_window_holds_ten_datagrams() {
         assert_eq!(QuicSettings::default().initial_congestion_window(), 14_720);
-        assert_eq!(QuicSettings::loopback_jumbo().initial_congestion_window(), 650_000);
+        assert_eq!(
+            QuicSettings::loopback_jumbo().initial_congestion_window(),
+            650_000
+        );
     }
 
     #[test]
@@ -209,7 +222,15 @@ mod tests {
     #[test]
     fn mtu_is_clamped_to_quic_limits() {
         assert_eq!(QuicSettings::default().with_mtu(500).effective_mtu(), 1200);
-        assert_eq!(QuicSettings::default().with_mtu(u16::MAX).effective_mtu(), 65_527);
-        assert!(QuicSettings::default().with_mtu(u16::MAX).endpoint_config().is_ok());
+        assert_eq!(
+            QuicSettings::default().with_mtu(u16::MAX).effective_mtu(),
+            65_527
+        );
+        assert!(
+            QuicSettings::default()
+                .with_mtu(u16::MAX)
+                .endpoint_config()
+                .is_ok()
+        );
     }
 }

@@ -17,7 +17,9 @@ use std::task::Waker;
 use std::time::Instant;
 
 use bytes::Bytes;
-use quinn_proto::{ConnectionError, ConnectionHandle, Dir, Event, Side, StreamEvent, StreamId, VarInt};
+use quinn_proto::{
+    ConnectionError, ConnectionHandle, Dir, Event, Side, StreamEvent, StreamId, VarInt,
+};
 
 /// Wakes the endpoint driver after the application changed QUIC state.
 #[derive(Default)]
@@ -72,6 +74,19 @@ impl EndpointState {
         });
         self.connections.insert(handle, Rc::clone(&shared));
         shared
+    }
+
+    /// Refuses new connections; queued ones nobody can accept any more are closed (left open,
+    /// peer keep-alives would hold them forever).
+    pub(crate) fn stop_accepting(&mut self) {
+        self.accepting = false;
+        let now = Instant::now();
+        for conn in self.accept_queue.drain(..) {
+            conn.state
+                .borrow_mut()
+                .close(now, VarInt::from_u32(0), b"not accepting");
+        }
+        wake_all(&mut self.accept_wakers);
     }
 
     /// Closes every connection; each is dropped by the driver once drained.
@@ -183,8 +198,12 @@ impl ConnState {
                 );
                 self.lost(reason);
             }
-            Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => wake_all(&mut self.accept_bi_wakers),
-            Event::Stream(StreamEvent::Available { dir: Dir::Bi }) => wake_all(&mut self.open_bi_wakers),
+            Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => {
+                wake_all(&mut self.accept_bi_wakers)
+            }
+            Event::Stream(StreamEvent::Available { dir: Dir::Bi }) => {
+                wake_all(&mut self.open_bi_wakers)
+            }
             Event::Stream(StreamEvent::Readable { id }) => wake_one(&mut self.readers, id),
             Event::Stream(StreamEvent::Writable { id } | StreamEvent::Stopped { id, .. }) => {
                 wake_one(&mut self.writers, id)
@@ -196,7 +215,9 @@ impl ConnState {
                 wake_one(&mut self.writers, id);
             }
             // sixfold uses neither unidirectional streams nor datagrams.
-            Event::Stream(StreamEvent::Opened { dir: Dir::Uni } | StreamEvent::Available { dir: Dir::Uni })
+            Event::Stream(
+                StreamEvent::Opened { dir: Dir::Uni } | StreamEvent::Available { dir: Dir::Uni },
+            )
             | Event::HandshakeDataReady
             | Event::DatagramReceived
             | Event::DatagramsUnblocked => {}

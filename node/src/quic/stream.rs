@@ -125,7 +125,12 @@ impl Drop for RecvStream {
         if self.half == Half::Open {
             let _ = self.stop(DROPPED_STREAM_CODE);
         } else {
-            self.conn.shared().state.borrow_mut().readers.remove(&self.id);
+            self.conn
+                .shared()
+                .state
+                .borrow_mut()
+                .readers
+                .remove(&self.id);
         }
     }
 }
@@ -197,7 +202,9 @@ impl SendStream {
                         state.writers.insert(id, cx.waker().clone());
                         return Poll::Pending;
                     }
-                    Err(WriteError::Stopped(code)) => return Poll::Ready(Err(StreamError::Stopped(code))),
+                    Err(WriteError::Stopped(code)) => {
+                        return Poll::Ready(Err(StreamError::Stopped(code)));
+                    }
                     Err(WriteError::ClosedStream) => return Poll::Ready(Err(StreamError::Closed)),
                 }
             }

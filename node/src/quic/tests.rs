@@ -344,7 +344,10 @@ fn client_certificate_from_another_ca_is_refused() {
             }
         };
         assert!(
-            matches!(failure, ConnectionError::TransportError(_) | ConnectionError::ConnectionClosed(_)),
+            matches!(
+                failure,
+                ConnectionError::TransportError(_) | ConnectionError::ConnectionClosed(_)
+            ),
             "unexpected failure: {failure:?}"
         );
 
@@ -388,7 +391,10 @@ fn stream_reset_by_peer_surfaces_as_reset_code() {
             match recv.read_chunk(usize::MAX).await {
                 Ok(Some(_)) => continue,
                 Err(error) => {
-                    assert_eq!(error, StreamError::Reset(VarInt::from_u32(DROPPED_STREAM_CODE)));
+                    assert_eq!(
+                        error,
+                        StreamError::Reset(VarInt::from_u32(DROPPED_STREAM_CODE))
+                    );
                     break;
                 }
                 Ok(None) => panic!("server finished a stream it could not echo"),
@@ -399,7 +405,10 @@ fn stream_reset_by_peer_surfaces_as_reset_code() {
     });
 
     let served = server.join().unwrap();
-    assert_eq!(served[0].streams, vec![Err(StreamError::Reset(VarInt::from_u32(7)))]);
+    assert_eq!(
+        served[0].streams,
+        vec![Err(StreamError::Reset(VarInt::from_u32(7)))]
+    );
 }
 
 #[test]
@@ -477,4 +486,123 @@ fn closing_the_endpoint_tells_the_peer_and_drains() {
         other => panic!("unexpected close reason: {other:?}"),
     }
     assert_eq!(server.join().unwrap().as_deref(), Some(&b"ping"[..]));
+}
+
+#[test]
+fn stop_accepting_refuses_new_connections_and_keeps_established_ones() {
+    let cluster = cluster();
+    let settings = QuicSettings::default();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let server = thread::spawn({
+        let tls = cluster.server.clone();
+        let settings = settings.clone();
+        move || {
+            block_on(async move {
+                let endpoint =
+                    QuicEndpoint::bind("127.0.0.1:0".parse().unwrap(), tls, &settings).unwrap();
+                addr_tx.send(endpoint.local_addr()).unwrap();
+                let conn = endpoint.accept().await.unwrap();
+                endpoint.stop_accepting();
+                assert!(endpoint.accept().await.is_none());
+                let served = serve_echo(conn).await;
+                endpoint.wait_idle().await;
+                served
+            })
+        }
+    });
+    let addr = addr_rx.recv().unwrap();
+
+    block_on(async {
+        let endpoint = client_endpoint(&settings);
+        let first = endpoint
+            .connect(addr, "node", cluster.client.clone())
+            .await
+            .unwrap();
+        // The server has taken `first` once a stream round-trips on it; then it refuses.
+        let (sent, received, _) = echo_round_trip(&first, 0, 1, 1000).await;
+        assert_eq!(sent, received);
+        match endpoint.connect(addr, "node", cluster.client.clone()).await {
+            Err(ConnectError::Connection(ConnectionError::ConnectionClosed(close))) => {
+                assert_eq!(
+                    close.error_code,
+                    quinn_proto::TransportErrorCode::CONNECTION_REFUSED
+                );
+            }
+            other => panic!("second connection not refused: {other:?}"),
+        }
+        let (sent, received, len) = echo_round_trip(&first, 1, 4, 100_000).await;
+        assert_eq!((sent, len), (received, 400_000));
+        first.close(0u32, b"done");
+        endpoint.wait_idle().await;
+    });
+    let served = server.join().unwrap();
+    assert_eq!(served.streams.len(), 2);
+}
+
+#[test]
+fn unread_stream_data_throttles_the_writer_at_the_stream_window() {
+    let cluster = cluster();
+    let settings = QuicSettings {
+        stream_receive_window: 4 * MIB as u32,
+        ..QuicSettings::default()
+    };
+    let window = u64::from(settings.stream_receive_window);
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let server = thread::spawn({
+        let tls = cluster.server.clone();
+        let settings = settings.clone();
+        move || {
+            block_on(async move {
+                let endpoint =
+                    QuicEndpoint::bind("127.0.0.1:0".parse().unwrap(), tls, &settings).unwrap();
+                addr_tx.send(endpoint.local_addr()).unwrap();
+                let conn = endpoint.accept().await.unwrap();
+                // The first stream is held and never read; later ones are echoed.
+                let held = conn.accept_bi().await.unwrap();
+                while let Some((recv, send)) = conn.accept_bi().await {
+                    echo(recv, send).await.unwrap();
+                }
+                drop(held);
+                endpoint.wait_idle().await;
+            })
+        }
+    });
+    let addr = addr_rx.recv().unwrap();
+
+    let written = block_on(async {
+        let endpoint = client_endpoint(&settings);
+        let conn = endpoint
+            .connect(addr, "node", cluster.client.clone())
+            .await
+            .unwrap();
+        let written = Rc::new(std::cell::Cell::new(0u64));
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        let writer = monoio::spawn({
+            let written = Rc::clone(&written);
+            async move {
+                for index in 0.. {
+                    if send.write(chunk(0, index, MIB)).await.is_err() {
+                        break;
+                    }
+                    written.set(written.get() + MIB as u64);
+                }
+            }
+        });
+        // Round trips on other streams prove the peer is processing what arrives meanwhile.
+        for stream in 1..=3 {
+            let (sent, received, _) = echo_round_trip(&conn, stream, 2, MIB).await;
+            assert_eq!(sent, received);
+        }
+        let written = written.get();
+        conn.close(0u32, b"done");
+        writer.await;
+        endpoint.wait_idle().await;
+        written
+    });
+    assert!(written > 0);
+    assert!(
+        written <= window,
+        "{written} bytes queued past a {window}-byte window"
+    );
+    server.join().unwrap();
 }

@@ -52,7 +52,9 @@ impl UdpIo {
     /// Most datagrams one send may carry (GSO), capped to the 64 KiB send limit. Re-read every
     /// time: quinn-udp turns GSO off for good when the kernel or NIC rejects it.
     pub(crate) fn max_gso_segments(&self) -> usize {
-        self.max_gso_segments.min(self.state.max_gso_segments()).max(1)
+        self.max_gso_segments
+            .min(self.state.max_gso_segments())
+            .max(1)
     }
 
     /// Whether the kernel may fragment our datagrams (then path MTU discovery must stay off).
@@ -61,13 +63,18 @@ impl UdpIo {
     }
 
     /// Receives a batch without blocking; `WouldBlock` when nothing is queued.
-    pub(crate) fn recv(&self, bufs: &mut [IoSliceMut<'_>], metas: &mut [RecvMeta]) -> io::Result<usize> {
+    pub(crate) fn recv(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        metas: &mut [RecvMeta],
+    ) -> io::Result<usize> {
         self.state.recv(UdpSockRef::from(&self.socket), bufs, metas)
     }
 
     /// Sends one transmit without blocking; `WouldBlock` when the socket buffer is full.
     pub(crate) fn send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
-        self.state.try_send(UdpSockRef::from(&self.socket), transmit)
+        self.state
+            .try_send(UdpSockRef::from(&self.socket), transmit)
     }
 
     /// Resolves once the socket has a datagram to read.
@@ -110,7 +117,11 @@ fn set_buffer_sizes(socket: &std::net::UdpSocket, state: &UdpSocketState, bytes:
     }
 }
 
-fn force_buffer_size(socket: &std::net::UdpSocket, option: libc::c_int, bytes: usize) -> io::Result<()> {
+fn force_buffer_size(
+    socket: &std::net::UdpSocket,
+    option: libc::c_int,
+    bytes: usize,
+) -> io::Result<()> {
     let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: `socket` owns a valid descriptor for the duration of the call, and the option
     // value pointer and length describe a live `c_int`.
@@ -123,5 +134,9 @@ fn force_buffer_size(socket: &std::net::UdpSocket, option: libc::c_int, bytes: u
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

@@ -1,0 +1,5 @@
+//! sixfold gateway library: HTTP API, splitting and placement, metadata, node client.
+
+pub mod meta;
+pub mod placement;
+pub mod split;

@@ -183,7 +183,8 @@ impl Pool {
                 return true;
             }
             if let Some(p) = lock(&slot.current).take() {
-                p.conn.close(VarInt::from_u32(CLOSE_REPLACED), b"node restarted");
+                p.conn
+                    .close(VarInt::from_u32(CLOSE_REPLACED), b"node restarted");
             }
             false
         });
@@ -195,7 +196,9 @@ impl Pool {
             .iter()
             .filter_map(|((node, addr), slot)| {
                 let current = lock(&slot.current);
-                let p = current.as_ref().filter(|p| p.conn.close_reason().is_none())?;
+                let p = current
+                    .as_ref()
+                    .filter(|p| p.conn.close_reason().is_none())?;
                 let stats = p.conn.stats();
                 Some(ConnectionStats {
                     node: *node,
@@ -235,7 +238,10 @@ impl Pool {
         }
         lock(&self.slots).clear();
         for e in endpoints {
-            if tokio::time::timeout_at(deadline, e.wait_idle()).await.is_err() {
+            if tokio::time::timeout_at(deadline, e.wait_idle())
+                .await
+                .is_err()
+            {
                 tracing::debug!("QUIC endpoint did not drain before the shutdown deadline");
             }
         }

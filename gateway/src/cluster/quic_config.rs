@@ -91,10 +91,7 @@ pub fn endpoint_config() -> Result<EndpointConfig, ClusterError> {
 }
 
 /// A quinn client config from the gateway's rustls config and the transport for `mtu`.
-pub fn client_config(
-    tls: Arc<QuicClientConfig>,
-    mtu: u16,
-) -> quinn::ClientConfig {
+pub fn client_config(tls: Arc<QuicClientConfig>, mtu: u16) -> quinn::ClientConfig {
     let mut c = quinn::ClientConfig::new(tls);
     c.transport_config(Arc::new(transport_config(mtu)));
     c

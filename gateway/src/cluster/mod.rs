@@ -77,13 +77,17 @@ impl Cluster {
     /// Loads known nodes from `meta` (down until they heartbeat), binds the QUIC client
     /// endpoint, and spawns the down detection and cleanup tasks. Must run inside a tokio
     /// runtime.
+    ///
+    /// `tls` is the gateway's mutual-TLS client config (a `rustls::ClientConfig` or the
+    /// `Arc` that `sixfold_certs::GatewayTls::client_config` returns); it must offer ALPN
+    /// `sixfold/1`.
     pub async fn start(
         cfg: ClusterConfig,
         meta: Meta,
-        tls: rustls::ClientConfig,
+        tls: impl Into<Arc<rustls::ClientConfig>>,
     ) -> Result<Cluster, ClusterError> {
         cfg.validate().map_err(ClusterError::Config)?;
-        let tls = quic_config::quic_tls(tls)?;
+        let tls = quic_config::quic_tls(tls.into())?;
         let loader = meta.clone();
         let records = tokio::task::spawn_blocking(move || loader.list_nodes())
             .await

@@ -1,1 +1,89 @@
-pub fn placeholder() {}
+//! The sixfold cluster PKI: a cluster CA, node and gateway certificates, the cluster token,
+//! and rustls configurations for mutual TLS between the gateway and the storage nodes.
+//!
+//! # A certs dir
+//!
+//! Every host keeps its PKI files in one directory, its *certs dir* (a node's default is
+//! `<data-dir>/certs`). File names are fixed (see [`layout`]):
+//!
+//! | file | mode | where | what |
+//! | --- | --- | --- | --- |
+//! | `ca.pem` | 0644 | every host | the cluster CA certificate, the only trust anchor |
+//! | `ca-key.pem` | 0600 | gateway host only | the CA key, signs new node certificates |
+//! | `gateway.pem`, `gateway-key.pem` | 0644, 0600 | gateway | the gateway's client certificate |
+//! | `node.pem`, `node-key.pem` | 0644, 0600 | each node | the node's server (and client) certificate |
+//! | `cluster.token` | 0600 | every host | secret a node sends when registering: `Authorization: Bearer <token>` |
+//!
+//! [`init_cluster`] makes the gateway's dir (`sixfold-gateway certs init`); [`issue_node`]
+//! makes a node's dir from it (`sixfold-gateway certs issue-node`). [`NodeTls::load`] and
+//! [`GatewayTls::load`] turn a dir into rustls configs. Keys and the token are created with
+//! mode 0600 at open time, and existing files are only replaced when asked (`force`).
+//!
+//! ```
+//! use sixfold_certs::{init_cluster, issue_node, GatewayTls, InitOptions, NodeCertRequest, NodeTls};
+//!
+//! # fn main() -> Result<(), sixfold_certs::CertsError> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let (gateway_dir, node_dir) = (tmp.path().join("gateway"), tmp.path().join("node-1"));
+//! init_cluster(&gateway_dir, &InitOptions::default())?;
+//! let request = NodeCertRequest {
+//!     name: "node-1".into(),
+//!     ips: vec!["127.0.0.1".parse().unwrap()],
+//!     dns_names: vec![],
+//! };
+//! issue_node(&gateway_dir, &request, &node_dir, false)?;
+//!
+//! let node_tls = NodeTls::load(&node_dir)?; // on the node: QUIC server config
+//! let gateway_tls = GatewayTls::load(&gateway_dir)?; // on the gateway: QUIC client config
+//! # let _ = (node_tls.server_config(), gateway_tls.client_config());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # TLS
+//!
+//! Connections are TLS 1.3 only with ALPN [`ALPN`]; both sides present a certificate and
+//! accept only peers whose certificate chains to the cluster CA. The configs are built with
+//! rustls' ring provider explicitly; [`install_crypto_provider`] additionally makes ring the
+//! process default for code that builds configs without naming a provider.
+//!
+//! Keys are ECDSA P-256. The CA may sign only end-entity certificates (path length 0).
+
+mod ca;
+mod cluster;
+mod error;
+mod file_write;
+mod issue;
+pub mod layout;
+mod pem_files;
+mod random;
+mod subject_name;
+mod tls_config;
+mod token;
+mod validity;
+
+pub use ca::{CA_COMMON_NAME_PREFIX, ClusterCa};
+pub use cluster::{ClusterPaths, InitOptions, NodePaths, init_cluster, issue_node};
+pub use error::{CertsError, Result};
+pub use file_write::{FileAccess, create_private_dir, ensure_absent, write_file};
+pub use issue::{GATEWAY_COMMON_NAME, IssuedCert, NodeCertRequest};
+pub use pem_files::{read_certificates, read_private_key, write_cert_and_key};
+pub use tls_config::{GatewayTls, NodeTls, client_config, server_config};
+pub use token::ClusterToken;
+pub use validity::Validity;
+
+/// The ALPN protocol of the node protocol (QUIC between gateway and nodes).
+pub const ALPN: &[u8] = b"sixfold/1";
+
+/// Makes rustls' ring provider the process-wide default.
+///
+/// Idempotent and never panics: if a provider is already installed (by an earlier call or
+/// by other code) it is kept.
+pub fn install_crypto_provider() {
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("a rustls crypto provider was already installed; keeping it");
+    }
+}

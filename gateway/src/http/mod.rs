@@ -15,6 +15,8 @@ pub mod files;
 pub mod range;
 mod request_log;
 pub mod status;
+#[cfg(test)]
+mod tests;
 pub mod time_fmt;
 
 use std::sync::Arc;

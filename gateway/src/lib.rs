@@ -1,6 +1,7 @@
 //! sixfold gateway library: HTTP API, splitting and placement, metadata, node client.
 
 pub mod chunk_store;
+pub mod cluster;
 pub mod config;
 pub mod download;
 pub mod http;

@@ -1,0 +1,493 @@
+//! The gateway's cluster layer: which nodes exist and are up (registration, heartbeats, down
+//! detection), how to reach them (one pooled QUIC connection per node shard), the node
+//! protocol's requests (put, get, delete, stat, list), and the background cleanup (expired
+//! sessions, the delete queue, orphan chunks).
+//!
+//! [`Cluster`] is the handle the HTTP layer uses; it is cheap to clone.
+
+mod cleanup;
+mod config;
+mod error;
+mod health;
+mod in_flight;
+mod pool;
+mod quic_config;
+mod reconcile;
+mod registration;
+mod registry;
+mod rpc;
+mod shard;
+mod token;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use quinn::{RecvStream, SendStream};
+use sixfold_wire::{ChunkId, ChunkInfo, ChunkMeta, NodeInfo, Request, Response, Status};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use config::{
+    ClusterConfig, ETHERNET_MTU, JUMBO_MTU, MAX_QUIC_MTU, MIN_QUIC_MTU, MtuSetting, ParseMtuError,
+};
+pub use error::{ClusterError, NodeError};
+pub use in_flight::InFlightGuard;
+pub use pool::ConnectionStats;
+pub use registry::NodeView;
+pub use rpc::{ChunkReader, PutAck};
+pub use shard::shard_addr;
+
+use crate::meta::{Meta, NodeState};
+use crate::placement::Candidate;
+use pool::Pool;
+use registry::{ReportKind, Route, Registry, Timing, ValidReport, unix_ms};
+
+/// Handle on the cluster layer. Clones share one state.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: ClusterConfig,
+    meta: Meta,
+    registry: RwLock<Registry>,
+    pool: Pool,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("nodes", &self.read().views().len())
+            .field("up", &self.up_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Loads known nodes from `meta` (down until they heartbeat), binds the QUIC client
+    /// endpoint, and spawns the down detection and cleanup tasks. Must run inside a tokio
+    /// runtime.
+    pub async fn start(
+        cfg: ClusterConfig,
+        meta: Meta,
+        tls: rustls::ClientConfig,
+    ) -> Result<Cluster, ClusterError> {
+        cfg.validate().map_err(ClusterError::Config)?;
+        let tls = quic_config::quic_tls(tls)?;
+        let loader = meta.clone();
+        let records = tokio::task::spawn_blocking(move || loader.list_nodes())
+            .await
+            .map_err(|e| ClusterError::Task(e.to_string()))??;
+        let mut registry = Registry::new(Timing {
+            down_after: cfg.down_after,
+            persist_interval: cfg.persist_interval,
+            orphan_scan_delay: cfg.orphan_scan_delay,
+        });
+        let known = records.len();
+        registry.load(records);
+        let pool = Pool::new(tls, cfg.mtu)?;
+        let inner = Arc::new(Inner {
+            cfg,
+            meta,
+            registry: RwLock::new(registry),
+            pool,
+            wake: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let tasks = vec![
+            tokio::spawn(health::run(Arc::downgrade(&inner))),
+            tokio::spawn(cleanup::run(Arc::downgrade(&inner))),
+        ];
+        *inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
+        tracing::info!(known_nodes = known, "cluster layer started");
+        Ok(Cluster { inner })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.cfg
+    }
+
+    pub(crate) fn meta(&self) -> &Meta {
+        &self.inner.meta
+    }
+
+    fn token(&self) -> &str {
+        &self.inner.cfg.token
+    }
+
+    fn heartbeat_interval(&self) -> Duration {
+        self.inner.cfg.heartbeat_interval
+    }
+
+    /// Placement candidates: every known node, eligible only when up.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        self.read().candidates()
+    }
+
+    /// Every known node, for `GET /nodes`.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        self.read().views()
+    }
+
+    /// Nodes currently up (eligible for new parts).
+    pub fn up_count(&self) -> usize {
+        self.read().up_count()
+    }
+
+    /// The state of one node, if known.
+    pub fn node_state(&self, node: Uuid) -> Option<NodeState> {
+        self.read().state(&node)
+    }
+
+    /// Counts a part in flight to `node` until the guard is dropped.
+    pub fn in_flight(&self, node: Uuid) -> InFlightGuard {
+        match self.read().in_flight_counter(&node) {
+            Some(counter) => InFlightGuard::new(counter),
+            None => InFlightGuard::detached(),
+        }
+    }
+
+    /// QUIC connections currently pooled and open.
+    pub fn open_connections(&self) -> usize {
+        self.inner.pool.open_connections()
+    }
+
+    /// Path figures (MTU, RTT, losses) of every open pooled connection.
+    pub fn connection_stats(&self) -> Vec<ConnectionStats> {
+        self.inner.pool.stats()
+    }
+
+    /// Nudges the cleanup task (after an abort queued deletes).
+    pub fn wake_cleanup(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// The internal routes nodes report to: `POST /internal/nodes/register` and
+    /// `POST /internal/nodes/heartbeat`.
+    pub fn internal_router(&self) -> axum::Router {
+        registration::router(self.clone())
+    }
+
+    /// Streams exactly `meta.length` bytes received from `body` to the chunk's shard and
+    /// returns only after the node acknowledged the part durable.
+    pub async fn put_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+        meta: ChunkMeta,
+        body: mpsc::Receiver<Bytes>,
+    ) -> Result<PutAck, NodeError> {
+        self.put_chunk_from(node, chunk_id, meta, 0, body).await
+    }
+
+    /// Like [`Cluster::put_chunk`], continuing an interrupted put at `resume_from` (the
+    /// chunk's durable length, see [`Cluster::stat_chunk`]); `body` carries the bytes from
+    /// there to the end.
+    pub async fn put_chunk_from(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+        meta: ChunkMeta,
+        resume_from: u64,
+        mut body: mpsc::Receiver<Bytes>,
+    ) -> Result<PutAck, NodeError> {
+        let route = self.read().route(&node, &chunk_id)?;
+        let deadline = self.deadline();
+        let streams = self.open_stream(node, route, deadline).await?;
+        let timeout = self.inner.cfg.request_timeout;
+        rpc::put(
+            streams,
+            chunk_id,
+            meta,
+            resume_from,
+            &mut body,
+            deadline,
+            timeout,
+        )
+        .await
+    }
+
+    /// Opens a get of `len` bytes at `offset` of a chunk; the reader yields the body as it
+    /// arrives.
+    pub async fn get_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+        offset: u64,
+        len: u64,
+    ) -> Result<ChunkReader, NodeError> {
+        let route = self.read().route(&node, &chunk_id)?;
+        let deadline = self.deadline();
+        let streams = self.open_stream(node, route, deadline).await?;
+        rpc::get(streams, chunk_id, offset, len, deadline).await
+    }
+
+    /// Deletes a chunk; a chunk the node does not have counts as deleted.
+    pub async fn delete_chunk(&self, node: Uuid, chunk_id: ChunkId) -> Result<(), NodeError> {
+        match self.call_chunk(node, chunk_id, Request::Delete { chunk_id }).await {
+            Ok(Response::Delete) => Ok(()),
+            Ok(_) => Err(unexpected_response()),
+            Err(NodeError::Status {
+                status: Status::NotFound,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the node knows of a chunk.
+    pub async fn stat_chunk(&self, node: Uuid, chunk_id: ChunkId) -> Result<ChunkInfo, NodeError> {
+        match self.call_chunk(node, chunk_id, Request::Stat { chunk_id }).await? {
+            Response::Stat(info) => Ok(info),
+            _ => Err(unexpected_response()),
+        }
+    }
+
+    /// One page of the chunks on shard `shard` of `node`, ids strictly after `after`; the flag
+    /// says whether more may follow.
+    pub async fn list_chunks(
+        &self,
+        node: Uuid,
+        shard: usize,
+        after: Option<ChunkId>,
+        limit: u32,
+    ) -> Result<(Vec<ChunkInfo>, bool), NodeError> {
+        let limit = limit.clamp(1, sixfold_wire::MAX_LIST_LIMIT);
+        match self.call_shard(node, shard, Request::List { after, limit }).await? {
+            Response::List { entries, more } => Ok((entries, more)),
+            _ => Err(unexpected_response()),
+        }
+    }
+
+    /// Capacity and load of one shard of `node`.
+    pub async fn node_info(&self, node: Uuid, shard: usize) -> Result<NodeInfo, NodeError> {
+        match self.call_shard(node, shard, Request::NodeInfo).await? {
+            Response::NodeInfo(info) => Ok(info),
+            _ => Err(unexpected_response()),
+        }
+    }
+
+    /// Number of shards `node` reported.
+    pub fn shard_count(&self, node: Uuid) -> Result<usize, NodeError> {
+        Ok(self.read().shard_routes(&node)?.len())
+    }
+
+    /// Stops the background tasks, persists the nodes' latest figures, and closes every
+    /// connection. Requests still running fail.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let tasks = std::mem::take(
+            &mut *self
+                .inner
+                .tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                abort.abort();
+            }
+        }
+        let records = self.read().records();
+        let meta = self.inner.meta.clone();
+        let persisted = tokio::task::spawn_blocking(move || {
+            records.iter().try_for_each(|r| meta.upsert_node(r))
+        })
+        .await;
+        match persisted {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "persisting nodes at shutdown failed"),
+            Err(e) => tracing::warn!(error = %e, "persisting nodes at shutdown failed"),
+        }
+        self.inner
+            .pool
+            .close(tokio::time::Instant::now() + Duration::from_secs(1))
+            .await;
+        tracing::info!("cluster layer stopped");
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.inner.cfg.request_timeout
+    }
+
+    async fn call_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+        req: Request,
+    ) -> Result<Response, NodeError> {
+        let route = self.read().route(&node, &chunk_id)?;
+        self.call_route(node, route, req).await
+    }
+
+    async fn call_shard(
+        &self,
+        node: Uuid,
+        shard: usize,
+        req: Request,
+    ) -> Result<Response, NodeError> {
+        let routes = self.read().shard_routes(&node)?;
+        let route = routes.get(shard).copied().ok_or_else(|| {
+            NodeError::Unavailable(format!(
+                "node {node} has {} shards, not {}",
+                routes.len(),
+                shard + 1
+            ))
+        })?;
+        self.call_route(node, route, req).await
+    }
+
+    async fn call_route(
+        &self,
+        node: Uuid,
+        route: Route,
+        req: Request,
+    ) -> Result<Response, NodeError> {
+        let deadline = self.deadline();
+        let streams = self.open_stream(node, route, deadline).await?;
+        rpc::call(streams, req, deadline).await
+    }
+
+    /// Opens a request stream to the shard at `route`. A pooled connection that turns out to be
+    /// dead is replaced once: nothing has been sent on it yet, so retrying is safe.
+    async fn open_stream(
+        &self,
+        node: Uuid,
+        route: Route,
+        deadline: tokio::time::Instant,
+    ) -> Result<(SendStream, RecvStream), NodeError> {
+        let pool = &self.inner.pool;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let conn = pool.connection(node, route, deadline).await?;
+            match tokio::time::timeout_at(deadline, conn.open_bi()).await {
+                Ok(Ok(streams)) => return Ok(streams),
+                Ok(Err(e)) => {
+                    pool.discard(node, route.addr, &conn);
+                    if attempt >= 2 {
+                        return Err(NodeError::Unavailable(format!(
+                            "connection to {} lost: {e}",
+                            route.addr
+                        )));
+                    }
+                    tracing::debug!(addr = %route.addr, error = %e, "pooled connection lost; reconnecting");
+                }
+                Err(_) => return Err(NodeError::Timeout),
+            }
+        }
+    }
+
+    /// Applies a node report and persists what changed.
+    async fn apply_report(&self, report: &ValidReport, kind: ReportKind) {
+        let outcome = self.write().apply_report(
+            report,
+            kind,
+            Instant::now(),
+            unix_ms(SystemTime::now()),
+        );
+        if outcome.reconnect {
+            self.inner.pool.forget_node(report.id);
+        }
+        match outcome.transition {
+            Some((None, state)) => tracing::info!(
+                node = %report.id,
+                name = %report.name,
+                shards = report.shard_addrs.len(),
+                ?state,
+                "node joined"
+            ),
+            Some((Some(from), to)) => tracing::info!(
+                node = %report.id,
+                name = %report.name,
+                ?from,
+                ?to,
+                "node state changed"
+            ),
+            None if kind == ReportKind::Register => tracing::info!(
+                node = %report.id,
+                name = %report.name,
+                "node re-registered"
+            ),
+            None => {}
+        }
+        if let Some(record) = outcome.persist {
+            self.persist(record).await;
+        }
+        if matches!(outcome.transition, Some((before, _)) if before.is_none_or(|s| s == NodeState::Down))
+        {
+            // Deletes queued while the node was away can go now.
+            self.wake_cleanup();
+        }
+    }
+
+    /// Marks silent nodes down.
+    async fn sweep(&self) {
+        let changed = self.write().sweep(Instant::now());
+        for t in changed {
+            tracing::info!(
+                node = %t.id,
+                name = %t.name,
+                from = ?t.from,
+                to = ?t.to,
+                "node state changed: heartbeats missed"
+            );
+            self.persist(t.record).await;
+        }
+    }
+
+    async fn persist(&self, record: crate::meta::NodeRecord) {
+        let meta = self.inner.meta.clone();
+        let id = record.id;
+        let result = tokio::task::spawn_blocking(move || meta.upsert_node(&record)).await;
+        let error = match result {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(node = %id, %error, "persisting node record failed; will retry");
+        self.write().persist_failed(&id);
+    }
+
+    fn serving_nodes(&self) -> Vec<Uuid> {
+        self.read().serving_nodes()
+    }
+
+    fn due_orphan_scans(&self) -> Vec<Uuid> {
+        let interval = self.inner.cfg.orphan_scan_interval;
+        self.write().take_due_orphan_scans(Instant::now(), interval)
+    }
+}
+
+fn unexpected_response() -> NodeError {
+    NodeError::Protocol(sixfold_wire::WireError::InvalidField {
+        field: "op",
+        reason: "the response does not match the request",
+    })
+}

@@ -1,0 +1,138 @@
+//! QUIC settings towards the nodes. They must agree with the node's own (see README-API.md):
+//! large datagrams on loopback, windows big enough for one fast stream, and no more.
+//!
+//! Pitfalls these settings avoid, seen with quinn on Linux:
+//! - quinn batches up to 10 datagrams into one GSO `sendmsg`; above ~6.5 KB per datagram that
+//!   exceeds the kernel's 64 KiB GSO limit, the send fails with `EMSGSIZE`, which quinn-udp
+//!   swallows, and the losses make quinn fall back to 1200-byte packets. GSO is therefore turned
+//!   off for large MTUs (one datagram per `sendmsg` costs nothing extra at 64 KB each).
+//! - The congestion controller refuses to send a datagram larger than its window, so with a
+//!   large initial MTU and the default initial window the first Initial never leaves. The
+//!   initial window is at least ten datagrams.
+//! - `EndpointConfig::max_udp_payload_size` defaults to 1472; it is what we announce we can
+//!   receive and must be raised for the node to send us large datagrams.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use quinn::{EndpointConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
+
+use super::config::{ETHERNET_MTU, MAX_QUIC_MTU};
+use super::error::ClusterError;
+
+/// Per-stream receive window: bounds the read-ahead of one part download.
+pub const STREAM_RECEIVE_WINDOW: u32 = 8 << 20;
+/// Per-connection receive window: bounds what all downloads on one connection may buffer.
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 64 << 20;
+/// Unacknowledged bytes we keep in flight on one connection: bounds upload buffering per shard.
+pub const SEND_WINDOW: u64 = 64 << 20;
+/// Streams the peer may open towards us (nodes never do, but the setting mirrors the node's).
+pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 256;
+/// Keeps idle pooled connections alive and detects dead peers.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// A connection silent for this long is dead.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// quinn's own cap on datagrams per GSO batch (`MAX_TRANSMIT_SEGMENTS` in quinn 0.11).
+const QUINN_GSO_BATCH: usize = 10;
+/// Largest total a GSO batch may carry (the kernel refuses more than 64 KiB per `sendmsg`).
+const GSO_BYTES: usize = 65_000;
+/// Minimum initial congestion window, in datagrams.
+const INITIAL_WINDOW_PACKETS: u64 = 10;
+/// quinn's default initial window (RFC 9002: min(10 × MTU, max(14720, 2 × MTU))).
+const DEFAULT_INITIAL_WINDOW: u64 = 14_720;
+/// Socket buffer size requested for the client UDP socket (capped by `net.core.*mem_max`).
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Whether quinn may batch datagrams of `mtu` bytes with GSO without exceeding the kernel limit.
+pub fn gso_fits(mtu: u16) -> bool {
+    usize::from(mtu) * QUINN_GSO_BATCH <= GSO_BYTES
+}
+
+/// Initial congestion window for datagrams of `mtu` bytes.
+pub fn initial_window(mtu: u16) -> u64 {
+    (u64::from(mtu) * INITIAL_WINDOW_PACKETS).max(DEFAULT_INITIAL_WINDOW)
+}
+
+/// Transport settings for a path whose datagrams may be `mtu` bytes.
+///
+/// The connection starts at `mtu` (clamped to the node's announced maximum during the
+/// handshake) and MTU discovery may probe up to it again after a black hole was suspected; the
+/// floor stays at QUIC's 1200 so that the handshake works even if the node is not tuned.
+pub fn transport_config(mtu: u16) -> TransportConfig {
+    let mut t = TransportConfig::default();
+    t.stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
+        .send_window(SEND_WINDOW)
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(
+            u32::try_from(IDLE_TIMEOUT.as_millis()).unwrap_or(u32::MAX),
+        ))))
+        .initial_mtu(mtu)
+        .enable_segmentation_offload(gso_fits(mtu));
+    let mut mtud = MtuDiscoveryConfig::default();
+    mtud.upper_bound(mtu.max(ETHERNET_MTU))
+        .black_hole_cooldown(Duration::from_secs(10));
+    t.mtu_discovery_config(Some(mtud));
+    let mut cubic = quinn::congestion::CubicConfig::default();
+    cubic.initial_window(initial_window(mtu));
+    t.congestion_controller_factory(Arc::new(cubic));
+    t
+}
+
+/// Endpoint settings: accept datagrams as large as UDP allows.
+pub fn endpoint_config() -> Result<EndpointConfig, ClusterError> {
+    let mut e = EndpointConfig::default();
+    e.max_udp_payload_size(MAX_QUIC_MTU)
+        .map_err(|err| ClusterError::Config(format!("max_udp_payload_size: {err}")))?;
+    Ok(e)
+}
+
+/// A quinn client config from the gateway's rustls config and the transport for `mtu`.
+pub fn client_config(
+    tls: Arc<QuicClientConfig>,
+    mtu: u16,
+) -> quinn::ClientConfig {
+    let mut c = quinn::ClientConfig::new(tls);
+    c.transport_config(Arc::new(transport_config(mtu)));
+    c
+}
+
+/// Wraps the rustls config for QUIC (TLS 1.3 with a QUIC-capable initial cipher suite).
+pub fn quic_tls(tls: rustls::ClientConfig) -> Result<Arc<QuicClientConfig>, ClusterError> {
+    if tls.alpn_protocols.is_empty() {
+        tracing::warn!("gateway TLS config offers no ALPN; nodes expect sixfold/1");
+    }
+    QuicClientConfig::try_from(tls)
+        .map(Arc::new)
+        .map_err(|e| ClusterError::Tls(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::config::JUMBO_MTU;
+
+    #[test]
+    fn gso_only_where_a_batch_fits_in_64k() {
+        assert!(gso_fits(1452));
+        assert!(gso_fits(6500));
+        assert!(!gso_fits(6501));
+        assert!(!gso_fits(JUMBO_MTU));
+    }
+
+    #[test]
+    fn initial_window_holds_ten_datagrams() {
+        assert_eq!(initial_window(1200), DEFAULT_INITIAL_WINDOW);
+        assert_eq!(initial_window(JUMBO_MTU), 650_000);
+        assert!(initial_window(9000) >= 90_000);
+    }
+
+    #[test]
+    fn endpoint_accepts_jumbo_datagrams() {
+        let e = endpoint_config().expect("valid");
+        assert_eq!(e.get_max_udp_payload_size(), u64::from(MAX_QUIC_MTU));
+    }
+}

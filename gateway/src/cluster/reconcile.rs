@@ -1,0 +1,278 @@
+//! Orphan reconciliation: chunks on a node that no file and no live upload session references
+//! (left behind by a gateway crash between a node's acknowledgement and the abort, or by a
+//! delete-queue entry lost with the metadata) are found by listing the node and deleted.
+//!
+//! Chunk age is not on the wire, so a chunk is an orphan only when
+//! - it is Complete and its file id is not the id of any live upload session (no upload can
+//!   still claim it), or
+//! - it was seen unreferenced in consecutive scans spanning at least the session TTL (any
+//!   session that could have claimed it has expired since).
+//!
+//! A chunk a live session references is never deleted: references are read after the listing
+//! (a session is recorded before its first byte reaches a node, so any chunk the listing saw
+//! is covered), and the delete queue re-checks them in the same transaction that queues.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use sixfold_wire::{ChunkId, ChunkInfo, ChunkState, FileId, MAX_LIST_LIMIT, Request, Response};
+use uuid::Uuid;
+
+use super::Cluster;
+use super::error::NodeError;
+use crate::meta::DeleteReason;
+
+/// A scan deleting more than this share of a node's chunks is refused: it more likely means
+/// the metadata is missing or stale than that the node is mostly garbage.
+const MAX_ORPHAN_SHARE: f64 = 0.5;
+/// Below this many orphans the share rule does not apply (small nodes, tests).
+const ALWAYS_ALLOWED: usize = 64;
+
+/// Unreferenced chunks seen by earlier scans, per node, with when each was first seen.
+#[derive(Debug, Default)]
+pub struct OrphanTracker {
+    seen: HashMap<Uuid, HashMap<ChunkId, Instant>>,
+}
+
+impl OrphanTracker {
+    /// Records one scan of `node` at `now` that found `unreferenced` chunks, and returns the ids
+    /// that are orphans by the rules above. `live_sessions` holds the file ids of the live
+    /// upload sessions among the chunks' file ids.
+    pub fn observe(
+        &mut self,
+        node: Uuid,
+        unreferenced: &[ChunkInfo],
+        live_sessions: &HashSet<FileId>,
+        now: Instant,
+        ttl: Duration,
+    ) -> Vec<ChunkId> {
+        let before = self.seen.remove(&node).unwrap_or_default();
+        let mut still_seen = HashMap::new();
+        let mut orphans = Vec::new();
+        for info in unreferenced {
+            let settled = info.state == ChunkState::Complete
+                && !live_sessions.contains(&info.meta.file_id);
+            let first = before.get(&info.chunk_id).copied().unwrap_or(now);
+            if settled || now.saturating_duration_since(first) >= ttl {
+                orphans.push(info.chunk_id);
+            } else {
+                still_seen.insert(info.chunk_id, first);
+            }
+        }
+        if !still_seen.is_empty() {
+            self.seen.insert(node, still_seen);
+        }
+        orphans
+    }
+
+    /// Forgets a node's sightings (its scan failed part way, so "consecutive" is broken).
+    pub fn forget(&mut self, node: &Uuid) {
+        self.seen.remove(node);
+    }
+}
+
+/// Whether deleting `orphans` of `total` chunks passes the safety valve.
+pub fn within_valve(orphans: usize, total: usize) -> bool {
+    orphans <= ALWAYS_ALLOWED || (orphans as f64) <= (total as f64) * MAX_ORPHAN_SHARE
+}
+
+/// Lists every chunk on every shard of `node`, keeping those not in `referenced` (to bound
+/// memory on large nodes). Returns them and the total number listed.
+async fn list_unreferenced(
+    cluster: &Cluster,
+    node: Uuid,
+    referenced: &HashSet<ChunkId>,
+) -> Result<(Vec<ChunkInfo>, usize), NodeError> {
+    let shards = cluster.shard_count(node)?;
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for shard in 0..shards {
+        let mut after: Option<ChunkId> = None;
+        loop {
+            let req = Request::List {
+                after,
+                limit: MAX_LIST_LIMIT,
+            };
+            let (entries, more) = match cluster.call_shard(node, shard, req).await? {
+                Response::List { entries, more } => (entries, more),
+                _ => {
+                    return Err(NodeError::Stream("list answered with another response".into()));
+                }
+            };
+            total += entries.len();
+            let last = entries.last().map(|e| e.chunk_id);
+            // Ids must ascend past `after`, or paging could loop forever.
+            if let (Some(prev), Some(first)) = (after, entries.first())
+                && first.chunk_id <= prev
+            {
+                return Err(NodeError::Stream("list pages do not ascend".into()));
+            }
+            out.extend(
+                entries
+                    .into_iter()
+                    .filter(|e| !referenced.contains(&e.chunk_id)),
+            );
+            match (more, last) {
+                (true, Some(last)) => after = Some(last),
+                _ => break,
+            }
+        }
+    }
+    Ok((out, total))
+}
+
+/// One reconciliation pass over `node`: queues its orphans for deletion and returns how many.
+pub async fn scan_node(
+    cluster: &Cluster,
+    tracker: &mut OrphanTracker,
+    node: Uuid,
+) -> Result<usize, NodeError> {
+    let meta = cluster.meta().clone();
+    let referenced = blocking(move || meta.referenced_chunks(&node)).await?;
+    let listed = list_unreferenced(cluster, node, &referenced).await;
+    let (candidates, total) = match listed {
+        Ok(v) => v,
+        Err(e) => {
+            tracker.forget(&node);
+            return Err(e);
+        }
+    };
+    if candidates.is_empty() {
+        tracker.forget(&node);
+        return Ok(0);
+    }
+    // References read after the listing cover every upload that began before it.
+    let meta = cluster.meta().clone();
+    let referenced = blocking(move || meta.referenced_chunks(&node)).await?;
+    let candidates: Vec<ChunkInfo> = candidates
+        .into_iter()
+        .filter(|c| !referenced.contains(&c.chunk_id))
+        .collect();
+    let file_ids: HashSet<FileId> = candidates.iter().map(|c| c.meta.file_id).collect();
+    let meta = cluster.meta().clone();
+    let live_sessions = blocking(move || {
+        let mut live = HashSet::new();
+        for f in file_ids {
+            if meta.get_session(&Uuid::from_bytes(f))?.is_some() {
+                live.insert(f);
+            }
+        }
+        Ok(live)
+    })
+    .await?;
+    let ttl = cluster.config().session_ttl;
+    let orphans = tracker.observe(node, &candidates, &live_sessions, Instant::now(), ttl);
+    if orphans.is_empty() {
+        return Ok(0);
+    }
+    if !within_valve(orphans.len(), total) {
+        tracing::warn!(
+            %node,
+            orphans = orphans.len(),
+            total,
+            "refusing to delete most of a node's chunks as orphans; is the gateway's metadata complete?"
+        );
+        tracker.forget(&node);
+        return Ok(0);
+    }
+    let meta = cluster.meta().clone();
+    let queued =
+        blocking(move || meta.enqueue_deletes(&node, &orphans, DeleteReason::Orphan)).await?;
+    if queued > 0 {
+        tracing::info!(%node, queued, "queued orphan chunks for deletion");
+    }
+    Ok(queued)
+}
+
+/// Runs a metadata call on the blocking pool, mapping its failure to a node-side error kind
+/// the scan can report.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::meta::MetaError> + Send + 'static,
+) -> Result<T, NodeError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(NodeError::Stream(format!("metadata: {e}"))),
+        Err(e) => Err(NodeError::Stream(format!("metadata task: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sixfold_wire::ChunkMeta;
+
+    const TTL: Duration = Duration::from_secs(3600);
+
+    fn chunk(n: u8, file: u8, state: ChunkState) -> ChunkInfo {
+        ChunkInfo {
+            chunk_id: [n; 16],
+            meta: ChunkMeta {
+                file_id: [file; 16],
+                part_index: 0,
+                part_count: 1,
+                file_offset: 0,
+                length: 10,
+            },
+            durable_len: 10,
+            crc32c: 0,
+            state,
+        }
+    }
+
+    #[test]
+    fn complete_chunks_of_no_live_session_go_at_once() {
+        let mut t = OrphanTracker::default();
+        let node = Uuid::from_u128(1);
+        let live: HashSet<FileId> = [[7; 16]].into();
+        let found = [
+            chunk(1, 5, ChunkState::Complete),
+            chunk(2, 7, ChunkState::Complete),
+            chunk(3, 5, ChunkState::Writing),
+        ];
+        let orphans = t.observe(node, &found, &live, Instant::now(), TTL);
+        assert_eq!(orphans, vec![[1; 16]]);
+    }
+
+    #[test]
+    fn other_chunks_need_two_sightings_a_ttl_apart() {
+        let mut t = OrphanTracker::default();
+        let node = Uuid::from_u128(1);
+        let live: HashSet<FileId> = [[7; 16]].into();
+        let t0 = Instant::now();
+        let found = [
+            chunk(2, 7, ChunkState::Complete),
+            chunk(3, 5, ChunkState::Writing),
+        ];
+        assert!(t.observe(node, &found, &live, t0, TTL).is_empty());
+        let half = t0 + TTL / 2;
+        assert!(t.observe(node, &found, &live, half, TTL).is_empty());
+        // Chunk 3 vanished from one scan: its clock restarts.
+        assert_eq!(t.observe(node, &found[..1], &live, t0 + TTL, TTL), vec![[2; 16]]);
+        assert!(t.observe(node, &found, &live, t0 + TTL, TTL).is_empty());
+        let later = t0 + TTL * 2;
+        let mut orphans = t.observe(node, &found, &live, later, TTL);
+        orphans.sort();
+        assert_eq!(orphans, vec![[2; 16], [3; 16]]);
+    }
+
+    #[test]
+    fn a_failed_scan_breaks_the_sequence() {
+        let mut t = OrphanTracker::default();
+        let node = Uuid::from_u128(1);
+        let t0 = Instant::now();
+        let found = [chunk(3, 5, ChunkState::Writing)];
+        let none = HashSet::new();
+        assert!(t.observe(node, &found, &none, t0, TTL).is_empty());
+        t.forget(&node);
+        assert!(t.observe(node, &found, &none, t0 + TTL, TTL).is_empty());
+        assert_eq!(t.observe(node, &found, &none, t0 + TTL * 2, TTL), vec![[3; 16]]);
+    }
+
+    #[test]
+    fn the_valve_stops_mass_deletion() {
+        assert!(within_valve(64, 64));
+        assert!(within_valve(500, 1000));
+        assert!(!within_valve(501, 1000));
+        assert!(!within_valve(65, 65));
+    }
+}

@@ -1,0 +1,205 @@
+//! `POST /internal/nodes/register` and `POST /internal/nodes/heartbeat`: nodes report
+//! themselves (JSON [`NodeReport`], bearer token) and learn the heartbeat interval.
+
+use std::collections::HashSet;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Serialize;
+use sixfold_wire::registration::{
+    HEARTBEAT_PATH, NodeReport, REGISTER_PATH, REPORT_VERSION, ReportAck,
+};
+use uuid::Uuid;
+
+use super::Cluster;
+use super::registry::{ReportKind, ValidReport};
+use super::token::bearer_matches;
+
+/// Most shards a node may report (far above any core count; bounds the work per report).
+pub const MAX_SHARDS: usize = 1024;
+/// Longest node name or software string kept.
+const MAX_TEXT: usize = 256;
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: code,
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The router for the two endpoints, with the cluster as state.
+pub fn router(cluster: Cluster) -> axum::Router {
+    axum::Router::new()
+        .route(REGISTER_PATH, post(register))
+        .route(HEARTBEAT_PATH, post(heartbeat))
+        .with_state(cluster)
+}
+
+async fn register(State(cluster): State<Cluster>, headers: HeaderMap, body: Bytes) -> Response {
+    report(cluster, ReportKind::Register, &headers, &body).await
+}
+
+async fn heartbeat(State(cluster): State<Cluster>, headers: HeaderMap, body: Bytes) -> Response {
+    report(cluster, ReportKind::Heartbeat, &headers, &body).await
+}
+
+async fn report(cluster: Cluster, kind: ReportKind, headers: &HeaderMap, body: &[u8]) -> Response {
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if !bearer_matches(auth, cluster.token()) {
+        tracing::warn!(?kind, "node report with a missing or wrong cluster token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong cluster token (Authorization: Bearer <token>)",
+        );
+    }
+    let report = match parse_report(body) {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::warn!(?kind, %why, "rejected node report");
+            return error(StatusCode::BAD_REQUEST, "bad_request", why);
+        }
+    };
+    cluster.apply_report(&report, kind).await;
+    let ack = ReportAck {
+        heartbeat_interval_ms: u64::try_from(cluster.heartbeat_interval().as_millis())
+            .unwrap_or(u64::MAX),
+    };
+    (StatusCode::OK, Json(ack)).into_response()
+}
+
+/// Decodes and checks a report body.
+pub fn parse_report(body: &[u8]) -> Result<ValidReport, String> {
+    let r: NodeReport =
+        serde_json::from_slice(body).map_err(|e| format!("malformed node report: {e}"))?;
+    if r.version != REPORT_VERSION {
+        return Err(format!(
+            "unsupported node report version {} (this gateway reads version {REPORT_VERSION})",
+            r.version
+        ));
+    }
+    let id = Uuid::parse_str(&r.node_id)
+        .map_err(|e| format!("node_id {:?} is not a UUID: {e}", r.node_id))?;
+    if id.is_nil() {
+        return Err("node_id must not be the nil UUID".into());
+    }
+    if r.shard_addrs.is_empty() {
+        return Err("shard_addrs is empty: a node needs at least one shard address".into());
+    }
+    if r.shard_addrs.len() > MAX_SHARDS {
+        return Err(format!(
+            "{} shard addresses reported; at most {MAX_SHARDS} are accepted",
+            r.shard_addrs.len()
+        ));
+    }
+    let mut distinct = HashSet::with_capacity(r.shard_addrs.len());
+    for addr in &r.shard_addrs {
+        if addr.ip().is_unspecified() || addr.port() == 0 {
+            return Err(format!(
+                "shard address {addr} cannot be dialled: report the address the gateway should connect to"
+            ));
+        }
+        if !distinct.insert(*addr) {
+            return Err(format!("shard address {addr} is reported twice"));
+        }
+    }
+    let name = truncate(r.name.trim(), MAX_TEXT);
+    Ok(ValidReport {
+        id,
+        name: if name.is_empty() {
+            id.to_string()
+        } else {
+            name
+        },
+        shard_addrs: r.shard_addrs,
+        capacity: r.capacity,
+        used: r.used,
+        chunk_count: r.chunk_count,
+        in_flight: r.in_flight,
+        draining: r.draining,
+        software: truncate(r.software.trim(), MAX_TEXT),
+    })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut v = serde_json::json!({
+            "version": 1,
+            "node_id": "6f1c2a0e-8a4b-4c55-9d7e-0a1b2c3d4e5f",
+            "name": "n1",
+            "shard_addrs": ["127.0.0.1:7000", "127.0.0.1:7001"],
+            "capacity": 100,
+            "used": 10,
+            "chunk_count": 2,
+            "in_flight": 0,
+            "software": "sixfold-node 0.1.0"
+        });
+        f(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn a_good_report_parses() {
+        let r = parse_report(&body(|_| {})).expect("valid");
+        assert_eq!(r.id.to_string(), "6f1c2a0e-8a4b-4c55-9d7e-0a1b2c3d4e5f");
+        assert_eq!(r.shard_addrs.len(), 2);
+        assert!(!r.draining, "draining defaults to false");
+        let r = parse_report(&body(|v| v["draining"] = true.into())).expect("valid");
+        assert!(r.draining);
+        let r = parse_report(&body(|v| v["name"] = " ".into())).expect("valid");
+        assert_eq!(r.name, r.id.to_string());
+    }
+
+    #[test]
+    fn bad_reports_are_refused_with_a_reason() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"{not json".to_vec(), "malformed"),
+            (body(|v| v["version"] = 2.into()), "version 2"),
+            (body(|v| v["node_id"] = "node-1".into()), "not a UUID"),
+            (
+                body(|v| v["node_id"] = Uuid::nil().to_string().into()),
+                "nil",
+            ),
+            (body(|v| v["shard_addrs"] = serde_json::json!([])), "empty"),
+            (
+                body(|v| v["shard_addrs"] = serde_json::json!(["0.0.0.0:7000"])),
+                "cannot be dialled",
+            ),
+            (
+                body(|v| v["shard_addrs"] = serde_json::json!(["10.0.0.1:7000", "10.0.0.1:7000"])),
+                "twice",
+            ),
+            (body(|v| v["extra"] = 1.into()), "malformed"),
+            (body(|v| v["capacity"] = (-1).into()), "malformed"),
+        ];
+        for (b, needle) in cases {
+            let err = parse_report(&b).expect_err(needle);
+            assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+        }
+    }
+}

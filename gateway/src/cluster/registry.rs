@@ -1,0 +1,634 @@
+//! The gateway's live view of the storage nodes: what each node last reported, whether it is
+//! up, and how many parts the gateway is writing to it right now.
+//!
+//! Pure state: every method takes the current time as arguments, so state transitions are
+//! tested with a fake clock. [`super::Cluster`] keeps it behind a lock and does the I/O
+//! (persisting records, logging) around it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sixfold_wire::ChunkId;
+use uuid::Uuid;
+
+use super::error::NodeError;
+use super::shard::shard_addr;
+use crate::meta::{NodeRecord, NodeState};
+use crate::placement::Candidate;
+
+/// A node report that passed validation (see [`super::registration::parse_report`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidReport {
+    pub id: Uuid,
+    pub name: String,
+    pub shard_addrs: Vec<SocketAddr>,
+    pub capacity: u64,
+    pub used: u64,
+    pub chunk_count: u64,
+    pub in_flight: u32,
+    pub draining: bool,
+    pub software: String,
+}
+
+/// Which endpoint a report arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Sent once when the node process starts.
+    Register,
+    /// Sent periodically.
+    Heartbeat,
+}
+
+/// The timing rules of the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Silence after which a node is down.
+    pub down_after: Duration,
+    /// Longest a node's changing figures stay unpersisted.
+    pub persist_interval: Duration,
+    /// Delay between a node (re)joining and its first orphan scan.
+    pub orphan_scan_delay: Duration,
+}
+
+/// What the registry knows of one node.
+#[derive(Debug)]
+struct NodeEntry {
+    record: NodeRecord,
+    software: String,
+    /// When the last report arrived (`None` for nodes loaded from metadata and not yet heard).
+    last_seen: Option<Instant>,
+    /// When the record was last handed out for persisting.
+    last_persist: Option<Instant>,
+    /// Parts the gateway is streaming to the node right now.
+    parts_in_flight: Arc<AtomicU32>,
+    /// Bumped whenever the node (re)starts or its addresses change: pooled connections of an
+    /// older generation are stale.
+    generation: u64,
+    /// When the node's next orphan scan is due.
+    next_orphan_scan: Option<Instant>,
+}
+
+/// The result of applying one report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportOutcome {
+    /// `(before, after)` when the node's state changed; `before` is `None` for a new node.
+    pub transition: Option<(Option<NodeState>, NodeState)>,
+    /// The record to store durably, when something worth persisting changed.
+    pub persist: Option<NodeRecord>,
+    /// Connections to this node opened before now must not be reused (it restarted or moved).
+    pub reconnect: bool,
+}
+
+/// A node's state changed without a report (it went silent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub id: Uuid,
+    pub name: String,
+    pub from: NodeState,
+    pub to: NodeState,
+    pub record: NodeRecord,
+}
+
+/// Where a request about one chunk goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub addr: SocketAddr,
+    pub generation: u64,
+}
+
+/// A node as shown by `GET /nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    pub id: Uuid,
+    pub name: String,
+    pub shard_addrs: Vec<SocketAddr>,
+    /// `up`, `down`, `draining` or `read_only`.
+    pub state: NodeState,
+    pub capacity: u64,
+    pub used: u64,
+    pub free: u64,
+    pub chunk_count: u64,
+    /// Parts the gateway is writing to the node right now.
+    pub parts_in_flight: u32,
+    /// Requests in progress as the node last reported them.
+    pub node_in_flight: u32,
+    pub software: String,
+    pub registered_unix_ms: u64,
+    /// `None` if the node never reported.
+    pub last_heartbeat_unix_ms: Option<u64>,
+    /// The same instant, RFC 3339 in UTC.
+    pub last_heartbeat: Option<String>,
+}
+
+/// The live node table.
+#[derive(Debug)]
+pub struct Registry {
+    timing: Timing,
+    nodes: HashMap<Uuid, NodeEntry>,
+    next_generation: u64,
+}
+
+impl Registry {
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            nodes: HashMap::new(),
+            next_generation: 1,
+        }
+    }
+
+    /// Adds nodes known from metadata. They stay down until they report: a record says where a
+    /// node was, not that it is alive.
+    pub fn load(&mut self, records: impl IntoIterator<Item = NodeRecord>) {
+        for mut record in records {
+            record.state = NodeState::Down;
+            let generation = self.bump();
+            self.nodes.insert(
+                record.id,
+                NodeEntry {
+                    record,
+                    software: String::new(),
+                    last_seen: None,
+                    last_persist: None,
+                    parts_in_flight: Arc::default(),
+                    generation,
+                    next_orphan_scan: None,
+                },
+            );
+        }
+    }
+
+    fn bump(&mut self) -> u64 {
+        let g = self.next_generation;
+        self.next_generation += 1;
+        g
+    }
+
+    /// Applies a registration or heartbeat received at `now` (`now_ms` is the same instant in
+    /// Unix milliseconds). A heartbeat from a node the registry does not know (the gateway lost
+    /// its metadata, or the registration was missed) is accepted like a registration.
+    pub fn apply_report(
+        &mut self,
+        report: &ValidReport,
+        kind: ReportKind,
+        now: Instant,
+        now_ms: u64,
+    ) -> ReportOutcome {
+        let reported_state = if report.draining {
+            NodeState::Draining
+        } else {
+            NodeState::Up
+        };
+        let timing = self.timing;
+        let generation = self.bump();
+        let Some(entry) = self.nodes.get_mut(&report.id) else {
+            let record = NodeRecord {
+                id: report.id,
+                name: report.name.clone(),
+                shard_addrs: report.shard_addrs.clone(),
+                capacity: report.capacity,
+                used: report.used,
+                chunk_count: report.chunk_count,
+                in_flight: report.in_flight,
+                state: reported_state,
+                registered_unix_ms: now_ms,
+                last_heartbeat_unix_ms: now_ms,
+            };
+            self.nodes.insert(
+                report.id,
+                NodeEntry {
+                    record: record.clone(),
+                    software: report.software.clone(),
+                    last_seen: Some(now),
+                    last_persist: Some(now),
+                    parts_in_flight: Arc::default(),
+                    generation,
+                    next_orphan_scan: Some(now + timing.orphan_scan_delay),
+                },
+            );
+            return ReportOutcome {
+                transition: Some((None, reported_state)),
+                persist: Some(record),
+                reconnect: true,
+            };
+        };
+
+        let before = entry.record.state;
+        let restarted = kind == ReportKind::Register;
+        let moved = entry.record.shard_addrs != report.shard_addrs;
+        let reshaped = moved
+            || entry.record.capacity != report.capacity
+            || entry.record.name != report.name;
+        let rec = &mut entry.record;
+        rec.name.clone_from(&report.name);
+        rec.shard_addrs.clone_from(&report.shard_addrs);
+        rec.capacity = report.capacity;
+        rec.used = report.used;
+        rec.chunk_count = report.chunk_count;
+        rec.in_flight = report.in_flight;
+        rec.state = reported_state;
+        rec.last_heartbeat_unix_ms = now_ms;
+        if restarted {
+            rec.registered_unix_ms = now_ms;
+        }
+        if entry.software != report.software {
+            entry.software.clone_from(&report.software);
+        }
+        entry.last_seen = Some(now);
+
+        let reconnect = restarted || moved;
+        if reconnect {
+            entry.generation = generation;
+        }
+        // A node that (re)joins may have kept chunks the gateway has since forgotten.
+        if restarted || before == NodeState::Down {
+            entry.next_orphan_scan = Some(now + timing.orphan_scan_delay);
+        }
+
+        let stale = entry
+            .last_persist
+            .is_none_or(|at| now.saturating_duration_since(at) >= timing.persist_interval);
+        let persist = (restarted || reshaped || before != reported_state || stale).then(|| {
+            entry.last_persist = Some(now);
+            entry.record.clone()
+        });
+        ReportOutcome {
+            transition: (before != reported_state).then_some((Some(before), reported_state)),
+            persist,
+            reconnect,
+        }
+    }
+
+    /// Marks down every node that has been silent for `down_after` at `now`. Nodes loaded from
+    /// metadata and never heard from are down already.
+    pub fn sweep(&mut self, now: Instant) -> Vec<Transition> {
+        let down_after = self.timing.down_after;
+        let mut changed = Vec::new();
+        for entry in self.nodes.values_mut() {
+            if entry.record.state == NodeState::Down {
+                continue;
+            }
+            let silent = entry
+                .last_seen
+                .is_none_or(|seen| now.saturating_duration_since(seen) >= down_after);
+            if silent {
+                let from = entry.record.state;
+                entry.record.state = NodeState::Down;
+                entry.last_persist = Some(now);
+                changed.push(Transition {
+                    id: entry.record.id,
+                    name: entry.record.name.clone(),
+                    from,
+                    to: NodeState::Down,
+                    record: entry.record.clone(),
+                });
+            }
+        }
+        changed
+    }
+
+    /// Lets a failed persist be retried with the next report.
+    pub fn persist_failed(&mut self, id: &Uuid) {
+        if let Some(entry) = self.nodes.get_mut(id) {
+            entry.last_persist = None;
+        }
+    }
+
+    /// Records of every node, for a final persist at shutdown.
+    pub fn records(&self) -> Vec<NodeRecord> {
+        self.nodes.values().map(|e| e.record.clone()).collect()
+    }
+
+    pub fn state(&self, id: &Uuid) -> Option<NodeState> {
+        self.nodes.get(id).map(|e| e.record.state)
+    }
+
+    /// The shard address that serves `chunk_id` on node `id`, if the node can serve requests.
+    pub fn route(&self, id: &Uuid, chunk_id: &ChunkId) -> Result<Route, NodeError> {
+        let entry = self.reachable(id)?;
+        let addr = shard_addr(&entry.record.shard_addrs, chunk_id).ok_or_else(|| {
+            NodeError::Unavailable(format!("node {id} reported no shard addresses"))
+        })?;
+        Ok(Route {
+            addr,
+            generation: entry.generation,
+        })
+    }
+
+    /// Every shard address of node `id` (for per-shard operations such as `List`).
+    pub fn shard_routes(&self, id: &Uuid) -> Result<Vec<Route>, NodeError> {
+        let entry = self.reachable(id)?;
+        Ok(entry
+            .record
+            .shard_addrs
+            .iter()
+            .map(|&addr| Route {
+                addr,
+                generation: entry.generation,
+            })
+            .collect())
+    }
+
+    fn reachable(&self, id: &Uuid) -> Result<&NodeEntry, NodeError> {
+        let entry = self.nodes.get(id).ok_or(NodeError::UnknownNode)?;
+        if entry.record.state == NodeState::Down {
+            return Err(NodeError::Unavailable(format!(
+                "node {} ({id}) is down",
+                entry.record.name
+            )));
+        }
+        Ok(entry)
+    }
+
+    /// The in-flight counter of node `id`.
+    pub fn in_flight_counter(&self, id: &Uuid) -> Option<Arc<AtomicU32>> {
+        self.nodes.get(id).map(|e| e.parts_in_flight.clone())
+    }
+
+    /// Placement candidates: every known node, eligible when up and addressable.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = self
+            .nodes
+            .values()
+            .map(|e| Candidate {
+                id: e.record.id,
+                capacity: e.record.capacity,
+                used: e.record.used,
+                in_flight: e.parts_in_flight.load(Ordering::Relaxed),
+                eligible: e.record.state == NodeState::Up && !e.record.shard_addrs.is_empty(),
+            })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    pub fn up_count(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|e| e.record.state == NodeState::Up)
+            .count()
+    }
+
+    /// Nodes that answer requests (up or draining), for the cleanup task.
+    pub fn serving_nodes(&self) -> Vec<Uuid> {
+        let mut out: Vec<Uuid> = self
+            .nodes
+            .values()
+            .filter(|e| e.record.state != NodeState::Down)
+            .map(|e| e.record.id)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Serving nodes whose orphan scan is due at `now`; each is rescheduled `interval` later.
+    pub fn take_due_orphan_scans(&mut self, now: Instant, interval: Duration) -> Vec<Uuid> {
+        let mut due = Vec::new();
+        for entry in self.nodes.values_mut() {
+            if entry.record.state == NodeState::Down {
+                continue;
+            }
+            let next = *entry.next_orphan_scan.get_or_insert(now + interval);
+            if next <= now {
+                entry.next_orphan_scan = Some(now + interval);
+                due.push(entry.record.id);
+            }
+        }
+        due.sort();
+        due
+    }
+
+    /// Snapshot for `GET /nodes`, ordered by name then id.
+    pub fn views(&self) -> Vec<NodeView> {
+        let mut out: Vec<NodeView> = self.nodes.values().map(view).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        out
+    }
+}
+
+fn view(e: &NodeEntry) -> NodeView {
+    let r = &e.record;
+    let last_ms = (r.last_heartbeat_unix_ms > 0).then_some(r.last_heartbeat_unix_ms);
+    NodeView {
+        id: r.id,
+        name: r.name.clone(),
+        shard_addrs: r.shard_addrs.clone(),
+        state: r.state,
+        capacity: r.capacity,
+        used: r.used,
+        free: r.capacity.saturating_sub(r.used),
+        chunk_count: r.chunk_count,
+        parts_in_flight: e.parts_in_flight.load(Ordering::Relaxed),
+        node_in_flight: r.in_flight,
+        software: e.software.clone(),
+        registered_unix_ms: r.registered_unix_ms,
+        last_heartbeat_unix_ms: last_ms,
+        last_heartbeat: last_ms.map(|ms| {
+            let at = UNIX_EPOCH + Duration::from_millis(ms);
+            humantime::format_rfc3339_millis(at).to_string()
+        }),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMING: Timing = Timing {
+        down_after: Duration::from_secs(6),
+        persist_interval: Duration::from_secs(30),
+        orphan_scan_delay: Duration::from_secs(30),
+    };
+
+    fn report(n: u128) -> ValidReport {
+        ValidReport {
+            id: Uuid::from_u128(n),
+            name: format!("node-{n}"),
+            shard_addrs: vec![
+                format!("127.0.0.1:{}", 7000 + n * 10).parse().unwrap(),
+                format!("127.0.0.1:{}", 7001 + n * 10).parse().unwrap(),
+            ],
+            capacity: 1000,
+            used: 100,
+            chunk_count: 3,
+            in_flight: 0,
+            draining: false,
+            software: "sixfold-node 0.1.0".into(),
+        }
+    }
+
+    fn secs(t0: Instant, s: u64) -> Instant {
+        t0 + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn registration_brings_a_node_up_and_persists_it() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        let out = reg.apply_report(&report(1), ReportKind::Register, t0, 1_000);
+        assert_eq!(out.transition, Some((None, NodeState::Up)));
+        assert!(out.reconnect);
+        let rec = out.persist.expect("a new node is persisted");
+        assert_eq!(rec.state, NodeState::Up);
+        assert_eq!(rec.shard_addrs.len(), 2);
+        assert_eq!(reg.up_count(), 1);
+        let c = reg.candidates();
+        assert_eq!(c.len(), 1);
+        assert!(c[0].eligible);
+        assert_eq!(c[0].free(), 900);
+    }
+
+    #[test]
+    fn heartbeats_keep_a_node_up_and_persist_only_changes_or_every_interval() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        let mut r = report(1);
+        r.used = 200;
+        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
+        assert_eq!(out.transition, None);
+        assert_eq!(out.persist, None, "used space alone is not worth a commit");
+        assert!(!out.reconnect);
+        assert_eq!(reg.candidates()[0].used, 200);
+        // After the persist interval the figures are written even without a change.
+        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 31), 31_000);
+        assert_eq!(out.persist.map(|p| p.used), Some(200));
+        // A capacity change is persisted at once.
+        r.capacity = 2000;
+        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 33), 33_000);
+        assert_eq!(out.persist.map(|p| p.capacity), Some(2000));
+        assert!(!out.reconnect);
+        // New addresses: persisted, and pooled connections are stale.
+        r.shard_addrs.pop();
+        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 35), 35_000);
+        assert!(out.persist.is_some());
+        assert!(out.reconnect);
+        for s in [36, 40] {
+            assert!(reg.sweep(secs(t0, s)).is_empty());
+        }
+    }
+
+    #[test]
+    fn silence_marks_a_node_down_and_a_heartbeat_brings_it_back() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        reg.apply_report(&report(2), ReportKind::Register, t0, 0);
+        reg.apply_report(&report(2), ReportKind::Heartbeat, secs(t0, 4), 4_000);
+        assert!(reg.sweep(secs(t0, 5)).is_empty());
+        let down = reg.sweep(secs(t0, 6));
+        assert_eq!(down.len(), 1);
+        assert_eq!(down[0].id, Uuid::from_u128(1));
+        assert_eq!((down[0].from, down[0].to), (NodeState::Up, NodeState::Down));
+        assert_eq!(down[0].record.state, NodeState::Down);
+        assert!(reg.sweep(secs(t0, 7)).is_empty(), "reported once");
+        assert_eq!(reg.up_count(), 1);
+        let cands = reg.candidates();
+        assert!(!cands.iter().find(|c| c.id == Uuid::from_u128(1)).unwrap().eligible);
+        assert!(matches!(
+            reg.route(&Uuid::from_u128(1), &[0; 16]),
+            Err(NodeError::Unavailable(_))
+        ));
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 8), 8_000);
+        assert_eq!(out.transition, Some((Some(NodeState::Down), NodeState::Up)));
+        assert!(out.persist.is_some());
+        assert_eq!(reg.up_count(), 2);
+    }
+
+    #[test]
+    fn draining_nodes_serve_but_take_no_new_parts() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        let mut r = report(1);
+        r.draining = true;
+        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
+        assert_eq!(out.transition, Some((Some(NodeState::Up), NodeState::Draining)));
+        assert!(!reg.candidates()[0].eligible);
+        assert_eq!(reg.up_count(), 0);
+        assert!(reg.route(&r.id, &[1; 16]).is_ok());
+        assert_eq!(reg.serving_nodes(), vec![r.id]);
+        assert_eq!(reg.sweep(secs(t0, 7)).len(), 1, "a silent draining node goes down");
+    }
+
+    #[test]
+    fn loaded_nodes_are_down_until_they_report() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        let rec = NodeRecord {
+            id: Uuid::from_u128(9),
+            name: "old".into(),
+            shard_addrs: report(9).shard_addrs,
+            capacity: 10,
+            used: 1,
+            chunk_count: 1,
+            in_flight: 0,
+            state: NodeState::Up,
+            registered_unix_ms: 5,
+            last_heartbeat_unix_ms: 7,
+        };
+        reg.load([rec.clone()]);
+        assert_eq!(reg.state(&rec.id), Some(NodeState::Down));
+        assert!(reg.sweep(t0).is_empty());
+        assert!(matches!(
+            reg.route(&rec.id, &[0; 16]),
+            Err(NodeError::Unavailable(_))
+        ));
+        assert!(matches!(
+            reg.route(&Uuid::from_u128(10), &[0; 16]),
+            Err(NodeError::UnknownNode)
+        ));
+        let views = reg.views();
+        assert_eq!(views[0].last_heartbeat_unix_ms, Some(7));
+        assert_eq!(
+            views[0].last_heartbeat.as_deref(),
+            Some("1970-01-01T00:00:00.007Z")
+        );
+        let out = reg.apply_report(&report(9), ReportKind::Heartbeat, t0, 100);
+        assert_eq!(out.transition, Some((Some(NodeState::Down), NodeState::Up)));
+    }
+
+    #[test]
+    fn a_restart_invalidates_connections_and_schedules_an_orphan_scan() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        let id = Uuid::from_u128(1);
+        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        let g1 = reg.route(&id, &[3; 16]).unwrap().generation;
+        let interval = Duration::from_secs(600);
+        assert!(reg.take_due_orphan_scans(secs(t0, 29), interval).is_empty());
+        assert_eq!(reg.take_due_orphan_scans(secs(t0, 30), interval), vec![id]);
+        assert!(reg.take_due_orphan_scans(secs(t0, 31), interval).is_empty());
+        assert_eq!(reg.take_due_orphan_scans(secs(t0, 630), interval), vec![id]);
+        reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 631), 0);
+        assert_eq!(reg.route(&id, &[3; 16]).unwrap().generation, g1);
+        let out = reg.apply_report(&report(1), ReportKind::Register, secs(t0, 632), 0);
+        assert!(out.reconnect && out.persist.is_some());
+        assert_ne!(reg.route(&id, &[3; 16]).unwrap().generation, g1);
+        assert!(reg.take_due_orphan_scans(secs(t0, 661), interval).is_empty());
+        assert_eq!(reg.take_due_orphan_scans(secs(t0, 662), interval), vec![id]);
+    }
+
+    #[test]
+    fn routes_follow_the_wire_shard_rule() {
+        let mut reg = Registry::new(TIMING);
+        let r = report(1);
+        reg.apply_report(&r, ReportKind::Register, Instant::now(), 0);
+        for i in 0u8..64 {
+            let chunk = [i; 16];
+            let shard = sixfold_wire::shard_for(&chunk, 2) as usize;
+            assert_eq!(reg.route(&r.id, &chunk).unwrap().addr, r.shard_addrs[shard]);
+        }
+        assert_eq!(reg.shard_routes(&r.id).unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,101 @@
+//! The chunk delete queue and the chunk reference index used for orphan reconciliation.
+
+use std::collections::HashSet;
+
+use redb::{ReadableTable, ReadableTableMetadata};
+use uuid::Uuid;
+
+use super::codec::{decode, encode};
+use super::records::{ChunkId, DeleteEntry, DeleteReason, PendingDelete};
+use super::tables::{
+    CHUNK_REFS, DELETE_QUEUE, DELETE_QUEUE_NAME, chunk_key, node_key_bounds, split_chunk_key,
+};
+use super::{Meta, MetaError, unix_ms_now};
+
+impl Meta {
+    /// Up to `limit` chunks queued for deletion on `node_id`, in chunk id order.
+    pub fn pending_deletes(
+        &self,
+        node_id: &Uuid,
+        limit: usize,
+    ) -> Result<Vec<PendingDelete>, MetaError> {
+        let (lo, hi) = node_key_bounds(node_id);
+        self.read(|txn| {
+            let queue = txn.open_table(DELETE_QUEUE)?;
+            let mut out = Vec::with_capacity(limit.min(1024));
+            for row in queue.range::<&[u8; 32]>(&lo..=&hi)?.take(limit) {
+                let (key, value) = row?;
+                let (node_id, chunk_id) = split_chunk_key(key.value());
+                let entry: DeleteEntry =
+                    decode(value.value()).map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+                out.push(PendingDelete {
+                    node_id,
+                    chunk_id,
+                    file_id: entry.file_id,
+                    reason: entry.reason,
+                    enqueued_unix_ms: entry.enqueued_unix_ms,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Drops a chunk from the queue once its node has deleted it (or reported it absent).
+    /// Returns whether it was queued.
+    pub fn complete_delete(&self, node_id: &Uuid, chunk_id: &ChunkId) -> Result<bool, MetaError> {
+        let key = chunk_key(node_id, chunk_id);
+        self.write(|txn| Ok(txn.open_table(DELETE_QUEUE)?.remove(&key)?.is_some()))
+    }
+
+    /// Queues chunks found on `node_id` for deletion, skipping any that a file or live session
+    /// references (checked in the same transaction, so a live chunk is never queued). Returns
+    /// how many were queued.
+    pub fn enqueue_deletes(
+        &self,
+        node_id: &Uuid,
+        chunk_ids: &[ChunkId],
+        reason: DeleteReason,
+    ) -> Result<usize, MetaError> {
+        let entry = encode(&DeleteEntry {
+            file_id: None,
+            reason,
+            enqueued_unix_ms: unix_ms_now(),
+        })
+        .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+        self.write(|txn| {
+            let refs = txn.open_table(CHUNK_REFS)?;
+            let mut queue = txn.open_table(DELETE_QUEUE)?;
+            let mut queued = 0;
+            for chunk_id in chunk_ids {
+                let key = chunk_key(node_id, chunk_id);
+                // An entry already queued keeps its reason and file.
+                if refs.get(&key)?.is_some() || queue.get(&key)?.is_some() {
+                    continue;
+                }
+                queue.insert(&key, entry.as_slice())?;
+                queued += 1;
+            }
+            Ok(queued)
+        })
+    }
+
+    /// Number of chunks waiting for deletion on all nodes.
+    pub fn delete_queue_len(&self) -> Result<u64, MetaError> {
+        self.read(|txn| Ok(txn.open_table(DELETE_QUEUE)?.len()?))
+    }
+
+    /// Every chunk on `node_id` that a committed file or a live upload session references. A
+    /// chunk on the node outside this set (and older than any live session) is an orphan.
+    pub fn referenced_chunks(&self, node_id: &Uuid) -> Result<HashSet<ChunkId>, MetaError> {
+        let (lo, hi) = node_key_bounds(node_id);
+        self.read(|txn| {
+            let refs = txn.open_table(CHUNK_REFS)?;
+            let mut out = HashSet::new();
+            for row in refs.range::<&[u8; 32]>(&lo..=&hi)? {
+                let (key, _) = row?;
+                out.insert(split_chunk_key(key.value()).1);
+            }
+            Ok(out)
+        })
+    }
+}

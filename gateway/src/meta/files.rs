@@ -1,0 +1,81 @@
+//! Committed files: lookup, listing, deletion.
+
+use std::ops::Bound;
+
+use redb::ReadableTableMetadata;
+use uuid::Uuid;
+
+use super::codec::{decode, encode};
+use super::records::{DeleteEntry, DeleteReason, FileRecord};
+use super::tables::{CHUNK_REFS, DELETE_QUEUE, DELETE_QUEUE_NAME, FILES, FILES_NAME, chunk_key};
+use super::{Meta, MetaError, unix_ms_now};
+
+impl Meta {
+    /// The committed file `id`, if any.
+    pub fn get_file(&self, id: &Uuid) -> Result<Option<FileRecord>, MetaError> {
+        self.read(|txn| {
+            let files = txn.open_table(FILES)?;
+            let Some(value) = files.get(id.as_bytes())? else {
+                return Ok(None);
+            };
+            decode(value.value())
+                .map(Some)
+                .map_err(MetaError::corrupt(FILES_NAME))
+        })
+    }
+
+    /// Up to `limit` files with ids above `after` (from the start if `None`), in id order. Feed
+    /// the last id of a page back as `after` for the next page; every file is listed once.
+    pub fn list_files(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<FileRecord>, MetaError> {
+        self.read(|txn| {
+            let files = txn.open_table(FILES)?;
+            let after = after.map(Uuid::into_bytes);
+            let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+            let mut page = Vec::with_capacity(limit.min(1024));
+            for row in files
+                .range::<&[u8; 16]>((start, Bound::Unbounded))?
+                .take(limit)
+            {
+                let (_, value) = row?;
+                page.push(decode(value.value()).map_err(MetaError::corrupt(FILES_NAME))?);
+            }
+            Ok(page)
+        })
+    }
+
+    /// Removes file `id` and queues its chunks for deletion, in one transaction. Returns the
+    /// removed record (its parts say which chunks to delete now), or `None` if there was none.
+    pub fn delete_file(&self, id: &Uuid) -> Result<Option<FileRecord>, MetaError> {
+        self.write(|txn| {
+            let mut files = txn.open_table(FILES)?;
+            let Some(value) = files.remove(id.as_bytes())? else {
+                return Ok(None);
+            };
+            let file: FileRecord = decode(value.value()).map_err(MetaError::corrupt(FILES_NAME))?;
+            drop(value);
+            let entry = encode(&DeleteEntry {
+                file_id: Some(*id),
+                reason: DeleteReason::FileDeleted,
+                enqueued_unix_ms: unix_ms_now(),
+            })
+            .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+            let mut refs = txn.open_table(CHUNK_REFS)?;
+            let mut queue = txn.open_table(DELETE_QUEUE)?;
+            for p in &file.parts {
+                let key = chunk_key(&p.node_id, &p.chunk_id);
+                refs.remove(&key)?;
+                queue.insert(&key, entry.as_slice())?;
+            }
+            Ok(Some(file))
+        })
+    }
+
+    /// Number of committed files.
+    pub fn file_count(&self) -> Result<u64, MetaError> {
+        self.read(|txn| Ok(txn.open_table(FILES)?.len()?))
+    }
+}

@@ -1,0 +1,363 @@
+//! The records the gateway keeps: upload sessions, files, nodes, and chunks waiting for deletion.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::placement::Candidate;
+use crate::split::PartRange;
+
+/// Identifies one stored part on a node.
+pub type ChunkId = [u8; 16];
+
+/// A fresh random chunk id for a planned part. Random rather than derived from (file, part) so
+/// that a retried upload can never collide with the chunks of an aborted one still on a node.
+pub fn new_chunk_id() -> ChunkId {
+    *Uuid::new_v4().as_bytes()
+}
+
+/// A part as planned when the upload starts: where it goes and under which chunk id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedPart {
+    pub index: u32,
+    pub offset: u64,
+    pub len: u64,
+    pub node_id: Uuid,
+    #[serde(with = "hex16")]
+    pub chunk_id: ChunkId,
+}
+
+impl PlannedPart {
+    /// Pairs a split plan with the placement's nodes (`nodes[k]` takes `ranges[k]`), giving every
+    /// part a fresh chunk id. Returns `None` when the two lists differ in length.
+    pub fn plan(ranges: &[PartRange], nodes: &[Uuid]) -> Option<Vec<PlannedPart>> {
+        (ranges.len() == nodes.len()).then(|| {
+            ranges
+                .iter()
+                .zip(nodes)
+                .map(|(r, node_id)| PlannedPart {
+                    index: r.index,
+                    offset: r.offset,
+                    len: r.len,
+                    node_id: *node_id,
+                    chunk_id: new_chunk_id(),
+                })
+                .collect()
+        })
+    }
+
+    /// The byte range of the file this part holds.
+    pub fn range(&self) -> PartRange {
+        PartRange {
+            index: self.index,
+            offset: self.offset,
+            len: self.len,
+        }
+    }
+
+    /// Checks a node's acknowledgement against the plan and the crc32c the gateway computed
+    /// over the bytes it sent, and gives the record to commit.
+    pub fn verify_ack(
+        &self,
+        acked_len: u64,
+        acked_crc32c: u32,
+        computed_crc32c: u32,
+    ) -> Result<PartRecord, AckMismatch> {
+        if acked_len != self.len {
+            return Err(AckMismatch::Length {
+                index: self.index,
+                planned: self.len,
+                acked: acked_len,
+            });
+        }
+        if acked_crc32c != computed_crc32c {
+            return Err(AckMismatch::Crc {
+                index: self.index,
+                computed: computed_crc32c,
+                acked: acked_crc32c,
+            });
+        }
+        Ok(PartRecord {
+            index: self.index,
+            offset: self.offset,
+            len: self.len,
+            node_id: self.node_id,
+            chunk_id: self.chunk_id,
+            crc32c: computed_crc32c,
+        })
+    }
+}
+
+/// A node acknowledged something other than what the gateway sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckMismatch {
+    #[error("part {index}: node acknowledged {acked} bytes, {planned} were planned")]
+    Length {
+        index: u32,
+        planned: u64,
+        acked: u64,
+    },
+    #[error(
+        "part {index}: node acknowledged crc32c {acked:08x}, the gateway computed {computed:08x}"
+    )]
+    Crc {
+        index: u32,
+        computed: u32,
+        acked: u32,
+    },
+}
+
+/// An upload in progress, recorded durably before any byte moves (DESIGN §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadSession {
+    pub file_id: Uuid,
+    pub name: String,
+    pub content_type: Option<String>,
+    /// The announced length, or `None` while a body without one is being spooled.
+    pub size: Option<u64>,
+    pub created_unix_ms: u64,
+    pub expires_unix_ms: u64,
+    pub parts: Vec<PlannedPart>,
+}
+
+/// A stored part of a committed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub index: u32,
+    pub offset: u64,
+    pub len: u64,
+    pub node_id: Uuid,
+    #[serde(with = "hex16")]
+    pub chunk_id: ChunkId,
+    pub crc32c: u32,
+}
+
+impl PartRecord {
+    /// The byte range of the file this part holds.
+    pub fn range(&self) -> PartRange {
+        PartRange {
+            index: self.index,
+            offset: self.offset,
+            len: self.len,
+        }
+    }
+}
+
+/// A committed, visible file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub content_type: Option<String>,
+    pub size: u64,
+    /// When the file was committed (became visible).
+    pub created_unix_ms: u64,
+    /// xxh3-128 of the whole file, 32 lowercase hex digits.
+    pub checksum: String,
+    /// In part order.
+    pub parts: Vec<PartRecord>,
+}
+
+impl FileRecord {
+    /// The part ranges, for [`crate::split::parts_for_range`].
+    pub fn ranges(&self) -> Vec<PartRange> {
+        self.parts.iter().map(PartRecord::range).collect()
+    }
+}
+
+/// What a node is doing, as far as placement is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Heartbeating and accepting new parts.
+    Up,
+    /// Missed its heartbeats: gets no new parts.
+    Down,
+    /// Being emptied: serves reads, gets no new parts.
+    Draining,
+    /// Serves reads only.
+    ReadOnly,
+}
+
+impl NodeState {
+    /// Whether new parts may be placed on a node in this state.
+    pub fn accepts_writes(self) -> bool {
+        self == NodeState::Up
+    }
+}
+
+/// A registered storage node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: Uuid,
+    pub name: String,
+    /// One QUIC address per shard, shard 0 first.
+    pub shard_addrs: Vec<SocketAddr>,
+    pub capacity: u64,
+    pub used: u64,
+    pub chunk_count: u64,
+    pub in_flight: u32,
+    pub state: NodeState,
+    pub registered_unix_ms: u64,
+    pub last_heartbeat_unix_ms: u64,
+}
+
+impl NodeRecord {
+    /// The node as a placement candidate.
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            id: self.id,
+            capacity: self.capacity,
+            used: self.used,
+            in_flight: self.in_flight,
+            eligible: self.state.accepts_writes(),
+        }
+    }
+}
+
+/// Why a chunk is queued for deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteReason {
+    /// Its upload failed or was abandoned.
+    Aborted,
+    /// Its file was deleted.
+    FileDeleted,
+    /// Found on a node without any file or session referencing it.
+    Orphan,
+}
+
+/// A chunk waiting to be removed from its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelete {
+    pub node_id: Uuid,
+    pub chunk_id: ChunkId,
+    /// The file or session the chunk belonged to, when known.
+    pub file_id: Option<Uuid>,
+    pub reason: DeleteReason,
+    pub enqueued_unix_ms: u64,
+}
+
+/// The stored value of a delete-queue entry (the key holds node and chunk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct DeleteEntry {
+    pub file_id: Option<Uuid>,
+    pub reason: DeleteReason,
+    pub enqueued_unix_ms: u64,
+}
+
+/// Chunk ids as 32 lowercase hex digits rather than a JSON array of 16 numbers.
+mod hex16 {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        let mut text = [0u8; 32];
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in bytes.iter().enumerate() {
+            text[2 * i] = DIGITS[usize::from(b >> 4)];
+            text[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        // The digits are ASCII, so this never fails; the fallback keeps the code panic-free.
+        s.serialize_str(std::str::from_utf8(&text).unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let digits = text.as_bytes();
+        if digits.len() != 32 {
+            return Err(D::Error::custom("chunk id must be 32 hex digits"));
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            _ => Err(D::Error::custom("chunk id must be lowercase hex")),
+        };
+        let mut out = [0u8; 16];
+        for (i, pair) in digits.chunks_exact(2).enumerate() {
+            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::split::{SplitPolicy, plan};
+
+    #[test]
+    fn chunk_ids_are_fresh() {
+        let a = new_chunk_id();
+        let b = new_chunk_id();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn plan_pairs_ranges_with_nodes() {
+        let ranges = plan(6 << 20, &SplitPolicy::default());
+        let nodes: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
+        let parts = PlannedPart::plan(&ranges, &nodes).expect("same length");
+        assert_eq!(parts.len(), 6);
+        for ((p, r), n) in parts.iter().zip(&ranges).zip(&nodes) {
+            assert_eq!(p.range(), *r);
+            assert_eq!(p.node_id, *n);
+        }
+        assert!(PlannedPart::plan(&ranges, &nodes[..5]).is_none());
+    }
+
+    #[test]
+    fn ack_verification() {
+        let part = PlannedPart {
+            index: 2,
+            offset: 10,
+            len: 5,
+            node_id: Uuid::new_v4(),
+            chunk_id: new_chunk_id(),
+        };
+        let rec = part.verify_ack(5, 0xabcd, 0xabcd).expect("good ack");
+        assert_eq!(rec.crc32c, 0xabcd);
+        assert_eq!((rec.index, rec.offset, rec.len), (2, 10, 5));
+        assert_eq!((rec.node_id, rec.chunk_id), (part.node_id, part.chunk_id));
+        assert_eq!(
+            part.verify_ack(4, 0xabcd, 0xabcd),
+            Err(AckMismatch::Length {
+                index: 2,
+                planned: 5,
+                acked: 4
+            })
+        );
+        assert_eq!(
+            part.verify_ack(5, 0xabce, 0xabcd),
+            Err(AckMismatch::Crc {
+                index: 2,
+                computed: 0xabcd,
+                acked: 0xabce
+            })
+        );
+    }
+
+    #[test]
+    fn node_candidate_eligibility_follows_state() {
+        let mut node = NodeRecord {
+            id: Uuid::new_v4(),
+            name: "n".into(),
+            shard_addrs: vec![],
+            capacity: 100,
+            used: 40,
+            chunk_count: 0,
+            in_flight: 3,
+            state: NodeState::Up,
+            registered_unix_ms: 0,
+            last_heartbeat_unix_ms: 0,
+        };
+        let c = node.candidate();
+        assert!(c.eligible);
+        assert_eq!((c.free(), c.in_flight), (60, 3));
+        for state in [NodeState::Down, NodeState::Draining, NodeState::ReadOnly] {
+            node.state = state;
+            assert!(!node.candidate().eligible, "{state:?}");
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Upload sessions: begin (durably, before bytes move), commit into a file, abort, expire.
+
+use std::collections::HashSet;
+
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use uuid::Uuid;
+
+use super::codec::{decode, encode};
+use super::records::{
+    DeleteEntry, DeleteReason, FileRecord, PartRecord, PlannedPart, UploadSession,
+};
+use super::tables::{
+    CHUNK_REFS, DELETE_QUEUE, FILES, FILES_NAME, SESSIONS, SESSIONS_NAME, chunk_key,
+};
+use super::{Meta, MetaError, unix_ms_now};
+
+/// Checks that planned parts are numbered 0.., tile `[0, total)` without gaps, sit on distinct
+/// nodes and use distinct chunk ids; returns `total`.
+fn check_plan(parts: &[PlannedPart]) -> Result<u64, String> {
+    let mut offset = 0u64;
+    let mut nodes = HashSet::with_capacity(parts.len());
+    let mut chunks = HashSet::with_capacity(parts.len());
+    for (i, p) in parts.iter().enumerate() {
+        if p.index as usize != i {
+            return Err(format!("part at position {i} has index {}", p.index));
+        }
+        if p.offset != offset {
+            return Err(format!(
+                "part {i} starts at {}, expected {offset}",
+                p.offset
+            ));
+        }
+        if p.len == 0 {
+            return Err(format!("part {i} is empty"));
+        }
+        offset = offset
+            .checked_add(p.len)
+            .ok_or_else(|| format!("part {i} ends past 2^64"))?;
+        if !nodes.insert(p.node_id) {
+            return Err(format!(
+                "part {i} shares node {} with another part",
+                p.node_id
+            ));
+        }
+        if !chunks.insert(p.chunk_id) {
+            return Err(format!("part {i} reuses a chunk id"));
+        }
+    }
+    Ok(offset)
+}
+
+/// xxh3-128 as 32 lowercase hex digits.
+fn is_checksum(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Why `acked` cannot commit `session` as a file of `size` bytes, if it cannot.
+fn check_commit(session: &UploadSession, acked: &[PartRecord], size: u64) -> Result<(), String> {
+    if acked.len() != session.parts.len() {
+        return Err(format!(
+            "{} parts acknowledged, {} planned",
+            acked.len(),
+            session.parts.len()
+        ));
+    }
+    for (a, p) in acked.iter().zip(&session.parts) {
+        if a.index != p.index {
+            return Err(format!(
+                "part {} acknowledged where part {} was planned",
+                a.index, p.index
+            ));
+        }
+        if (a.offset, a.len) != (p.offset, p.len) {
+            return Err(format!(
+                "part {}: acknowledged [{}, +{}), planned [{}, +{})",
+                a.index, a.offset, a.len, p.offset, p.len
+            ));
+        }
+        if a.node_id != p.node_id || a.chunk_id != p.chunk_id {
+            return Err(format!(
+                "part {}: node or chunk differs from the plan",
+                a.index
+            ));
+        }
+    }
+    let planned: u64 = session.parts.iter().map(|p| p.len).sum();
+    if size != planned {
+        return Err(format!("size {size} but the parts hold {planned} bytes"));
+    }
+    if let Some(announced) = session.size
+        && announced != size
+    {
+        return Err(format!("size {size} but {announced} was announced"));
+    }
+    Ok(())
+}
+
+/// Removes the session's chunk references and queues its chunks for deletion.
+fn enqueue_session_chunks(
+    txn: &WriteTransaction,
+    session: &UploadSession,
+    reason: DeleteReason,
+) -> Result<Vec<(Uuid, [u8; 16])>, MetaError> {
+    let entry = encode(&DeleteEntry {
+        file_id: Some(session.file_id),
+        reason,
+        enqueued_unix_ms: unix_ms_now(),
+    })
+    .map_err(MetaError::corrupt(super::tables::DELETE_QUEUE_NAME))?;
+    let mut refs = txn.open_table(CHUNK_REFS)?;
+    let mut queue = txn.open_table(DELETE_QUEUE)?;
+    let mut chunks = Vec::with_capacity(session.parts.len());
+    for p in &session.parts {
+        let key = chunk_key(&p.node_id, &p.chunk_id);
+        refs.remove(&key)?;
+        queue.insert(&key, entry.as_slice())?;
+        chunks.push((p.node_id, p.chunk_id));
+    }
+    Ok(chunks)
+}
+
+impl Meta {
+    /// Records an upload before any byte moves. The plan must tile the file (and match `size`
+    /// when known); the id must be new and the chunk ids unused.
+    pub fn begin_session(&self, session: &UploadSession) -> Result<(), MetaError> {
+        let total = check_plan(&session.parts).map_err(MetaError::InvalidRecord)?;
+        if let Some(size) = session.size
+            && size != total
+        {
+            return Err(MetaError::InvalidRecord(format!(
+                "session size {size} but the plan covers {total} bytes"
+            )));
+        }
+        let value = encode(session).map_err(MetaError::corrupt(SESSIONS_NAME))?;
+        let key = session.file_id.as_bytes();
+        self.write(|txn| {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            if sessions.get(key)?.is_some() || txn.open_table(FILES)?.get(key)?.is_some() {
+                return Err(MetaError::Conflict(format!(
+                    "id {} is already in use",
+                    session.file_id
+                )));
+            }
+            let mut refs = txn.open_table(CHUNK_REFS)?;
+            for p in &session.parts {
+                let chunk = chunk_key(&p.node_id, &p.chunk_id);
+                if refs.insert(&chunk, key)?.is_some() {
+                    return Err(MetaError::Conflict(format!(
+                        "chunk of part {} is already referenced",
+                        p.index
+                    )));
+                }
+            }
+            sessions.insert(key, value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The upload session of `file_id`, if it is still open.
+    pub fn get_session(&self, file_id: &Uuid) -> Result<Option<UploadSession>, MetaError> {
+        self.read(|txn| {
+            let sessions = txn.open_table(SESSIONS)?;
+            let Some(value) = sessions.get(file_id.as_bytes())? else {
+                return Ok(None);
+            };
+            decode(value.value())
+                .map(Some)
+                .map_err(MetaError::corrupt(SESSIONS_NAME))
+        })
+    }
+
+    /// Turns the session into a visible file in one transaction. `acked` must match the plan
+    /// part for part (index, offset, length, node, chunk; any order), `size` the planned total
+    /// (and the announced size, if any), `checksum` be 32 lowercase hex digits. On any mismatch
+    /// nothing changes and [`MetaError::InvalidCommit`] is returned.
+    pub fn commit_session(
+        &self,
+        file_id: &Uuid,
+        mut acked: Vec<PartRecord>,
+        checksum: String,
+        size: u64,
+    ) -> Result<FileRecord, MetaError> {
+        let invalid = |reason: String| MetaError::InvalidCommit {
+            file_id: *file_id,
+            reason,
+        };
+        if !is_checksum(&checksum) {
+            return Err(invalid(format!(
+                "checksum {checksum:?} is not 32 lowercase hex digits"
+            )));
+        }
+        acked.sort_by_key(|p| p.index);
+        let key = file_id.as_bytes();
+        self.write(|txn| {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let session: UploadSession = match sessions.get(key)? {
+                Some(v) => decode(v.value()).map_err(MetaError::corrupt(SESSIONS_NAME))?,
+                None => {
+                    return Err(MetaError::NotFound {
+                        kind: "upload session",
+                        id: *file_id,
+                    });
+                }
+            };
+            check_commit(&session, &acked, size).map_err(invalid)?;
+            let mut files = txn.open_table(FILES)?;
+            if files.get(key)?.is_some() {
+                return Err(MetaError::Conflict(format!(
+                    "file {file_id} already exists"
+                )));
+            }
+            let file = FileRecord {
+                id: *file_id,
+                name: session.name,
+                content_type: session.content_type,
+                size,
+                created_unix_ms: unix_ms_now(),
+                checksum,
+                parts: acked,
+            };
+            let value = encode(&file).map_err(MetaError::corrupt(FILES_NAME))?;
+            sessions.remove(key)?;
+            files.insert(key, value.as_slice())?;
+            // The chunk references already name this id; they now belong to the file.
+            Ok(file)
+        })
+    }
+
+    /// Drops the session of a failed upload and queues its chunks for deletion, in one
+    /// transaction. Returns the (node, chunk) pairs to delete now if possible; an unknown or
+    /// already finished session gives an empty list.
+    pub fn abort_session(&self, file_id: &Uuid) -> Result<Vec<(Uuid, [u8; 16])>, MetaError> {
+        self.write(|txn| {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let Some(value) = sessions.remove(file_id.as_bytes())? else {
+                return Ok(Vec::new());
+            };
+            let session: UploadSession =
+                decode(value.value()).map_err(MetaError::corrupt(SESSIONS_NAME))?;
+            drop(value);
+            enqueue_session_chunks(txn, &session, DeleteReason::Aborted)
+        })
+    }
+
+    /// Sessions whose expiry is at or before `now_ms`, for the cleanup to abort.
+    pub fn expired_sessions(&self, now_ms: u64) -> Result<Vec<UploadSession>, MetaError> {
+        self.read(|txn| {
+            let sessions = txn.open_table(SESSIONS)?;
+            let mut expired = Vec::new();
+            for row in sessions.iter()? {
+                let (_, value) = row?;
+                let session: UploadSession =
+                    decode(value.value()).map_err(MetaError::corrupt(SESSIONS_NAME))?;
+                if session.expires_unix_ms <= now_ms {
+                    expired.push(session);
+                }
+            }
+            Ok(expired)
+        })
+    }
+
+    /// Number of open upload sessions.
+    pub fn session_count(&self) -> Result<u64, MetaError> {
+        self.read(|txn| Ok(txn.open_table(SESSIONS)?.len()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::records::new_chunk_id;
+
+    fn part(index: u32, offset: u64, len: u64) -> PlannedPart {
+        PlannedPart {
+            index,
+            offset,
+            len,
+            node_id: Uuid::new_v4(),
+            chunk_id: new_chunk_id(),
+        }
+    }
+
+    #[test]
+    fn plans_must_tile() {
+        assert_eq!(check_plan(&[]), Ok(0));
+        assert_eq!(check_plan(&[part(0, 0, 5), part(1, 5, 3)]), Ok(8));
+        assert!(check_plan(&[part(1, 0, 5)]).is_err());
+        assert!(check_plan(&[part(0, 1, 5)]).is_err());
+        assert!(check_plan(&[part(0, 0, 5), part(1, 6, 3)]).is_err());
+        assert!(check_plan(&[part(0, 0, 0)]).is_err());
+        assert!(check_plan(&[part(0, 0, u64::MAX), part(1, u64::MAX, 1)]).is_err());
+        let mut same_node = [part(0, 0, 5), part(1, 5, 3)];
+        same_node[1].node_id = same_node[0].node_id;
+        assert!(check_plan(&same_node).is_err());
+        let mut same_chunk = [part(0, 0, 5), part(1, 5, 3)];
+        same_chunk[1].chunk_id = same_chunk[0].chunk_id;
+        assert!(check_plan(&same_chunk).is_err());
+    }
+
+    #[test]
+    fn checksums_are_32_lowercase_hex_digits() {
+        assert!(is_checksum("0123456789abcdef0123456789abcdef"));
+        assert!(!is_checksum("0123456789ABCDEF0123456789abcdef"));
+        assert!(!is_checksum("0123456789abcdef0123456789abcde"));
+        assert!(!is_checksum("0123456789abcdef0123456789abcdeg"));
+    }
+}

@@ -1,0 +1,584 @@
+//! Tests of the metadata store against real redb files in temporary directories.
+
+use std::collections::HashSet;
+
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use super::*;
+use crate::split::{SplitPolicy, plan};
+
+const CHECKSUM: &str = "0123456789abcdef0123456789abcdef";
+
+fn fresh() -> (TempDir, Meta) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = Meta::open(dir.path().join("meta.redb")).expect("open");
+    (dir, meta)
+}
+
+fn session(size: u64) -> UploadSession {
+    let ranges = plan(size, &SplitPolicy::default());
+    let nodes: Vec<Uuid> = ranges.iter().map(|_| Uuid::new_v4()).collect();
+    UploadSession {
+        file_id: Uuid::new_v4(),
+        name: "data.bin".into(),
+        content_type: Some("application/octet-stream".into()),
+        size: Some(size),
+        created_unix_ms: 1_000,
+        expires_unix_ms: 3_601_000,
+        parts: PlannedPart::plan(&ranges, &nodes).expect("plan"),
+    }
+}
+
+/// What the nodes would acknowledge for a session (crc32c made up per part).
+fn acks(s: &UploadSession) -> Vec<PartRecord> {
+    s.parts
+        .iter()
+        .map(|p| {
+            p.verify_ack(p.len, 0x1000 + p.index, 0x1000 + p.index)
+                .expect("ack")
+        })
+        .collect()
+}
+
+fn node(name: &str) -> NodeRecord {
+    NodeRecord {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        shard_addrs: vec!["127.0.0.1:7000".parse().expect("addr")],
+        capacity: 1 << 40,
+        used: 1 << 30,
+        chunk_count: 3,
+        in_flight: 0,
+        state: NodeState::Up,
+        registered_unix_ms: 5,
+        last_heartbeat_unix_ms: 6,
+    }
+}
+
+/// Every (node, chunk) pair queued for deletion across the given nodes.
+fn queued(meta: &Meta, nodes: impl IntoIterator<Item = Uuid>) -> HashSet<(Uuid, ChunkId)> {
+    let mut out = HashSet::new();
+    for n in nodes {
+        for d in meta.pending_deletes(&n, usize::MAX).expect("pending") {
+            assert_eq!(d.node_id, n);
+            out.insert((d.node_id, d.chunk_id));
+        }
+    }
+    out
+}
+
+fn chunks_of(s: &UploadSession) -> HashSet<(Uuid, ChunkId)> {
+    s.parts.iter().map(|p| (p.node_id, p.chunk_id)).collect()
+}
+
+#[test]
+fn errors_cross_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<MetaError>();
+    send_sync::<Meta>();
+}
+
+#[test]
+fn commit_turns_the_session_into_a_file() {
+    let (_dir, meta) = fresh();
+    let s = session(10 * 1024 * 1024 + 7);
+    meta.begin_session(&s).expect("begin");
+    assert_eq!(meta.get_session(&s.file_id).expect("get"), Some(s.clone()));
+    assert_eq!(meta.get_file(&s.file_id).expect("get"), None);
+
+    // Acks in any order are accepted and stored in part order.
+    let mut acked = acks(&s);
+    acked.reverse();
+    let file = meta
+        .commit_session(&s.file_id, acked, CHECKSUM.into(), 10 * 1024 * 1024 + 7)
+        .expect("commit");
+    assert_eq!(file.parts, acks(&s));
+    assert_eq!((file.id, file.size), (s.file_id, 10 * 1024 * 1024 + 7));
+    assert_eq!(file.name, "data.bin");
+    assert_eq!(file.checksum, CHECKSUM);
+    assert_eq!(meta.get_file(&s.file_id).expect("get"), Some(file));
+    assert_eq!(meta.get_session(&s.file_id).expect("get"), None);
+    assert_eq!(meta.session_count().expect("count"), 0);
+    assert_eq!(meta.file_count().expect("count"), 1);
+    // Committed chunks stay referenced and are not queued.
+    for p in &s.parts {
+        assert!(
+            meta.referenced_chunks(&p.node_id)
+                .expect("refs")
+                .contains(&p.chunk_id)
+        );
+    }
+    assert_eq!(meta.delete_queue_len().expect("len"), 0);
+}
+
+#[test]
+fn empty_file_commits_without_parts() {
+    let (_dir, meta) = fresh();
+    let s = session(0);
+    assert!(s.parts.is_empty());
+    meta.begin_session(&s).expect("begin");
+    let file = meta
+        .commit_session(&s.file_id, vec![], CHECKSUM.into(), 0)
+        .expect("commit");
+    assert_eq!((file.size, file.parts.len()), (0, 0));
+}
+
+#[test]
+fn a_mismatched_commit_changes_nothing() {
+    let (_dir, meta) = fresh();
+    let s = session(6 * 1024 * 1024 + 1);
+    let size = 6 * 1024 * 1024 + 1;
+    meta.begin_session(&s).expect("begin");
+    let good = acks(&s);
+
+    let mut short = good.clone();
+    short[2].len -= 1;
+    let mut moved = good.clone();
+    moved[3].offset += 1;
+    let mut wrong_node = good.clone();
+    wrong_node[1].node_id = Uuid::new_v4();
+    let mut wrong_chunk = good.clone();
+    wrong_chunk[4].chunk_id = new_chunk_id();
+    let mut missing = good.clone();
+    missing.pop();
+    let mut duplicated = good.clone();
+    duplicated[5] = duplicated[4].clone();
+    let mut extra = good.clone();
+    extra.push(good[0].clone());
+
+    let cases = [
+        (short, CHECKSUM, size),
+        (moved, CHECKSUM, size),
+        (wrong_node, CHECKSUM, size),
+        (wrong_chunk, CHECKSUM, size),
+        (missing, CHECKSUM, size),
+        (duplicated, CHECKSUM, size),
+        (extra, CHECKSUM, size),
+        (good.clone(), CHECKSUM, size - 1),
+        (good.clone(), CHECKSUM, size + 1),
+        (good.clone(), "not-a-checksum", size),
+        (good.clone(), "0123456789ABCDEF0123456789ABCDEF", size),
+    ];
+    for (i, (acked, checksum, size)) in cases.into_iter().enumerate() {
+        let err = meta
+            .commit_session(&s.file_id, acked, checksum.into(), size)
+            .expect_err("mismatch must fail");
+        assert!(
+            matches!(err, MetaError::InvalidCommit { file_id, .. } if file_id == s.file_id),
+            "case {i}: {err}"
+        );
+        assert_eq!(
+            meta.get_session(&s.file_id).expect("get"),
+            Some(s.clone()),
+            "case {i}"
+        );
+        assert_eq!(meta.get_file(&s.file_id).expect("get"), None, "case {i}");
+        assert_eq!(meta.file_count().expect("count"), 0, "case {i}");
+    }
+    // A crc mismatch is caught when the ack is checked, before commit.
+    assert!(matches!(
+        s.parts[0].verify_ack(s.parts[0].len, 1, 2),
+        Err(AckMismatch::Crc { .. })
+    ));
+    // The untouched session still commits.
+    meta.commit_session(&s.file_id, good, CHECKSUM.into(), size)
+        .expect("commit");
+}
+
+#[test]
+fn announced_size_must_match_at_commit() {
+    let (_dir, meta) = fresh();
+    // A spooled upload whose announced size was wrong cannot be planned as that size...
+    let mut s = session(3 * 1024 * 1024);
+    s.size = Some(3 * 1024 * 1024 + 1);
+    assert!(matches!(
+        meta.begin_session(&s),
+        Err(MetaError::InvalidRecord(_))
+    ));
+    // ... and one without a size commits at the planned size only.
+    s.size = None;
+    meta.begin_session(&s).expect("begin");
+    assert!(matches!(
+        meta.commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 3 * 1024 * 1024 - 1),
+        Err(MetaError::InvalidCommit { .. })
+    ));
+    let file = meta
+        .commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 3 * 1024 * 1024)
+        .expect("commit");
+    assert_eq!(file.size, 3 * 1024 * 1024);
+}
+
+#[test]
+fn commit_of_an_unknown_session_is_not_found() {
+    let (_dir, meta) = fresh();
+    let id = Uuid::new_v4();
+    assert!(matches!(
+        meta.commit_session(&id, vec![], CHECKSUM.into(), 0),
+        Err(MetaError::NotFound { kind: "upload session", id: got }) if got == id
+    ));
+}
+
+#[test]
+fn begin_refuses_reused_ids_and_bad_plans() {
+    let (_dir, meta) = fresh();
+    let s = session(2 * 1024 * 1024);
+    meta.begin_session(&s).expect("begin");
+    assert!(matches!(
+        meta.begin_session(&s),
+        Err(MetaError::Conflict(_))
+    ));
+    meta.commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 2 * 1024 * 1024)
+        .expect("commit");
+    // A committed file's id cannot start a new session.
+    let mut again = session(1024);
+    again.file_id = s.file_id;
+    assert!(matches!(
+        meta.begin_session(&again),
+        Err(MetaError::Conflict(_))
+    ));
+    // Nor can a new session reuse a chunk that is in use on the same node.
+    let mut reuse = session(1024);
+    reuse.parts[0].node_id = s.parts[0].node_id;
+    reuse.parts[0].chunk_id = s.parts[0].chunk_id;
+    assert!(matches!(
+        meta.begin_session(&reuse),
+        Err(MetaError::Conflict(_))
+    ));
+    assert_eq!(meta.get_session(&reuse.file_id).expect("get"), None);
+    // A plan with a gap is refused before anything is written.
+    let mut gap = session(6 * 1024 * 1024);
+    gap.parts[2].offset += 1;
+    assert!(matches!(
+        meta.begin_session(&gap),
+        Err(MetaError::InvalidRecord(_))
+    ));
+    assert_eq!(meta.session_count().expect("count"), 0);
+}
+
+#[test]
+fn abort_queues_exactly_the_session_chunks() {
+    let (_dir, meta) = fresh();
+    let keep = session(6 * 1024 * 1024);
+    let s = session(6 * 1024 * 1024);
+    meta.begin_session(&keep).expect("begin");
+    meta.begin_session(&s).expect("begin");
+
+    let aborted: HashSet<_> = meta
+        .abort_session(&s.file_id)
+        .expect("abort")
+        .into_iter()
+        .collect();
+    assert_eq!(aborted, chunks_of(&s));
+    let nodes = s.parts.iter().chain(&keep.parts).map(|p| p.node_id);
+    assert_eq!(queued(&meta, nodes), chunks_of(&s));
+    for p in &s.parts {
+        let pending = meta.pending_deletes(&p.node_id, 10).expect("pending");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].reason, DeleteReason::Aborted);
+        assert_eq!(pending[0].file_id, Some(s.file_id));
+        assert!(meta.referenced_chunks(&p.node_id).expect("refs").is_empty());
+    }
+    assert_eq!(meta.get_session(&s.file_id).expect("get"), None);
+    assert_eq!(
+        meta.get_session(&keep.file_id).expect("get"),
+        Some(keep.clone())
+    );
+    // Aborting again, or committing after the abort, finds nothing.
+    assert!(meta.abort_session(&s.file_id).expect("abort").is_empty());
+    assert!(matches!(
+        meta.commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 6 * 1024 * 1024),
+        Err(MetaError::NotFound { .. })
+    ));
+    // The node reports each chunk gone.
+    for (n, c) in &aborted {
+        assert!(meta.complete_delete(n, c).expect("complete"));
+        assert!(!meta.complete_delete(n, c).expect("complete"));
+    }
+    assert_eq!(meta.delete_queue_len().expect("len"), 0);
+}
+
+#[test]
+fn delete_file_queues_its_chunks() {
+    let (_dir, meta) = fresh();
+    let s = session(7 * 1024 * 1024);
+    meta.begin_session(&s).expect("begin");
+    meta.commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 7 * 1024 * 1024)
+        .expect("commit");
+    let removed = meta
+        .delete_file(&s.file_id)
+        .expect("delete")
+        .expect("existed");
+    assert_eq!(removed.id, s.file_id);
+    assert_eq!(meta.get_file(&s.file_id).expect("get"), None);
+    assert_eq!(meta.file_count().expect("count"), 0);
+    let nodes: Vec<Uuid> = s.parts.iter().map(|p| p.node_id).collect();
+    assert_eq!(queued(&meta, nodes.clone()), chunks_of(&s));
+    for n in &nodes {
+        let pending = meta.pending_deletes(n, 10).expect("pending");
+        assert_eq!(pending[0].reason, DeleteReason::FileDeleted);
+        assert!(meta.referenced_chunks(n).expect("refs").is_empty());
+    }
+    assert_eq!(meta.delete_file(&s.file_id).expect("delete"), None);
+}
+
+#[test]
+fn referenced_chunks_cover_files_and_live_sessions() {
+    let (_dir, meta) = fresh();
+    let shared = Uuid::new_v4();
+    let mut committed = session(1024);
+    committed.parts[0].node_id = shared;
+    let mut live = session(2048);
+    live.parts[0].node_id = shared;
+    meta.begin_session(&committed).expect("begin");
+    meta.commit_session(&committed.file_id, acks(&committed), CHECKSUM.into(), 1024)
+        .expect("commit");
+    meta.begin_session(&live).expect("begin");
+    let refs = meta.referenced_chunks(&shared).expect("refs");
+    let want: HashSet<ChunkId> = [committed.parts[0].chunk_id, live.parts[0].chunk_id].into();
+    assert_eq!(refs, want);
+    assert!(
+        meta.referenced_chunks(&Uuid::new_v4())
+            .expect("refs")
+            .is_empty()
+    );
+
+    // Orphan reconciliation may queue unreferenced chunks only.
+    let orphan = new_chunk_id();
+    let found = [committed.parts[0].chunk_id, live.parts[0].chunk_id, orphan];
+    assert_eq!(
+        meta.enqueue_deletes(&shared, &found, DeleteReason::Orphan)
+            .expect("enqueue"),
+        1
+    );
+    let pending = meta.pending_deletes(&shared, 10).expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].chunk_id, pending[0].reason),
+        (orphan, DeleteReason::Orphan)
+    );
+    assert_eq!(pending[0].file_id, None);
+    // Queuing it again changes nothing.
+    assert_eq!(
+        meta.enqueue_deletes(&shared, &[orphan], DeleteReason::Orphan)
+            .expect("enqueue"),
+        0
+    );
+}
+
+#[test]
+fn pending_deletes_respects_the_limit() {
+    let (_dir, meta) = fresh();
+    let n = Uuid::new_v4();
+    let chunks: Vec<ChunkId> = (0..10).map(|_| new_chunk_id()).collect();
+    assert_eq!(
+        meta.enqueue_deletes(&n, &chunks, DeleteReason::Orphan)
+            .expect("enqueue"),
+        10
+    );
+    assert_eq!(meta.pending_deletes(&n, 4).expect("pending").len(), 4);
+    assert_eq!(meta.pending_deletes(&n, 0).expect("pending").len(), 0);
+    let all: HashSet<ChunkId> = meta
+        .pending_deletes(&n, 100)
+        .expect("pending")
+        .into_iter()
+        .map(|d| d.chunk_id)
+        .collect();
+    assert_eq!(all, chunks.into_iter().collect());
+}
+
+#[test]
+fn expired_sessions_are_listed() {
+    let (_dir, meta) = fresh();
+    let mut early = session(10);
+    early.expires_unix_ms = 100;
+    let mut late = session(10);
+    late.expires_unix_ms = 200;
+    meta.begin_session(&early).expect("begin");
+    meta.begin_session(&late).expect("begin");
+    assert!(meta.expired_sessions(99).expect("expired").is_empty());
+    assert_eq!(
+        meta.expired_sessions(100).expect("expired"),
+        vec![early.clone()]
+    );
+    let mut both: Vec<Uuid> = meta
+        .expired_sessions(1_000)
+        .expect("expired")
+        .into_iter()
+        .map(|s| s.file_id)
+        .collect();
+    both.sort();
+    let mut want = vec![early.file_id, late.file_id];
+    want.sort();
+    assert_eq!(both, want);
+}
+
+#[test]
+fn list_paging_returns_each_file_once_in_order() {
+    let (_dir, meta) = fresh();
+    let mut ids = Vec::new();
+    for _ in 0..25 {
+        let s = session(100);
+        meta.begin_session(&s).expect("begin");
+        meta.commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 100)
+            .expect("commit");
+        ids.push(s.file_id);
+    }
+    // A live session is not a file and is never listed.
+    meta.begin_session(&session(100)).expect("begin");
+    ids.sort();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = meta.list_files(after, 7).expect("list");
+        assert!(page.len() <= 7);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        seen.extend(page.iter().map(|f| f.id));
+    }
+    assert_eq!(seen, ids);
+    assert!(meta.list_files(None, 0).expect("list").is_empty());
+    assert_eq!(meta.list_files(Some(ids[24]), 10).expect("list"), vec![]);
+}
+
+#[test]
+fn nodes_are_registered_and_updated() {
+    let (_dir, meta) = fresh();
+    let mut a = node("a");
+    let b = node("b");
+    meta.upsert_node(&a).expect("upsert");
+    meta.upsert_node(&b).expect("upsert");
+    assert_eq!(meta.get_node(&a.id).expect("get"), Some(a.clone()));
+    a.used += 10;
+    a.last_heartbeat_unix_ms = 99;
+    meta.upsert_node(&a).expect("heartbeat");
+    assert_eq!(meta.get_node(&a.id).expect("get"), Some(a.clone()));
+    let drained = meta
+        .set_node_state(&a.id, NodeState::Draining)
+        .expect("state");
+    assert_eq!(drained.state, NodeState::Draining);
+    assert_eq!(drained.used, a.used);
+    let mut all = meta.list_nodes().expect("list");
+    all.sort_by_key(|n| n.name.clone());
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].state, NodeState::Draining);
+    assert_eq!(all[1], b);
+    let unknown = Uuid::new_v4();
+    assert!(matches!(
+        meta.set_node_state(&unknown, NodeState::Down),
+        Err(MetaError::NotFound { kind: "node", .. })
+    ));
+    assert_eq!(meta.get_node(&unknown).expect("get"), None);
+}
+
+#[test]
+fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("meta.redb");
+    let (s, live, gone, n) = {
+        let meta = Meta::open(&path).expect("open");
+        let s = session(9 * 1024 * 1024);
+        meta.begin_session(&s).expect("begin");
+        meta.commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 9 * 1024 * 1024)
+            .expect("commit");
+        let live = session(4096);
+        meta.begin_session(&live).expect("begin");
+        let gone = session(2 * 1024 * 1024);
+        meta.begin_session(&gone).expect("begin");
+        meta.abort_session(&gone.file_id).expect("abort");
+        let n = node("n");
+        meta.upsert_node(&n).expect("upsert");
+        (
+            meta.get_file(&s.file_id).expect("get").expect("file"),
+            live,
+            gone,
+            n,
+        )
+    };
+    let meta = Meta::open(&path).expect("reopen");
+    assert_eq!(meta.get_file(&s.id).expect("get"), Some(s));
+    assert_eq!(
+        meta.get_session(&live.file_id).expect("get"),
+        Some(live.clone())
+    );
+    assert_eq!(meta.get_node(&n.id).expect("get"), Some(n));
+    let nodes = gone.parts.iter().map(|p| p.node_id);
+    assert_eq!(queued(&meta, nodes), chunks_of(&gone));
+    assert!(
+        meta.referenced_chunks(&live.parts[0].node_id)
+            .expect("refs")
+            .contains(&live.parts[0].chunk_id)
+    );
+}
+
+#[test]
+fn an_unknown_schema_version_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("meta.redb");
+    drop(Meta::open(&path).expect("open"));
+    {
+        let db = redb::Database::create(&path).expect("raw open");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(tables::SCHEMA)
+            .expect("table")
+            .insert(tables::SCHEMA_VERSION_KEY, 2)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let err = Meta::open(&path).expect_err("newer schema");
+    assert!(
+        matches!(
+            err,
+            MetaError::SchemaVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("schema version 2"), "{err}");
+}
+
+#[test]
+fn a_database_open_elsewhere_is_refused() {
+    let (dir, _meta) = fresh();
+    let err = Meta::open(dir.path().join("meta.redb")).expect_err("already open");
+    assert!(matches!(err, MetaError::Storage(_)), "{err}");
+}
+
+#[test]
+fn a_corrupt_value_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("meta.redb");
+    let id = Uuid::new_v4();
+    drop(Meta::open(&path).expect("open"));
+    {
+        let db = redb::Database::create(&path).expect("raw open");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(tables::FILES)
+            .expect("table")
+            .insert(id.as_bytes(), &[9u8, 1, 2][..])
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let meta = Meta::open(&path).expect("open");
+    assert!(matches!(
+        meta.get_file(&id),
+        Err(MetaError::Corrupt {
+            table: "files",
+            source: CodecError::UnknownVersion(9)
+        })
+    ));
+    assert!(matches!(
+        meta.list_files(None, 10),
+        Err(MetaError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn not_a_database_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("meta.redb");
+    std::fs::write(&path, vec![0x5a; 8192]).expect("write");
+    assert!(matches!(Meta::open(&path), Err(MetaError::Storage(_))));
+}

@@ -14,8 +14,11 @@ use uuid::Uuid;
 use crate::metrics::NodeGauge;
 use crate::placement::Candidate;
 
+mod cluster;
 #[cfg(test)]
 pub mod memory;
+
+pub use cluster::state_label;
 
 /// A node's acknowledgement of a durable part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

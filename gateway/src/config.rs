@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, Visitor};
 
 pub use byte_size::{ByteSize, parse_byte_size};
 
+use crate::cluster::MtuSetting;
 use crate::split::SplitPolicy;
 
 const MIB: u64 = 1 << 20;
@@ -75,8 +76,8 @@ pub struct ServeArgs {
     pub down_after: Option<Duration>,
     /// UDP payload size of the QUIC packets sent to nodes: `auto` (jumbo on loopback, 1452
     /// elsewhere) or 1200..=65527 [default: auto].
-    #[arg(long, value_name = "BYTES|auto", value_parser = parse_mtu)]
-    pub mtu: Option<Mtu>,
+    #[arg(long, value_name = "BYTES|auto")]
+    pub mtu: Option<MtuSetting>,
     /// Log format on stderr [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -96,7 +97,7 @@ struct FileConfig {
     session_ttl: Option<HumanDuration>,
     heartbeat_interval: Option<HumanDuration>,
     down_after: Option<HumanDuration>,
-    mtu: Option<Mtu>,
+    mtu: Option<MtuSetting>,
     log_format: Option<LogFormat>,
 }
 
@@ -113,7 +114,7 @@ pub struct GatewayConfig {
     pub session_ttl: Duration,
     pub heartbeat_interval: Duration,
     pub down_after: Duration,
-    pub mtu: Mtu,
+    pub mtu: MtuSetting,
     pub log_format: LogFormat,
 }
 
@@ -224,12 +225,10 @@ impl GatewayConfig {
             return Err(invalid("heartbeat_interval", "must be greater than 0"));
         }
         if self.down_after <= self.heartbeat_interval {
-            return Err(invalid("down_after", "must be longer than heartbeat_interval"));
-        }
-        if let Mtu::Fixed(mtu) = self.mtu
-            && !(MIN_MTU..=MAX_MTU).contains(&mtu)
-        {
-            return Err(invalid("mtu", format!("must be between {MIN_MTU} and {MAX_MTU}")));
+            return Err(invalid(
+                "down_after",
+                "must be longer than heartbeat_interval",
+            ));
         }
         Ok(())
     }
@@ -267,56 +266,6 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
 /// toml's messages name the offending key (unknown field, or the line of a bad value).
 fn parse_file_config(text: &str) -> Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
-}
-
-/// Smallest UDP payload QUIC allows.
-pub const MIN_MTU: u16 = 1200;
-/// Largest UDP payload (the IPv6 maximum).
-pub const MAX_MTU: u16 = 65_527;
-
-/// QUIC packet size towards the nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mtu {
-    /// Jumbo packets towards loopback, Ethernet-sized ones elsewhere.
-    #[default]
-    Auto,
-    Fixed(u16),
-}
-
-/// `auto` or a UDP payload size in bytes.
-pub fn parse_mtu(text: &str) -> Result<Mtu, String> {
-    let text = text.trim();
-    if text.eq_ignore_ascii_case("auto") {
-        return Ok(Mtu::Auto);
-    }
-    match text.parse::<u16>() {
-        Ok(mtu) if (MIN_MTU..=MAX_MTU).contains(&mtu) => Ok(Mtu::Fixed(mtu)),
-        _ => Err(format!(
-            "{text:?} is not an MTU: expected \"auto\" or {MIN_MTU}..={MAX_MTU}"
-        )),
-    }
-}
-
-impl<'de> Deserialize<'de> for Mtu {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MtuVisitor;
-        impl Visitor<'_> for MtuVisitor {
-            type Value = Mtu;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"auto\" or a UDP payload size in bytes")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Mtu, E> {
-                parse_mtu(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Mtu, E> {
-                parse_mtu(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Mtu, E> {
-                parse_mtu(v).map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_any(MtuVisitor)
-    }
 }
 
 /// A duration written as `"90s"`, `"1h 30m"` or a whole number of seconds.
@@ -379,7 +328,7 @@ mod tests {
         assert_eq!(c.spool_memory_bytes, 100_000_000);
         assert_eq!(c.session_ttl, Duration::from_secs(3600));
         assert_eq!(c.log_format, LogFormat::Text);
-        assert_eq!(c.mtu, Mtu::Auto);
+        assert_eq!(c.mtu, MtuSetting::Auto);
         assert!(matches!(
             GatewayConfig::resolve(&ServeArgs::default()),
             Err(ConfigError::MissingDataDir)
@@ -414,7 +363,7 @@ mod tests {
         assert_eq!(c.session_ttl, Duration::from_secs(1800));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(1));
         assert_eq!(c.down_after, Duration::from_secs(5));
-        assert_eq!(c.mtu, Mtu::Fixed(1400));
+        assert_eq!(c.mtu, MtuSetting::Fixed(1400));
         assert_eq!(c.log_format, LogFormat::Json);
 
         args.listen = Some("127.0.0.1:1".parse().expect("addr"));
@@ -424,13 +373,19 @@ mod tests {
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.part_count, 3);
         assert_eq!(c.log_format, LogFormat::Text);
-        assert_eq!(c.max_file_size, 2 * GIB, "file value kept where no flag is given");
+        assert_eq!(
+            c.max_file_size,
+            2 * GIB,
+            "file value kept where no flag is given"
+        );
     }
 
     #[test]
     fn unknown_keys_are_refused_by_name() {
         let (_dir, args) = args_with_file("data_dir = \"/d\"\nmax_filesize = 10\n");
-        let err = GatewayConfig::resolve(&args).expect_err("unknown key").to_string();
+        let err = GatewayConfig::resolve(&args)
+            .expect_err("unknown key")
+            .to_string();
         assert!(err.contains("max_filesize"), "{err}");
     }
 
@@ -450,9 +405,7 @@ mod tests {
             ("mtu = \"big\"", "mtu"),
         ] {
             let (_dir, args) = args_with_file(&format!("data_dir = \"/d\"\n{text}\n"));
-            let err = GatewayConfig::resolve(&args)
-                .expect_err(text)
-                .to_string();
+            let err = GatewayConfig::resolve(&args).expect_err(text).to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
     }

@@ -284,7 +284,10 @@ mod tests {
             assert_eq!(fetch.offset, 0);
             assert_eq!(fetch.len, f.parts[i].len);
             assert_eq!(fetch.whole_crc, Some(100 + i as u32));
-            assert_eq!((fetch.node, fetch.chunk_id), (f.parts[i].node_id, f.parts[i].chunk_id));
+            assert_eq!(
+                (fetch.node, fetch.chunk_id),
+                (f.parts[i].node_id, f.parts[i].chunk_id)
+            );
         }
     }
 

@@ -8,5 +8,6 @@ pub mod http;
 pub mod meta;
 pub mod metrics;
 pub mod placement;
+pub mod server;
 pub mod split;
 pub mod upload;

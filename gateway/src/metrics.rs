@@ -43,7 +43,9 @@ impl UploadOutcome {
     /// The outcome an error code stands for.
     pub fn from_code(code: ErrorCode) -> Self {
         match code {
-            ErrorCode::NotEnoughNodes | ErrorCode::InsufficientStorage => UploadOutcome::Unavailable,
+            ErrorCode::NotEnoughNodes | ErrorCode::InsufficientStorage => {
+                UploadOutcome::Unavailable
+            }
             ErrorCode::NodeError => UploadOutcome::NodeError,
             ErrorCode::Internal => UploadOutcome::Internal,
             _ => UploadOutcome::ClientError,
@@ -153,7 +155,12 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
-        header(&mut out, "sixfold_uploads_total", "counter", "Uploads finished, by outcome.");
+        header(
+            &mut out,
+            "sixfold_uploads_total",
+            "counter",
+            "Uploads finished, by outcome.",
+        );
         for outcome in UploadOutcome::ALL {
             let _ = writeln!(
                 out,
@@ -162,7 +169,12 @@ impl Metrics {
                 get(&self.uploads[outcome as usize])
             );
         }
-        header(&mut out, "sixfold_downloads_total", "counter", "Downloads finished, by outcome.");
+        header(
+            &mut out,
+            "sixfold_downloads_total",
+            "counter",
+            "Downloads finished, by outcome.",
+        );
         for outcome in DownloadOutcome::ALL {
             let _ = writeln!(
                 out,
@@ -171,7 +183,12 @@ impl Metrics {
                 get(&self.downloads[outcome as usize])
             );
         }
-        header(&mut out, "sixfold_errors_total", "counter", "Error responses, by error code.");
+        header(
+            &mut out,
+            "sixfold_errors_total",
+            "counter",
+            "Error responses, by error code.",
+        );
         for code in ErrorCode::ALL {
             let _ = writeln!(
                 out,
@@ -181,8 +198,16 @@ impl Metrics {
             );
         }
         for (name, help, value) in [
-            ("sixfold_bytes_in_total", "File bytes received from clients.", &self.bytes_in),
-            ("sixfold_bytes_out_total", "File bytes sent to clients.", &self.bytes_out),
+            (
+                "sixfold_bytes_in_total",
+                "File bytes received from clients.",
+                &self.bytes_in,
+            ),
+            (
+                "sixfold_bytes_out_total",
+                "File bytes sent to clients.",
+                &self.bytes_out,
+            ),
             (
                 "sixfold_checksum_mismatches_total",
                 "Parts whose crc32c did not match on the way out (responses cut off).",
@@ -193,8 +218,16 @@ impl Metrics {
             let _ = writeln!(out, "{name} {}", get(value));
         }
         for (name, help, value) in [
-            ("sixfold_uploads_in_flight", "Uploads in progress.", &self.uploads_in_flight),
-            ("sixfold_downloads_in_flight", "Downloads in progress.", &self.downloads_in_flight),
+            (
+                "sixfold_uploads_in_flight",
+                "Uploads in progress.",
+                &self.uploads_in_flight,
+            ),
+            (
+                "sixfold_downloads_in_flight",
+                "Downloads in progress.",
+                &self.downloads_in_flight,
+            ),
         ] {
             header(&mut out, name, "gauge", help);
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
@@ -203,7 +236,12 @@ impl Metrics {
             header(&mut out, "sixfold_files", "gauge", "Committed files.");
             let _ = writeln!(out, "sixfold_files {files}");
         }
-        header(&mut out, "sixfold_node_state", "gauge", "1 for the state each node is in.");
+        header(
+            &mut out,
+            "sixfold_node_state",
+            "gauge",
+            "1 for the state each node is in.",
+        );
         for node in nodes {
             for state in NODE_STATES {
                 let _ = writeln!(
@@ -214,7 +252,12 @@ impl Metrics {
                 );
             }
         }
-        header(&mut out, "sixfold_node_used_bytes", "gauge", "Bytes used on each node.");
+        header(
+            &mut out,
+            "sixfold_node_used_bytes",
+            "gauge",
+            "Bytes used on each node.",
+        );
         for node in nodes {
             let _ = writeln!(
                 out,
@@ -223,7 +266,12 @@ impl Metrics {
                 node.used
             );
         }
-        header(&mut out, "sixfold_node_capacity_bytes", "gauge", "Capacity of each node.");
+        header(
+            &mut out,
+            "sixfold_node_capacity_bytes",
+            "gauge",
+            "Capacity of each node.",
+        );
         for node in nodes {
             let _ = writeln!(
                 out,
@@ -297,7 +345,10 @@ mod tests {
             used: 40,
         }];
         let text = m.render(&nodes, Some(3));
-        assert_eq!(line(&text, "sixfold_uploads_total{outcome=\"ok\"}"), "sixfold_uploads_total{outcome=\"ok\"} 2");
+        assert_eq!(
+            line(&text, "sixfold_uploads_total{outcome=\"ok\"}"),
+            "sixfold_uploads_total{outcome=\"ok\"} 2"
+        );
         assert!(text.contains("sixfold_uploads_total{outcome=\"unavailable\"} 1"));
         assert!(text.contains("sixfold_downloads_total{outcome=\"checksum_mismatch\"} 1"));
         assert!(text.contains("sixfold_errors_total{kind=\"too_large\"} 1"));

@@ -184,14 +184,22 @@ impl ChunkStore for MemoryStore {
                 data.extend_from_slice(&frame);
             }
             if data.len() as u64 != meta.length {
-                return Err(Self::error(node, "short_body", "body shorter than announced"));
+                return Err(Self::error(
+                    node,
+                    "short_body",
+                    "body shorter than announced",
+                ));
             }
             let crc = crc32c::crc32c(&data);
             let mut s = store.lock();
             if let Some((_, n)) = s.nodes.iter_mut().find(|(id, _)| *id == node) {
                 n.chunks.insert(chunk_id, data.freeze());
             }
-            let crc32c = if fault == Fault::WrongAckCrc { crc ^ 1 } else { crc };
+            let crc32c = if fault == Fault::WrongAckCrc {
+                crc ^ 1
+            } else {
+                crc
+            };
             Ok(PutAck {
                 length: meta.length,
                 crc32c,

@@ -18,7 +18,9 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     if number.is_empty() {
-        return Err(format!("{text:?} is not a size (expected e.g. 1048576, 64KiB or 10GiB)"));
+        return Err(format!(
+            "{text:?} is not a size (expected e.g. 1048576, 64KiB or 10GiB)"
+        ));
     }
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -95,7 +97,16 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_refused() {
-        for bad in ["", "GiB", "12XB", "-1", "1.", "1.2.3GiB", "99999999999999999999", "20000000TiB"] {
+        for bad in [
+            "",
+            "GiB",
+            "12XB",
+            "-1",
+            "1.",
+            "1.2.3GiB",
+            "99999999999999999999",
+            "20000000TiB",
+        ] {
             assert!(parse_byte_size(bad).is_err(), "{bad:?} accepted");
         }
     }

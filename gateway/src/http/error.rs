@@ -180,10 +180,7 @@ mod tests {
     async fn error_json_has_exactly_error_and_message() {
         let response = ApiError::invalid_id("nope").into_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            response.headers()[header::CONTENT_TYPE],
-            "application/json"
-        );
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
         let json = body_json(response).await;
         let object = json.as_object().expect("object");
         assert_eq!(object.len(), 2, "{json}");

@@ -3,11 +3,11 @@
 use std::time::Instant;
 
 use axum::Json;
+use axum::body::HttpBody as _;
 use axum::body::{Body, BodyDataStream};
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::body::HttpBody as _;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -258,8 +258,12 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
                 content_type: file.content_type.clone(),
                 created: rfc3339_from_unix_ms(file.created_unix_ms),
             };
-            let mut response =
-                (StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response();
+            let mut response = (
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(body),
+            )
+                .into_response();
             response.extensions_mut().insert(RequestSummary {
                 file_id: Some(file.id),
                 size: Some(file.size),
@@ -289,7 +293,9 @@ pub async fn download(
         .map(HeaderValue::as_bytes);
     let (status, start, len) = match decide(range, file.size) {
         RangeDecision::Full => (StatusCode::OK, 0, file.size),
-        RangeDecision::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        RangeDecision::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
         RangeDecision::Unsatisfiable => return Err(ApiError::unsatisfiable_range(file.size)),
     };
     let mut response = Response::builder()
@@ -297,7 +303,10 @@ pub async fn download(
         .header(header::CONTENT_LENGTH, len)
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_DISPOSITION, content_disposition(&file.name))
-        .header(header::CONTENT_TYPE, content_type_value(file.content_type.as_deref()));
+        .header(
+            header::CONTENT_TYPE,
+            content_type_value(file.content_type.as_deref()),
+        );
     if let Ok(etag) = HeaderValue::from_str(&etag) {
         response = response.header(header::ETAG, etag);
     }
@@ -310,7 +319,13 @@ pub async fn download(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        let stream = download::body_stream(app.store().clone(), app.metrics().clone(), &file, start, len);
+        let stream = download::body_stream(
+            app.store().clone(),
+            app.metrics().clone(),
+            &file,
+            start,
+            len,
+        );
         Body::from_stream(stream)
     };
     let mut response = response
@@ -410,7 +425,7 @@ pub async fn list(State(app): State<AppState>, request: Request) -> Result<Respo
         Some(text) => Some(parse_id(text)?),
     };
     let page = app
-        .with_meta(move |meta| meta.list_files(after.as_ref(), limit))
+        .with_meta(move |meta| meta.list_files(after, limit))
         .await?;
     let next_after = if page.len() == limit {
         page.last().map(|f| f.id)

@@ -48,7 +48,12 @@ struct AppInner {
 }
 
 impl AppState {
-    pub fn new(meta: Meta, store: SharedStore, metrics: Arc<Metrics>, settings: UploadSettings) -> Self {
+    pub fn new(
+        meta: Meta,
+        store: SharedStore,
+        metrics: Arc<Metrics>,
+        settings: UploadSettings,
+    ) -> Self {
         let part_count = settings.split.part_count;
         let uploader = Uploader::new(meta.clone(), store.clone(), metrics.clone(), settings);
         AppState {
@@ -104,9 +109,10 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(raw).map_err(|_| ApiError::invalid_id(raw))
 }
 
-/// The public API router. Upload routes have axum's body limit disabled: uploads enforce
-/// `max_file_size` themselves, from `Content-Length` up front or while streaming.
-pub fn router(state: AppState) -> Router {
+/// The public API router, with `extra` routes (the cluster's node registration endpoints)
+/// merged in. Upload routes have axum's body limit disabled: uploads enforce `max_file_size`
+/// themselves, from `Content-Length` up front or while streaming.
+pub fn router(state: AppState, extra: Router) -> Router {
     Router::new()
         .route(
             "/files",
@@ -124,11 +130,12 @@ pub fn router(state: AppState) -> Router {
         .route("/nodes", get(status::nodes))
         .route("/health", get(status::health))
         .route("/metrics", get(status::metrics))
+        .with_state(state.clone())
+        .merge(extra)
         .fallback(status::no_route)
         .method_not_allowed_fallback(status::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             request_log::log_request,
         ))
-        .with_state(state)
 }

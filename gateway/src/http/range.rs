@@ -152,8 +152,17 @@ mod tests {
     #[test]
     fn malformed_ranges_are_416() {
         for bad in [
-            "bytes=", "bytes=-", "bytes=5-2", "bytes=a-b", "bytes=1-x", "bytes=+1-2",
-            "bytes=--1", "bytes=1", "bytes", "bytes=1-2-3", "bytes=0x10-",
+            "bytes=",
+            "bytes=-",
+            "bytes=5-2",
+            "bytes=a-b",
+            "bytes=1-x",
+            "bytes=+1-2",
+            "bytes=--1",
+            "bytes=1",
+            "bytes",
+            "bytes=1-2-3",
+            "bytes=0x10-",
         ] {
             assert_eq!(d(bad, 100), Unsatisfiable, "{bad:?}");
         }
@@ -167,8 +176,14 @@ mod tests {
         assert_eq!(d(&format!("bytes=0-{huge}"), 10), Unsatisfiable);
         assert_eq!(d(&format!("bytes=-{huge}"), 10), Unsatisfiable);
         let max = u64::MAX;
-        assert_eq!(d(&format!("bytes=0-{max}"), 10), Partial { start: 0, end: 9 });
-        assert_eq!(d(&format!("bytes=-{max}"), 10), Partial { start: 0, end: 9 });
+        assert_eq!(
+            d(&format!("bytes=0-{max}"), 10),
+            Partial { start: 0, end: 9 }
+        );
+        assert_eq!(
+            d(&format!("bytes=-{max}"), 10),
+            Partial { start: 0, end: 9 }
+        );
         assert_eq!(
             d(&format!("bytes={}-{max}", max - 1), max),
             Partial {

@@ -53,7 +53,11 @@ pub async fn health(State(app): State<AppState>) -> Response {
         },
         error: error.map(ErrorCode::as_str),
         message,
-        metadata: if metadata.is_ok() { "ok" } else { "unavailable" },
+        metadata: if metadata.is_ok() {
+            "ok"
+        } else {
+            "unavailable"
+        },
         nodes_up,
         nodes_needed,
     };

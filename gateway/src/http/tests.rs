@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::{AppState, router};
-use crate::chunk_store::memory::{Fault, MemoryStore};
 use crate::chunk_store::SharedStore;
+use crate::chunk_store::memory::{Fault, MemoryStore};
 use crate::meta::Meta;
 use crate::metrics::Metrics;
 use crate::split::SplitPolicy;
@@ -59,7 +59,7 @@ impl Server {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router(state))
+            let _ = axum::serve(listener, router(state, axum::Router::new()))
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
@@ -133,7 +133,7 @@ impl Drop for Server {
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
-        .map(|i| ((i as u64 * 2_654_435_761 >> 7) as u8) ^ seed)
+        .map(|i| (((i as u64 * 2_654_435_761) >> 7) as u8) ^ seed)
         .collect()
 }
 
@@ -172,7 +172,12 @@ async fn raw_upload_then_download_whole_and_ranges() {
     assert_eq!(h["content-type"], "application/x-test");
     assert_eq!(h["accept-ranges"], "bytes");
     assert_eq!(h["etag"], format!("\"{checksum}\"").as_str());
-    assert!(h["content-disposition"].to_str().expect("ascii").starts_with("attachment; filename=\"report 'v2'.bin\""));
+    assert!(
+        h["content-disposition"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("attachment; filename=\"report 'v2'.bin\"")
+    );
     assert_eq!(response.bytes().await.expect("body"), body);
 
     // The alias serves the same bytes.
@@ -200,7 +205,11 @@ async fn raw_upload_then_download_whole_and_ranges() {
             response.headers()["content-range"],
             format!("bytes {from}-{to}/{len}").as_str()
         );
-        assert_eq!(response.bytes().await.expect("body"), &body[from..=to], "{range}");
+        assert_eq!(
+            response.bytes().await.expect("body"),
+            &body[from..=to],
+            "{range}"
+        );
     }
     // Unsatisfiable: 416 with the size.
     let response = server
@@ -210,8 +219,14 @@ async fn raw_upload_then_download_whole_and_ranges() {
         .send()
         .await
         .expect("range");
-    assert_eq!(response.headers()["content-range"], format!("bytes */{len}").as_str());
-    assert_eq!(error_code(response).await, (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range".into()));
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes */{len}").as_str()
+    );
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range".into())
+    );
     // Several ranges: the whole file.
     let response = server
         .client
@@ -241,8 +256,14 @@ async fn raw_upload_then_download_whole_and_ranges() {
         .await
         .expect("head");
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["content-length"], len.to_string().as_str());
-    assert_eq!(response.headers()["etag"], format!("\"{checksum}\"").as_str());
+    assert_eq!(
+        response.headers()["content-length"],
+        len.to_string().as_str()
+    );
+    assert_eq!(
+        response.headers()["etag"],
+        format!("\"{checksum}\"").as_str()
+    );
     assert!(response.bytes().await.expect("empty").is_empty());
     server.stop().await;
 }
@@ -276,7 +297,9 @@ async fn meta_list_and_delete() {
         let len = p["length"].as_u64().expect("length");
         assert_eq!(
             p["crc32c"],
-            u64::from(crc32c::crc32c(&body[offset as usize..(offset + len) as usize]))
+            u64::from(crc32c::crc32c(
+                &body[offset as usize..(offset + len) as usize]
+            ))
         );
         assert!(p["node_id"].is_string());
         offset += len;
@@ -284,7 +307,12 @@ async fn meta_list_and_delete() {
     assert_eq!(offset, 3000);
 
     // Paging: 2 at a time.
-    let page: Value = server.get("/files?limit=2").await.json().await.expect("list");
+    let page: Value = server
+        .get("/files?limit=2")
+        .await
+        .json()
+        .await
+        .expect("list");
     assert_eq!(page["files"].as_array().expect("files").len(), 2);
     let after = page["next_after"].as_str().expect("next").to_owned();
     let page: Value = server
@@ -297,8 +325,14 @@ async fn meta_list_and_delete() {
     assert!(page["next_after"].is_null());
     let all: Value = server.get("/files").await.json().await.expect("list");
     assert_eq!(all["files"].as_array().expect("files").len(), 3);
-    assert_eq!(error_code(server.get("/files?limit=0").await).await.1, "bad_request");
-    assert_eq!(error_code(server.get("/files?after=xyz").await).await.1, "invalid_id");
+    assert_eq!(
+        error_code(server.get("/files?limit=0").await).await.1,
+        "bad_request"
+    );
+    assert_eq!(
+        error_code(server.get("/files?after=xyz").await).await.1,
+        "invalid_id"
+    );
 
     // Empty file downloads as zero bytes.
     let c_id = c["id"].as_str().expect("id");
@@ -317,7 +351,10 @@ async fn meta_list_and_delete() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(server.store.wakes(), wakes + 1);
     assert_eq!(server.meta.delete_queue_len().expect("queue"), 3);
-    assert_eq!(error_code(server.get(&format!("/files/{a_id}")).await).await, (StatusCode::NOT_FOUND, "not_found".into()));
+    assert_eq!(
+        error_code(server.get(&format!("/files/{a_id}")).await).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
     let response = server
         .client
         .delete(server.url(&format!("/files/{a_id}")))
@@ -333,13 +370,26 @@ async fn meta_list_and_delete() {
 async fn bad_ids_unknown_ids_and_routes() {
     let server = Server::start(6).await;
     for path in ["/files/not-a-uuid", "/files/123/meta", "/download/zz"] {
-        assert_eq!(error_code(server.get(path).await).await, (StatusCode::BAD_REQUEST, "invalid_id".into()), "{path}");
+        assert_eq!(
+            error_code(server.get(path).await).await,
+            (StatusCode::BAD_REQUEST, "invalid_id".into()),
+            "{path}"
+        );
     }
     let unknown = uuid::Uuid::new_v4();
-    for path in [format!("/files/{unknown}"), format!("/files/{unknown}/meta")] {
-        assert_eq!(error_code(server.get(&path).await).await, (StatusCode::NOT_FOUND, "not_found".into()));
+    for path in [
+        format!("/files/{unknown}"),
+        format!("/files/{unknown}/meta"),
+    ] {
+        assert_eq!(
+            error_code(server.get(&path).await).await,
+            (StatusCode::NOT_FOUND, "not_found".into())
+        );
     }
-    assert_eq!(error_code(server.get("/nope").await).await, (StatusCode::NOT_FOUND, "not_found".into()));
+    assert_eq!(
+        error_code(server.get("/nope").await).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
     let response = server
         .client
         .put(server.url("/files"))
@@ -361,7 +411,9 @@ async fn chunked_upload_spools_to_disk_and_round_trips() {
     let response = server
         .client
         .post(server.url("/upload?name=streamed.dat"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(frames)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            frames,
+        )))
         .send()
         .await
         .expect("upload");
@@ -370,9 +422,17 @@ async fn chunked_upload_spools_to_disk_and_round_trips() {
     assert_eq!(json["name"], "streamed.dat");
     assert_eq!(json["size"], body.len() as u64);
     assert_eq!(json["parts"], 6);
-    assert_eq!(json["checksum"], format!("{:032x}", xxh3_128(&body)).as_str());
+    assert_eq!(
+        json["checksum"],
+        format!("{:032x}", xxh3_128(&body)).as_str()
+    );
     let id = json["id"].as_str().expect("id");
-    let got = server.get(&format!("/files/{id}")).await.bytes().await.expect("body");
+    let got = server
+        .get(&format!("/files/{id}"))
+        .await
+        .bytes()
+        .await
+        .expect("body");
     assert_eq!(got, body);
     // The spool is gone once the upload is done.
     let spool = server.dir.path().join("spool");
@@ -388,7 +448,8 @@ async fn multipart_upload_takes_name_and_type_from_the_field() {
     let boundary = "XyZ-boundary-42";
     let mut form = Vec::new();
     form.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n").as_bytes(),
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n")
+            .as_bytes(),
     );
     form.extend_from_slice(
         format!(
@@ -401,7 +462,10 @@ async fn multipart_upload_takes_name_and_type_from_the_field() {
     let response = server
         .client
         .post(server.url("/files"))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(form)
         .send()
         .await
@@ -414,21 +478,35 @@ async fn multipart_upload_takes_name_and_type_from_the_field() {
     let id = json["id"].as_str().expect("id");
     let response = server.get(&format!("/files/{id}")).await;
     assert_eq!(response.headers()["content-type"], "image/jpeg");
-    let disposition = response.headers()["content-disposition"].to_str().expect("ascii").to_owned();
-    assert!(disposition.contains("filename*=UTF-8''photo%20%C3%A9.jpg"), "{disposition}");
+    let disposition = response.headers()["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        disposition.contains("filename*=UTF-8''photo%20%C3%A9.jpg"),
+        "{disposition}"
+    );
     assert_eq!(response.bytes().await.expect("body"), file);
 
     // A form without a file field is a bad request and stores nothing.
-    let form = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--{boundary}--\r\n");
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--{boundary}--\r\n"
+    );
     let response = server
         .client
         .post(server.url("/files"))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(form)
         .send()
         .await
         .expect("upload");
-    assert_eq!(error_code(response).await, (StatusCode::BAD_REQUEST, "bad_request".into()));
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
     assert_eq!(server.files(), 1);
     server.stop().await;
 }
@@ -437,7 +515,10 @@ async fn multipart_upload_takes_name_and_type_from_the_field() {
 async fn size_limit_from_content_length_and_while_streaming() {
     let server = Server::start_with(6, |s| s.max_file_size = 10_000).await;
     let response = server.upload("big", data(10_001, 6)).await;
-    assert_eq!(error_code(response).await, (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into()));
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into())
+    );
     // Exactly the limit is fine.
     server.upload_ok("fits", data(10_000, 6)).await;
     // Without a length: refused once the stream passes the limit.
@@ -446,11 +527,16 @@ async fn size_limit_from_content_length_and_while_streaming() {
     let response = server
         .client
         .post(server.url("/files"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(frames)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            frames,
+        )))
         .send()
         .await
         .expect("upload");
-    assert_eq!(error_code(response).await, (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into()));
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into())
+    );
     assert_eq!(server.files(), 1);
     assert_eq!(server.sessions(), 0);
     server.stop().await;
@@ -474,7 +560,10 @@ async fn not_enough_nodes_is_503_and_health_follows() {
 
     // A six-part file needs six nodes; nothing is stored or left behind.
     let response = server.upload("x", data(6 * MIN_PART as usize, 7)).await;
-    assert_eq!(error_code(response).await, (StatusCode::SERVICE_UNAVAILABLE, "not_enough_nodes".into()));
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "not_enough_nodes".into())
+    );
     assert_eq!(server.store.chunk_count(), 0);
     assert_eq!(server.sessions(), 0);
     // A small file fits on the nodes that are up.
@@ -487,7 +576,13 @@ async fn no_room_is_507() {
     let server = Server::start(6).await;
     server.store.set_capacity_all(100);
     let response = server.upload("x", data(6 * MIN_PART as usize, 8)).await;
-    assert_eq!(error_code(response).await, (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage".into()));
+    assert_eq!(
+        error_code(response).await,
+        (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage".into()
+        )
+    );
     server.stop().await;
 }
 
@@ -500,7 +595,11 @@ async fn node_failures_abort_the_upload_and_leave_no_file() {
         }
         let wakes = server.store.wakes();
         let response = server.upload("x", data(8 * MIN_PART as usize, 9)).await;
-        assert_eq!(error_code(response).await, (StatusCode::BAD_GATEWAY, "node_error".into()), "{fault:?}");
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::BAD_GATEWAY, "node_error".into()),
+            "{fault:?}"
+        );
         assert_eq!(server.files(), 0);
         assert_eq!(server.sessions(), 0, "{fault:?}: session aborted");
         assert!(server.store.wakes() > wakes, "{fault:?}: cleanup woken");
@@ -521,12 +620,19 @@ async fn corrupt_or_failing_reads_cut_the_response() {
             server.store.set_fault(node, fault);
         }
         let response = server.get(&format!("/files/{id}")).await;
-        assert_eq!(response.status(), StatusCode::OK, "{fault:?}: headers went out first");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{fault:?}: headers went out first"
+        );
         let read = response.bytes().await;
         assert!(read.is_err(), "{fault:?}: the body must not complete");
         let metrics = server.get("/metrics").await.text().await.expect("metrics");
         if fault == Fault::CorruptReads {
-            assert!(metrics.contains("sixfold_checksum_mismatches_total 1"), "{metrics}");
+            assert!(
+                metrics.contains("sixfold_checksum_mismatches_total 1"),
+                "{metrics}"
+            );
         }
         server.stop().await;
     }
@@ -539,9 +645,17 @@ async fn nodes_and_metrics_endpoints() {
     let nodes: Value = server.get("/nodes").await.json().await.expect("nodes");
     assert_eq!(nodes.as_array().expect("array").len(), 6);
     let response = server.get("/metrics").await;
-    assert!(response.headers()["content-type"].to_str().expect("ct").starts_with("text/plain"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/plain")
+    );
     let text = response.text().await.expect("text");
-    assert!(text.contains("sixfold_uploads_total{outcome=\"ok\"} 1"), "{text}");
+    assert!(
+        text.contains("sixfold_uploads_total{outcome=\"ok\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("sixfold_bytes_in_total 2000"), "{text}");
     assert!(text.contains("sixfold_files 1"), "{text}");
     assert!(text.contains("sixfold_node_used_bytes{node="), "{text}");
@@ -553,8 +667,11 @@ async fn client_disconnect_mid_body_aborts_the_session() {
     use tokio::io::AsyncWriteExt;
     let server = Server::start(6).await;
     let addr = server.base.trim_start_matches("http://").to_owned();
-    let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    let head = "POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nX-File-Name: cut\r\n\r\n";
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head =
+        "POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nX-File-Name: cut\r\n\r\n";
     tcp.write_all(head.as_bytes()).await.expect("head");
     tcp.write_all(&data(30_000, 12)).await.expect("some body");
     tcp.flush().await.expect("flush");

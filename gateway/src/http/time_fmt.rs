@@ -37,9 +37,21 @@ mod tests {
     #[test]
     fn known_instants() {
         assert_eq!(rfc3339_from_unix_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_from_unix_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339_from_unix_ms(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
-        assert_eq!(rfc3339_from_unix_ms(1_798_761_600_123), "2027-01-01T00:00:00.123Z");
-        assert_eq!(rfc3339_from_unix_ms(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_from_unix_ms(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339_from_unix_ms(1_709_251_199_999),
+            "2024-02-29T23:59:59.999Z"
+        );
+        assert_eq!(
+            rfc3339_from_unix_ms(1_798_761_600_123),
+            "2027-01-01T00:00:00.123Z"
+        );
+        assert_eq!(
+            rfc3339_from_unix_ms(4_102_444_800_000),
+            "2100-01-01T00:00:00.000Z"
+        );
     }
 }

@@ -190,14 +190,29 @@ mod tests {
         let bytes = data(100);
         let parts = plan(100, &policy);
         let (r, _, _) = run_feed(frames(&bytes[..90], 10), 100, &parts).await;
-        assert!(matches!(r, Err(FeedError::Short { expected: 100, got: 90 })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(FeedError::Short {
+                    expected: 100,
+                    got: 90
+                })
+            ),
+            "{r:?}"
+        );
         let parts_short = plan(50, &policy);
         let (r, _, _) = run_feed(frames(&bytes, 10), 50, &parts_short).await;
-        assert!(matches!(r, Err(FeedError::TooLong { expected: 50 })), "{r:?}");
+        assert!(
+            matches!(r, Err(FeedError::TooLong { expected: 50 })),
+            "{r:?}"
+        );
         let mut broken = frames(&bytes[..20], 10);
         broken.push(Err("connection reset".into()));
         let (r, _, _) = run_feed(broken, 100, &parts).await;
-        assert!(matches!(r, Err(FeedError::Body(ref m)) if m.contains("reset")), "{r:?}");
+        assert!(
+            matches!(r, Err(FeedError::Body(ref m)) if m.contains("reset")),
+            "{r:?}"
+        );
     }
 
     #[tokio::test]

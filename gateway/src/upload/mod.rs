@@ -218,7 +218,11 @@ impl Uploader {
     }
 
     /// Uploads a body of unknown length: spools it (memory, then a file), then sends the parts.
-    pub async fn upload_unsized<S, E>(&self, info: FileInfo, body: S) -> Result<FileRecord, UploadError>
+    pub async fn upload_unsized<S, E>(
+        &self,
+        info: FileInfo,
+        body: S,
+    ) -> Result<FileRecord, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: Display,
@@ -238,7 +242,12 @@ impl Uploader {
     /// a large file needs (the exact check runs once the size is known).
     fn check_nodes_for_unknown_size(&self) -> Result<(), UploadError> {
         let needed = self.settings.split.part_count as usize;
-        let eligible = self.store.candidates().iter().filter(|c| c.eligible).count();
+        let eligible = self
+            .store
+            .candidates()
+            .iter()
+            .filter(|c| c.eligible)
+            .count();
         if eligible < needed {
             return Err(PlacementError::NotEnoughNodes { needed, eligible }.into());
         }
@@ -282,7 +291,8 @@ impl Uploader {
         let (writers, senders) = start_writers(&self.store, session.file_id, &session.parts);
         let result = drive(feed::feed_spool(&body, &ranges, senders), writers).await;
         drop(body);
-        self.finish(session, result, checksum_hex(&hasher), size).await
+        self.finish(session, result, checksum_hex(&hasher), size)
+            .await
     }
 
     /// Plans and places the parts and records the session, before any byte moves.
@@ -291,8 +301,9 @@ impl Uploader {
         let ranges = plan(size, &self.settings.split);
         let candidates = self.store.candidates();
         let nodes = place(&file_id, &ranges, &candidates, PlacementOptions::default())?;
-        let parts = PlannedPart::plan(&ranges, &nodes)
-            .ok_or_else(|| UploadError::Internal("placement returned the wrong node count".into()))?;
+        let parts = PlannedPart::plan(&ranges, &nodes).ok_or_else(|| {
+            UploadError::Internal("placement returned the wrong node count".into())
+        })?;
         let now = unix_ms_now();
         let ttl_ms = u64::try_from(self.settings.session_ttl.as_millis()).unwrap_or(u64::MAX);
         let session = UploadSession {

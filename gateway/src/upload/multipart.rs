@@ -21,7 +21,10 @@ const MAX_OTHER_FIELD_BYTES: usize = 64 * 1024;
 pub const MULTIPART_OVERHEAD_ALLOWANCE: u64 = 64 * 1024;
 
 fn form_error(e: MultipartError) -> UploadError {
-    UploadError::Feed(FeedError::Body(format!("multipart body: {}", e.body_text())))
+    UploadError::Feed(FeedError::Body(format!(
+        "multipart body: {}",
+        e.body_text()
+    )))
 }
 
 impl Uploader {

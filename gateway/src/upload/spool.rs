@@ -185,7 +185,8 @@ impl SectionReader {
         };
         let file = Arc::clone(file);
         let at = self.position - body.memory_len;
-        let want = usize::try_from(self.end - self.position).map_or(FILE_IO_SIZE, |l| l.min(FILE_IO_SIZE));
+        let want =
+            usize::try_from(self.end - self.position).map_or(FILE_IO_SIZE, |l| l.min(FILE_IO_SIZE));
         let read = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; want];
             file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
@@ -239,7 +240,10 @@ mod tests {
     async fn spool(data: &[u8], frame: usize, limit: u64, dir: &Path) -> Spool {
         let mut spool = Spool::new(dir, "upload", limit);
         for chunk in data.chunks(frame) {
-            spool.push(Bytes::copy_from_slice(chunk)).await.expect("push");
+            spool
+                .push(Bytes::copy_from_slice(chunk))
+                .await
+                .expect("push");
         }
         spool
     }
@@ -275,7 +279,10 @@ mod tests {
             .expect("push");
         assert!(spool.on_disk(), "52 bytes do not");
         for chunk in data[52..].chunks(1000) {
-            spool.push(Bytes::copy_from_slice(chunk)).await.expect("push");
+            spool
+                .push(Bytes::copy_from_slice(chunk))
+                .await
+                .expect("push");
         }
         let path = dir.path().join("upload.spool");
         assert!(path.exists());
@@ -287,8 +294,14 @@ mod tests {
         assert_eq!(read_section(&body, 30, 20).await, &data[30..50]);
         assert_eq!(read_section(&body, 39, 1).await, &data[39..40]);
         let big = FILE_IO_SIZE as u64 + 17;
-        assert_eq!(read_section(&body, 100, big).await, &data[100..100 + big as usize]);
-        assert_eq!(read_section(&body, len - 5, 100).await, &data[data.len() - 5..]);
+        assert_eq!(
+            read_section(&body, 100, big).await,
+            &data[100..100 + big as usize]
+        );
+        assert_eq!(
+            read_section(&body, len - 5, 100).await,
+            &data[data.len() - 5..]
+        );
         assert!(read_section(&body, len, 10).await.is_empty());
         drop(body);
         assert!(!path.exists(), "the spool file is removed with the body");
@@ -301,6 +314,9 @@ mod tests {
         std::fs::write(dir.path().join("keep.txt"), b"x").expect("write");
         assert_eq!(clear_spool_dir(dir.path()).expect("clear"), 1);
         assert!(dir.path().join("keep.txt").exists());
-        assert_eq!(clear_spool_dir(&dir.path().join("missing")).expect("clear"), 0);
+        assert_eq!(
+            clear_spool_dir(&dir.path().join("missing")).expect("clear"),
+            0
+        );
     }
 }

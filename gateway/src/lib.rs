@@ -1,6 +1,13 @@
 //! sixfold gateway library: HTTP API, splitting and placement, metadata, node client.
 
+pub mod chunk_store;
 pub mod cluster;
+pub mod config;
+pub mod download;
+pub mod http;
 pub mod meta;
+pub mod metrics;
 pub mod placement;
+pub mod server;
 pub mod split;
+pub mod upload;

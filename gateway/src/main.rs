@@ -1,1 +1,125 @@
-fn main() {}
+//! `sixfold-gateway`: the HTTP gateway of a sixfold cluster.
+//!
+//! - `sixfold-gateway serve --data-dir DIR [--listen ADDR] [--config FILE] ...`
+//! - `sixfold-gateway dev ...`: a complete local cluster in one command
+//! - `sixfold-gateway certs ...`: the cluster PKI
+
+mod certs_cmd;
+mod dev;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sixfold_gateway::config::{GatewayConfig, LogFormat, ServeArgs};
+use sixfold_gateway::server;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sixfold-gateway",
+    version,
+    about = "sixfold gateway: HTTP API over a cluster of storage nodes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (metadata and cluster certificates under the data dir).
+    Serve(ServeArgs),
+    /// Run a complete local cluster: the gateway and N storage nodes on loopback.
+    Dev(dev::DevArgs),
+    /// Manage the cluster certificates and token.
+    #[command(subcommand)]
+    Certs(certs_cmd::CertsCommand),
+}
+
+/// Logs go to stderr, as text or JSON lines; `RUST_LOG` filters (default `info`).
+pub(crate) fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    if let Err(e) = installed {
+        eprintln!("warning: logging not initialised: {e}");
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = GatewayConfig::resolve(&args)?;
+            init_logging(config.log_format);
+            runtime()?.block_on(server::serve(&config))?;
+            Ok(())
+        }
+        Command::Dev(args) => dev::run(args),
+        Command::Certs(args) => certs_cmd::run(args),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sixfold-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "sixfold-gateway",
+            "serve",
+            "--data-dir",
+            "/d",
+            "--listen",
+            "0.0.0.0:9000",
+            "--max-file-size",
+            "5GiB",
+            "--session-ttl",
+            "30m",
+            "--mtu",
+            "auto",
+            "--log-format",
+            "json",
+        ])
+        .expect("parse");
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let config = GatewayConfig::resolve(&args).expect("config");
+        assert_eq!(config.max_file_size, 5 << 30);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(
+            Cli::try_parse_from(["sixfold-gateway", "serve", "--max-file-size", "lots"]).is_err()
+        );
+    }
+}

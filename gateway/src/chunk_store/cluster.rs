@@ -1,0 +1,106 @@
+//! [`ChunkStore`] over the QUIC cluster layer.
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use sixfold_wire::{ChunkId, ChunkMeta};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{ChunkStore, ChunkStream, PutAck, StoreError};
+use crate::cluster::{Cluster, NodeError};
+use crate::meta::NodeState;
+use crate::metrics::NodeGauge;
+use crate::placement::Candidate;
+
+fn store_error(node: Uuid, e: NodeError) -> StoreError {
+    StoreError {
+        node,
+        kind: e.kind(),
+        message: e.to_string(),
+    }
+}
+
+/// The label `/metrics` uses for a state.
+pub fn state_label(state: NodeState) -> &'static str {
+    match state {
+        NodeState::Up => "up",
+        NodeState::Down => "down",
+        NodeState::Draining => "draining",
+        NodeState::ReadOnly => "read_only",
+    }
+}
+
+impl ChunkStore for Cluster {
+    fn candidates(&self) -> Vec<Candidate> {
+        Cluster::candidates(self)
+    }
+
+    fn up_count(&self) -> usize {
+        Cluster::up_count(self)
+    }
+
+    fn put_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+        meta: ChunkMeta,
+        body: mpsc::Receiver<Bytes>,
+    ) -> BoxFuture<'static, Result<PutAck, StoreError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            // Placement's "two choices" steers new parts away from nodes with many in flight.
+            let _in_flight = cluster.in_flight(node);
+            let ack = Cluster::put_chunk(&cluster, node, chunk_id, meta, body)
+                .await
+                .map_err(|e| store_error(node, e))?;
+            Ok(PutAck {
+                length: ack.length,
+                crc32c: ack.crc32c,
+            })
+        })
+    }
+
+    fn get_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+        offset: u64,
+        len: u64,
+    ) -> BoxFuture<'static, Result<ChunkStream, StoreError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            let reader = Cluster::get_chunk(&cluster, node, chunk_id, offset, len)
+                .await
+                .map_err(|e| store_error(node, e))?;
+            let stream = futures_util::stream::unfold(reader, move |mut reader| async move {
+                let item = reader.next().await?;
+                Some((item.map_err(|e| store_error(node, e)), reader))
+            });
+            let stream: ChunkStream = Box::pin(stream);
+            Ok(stream)
+        })
+    }
+
+    fn wake_cleanup(&self) {
+        Cluster::wake_cleanup(self);
+    }
+
+    fn nodes_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.nodes()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot serialize the node list");
+            serde_json::Value::Array(Vec::new())
+        })
+    }
+
+    fn node_gauges(&self) -> Vec<NodeGauge> {
+        self.nodes()
+            .into_iter()
+            .map(|n| NodeGauge {
+                id: n.id.to_string(),
+                state: state_label(n.state),
+                capacity: n.capacity,
+                used: n.used,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,290 @@
+//! An in-memory [`ChunkStore`] for tests: nodes that keep chunks in a map, with switches to
+//! make a node fail writes, lie in its acknowledgement, or hand back corrupted bytes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use sixfold_wire::{ChunkId, ChunkMeta};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{ChunkStore, ChunkStream, PutAck, StoreError};
+use crate::metrics::NodeGauge;
+use crate::placement::Candidate;
+
+/// How a node misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    #[default]
+    None,
+    /// Fails every write after reading its first frame.
+    FailWrites,
+    /// Acknowledges a crc32c one off from the real one.
+    WrongAckCrc,
+    /// Serves reads with the first byte flipped.
+    CorruptReads,
+    /// Fails reads after the first frame.
+    FailReadsMidway,
+}
+
+#[derive(Debug, Default)]
+struct NodeState {
+    up: bool,
+    fault: Fault,
+    capacity: u64,
+    chunks: HashMap<ChunkId, Bytes>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    nodes: Vec<(Uuid, NodeState)>,
+}
+
+/// See the module docs. Clones share the nodes.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    shared: Arc<Mutex<Shared>>,
+    wakes: Arc<AtomicUsize>,
+    /// Frame size of reads.
+    read_frame: usize,
+}
+
+impl MemoryStore {
+    /// `n` up nodes of 1 TiB each.
+    pub fn with_nodes(n: usize) -> Self {
+        let store = MemoryStore {
+            read_frame: 4096,
+            ..Self::default()
+        };
+        {
+            let mut s = store.lock();
+            for _ in 0..n {
+                s.nodes.push((
+                    Uuid::new_v4(),
+                    NodeState {
+                        up: true,
+                        capacity: 1 << 40,
+                        ..NodeState::default()
+                    },
+                ));
+            }
+        }
+        store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn node_ids(&self) -> Vec<Uuid> {
+        self.lock().nodes.iter().map(|(id, _)| *id).collect()
+    }
+
+    pub fn set_up(&self, node: Uuid, up: bool) {
+        if let Some((_, n)) = self.lock().nodes.iter_mut().find(|(id, _)| *id == node) {
+            n.up = up;
+        }
+    }
+
+    pub fn set_fault(&self, node: Uuid, fault: Fault) {
+        if let Some((_, n)) = self.lock().nodes.iter_mut().find(|(id, _)| *id == node) {
+            n.fault = fault;
+        }
+    }
+
+    pub fn set_capacity_all(&self, capacity: u64) {
+        for (_, n) in self.lock().nodes.iter_mut() {
+            n.capacity = capacity;
+        }
+    }
+
+    /// Chunks stored across all nodes.
+    pub fn chunk_count(&self) -> usize {
+        self.lock().nodes.iter().map(|(_, n)| n.chunks.len()).sum()
+    }
+
+    /// The stored bytes of a chunk.
+    pub fn chunk(&self, node: Uuid, chunk_id: &ChunkId) -> Option<Bytes> {
+        self.lock()
+            .nodes
+            .iter()
+            .find(|(id, _)| *id == node)
+            .and_then(|(_, n)| n.chunks.get(chunk_id).cloned())
+    }
+
+    /// Removes a chunk (what the cleanup would do).
+    pub fn remove_chunk(&self, node: Uuid, chunk_id: &ChunkId) -> bool {
+        self.lock()
+            .nodes
+            .iter_mut()
+            .find(|(id, _)| *id == node)
+            .is_some_and(|(_, n)| n.chunks.remove(chunk_id).is_some())
+    }
+
+    /// How often the cleanup was woken.
+    pub fn wakes(&self) -> usize {
+        self.wakes.load(Ordering::Relaxed)
+    }
+
+    fn error(node: Uuid, kind: &'static str, message: &str) -> StoreError {
+        StoreError {
+            node,
+            kind,
+            message: message.to_owned(),
+        }
+    }
+}
+
+impl ChunkStore for MemoryStore {
+    fn candidates(&self) -> Vec<Candidate> {
+        self.lock()
+            .nodes
+            .iter()
+            .map(|(id, n)| Candidate {
+                id: *id,
+                capacity: n.capacity,
+                used: n.chunks.values().map(|c| c.len() as u64).sum(),
+                in_flight: 0,
+                eligible: n.up,
+            })
+            .collect()
+    }
+
+    fn up_count(&self) -> usize {
+        self.lock().nodes.iter().filter(|(_, n)| n.up).count()
+    }
+
+    fn put_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+        meta: ChunkMeta,
+        mut body: mpsc::Receiver<Bytes>,
+    ) -> BoxFuture<'static, Result<PutAck, StoreError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let fault = {
+                let s = store.lock();
+                let Some((_, n)) = s.nodes.iter().find(|(id, _)| *id == node) else {
+                    return Err(Self::error(node, "unknown_node", "unknown node"));
+                };
+                if !n.up {
+                    return Err(Self::error(node, "unavailable", "node is down"));
+                }
+                n.fault
+            };
+            let mut data = BytesMut::new();
+            while let Some(frame) = body.recv().await {
+                if fault == Fault::FailWrites {
+                    return Err(Self::error(node, "stream", "write failed"));
+                }
+                data.extend_from_slice(&frame);
+            }
+            if data.len() as u64 != meta.length {
+                return Err(Self::error(
+                    node,
+                    "short_body",
+                    "body shorter than announced",
+                ));
+            }
+            let crc = crc32c::crc32c(&data);
+            let mut s = store.lock();
+            if let Some((_, n)) = s.nodes.iter_mut().find(|(id, _)| *id == node) {
+                n.chunks.insert(chunk_id, data.freeze());
+            }
+            let crc32c = if fault == Fault::WrongAckCrc {
+                crc ^ 1
+            } else {
+                crc
+            };
+            Ok(PutAck {
+                length: meta.length,
+                crc32c,
+            })
+        })
+    }
+
+    fn get_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+        offset: u64,
+        len: u64,
+    ) -> BoxFuture<'static, Result<ChunkStream, StoreError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let (fault, data) = {
+                let s = store.lock();
+                let Some((_, n)) = s.nodes.iter().find(|(id, _)| *id == node) else {
+                    return Err(Self::error(node, "unknown_node", "unknown node"));
+                };
+                if !n.up {
+                    return Err(Self::error(node, "unavailable", "node is down"));
+                }
+                let Some(data) = n.chunks.get(&chunk_id) else {
+                    return Err(Self::error(node, "not_found", "no such chunk"));
+                };
+                (n.fault, data.clone())
+            };
+            let end = offset.saturating_add(len).min(data.len() as u64) as usize;
+            let start = (offset as usize).min(end);
+            let mut section = data.slice(start..end);
+            if fault == Fault::CorruptReads && !section.is_empty() {
+                let mut copy = BytesMut::from(&section[..]);
+                copy[0] ^= 0xff;
+                section = copy.freeze();
+            }
+            let frame = store.read_frame.max(1);
+            let mut frames: Vec<Result<Bytes, StoreError>> = Vec::new();
+            let mut at = 0;
+            while at < section.len() {
+                let to = (at + frame).min(section.len());
+                frames.push(Ok(section.slice(at..to)));
+                at = to;
+            }
+            if fault == Fault::FailReadsMidway {
+                frames.truncate(1);
+                frames.push(Err(Self::error(node, "stream", "read failed")));
+            }
+            let stream: ChunkStream = Box::pin(futures_util::stream::iter(frames));
+            Ok(stream)
+        })
+    }
+
+    fn wake_cleanup(&self) {
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn nodes_json(&self) -> serde_json::Value {
+        let s = self.lock();
+        serde_json::Value::Array(
+            s.nodes
+                .iter()
+                .map(|(id, n)| {
+                    serde_json::json!({
+                        "id": id,
+                        "state": if n.up { "up" } else { "down" },
+                        "capacity": n.capacity,
+                        "part_count": n.chunks.len(),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    fn node_gauges(&self) -> Vec<NodeGauge> {
+        self.lock()
+            .nodes
+            .iter()
+            .map(|(id, n)| NodeGauge {
+                id: id.to_string(),
+                state: if n.up { "up" } else { "down" },
+                capacity: n.capacity,
+                used: n.chunks.values().map(|c| c.len() as u64).sum(),
+            })
+            .collect()
+    }
+}

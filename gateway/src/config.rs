@@ -1,0 +1,425 @@
+//! `sixfold-gateway serve` configuration: command-line flags, an optional TOML file
+//! (`--config FILE`, every flag has a key of the same name with `_` for `-`), and defaults.
+//! A flag wins over the file, the file over the default. Unknown keys and invalid values are
+//! refused with an error that names the key.
+
+mod byte_size;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+pub use byte_size::{ByteSize, parse_byte_size};
+
+use crate::cluster::MtuSetting;
+use crate::split::SplitPolicy;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Default largest accepted file: 10 GiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * GIB;
+/// Default in-memory share of a spooled (length-less) upload: 100 MB.
+pub const DEFAULT_SPOOL_MEMORY_BYTES: u64 = 100 * 1_000_000;
+/// Default HTTP listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `sixfold-gateway serve` flags. Every one is optional here so that the config file can supply
+/// it; [`GatewayConfig::resolve`] applies the defaults and checks the result.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags given on the command line win).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the metadata (`meta.redb`), spool files and, by default, the certificates.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Cluster certificates and token [default: <data-dir>/certs].
+    #[arg(long, value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// Largest accepted file, e.g. 10GiB [default: 10GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
+    pub max_file_size: Option<u64>,
+    /// Number of parts a large file is cut into [default: 6].
+    #[arg(long, value_name = "N")]
+    pub part_count: Option<u32>,
+    /// Smallest part [default: 1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
+    pub min_part_size: Option<u64>,
+    /// Memory a length-less upload may use before it spools to disk [default: 100MB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
+    pub spool_memory_bytes: Option<u64>,
+    /// How long an unfinished upload session lives before cleanup aborts it [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub session_ttl: Option<Duration>,
+    /// How often nodes are asked to heartbeat [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// A node silent for this long is marked down [default: 6s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub down_after: Option<Duration>,
+    /// UDP payload size of the QUIC packets sent to nodes: `auto` (jumbo on loopback, 1452
+    /// elsewhere) or 1200..=65527 [default: auto].
+    #[arg(long, value_name = "BYTES|auto")]
+    pub mtu: Option<MtuSetting>,
+    /// Log format on stderr [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The config file: the same settings as [`ServeArgs`], all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    certs_dir: Option<PathBuf>,
+    max_file_size: Option<ByteSize>,
+    part_count: Option<u32>,
+    min_part_size: Option<ByteSize>,
+    spool_memory_bytes: Option<ByteSize>,
+    session_ttl: Option<HumanDuration>,
+    heartbeat_interval: Option<HumanDuration>,
+    down_after: Option<HumanDuration>,
+    mtu: Option<MtuSetting>,
+    log_format: Option<LogFormat>,
+}
+
+/// Everything `serve` runs with, defaults applied and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub certs_dir: PathBuf,
+    pub max_file_size: u64,
+    pub part_count: u32,
+    pub min_part_size: u64,
+    pub spool_memory_bytes: u64,
+    pub session_ttl: Duration,
+    pub heartbeat_interval: Duration,
+    pub down_after: Duration,
+    pub mtu: MtuSetting,
+    pub log_format: LogFormat,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("no data directory: pass --data-dir DIR or set `data_dir` in the config file")]
+    MissingDataDir,
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl GatewayConfig {
+    /// Merges flags, the config file they name (if any) and the defaults, then validates.
+    pub fn resolve(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = match args.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| invalid("listen", "bad built-in default"))?,
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .ok_or(ConfigError::MissingDataDir)?;
+        let certs_dir = args
+            .certs_dir
+            .clone()
+            .or(file.certs_dir)
+            .unwrap_or_else(|| data_dir.join("certs"));
+        let config = GatewayConfig {
+            listen,
+            data_dir,
+            certs_dir,
+            max_file_size: args
+                .max_file_size
+                .or(file.max_file_size.map(|s| s.0))
+                .unwrap_or(DEFAULT_MAX_FILE_SIZE),
+            part_count: args.part_count.or(file.part_count).unwrap_or(6),
+            min_part_size: args
+                .min_part_size
+                .or(file.min_part_size.map(|s| s.0))
+                .unwrap_or(MIB),
+            spool_memory_bytes: args
+                .spool_memory_bytes
+                .or(file.spool_memory_bytes.map(|s| s.0))
+                .unwrap_or(DEFAULT_SPOOL_MEMORY_BYTES),
+            session_ttl: args
+                .session_ttl
+                .or(file.session_ttl.map(|d| d.0))
+                .unwrap_or(Duration::from_secs(3600)),
+            heartbeat_interval: args
+                .heartbeat_interval
+                .or(file.heartbeat_interval.map(|d| d.0))
+                .unwrap_or(Duration::from_secs(2)),
+            down_after: args
+                .down_after
+                .or(file.down_after.map(|d| d.0))
+                .unwrap_or(Duration::from_secs(6)),
+            mtu: args.mtu.or(file.mtu).unwrap_or_default(),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that have limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_file_size == 0 {
+            return Err(invalid("max_file_size", "must be greater than 0"));
+        }
+        if self.part_count == 0 {
+            return Err(invalid("part_count", "must be at least 1"));
+        }
+        if self.part_count > 1024 {
+            return Err(invalid("part_count", "must be at most 1024"));
+        }
+        if self.min_part_size < u64::from(self.part_count) {
+            return Err(invalid(
+                "min_part_size",
+                format!("must be at least part_count ({})", self.part_count),
+            ));
+        }
+        if self.session_ttl.is_zero() {
+            return Err(invalid("session_ttl", "must be greater than 0"));
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(invalid("heartbeat_interval", "must be greater than 0"));
+        }
+        if self.down_after <= self.heartbeat_interval {
+            return Err(invalid(
+                "down_after",
+                "must be longer than heartbeat_interval",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The split rule this configuration asks for.
+    pub fn split_policy(&self) -> SplitPolicy {
+        SplitPolicy {
+            part_count: self.part_count,
+            min_part_size: self.min_part_size,
+        }
+    }
+
+    /// The metadata database.
+    pub fn meta_path(&self) -> PathBuf {
+        self.data_dir.join("meta.redb")
+    }
+
+    /// Where length-less uploads spool.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file_config(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// toml's messages name the offending key (unknown field, or the line of a bad value).
+fn parse_file_config(text: &str) -> Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+}
+
+/// A duration written as `"90s"`, `"1h 30m"` or a whole number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HumanDuration(Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration: a string such as \"90s\" or \"1h\", or whole seconds")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
+                Ok(HumanDuration(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
+                u64::try_from(v)
+                    .map(|s| HumanDuration(Duration::from_secs(s)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
+                humantime::parse_duration(v)
+                    .map(HumanDuration)
+                    .map_err(|e| E::custom(format!("{v:?} is not a duration: {e}")))
+            }
+        }
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args_with_file(text: &str) -> (tempfile::TempDir, ServeArgs) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, text).expect("write config");
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        (dir, args)
+    }
+
+    #[test]
+    fn defaults_need_only_a_data_dir() {
+        let args = ServeArgs {
+            data_dir: Some("/srv/sixfold".into()),
+            ..ServeArgs::default()
+        };
+        let c = GatewayConfig::resolve(&args).expect("valid");
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().expect("addr"));
+        assert_eq!(c.certs_dir, PathBuf::from("/srv/sixfold/certs"));
+        assert_eq!(c.meta_path(), PathBuf::from("/srv/sixfold/meta.redb"));
+        assert_eq!(c.max_file_size, 10 * GIB);
+        assert_eq!((c.part_count, c.min_part_size), (6, MIB));
+        assert_eq!(c.spool_memory_bytes, 100_000_000);
+        assert_eq!(c.session_ttl, Duration::from_secs(3600));
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.mtu, MtuSetting::Auto);
+        assert!(matches!(
+            GatewayConfig::resolve(&ServeArgs::default()),
+            Err(ConfigError::MissingDataDir)
+        ));
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let (_dir, mut args) = args_with_file(
+            r#"
+            listen = "0.0.0.0:9000"
+            data_dir = "/data"
+            certs_dir = "/etc/sixfold"
+            max_file_size = "2GiB"
+            part_count = 4
+            min_part_size = 65536
+            spool_memory_bytes = "8MiB"
+            session_ttl = "30m"
+            heartbeat_interval = 1
+            down_after = "5s"
+            mtu = 1400
+            log_format = "json"
+            "#,
+        );
+        let c = GatewayConfig::resolve(&args).expect("valid");
+        assert_eq!(c.listen, "0.0.0.0:9000".parse().expect("addr"));
+        assert_eq!(c.data_dir, PathBuf::from("/data"));
+        assert_eq!(c.certs_dir, PathBuf::from("/etc/sixfold"));
+        assert_eq!(c.max_file_size, 2 * GIB);
+        assert_eq!((c.part_count, c.min_part_size), (4, 65536));
+        assert_eq!(c.spool_memory_bytes, 8 * MIB);
+        assert_eq!(c.session_ttl, Duration::from_secs(1800));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(c.down_after, Duration::from_secs(5));
+        assert_eq!(c.mtu, MtuSetting::Fixed(1400));
+        assert_eq!(c.log_format, LogFormat::Json);
+
+        args.listen = Some("127.0.0.1:1".parse().expect("addr"));
+        args.part_count = Some(3);
+        args.log_format = Some(LogFormat::Text);
+        let c = GatewayConfig::resolve(&args).expect("valid");
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.part_count, 3);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(
+            c.max_file_size,
+            2 * GIB,
+            "file value kept where no flag is given"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let (_dir, args) = args_with_file("data_dir = \"/d\"\nmax_filesize = 10\n");
+        let err = GatewayConfig::resolve(&args)
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("max_filesize"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_by_name() {
+        for (text, key) in [
+            ("part_count = \"six\"", "part_count"),
+            ("max_file_size = \"lots\"", "max_file_size"),
+            ("session_ttl = \"soon\"", "session_ttl"),
+            ("log_format = \"xml\"", "log_format"),
+            ("listen = \"nowhere\"", "listen"),
+            ("part_count = 0", "part_count"),
+            ("min_part_size = 2\npart_count = 6", "min_part_size"),
+            ("mtu = 500", "mtu"),
+            ("max_file_size = 0", "max_file_size"),
+            ("down_after = \"1s\"", "down_after"),
+            ("mtu = \"big\"", "mtu"),
+        ] {
+            let (_dir, args) = args_with_file(&format!("data_dir = \"/d\"\n{text}\n"));
+            let err = GatewayConfig::resolve(&args).expect_err(text).to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let args = ServeArgs {
+            config: Some("/nonexistent/sixfold.toml".into()),
+            data_dir: Some("/d".into()),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(
+            GatewayConfig::resolve(&args),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,221 @@
+//! The one error shape of the HTTP API: a status and `{"error": "<code>", "message": "<text>"}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Machine-readable error codes; [`ErrorCode::as_str`] is what clients see in `"error"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidId,
+    NotFound,
+    MethodNotAllowed,
+    TooLarge,
+    BadRange,
+    NotEnoughNodes,
+    InsufficientStorage,
+    NodeError,
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, for metrics.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidId,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::TooLarge,
+        ErrorCode::BadRange,
+        ErrorCode::NotEnoughNodes,
+        ErrorCode::InsufficientStorage,
+        ErrorCode::NodeError,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidId => "invalid_id",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::BadRange => "bad_range",
+            ErrorCode::NotEnoughNodes => "not_enough_nodes",
+            ErrorCode::InsufficientStorage => "insufficient_storage",
+            ErrorCode::NodeError => "node_error",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidId => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BadRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::NotEnoughNodes => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::NodeError => StatusCode::BAD_GATEWAY,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Position in [`ErrorCode::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// An API error response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Extra headers (`Content-Range` on a 416).
+    pub content_range: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            content_range: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn invalid_id(raw: &str) -> Self {
+        let shown: String = raw.chars().take(64).collect();
+        Self::new(
+            ErrorCode::InvalidId,
+            format!("{shown:?} is not a file id (a UUID)"),
+        )
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(
+            ErrorCode::TooLarge,
+            format!("the file is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 416 with `Content-Range: bytes */size`.
+    pub fn unsatisfiable_range(size: u64) -> Self {
+        ApiError {
+            code: ErrorCode::BadRange,
+            message: format!("the range cannot be satisfied by a file of {size} bytes"),
+            content_range: Some(format!("bytes */{size}")),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code.as_str(),
+            message: &self.message,
+        };
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if let Some(range) = self.content_range
+            && let Ok(value) = HeaderValue::from_str(&range)
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+        // Lets the request log and the metrics see the code without parsing the body.
+        response.extensions_mut().insert(self.code);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn error_json_has_exactly_error_and_message() {
+        let response = ApiError::invalid_id("nope").into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let json = body_json(response).await;
+        let object = json.as_object().expect("object");
+        assert_eq!(object.len(), 2, "{json}");
+        assert_eq!(json["error"], "invalid_id");
+        assert!(json["message"].as_str().expect("text").contains("nope"));
+    }
+
+    #[tokio::test]
+    async fn unsatisfiable_range_carries_content_range() {
+        let response = ApiError::unsatisfiable_range(1234).into_response();
+        assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(response.headers()[header::CONTENT_RANGE], "bytes */1234");
+        assert_eq!(body_json(response).await["error"], "bad_range");
+    }
+
+    #[test]
+    fn codes_map_to_statuses() {
+        let expected = [
+            (ErrorCode::BadRequest, 400, "bad_request"),
+            (ErrorCode::InvalidId, 400, "invalid_id"),
+            (ErrorCode::NotFound, 404, "not_found"),
+            (ErrorCode::MethodNotAllowed, 405, "method_not_allowed"),
+            (ErrorCode::TooLarge, 413, "too_large"),
+            (ErrorCode::BadRange, 416, "bad_range"),
+            (ErrorCode::NotEnoughNodes, 503, "not_enough_nodes"),
+            (ErrorCode::InsufficientStorage, 507, "insufficient_storage"),
+            (ErrorCode::NodeError, 502, "node_error"),
+            (ErrorCode::Internal, 500, "internal"),
+        ];
+        assert_eq!(expected.len(), ErrorCode::ALL.len());
+        for (i, (code, status, text)) in expected.into_iter().enumerate() {
+            assert_eq!(code.status().as_u16(), status);
+            assert_eq!(code.as_str(), text);
+            assert_eq!(code.index(), i);
+            assert_eq!(ErrorCode::ALL[i], code);
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! `/files` handlers: upload, download (GET and HEAD, ranges), metadata, delete, list.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::HttpBody as _;
+use axum::body::{Body, BodyDataStream};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::disposition::content_disposition;
+use super::error::ApiError;
+use super::range::{RangeDecision, decide};
+use super::request_log::{LoggedByStream, RequestSummary};
+use super::time_fmt::rfc3339_from_unix_ms;
+use super::{AppState, parse_id};
+use crate::download;
+use crate::meta::FileRecord;
+use crate::metrics::UploadOutcome;
+use crate::upload::multipart::MULTIPART_OVERHEAD_ALLOWANCE;
+use crate::upload::{FileInfo, UploadError};
+
+/// Header naming an uploaded raw body.
+pub const FILE_NAME_HEADER: &str = "x-file-name";
+/// Longest accepted file name, in bytes.
+pub const MAX_NAME_BYTES: usize = 1024;
+/// Default page size of `GET /files`.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+/// Largest page size of `GET /files`.
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// `201` body of an upload.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UploadResponse {
+    pub id: Uuid,
+    pub name: String,
+    pub size: u64,
+    /// Number of parts.
+    pub parts: usize,
+    /// xxh3-128 of the file, 32 hex digits.
+    pub checksum: String,
+    pub content_type: Option<String>,
+    pub created: String,
+}
+
+/// One part in `GET /files/{id}/meta`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartView {
+    pub index: u32,
+    pub offset: u64,
+    pub length: u64,
+    pub node_id: Uuid,
+    pub chunk_id: String,
+    pub crc32c: u32,
+}
+
+/// `GET /files/{id}/meta`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub id: Uuid,
+    pub name: String,
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub created: String,
+    pub checksum: String,
+    pub parts: Vec<PartView>,
+}
+
+/// An entry of `GET /files`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FileSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub created: String,
+    pub checksum: String,
+    pub parts: usize,
+}
+
+/// `GET /files`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FileList {
+    pub files: Vec<FileSummary>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    pub next_after: Option<Uuid>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl From<&FileRecord> for FileMeta {
+    fn from(f: &FileRecord) -> Self {
+        FileMeta {
+            id: f.id,
+            name: f.name.clone(),
+            size: f.size,
+            content_type: f.content_type.clone(),
+            created: rfc3339_from_unix_ms(f.created_unix_ms),
+            checksum: f.checksum.clone(),
+            parts: f
+                .parts
+                .iter()
+                .map(|p| PartView {
+                    index: p.index,
+                    offset: p.offset,
+                    length: p.len,
+                    node_id: p.node_id,
+                    chunk_id: hex(&p.chunk_id),
+                    crc32c: p.crc32c,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&FileRecord> for FileSummary {
+    fn from(f: &FileRecord) -> Self {
+        FileSummary {
+            id: f.id,
+            name: f.name.clone(),
+            size: f.size,
+            content_type: f.content_type.clone(),
+            created: rfc3339_from_unix_ms(f.created_unix_ms),
+            checksum: f.checksum.clone(),
+            parts: f.parts.len(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UploadQuery {
+    name: Option<String>,
+}
+
+/// Where the file's bytes come from.
+enum Source {
+    Multipart(Multipart),
+    /// A raw body and its length, if announced.
+    Body(BodyDataStream, Option<u64>),
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
+
+/// The client's name for the file: `X-File-Name` (UTF-8), else `?name=`.
+fn requested_name(headers: &HeaderMap, query: UploadQuery) -> Result<Option<String>, ApiError> {
+    let name = match headers.get(FILE_NAME_HEADER) {
+        Some(value) => Some(
+            std::str::from_utf8(value.as_bytes())
+                .map_err(|_| ApiError::bad_request("X-File-Name is not valid UTF-8"))?
+                .to_owned(),
+        ),
+        None => query.name,
+    };
+    match name {
+        Some(n) if n.len() > MAX_NAME_BYTES => Err(ApiError::bad_request(format!(
+            "the file name is longer than {MAX_NAME_BYTES} bytes"
+        ))),
+        Some(n) if n.trim().is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+/// The type of a raw body. `application/x-www-form-urlencoded` is what `curl --data-binary`
+/// sends by default, not a statement about the file, so it is dropped.
+fn raw_content_type(headers: &HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?.trim();
+    if ct.is_empty() || ct.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return None;
+    }
+    Some(ct.to_owned())
+}
+
+/// `POST /files` (and `POST /upload`).
+pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let query = Query::<UploadQuery>::try_from_uri(request.uri())
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    let headers = request.headers();
+    let multipart = is_multipart(headers);
+    let info = FileInfo {
+        name: requested_name(headers, query)?,
+        content_type: if multipart {
+            None
+        } else {
+            raw_content_type(headers)
+        },
+    };
+    let max = app.uploader().settings().max_file_size;
+    // Decided before any byte of the body is read.
+    let announced = request.body().size_hint().exact();
+    if let Some(len) = announced {
+        let allowed = if multipart {
+            max.saturating_add(MULTIPART_OVERHEAD_ALLOWANCE)
+        } else {
+            max
+        };
+        if len > allowed {
+            app.metrics().upload_finished(UploadOutcome::ClientError);
+            return Err(ApiError::too_large(max));
+        }
+    }
+    let source = if multipart {
+        let form = Multipart::from_request(request, &()).await.map_err(|e| {
+            ApiError::bad_request(format!("bad multipart request: {}", e.body_text()))
+        })?;
+        Source::Multipart(form)
+    } else {
+        Source::Body(request.into_body().into_data_stream(), announced)
+    };
+    // The upload runs in its own task so that a client going away mid-body cannot cancel it
+    // half-way: it sees the broken body, aborts the session and cleans up.
+    let uploader = app.uploader().clone();
+    let metrics = app.metrics().clone();
+    let task = tokio::spawn(async move {
+        let _in_flight = metrics.upload_started();
+        let result = match source {
+            Source::Multipart(form) => uploader.upload_multipart(info, form).await,
+            Source::Body(body, Some(len)) => uploader.upload_sized(info, len, body).await,
+            Source::Body(body, None) => uploader.upload_unsized(info, body).await,
+        };
+        let outcome = match &result {
+            Ok(_) => UploadOutcome::Ok,
+            Err(e) => UploadOutcome::from_code(e.code()),
+        };
+        metrics.upload_finished(outcome);
+        result
+    });
+    let result = task
+        .await
+        .unwrap_or_else(|e| Err(UploadError::Internal(format!("upload task: {e}"))));
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(file) => {
+            tracing::debug!(file_id = %file.id, size = file.size, elapsed_ms, "upload committed");
+            let location = HeaderValue::from_str(&format!("/files/{}", file.id))
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let body = UploadResponse {
+                id: file.id,
+                name: file.name.clone(),
+                size: file.size,
+                parts: file.parts.len(),
+                checksum: file.checksum.clone(),
+                content_type: file.content_type.clone(),
+                created: rfc3339_from_unix_ms(file.created_unix_ms),
+            };
+            let mut response = (
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(body),
+            )
+                .into_response();
+            response.extensions_mut().insert(RequestSummary {
+                file_id: Some(file.id),
+                size: Some(file.size),
+            });
+            Ok(response)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, elapsed_ms, "upload failed");
+            Err(e.into())
+        }
+    }
+}
+
+/// `GET`/`HEAD /files/{id}` (and `/download/{id}`).
+pub async fn download(
+    State(app): State<AppState>,
+    Path(raw_id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw_id)?;
+    let file = get_file(&app, id).await?;
+    let etag = format!("\"{}\"", file.checksum);
+    let range = headers
+        .get(header::RANGE)
+        .filter(|_| if_range_allows(&headers, &etag))
+        .map(HeaderValue::as_bytes);
+    let (status, start, len) = match decide(range, file.size) {
+        RangeDecision::Full => (StatusCode::OK, 0, file.size),
+        RangeDecision::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeDecision::Unsatisfiable => return Err(ApiError::unsatisfiable_range(file.size)),
+    };
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_DISPOSITION, content_disposition(&file.name))
+        .header(
+            header::CONTENT_TYPE,
+            content_type_value(file.content_type.as_deref()),
+        );
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        response = response.header(header::ETAG, etag);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        response = response.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{}", start + len - 1, file.size),
+        );
+    }
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        let stream = download::body_stream(
+            app.store().clone(),
+            app.metrics().clone(),
+            &file,
+            start,
+            len,
+        );
+        Body::from_stream(stream)
+    };
+    let mut response = response
+        .body(body)
+        .map_err(|e| ApiError::internal(format!("response: {e}")))?;
+    if method == Method::HEAD {
+        response.extensions_mut().insert(RequestSummary {
+            file_id: Some(id),
+            size: Some(file.size),
+        });
+    } else {
+        response.extensions_mut().insert(LoggedByStream);
+    }
+    Ok(response)
+}
+
+/// `If-Range` with our ETag keeps the range; any other value (an old ETag, a date) asks for the
+/// whole file.
+fn if_range_allows(headers: &HeaderMap, etag: &str) -> bool {
+    match headers.get(header::IF_RANGE) {
+        None => true,
+        Some(value) => value.as_bytes() == etag.as_bytes(),
+    }
+}
+
+fn content_type_value(stored: Option<&str>) -> HeaderValue {
+    stored
+        .and_then(|ct| HeaderValue::from_str(ct).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"))
+}
+
+async fn get_file(app: &AppState, id: Uuid) -> Result<FileRecord, ApiError> {
+    app.with_meta(move |meta| meta.get_file(&id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no file {id}")))
+}
+
+/// `GET /files/{id}/meta`.
+pub async fn file_meta(
+    State(app): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw_id)?;
+    let file = get_file(&app, id).await?;
+    let mut response = Json(FileMeta::from(&file)).into_response();
+    response.extensions_mut().insert(RequestSummary {
+        file_id: Some(id),
+        size: Some(file.size),
+    });
+    Ok(response)
+}
+
+/// `DELETE /files/{id}`: the file disappears at once; its chunks are queued for deletion and
+/// the cleanup is woken to remove them now (or later, from nodes that are down).
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw_id)?;
+    let removed = app.with_meta(move |meta| meta.delete_file(&id)).await?;
+    let Some(file) = removed else {
+        return Err(ApiError::not_found(format!("no file {id}")));
+    };
+    app.store().wake_cleanup();
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.extensions_mut().insert(RequestSummary {
+        file_id: Some(id),
+        size: Some(file.size),
+    });
+    Ok(response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// `GET /files?limit=&after=`: files in id order, `limit` (default 100, at most 1000) at a time.
+pub async fn list(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let query = Query::<ListQuery>::try_from_uri(request.uri())
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    let limit = match query.limit.as_deref() {
+        None | Some("") => DEFAULT_LIST_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(0) | Err(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "limit {text:?} is not a positive integer"
+                )));
+            }
+            Ok(n) => n.min(MAX_LIST_LIMIT),
+        },
+    };
+    let after = match query.after.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(parse_id(text)?),
+    };
+    let page = app
+        .with_meta(move |meta| meta.list_files(after, limit))
+        .await?;
+    let next_after = if page.len() == limit {
+        page.last().map(|f| f.id)
+    } else {
+        None
+    };
+    Ok(Json(FileList {
+        files: page.iter().map(FileSummary::from).collect(),
+        next_after,
+    })
+    .into_response())
+}

@@ -1,0 +1,141 @@
+//! The gateway's HTTP API (DESIGN §2): routes, handlers and the JSON error shape.
+//!
+//! | route | handler |
+//! | --- | --- |
+//! | `POST /files`, `POST /upload` | [`files::upload`] |
+//! | `GET`/`HEAD /files/{id}`, `GET`/`HEAD /download/{id}` | [`files::download`] |
+//! | `GET /files/{id}/meta` | [`files::file_meta`] |
+//! | `DELETE /files/{id}` | [`files::delete`] |
+//! | `GET /files` | [`files::list`] |
+//! | `GET /nodes`, `GET /health`, `GET /metrics` | [`status`] |
+
+pub mod disposition;
+pub mod error;
+pub mod files;
+pub mod range;
+mod request_log;
+pub mod status;
+#[cfg(test)]
+mod tests;
+pub mod time_fmt;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use uuid::Uuid;
+
+use crate::chunk_store::SharedStore;
+use crate::meta::{Meta, MetaError};
+use crate::metrics::Metrics;
+use crate::upload::{UploadSettings, Uploader};
+use error::ApiError;
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    meta: Meta,
+    store: SharedStore,
+    metrics: Arc<Metrics>,
+    uploader: Uploader,
+    /// Nodes needed for a full-size upload, for `/health`.
+    part_count: u32,
+}
+
+impl AppState {
+    pub fn new(
+        meta: Meta,
+        store: SharedStore,
+        metrics: Arc<Metrics>,
+        settings: UploadSettings,
+    ) -> Self {
+        let part_count = settings.split.part_count;
+        let uploader = Uploader::new(meta.clone(), store.clone(), metrics.clone(), settings);
+        AppState {
+            inner: Arc::new(AppInner {
+                meta,
+                store,
+                metrics,
+                uploader,
+                part_count,
+            }),
+        }
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.inner.meta
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.inner.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    pub fn uploader(&self) -> &Uploader {
+        &self.inner.uploader
+    }
+
+    pub fn part_count(&self) -> u32 {
+        self.inner.part_count
+    }
+
+    /// Runs a metadata call on the blocking pool.
+    pub async fn with_meta<T, F>(&self, call: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let meta = self.inner.meta.clone();
+        tokio::task::spawn_blocking(move || call(&meta))
+            .await
+            .map_err(|e| ApiError::internal(format!("metadata task failed: {e}")))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "metadata error");
+                ApiError::internal(format!("metadata: {e}"))
+            })
+    }
+}
+
+/// Parses a file id from a path segment (`400 invalid_id` if it is not a UUID).
+pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(raw).map_err(|_| ApiError::invalid_id(raw))
+}
+
+/// The public API router, with `extra` routes (the cluster's node registration endpoints)
+/// merged in. Upload routes have axum's body limit disabled: uploads enforce `max_file_size`
+/// themselves, from `Content-Length` up front or while streaming.
+pub fn router(state: AppState, extra: Router) -> Router {
+    Router::new()
+        .route(
+            "/files",
+            post(files::upload)
+                .layer(DefaultBodyLimit::disable())
+                .get(files::list),
+        )
+        .route(
+            "/upload",
+            post(files::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/files/{id}", get(files::download).delete(files::delete))
+        .route("/download/{id}", get(files::download))
+        .route("/files/{id}/meta", get(files::file_meta))
+        .route("/nodes", get(status::nodes))
+        .route("/health", get(status::health))
+        .route("/metrics", get(status::metrics))
+        .with_state(state.clone())
+        .merge(extra)
+        .fallback(status::no_route)
+        .method_not_allowed_fallback(status::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            request_log::log_request,
+        ))
+}

@@ -1,0 +1,97 @@
+//! `/health`, `/nodes`, `/metrics` and the answers for unknown routes and methods.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode};
+
+/// `GET /health` body.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    /// Set when unavailable: an error code and the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub metadata: &'static str,
+    pub nodes_up: usize,
+    pub nodes_needed: u32,
+}
+
+/// `200` when uploads can be accepted: the metadata answers and at least `part_count` nodes
+/// are up. Otherwise `503` with the reason.
+pub async fn health(State(app): State<AppState>) -> Response {
+    let metadata = app.with_meta(|meta| meta.file_count()).await;
+    let nodes_up = app.store().up_count();
+    let nodes_needed = app.part_count();
+    let (status, error, message) = match &metadata {
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(ErrorCode::Internal),
+            Some(format!("metadata unavailable: {}", e.message)),
+        ),
+        Ok(_) if nodes_up < nodes_needed as usize => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(ErrorCode::NotEnoughNodes),
+            Some(format!(
+                "{nodes_up} storage nodes are up, {nodes_needed} are needed to accept uploads"
+            )),
+        ),
+        Ok(_) => (StatusCode::OK, None, None),
+    };
+    let body = Health {
+        status: if status == StatusCode::OK {
+            "ok"
+        } else {
+            "unavailable"
+        },
+        error: error.map(ErrorCode::as_str),
+        message,
+        metadata: if metadata.is_ok() {
+            "ok"
+        } else {
+            "unavailable"
+        },
+        nodes_up,
+        nodes_needed,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /nodes`.
+pub async fn nodes(State(app): State<AppState>) -> Response {
+    Json(app.store().nodes_json()).into_response()
+}
+
+/// `GET /metrics`, Prometheus text format.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    let files = app.with_meta(|meta| meta.file_count()).await.ok();
+    let text = app.metrics().render(&app.store().node_gauges(), files);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Any path the API does not have.
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+/// A known path with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not take that method",
+    )
+}

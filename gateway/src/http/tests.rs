@@ -1,0 +1,697 @@
+//! The HTTP API end to end in one process: a real listener on 127.0.0.1:0, real metadata, and
+//! the in-memory chunk store standing in for the nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::{AppState, router};
+use crate::chunk_store::SharedStore;
+use crate::chunk_store::memory::{Fault, MemoryStore};
+use crate::meta::Meta;
+use crate::metrics::Metrics;
+use crate::split::SplitPolicy;
+use crate::upload::UploadSettings;
+
+/// Small parts so that multi-part files stay small in tests.
+const MIN_PART: u64 = 1024;
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    store: MemoryStore,
+    meta: Meta,
+    dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    async fn start(nodes: usize) -> Server {
+        Self::start_with(nodes, |_| {}).await
+    }
+
+    async fn start_with(nodes: usize, tweak: impl FnOnce(&mut UploadSettings)) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = Meta::open(dir.path().join("meta.redb")).expect("meta");
+        let store = MemoryStore::with_nodes(nodes);
+        let mut settings = UploadSettings {
+            max_file_size: 1 << 30,
+            split: SplitPolicy {
+                part_count: 6,
+                min_part_size: MIN_PART,
+            },
+            spool_memory_bytes: 64 * 1024,
+            spool_dir: dir.path().join("spool"),
+            session_ttl: Duration::from_secs(3600),
+        };
+        tweak(&mut settings);
+        let shared: SharedStore = Arc::new(store.clone());
+        let state = AppState::new(meta.clone(), shared, Arc::new(Metrics::new()), settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router(state, axum::Router::new()))
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Server {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            store,
+            meta,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn upload(&self, name: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(self.url("/files"))
+            .header("x-file-name", name)
+            .header("content-type", "application/x-test")
+            .body(body)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    async fn upload_ok(&self, name: &str, body: Vec<u8>) -> Value {
+        let response = self.upload(name, body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("json")
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    fn sessions(&self) -> u64 {
+        self.meta.session_count().expect("sessions")
+    }
+
+    fn files(&self) -> u64 {
+        self.meta.file_count().expect("files")
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+fn data(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (((i as u64 * 2_654_435_761) >> 7) as u8) ^ seed)
+        .collect()
+}
+
+async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let json: Value = response.json().await.expect("error json");
+    assert!(json["message"].is_string(), "{json}");
+    (status, json["error"].as_str().expect("code").to_owned())
+}
+
+#[tokio::test]
+async fn raw_upload_then_download_whole_and_ranges() {
+    let server = Server::start(7).await;
+    let body = data(10 * MIN_PART as usize + 123, 1);
+    let response = server.upload("report \"v2\".bin", body.clone()).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let json: Value = response.json().await.expect("json");
+    let id = json["id"].as_str().expect("id").to_owned();
+    assert_eq!(location, format!("/files/{id}"));
+    assert_eq!(json["size"], body.len() as u64);
+    assert_eq!(json["parts"], 6);
+    assert_eq!(json["name"], "report \"v2\".bin");
+    let checksum = format!("{:032x}", xxh3_128(&body));
+    assert_eq!(json["checksum"], checksum.as_str());
+    assert_eq!(server.store.chunk_count(), 6);
+    assert_eq!(server.sessions(), 0);
+
+    let response = server.get(&location).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let h = response.headers().clone();
+    assert_eq!(h["content-length"], body.len().to_string().as_str());
+    assert_eq!(h["content-type"], "application/x-test");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(h["etag"], format!("\"{checksum}\"").as_str());
+    assert!(
+        h["content-disposition"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("attachment; filename=\"report 'v2'.bin\"")
+    );
+    assert_eq!(response.bytes().await.expect("body"), body);
+
+    // The alias serves the same bytes.
+    let response = server.get(&format!("/download/{id}")).await;
+    assert_eq!(response.bytes().await.expect("body"), body);
+
+    // Ranges: across part boundaries, open, suffix.
+    let len = body.len();
+    for (range, from, to) in [
+        ("bytes=1000-5000", 1000, 5000),
+        ("bytes=0-0", 0, 0),
+        ("bytes=9000-", 9000, len - 1),
+        ("bytes=-77", len - 77, len - 1),
+        ("bytes=5-999999999", 5, len - 1),
+    ] {
+        let response = server
+            .client
+            .get(server.url(&location))
+            .header("range", range)
+            .send()
+            .await
+            .expect("range");
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            response.headers()["content-range"],
+            format!("bytes {from}-{to}/{len}").as_str()
+        );
+        assert_eq!(
+            response.bytes().await.expect("body"),
+            &body[from..=to],
+            "{range}"
+        );
+    }
+    // Unsatisfiable: 416 with the size.
+    let response = server
+        .client
+        .get(server.url(&location))
+        .header("range", format!("bytes={len}-"))
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes */{len}").as_str()
+    );
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range".into())
+    );
+    // Several ranges: the whole file.
+    let response = server
+        .client
+        .get(server.url(&location))
+        .header("range", "bytes=0-1,5-6")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.expect("body"), body);
+    // If-Range with another validator: the whole file.
+    let response = server
+        .client
+        .get(server.url(&location))
+        .header("range", "bytes=0-1")
+        .header("if-range", "\"other\"")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // HEAD: the same headers, no body.
+    let response = server
+        .client
+        .head(server.url(&location))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-length"],
+        len.to_string().as_str()
+    );
+    assert_eq!(
+        response.headers()["etag"],
+        format!("\"{checksum}\"").as_str()
+    );
+    assert!(response.bytes().await.expect("empty").is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn meta_list_and_delete() {
+    let server = Server::start(6).await;
+    let a = server.upload_ok("a.txt", data(3000, 2)).await;
+    let b = server.upload_ok("b.txt", data(10, 3)).await;
+    let c = server.upload_ok("empty", Vec::new()).await;
+    assert_eq!(c["parts"], 0);
+    assert_eq!(b["parts"], 1);
+    let a_id = a["id"].as_str().expect("id");
+
+    let meta: Value = server
+        .get(&format!("/files/{a_id}/meta"))
+        .await
+        .json()
+        .await
+        .expect("meta");
+    assert_eq!(meta["size"], 3000);
+    assert_eq!(meta["content_type"], "application/x-test");
+    assert!(meta["created"].as_str().expect("created").ends_with('Z'));
+    let parts = meta["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), 3);
+    let body = data(3000, 2);
+    let mut offset = 0;
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(p["index"], i as u64);
+        assert_eq!(p["offset"], offset);
+        let len = p["length"].as_u64().expect("length");
+        assert_eq!(
+            p["crc32c"],
+            u64::from(crc32c::crc32c(
+                &body[offset as usize..(offset + len) as usize]
+            ))
+        );
+        assert!(p["node_id"].is_string());
+        offset += len;
+    }
+    assert_eq!(offset, 3000);
+
+    // Paging: 2 at a time.
+    let page: Value = server
+        .get("/files?limit=2")
+        .await
+        .json()
+        .await
+        .expect("list");
+    assert_eq!(page["files"].as_array().expect("files").len(), 2);
+    let after = page["next_after"].as_str().expect("next").to_owned();
+    let page: Value = server
+        .get(&format!("/files?limit=2&after={after}"))
+        .await
+        .json()
+        .await
+        .expect("list");
+    assert_eq!(page["files"].as_array().expect("files").len(), 1);
+    assert!(page["next_after"].is_null());
+    let all: Value = server.get("/files").await.json().await.expect("list");
+    assert_eq!(all["files"].as_array().expect("files").len(), 3);
+    assert_eq!(
+        error_code(server.get("/files?limit=0").await).await.1,
+        "bad_request"
+    );
+    assert_eq!(
+        error_code(server.get("/files?after=xyz").await).await.1,
+        "invalid_id"
+    );
+
+    // Empty file downloads as zero bytes.
+    let c_id = c["id"].as_str().expect("id");
+    let response = server.get(&format!("/files/{c_id}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.bytes().await.expect("body").is_empty());
+
+    // Delete: 204, then gone everywhere; the cleanup is woken.
+    let wakes = server.store.wakes();
+    let response = server
+        .client
+        .delete(server.url(&format!("/files/{a_id}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(server.store.wakes(), wakes + 1);
+    assert_eq!(server.meta.delete_queue_len().expect("queue"), 3);
+    assert_eq!(
+        error_code(server.get(&format!("/files/{a_id}")).await).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    let response = server
+        .client
+        .delete(server.url(&format!("/files/{a_id}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(server.files(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_ids_unknown_ids_and_routes() {
+    let server = Server::start(6).await;
+    for path in ["/files/not-a-uuid", "/files/123/meta", "/download/zz"] {
+        assert_eq!(
+            error_code(server.get(path).await).await,
+            (StatusCode::BAD_REQUEST, "invalid_id".into()),
+            "{path}"
+        );
+    }
+    let unknown = uuid::Uuid::new_v4();
+    for path in [
+        format!("/files/{unknown}"),
+        format!("/files/{unknown}/meta"),
+    ] {
+        assert_eq!(
+            error_code(server.get(&path).await).await,
+            (StatusCode::NOT_FOUND, "not_found".into())
+        );
+    }
+    assert_eq!(
+        error_code(server.get("/nope").await).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    let response = server
+        .client
+        .put(server.url("/files"))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(error_code(response).await.0, StatusCode::METHOD_NOT_ALLOWED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn chunked_upload_spools_to_disk_and_round_trips() {
+    let server = Server::start(6).await;
+    let body = data(300_000, 4);
+    let frames: Vec<Result<Bytes, std::io::Error>> = body
+        .chunks(7000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let response = server
+        .client
+        .post(server.url("/upload?name=streamed.dat"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            frames,
+        )))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let json: Value = response.json().await.expect("json");
+    assert_eq!(json["name"], "streamed.dat");
+    assert_eq!(json["size"], body.len() as u64);
+    assert_eq!(json["parts"], 6);
+    assert_eq!(
+        json["checksum"],
+        format!("{:032x}", xxh3_128(&body)).as_str()
+    );
+    let id = json["id"].as_str().expect("id");
+    let got = server
+        .get(&format!("/files/{id}"))
+        .await
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(got, body);
+    // The spool is gone once the upload is done.
+    let spool = server.dir.path().join("spool");
+    let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn multipart_upload_takes_name_and_type_from_the_field() {
+    let server = Server::start(6).await;
+    let file = data(5000, 5);
+    let boundary = "XyZ-boundary-42";
+    let mut form = Vec::new();
+    form.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n")
+            .as_bytes(),
+    );
+    form.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"photo é.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    form.extend_from_slice(&file);
+    form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let response = server
+        .client
+        .post(server.url("/files"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let json: Value = response.json().await.expect("json");
+    assert_eq!(json["name"], "photo é.jpg");
+    assert_eq!(json["content_type"], "image/jpeg");
+    assert_eq!(json["size"], 5000);
+    let id = json["id"].as_str().expect("id");
+    let response = server.get(&format!("/files/{id}")).await;
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    let disposition = response.headers()["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        disposition.contains("filename*=UTF-8''photo%20%C3%A9.jpg"),
+        "{disposition}"
+    );
+    assert_eq!(response.bytes().await.expect("body"), file);
+
+    // A form without a file field is a bad request and stores nothing.
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--{boundary}--\r\n"
+    );
+    let response = server
+        .client
+        .post(server.url("/files"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+    assert_eq!(server.files(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn size_limit_from_content_length_and_while_streaming() {
+    let server = Server::start_with(6, |s| s.max_file_size = 10_000).await;
+    let response = server.upload("big", data(10_001, 6)).await;
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into())
+    );
+    // Exactly the limit is fine.
+    server.upload_ok("fits", data(10_000, 6)).await;
+    // Without a length: refused once the stream passes the limit.
+    let frames: Vec<Result<Bytes, std::io::Error>> =
+        (0..20).map(|_| Ok(Bytes::from(vec![1u8; 1000]))).collect();
+    let response = server
+        .client
+        .post(server.url("/files"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            frames,
+        )))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into())
+    );
+    assert_eq!(server.files(), 1);
+    assert_eq!(server.sessions(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn not_enough_nodes_is_503_and_health_follows() {
+    let server = Server::start(6).await;
+    let health = server.get("/health").await;
+    assert_eq!(health.status(), StatusCode::OK);
+    let json: Value = health.json().await.expect("json");
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["nodes_up"], 6);
+
+    server.store.set_up(server.store.node_ids()[0], false);
+    let health = server.get("/health").await;
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let json: Value = health.json().await.expect("json");
+    assert_eq!(json["error"], "not_enough_nodes");
+    assert_eq!(json["nodes_up"], 5);
+
+    // A six-part file needs six nodes; nothing is stored or left behind.
+    let response = server.upload("x", data(6 * MIN_PART as usize, 7)).await;
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "not_enough_nodes".into())
+    );
+    assert_eq!(server.store.chunk_count(), 0);
+    assert_eq!(server.sessions(), 0);
+    // A small file fits on the nodes that are up.
+    server.upload_ok("small", data(100, 7)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn no_room_is_507() {
+    let server = Server::start(6).await;
+    server.store.set_capacity_all(100);
+    let response = server.upload("x", data(6 * MIN_PART as usize, 8)).await;
+    assert_eq!(
+        error_code(response).await,
+        (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage".into()
+        )
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn node_failures_abort_the_upload_and_leave_no_file() {
+    for fault in [Fault::FailWrites, Fault::WrongAckCrc] {
+        let server = Server::start(6).await;
+        for node in server.store.node_ids() {
+            server.store.set_fault(node, fault);
+        }
+        let wakes = server.store.wakes();
+        let response = server.upload("x", data(8 * MIN_PART as usize, 9)).await;
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::BAD_GATEWAY, "node_error".into()),
+            "{fault:?}"
+        );
+        assert_eq!(server.files(), 0);
+        assert_eq!(server.sessions(), 0, "{fault:?}: session aborted");
+        assert!(server.store.wakes() > wakes, "{fault:?}: cleanup woken");
+        let list: Value = server.get("/files").await.json().await.expect("list");
+        assert!(list["files"].as_array().expect("files").is_empty());
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn corrupt_or_failing_reads_cut_the_response() {
+    for fault in [Fault::CorruptReads, Fault::FailReadsMidway] {
+        let server = Server::start(6).await;
+        let body = data(20 * MIN_PART as usize, 10);
+        let json = server.upload_ok("x", body.clone()).await;
+        let id = json["id"].as_str().expect("id");
+        for node in server.store.node_ids() {
+            server.store.set_fault(node, fault);
+        }
+        let response = server.get(&format!("/files/{id}")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{fault:?}: headers went out first"
+        );
+        let read = response.bytes().await;
+        assert!(read.is_err(), "{fault:?}: the body must not complete");
+        let metrics = server.get("/metrics").await.text().await.expect("metrics");
+        if fault == Fault::CorruptReads {
+            assert!(
+                metrics.contains("sixfold_checksum_mismatches_total 1"),
+                "{metrics}"
+            );
+        }
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn nodes_and_metrics_endpoints() {
+    let server = Server::start(6).await;
+    server.upload_ok("m", data(2000, 11)).await;
+    let nodes: Value = server.get("/nodes").await.json().await.expect("nodes");
+    assert_eq!(nodes.as_array().expect("array").len(), 6);
+    let response = server.get("/metrics").await;
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.expect("text");
+    assert!(
+        text.contains("sixfold_uploads_total{outcome=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("sixfold_bytes_in_total 2000"), "{text}");
+    assert!(text.contains("sixfold_files 1"), "{text}");
+    assert!(text.contains("sixfold_node_used_bytes{node="), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_body_aborts_the_session() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(6).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head =
+        "POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nX-File-Name: cut\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    tcp.write_all(&data(30_000, 12)).await.expect("some body");
+    tcp.flush().await.expect("flush");
+    // Wait until the upload is under way (its session recorded), then vanish.
+    for _ in 0..500 {
+        if server.sessions() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.sessions(), 1, "the upload started");
+    drop(tcp);
+    for _ in 0..500 {
+        if server.sessions() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.sessions(), 0, "the session was aborted");
+    assert_eq!(server.files(), 0);
+    assert!(server.store.wakes() > 0);
+    server.stop().await;
+}

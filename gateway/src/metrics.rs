@@ -1,0 +1,385 @@
+//! Gateway counters and gauges, rendered in the Prometheus text format (version 0.0.4) by hand:
+//! a fixed set of atomics, no registry, nothing allocated on the data path.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::http::error::ErrorCode;
+
+/// How an upload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// Committed: `201`.
+    Ok,
+    /// The request was refused or broken (`4xx`), including client disconnects.
+    ClientError,
+    /// Refused for lack of nodes or space (`503`/`507`).
+    Unavailable,
+    /// A node failed or acknowledged something else (`502`).
+    NodeError,
+    /// The gateway failed (`500`).
+    Internal,
+}
+
+impl UploadOutcome {
+    const ALL: [UploadOutcome; 5] = [
+        UploadOutcome::Ok,
+        UploadOutcome::ClientError,
+        UploadOutcome::Unavailable,
+        UploadOutcome::NodeError,
+        UploadOutcome::Internal,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            UploadOutcome::Ok => "ok",
+            UploadOutcome::ClientError => "client_error",
+            UploadOutcome::Unavailable => "unavailable",
+            UploadOutcome::NodeError => "node_error",
+            UploadOutcome::Internal => "internal",
+        }
+    }
+
+    /// The outcome an error code stands for.
+    pub fn from_code(code: ErrorCode) -> Self {
+        match code {
+            ErrorCode::NotEnoughNodes | ErrorCode::InsufficientStorage => {
+                UploadOutcome::Unavailable
+            }
+            ErrorCode::NodeError => UploadOutcome::NodeError,
+            ErrorCode::Internal => UploadOutcome::Internal,
+            _ => UploadOutcome::ClientError,
+        }
+    }
+}
+
+/// How a download ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadOutcome {
+    /// Every byte was handed to the connection.
+    Ok,
+    /// The client went away before the end.
+    ClientGone,
+    /// A node failed mid-stream; the response was cut off.
+    NodeError,
+    /// A checksum did not match; the response was cut off.
+    ChecksumMismatch,
+}
+
+impl DownloadOutcome {
+    const ALL: [DownloadOutcome; 4] = [
+        DownloadOutcome::Ok,
+        DownloadOutcome::ClientGone,
+        DownloadOutcome::NodeError,
+        DownloadOutcome::ChecksumMismatch,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DownloadOutcome::Ok => "ok",
+            DownloadOutcome::ClientGone => "client_gone",
+            DownloadOutcome::NodeError => "node_error",
+            DownloadOutcome::ChecksumMismatch => "checksum_mismatch",
+        }
+    }
+}
+
+/// A node as the metrics show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeGauge {
+    pub id: String,
+    /// `up`, `down`, `draining`, `read_only`.
+    pub state: &'static str,
+    pub capacity: u64,
+    pub used: u64,
+}
+
+/// Node states shown as a one-hot gauge per node.
+pub const NODE_STATES: [&str; 4] = ["up", "down", "draining", "read_only"];
+
+/// The gateway's metrics; one instance shared by all requests.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    uploads: [AtomicU64; UploadOutcome::ALL.len()],
+    downloads: [AtomicU64; DownloadOutcome::ALL.len()],
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    uploads_in_flight: AtomicI64,
+    downloads_in_flight: AtomicI64,
+    checksum_mismatches: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn upload_finished(&self, outcome: UploadOutcome) {
+        self.uploads[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn download_finished(&self, outcome: DownloadOutcome) {
+        self.downloads[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an error response by code.
+    pub fn error(&self, code: ErrorCode) {
+        self.errors[code.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add_bytes_in(&self, n: u64) {
+        self.bytes_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_bytes_out(&self, n: u64) {
+        self.bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn checksum_mismatch(&self) {
+        self.checksum_mismatches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an upload in flight until the guard is dropped.
+    pub fn upload_started(&self) -> InFlightGuard<'_> {
+        InFlightGuard::new(&self.uploads_in_flight)
+    }
+
+    /// Counts a download in flight until the guard is dropped.
+    pub fn download_started(&self) -> InFlightGuard<'_> {
+        InFlightGuard::new(&self.downloads_in_flight)
+    }
+
+    /// The Prometheus text exposition, with the node gauges given.
+    pub fn render(&self, nodes: &[NodeGauge], files: Option<u64>) -> String {
+        let mut out = String::with_capacity(4096);
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+        header(
+            &mut out,
+            "sixfold_uploads_total",
+            "counter",
+            "Uploads finished, by outcome.",
+        );
+        for outcome in UploadOutcome::ALL {
+            let _ = writeln!(
+                out,
+                "sixfold_uploads_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                get(&self.uploads[outcome as usize])
+            );
+        }
+        header(
+            &mut out,
+            "sixfold_downloads_total",
+            "counter",
+            "Downloads finished, by outcome.",
+        );
+        for outcome in DownloadOutcome::ALL {
+            let _ = writeln!(
+                out,
+                "sixfold_downloads_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                get(&self.downloads[outcome as usize])
+            );
+        }
+        header(
+            &mut out,
+            "sixfold_errors_total",
+            "counter",
+            "Error responses, by error code.",
+        );
+        for code in ErrorCode::ALL {
+            let _ = writeln!(
+                out,
+                "sixfold_errors_total{{kind=\"{}\"}} {}",
+                code.as_str(),
+                get(&self.errors[code.index()])
+            );
+        }
+        for (name, help, value) in [
+            (
+                "sixfold_bytes_in_total",
+                "File bytes received from clients.",
+                &self.bytes_in,
+            ),
+            (
+                "sixfold_bytes_out_total",
+                "File bytes sent to clients.",
+                &self.bytes_out,
+            ),
+            (
+                "sixfold_checksum_mismatches_total",
+                "Parts whose crc32c did not match on the way out (responses cut off).",
+                &self.checksum_mismatches,
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", get(value));
+        }
+        for (name, help, value) in [
+            (
+                "sixfold_uploads_in_flight",
+                "Uploads in progress.",
+                &self.uploads_in_flight,
+            ),
+            (
+                "sixfold_downloads_in_flight",
+                "Downloads in progress.",
+                &self.downloads_in_flight,
+            ),
+        ] {
+            header(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        if let Some(files) = files {
+            header(&mut out, "sixfold_files", "gauge", "Committed files.");
+            let _ = writeln!(out, "sixfold_files {files}");
+        }
+        header(
+            &mut out,
+            "sixfold_node_state",
+            "gauge",
+            "1 for the state each node is in.",
+        );
+        for node in nodes {
+            for state in NODE_STATES {
+                let _ = writeln!(
+                    out,
+                    "sixfold_node_state{{node=\"{}\",state=\"{state}\"}} {}",
+                    escape_label(&node.id),
+                    u8::from(node.state == state)
+                );
+            }
+        }
+        header(
+            &mut out,
+            "sixfold_node_used_bytes",
+            "gauge",
+            "Bytes used on each node.",
+        );
+        for node in nodes {
+            let _ = writeln!(
+                out,
+                "sixfold_node_used_bytes{{node=\"{}\"}} {}",
+                escape_label(&node.id),
+                node.used
+            );
+        }
+        header(
+            &mut out,
+            "sixfold_node_capacity_bytes",
+            "gauge",
+            "Capacity of each node.",
+        );
+        for node in nodes {
+            let _ = writeln!(
+                out,
+                "sixfold_node_capacity_bytes{{node=\"{}\"}} {}",
+                escape_label(&node.id),
+                node.capacity
+            );
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Label values escape `\`, `"` and newlines.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Decrements its gauge when dropped, whatever path the request took.
+#[derive(Debug)]
+pub struct InFlightGuard<'a> {
+    gauge: &'a AtomicI64,
+}
+
+impl<'a> InFlightGuard<'a> {
+    fn new(gauge: &'a AtomicI64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard { gauge }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix} in\n{text}"))
+    }
+
+    #[test]
+    fn counters_and_gauges_render() {
+        let m = Metrics::new();
+        m.upload_finished(UploadOutcome::Ok);
+        m.upload_finished(UploadOutcome::Ok);
+        m.upload_finished(UploadOutcome::from_code(ErrorCode::NotEnoughNodes));
+        m.download_finished(DownloadOutcome::ChecksumMismatch);
+        m.error(ErrorCode::TooLarge);
+        m.add_bytes_in(10);
+        m.add_bytes_out(7);
+        m.checksum_mismatch();
+        let guard = m.upload_started();
+        let nodes = [NodeGauge {
+            id: "n\"1".into(),
+            state: "down",
+            capacity: 100,
+            used: 40,
+        }];
+        let text = m.render(&nodes, Some(3));
+        assert_eq!(
+            line(&text, "sixfold_uploads_total{outcome=\"ok\"}"),
+            "sixfold_uploads_total{outcome=\"ok\"} 2"
+        );
+        assert!(text.contains("sixfold_uploads_total{outcome=\"unavailable\"} 1"));
+        assert!(text.contains("sixfold_downloads_total{outcome=\"checksum_mismatch\"} 1"));
+        assert!(text.contains("sixfold_errors_total{kind=\"too_large\"} 1"));
+        assert!(text.contains("sixfold_errors_total{kind=\"not_found\"} 0"));
+        assert!(text.contains("sixfold_bytes_in_total 10"));
+        assert!(text.contains("sixfold_bytes_out_total 7"));
+        assert!(text.contains("sixfold_checksum_mismatches_total 1"));
+        assert!(text.contains("sixfold_uploads_in_flight 1"));
+        assert!(text.contains("sixfold_files 3"));
+        assert!(text.contains("sixfold_node_state{node=\"n\\\"1\",state=\"down\"} 1"));
+        assert!(text.contains("sixfold_node_state{node=\"n\\\"1\",state=\"up\"} 0"));
+        assert!(text.contains("sixfold_node_used_bytes{node=\"n\\\"1\"} 40"));
+        drop(guard);
+        assert!(m.render(&[], None).contains("sixfold_uploads_in_flight 0"));
+    }
+
+    #[test]
+    fn every_sample_line_is_well_formed() {
+        let text = Metrics::new().render(
+            &[NodeGauge {
+                id: "a".into(),
+                state: "up",
+                capacity: 1,
+                used: 0,
+            }],
+            Some(0),
+        );
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = l.rsplit_once(' ').expect("name value");
+            assert!(name.starts_with("sixfold_"), "{l}");
+            assert!(value.parse::<i64>().is_ok(), "{l}");
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! `sixfold-gateway serve`: opens the metadata, loads the cluster PKI, starts the cluster layer
+//! and serves the HTTP API (with the nodes' registration endpoints) until told to stop.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sixfold_certs::{ClusterToken, GatewayTls, layout};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::cluster::{Cluster, ClusterConfig, ClusterError};
+use crate::config::GatewayConfig;
+use crate::http::{AppState, router};
+use crate::meta::{Meta, MetaError};
+use crate::metrics::Metrics;
+use crate::upload::UploadSettings;
+use crate::upload::spool::clear_spool_dir;
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "no cluster certificates in {dir} (missing {missing}): run `sixfold-gateway certs init --dir {dir}` first",
+        dir = dir.display()
+    )]
+    MissingCerts { dir: PathBuf, missing: &'static str },
+    #[error("cluster certificates in {}: {source}", dir.display())]
+    Certs {
+        dir: PathBuf,
+        #[source]
+        source: sixfold_certs::CertsError,
+    },
+    #[error("metadata {}: {source}", path.display())]
+    Meta {
+        path: PathBuf,
+        #[source]
+        source: MetaError,
+    },
+    #[error("cluster layer: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("HTTP server: {0}")]
+    Http(io::Error),
+    #[error("{0}")]
+    Task(String),
+}
+
+/// The upload settings a configuration asks for.
+pub fn upload_settings(config: &GatewayConfig) -> UploadSettings {
+    UploadSettings {
+        max_file_size: config.max_file_size,
+        split: config.split_policy(),
+        spool_memory_bytes: config.spool_memory_bytes,
+        spool_dir: config.spool_dir(),
+        session_ttl: config.session_ttl,
+    }
+}
+
+/// Loads the cluster token and the gateway's TLS client config from `dir`.
+fn load_certs(dir: &Path) -> Result<(ClusterToken, GatewayTls), ServeError> {
+    for file in [
+        layout::CLUSTER_TOKEN,
+        layout::CA_CERT,
+        layout::GATEWAY_CERT,
+        layout::GATEWAY_KEY,
+    ] {
+        if !dir.join(file).exists() {
+            return Err(ServeError::MissingCerts {
+                dir: dir.to_path_buf(),
+                missing: file,
+            });
+        }
+    }
+    let certs = |source| ServeError::Certs {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let token = ClusterToken::load(&dir.join(layout::CLUSTER_TOKEN)).map_err(certs)?;
+    let tls = GatewayTls::load(dir).map_err(certs)?;
+    Ok((token, tls))
+}
+
+fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ServeError + 'a {
+    move |source| ServeError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A gateway serving in the background.
+pub struct RunningGateway {
+    addr: SocketAddr,
+    cluster: Cluster,
+    stop: Option<oneshot::Sender<()>>,
+    http: JoinHandle<io::Result<()>>,
+}
+
+impl RunningGateway {
+    /// The address the HTTP API listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting requests, lets running ones finish, then stops the cluster layer.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits for the HTTP server to end (after a shutdown), then stops the cluster layer.
+    async fn wait(self) -> Result<(), ServeError> {
+        let served = (&mut { self.http }).await;
+        self.cluster.shutdown().await;
+        match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ServeError::Http(e)),
+            Err(e) => Err(ServeError::Task(format!("HTTP server task: {e}"))),
+        }
+    }
+}
+
+/// Starts everything and returns once the HTTP listener is bound.
+pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError> {
+    sixfold_certs::install_crypto_provider();
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(io_error("cannot create data dir", data_dir))?;
+    let spool_dir = config.spool_dir();
+    std::fs::create_dir_all(&spool_dir).map_err(io_error("cannot create spool dir", &spool_dir))?;
+    let stale =
+        clear_spool_dir(&spool_dir).map_err(io_error("cannot clear spool dir", &spool_dir))?;
+    if stale > 0 {
+        tracing::info!(files = stale, "removed spool files of interrupted uploads");
+    }
+    let (token, tls) = load_certs(&config.certs_dir)?;
+
+    let meta_path = config.meta_path();
+    let opening = meta_path.clone();
+    let meta = tokio::task::spawn_blocking(move || Meta::open(opening))
+        .await
+        .map_err(|e| ServeError::Task(format!("metadata open task: {e}")))?
+        .map_err(|source| ServeError::Meta {
+            path: meta_path.clone(),
+            source,
+        })?;
+
+    let cluster_config = ClusterConfig {
+        token: token.as_str().to_owned(),
+        heartbeat_interval: config.heartbeat_interval,
+        down_after: config.down_after,
+        session_ttl: config.session_ttl,
+        mtu: config.mtu,
+        ..ClusterConfig::default()
+    };
+    let cluster =
+        Cluster::start(cluster_config, meta.clone(), (*tls.client_config()).clone()).await?;
+
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(source) => {
+            cluster.shutdown().await;
+            return Err(ServeError::Bind {
+                addr: config.listen,
+                source,
+            });
+        }
+    };
+    let addr = listener.local_addr().map_err(ServeError::Http)?;
+    let state = AppState::new(
+        meta,
+        Arc::new(cluster.clone()),
+        Arc::new(Metrics::new()),
+        upload_settings(config),
+    );
+    let app = router(state, cluster.internal_router());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(
+        listen = %addr,
+        data_dir = %config.data_dir.display(),
+        certs_dir = %config.certs_dir.display(),
+        "gateway serving"
+    );
+    Ok(RunningGateway {
+        addr,
+        cluster,
+        stop: Some(stop),
+        http,
+    })
+}
+
+/// Serves until `shutdown` resolves, then stops gracefully.
+pub async fn serve_until(
+    config: &GatewayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let running = start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.shutdown().await
+}
+
+/// `sixfold-gateway serve`: serves until SIGTERM or Ctrl-C.
+pub async fn serve(config: &GatewayConfig) -> Result<(), ServeError> {
+    serve_until(config, shutdown_signal()).await
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServeArgs;
+
+    fn config(dir: &Path) -> GatewayConfig {
+        let args = ServeArgs {
+            data_dir: Some(dir.to_path_buf()),
+            listen: Some("127.0.0.1:0".parse().expect("addr")),
+            ..ServeArgs::default()
+        };
+        GatewayConfig::resolve(&args).expect("config")
+    }
+
+    #[tokio::test]
+    async fn missing_certs_say_how_to_make_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = start(&config(dir.path())).await.err().expect("no certs");
+        let text = err.to_string();
+        assert!(matches!(err, ServeError::MissingCerts { .. }), "{text}");
+        assert!(text.contains("sixfold-gateway certs init --dir"), "{text}");
+        assert!(
+            text.contains(&dir.path().join("certs").display().to_string()),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn starts_and_reports_unhealthy_without_nodes() {
+        sixfold_certs::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        sixfold_certs::init_cluster(&config.certs_dir, &sixfold_certs::InitOptions::default())
+            .expect("certs init");
+        let gateway = start(&config).await.expect("start");
+        let base = format!("http://{}", gateway.local_addr());
+        let client = reqwest::Client::new();
+
+        let health = client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .expect("health");
+        assert_eq!(health.status().as_u16(), 503);
+        let json: serde_json::Value = health.json().await.expect("json");
+        assert_eq!(json["error"], "not_enough_nodes");
+        assert_eq!(json["nodes_up"], 0);
+        assert_eq!(json["metadata"], "ok");
+
+        let nodes: serde_json::Value = client
+            .get(format!("{base}/nodes"))
+            .send()
+            .await
+            .expect("nodes")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(nodes, serde_json::json!([]));
+
+        // The nodes' registration endpoint is mounted and wants the token.
+        let register = client
+            .post(format!("{base}/internal/nodes/register"))
+            .body("{}")
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(register.status().as_u16(), 401);
+
+        // An upload with no nodes is refused before any byte is stored.
+        let upload = client
+            .post(format!("{base}/files"))
+            .body(vec![0u8; 10])
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(upload.status().as_u16(), 503);
+
+        gateway.shutdown().await.expect("shutdown");
+        // The metadata is closed again: a second start succeeds on the same dir.
+        let again = start(&config).await.expect("restart");
+        again.shutdown().await.expect("shutdown");
+    }
+}

@@ -1,0 +1,384 @@
+//! Uploads (DESIGN §5, §6): plan and place the parts, record the session durably, stream the
+//! bytes to the nodes with every part in flight at once, check each node's acknowledgement
+//! against what was sent, and commit the file in one metadata transaction. Anything that fails
+//! before the commit aborts the session (its chunks are queued for deletion and the cleanup is
+//! woken), so a failed upload leaves no file.
+//!
+//! Three ways in: a body of known length streams straight through ([`Uploader::upload_sized`]);
+//! a body without a length and a `multipart/form-data` file field are spooled first
+//! ([`Uploader::upload_unsized`], [`Uploader::upload_multipart`]).
+
+mod feed;
+pub mod multipart;
+pub mod pipeline;
+pub mod slicer;
+pub mod spool;
+
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use uuid::Uuid;
+use xxhash_rust::xxh3::Xxh3;
+
+pub use feed::checksum_hex;
+use pipeline::{FeedError, drive, start_writers};
+use spool::Spool;
+
+use crate::chunk_store::{SharedStore, StoreError};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::meta::{
+    AckMismatch, FileRecord, Meta, MetaError, PartRecord, PlannedPart, UploadSession, unix_ms_now,
+};
+use crate::metrics::Metrics;
+use crate::placement::{PlacementError, PlacementOptions, place};
+use crate::split::{PartRange, SplitPolicy, plan};
+
+/// Limits and knobs of the upload path.
+#[derive(Debug, Clone)]
+pub struct UploadSettings {
+    pub max_file_size: u64,
+    pub split: SplitPolicy,
+    pub spool_memory_bytes: u64,
+    pub spool_dir: PathBuf,
+    pub session_ttl: Duration,
+}
+
+/// Name and type given by the client.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileInfo {
+    /// `None`: the file is named after its id.
+    pub name: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// Why an upload failed; each maps to one API error code.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the file is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("{0}")]
+    Placement(#[from] PlacementError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Feed(#[from] FeedError),
+    #[error("{0}")]
+    Node(#[from] StoreError),
+    #[error("{0}")]
+    Ack(#[from] AckMismatch),
+    #[error("metadata: {0}")]
+    Meta(#[from] MetaError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl UploadError {
+    /// The API error code for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            UploadError::TooLarge { .. } => ErrorCode::TooLarge,
+            UploadError::Placement(PlacementError::NotEnoughNodes { .. }) => {
+                ErrorCode::NotEnoughNodes
+            }
+            UploadError::Placement(PlacementError::InsufficientSpace { .. }) => {
+                ErrorCode::InsufficientStorage
+            }
+            UploadError::BadRequest(_) => ErrorCode::BadRequest,
+            UploadError::Feed(FeedError::Spool(e)) if is_no_space(e) => {
+                ErrorCode::InsufficientStorage
+            }
+            UploadError::Feed(FeedError::Spool(_)) => ErrorCode::Internal,
+            UploadError::Feed(FeedError::WriterGone(_)) => ErrorCode::NodeError,
+            UploadError::Feed(_) => ErrorCode::BadRequest,
+            UploadError::Node(_) | UploadError::Ack(_) => ErrorCode::NodeError,
+            UploadError::Meta(_) | UploadError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+fn is_no_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        let code = e.code();
+        let message = match code {
+            ErrorCode::Internal => format!("upload failed: {e}"),
+            _ => e.to_string(),
+        };
+        ApiError::new(code, message)
+    }
+}
+
+/// Runs uploads. Cheap to clone.
+#[derive(Clone)]
+pub struct Uploader {
+    meta: Meta,
+    store: SharedStore,
+    metrics: Arc<Metrics>,
+    settings: Arc<UploadSettings>,
+}
+
+/// An upload session recorded in the metadata and not yet committed.
+struct OpenSession {
+    file_id: Uuid,
+    parts: Vec<PlannedPart>,
+    /// Cleared by a commit; if still set when dropped, the session is aborted.
+    armed: bool,
+    meta: Meta,
+    store: SharedStore,
+}
+
+impl OpenSession {
+    fn ranges(&self) -> Vec<PartRange> {
+        self.parts.iter().map(PlannedPart::range).collect()
+    }
+
+    /// Drops the session and queues its chunks for deletion, now.
+    async fn abort(mut self) {
+        self.armed = false;
+        abort_session(self.meta.clone(), self.store.clone(), self.file_id).await;
+    }
+}
+
+impl Drop for OpenSession {
+    /// The safety net for paths that never reach `abort` (a panic): abort in the background.
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (meta, store, file_id) = (self.meta.clone(), self.store.clone(), self.file_id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(abort_session(meta, store, file_id));
+        }
+    }
+}
+
+async fn abort_session(meta: Meta, store: SharedStore, file_id: Uuid) {
+    match tokio::task::spawn_blocking(move || meta.abort_session(&file_id)).await {
+        Ok(Ok(chunks)) => {
+            tracing::debug!(%file_id, chunks = chunks.len(), "upload session aborted");
+            store.wake_cleanup();
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%file_id, error = %e, "cannot abort upload session; the cleanup will expire it");
+        }
+        Err(e) => tracing::warn!(%file_id, error = %e, "abort task failed"),
+    }
+}
+
+impl Uploader {
+    pub fn new(
+        meta: Meta,
+        store: SharedStore,
+        metrics: Arc<Metrics>,
+        settings: UploadSettings,
+    ) -> Self {
+        Uploader {
+            meta,
+            store,
+            metrics,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn settings(&self) -> &UploadSettings {
+        &self.settings
+    }
+
+    /// Uploads a body announced as exactly `size` bytes, streaming it through to the nodes.
+    pub async fn upload_sized<S, E>(
+        &self,
+        info: FileInfo,
+        size: u64,
+        body: S,
+    ) -> Result<FileRecord, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: Display,
+    {
+        if size > self.settings.max_file_size {
+            return Err(UploadError::TooLarge {
+                limit: self.settings.max_file_size,
+            });
+        }
+        let session = self.begin(info, size).await?;
+        let ranges = session.ranges();
+        let (writers, senders) = start_writers(&self.store, session.file_id, &session.parts);
+        let mut hasher = Xxh3::new();
+        let feed = feed::feed_body(body, size, &ranges, senders, &mut hasher, &self.metrics);
+        let result = drive(feed, writers).await;
+        let checksum = checksum_hex(&hasher);
+        self.finish(session, result, checksum, size).await
+    }
+
+    /// Uploads a body of unknown length: spools it (memory, then a file), then sends the parts.
+    pub async fn upload_unsized<S, E>(
+        &self,
+        info: FileInfo,
+        body: S,
+    ) -> Result<FileRecord, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: Display,
+    {
+        self.check_nodes_for_unknown_size()?;
+        let mut spool = self.new_spool();
+        let mut hasher = Xxh3::new();
+        let mut body = body;
+        while let Some(frame) = body.next().await {
+            let frame = frame.map_err(|e| FeedError::Body(e.to_string()))?;
+            self.spool_frame(&mut spool, &mut hasher, frame).await?;
+        }
+        self.upload_spool(info, spool, hasher).await
+    }
+
+    /// Refuses early, before reading a body of unknown size, when fewer nodes are eligible than
+    /// a large file needs (the exact check runs once the size is known).
+    fn check_nodes_for_unknown_size(&self) -> Result<(), UploadError> {
+        let needed = self.settings.split.part_count as usize;
+        let eligible = self
+            .store
+            .candidates()
+            .iter()
+            .filter(|c| c.eligible)
+            .count();
+        if eligible < needed {
+            return Err(PlacementError::NotEnoughNodes { needed, eligible }.into());
+        }
+        Ok(())
+    }
+
+    fn new_spool(&self) -> Spool {
+        Spool::new(
+            &self.settings.spool_dir,
+            &Uuid::new_v4().to_string(),
+            self.settings.spool_memory_bytes,
+        )
+    }
+
+    async fn spool_frame(
+        &self,
+        spool: &mut Spool,
+        hasher: &mut Xxh3,
+        frame: Bytes,
+    ) -> Result<(), UploadError> {
+        let limit = self.settings.max_file_size;
+        if spool.len() + frame.len() as u64 > limit {
+            return Err(UploadError::TooLarge { limit });
+        }
+        hasher.update(&frame);
+        self.metrics.add_bytes_in(frame.len() as u64);
+        spool.push(frame).await.map_err(FeedError::Spool)?;
+        Ok(())
+    }
+
+    async fn upload_spool(
+        &self,
+        info: FileInfo,
+        spool: Spool,
+        hasher: Xxh3,
+    ) -> Result<FileRecord, UploadError> {
+        let body = Arc::new(spool.finish().await.map_err(FeedError::Spool)?);
+        let size = body.len();
+        let session = self.begin(info, size).await?;
+        let ranges = session.ranges();
+        let (writers, senders) = start_writers(&self.store, session.file_id, &session.parts);
+        let result = drive(feed::feed_spool(&body, &ranges, senders), writers).await;
+        drop(body);
+        self.finish(session, result, checksum_hex(&hasher), size)
+            .await
+    }
+
+    /// Plans and places the parts and records the session, before any byte moves.
+    async fn begin(&self, info: FileInfo, size: u64) -> Result<OpenSession, UploadError> {
+        let file_id = Uuid::new_v4();
+        let ranges = plan(size, &self.settings.split);
+        let candidates = self.store.candidates();
+        let nodes = place(&file_id, &ranges, &candidates, PlacementOptions::default())?;
+        let parts = PlannedPart::plan(&ranges, &nodes).ok_or_else(|| {
+            UploadError::Internal("placement returned the wrong node count".into())
+        })?;
+        let now = unix_ms_now();
+        let ttl_ms = u64::try_from(self.settings.session_ttl.as_millis()).unwrap_or(u64::MAX);
+        let session = UploadSession {
+            file_id,
+            name: info.name.unwrap_or_else(|| file_id.to_string()),
+            content_type: info.content_type,
+            size: Some(size),
+            created_unix_ms: now,
+            expires_unix_ms: now.saturating_add(ttl_ms),
+            parts,
+        };
+        let meta = self.meta.clone();
+        let (session, stored) = tokio::task::spawn_blocking(move || {
+            let stored = meta.begin_session(&session);
+            (session, stored)
+        })
+        .await
+        .map_err(|e| UploadError::Internal(format!("metadata task: {e}")))?;
+        stored?;
+        Ok(OpenSession {
+            file_id,
+            parts: session.parts,
+            armed: true,
+            meta: self.meta.clone(),
+            store: self.store.clone(),
+        })
+    }
+
+    /// Checks the acks and commits, or aborts on any failure.
+    async fn finish(
+        &self,
+        session: OpenSession,
+        result: Result<(Vec<u32>, Vec<crate::chunk_store::PutAck>), UploadError>,
+        checksum: String,
+        size: u64,
+    ) -> Result<FileRecord, UploadError> {
+        let verified = result.and_then(|(crcs, acks)| {
+            session
+                .parts
+                .iter()
+                .zip(crcs.iter().zip(&acks))
+                .map(|(part, (crc, ack))| {
+                    part.verify_ack(ack.length, ack.crc32c, *crc)
+                        .map_err(UploadError::from)
+                })
+                .collect::<Result<Vec<PartRecord>, UploadError>>()
+        });
+        let records = match verified {
+            Ok(records) => records,
+            Err(e) => {
+                session.abort().await;
+                return Err(e);
+            }
+        };
+        let meta = self.meta.clone();
+        let file_id = session.file_id;
+        let committed = tokio::task::spawn_blocking(move || {
+            meta.commit_session(&file_id, records, checksum, size)
+        })
+        .await
+        .map_err(|e| UploadError::Internal(format!("metadata task: {e}")));
+        match committed {
+            Ok(Ok(record)) => {
+                let mut session = session;
+                session.armed = false;
+                Ok(record)
+            }
+            Ok(Err(e)) => {
+                session.abort().await;
+                Err(e.into())
+            }
+            Err(e) => {
+                session.abort().await;
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The part writers of one upload (one `put_chunk` per part, all running at once, each fed
+//! through a bounded channel) and the loop that drives them together with whatever feeds them.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use sixfold_wire::ChunkMeta;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle};
+use uuid::Uuid;
+
+use super::UploadError;
+use crate::chunk_store::{PutAck, SharedStore, StoreError};
+use crate::meta::PlannedPart;
+
+/// Frames queued per part between the feeder and the node writer. Small: memory per upload is
+/// this times the frame size, whatever the file size.
+pub const PART_CHANNEL_FRAMES: usize = 8;
+
+/// Why feeding the parts stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The client's body failed (disconnect, malformed chunking, bad multipart).
+    #[error("request body: {0}")]
+    Body(String),
+    /// More bytes than announced.
+    #[error("request body is longer than the announced {expected} bytes")]
+    TooLong { expected: u64 },
+    /// Fewer bytes than announced.
+    #[error("request body ended after {got} of {expected} bytes")]
+    Short { expected: u64, got: u64 },
+    /// The writer of this part stopped taking bytes (its node failed).
+    #[error("the writer of part {0} stopped")]
+    WriterGone(usize),
+    /// Reading the spool failed.
+    #[error("spool: {0}")]
+    Spool(std::io::Error),
+}
+
+/// What the feeder computed over the bytes it sent: the crc32c of every part, in plan order.
+pub type PartCrcs = Vec<u32>;
+
+type WriterResult = (usize, Result<PutAck, StoreError>);
+
+/// One running `put_chunk` per planned part. Dropping this aborts the ones still running.
+pub struct PartWriters {
+    running: FuturesUnordered<JoinHandle<WriterResult>>,
+    aborts: Vec<AbortHandle>,
+    count: usize,
+}
+
+impl Drop for PartWriters {
+    fn drop(&mut self) {
+        for abort in &self.aborts {
+            abort.abort();
+        }
+    }
+}
+
+/// Starts a writer per part; returns them and, in plan order, the sender feeding each.
+pub fn start_writers(
+    store: &SharedStore,
+    file_id: Uuid,
+    parts: &[PlannedPart],
+) -> (PartWriters, Vec<mpsc::Sender<Bytes>>) {
+    let part_count = u32::try_from(parts.len()).unwrap_or(u32::MAX);
+    let running = FuturesUnordered::new();
+    let mut aborts = Vec::with_capacity(parts.len());
+    let mut senders = Vec::with_capacity(parts.len());
+    for (position, part) in parts.iter().enumerate() {
+        let (tx, rx) = mpsc::channel(PART_CHANNEL_FRAMES);
+        let meta = ChunkMeta {
+            file_id: *file_id.as_bytes(),
+            part_index: part.index,
+            part_count,
+            file_offset: part.offset,
+            length: part.len,
+        };
+        let put = store.put_chunk(part.node_id, part.chunk_id, meta, rx);
+        let handle = tokio::spawn(async move { (position, put.await) });
+        aborts.push(handle.abort_handle());
+        running.push(handle);
+        senders.push(tx);
+    }
+    let count = parts.len();
+    (
+        PartWriters {
+            running,
+            aborts,
+            count,
+        },
+        senders,
+    )
+}
+
+/// Runs `feed` and the writers together until every part is acknowledged, or stops at the first
+/// failure (dropping the writers aborts the rest). Returns the feeder's crcs and the acks in
+/// plan order.
+pub async fn drive(
+    feed: impl Future<Output = Result<PartCrcs, FeedError>>,
+    mut writers: PartWriters,
+) -> Result<(PartCrcs, Vec<PutAck>), UploadError> {
+    tokio::pin!(feed);
+    let mut crcs: Option<PartCrcs> = None;
+    let mut acks: Vec<Option<PutAck>> = vec![None; writers.count];
+    let mut remaining = writers.count;
+    // Set when the feeder found a writer gone: its own result says why.
+    let mut gone: Option<usize> = None;
+    loop {
+        if crcs.is_some() && remaining == 0 {
+            break;
+        }
+        tokio::select! {
+            fed = &mut feed, if crcs.is_none() && gone.is_none() => match fed {
+                Ok(c) => crcs = Some(c),
+                Err(FeedError::WriterGone(part)) => gone = Some(part),
+                Err(e) => return Err(e.into()),
+            },
+            Some(done) = writers.running.next(), if remaining > 0 => {
+                remaining -= 1;
+                let (part, result) = done
+                    .map_err(|e| UploadError::Internal(format!("part writer task: {e}")))?;
+                match result {
+                    Ok(ack) => acks[part] = Some(ack),
+                    Err(e) => return Err(UploadError::Node(e)),
+                }
+                if gone == Some(part) {
+                    return Err(UploadError::Internal(format!(
+                        "the writer of part {part} stopped reading but reported success"
+                    )));
+                }
+            },
+            else => {
+                return Err(UploadError::Internal(
+                    "part writers finished without every part acknowledged".into(),
+                ));
+            }
+        }
+    }
+    let crcs = crcs.unwrap_or_default();
+    let acks: Option<Vec<PutAck>> = acks.into_iter().collect();
+    match acks {
+        Some(acks) if crcs.len() == acks.len() => Ok((crcs, acks)),
+        _ => Err(UploadError::Internal(
+            "part results do not match the plan".into(),
+        )),
+    }
+}

@@ -48,10 +48,17 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
                 force,
                 ..InitOptions::default()
             };
-            let paths = sixfold_certs::init_cluster(&dir, &opts)
-                .with_context(|| format!("creating the cluster certificates in {}", dir.display()))?;
-            println!("cluster CA, gateway certificate and cluster token written to {}", paths.dir.display());
-            println!("keep {} secret: it signs node certificates", paths.ca_key.display());
+            let paths = sixfold_certs::init_cluster(&dir, &opts).with_context(|| {
+                format!("creating the cluster certificates in {}", dir.display())
+            })?;
+            println!(
+                "cluster CA, gateway certificate and cluster token written to {}",
+                paths.dir.display()
+            );
+            println!(
+                "keep {} secret: it signs node certificates",
+                paths.ca_key.display()
+            );
             Ok(())
         }
         CertsCommand::IssueNode {
@@ -72,7 +79,10 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
             };
             let paths = sixfold_certs::issue_node(&dir, &req, &out, force)
                 .with_context(|| format!("issuing a certificate for node {name:?}"))?;
-            println!("node {name:?}: certificate, key, CA and cluster token written to {}", paths.dir.display());
+            println!(
+                "node {name:?}: certificate, key, CA and cluster token written to {}",
+                paths.dir.display()
+            );
             Ok(())
         }
     }

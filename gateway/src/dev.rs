@@ -1,23 +1,335 @@
-//! `sixfold-gateway dev`: a complete local cluster in one command. Placeholder until the lead
-//! fills it in.
+//! `sixfold-gateway dev`: a complete local cluster in one command. Makes the cluster PKI on first
+//! run, serves the gateway in this process and runs N `sixfold-node` child processes on loopback,
+//! each with its own data dir. Ctrl-C or SIGTERM stops every child, then the gateway.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sixfold_certs::{InitOptions, NodeCertRequest, layout};
+use sixfold_gateway::config::{GatewayConfig, LogFormat, ServeArgs};
+use sixfold_gateway::server;
+use tokio::process::{Child, Command};
+
+const DEFAULT_DATA_DIR: &str = "sixfold-data";
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+const NODE_BINARY: &str = "sixfold-node";
+/// How long a node may take to stop after SIGTERM before it is killed.
+const NODE_STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// `sixfold-gateway dev` flags.
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
-    /// Where the gateway's and the nodes' data go.
+    /// Where the gateway's and the nodes' data go [default: ./sixfold-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Number of storage nodes to start.
-    #[arg(long, default_value_t = 6)]
-    pub nodes: usize,
-    /// HTTP address of the gateway.
+    /// Number of storage nodes to start (6 are needed to accept uploads of 6 parts).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// HTTP address of the gateway [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 }
 
-pub fn run(_args: DevArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`sixfold-gateway dev` is not yet implemented")
+/// One storage node child process.
+struct NodeChild {
+    name: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    crate::init_logging(LogFormat::Text);
+    let data_dir = absolute(
+        args.data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+    )?;
+    let gateway_dir = data_dir.join("gateway");
+    let certs_dir = gateway_dir.join("certs");
+    ensure_cluster_certs(&certs_dir)?;
+    let node_dirs: Vec<PathBuf> = (0..args.nodes)
+        .map(|i| data_dir.join(format!("node-{i}")))
+        .collect();
+    for (i, dir) in node_dirs.iter().enumerate() {
+        ensure_node_certs(&certs_dir, &format!("node-{i}"), &dir.join("certs"))?;
+    }
+    let node_bin = node_binary()?;
+
+    let serve_args = ServeArgs {
+        data_dir: Some(gateway_dir),
+        listen: Some(args.listen.unwrap_or(DEFAULT_LISTEN)),
+        ..ServeArgs::default()
+    };
+    let config = GatewayConfig::resolve(&serve_args)?;
+    crate::runtime()?.block_on(run_cluster(config, node_bin, node_dirs))
+}
+
+async fn run_cluster(
+    config: GatewayConfig,
+    node_bin: PathBuf,
+    node_dirs: Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    let gateway = server::start(&config).await?;
+    let url = format!("http://{}", gateway.local_addr());
+    let mut nodes = Vec::with_capacity(node_dirs.len());
+    for (i, dir) in node_dirs.iter().enumerate() {
+        match spawn_node(&node_bin, &format!("node-{i}"), dir, &url) {
+            Ok(node) => nodes.push(node),
+            Err(e) => {
+                stop_nodes(&mut nodes).await;
+                gateway.shutdown().await?;
+                return Err(e);
+            }
+        }
+    }
+
+    let wanted = nodes.len().min(config.part_count as usize);
+    let outcome = tokio::select! {
+        ready = wait_until_up(&gateway, wanted, &mut nodes) => ready,
+        () = server::shutdown_signal() => Err(anyhow::anyhow!("interrupted while starting")),
+    };
+    match outcome {
+        Ok(()) => print_ready(&url, &config, nodes.len()),
+        Err(e) => {
+            stop_nodes(&mut nodes).await;
+            gateway.shutdown().await?;
+            return Err(e);
+        }
+    }
+
+    tokio::select! {
+        () = server::shutdown_signal() => {}
+        () = watch_nodes(&mut nodes) => {}
+    }
+    tracing::info!("stopping the dev cluster");
+    stop_nodes(&mut nodes).await;
+    gateway.shutdown().await?;
+    Ok(())
+}
+
+fn print_ready(url: &str, config: &GatewayConfig, nodes: usize) {
+    println!();
+    println!(
+        "sixfold dev cluster ready: {url}  ({nodes} nodes, data in {})",
+        config
+            .data_dir
+            .parent()
+            .unwrap_or(&config.data_dir)
+            .display()
+    );
+    if nodes < config.part_count as usize {
+        println!(
+            "note: {nodes} nodes cannot take files of {} parts; small files only",
+            config.part_count
+        );
+    }
+    println!();
+    println!(
+        "  curl -sS -X POST --data-binary @/etc/hostname -H 'X-File-Name: hostname' {url}/files"
+    );
+    println!("  curl -sS {url}/files/<id> -o hostname.copy");
+    println!("  curl -sS {url}/nodes");
+    println!();
+    println!("node logs: <data-dir>/node-N/node.log. Ctrl-C stops everything.");
+}
+
+/// The CA, the gateway's certificate and the token: made once, reused after.
+fn ensure_cluster_certs(dir: &Path) -> anyhow::Result<()> {
+    if dir.join(layout::CA_CERT).exists() {
+        return Ok(());
+    }
+    sixfold_certs::init_cluster(dir, &InitOptions::default()).with_context(|| {
+        format!(
+            "creating the dev cluster's certificates in {}",
+            dir.display()
+        )
+    })?;
+    tracing::info!(dir = %dir.display(), "created the cluster CA and certificates");
+    Ok(())
+}
+
+fn ensure_node_certs(ca_dir: &Path, name: &str, out: &Path) -> anyhow::Result<()> {
+    if out.join(layout::NODE_CERT).exists() {
+        return Ok(());
+    }
+    let req = NodeCertRequest {
+        name: name.to_string(),
+        ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        dns_names: vec!["localhost".to_string()],
+    };
+    sixfold_certs::issue_node(ca_dir, &req, out, false)
+        .with_context(|| format!("issuing the certificate of {name}"))?;
+    Ok(())
+}
+
+/// `sixfold-node` next to this executable. Under `cargo run` it may not be built yet (cargo
+/// builds only the package it runs), so build it with the same profile.
+fn node_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this executable's path")?;
+    let dir = exe
+        .parent()
+        .context("this executable has no parent directory")?;
+    let path = dir.join(NODE_BINARY);
+    if path.exists() {
+        return Ok(path);
+    }
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        bail!(
+            "{} not found next to {}: install both binaries in the same directory",
+            NODE_BINARY,
+            exe.display()
+        );
+    };
+    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+    eprintln!("building {NODE_BINARY} ({profile})...");
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "-p", "sixfold-node", "--bin", NODE_BINARY]);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let status = cmd
+        .status()
+        .context("cannot run cargo to build sixfold-node")?;
+    if !status.success() || !path.exists() {
+        bail!("building {NODE_BINARY} failed ({status})");
+    }
+    Ok(path)
+}
+
+fn spawn_node(bin: &Path, name: &str, dir: &Path, gateway_url: &str) -> anyhow::Result<NodeChild> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let log = dir.join("node.log");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone().context("duplicating the log handle")?;
+    let child = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway",
+            gateway_url,
+            "--shards",
+            "1",
+            "--name",
+            name,
+        ])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {name} ({})", bin.display()))?;
+    tracing::info!(node = name, pid = child.id(), log = %log.display(), "started node");
+    Ok(NodeChild {
+        name: name.to_string(),
+        log,
+        child: Some(child),
+    })
+}
+
+async fn wait_until_up(
+    gateway: &server::RunningGateway,
+    wanted: usize,
+    nodes: &mut [NodeChild],
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if gateway.cluster().up_count() >= wanted {
+            return Ok(());
+        }
+        for node in nodes.iter_mut() {
+            if let Some(status) = node.exited() {
+                bail!(
+                    "{} exited while starting ({status}); see {}",
+                    node.name,
+                    node.log.display()
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {wanted} nodes registered within 60 s; see the node logs",
+                gateway.cluster().up_count()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reports children that die; never returns while any is alive (pending forever after).
+async fn watch_nodes(nodes: &mut [NodeChild]) {
+    loop {
+        for node in nodes.iter_mut() {
+            if let Some(status) = node.exited() {
+                tracing::error!(node = %node.name, %status, log = %node.log.display(), "node exited");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+impl NodeChild {
+    /// The exit status, once, if the child has exited.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// SIGTERM to every node, then wait; SIGKILL whoever is still running after the grace period.
+async fn stop_nodes(nodes: &mut [NodeChild]) {
+    for node in nodes.iter() {
+        if let Some(pid) = node.child.as_ref().and_then(Child::id) {
+            // SAFETY: kill(2) on the PID of a child we have not reaped yet, so the PID still
+            // names that child.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + NODE_STOP_GRACE;
+    for node in nodes.iter_mut() {
+        let Some(mut child) = node.child.take() else {
+            continue;
+        };
+        match tokio::time::timeout_at(deadline, child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => {
+                tracing::warn!(node = %node.name, %status, "node stopped with an error")
+            }
+            Ok(Err(e)) => tracing::warn!(node = %node.name, error = %e, "cannot wait for node"),
+            Err(_) => {
+                tracing::warn!(node = %node.name, "node did not stop in time; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+fn absolute(path: PathBuf) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path);
+    }
+    Ok(std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(path))
 }

@@ -118,6 +118,11 @@ impl RunningGateway {
         self.addr
     }
 
+    /// The cluster layer (node registry and connections) of this gateway.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
     /// Stops accepting requests, lets running ones finish, then stops the cluster layer.
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
         if let Some(stop) = self.stop.take() {

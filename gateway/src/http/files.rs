@@ -155,14 +155,13 @@ fn is_multipart(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The client's name for the file: `X-File-Name` (UTF-8), else `?name=`.
+/// The client's name for the file: `X-File-Name`, else `?name=`.
+///
+/// The header is taken as UTF-8 bytes, except in the RFC 8187 form `UTF-8''<percent-encoded>`
+/// (what clients that can only send ASCII headers use), which is decoded.
 fn requested_name(headers: &HeaderMap, query: UploadQuery) -> Result<Option<String>, ApiError> {
     let name = match headers.get(FILE_NAME_HEADER) {
-        Some(value) => Some(
-            std::str::from_utf8(value.as_bytes())
-                .map_err(|_| ApiError::bad_request("X-File-Name is not valid UTF-8"))?
-                .to_owned(),
-        ),
+        Some(value) => Some(header_file_name(value.as_bytes())?),
         None => query.name,
     };
     match name {
@@ -172,6 +171,37 @@ fn requested_name(headers: &HeaderMap, query: UploadQuery) -> Result<Option<Stri
         Some(n) if n.trim().is_empty() => Ok(None),
         other => Ok(other),
     }
+}
+
+fn header_file_name(raw: &[u8]) -> Result<String, ApiError> {
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| ApiError::bad_request("X-File-Name is not valid UTF-8"))?
+        .trim();
+    let prefix = "utf-8''";
+    if text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        return percent_decode(&text[prefix.len()..]).ok_or_else(|| {
+            ApiError::bad_request("X-File-Name: bad percent-encoding after UTF-8''")
+        });
+    }
+    Ok(text.to_owned())
+}
+
+/// `%XX` escapes to bytes, which must then be UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The type of a raw body. `application/x-www-form-urlencoded` is what `curl --data-binary`
@@ -437,4 +467,36 @@ pub async fn list(State(app): State<AppState>, request: Request) -> Result<Respo
         next_after,
     })
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_name_header_forms() {
+        assert_eq!(header_file_name(b"plain.txt").expect("plain"), "plain.txt");
+        assert_eq!(
+            header_file_name("é.txt".as_bytes()).expect("utf-8"),
+            "é.txt"
+        );
+        assert_eq!(
+            header_file_name(b"UTF-8''%C3%A9%20x.txt").expect("ext"),
+            "é x.txt"
+        );
+        assert_eq!(header_file_name(b"utf-8''a%2Fb").expect("ext"), "a/b");
+        // Without the prefix, percent signs are part of the name.
+        assert_eq!(
+            header_file_name(b"100%25.txt").expect("literal"),
+            "100%25.txt"
+        );
+        for bad in [
+            &b"UTF-8''%zz"[..],
+            b"UTF-8''%C3",
+            b"UTF-8''%FF",
+            b"\xff\xfe",
+        ] {
+            assert!(header_file_name(bad).is_err(), "{bad:?}");
+        }
+    }
 }

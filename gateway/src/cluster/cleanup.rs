@@ -69,7 +69,9 @@ async fn meta_call<T: Send + 'static>(
     let meta = cluster.meta().clone();
     match tokio::task::spawn_blocking(move || f(&meta)).await {
         Ok(r) => r,
-        Err(e) => Err(MetaError::InvalidRecord(format!("metadata task failed: {e}"))),
+        Err(e) => Err(MetaError::InvalidRecord(format!(
+            "metadata task failed: {e}"
+        ))),
     }
 }
 

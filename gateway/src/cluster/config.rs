@@ -217,7 +217,10 @@ mod tests {
         let a: MtuSetting = serde_json::from_str("\"auto\"").unwrap();
         assert_eq!(a, MtuSetting::Auto);
         assert!(serde_json::from_str::<MtuSetting>("70000").is_err());
-        assert_eq!(serde_json::to_string(&MtuSetting::Fixed(9000)).unwrap(), "9000");
+        assert_eq!(
+            serde_json::to_string(&MtuSetting::Fixed(9000)).unwrap(),
+            "9000"
+        );
         assert_eq!(MtuSetting::Auto.to_string(), "auto");
     }
 

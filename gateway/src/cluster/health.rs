@@ -39,8 +39,17 @@ mod tests {
 
     #[test]
     fn sweeps_often_enough_to_notice_silence_promptly() {
-        assert_eq!(sweep_interval(Duration::from_secs(6)), Duration::from_secs(1));
-        assert_eq!(sweep_interval(Duration::from_millis(400)), Duration::from_millis(100));
-        assert_eq!(sweep_interval(Duration::from_millis(1)), Duration::from_millis(20));
+        assert_eq!(
+            sweep_interval(Duration::from_secs(6)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_millis(400)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_millis(1)),
+            Duration::from_millis(20)
+        );
     }
 }

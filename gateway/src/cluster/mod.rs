@@ -46,7 +46,7 @@ pub use shard::shard_addr;
 use crate::meta::{Meta, NodeState};
 use crate::placement::Candidate;
 use pool::Pool;
-use registry::{ReportKind, Route, Registry, Timing, ValidReport, unix_ms};
+use registry::{Registry, ReportKind, Route, Timing, ValidReport, unix_ms};
 
 /// Handle on the cluster layer. Clones share one state.
 #[derive(Clone)]
@@ -77,13 +77,17 @@ impl Cluster {
     /// Loads known nodes from `meta` (down until they heartbeat), binds the QUIC client
     /// endpoint, and spawns the down detection and cleanup tasks. Must run inside a tokio
     /// runtime.
+    ///
+    /// `tls` is the gateway's mutual-TLS client config (a `rustls::ClientConfig` or the
+    /// `Arc` that `sixfold_certs::GatewayTls::client_config` returns); it must offer ALPN
+    /// `sixfold/1`.
     pub async fn start(
         cfg: ClusterConfig,
         meta: Meta,
-        tls: rustls::ClientConfig,
+        tls: impl Into<Arc<rustls::ClientConfig>>,
     ) -> Result<Cluster, ClusterError> {
         cfg.validate().map_err(ClusterError::Config)?;
-        let tls = quic_config::quic_tls(tls)?;
+        let tls = quic_config::quic_tls(tls.into())?;
         let loader = meta.clone();
         let records = tokio::task::spawn_blocking(move || loader.list_nodes())
             .await
@@ -249,7 +253,10 @@ impl Cluster {
 
     /// Deletes a chunk; a chunk the node does not have counts as deleted.
     pub async fn delete_chunk(&self, node: Uuid, chunk_id: ChunkId) -> Result<(), NodeError> {
-        match self.call_chunk(node, chunk_id, Request::Delete { chunk_id }).await {
+        match self
+            .call_chunk(node, chunk_id, Request::Delete { chunk_id })
+            .await
+        {
             Ok(Response::Delete) => Ok(()),
             Ok(_) => Err(unexpected_response()),
             Err(NodeError::Status {
@@ -262,7 +269,10 @@ impl Cluster {
 
     /// What the node knows of a chunk.
     pub async fn stat_chunk(&self, node: Uuid, chunk_id: ChunkId) -> Result<ChunkInfo, NodeError> {
-        match self.call_chunk(node, chunk_id, Request::Stat { chunk_id }).await? {
+        match self
+            .call_chunk(node, chunk_id, Request::Stat { chunk_id })
+            .await?
+        {
             Response::Stat(info) => Ok(info),
             _ => Err(unexpected_response()),
         }
@@ -278,7 +288,10 @@ impl Cluster {
         limit: u32,
     ) -> Result<(Vec<ChunkInfo>, bool), NodeError> {
         let limit = limit.clamp(1, sixfold_wire::MAX_LIST_LIMIT);
-        match self.call_shard(node, shard, Request::List { after, limit }).await? {
+        match self
+            .call_shard(node, shard, Request::List { after, limit })
+            .await?
+        {
             Response::List { entries, more } => Ok((entries, more)),
             _ => Err(unexpected_response()),
         }
@@ -310,7 +323,10 @@ impl Cluster {
         );
         for task in tasks {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -406,12 +422,9 @@ impl Cluster {
 
     /// Applies a node report and persists what changed.
     async fn apply_report(&self, report: &ValidReport, kind: ReportKind) {
-        let outcome = self.write().apply_report(
-            report,
-            kind,
-            Instant::now(),
-            unix_ms(SystemTime::now()),
-        );
+        let outcome =
+            self.write()
+                .apply_report(report, kind, Instant::now(), unix_ms(SystemTime::now()));
         if outcome.reconnect {
             self.inner.pool.forget_node(report.id);
         }

@@ -17,6 +17,9 @@ use super::registry::Route;
 
 /// Application close code when the gateway drops a connection on purpose.
 const CLOSE_REPLACED: u32 = 0;
+/// After a failed connect, requests to the same shard fail at once for this long instead of
+/// each waiting out its own timeout (a restart of the node clears it: new generation).
+const FAILURE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Path figures of one pooled connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +49,15 @@ pub struct Pool {
 struct Slot {
     current: Mutex<Option<Pooled>>,
     connecting: tokio::sync::Mutex<()>,
-    /// When and why the last attempt to connect failed, so that tasks queued behind it share
-    /// the failure instead of each waiting out its own timeout.
-    last_failure: Mutex<Option<(Instant, String)>>,
+    /// The last failed attempt to connect, so that tasks queued behind it or arriving
+    /// shortly after share the failure instead of each waiting out its own timeout.
+    last_failure: Mutex<Option<Failure>>,
+}
+
+struct Failure {
+    at: Instant,
+    generation: u64,
+    why: String,
 }
 
 #[derive(Clone)]
@@ -108,17 +117,14 @@ impl Pool {
             return Ok(conn);
         }
         let queued_at = Instant::now();
+        slot.recent_failure(route.generation, queued_at.checked_sub(FAILURE_HOLD))?;
         let _gate = tokio::time::timeout_at(deadline, slot.connecting.lock())
             .await
             .map_err(|_| unavailable_timeout(route.addr))?;
         if let Some(conn) = slot.live(route.generation) {
             return Ok(conn);
         }
-        if let Some((at, why)) = lock(&slot.last_failure).as_ref()
-            && *at >= queued_at
-        {
-            return Err(NodeError::Unavailable(why.clone()));
-        }
+        slot.recent_failure(route.generation, Some(queued_at))?;
         match self.connect(route.addr, deadline).await {
             Ok(conn) => {
                 *lock(&slot.last_failure) = None;
@@ -137,7 +143,11 @@ impl Pool {
                     NodeError::Unavailable(why) => why.clone(),
                     other => other.to_string(),
                 };
-                *lock(&slot.last_failure) = Some((Instant::now(), why));
+                *lock(&slot.last_failure) = Some(Failure {
+                    at: Instant::now(),
+                    generation: route.generation,
+                    why,
+                });
                 Err(e)
             }
         }
@@ -183,7 +193,8 @@ impl Pool {
                 return true;
             }
             if let Some(p) = lock(&slot.current).take() {
-                p.conn.close(VarInt::from_u32(CLOSE_REPLACED), b"node restarted");
+                p.conn
+                    .close(VarInt::from_u32(CLOSE_REPLACED), b"node restarted");
             }
             false
         });
@@ -195,7 +206,9 @@ impl Pool {
             .iter()
             .filter_map(|((node, addr), slot)| {
                 let current = lock(&slot.current);
-                let p = current.as_ref().filter(|p| p.conn.close_reason().is_none())?;
+                let p = current
+                    .as_ref()
+                    .filter(|p| p.conn.close_reason().is_none())?;
                 let stats = p.conn.stats();
                 Some(ConnectionStats {
                     node: *node,
@@ -235,7 +248,10 @@ impl Pool {
         }
         lock(&self.slots).clear();
         for e in endpoints {
-            if tokio::time::timeout_at(deadline, e.wait_idle()).await.is_err() {
+            if tokio::time::timeout_at(deadline, e.wait_idle())
+                .await
+                .is_err()
+            {
                 tracing::debug!("QUIC endpoint did not drain before the shutdown deadline");
             }
         }
@@ -243,6 +259,18 @@ impl Pool {
 }
 
 impl Slot {
+    /// Fails with the last connect failure if it happened at or after `since` for the same
+    /// generation of the node.
+    fn recent_failure(&self, generation: u64, since: Option<Instant>) -> Result<(), NodeError> {
+        let last = lock(&self.last_failure);
+        match (last.as_ref(), since) {
+            (Some(f), Some(since)) if f.generation == generation && f.at >= since => {
+                Err(NodeError::Unavailable(f.why.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn live(&self, generation: u64) -> Option<Connection> {
         let current = lock(&self.current);
         let p = current.as_ref()?;

@@ -91,19 +91,22 @@ pub fn endpoint_config() -> Result<EndpointConfig, ClusterError> {
 }
 
 /// A quinn client config from the gateway's rustls config and the transport for `mtu`.
-pub fn client_config(
-    tls: Arc<QuicClientConfig>,
-    mtu: u16,
-) -> quinn::ClientConfig {
+pub fn client_config(tls: Arc<QuicClientConfig>, mtu: u16) -> quinn::ClientConfig {
     let mut c = quinn::ClientConfig::new(tls);
     c.transport_config(Arc::new(transport_config(mtu)));
     c
 }
 
 /// Wraps the rustls config for QUIC (TLS 1.3 with a QUIC-capable initial cipher suite).
-pub fn quic_tls(tls: rustls::ClientConfig) -> Result<Arc<QuicClientConfig>, ClusterError> {
-    if tls.alpn_protocols.is_empty() {
-        tracing::warn!("gateway TLS config offers no ALPN; nodes expect sixfold/1");
+pub fn quic_tls(tls: Arc<rustls::ClientConfig>) -> Result<Arc<QuicClientConfig>, ClusterError> {
+    if !tls
+        .alpn_protocols
+        .iter()
+        .any(|p| p.as_slice() == sixfold_wire::ALPN)
+    {
+        return Err(ClusterError::Tls(
+            "the gateway TLS config does not offer ALPN sixfold/1, which nodes require".into(),
+        ));
     }
     QuicClientConfig::try_from(tls)
         .map(Arc::new)

@@ -50,8 +50,8 @@ impl OrphanTracker {
         let mut still_seen = HashMap::new();
         let mut orphans = Vec::new();
         for info in unreferenced {
-            let settled = info.state == ChunkState::Complete
-                && !live_sessions.contains(&info.meta.file_id);
+            let settled =
+                info.state == ChunkState::Complete && !live_sessions.contains(&info.meta.file_id);
             let first = before.get(&info.chunk_id).copied().unwrap_or(now);
             if settled || now.saturating_duration_since(first) >= ttl {
                 orphans.push(info.chunk_id);
@@ -96,7 +96,9 @@ async fn list_unreferenced(
             let (entries, more) = match cluster.call_shard(node, shard, req).await? {
                 Response::List { entries, more } => (entries, more),
                 _ => {
-                    return Err(NodeError::Stream("list answered with another response".into()));
+                    return Err(NodeError::Stream(
+                        "list answered with another response".into(),
+                    ));
                 }
             };
             total += entries.len();
@@ -247,7 +249,10 @@ mod tests {
         let half = t0 + TTL / 2;
         assert!(t.observe(node, &found, &live, half, TTL).is_empty());
         // Chunk 3 vanished from one scan: its clock restarts.
-        assert_eq!(t.observe(node, &found[..1], &live, t0 + TTL, TTL), vec![[2; 16]]);
+        assert_eq!(
+            t.observe(node, &found[..1], &live, t0 + TTL, TTL),
+            vec![[2; 16]]
+        );
         assert!(t.observe(node, &found, &live, t0 + TTL, TTL).is_empty());
         let later = t0 + TTL * 2;
         let mut orphans = t.observe(node, &found, &live, later, TTL);
@@ -265,7 +270,10 @@ mod tests {
         assert!(t.observe(node, &found, &none, t0, TTL).is_empty());
         t.forget(&node);
         assert!(t.observe(node, &found, &none, t0 + TTL, TTL).is_empty());
-        assert_eq!(t.observe(node, &found, &none, t0 + TTL * 2, TTL), vec![[3; 16]]);
+        assert_eq!(
+            t.observe(node, &found, &none, t0 + TTL * 2, TTL),
+            vec![[3; 16]]
+        );
     }
 
     #[test]

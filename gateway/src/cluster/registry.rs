@@ -220,9 +220,8 @@ impl Registry {
         let before = entry.record.state;
         let restarted = kind == ReportKind::Register;
         let moved = entry.record.shard_addrs != report.shard_addrs;
-        let reshaped = moved
-            || entry.record.capacity != report.capacity
-            || entry.record.name != report.name;
+        let reshaped =
+            moved || entry.record.capacity != report.capacity || entry.record.name != report.name;
         let rec = &mut entry.record;
         rec.name.clone_from(&report.name);
         rec.shard_addrs.clone_from(&report.shard_addrs);
@@ -534,7 +533,13 @@ mod tests {
         assert!(reg.sweep(secs(t0, 7)).is_empty(), "reported once");
         assert_eq!(reg.up_count(), 1);
         let cands = reg.candidates();
-        assert!(!cands.iter().find(|c| c.id == Uuid::from_u128(1)).unwrap().eligible);
+        assert!(
+            !cands
+                .iter()
+                .find(|c| c.id == Uuid::from_u128(1))
+                .unwrap()
+                .eligible
+        );
         assert!(matches!(
             reg.route(&Uuid::from_u128(1), &[0; 16]),
             Err(NodeError::Unavailable(_))
@@ -553,12 +558,19 @@ mod tests {
         let mut r = report(1);
         r.draining = true;
         let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
-        assert_eq!(out.transition, Some((Some(NodeState::Up), NodeState::Draining)));
+        assert_eq!(
+            out.transition,
+            Some((Some(NodeState::Up), NodeState::Draining))
+        );
         assert!(!reg.candidates()[0].eligible);
         assert_eq!(reg.up_count(), 0);
         assert!(reg.route(&r.id, &[1; 16]).is_ok());
         assert_eq!(reg.serving_nodes(), vec![r.id]);
-        assert_eq!(reg.sweep(secs(t0, 7)).len(), 1, "a silent draining node goes down");
+        assert_eq!(
+            reg.sweep(secs(t0, 7)).len(),
+            1,
+            "a silent draining node goes down"
+        );
     }
 
     #[test]
@@ -615,7 +627,10 @@ mod tests {
         let out = reg.apply_report(&report(1), ReportKind::Register, secs(t0, 632), 0);
         assert!(out.reconnect && out.persist.is_some());
         assert_ne!(reg.route(&id, &[3; 16]).unwrap().generation, g1);
-        assert!(reg.take_due_orphan_scans(secs(t0, 661), interval).is_empty());
+        assert!(
+            reg.take_due_orphan_scans(secs(t0, 661), interval)
+                .is_empty()
+        );
         assert_eq!(reg.take_due_orphan_scans(secs(t0, 662), interval), vec![id]);
     }
 

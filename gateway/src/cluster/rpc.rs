@@ -82,7 +82,9 @@ async fn write_header(send: &mut SendStream, req: &Request) -> Result<(), NodeEr
 
 fn write_error(e: WriteError) -> NodeError {
     match e {
-        WriteError::Stopped(code) => NodeError::Stream(format!("node stopped reading (code {code})")),
+        WriteError::Stopped(code) => {
+            NodeError::Stream(format!("node stopped reading (code {code})"))
+        }
         other => NodeError::Stream(other.to_string()),
     }
 }
@@ -369,7 +371,13 @@ mod tests {
         let e = reset_error(VarInt::from_u32(2), 10);
         assert_eq!(e.status(), Some(Status::ChecksumMismatch));
         // Unknown codes and "ok" still fail the read.
-        assert_eq!(reset_error(VarInt::from_u32(0), 0).status(), Some(Status::Internal));
-        assert_eq!(reset_error(VarInt::from_u32(999), 0).status(), Some(Status::Internal));
+        assert_eq!(
+            reset_error(VarInt::from_u32(0), 0).status(),
+            Some(Status::Internal)
+        );
+        assert_eq!(
+            reset_error(VarInt::from_u32(999), 0).status(),
+            Some(Status::Internal)
+        );
     }
 }

@@ -12,7 +12,9 @@ pub fn shard_addr(shard_addrs: &[SocketAddr], chunk_id: &ChunkId) -> Option<Sock
     }
     // Registration caps the shard count well below u16::MAX; saturate rather than wrap anyway.
     let shards = u16::try_from(shard_addrs.len()).unwrap_or(u16::MAX);
-    shard_addrs.get(usize::from(shard_for(chunk_id, shards))).copied()
+    shard_addrs
+        .get(usize::from(shard_for(chunk_id, shards)))
+        .copied()
 }
 
 #[cfg(test)]

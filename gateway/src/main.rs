@@ -33,7 +33,8 @@ enum Command {
     /// Run a complete local cluster: the gateway and N storage nodes on loopback.
     Dev(dev::DevArgs),
     /// Manage the cluster certificates and token.
-    Certs(certs_cmd::CertsArgs),
+    #[command(subcommand)]
+    Certs(certs_cmd::CertsCommand),
 }
 
 /// Logs go to stderr, as text or JSON lines; `RUST_LOG` filters (default `info`).

@@ -1,1 +1,10 @@
-//! Helpers for starting real sixfold processes in tests.
+//! Test support for sixfold's end-to-end tests: builds the real binaries, starts them on
+//! loopback ports that do not clash, and stops them by PID when a test ends, pass or fail.
+
+pub mod cluster;
+pub mod data;
+pub mod process;
+
+pub use cluster::{ClusterOptions, TestCluster};
+pub use data::{pattern, Pattern};
+pub use process::{bin_path, free_tcp_port, Proc};

@@ -52,10 +52,10 @@ pub fn try_decode_response(buf: &[u8]) -> Result<Decoded<Response>, WireError> {
     try_decode(buf, Response::decode)
 }
 
-fn try_decode<T>(
-    buf: &[u8],
-    decode: fn(&[u8]) -> Result<(T, usize), WireError>,
-) -> Result<Decoded<T>, WireError> {
+/// A whole-header decoder: the message and the number of bytes its header took.
+type DecodeFn<T> = fn(&[u8]) -> Result<(T, usize), WireError>;
+
+fn try_decode<T>(buf: &[u8], decode: DecodeFn<T>) -> Result<Decoded<T>, WireError> {
     if buf.len() < PREFIX_LEN {
         return Ok(Decoded::NeedMore(PREFIX_LEN));
     }

@@ -1,0 +1,12 @@
+//! sixfold-node: the storage node. Thread-per-core monoio runtimes (one per shard), each with
+//! its own QUIC endpoint and io_uring + O_DIRECT chunk store; a std thread registers the node
+//! with the gateway and heartbeats.
+
+pub mod config;
+pub mod node_id;
+pub mod quic;
+pub mod registration;
+pub mod service;
+pub mod shard;
+pub mod signals;
+pub mod store;

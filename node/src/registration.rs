@@ -1,0 +1,540 @@
+//! Registration with the gateway and heartbeats: a plain std thread with a blocking HTTP client
+//! (ureq), so no async runtime besides the shards' monoio exists in the node.
+//!
+//! The thread registers (`POST /internal/nodes/register`), retrying with exponential backoff
+//! while the gateway is away, then heartbeats (`POST /internal/nodes/heartbeat`) at the interval
+//! the gateway's answer asks for. A heartbeat the gateway answers with 404 (it forgot the node)
+//! leads to a fresh registration. A refused token is logged as an error naming the token file
+//! and retried slowly, since an operator has to fix it. Each change of the link's state is
+//! logged once, not every attempt.
+
+use std::io;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sixfold_wire::registration::{HEARTBEAT_PATH, NodeReport, REGISTER_PATH, ReportAck};
+
+/// First retry delay while the gateway is away; doubles up to [`BACKOFF_MAX`].
+pub const BACKOFF_START: Duration = Duration::from_millis(100);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Retry delay when the gateway refuses the node (bad token, rejected report): a human has to
+/// act, so the node does not hammer the gateway meanwhile.
+pub const SLOW_RETRY: Duration = Duration::from_secs(15);
+/// Heartbeat interval until the gateway says otherwise.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+const MAX_HEARTBEAT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest error body kept for a log line.
+const MAX_LOGGED_BODY: u64 = 1024;
+
+/// Where and how the node reports itself.
+#[derive(Clone)]
+pub struct RegistrationSettings {
+    /// Gateway base URL, no trailing slash.
+    pub gateway: String,
+    /// The cluster token, sent as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Shown in the error logged when the gateway refuses the token.
+    pub token_path: String,
+}
+
+impl std::fmt::Debug for RegistrationSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrationSettings")
+            .field("gateway", &self.gateway)
+            .field("token", &"[redacted]")
+            .field("token_path", &self.token_path)
+            .finish()
+    }
+}
+
+/// Exponential backoff: 100 ms, 200 ms, ... capped at 5 s.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: BACKOFF_START,
+        }
+    }
+}
+
+impl Backoff {
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        delay
+    }
+
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_START;
+    }
+}
+
+/// What one report POST came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx; the ack when the body was one.
+    Accepted(Option<ReportAck>),
+    /// No HTTP answer at all (refused, timed out, DNS...).
+    Unreachable(String),
+    /// 401 or 403: the cluster token is missing or wrong.
+    Unauthorized(String),
+    /// 404: the gateway does not know the node (or the route).
+    NotFound,
+    /// Another 4xx: the gateway rejects the report itself.
+    Refused(u16, String),
+    /// 5xx: the gateway is there but failing.
+    GatewayError(u16, String),
+}
+
+/// Classifies an HTTP status and body.
+pub fn classify(status: u16, body: String, ack: Option<ReportAck>) -> Outcome {
+    match status {
+        200..=299 => Outcome::Accepted(ack),
+        401 | 403 => Outcome::Unauthorized(body),
+        404 => Outcome::NotFound,
+        400..=499 => Outcome::Refused(status, body),
+        _ => Outcome::GatewayError(status, body),
+    }
+}
+
+/// The link's state as logged: a line is written only when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Starting,
+    Registered,
+    Unreachable,
+    Unauthorized,
+    Refused,
+    GatewayError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Register,
+    Heartbeat,
+}
+
+enum Command {
+    /// Report `draining: true` from now on, starting with a heartbeat right away.
+    Drain,
+    /// Send the final (draining) heartbeat and end the thread.
+    Stop,
+}
+
+/// The running registration thread.
+pub struct Registration {
+    commands: mpsc::Sender<Command>,
+    thread: JoinHandle<()>,
+}
+
+impl Registration {
+    /// Starts the thread. `report(draining)` builds the current report; `on_registered` runs
+    /// once, after the first registration the gateway accepted.
+    pub fn start<R, F>(
+        settings: RegistrationSettings,
+        report: R,
+        on_registered: F,
+    ) -> io::Result<Self>
+    where
+        R: Fn(bool) -> NodeReport + Send + 'static,
+        F: FnOnce() + Send + 'static,
+    {
+        let (commands, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("registration".into())
+            .spawn(move || {
+                let client = Client::new(&settings);
+                run(&client, &settings, rx, report, on_registered);
+            })?;
+        Ok(Self { commands, thread })
+    }
+
+    /// Tells the gateway now that the node is stopping (no new parts), and keeps saying so.
+    pub fn drain(&self) {
+        let _ = self.commands.send(Command::Drain);
+    }
+
+    /// Sends the final draining heartbeat and waits for the thread to end (bounded by the
+    /// HTTP timeouts).
+    pub fn stop(self) {
+        let _ = self.commands.send(Command::Stop);
+        if self.thread.join().is_err() {
+            tracing::error!("registration thread panicked");
+        }
+    }
+}
+
+struct Client {
+    agent: ureq::Agent,
+    gateway: String,
+    authorization: String,
+}
+
+impl Client {
+    fn new(settings: &RegistrationSettings) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .build();
+        Self {
+            agent: ureq::Agent::new_with_config(config),
+            gateway: settings.gateway.clone(),
+            authorization: format!("Bearer {}", settings.token),
+        }
+    }
+
+    fn post(&self, path: &str, report: &NodeReport) -> Outcome {
+        let url = format!("{}{path}", self.gateway);
+        let result = self
+            .agent
+            .post(&url)
+            .header("Authorization", &self.authorization)
+            .send_json(report);
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => return Outcome::Unreachable(e.to_string()),
+        };
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            // An ack the node cannot read is not a failure: the report was taken.
+            let ack = response.body_mut().read_json::<ReportAck>().ok();
+            classify(status, String::new(), ack)
+        } else {
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_LOGGED_BODY)
+                .read_to_string()
+                .unwrap_or_default();
+            classify(status, body, None)
+        }
+    }
+}
+
+fn run<R, F>(
+    client: &Client,
+    settings: &RegistrationSettings,
+    commands: mpsc::Receiver<Command>,
+    report: R,
+    on_registered: F,
+) where
+    R: Fn(bool) -> NodeReport,
+    F: FnOnce(),
+{
+    let mut on_registered = Some(on_registered);
+    let mut phase = Phase::Register;
+    let mut link = Link::Starting;
+    let mut backoff = Backoff::default();
+    let mut interval = DEFAULT_HEARTBEAT;
+    let mut draining = false;
+    loop {
+        let path = match phase {
+            Phase::Register => REGISTER_PATH,
+            Phase::Heartbeat => HEARTBEAT_PATH,
+        };
+        let outcome = client.post(path, &report(draining));
+        let (next_link, wait) = match outcome {
+            Outcome::Accepted(ack) => {
+                if let Some(ack) = ack {
+                    interval = Duration::from_millis(ack.heartbeat_interval_ms)
+                        .clamp(MIN_HEARTBEAT, MAX_HEARTBEAT);
+                }
+                if phase == Phase::Register || link != Link::Registered {
+                    tracing::info!(
+                        gateway = %client.gateway,
+                        heartbeat_ms = interval.as_millis() as u64,
+                        "registered with the gateway"
+                    );
+                }
+                phase = Phase::Heartbeat;
+                backoff.reset();
+                if let Some(f) = on_registered.take() {
+                    f();
+                }
+                (Link::Registered, interval)
+            }
+            Outcome::NotFound if phase == Phase::Heartbeat => {
+                tracing::info!("the gateway does not know this node; registering again");
+                phase = Phase::Register;
+                (Link::Starting, Duration::ZERO)
+            }
+            Outcome::NotFound => {
+                log_change(link, Link::Refused, || {
+                    tracing::error!(
+                        url = %format!("{}{path}", client.gateway),
+                        "the gateway has no registration endpoint (404); is --gateway the \
+                         sixfold gateway's HTTP address?"
+                    )
+                });
+                (Link::Refused, SLOW_RETRY)
+            }
+            Outcome::Unauthorized(body) => {
+                log_change(link, Link::Unauthorized, || {
+                    tracing::error!(
+                        token_file = %settings.token_path,
+                        gateway = %client.gateway,
+                        answer = %body.trim(),
+                        "the gateway refused the cluster token: the token file must hold the \
+                         same token as the gateway's cluster.token; retrying every {}s",
+                        SLOW_RETRY.as_secs()
+                    )
+                });
+                (Link::Unauthorized, SLOW_RETRY)
+            }
+            Outcome::Refused(status, body) => {
+                log_change(link, Link::Refused, || {
+                    tracing::error!(
+                        status,
+                        answer = %body.trim(),
+                        "the gateway rejected the node report; retrying every {}s",
+                        SLOW_RETRY.as_secs()
+                    )
+                });
+                (Link::Refused, SLOW_RETRY)
+            }
+            Outcome::Unreachable(error) => {
+                log_change(link, Link::Unreachable, || {
+                    tracing::warn!(
+                        gateway = %client.gateway,
+                        %error,
+                        "gateway unreachable; retrying with backoff"
+                    )
+                });
+                (Link::Unreachable, backoff.next_delay())
+            }
+            Outcome::GatewayError(status, body) => {
+                log_change(link, Link::GatewayError, || {
+                    tracing::warn!(
+                        status,
+                        answer = %body.trim(),
+                        "the gateway failed to take the node report; retrying with backoff"
+                    )
+                });
+                (Link::GatewayError, backoff.next_delay())
+            }
+        };
+        link = next_link;
+        match commands.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(Command::Drain) => draining = true,
+            Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if phase == Phase::Heartbeat {
+        match client.post(HEARTBEAT_PATH, &report(true)) {
+            Outcome::Accepted(_) => tracing::info!("sent the final draining heartbeat"),
+            other => tracing::warn!(outcome = ?other, "final draining heartbeat failed"),
+        }
+    }
+}
+
+fn log_change(from: Link, to: Link, log: impl FnOnce()) {
+    if from != to {
+        log();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::default();
+        let delays: Vec<u64> = (0..8).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next_delay(), BACKOFF_START);
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        let ack = ReportAck {
+            heartbeat_interval_ms: 7,
+        };
+        assert_eq!(
+            classify(200, String::new(), Some(ack.clone())),
+            Outcome::Accepted(Some(ack))
+        );
+        assert_eq!(
+            classify(401, "no".into(), None),
+            Outcome::Unauthorized("no".into())
+        );
+        assert_eq!(
+            classify(403, String::new(), None),
+            Outcome::Unauthorized(String::new())
+        );
+        assert_eq!(classify(404, String::new(), None), Outcome::NotFound);
+        assert_eq!(
+            classify(400, "bad".into(), None),
+            Outcome::Refused(400, "bad".into())
+        );
+        assert_eq!(
+            classify(503, String::new(), None),
+            Outcome::GatewayError(503, String::new())
+        );
+    }
+
+    /// One recorded request: path, Authorization header, body.
+    type Seen = Arc<Mutex<Vec<(String, String, NodeReport)>>>;
+
+    /// A one-request-per-connection HTTP server answering from a script, then 200 forever.
+    fn fake_gateway(script: Vec<(u16, &'static str)>) -> (String, Seen) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Seen = Arc::default();
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            let mut script = script.into_iter();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+                let (mut auth, mut len) = (String::new(), 0usize);
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    let (k, v) = h.split_once(':').unwrap();
+                    match k.to_ascii_lowercase().as_str() {
+                        "authorization" => auth = v.trim().to_owned(),
+                        "content-length" => len = v.trim().parse().unwrap(),
+                        _ => {}
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                record
+                    .lock()
+                    .unwrap()
+                    .push((path, auth, serde_json::from_slice(&body).unwrap()));
+                let (status, text) = script
+                    .next()
+                    .unwrap_or((200, r#"{"heartbeat_interval_ms":100}"#));
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    fn report(draining: bool) -> NodeReport {
+        NodeReport {
+            version: 1,
+            node_id: "6f1c1d8e-34a9-4b59-9a8b-2f0a1c3d4e5f".into(),
+            name: "n".into(),
+            shard_addrs: vec!["127.0.0.1:7000".parse().unwrap()],
+            capacity: 10,
+            used: 1,
+            chunk_count: 1,
+            in_flight: 0,
+            draining,
+            software: "test".into(),
+        }
+    }
+
+    fn wait_for(seen: &Seen, n: usize) -> Vec<(String, String, NodeReport)> {
+        // Bounded by the test harness; the thread posts every ≤100 ms.
+        loop {
+            let got = seen.lock().unwrap().clone();
+            if got.len() >= n {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn retries_registration_through_gateway_errors_and_stops_without_heartbeat() {
+        let (url, seen) = fake_gateway(vec![
+            (503, "{}"),                          // register: gateway not ready
+            (401, r#"{"error":"unauthorized"}"#), // register: wrong token (slow retry)
+        ]);
+        // The 401 makes the thread wait SLOW_RETRY; stop it early instead and check what it
+        // sent up to there.
+        let settings = RegistrationSettings {
+            gateway: url,
+            token: "tok".into(),
+            token_path: "/x/cluster.token".into(),
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let reg =
+            Registration::start(settings, report, move || ready_tx.send(()).unwrap()).unwrap();
+        let got = wait_for(&seen, 2);
+        assert!(
+            got.iter()
+                .all(|(p, a, _)| p == REGISTER_PATH && a == "Bearer tok")
+        );
+        assert!(
+            ready_rx.try_recv().is_err(),
+            "ready before any registration"
+        );
+        reg.stop();
+        // Never registered: no final heartbeat.
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn heartbeats_after_registering_and_registers_again_on_404() {
+        let (url, seen) = fake_gateway(vec![
+            (200, r#"{"heartbeat_interval_ms":100}"#), // register
+            (404, "{}"),                               // heartbeat: gateway forgot the node
+        ]);
+        let settings = RegistrationSettings {
+            gateway: url,
+            token: "tok".into(),
+            token_path: String::new(),
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let reg =
+            Registration::start(settings, report, move || ready_tx.send(()).unwrap()).unwrap();
+        ready_rx.recv().unwrap();
+        let got = wait_for(&seen, 4);
+        let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(
+            paths[..4],
+            [REGISTER_PATH, HEARTBEAT_PATH, REGISTER_PATH, HEARTBEAT_PATH]
+        );
+        assert!(got.iter().all(|(_, _, r)| !r.draining));
+        reg.drain();
+        let first_draining = loop {
+            let got = wait_for(&seen, 1);
+            if let Some(i) = got.iter().position(|(_, _, r)| r.draining) {
+                break i;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let before_stop = seen.lock().unwrap().len();
+        reg.stop();
+        let got = seen.lock().unwrap().clone();
+        assert!(got.len() > before_stop, "no final heartbeat");
+        assert!(
+            got[first_draining..]
+                .iter()
+                .all(|(p, _, r)| p == HEARTBEAT_PATH && r.draining)
+        );
+        // Called exactly once: no second message, and the callback is gone with the thread.
+        assert_eq!(ready_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+    }
+}

@@ -1,0 +1,245 @@
+//! One stream, one request: read the header, check it, run the operation, answer, log one line.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sixfold_wire::{ErrorResponse, NodeInfo, Op, Request, Response, Status};
+
+use super::header::{self, HeaderFailure};
+use super::rules;
+use super::{ShardService, get, put};
+use crate::quic::{RecvStream, SendStream, StreamError};
+use crate::store::ChunkId;
+
+/// How a request ended, for its log line.
+pub(super) struct Outcome {
+    /// Status name, or `aborted` when the stream broke and nobody was left to answer.
+    pub status: &'static str,
+    /// Needs attention (see [`rules::worth_a_warning`]).
+    pub warn: bool,
+    /// Body bytes moved (received for a put, sent for a get).
+    pub bytes: u64,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn ok(bytes: u64) -> Self {
+        Self {
+            status: Status::Ok.name(),
+            warn: false,
+            bytes,
+            error: None,
+        }
+    }
+
+    pub fn failed(status: Status, bytes: u64, error: impl ToString) -> Self {
+        Self {
+            status: status.name(),
+            warn: rules::worth_a_warning(status),
+            bytes,
+            error: Some(error.to_string()),
+        }
+    }
+
+    /// The stream broke (reset, connection lost, node closing): the client went away.
+    pub fn aborted(bytes: u64, error: impl ToString) -> Self {
+        Self {
+            status: "aborted",
+            warn: false,
+            bytes,
+            error: Some(error.to_string()),
+        }
+    }
+}
+
+pub(super) async fn handle(svc: Rc<ShardService>, mut recv: RecvStream, mut send: SendStream) {
+    let started = Instant::now();
+    let (request, rest) = match header::read_request(&mut recv).await {
+        Ok(r) => r,
+        Err(failure) => return refuse_header(&svc, &mut recv, &mut send, failure).await,
+    };
+    let op = request.op();
+    let chunk = request.chunk_id().map(|id| ChunkId(*id));
+    if svc.is_draining() {
+        let e = ErrorResponse::new(op, Status::ShuttingDown, 0, "the node is shutting down");
+        let _ = respond(&mut send, &Response::Error(e)).await;
+        tracing::debug!(shard = svc.shard, op = op.name(), "refused: shutting down");
+        return;
+    }
+    let _in_flight = svc.enter();
+    let outcome = match serve(&svc, request, rest, &mut recv, &mut send).await {
+        Ok(outcome) => outcome,
+        Err(response) => answer_error(&mut send, response, 0).await,
+    };
+    log(&svc, op, chunk, &outcome, started);
+}
+
+/// Runs one checked request; `Err` is an answer that ends it before any body moved.
+async fn serve(
+    svc: &Rc<ShardService>,
+    request: Request,
+    rest: Bytes,
+    recv: &mut RecvStream,
+    send: &mut SendStream,
+) -> Result<Outcome, ErrorResponse> {
+    rules::check_request(&request, svc.shard, svc.node.shards)?;
+    let op = request.op();
+    if !matches!(request, Request::Put { .. }) && !rest.is_empty() {
+        return Err(ErrorResponse::new(
+            op,
+            Status::BadRequest,
+            0,
+            format!("{} takes no body, got {} bytes", op.name(), rest.len()),
+        ));
+    }
+    let store = &svc.store;
+    let store_err = |e| rules::store_error_response(op, &e, None);
+    let response = match request {
+        Request::Put {
+            chunk_id,
+            meta,
+            resume_from,
+        } => {
+            return Ok(
+                put::handle(svc, ChunkId(chunk_id), meta, resume_from, rest, recv, send).await,
+            );
+        }
+        Request::Get {
+            chunk_id,
+            offset,
+            len,
+        } => return Ok(get::handle(svc, ChunkId(chunk_id), offset, len, send).await),
+        Request::Delete { chunk_id } => {
+            let id = ChunkId(chunk_id);
+            match store.delete(id).await {
+                Ok(()) => {
+                    svc.refresh_stats();
+                    Response::Delete
+                }
+                Err(e) => return Err(rules::store_error_response(op, &e, durable_len(svc, id))),
+            }
+        }
+        Request::Stat { chunk_id } => Response::Stat(rules::to_chunk_info(
+            &store.stat(ChunkId(chunk_id)).map_err(store_err)?,
+        )),
+        Request::List { after, limit } => {
+            let page = store.list(after.map(ChunkId), limit as usize + 1);
+            let (entries, more) = rules::list_page(page, limit);
+            Response::List { entries, more }
+        }
+        Request::NodeInfo => {
+            let usage = store.usage();
+            Response::NodeInfo(NodeInfo {
+                node_id: *svc.node.node_id.as_bytes(),
+                shard: svc.shard,
+                shards: svc.node.shards,
+                capacity: svc.node.shard_capacity(),
+                used: usage.used_bytes,
+                chunk_count: usage.chunk_count,
+                in_flight: svc.in_flight(),
+            })
+        }
+    };
+    match respond(send, &response).await {
+        Ok(()) => Ok(Outcome::ok(0)),
+        Err(e) => Ok(Outcome::aborted(0, e)),
+    }
+}
+
+/// The chunk's durable length, for the `Conflict` answer to a busy chunk.
+pub(super) fn durable_len(svc: &ShardService, id: ChunkId) -> Option<u64> {
+    svc.store.stat(id).ok().map(|s| s.durable_len)
+}
+
+/// Writes a response header (no body), ends the stream and waits for the peer to have it, so a
+/// stopping shard does not close the connection under an unacknowledged answer.
+pub(super) async fn respond(send: &mut SendStream, response: &Response) -> Result<(), StreamError> {
+    send.write(encode(response)).await?;
+    send.finish()?;
+    send.finished().await
+}
+
+/// Answers with an error header and ends the stream.
+pub(super) async fn answer_error(
+    send: &mut SendStream,
+    response: ErrorResponse,
+    bytes: u64,
+) -> Outcome {
+    let outcome = Outcome::failed(response.status, bytes, &response.message);
+    let _ = respond(send, &Response::Error(response)).await;
+    outcome
+}
+
+pub(super) fn encode(response: &Response) -> Bytes {
+    let mut header = Vec::with_capacity(64);
+    response.encode(&mut header);
+    Bytes::from(header)
+}
+
+async fn refuse_header(
+    svc: &ShardService,
+    recv: &mut RecvStream,
+    send: &mut SendStream,
+    failure: HeaderFailure,
+) {
+    let (kind, error) = match failure {
+        HeaderFailure::Stream(e) => {
+            tracing::debug!(shard = svc.shard, error = %e, "stream ended before a request header");
+            return;
+        }
+        HeaderFailure::Malformed(m) => (m.kind, m.error.to_string()),
+        HeaderFailure::Truncated { received, kind } => (
+            kind,
+            format!("stream finished after {received} bytes, before a whole request header"),
+        ),
+        HeaderFailure::TimedOut { kind } => (
+            kind,
+            format!(
+                "no whole request header within {}s",
+                header::HEADER_TIMEOUT.as_secs()
+            ),
+        ),
+    };
+    tracing::warn!(shard = svc.shard, %error, "bad request header");
+    let _ = recv.stop(Status::BadRequest.code());
+    match rules::header_refusal(kind, &error) {
+        Some(e) => {
+            let _ = respond(send, &Response::Error(e)).await;
+        }
+        // Without an operation there is no valid error header to send.
+        None => {
+            let _ = send.reset(Status::BadRequest.code());
+        }
+    }
+}
+
+fn log(svc: &ShardService, op: Op, chunk: Option<ChunkId>, outcome: &Outcome, started: Instant) {
+    let micros = started.elapsed().as_micros() as u64;
+    let chunk = chunk.map(|c| c.to_hex()).unwrap_or_default();
+    let error = outcome.error.as_deref().unwrap_or_default();
+    if outcome.warn {
+        tracing::warn!(
+            shard = svc.shard,
+            op = op.name(),
+            chunk,
+            status = outcome.status,
+            bytes = outcome.bytes,
+            micros,
+            error,
+            "request failed"
+        );
+    } else {
+        tracing::debug!(
+            shard = svc.shard,
+            op = op.name(),
+            chunk,
+            status = outcome.status,
+            bytes = outcome.bytes,
+            micros,
+            error,
+            "request"
+        );
+    }
+}

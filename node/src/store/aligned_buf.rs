@@ -1,0 +1,179 @@
+//! A heap buffer aligned for O_DIRECT, usable as an owned io_uring buffer by monoio.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+
+use monoio::buf::{IoBuf, IoBufMut};
+
+use super::format::ALIGN;
+
+/// A fixed-capacity byte buffer whose start address and capacity are multiples of 4096.
+///
+/// The whole capacity is zero-initialised at allocation and stays initialised, so `len` may be
+/// set to any value up to the capacity. `len` is what a write submits and what a read filled.
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    cap: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// Allocates `cap` zeroed bytes; `cap` must be a non-zero multiple of 4096.
+    pub fn new(cap: usize) -> AlignedBuf {
+        assert!(
+            cap > 0 && cap.is_multiple_of(ALIGN as usize),
+            "AlignedBuf capacity {cap} is not a non-zero multiple of {ALIGN}"
+        );
+        let layout = Self::layout(cap);
+        // SAFETY: `layout` has a non-zero size (checked above) and a valid power-of-two alignment.
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        AlignedBuf { ptr, cap, len: 0 }
+    }
+
+    fn layout(cap: usize) -> Layout {
+        match Layout::from_size_align(cap, ALIGN as usize) {
+            Ok(l) => l,
+            Err(_) => panic!("AlignedBuf capacity {cap} overflows a Layout"),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Remaining room after `len`.
+    pub fn spare(&self) -> usize {
+        self.cap - self.len
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Sets the length; every byte up to the capacity is always initialised.
+    pub fn set_len(&mut self, len: usize) {
+        assert!(len <= self.cap, "len {len} beyond capacity {}", self.cap);
+        self.len = len;
+    }
+
+    /// Appends as much of `data` as fits and returns how many bytes were taken.
+    pub fn extend_from_slice(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.spare());
+        let start = self.len;
+        self.full_mut()[start..start + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        n
+    }
+
+    /// Zero-fills from `len` up to the next multiple of 4096 and extends `len` to it, so that a
+    /// short tail can be written with O_DIRECT.
+    pub fn pad_to_alignment(&mut self) {
+        let padded = (self.len as u64).div_ceil(ALIGN) as usize * ALIGN as usize;
+        let start = self.len;
+        self.full_mut()[start..padded].fill(0);
+        self.len = padded;
+    }
+
+    /// The filled bytes `[0, len)`.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.full()[..self.len]
+    }
+
+    /// The filled bytes `[0, len)`, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let len = self.len;
+        &mut self.full_mut()[..len]
+    }
+
+    fn full(&self) -> &[u8] {
+        // SAFETY: `ptr` points to `cap` bytes owned by this buffer, all initialised (zeroed at
+        // allocation, only ever overwritten with bytes), and the shared borrow of `self`
+        // prevents any mutable access for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.cap) }
+    }
+
+    fn full_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `full`, and the exclusive borrow of `self` makes this the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` was returned by `alloc_zeroed` with exactly this layout and is freed once.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.cap)) }
+    }
+}
+
+// SAFETY: AlignedBuf uniquely owns its allocation (like `Box<[u8]>`); nothing else aliases it.
+unsafe impl Send for AlignedBuf {}
+// SAFETY: shared access only hands out `&[u8]`, which is safe to share between threads.
+unsafe impl Sync for AlignedBuf {}
+
+// SAFETY: `read_ptr` is the start of a heap allocation that does not move when the AlignedBuf
+// value moves, and `bytes_init` (`len`) never exceeds the allocation's initialised size.
+unsafe impl IoBuf for AlignedBuf {
+    fn read_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+}
+
+// SAFETY: `write_ptr` is the stable heap address of `cap` writable bytes; `bytes_total` is that
+// capacity; any `set_init` position up to the capacity is initialised memory.
+unsafe impl IoBufMut for AlignedBuf {
+    fn write_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    fn bytes_total(&mut self) -> usize {
+        self.cap
+    }
+
+    unsafe fn set_init(&mut self, pos: usize) {
+        self.set_len(pos);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_zeroed_and_fills() {
+        let mut b = AlignedBuf::new(8192);
+        assert_eq!(b.read_ptr() as usize % 4096, 0);
+        assert_eq!(b.capacity(), 8192);
+        assert!(b.is_empty());
+        assert_eq!(b.extend_from_slice(&[1, 2, 3]), 3);
+        assert_eq!(b.as_slice(), &[1, 2, 3]);
+        b.pad_to_alignment();
+        assert_eq!(b.len(), 4096);
+        assert!(b.as_slice()[3..].iter().all(|&x| x == 0));
+        let big = vec![9u8; 10_000];
+        assert_eq!(b.extend_from_slice(&big), 4096);
+        assert_eq!(b.spare(), 0);
+        b.clear();
+        assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "not a non-zero multiple")]
+    fn unaligned_capacity_is_refused() {
+        let _ = AlignedBuf::new(1000);
+    }
+}

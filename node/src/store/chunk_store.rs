@@ -1,0 +1,352 @@
+//! `ChunkStore`: one shard's chunks, its in-memory index, and the operations on them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use monoio::fs::File;
+
+use super::buffer_pool::BufferPool;
+use super::chunk_file;
+use super::error::StoreError;
+use super::format::{BLOCK_SIZE, Layout};
+use super::index_codec::{self, LogRecord};
+use super::index_log::IndexLog;
+use super::local_sync::{Event, Notify};
+use super::put::{PutState, PutWriter};
+use super::read::ChunkReader;
+use super::recovery::{self, OpenReport};
+use super::types::{ChunkId, ChunkMeta, ChunkStat, StoreConfig, Usage};
+
+/// Directory of shard `n` under a node's data directory.
+pub fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
+    data_dir.join(format!("shard-{shard}"))
+}
+
+/// One shard's chunk store. Cheap to clone (a handle); not `Send`: it lives on the shard's
+/// monoio runtime and every method must be called there.
+#[derive(Clone)]
+pub struct ChunkStore {
+    pub(crate) inner: Rc<StoreInner>,
+}
+
+pub(crate) struct StoreInner {
+    pub(crate) config: StoreConfig,
+    pub(crate) chunks_dir: PathBuf,
+    /// The chunks directory, kept open to fsync entry creation and removal.
+    pub(crate) chunks_dir_fd: Rc<File>,
+    pub(crate) pool: BufferPool,
+    pub(crate) index: RefCell<BTreeMap<ChunkId, ChunkStat>>,
+    pub(crate) log: IndexLog,
+    slots: RefCell<HashMap<ChunkId, Rc<ChunkSlot>>>,
+    pub(crate) janitor: Rc<Janitor>,
+    report: OpenReport,
+    /// Holds the shard directory's exclusive lock for the store's lifetime.
+    _dir_lock: std::fs::File,
+}
+
+impl ChunkStore {
+    /// Opens (creating if needed) the store in `dir` (normally [`shard_dir`]). Loads the index,
+    /// or rebuilds it from the chunk headers when it is missing or damaged. Must run on the
+    /// shard's monoio runtime (io_uring driver).
+    pub async fn open(
+        dir: impl Into<PathBuf>,
+        config: StoreConfig,
+    ) -> Result<ChunkStore, StoreError> {
+        validate_config(&config)?;
+        let dir = dir.into();
+        let opened = recovery::open_dir_and_index(&dir, &config).await?;
+        let janitor = Rc::new(Janitor::default());
+        let inner = Rc::new(StoreInner {
+            config,
+            chunks_dir: opened.chunks_dir,
+            chunks_dir_fd: Rc::new(opened.chunks_dir_fd),
+            pool: opened.pool,
+            index: RefCell::new(opened.index),
+            log: opened.log,
+            slots: RefCell::new(HashMap::new()),
+            janitor: janitor.clone(),
+            report: opened.report,
+            _dir_lock: opened.dir_lock,
+        });
+        monoio::spawn(run_janitor(janitor));
+        Ok(ChunkStore { inner })
+    }
+
+    /// How the last open found the index.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.report
+    }
+
+    /// The shard's buffer pool (shared by puts and reads).
+    pub fn pool(&self) -> &BufferPool {
+        &self.inner.pool
+    }
+
+    /// Starts (`resume_from == 0`) or resumes (`resume_from` == the chunk's durable length) a put.
+    ///
+    /// Errors: `Conflict{durable_len}` when the chunk is Complete or `resume_from` is not its
+    /// durable length (0 when the chunk is unknown); `Busy` while another put on it is
+    /// receiving; `BadRequest` for invalid meta or meta differing from the stored chunk;
+    /// `DiskFull` if the space cannot be reserved.
+    pub async fn put(
+        &self,
+        chunk_id: ChunkId,
+        meta: ChunkMeta,
+        resume_from: u64,
+    ) -> Result<PutWriter, StoreError> {
+        let st = PutState::begin(&self.inner, chunk_id, meta, resume_from).await?;
+        Ok(PutWriter::new(st))
+    }
+
+    /// Streams `len` bytes of a Complete chunk from body offset `offset`, verified block by block.
+    pub async fn read(
+        &self,
+        chunk_id: ChunkId,
+        offset: u64,
+        len: u64,
+    ) -> Result<ChunkReader, StoreError> {
+        ChunkReader::open(&self.inner, chunk_id, offset, len).await
+    }
+
+    pub fn stat(&self, chunk_id: ChunkId) -> Result<ChunkStat, StoreError> {
+        self.inner
+            .index
+            .borrow()
+            .get(&chunk_id)
+            .copied()
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Removes a chunk (Complete or Writing). `NotFound` if absent; `Busy` while a put on it
+    /// is receiving. Durable on return.
+    pub async fn delete(&self, chunk_id: ChunkId) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let _slot = inner.lock_chunk(chunk_id, true).await?;
+        if !inner.index.borrow().contains_key(&chunk_id) {
+            return Err(StoreError::NotFound);
+        }
+        inner.remove_chunk_file(chunk_id).await?;
+        Ok(())
+    }
+
+    /// Up to `limit` chunks (Complete and Writing) with ids greater than `after`, in id order.
+    pub fn list(&self, after: Option<ChunkId>, limit: usize) -> Vec<ChunkStat> {
+        let index = self.inner.index.borrow();
+        let lower = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        index
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, s)| *s)
+            .collect()
+    }
+
+    pub fn usage(&self) -> Usage {
+        let index = self.inner.index.borrow();
+        let used_bytes = index
+            .values()
+            .map(|s| Layout::for_length(s.meta.length).map_or(0, |l| l.file_len()))
+            .sum();
+        Usage {
+            used_bytes,
+            chunk_count: index.len() as u64,
+            in_flight_puts: self.inner.slots.borrow().len() as u64,
+        }
+    }
+}
+
+fn validate_config(c: &StoreConfig) -> Result<(), StoreError> {
+    if c.buffer_count < 2
+        || c.writes_in_flight == 0
+        || c.reads_in_flight == 0
+        || c.writes_in_flight >= c.buffer_count
+        || c.reads_in_flight > c.buffer_count
+    {
+        return Err(StoreError::BadRequest(format!(
+            "invalid store config {c:?}: need buffer_count >= 2, \
+             1 <= writes_in_flight < buffer_count, 1 <= reads_in_flight <= buffer_count"
+        )));
+    }
+    Ok(())
+}
+
+impl StoreInner {
+    pub(crate) fn chunk_path(&self, id: &ChunkId) -> PathBuf {
+        chunk_file::chunk_path(&self.chunks_dir, id)
+    }
+
+    /// Takes exclusive hold of a chunk for a put or delete. A chunk whose holder is still
+    /// receiving data answers `Busy`; one being closed (checkpoint, delete) is waited for.
+    pub(crate) async fn lock_chunk(
+        self: &Rc<Self>,
+        id: ChunkId,
+        closing: bool,
+    ) -> Result<SlotGuard, StoreError> {
+        loop {
+            let existing = self.slots.borrow().get(&id).cloned();
+            match existing {
+                None => {
+                    let slot = Rc::new(ChunkSlot::default());
+                    slot.closing.set(closing);
+                    self.slots.borrow_mut().insert(id, slot.clone());
+                    return Ok(SlotGuard {
+                        store: self.clone(),
+                        id,
+                        slot,
+                    });
+                }
+                Some(s) if s.closing.get() => s.released.wait().await,
+                Some(_) => return Err(StoreError::Busy),
+            }
+        }
+    }
+
+    /// Records a new or changed chunk in memory and in the index log. A failed log append is
+    /// logged, not returned: the chunk header is the truth and a damaged log is rebuilt.
+    pub(crate) async fn record_upsert(&self, stat: ChunkStat) {
+        self.index.borrow_mut().insert(stat.chunk_id, stat);
+        self.append_log(LogRecord::Upsert(stat), false).await;
+    }
+
+    /// Forgets a chunk; the removal is durable in the log on return (see STORAGE-FORMAT.md).
+    pub(crate) async fn record_remove(&self, id: ChunkId) {
+        self.index.borrow_mut().remove(&id);
+        self.append_log(LogRecord::Remove(id), true).await;
+    }
+
+    async fn append_log(&self, rec: LogRecord, sync: bool) {
+        let live = self.index.borrow().len();
+        if self.log.is_broken() || self.log.wants_compaction(live) {
+            let res = self
+                .log
+                .compact(|| {
+                    let index = self.index.borrow();
+                    (
+                        index_codec::encode_snapshot(index.values()),
+                        index.len() as u64,
+                    )
+                })
+                .await;
+            match res {
+                // The snapshot already holds this change.
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "index log compaction failed"),
+            }
+        }
+        if let Err(e) = self.log.append(&rec, sync).await {
+            tracing::warn!(error = %e, "index log append failed; the index will be rebuilt at next open");
+        }
+    }
+
+    /// Unlinks a chunk file, makes that durable, and forgets the chunk.
+    pub(crate) async fn remove_chunk_file(&self, id: ChunkId) -> Result<(), StoreError> {
+        match monoio::fs::remove_file(self.chunk_path(&id)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::Io(e)),
+        }
+        self.chunks_dir_fd
+            .sync_all()
+            .await
+            .map_err(StoreError::Io)?;
+        self.record_remove(id).await;
+        Ok(())
+    }
+}
+
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        self.janitor.close();
+    }
+}
+
+/// Marks a chunk as held by one put or delete.
+#[derive(Default)]
+struct ChunkSlot {
+    /// The holder no longer receives data (checkpointing or deleting): wait, don't refuse.
+    closing: Cell<bool>,
+    released: Event,
+}
+
+/// Exclusive hold of one chunk; released on drop.
+pub(crate) struct SlotGuard {
+    store: Rc<StoreInner>,
+    id: ChunkId,
+    slot: Rc<ChunkSlot>,
+}
+
+impl SlotGuard {
+    pub(crate) fn set_closing(&self) {
+        self.slot.closing.set(true);
+    }
+
+    pub(crate) fn store(&self) -> &Rc<StoreInner> {
+        &self.store
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut slots = self.store.slots.borrow_mut();
+        if slots
+            .get(&self.id)
+            .is_some_and(|s| Rc::ptr_eq(s, &self.slot))
+        {
+            slots.remove(&self.id);
+        }
+        drop(slots);
+        self.slot.released.set();
+    }
+}
+
+/// Checkpoints puts whose writer was dropped without `finish` or `interrupt` (a broken stream):
+/// `Drop` cannot await, so the work is queued here and done on the runtime.
+#[derive(Default)]
+pub(crate) struct Janitor {
+    queue: RefCell<VecDeque<PutState>>,
+    wake: Notify,
+    closed: Cell<bool>,
+}
+
+impl Janitor {
+    pub(crate) fn push(&self, st: PutState) {
+        st.slot().set_closing();
+        self.queue.borrow_mut().push_back(st);
+        self.wake.notify();
+    }
+
+    /// Lets the janitor task end at its next wake-up. It is not woken here: the store may be
+    /// dropped outside the runtime, where waking a monoio task panics.
+    fn close(&self) {
+        self.closed.set(true);
+    }
+}
+
+async fn run_janitor(j: Rc<Janitor>) {
+    loop {
+        j.wake.notified().await;
+        loop {
+            let next = j.queue.borrow_mut().pop_front();
+            let Some(st) = next else { break };
+            let id = st.chunk_id();
+            match st.checkpoint().await {
+                Ok(durable) => tracing::debug!(chunk = %id, durable, "dropped put checkpointed"),
+                Err(e) => {
+                    tracing::warn!(chunk = %id, error = %e, "checkpoint of a dropped put failed")
+                }
+            }
+        }
+        if j.closed.get() {
+            return;
+        }
+    }
+}
+
+/// Block size of the checksummed body blocks (the unit of resume).
+pub const CHUNK_BLOCK_SIZE: u64 = BLOCK_SIZE;

@@ -1,0 +1,44 @@
+//! The chunk store of one shard: chunk files written and read with io_uring (monoio) and
+//! O_DIRECT, self-describing headers with per-block crc32c, resumable puts, and a local index.
+//!
+//! One [`ChunkStore`] per shard thread, opened on that shard's monoio runtime (io_uring
+//! driver) over `<data-dir>/shard-<n>/` ([`shard_dir`]). It is single-threaded (`!Send`): the
+//! protocol layer routes each request to the owning shard and calls the store there.
+//!
+//! - put: [`ChunkStore::put`] → [`PutWriter::write`] per received `Bytes` (awaiting it is the
+//!   backpressure) → [`PutWriter::finish`] (durable on return) or [`PutWriter::interrupt`].
+//! - read: [`ChunkStore::read`] → [`ChunkReader::next`] until `None`.
+//! - [`ChunkStore::stat`], [`ChunkStore::delete`], [`ChunkStore::list`], [`ChunkStore::usage`].
+//!
+//! Drop store objects (`ChunkStore`, `PutWriter`, `ChunkReader`, `PooledBuf`) inside the
+//! runtime, i.e. end the shard's tasks before `block_on` returns: releasing a buffer or a chunk
+//! wakes waiting tasks, and monoio panics when a local task is woken outside its runtime.
+//!
+//! The on-disk format is specified in `node/STORAGE-FORMAT.md`.
+
+mod aligned_buf;
+mod buffer_pool;
+mod chunk_file;
+mod chunk_store;
+mod error;
+mod format;
+mod index_codec;
+mod index_log;
+mod local_sync;
+mod put;
+mod read;
+mod recovery;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use aligned_buf::AlignedBuf;
+pub use buffer_pool::{BufferPool, PooledBuf};
+pub use chunk_store::{CHUNK_BLOCK_SIZE, ChunkStore, shard_dir};
+pub use error::StoreError;
+pub use format::{FORMAT_VERSION, MAX_CHUNK_LEN};
+pub use put::PutWriter;
+pub use read::ChunkReader;
+pub use recovery::{IndexSource, OpenReport};
+pub use types::{ChunkId, ChunkMeta, ChunkStat, ChunkState, PutDone, StoreConfig, Usage};

@@ -1,0 +1,232 @@
+//! A whole cluster of real processes on loopback: one `sixfold-gateway serve` and N
+//! `sixfold-node`s, each with its own data dir under one temp dir, certificates made with the
+//! gateway's own `certs` commands.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::process::{bin_path, free_tcp_port, Proc};
+
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub nodes: usize,
+    /// Extra lines for the gateway's TOML config (tests shorten timers here).
+    pub gateway_config: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            nodes: 6,
+            gateway_config: String::new(),
+        }
+    }
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub url: String,
+    pub gateway: Option<Proc>,
+    pub nodes: Vec<Option<Proc>>,
+    pub http: reqwest::Client,
+    opts: ClusterOptions,
+}
+
+fn gateway_bin() -> PathBuf {
+    bin_path("sixfold-gateway")
+}
+
+fn node_bin() -> PathBuf {
+    bin_path("sixfold-node")
+}
+
+fn run_ok(program: &Path, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {:?} failed: {}{}",
+        program.display(),
+        args,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestCluster {
+    /// Starts the gateway and `opts.nodes` nodes and waits until `/health` says 200 (or, with
+    /// fewer than six nodes, until every node shows as up).
+    pub async fn start(opts: ClusterOptions) -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("sixfold-test-")
+            .tempdir_in(std::env::temp_dir())
+            .expect("temp dir");
+        let gw_dir = dir.path().join("gateway");
+        std::fs::create_dir_all(&gw_dir).expect("gateway dir");
+        let certs = gw_dir.join("certs");
+        run_ok(&gateway_bin(), &["certs", "init", "--dir", certs.to_str().expect("utf-8 path")]);
+        let port = free_tcp_port();
+        let mut cluster = TestCluster {
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            gateway: None,
+            nodes: Vec::new(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(32)
+                .build()
+                .expect("http client"),
+            dir,
+            opts: opts.clone(),
+        };
+        cluster.start_gateway();
+        for _ in 0..opts.nodes {
+            cluster.add_node();
+        }
+        cluster.wait_nodes_up(opts.nodes).await;
+        cluster
+    }
+
+    pub fn gateway_dir(&self) -> PathBuf {
+        self.dir.path().join("gateway")
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{i}"))
+    }
+
+    /// (Re)starts the gateway on the same port and data dir.
+    pub fn start_gateway(&mut self) {
+        let gw_dir = self.gateway_dir();
+        let config = gw_dir.join("gateway.toml");
+        std::fs::write(&config, &self.opts.gateway_config).expect("write gateway config");
+        let args = vec![
+            "serve".to_string(),
+            "--data-dir".into(),
+            gw_dir.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", self.port),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        let log = gw_dir.join(format!("gateway-{}.log", unique()));
+        self.gateway = Some(Proc::spawn("gateway", &gateway_bin(), &args, log));
+    }
+
+    /// Adds one more node (certificate issued by the cluster CA) and starts it.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let dir = self.node_dir(i);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let certs_out = dir.join("certs");
+        run_ok(
+            &gateway_bin(),
+            &[
+                "certs",
+                "issue-node",
+                "--dir",
+                self.gateway_dir().join("certs").to_str().expect("utf-8"),
+                "--name",
+                &format!("node-{i}"),
+                "--ip",
+                "127.0.0.1",
+                "--out",
+                certs_out.to_str().expect("utf-8"),
+            ],
+        );
+        self.nodes.push(None);
+        self.start_node(i);
+        i
+    }
+
+    /// (Re)starts node `i` on its data dir.
+    pub fn start_node(&mut self, i: usize) {
+        let dir = self.node_dir(i);
+        let args = vec![
+            "--data-dir".to_string(),
+            dir.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--gateway".into(),
+            self.url.clone(),
+            "--shards".into(),
+            "1".into(),
+            "--name".into(),
+            format!("node-{i}"),
+        ];
+        let log = dir.join(format!("node-{}.log", unique()));
+        self.nodes[i] = Some(Proc::spawn(&format!("node-{i}"), &node_bin(), &args, log));
+    }
+
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].take() {
+            p.kill9();
+        }
+    }
+
+    /// `kill -9` of every process: the crash the durability promise is about.
+    pub fn kill_all(&mut self) {
+        if let Some(mut g) = self.gateway.take() {
+            g.kill9();
+        }
+        for i in 0..self.nodes.len() {
+            self.kill_node(i);
+        }
+    }
+
+    pub async fn nodes_json(&self) -> Vec<serde_json::Value> {
+        let v: serde_json::Value = self
+            .http
+            .get(format!("{}/nodes", self.url))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("GET /nodes")
+            .json()
+            .await
+            .expect("nodes json");
+        match v {
+            serde_json::Value::Array(a) => a,
+            serde_json::Value::Object(mut o) => match o.remove("nodes") {
+                Some(serde_json::Value::Array(a)) => a,
+                _ => panic!("unexpected /nodes shape"),
+            },
+            _ => panic!("unexpected /nodes shape"),
+        }
+    }
+
+    /// Waits until at least `n` nodes report state "up".
+    pub async fn wait_nodes_up(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(resp) = self.http.get(format!("{}/nodes", self.url)).send().await {
+                if resp.status().is_success() {
+                    let up = self
+                        .nodes_json()
+                        .await
+                        .iter()
+                        .filter(|n| n["state"] == "up")
+                        .count();
+                    if up >= n {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "{n} nodes did not come up in time");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn stop(&mut self) {
+        self.kill_all();
+    }
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}", N.fetch_add(1, Ordering::Relaxed))
+}

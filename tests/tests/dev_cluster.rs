@@ -1,0 +1,103 @@
+//! The README's first command: `sixfold-gateway dev` brings up a whole cluster, stops every child
+//! on SIGTERM, and brings back the same cluster (same node ids, same files) when run again.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use sixfold_tests::{bin_path, free_tcp_port, pattern, Proc};
+
+/// PIDs of running processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(needle) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+async fn wait_healthy(http: &reqwest::Client, url: &str, dev: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = http.get(format!("{url}/health")).send().await {
+            if r.status() == StatusCode::OK {
+                return;
+            }
+        }
+        assert!(dev.is_running(), "dev exited early:\n{}", dev.log_text());
+        assert!(Instant::now() < deadline, "dev cluster not healthy in time:\n{}", dev.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn node_ids(http: &reqwest::Client, url: &str) -> Vec<String> {
+    let v: serde_json::Value = http.get(format!("{url}/nodes")).send().await.unwrap().json().await.unwrap();
+    let arr = v.as_array().cloned().or_else(|| v["nodes"].as_array().cloned()).expect("node list");
+    let mut ids: Vec<String> = arr.iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+fn start_dev(data: &Path, port: u16, run: u32) -> Proc {
+    let args = vec![
+        "dev".to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--nodes".into(),
+        "6".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    Proc::spawn("dev", &bin_path("sixfold-gateway"), &args, data.with_extension(format!("log{run}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("sixfold-data");
+    let port = free_tcp_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+
+    let mut dev = start_dev(&data, port, 1);
+    wait_healthy(&http, &url, &mut dev).await;
+    assert!(dev.log_text().contains(&url), "dev prints its URL");
+    let ids_first = node_ids(&http, &url).await;
+    assert_eq!(ids_first.len(), 6);
+
+    let p = pattern(4242);
+    let size = 7 * 1024 * 1024 + 3;
+    let r = http
+        .post(format!("{url}/files"))
+        .header("X-File-Name", "dev.bin")
+        .body(p.bytes(0, size))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+
+    let needle = data.display().to_string();
+    assert!(processes_mentioning(&needle).len() >= 7, "gateway and six nodes run");
+    assert_eq!(dev.terminate(Duration::from_secs(30)), Some(0), "dev exits cleanly on SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(&needle).is_empty() {
+        assert!(Instant::now() < deadline, "children left running: {:?}", processes_mentioning(&needle));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let mut dev = start_dev(&data, port, 2);
+    wait_healthy(&http, &url, &mut dev).await;
+    assert_eq!(node_ids(&http, &url).await, ids_first, "same nodes after a restart");
+    let body = http.get(format!("{url}/files/{id}")).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(body.len(), size);
+    assert_eq!(p.first_mismatch(0, &body), None);
+    assert_eq!(dev.terminate(Duration::from_secs(30)), Some(0));
+}

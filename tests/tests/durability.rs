@@ -1,0 +1,112 @@
+//! A 201 means the file survives a crash of every process; a failed upload leaves no file and,
+//! once the cleanup ran, no chunk on any node.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use sixfold_tests::{pattern, ClusterOptions, TestCluster};
+
+fn fast_cleanup() -> ClusterOptions {
+    ClusterOptions {
+        nodes: 6,
+        gateway_config: "cleanup_interval = \"500ms\"\nheartbeat_interval = \"500ms\"\ndown_after = \"2s\"\n".into(),
+    }
+}
+
+async fn total_chunks(c: &TestCluster) -> u64 {
+    c.nodes_json().await.iter().map(|n| n["chunk_count"].as_u64().unwrap_or(0)).sum()
+}
+
+/// Waits until the nodes hold exactly `want` chunks (heartbeats carry the counts).
+async fn wait_total_chunks(c: &TestCluster, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = total_chunks(c).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nodes hold {got} chunks, expected {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_survive_kill_9_of_every_process() {
+    let mut c = TestCluster::start(ClusterOptions::default()).await;
+    let mut files = Vec::new();
+    for (i, size) in [0u64, 3 * MIB + 1, 13 * MIB + 5].into_iter().enumerate() {
+        let p = pattern(900 + i as u64);
+        files.push((upload_ok(&c, &format!("keep-{i}"), p, size).await, p, size));
+    }
+    c.kill_all();
+    c.start_gateway();
+    for i in 0..c.nodes.len() {
+        c.start_node(i);
+    }
+    c.wait_nodes_up(6).await;
+    for (id, p, size) in files {
+        assert_download_matches(&c, &id, p, size).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_upload_leaves_nothing_behind() {
+    let c = TestCluster::start(fast_cleanup()).await;
+    let keep = upload_ok(&c, "keep", pattern(1), 7 * MIB).await;
+    wait_total_chunks(&c, 6).await;
+
+    // Announce 30 MiB, send 10 MiB, then drop the connection.
+    let size = 30 * MIB;
+    let partial = futures_util::StreamExt::chain(
+        pattern(2).stream(10 * MIB, 256 * 1024),
+        futures_util::stream::once(async { Err(std::io::Error::other("client gives up")) }),
+    );
+    let r = c
+        .http
+        .post(format!("{}/files", c.url))
+        .header("X-File-Name", "abandoned")
+        .header("Content-Length", size)
+        .body(reqwest::Body::wrap_stream(partial))
+        .send()
+        .await;
+    assert!(r.is_err() || !r.unwrap().status().is_success());
+
+    assert_eq!(list_ids(&c).await, vec![keep.clone()]);
+    wait_total_chunks(&c, 6).await;
+    assert_download_matches(&c, &keep, pattern(1), 7 * MIB).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_upload_fails_the_upload_and_leaves_no_chunk() {
+    let mut c = TestCluster::start(fast_cleanup()).await;
+    let size = 60 * MIB;
+    let url = c.url.clone();
+    let http = c.http.clone();
+    let upload = tokio::spawn(async move {
+        // A slow body so the kill lands mid-transfer.
+        let body = futures_util::StreamExt::then(pattern(3).stream(size, 1024 * 1024), |piece| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            piece
+        });
+        http.post(format!("{url}/files"))
+            .header("X-File-Name", "doomed")
+            .header("Content-Length", size)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.kill_node(0);
+    let result = upload.await.unwrap();
+    match result {
+        Ok(r) => assert!(!r.status().is_success(), "upload must fail, got {}", r.status()),
+        Err(_) => {}
+    }
+    assert!(list_ids(&c).await.is_empty(), "no file may be listed after a failed upload");
+
+    c.start_node(0);
+    c.wait_nodes_up(6).await;
+    wait_total_chunks(&c, 0).await;
+}

@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use axum::Json;
+use axum::body::Body;
 use axum::body::HttpBody as _;
-use axum::body::{Body, BodyDataStream};
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +20,7 @@ use super::{AppState, parse_id};
 use crate::download;
 use crate::meta::FileRecord;
 use crate::metrics::UploadOutcome;
+use crate::upload::drain::RequestBody;
 use crate::upload::multipart::MULTIPART_OVERHEAD_ALLOWANCE;
 use crate::upload::{FileInfo, UploadError};
 
@@ -141,7 +142,7 @@ struct UploadQuery {
 enum Source {
     Multipart(Multipart),
     /// A raw body and its length, if announced.
-    Body(BodyDataStream, Option<u64>),
+    Body(RequestBody, Option<u64>),
 }
 
 fn is_multipart(headers: &HeaderMap) -> bool {
@@ -217,10 +218,15 @@ fn raw_content_type(headers: &HeaderMap) -> Option<String> {
 /// `POST /files` (and `POST /upload`).
 pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let query = Query::<UploadQuery>::try_from_uri(request.uri())
+    let (parts, body) = request.into_parts();
+    let announced = body.size_hint().exact();
+    // From here on, a refusal leaves the body to a bounded background drain so that the client
+    // gets the error response rather than a reset connection.
+    let body = RequestBody::new(body);
+    let query = Query::<UploadQuery>::try_from_uri(&parts.uri)
         .map(|q| q.0)
         .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
-    let headers = request.headers();
+    let headers = &parts.headers;
     let multipart = is_multipart(headers);
     let info = FileInfo {
         name: requested_name(headers, query)?,
@@ -232,7 +238,6 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
     };
     let max = app.uploader().settings().max_file_size;
     // Decided before any byte of the body is read.
-    let announced = request.body().size_hint().exact();
     if let Some(len) = announced {
         let allowed = if multipart {
             max.saturating_add(MULTIPART_OVERHEAD_ALLOWANCE)
@@ -245,12 +250,13 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
         }
     }
     let source = if multipart {
+        let request = Request::from_parts(parts, Body::from_stream(body));
         let form = Multipart::from_request(request, &()).await.map_err(|e| {
             ApiError::bad_request(format!("bad multipart request: {}", e.body_text()))
         })?;
         Source::Multipart(form)
     } else {
-        Source::Body(request.into_body().into_data_stream(), announced)
+        Source::Body(body, announced)
     };
     // The upload runs in its own task so that a client going away mid-body cannot cancel it
     // half-way: it sees the broken body, aborts the session and cleans up.

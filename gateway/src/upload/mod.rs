@@ -8,6 +8,7 @@
 //! a body without a length and a `multipart/form-data` file field are spooled first
 //! ([`Uploader::upload_unsized`], [`Uploader::upload_multipart`]).
 
+pub mod drain;
 mod feed;
 pub mod multipart;
 pub mod pipeline;

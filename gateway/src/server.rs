@@ -175,8 +175,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         mtu: config.mtu,
         ..ClusterConfig::default()
     };
-    let cluster =
-        Cluster::start(cluster_config, meta.clone(), (*tls.client_config()).clone()).await?;
+    let cluster = Cluster::start(cluster_config, meta.clone(), tls.client_config()).await?;
 
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,

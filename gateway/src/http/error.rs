@@ -13,6 +13,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     TooLarge,
+    /// `range_not_satisfiable`.
     BadRange,
     NotEnoughNodes,
     InsufficientStorage,
@@ -42,7 +43,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::TooLarge => "too_large",
-            ErrorCode::BadRange => "bad_range",
+            ErrorCode::BadRange => "range_not_satisfiable",
             ErrorCode::NotEnoughNodes => "not_enough_nodes",
             ErrorCode::InsufficientStorage => "insufficient_storage",
             ErrorCode::NodeError => "node_error",
@@ -193,7 +194,7 @@ mod tests {
         let response = ApiError::unsatisfiable_range(1234).into_response();
         assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
         assert_eq!(response.headers()[header::CONTENT_RANGE], "bytes */1234");
-        assert_eq!(body_json(response).await["error"], "bad_range");
+        assert_eq!(body_json(response).await["error"], "range_not_satisfiable");
     }
 
     #[test]
@@ -204,7 +205,7 @@ mod tests {
             (ErrorCode::NotFound, 404, "not_found"),
             (ErrorCode::MethodNotAllowed, 405, "method_not_allowed"),
             (ErrorCode::TooLarge, 413, "too_large"),
-            (ErrorCode::BadRange, 416, "bad_range"),
+            (ErrorCode::BadRange, 416, "range_not_satisfiable"),
             (ErrorCode::NotEnoughNodes, 503, "not_enough_nodes"),
             (ErrorCode::InsufficientStorage, 507, "insufficient_storage"),
             (ErrorCode::NodeError, 502, "node_error"),

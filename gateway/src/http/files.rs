@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use axum::Json;
+use axum::body::Body;
 use axum::body::HttpBody as _;
-use axum::body::{Body, BodyDataStream};
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +20,7 @@ use super::{AppState, parse_id};
 use crate::download;
 use crate::meta::FileRecord;
 use crate::metrics::UploadOutcome;
+use crate::upload::drain::RequestBody;
 use crate::upload::multipart::MULTIPART_OVERHEAD_ALLOWANCE;
 use crate::upload::{FileInfo, UploadError};
 
@@ -141,7 +142,7 @@ struct UploadQuery {
 enum Source {
     Multipart(Multipart),
     /// A raw body and its length, if announced.
-    Body(BodyDataStream, Option<u64>),
+    Body(RequestBody, Option<u64>),
 }
 
 fn is_multipart(headers: &HeaderMap) -> bool {
@@ -155,14 +156,13 @@ fn is_multipart(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The client's name for the file: `X-File-Name` (UTF-8), else `?name=`.
+/// The client's name for the file: `X-File-Name`, else `?name=`.
+///
+/// The header is taken as UTF-8 bytes, except in the RFC 8187 form `UTF-8''<percent-encoded>`
+/// (what clients that can only send ASCII headers use), which is decoded.
 fn requested_name(headers: &HeaderMap, query: UploadQuery) -> Result<Option<String>, ApiError> {
     let name = match headers.get(FILE_NAME_HEADER) {
-        Some(value) => Some(
-            std::str::from_utf8(value.as_bytes())
-                .map_err(|_| ApiError::bad_request("X-File-Name is not valid UTF-8"))?
-                .to_owned(),
-        ),
+        Some(value) => Some(header_file_name(value.as_bytes())?),
         None => query.name,
     };
     match name {
@@ -172,6 +172,37 @@ fn requested_name(headers: &HeaderMap, query: UploadQuery) -> Result<Option<Stri
         Some(n) if n.trim().is_empty() => Ok(None),
         other => Ok(other),
     }
+}
+
+fn header_file_name(raw: &[u8]) -> Result<String, ApiError> {
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| ApiError::bad_request("X-File-Name is not valid UTF-8"))?
+        .trim();
+    let prefix = "utf-8''";
+    if text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        return percent_decode(&text[prefix.len()..]).ok_or_else(|| {
+            ApiError::bad_request("X-File-Name: bad percent-encoding after UTF-8''")
+        });
+    }
+    Ok(text.to_owned())
+}
+
+/// `%XX` escapes to bytes, which must then be UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The type of a raw body. `application/x-www-form-urlencoded` is what `curl --data-binary`
@@ -187,10 +218,15 @@ fn raw_content_type(headers: &HeaderMap) -> Option<String> {
 /// `POST /files` (and `POST /upload`).
 pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let query = Query::<UploadQuery>::try_from_uri(request.uri())
+    let (parts, body) = request.into_parts();
+    let announced = body.size_hint().exact();
+    // From here on, a refusal leaves the body to a bounded background drain so that the client
+    // gets the error response rather than a reset connection.
+    let body = RequestBody::new(body);
+    let query = Query::<UploadQuery>::try_from_uri(&parts.uri)
         .map(|q| q.0)
         .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
-    let headers = request.headers();
+    let headers = &parts.headers;
     let multipart = is_multipart(headers);
     let info = FileInfo {
         name: requested_name(headers, query)?,
@@ -202,7 +238,6 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
     };
     let max = app.uploader().settings().max_file_size;
     // Decided before any byte of the body is read.
-    let announced = request.body().size_hint().exact();
     if let Some(len) = announced {
         let allowed = if multipart {
             max.saturating_add(MULTIPART_OVERHEAD_ALLOWANCE)
@@ -215,12 +250,13 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
         }
     }
     let source = if multipart {
+        let request = Request::from_parts(parts, Body::from_stream(body));
         let form = Multipart::from_request(request, &()).await.map_err(|e| {
             ApiError::bad_request(format!("bad multipart request: {}", e.body_text()))
         })?;
         Source::Multipart(form)
     } else {
-        Source::Body(request.into_body().into_data_stream(), announced)
+        Source::Body(body, announced)
     };
     // The upload runs in its own task so that a client going away mid-body cannot cancel it
     // half-way: it sees the broken body, aborts the session and cleans up.
@@ -437,4 +473,36 @@ pub async fn list(State(app): State<AppState>, request: Request) -> Result<Respo
         next_after,
     })
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_name_header_forms() {
+        assert_eq!(header_file_name(b"plain.txt").expect("plain"), "plain.txt");
+        assert_eq!(
+            header_file_name("é.txt".as_bytes()).expect("utf-8"),
+            "é.txt"
+        );
+        assert_eq!(
+            header_file_name(b"UTF-8''%C3%A9%20x.txt").expect("ext"),
+            "é x.txt"
+        );
+        assert_eq!(header_file_name(b"utf-8''a%2Fb").expect("ext"), "a/b");
+        // Without the prefix, percent signs are part of the name.
+        assert_eq!(
+            header_file_name(b"100%25.txt").expect("literal"),
+            "100%25.txt"
+        );
+        for bad in [
+            &b"UTF-8''%zz"[..],
+            b"UTF-8''%C3",
+            b"UTF-8''%FF",
+            b"\xff\xfe",
+        ] {
+            assert!(header_file_name(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -225,7 +225,10 @@ async fn raw_upload_then_download_whole_and_ranges() {
     );
     assert_eq!(
         error_code(response).await,
-        (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range".into())
+        (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable".into()
+        )
     );
     // Several ranges: the whole file.
     let response = server
@@ -444,7 +447,8 @@ async fn chunked_upload_spools_to_disk_and_round_trips() {
 #[tokio::test]
 async fn multipart_upload_takes_name_and_type_from_the_field() {
     let server = Server::start(6).await;
-    let file = data(5000, 5);
+    // Larger than axum's default 2 MB body limit, which the upload routes must not apply.
+    let file = data(3 << 20, 5);
     let boundary = "XyZ-boundary-42";
     let mut form = Vec::new();
     form.extend_from_slice(
@@ -474,7 +478,11 @@ async fn multipart_upload_takes_name_and_type_from_the_field() {
     let json: Value = response.json().await.expect("json");
     assert_eq!(json["name"], "photo é.jpg");
     assert_eq!(json["content_type"], "image/jpeg");
-    assert_eq!(json["size"], 5000);
+    assert_eq!(json["size"], 3 << 20);
+    assert_eq!(
+        json["checksum"],
+        format!("{:032x}", xxh3_128(&file)).as_str()
+    );
     let id = json["id"].as_str().expect("id");
     let response = server.get(&format!("/files/{id}")).await;
     assert_eq!(response.headers()["content-type"], "image/jpeg");
@@ -515,6 +523,26 @@ async fn multipart_upload_takes_name_and_type_from_the_field() {
 async fn size_limit_from_content_length_and_while_streaming() {
     let server = Server::start_with(6, |s| s.max_file_size = 10_000).await;
     let response = server.upload("big", data(10_001, 6)).await;
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into())
+    );
+    // A client still streaming a large body gets the 413, not a reset connection: the gateway
+    // drains what it refused.
+    let big = 8usize << 20;
+    let frames: Vec<Result<Bytes, std::io::Error>> = (0..big / 65536)
+        .map(|_| Ok(Bytes::from(vec![3u8; 65536])))
+        .collect();
+    let response = server
+        .client
+        .post(server.url("/files"))
+        .header("content-length", big)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            frames,
+        )))
+        .send()
+        .await
+        .expect("the response arrives, not a broken pipe");
     assert_eq!(
         error_code(response).await,
         (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into())
@@ -560,6 +588,24 @@ async fn not_enough_nodes_is_503_and_health_follows() {
 
     // A six-part file needs six nodes; nothing is stored or left behind.
     let response = server.upload("x", data(6 * MIN_PART as usize, 7)).await;
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "not_enough_nodes".into())
+    );
+    // Also when the refused body is large and still streaming.
+    let frames: Vec<Result<Bytes, std::io::Error>> = (0..128)
+        .map(|_| Ok(Bytes::from(vec![4u8; 65536])))
+        .collect();
+    let response = server
+        .client
+        .post(server.url("/files"))
+        .header("content-length", 128 * 65536)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            frames,
+        )))
+        .send()
+        .await
+        .expect("the response arrives, not a broken pipe");
     assert_eq!(
         error_code(response).await,
         (StatusCode::SERVICE_UNAVAILABLE, "not_enough_nodes".into())
@@ -693,5 +739,52 @@ async fn client_disconnect_mid_body_aborts_the_session() {
     assert_eq!(server.sessions(), 0, "the session was aborted");
     assert_eq!(server.files(), 0);
     assert!(server.store.wakes() > 0);
+    server.stop().await;
+}
+
+/// Reads from `tcp` until `needle` was seen (or the connection ends); returns what was read.
+async fn read_until(tcp: &mut tokio::net::TcpStream, needle: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if text.contains(needle) {
+            return text;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => return text,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refused_body_is_drained_so_the_connection_survives() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start_with(6, |s| s.max_file_size = 1000).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let len = 4 << 20;
+    let head = format!("POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    // The refusal comes before any body byte is sent.
+    let response = read_until(&mut tcp, "}").await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    // The client, unaware, sends the whole body; the gateway reads and discards it, so the
+    // connection is neither reset nor closed under the client.
+    let chunk = vec![5u8; 64 * 1024];
+    for _ in 0..len / chunk.len() {
+        tcp.write_all(&chunk)
+            .await
+            .expect("the gateway keeps reading the refused body");
+    }
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("next request");
+    let next = read_until(&mut tcp, "nodes_needed").await;
+    assert!(next.starts_with("HTTP/1.1 200"), "{next}");
     server.stop().await;
 }

@@ -8,6 +8,7 @@
 //! a body without a length and a `multipart/form-data` file field are spooled first
 //! ([`Uploader::upload_unsized`], [`Uploader::upload_multipart`]).
 
+pub mod drain;
 mod feed;
 pub mod multipart;
 pub mod pipeline;
@@ -113,6 +114,19 @@ impl From<UploadError> for ApiError {
         };
         ApiError::new(code, message)
     }
+}
+
+/// Slowest transfer rate an upload is given time for, beyond the session TTL, before the
+/// cleanup may expire its session: the metadata has no way to extend a session while it runs,
+/// so a long upload must be given its time up front.
+const SLOWEST_UPLOAD_BYTES_PER_SEC: u64 = 1 << 20;
+
+/// Milliseconds a session of `size` bytes lives: the TTL plus the time to move `size` bytes at
+/// [`SLOWEST_UPLOAD_BYTES_PER_SEC`].
+fn session_lifetime_ms(ttl: Duration, size: u64) -> u64 {
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let transfer_ms = (size / SLOWEST_UPLOAD_BYTES_PER_SEC).saturating_mul(1000);
+    ttl_ms.saturating_add(transfer_ms)
 }
 
 /// Runs uploads. Cheap to clone.
@@ -305,7 +319,7 @@ impl Uploader {
             UploadError::Internal("placement returned the wrong node count".into())
         })?;
         let now = unix_ms_now();
-        let ttl_ms = u64::try_from(self.settings.session_ttl.as_millis()).unwrap_or(u64::MAX);
+        let ttl_ms = session_lifetime_ms(self.settings.session_ttl, size);
         let session = UploadSession {
             file_id,
             name: info.name.unwrap_or_else(|| file_id.to_string()),
@@ -380,5 +394,20 @@ impl Uploader {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_uploads_get_longer_sessions() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(session_lifetime_ms(hour, 0), 3_600_000);
+        assert_eq!(session_lifetime_ms(hour, 1 << 20), 3_601_000);
+        // 10 GiB: an hour plus 10240 s.
+        assert_eq!(session_lifetime_ms(hour, 10 << 30), 3_600_000 + 10_240_000);
+        assert_eq!(session_lifetime_ms(Duration::MAX, u64::MAX), u64::MAX);
     }
 }

@@ -129,7 +129,12 @@ impl AlignedBuf {
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         // SAFETY: allocated in `zeroed` with exactly this size and alignment, freed once.
-        unsafe { dealloc(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.len, ALIGN)) }
+        unsafe {
+            dealloc(
+                self.ptr.as_ptr(),
+                Layout::from_size_align_unchecked(self.len, ALIGN),
+            )
+        }
     }
 }
 
@@ -225,7 +230,10 @@ pub async fn measure(cfg: BaselineConfig) -> BaselineReport {
     report_of(&cfg, result)
 }
 
-fn report_of(cfg: &BaselineConfig, result: Result<(Measured, Measured), BaselineError>) -> BaselineReport {
+fn report_of(
+    cfg: &BaselineConfig,
+    result: Result<(Measured, Measured), BaselineError>,
+) -> BaselineReport {
     let filesystem = filesystem_type(&cfg.dir);
     let warning = match filesystem.as_deref() {
         Some("tmpfs") => Some("tmpfs is memory: these figures are not a disk's".to_string()),
@@ -307,7 +315,10 @@ pub fn measure_blocking(cfg: &BaselineConfig) -> Result<(Measured, Measured), Ba
         let start = Instant::now();
         let bufs = run_queue(blocks, bufs, |buf, offset| async move {
             let (res, buf) = file.write_all_at(buf, offset).await;
-            (res.map_err(|source| BaselineError::Write { offset, source }), buf)
+            (
+                res.map_err(|source| BaselineError::Write { offset, source }),
+                buf,
+            )
         })
         .await?;
         file.sync_data().await.map_err(BaselineError::Sync)?;
@@ -316,7 +327,10 @@ pub fn measure_blocking(cfg: &BaselineConfig) -> Result<(Measured, Measured), Ba
         let start = Instant::now();
         run_queue(blocks, bufs, |buf, offset| async move {
             let (res, buf) = file.read_exact_at(buf, offset).await;
-            (res.map_err(|source| BaselineError::Read { offset, source }), buf)
+            (
+                res.map_err(|source| BaselineError::Read { offset, source }),
+                buf,
+            )
         })
         .await?;
         let read = Measured::new(size, start.elapsed().as_secs_f64());
@@ -388,7 +402,11 @@ mod tests {
             Err(BaselineError::DirectIoRefused { .. }) | Err(BaselineError::Uring(_)) => {}
             Err(e) => panic!("unexpected baseline error: {e}"),
         }
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "file removed");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "file removed"
+        );
     }
 
     #[test]

@@ -202,7 +202,11 @@ impl RunArgs {
                     .with_context(|| format!("cannot read {}", path.display()))?;
                 let earlier: Report = serde_json::from_str(&text)
                     .with_context(|| format!("{} is not a sixfold-bench report", path.display()))?;
-                c.existing = earlier.files.into_iter().filter(|f| f.id.is_some()).collect();
+                c.existing = earlier
+                    .files
+                    .into_iter()
+                    .filter(|f| f.id.is_some())
+                    .collect();
                 if c.existing.is_empty() {
                     bail!("{} lists no uploaded file", path.display());
                 }
@@ -239,8 +243,19 @@ mod tests {
 
     #[test]
     fn run_defaults_and_sizes() {
-        let cli = parse(&["run", "--gateway", "http://127.0.0.1:9", "--size", "10GiB", "--files", "3"]).unwrap();
-        let Command::Run(args) = cli.command else { panic!("not run") };
+        let cli = parse(&[
+            "run",
+            "--gateway",
+            "http://127.0.0.1:9",
+            "--size",
+            "10GiB",
+            "--files",
+            "3",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         let c = args.to_config().unwrap();
         assert_eq!(c.size, 10 << 30);
         assert_eq!(c.files, 3);
@@ -261,11 +276,24 @@ mod tests {
     #[test]
     fn pids_baseline_and_seed() {
         let cli = parse(&[
-            "run", "--gateway", "http://h:1", "--pids", "12,34", "--baseline", "/data",
-            "--baseline-size", "512MiB", "--seed", "0x10", "--stall-timeout", "0",
+            "run",
+            "--gateway",
+            "http://h:1",
+            "--pids",
+            "12,34",
+            "--baseline",
+            "/data",
+            "--baseline-size",
+            "512MiB",
+            "--seed",
+            "0x10",
+            "--stall-timeout",
+            "0",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command else { panic!("not run") };
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         let c = args.to_config().unwrap();
         assert_eq!(c.pids, vec![12, 34]);
         let b = c.baseline.unwrap();
@@ -278,7 +306,9 @@ mod tests {
     #[test]
     fn download_mode_needs_a_report() {
         let cli = parse(&["run", "--gateway", "http://h:1", "--mode", "download"]).unwrap();
-        let Command::Run(args) = cli.command else { panic!("not run") };
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
         let err = args.to_config().unwrap_err().to_string();
         assert!(err.contains("--from-report"), "{err}");
     }

@@ -13,7 +13,10 @@ pub enum Content {
     /// File `i` is the generated stream of `file_seed(run_seed, i)`.
     Generated { run_seed: u64 },
     /// Every file is a copy of this source file.
-    File { source: Arc<SourceFile>, sections: usize },
+    File {
+        source: Arc<SourceFile>,
+        sections: usize,
+    },
 }
 
 impl Content {
@@ -50,7 +53,7 @@ pub fn generated_stream(datagen: DataGen, size: u64, pool: BufPool) -> ExpectedS
         }
         let n = (size - pos).min(pool.buf_size() as u64) as usize;
         let mut buf = pool.take();
-        datagen.fill(pos, &mut buf.as_mut()[..n]);
+        datagen.fill(pos, &mut buf.as_mut_slice()[..n]);
         buf.truncate(n);
         pos += n as u64;
         Some(Ok(buf.freeze()))

@@ -40,7 +40,8 @@ fn main() -> ExitCode {
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
-    std::fs::write(path, text).with_context(|| format!("cannot write the report to {}", path.display()))
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write the report to {}", path.display()))
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {

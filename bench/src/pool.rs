@@ -64,7 +64,7 @@ impl BufPool {
 
 impl PooledBuf {
     /// The whole writable buffer.
-    pub fn as_mut(&mut self) -> &mut [u8] {
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
         &mut self.buf
     }
 
@@ -107,7 +107,7 @@ mod tests {
     fn buffers_come_back_when_bytes_are_dropped() {
         let pool = BufPool::new(1024, 2);
         let mut a = pool.take();
-        a.as_mut()[0] = 7;
+        a.as_mut_slice()[0] = 7;
         a.truncate(10);
         let bytes = a.freeze();
         assert_eq!(bytes.len(), 10);

@@ -294,7 +294,8 @@ mod tests {
     fn parses_cpu_ticks_even_with_odd_names() {
         let fields_after: Vec<String> = (3..=52).map(|i| i.to_string()).collect();
         // Field 14 (utime) is "14" and field 15 (stime) "15" in this synthetic line.
-        let line = format!("1234 (we ird) name)) {}", fields_after.join(" ")).replacen("3 ", "S ", 1);
+        let line =
+            format!("1234 (we ird) name)) {}", fields_after.join(" ")).replacen("3 ", "S ", 1);
         assert_eq!(parse_stat_cpu_ticks(&line), Some(14 + 15));
         assert_eq!(parse_stat_cpu_ticks("1234 (x) S 1 2"), None);
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
@@ -340,7 +341,11 @@ mod tests {
     #[test]
     fn finds_processes_by_comm() {
         let root = tempfile::tempdir().unwrap();
-        for (pid, comm) in [("10", "sixfold-node\n"), ("7", "sixfold-gateway\n"), ("12", "bash\n")] {
+        for (pid, comm) in [
+            ("10", "sixfold-node\n"),
+            ("7", "sixfold-gateway\n"),
+            ("12", "bash\n"),
+        ] {
             std::fs::create_dir(root.path().join(pid)).unwrap();
             std::fs::write(root.path().join(pid).join("comm"), comm).unwrap();
         }

@@ -5,8 +5,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const TOTAL_TEMPLATE: &str = "{prefix:>9} [{elapsed_precise}] {wide_bar:.cyan/blue} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta} {msg}";
-const STREAM_TEMPLATE: &str =
-    "{prefix:>9} {bar:30.green/white} {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} {msg}";
+const STREAM_TEMPLATE: &str = "{prefix:>9} {bar:30.green/white} {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} {msg}";
 
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)

@@ -94,7 +94,13 @@ impl PhaseReport {
         }
     }
 
-    pub fn new(files_ok: u64, files_failed: u64, bytes: u64, seconds: f64, latencies_ms: &[f64]) -> Self {
+    pub fn new(
+        files_ok: u64,
+        files_failed: u64,
+        bytes: u64,
+        seconds: f64,
+        latencies_ms: &[f64],
+    ) -> Self {
         PhaseReport {
             ran: true,
             files_ok,
@@ -102,7 +108,11 @@ impl PhaseReport {
             bytes,
             seconds,
             mb_per_s: mb_per_s(bytes, seconds),
-            mib_per_s: if seconds > 0.0 { bytes as f64 / MIB / seconds } else { 0.0 },
+            mib_per_s: if seconds > 0.0 {
+                bytes as f64 / MIB / seconds
+            } else {
+                0.0
+            },
             latency_ms: LatencySummary::from_samples(latencies_ms),
         }
     }
@@ -117,7 +127,11 @@ pub struct Ratios {
 }
 
 impl Ratios {
-    pub fn compute(upload: &PhaseReport, download: &PhaseReport, baseline: Option<&BaselineReport>) -> Self {
+    pub fn compute(
+        upload: &PhaseReport,
+        download: &PhaseReport,
+        baseline: Option<&BaselineReport>,
+    ) -> Self {
         let ratio = |phase: &PhaseReport, limit: Option<f64>| match limit {
             Some(l) if phase.ran && l > 0.0 => Some(phase.mb_per_s / l),
             _ => None,
@@ -147,7 +161,13 @@ pub struct ProcessReport {
 }
 
 impl ProcessReport {
-    pub fn new(interval_ms: u64, processes: Vec<ProcessStats>, bench: Option<ProcessStats>, upload_bytes: u64, download_bytes: u64) -> Self {
+    pub fn new(
+        interval_ms: u64,
+        processes: Vec<ProcessStats>,
+        bench: Option<ProcessStats>,
+        upload_bytes: u64,
+        download_bytes: u64,
+    ) -> Self {
         let cpu_seconds: f64 = processes.iter().map(|p| p.cpu_seconds).sum();
         let phase_cpu = |phase: &str| -> f64 {
             processes
@@ -229,7 +249,8 @@ fn opt_ms(v: Option<f64>) -> String {
 }
 
 fn percent(r: Option<f64>) -> String {
-    r.map(|x| format!("{:.0}%", x * 100.0)).unwrap_or_else(|| "-".into())
+    r.map(|x| format!("{:.0}%", x * 100.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// The human summary printed on stdout.
@@ -253,7 +274,17 @@ pub fn summary_table(r: &Report) -> String {
     let _ = writeln!(
         s,
         "{:<9} {:>7} {:>11} {:>9} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9}",
-        "phase", "files", "bytes", "seconds", "MB/s", "MiB/s", "vs disk", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        "phase",
+        "files",
+        "bytes",
+        "seconds",
+        "MB/s",
+        "MiB/s",
+        "vs disk",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms"
     );
     for (name, p, ratio) in [
         ("upload", &r.upload, r.ratios.upload_vs_disk_write),
@@ -310,7 +341,15 @@ pub fn summary_table(r: &Report) -> String {
         let _ = writeln!(
             s,
             "{:<8} {:<16} {:<8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}",
-            "pid", "process", "role", "rss start", "rss peak", "rss end", "cpu s", "upload s", "download s"
+            "pid",
+            "process",
+            "role",
+            "rss start",
+            "rss peak",
+            "rss end",
+            "cpu s",
+            "upload s",
+            "download s"
         );
         let row = |s: &mut String, ps: &ProcessStats| {
             let mib = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
@@ -345,13 +384,24 @@ pub fn summary_table(r: &Report) -> String {
             s,
             "watched processes: {:.2} CPU s in all, {} CPU s per GiB moved (upload {}, download {}), peak RSS {:.1} MiB in all (MiB above)",
             p.cpu_seconds,
-            p.cpu_seconds_per_gib.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into()),
-            p.upload_cpu_seconds_per_gib.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into()),
-            p.download_cpu_seconds_per_gib.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into()),
+            p.cpu_seconds_per_gib
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            p.upload_cpu_seconds_per_gib
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            p.download_cpu_seconds_per_gib
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
             p.peak_rss_mib_total
         );
     }
-    let _ = writeln!(s, "verified {} ({} bytes)", HumanBytes(r.verified_bytes), r.verified_bytes);
+    let _ = writeln!(
+        s,
+        "verified {} ({} bytes)",
+        HumanBytes(r.verified_bytes),
+        r.verified_bytes
+    );
     if r.error_count == 0 {
         let _ = writeln!(s, "errors: none");
     } else {
@@ -486,7 +536,10 @@ mod tests {
         let mut r = sample_report();
         let t = summary_table(&r);
         assert!(t.contains("upload"), "{t}");
-        assert!(t.contains("54%"), "upload at 54% of the disk write limit: {t}");
+        assert!(
+            t.contains("54%"),
+            "upload at 54% of the disk write limit: {t}"
+        );
         assert!(t.contains("errors: none"), "{t}");
         r.error_count = 1;
         r.errors.push(ErrorRecord {
@@ -500,7 +553,10 @@ mod tests {
             message: "byte 7 differs".into(),
         });
         let t = summary_table(&r);
-        assert!(t.contains("errors: 1") && t.contains("byte 7 differs"), "{t}");
+        assert!(
+            t.contains("errors: 1") && t.contains("byte 7 differs"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -513,12 +569,21 @@ mod tests {
             rss_peak_mib: 20.0,
             rss_end_mib: Some(12.0),
             cpu_seconds: cpu_up + cpu_down,
-            cpu_seconds_by_phase: [("upload".to_string(), cpu_up), ("download".to_string(), cpu_down)]
-                .into_iter()
-                .collect(),
+            cpu_seconds_by_phase: [
+                ("upload".to_string(), cpu_up),
+                ("download".to_string(), cpu_down),
+            ]
+            .into_iter()
+            .collect(),
             exited: false,
         };
-        let p = ProcessReport::new(200, vec![proc_stats(2.0, 1.0), proc_stats(4.0, 1.0)], None, 2 << 30, 1 << 30);
+        let p = ProcessReport::new(
+            200,
+            vec![proc_stats(2.0, 1.0), proc_stats(4.0, 1.0)],
+            None,
+            2 << 30,
+            1 << 30,
+        );
         assert_eq!(p.cpu_seconds, 8.0);
         assert_eq!(p.peak_rss_mib_total, 40.0);
         assert_eq!(p.cpu_seconds_per_gib, Some(8.0 / 3.0));

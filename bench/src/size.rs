@@ -82,7 +82,7 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
         let frac: u128 = frac_digits.parse().map_err(|_| overflow())?;
         let scale = 10u128.pow(frac_digits.len() as u32);
         let scaled = frac * mult as u128;
-        if scaled % scale != 0 {
+        if !scaled.is_multiple_of(scale) {
             return Err(SizeError::Fractional(input.to_string()));
         }
         total += scaled / scale;

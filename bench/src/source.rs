@@ -66,7 +66,9 @@ impl SourceFile {
             })
             .collect();
         Box::pin(stream::iter(receivers).flat_map(|rx| {
-            stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+            stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            })
         }))
     }
 }
@@ -101,7 +103,7 @@ async fn read_section(
         // Positioned reads are blocking syscalls: each one runs as its own short blocking task
         // (never a task that waits on the channel, which could starve the blocking pool).
         let read = tokio::task::spawn_blocking(move || {
-            f.read_exact_at(&mut buf.as_mut()[..n], offset)
+            f.read_exact_at(&mut buf.as_mut_slice()[..n], offset)
                 .map(|()| buf)
         })
         .await;
@@ -133,7 +135,10 @@ mod tests {
     #[test]
     fn sections_cover_the_file_like_the_gateway_parts() {
         assert_eq!(split_sections(0, 6), vec![]);
-        assert_eq!(split_sections(5, 6), vec![(0, 1), (1, 1), (2, 1), (3, 1), (4, 1)]);
+        assert_eq!(
+            split_sections(5, 6),
+            vec![(0, 1), (1, 1), (2, 1), (3, 1), (4, 1)]
+        );
         assert_eq!(
             split_sections(60, 6),
             (0..6).map(|i| (i * 10, 10)).collect::<Vec<_>>()

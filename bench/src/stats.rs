@@ -55,7 +55,10 @@ mod tests {
     fn empty_has_no_percentiles() {
         let s = LatencySummary::from_samples(&[]);
         assert_eq!(s.count, 0);
-        assert_eq!((s.p50, s.p90, s.p99, s.max, s.mean), (None, None, None, None, None));
+        assert_eq!(
+            (s.p50, s.p90, s.p99, s.max, s.mean),
+            (None, None, None, None, None)
+        );
     }
 
     #[test]

@@ -178,7 +178,10 @@ pub async fn upload(
     parse_upload_response(&text, size)
 }
 
-pub(crate) fn parse_upload_response(body: &[u8], size: u64) -> Result<UploadResponse, TransferError> {
+pub(crate) fn parse_upload_response(
+    body: &[u8],
+    size: u64,
+) -> Result<UploadResponse, TransferError> {
     let r: UploadResponse = serde_json::from_slice(body).map_err(|e| {
         TransferError::BadResponse(format!(
             "upload response is not the expected JSON ({e}): {}",
@@ -186,7 +189,9 @@ pub(crate) fn parse_upload_response(body: &[u8], size: u64) -> Result<UploadResp
         ))
     })?;
     if r.id.is_empty() {
-        return Err(TransferError::BadResponse("upload response has an empty id".into()));
+        return Err(TransferError::BadResponse(
+            "upload response has an empty id".into(),
+        ));
     }
     if r.size != size {
         return Err(TransferError::BadResponse(format!(
@@ -216,7 +221,9 @@ pub async fn download(
         return Err(http_error(resp).await);
     }
     if status != StatusCode::OK {
-        return Err(TransferError::BadResponse(format!("expected 200 OK, got {status}")));
+        return Err(TransferError::BadResponse(format!(
+            "expected 200 OK, got {status}"
+        )));
     }
     if let Some(len) = resp.content_length()
         && len != size
@@ -295,7 +302,10 @@ mod tests {
 
     #[test]
     fn error_bodies_keep_status_and_code() {
-        let e = http_error_from(503, br#"{"error":"not_enough_nodes","message":"2 of 6 up"}"#);
+        let e = http_error_from(
+            503,
+            br#"{"error":"not_enough_nodes","message":"2 of 6 up"}"#,
+        );
         assert_eq!(e.status(), Some(503));
         assert_eq!(e.code(), Some("not_enough_nodes"));
         assert_eq!(e.kind(), "http");
@@ -316,9 +326,14 @@ mod tests {
         let e = parse_upload_response(ok, 11).unwrap_err();
         assert_eq!(e.kind(), "bad_response");
         assert!(e.to_string().contains("10 bytes"), "{e}");
-        assert_eq!(parse_upload_response(b"nope", 1).unwrap_err().kind(), "bad_response");
         assert_eq!(
-            parse_upload_response(br#"{"id":"","size":1}"#, 1).unwrap_err().kind(),
+            parse_upload_response(b"nope", 1).unwrap_err().kind(),
+            "bad_response"
+        );
+        assert_eq!(
+            parse_upload_response(br#"{"id":"","size":1}"#, 1)
+                .unwrap_err()
+                .kind(),
             "bad_response"
         );
     }

@@ -1,6 +1,7 @@
 //! Live progress on stderr: one bar for the phase (bytes, rate, files done) and one per stream.
 //! Hidden when disabled or when stderr is not a terminal.
 
+use crate::size::HumanBytes;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,6 +16,7 @@ fn style(template: &str) -> ProgressStyle {
 
 /// Progress of one phase (upload or download).
 pub struct PhaseProgress {
+    phase: String,
     multi: Option<MultiProgress>,
     total: ProgressBar,
     streams: Vec<ProgressBar>,
@@ -48,6 +50,7 @@ impl PhaseProgress {
             })
             .collect();
         PhaseProgress {
+            phase: phase.to_string(),
             multi,
             total,
             streams,
@@ -92,14 +95,31 @@ impl PhaseProgress {
         }
     }
 
-    /// Removes the stream bars and leaves the phase bar as the phase's summary line.
+    /// Replaces the bars with one permanent line for the phase (a bar left on screen would
+    /// leave the cursor after it, in the middle of whatever is printed next).
     pub fn finish(&self) {
         for pb in &self.streams {
             pb.finish_and_clear();
-            if let Some(m) = &self.multi {
-                m.remove(pb);
+        }
+        self.total.finish_and_clear();
+        if let Some(m) = &self.multi {
+            let secs = self.total.elapsed().as_secs_f64();
+            let bytes = self.total.position();
+            let rate = if secs > 0.0 { bytes as f64 / secs } else { 0.0 };
+            let line = format!(
+                "{:>9} finished: {} in {secs:.1} s ({}/s), {}",
+                self.phase,
+                HumanBytes(bytes),
+                HumanBytes(rate as u64),
+                self.total.message()
+            );
+            let _ = m.clear();
+            // Written after the bars are cleared, as a plain line, so that the cursor ends up
+            // at the start of the next line. Progress output only ever goes to a terminal.
+            if !m.is_hidden() {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "{line}");
             }
         }
-        self.total.abandon();
     }
 }

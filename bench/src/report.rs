@@ -340,16 +340,16 @@ pub fn summary_table(r: &Report) -> String {
     if let Some(p) = &r.processes {
         let _ = writeln!(
             s,
-            "{:<8} {:<16} {:<8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}",
+            "{:<8} {:<16} {:<8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}  (RSS in MiB, CPU in s)",
             "pid",
             "process",
             "role",
-            "rss start",
-            "rss peak",
-            "rss end",
-            "cpu s",
-            "upload s",
-            "download s"
+            "RSS start",
+            "RSS peak",
+            "RSS end",
+            "CPU s",
+            "CPU up",
+            "CPU down"
         );
         let row = |s: &mut String, ps: &ProcessStats| {
             let mib = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
@@ -382,7 +382,7 @@ pub fn summary_table(r: &Report) -> String {
         }
         let _ = writeln!(
             s,
-            "watched processes: {:.2} CPU s in all, {} CPU s per GiB moved (upload {}, download {}), peak RSS {:.1} MiB in all (MiB above)",
+            "watched processes together: {:.2} CPU s, {} CPU s per GiB moved (upload {}, download {}), peak RSS sum {:.1} MiB",
             p.cpu_seconds,
             p.cpu_seconds_per_gib
                 .map(|x| format!("{x:.2}"))
@@ -396,12 +396,14 @@ pub fn summary_table(r: &Report) -> String {
             p.peak_rss_mib_total
         );
     }
-    let _ = writeln!(
-        s,
-        "verified {} ({} bytes)",
-        HumanBytes(r.verified_bytes),
-        r.verified_bytes
-    );
+    if r.download.ran {
+        let _ = writeln!(
+            s,
+            "verified {} ({} bytes)",
+            HumanBytes(r.verified_bytes),
+            r.verified_bytes
+        );
+    }
     if r.error_count == 0 {
         let _ = writeln!(s, "errors: none");
     } else {

@@ -216,6 +216,11 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
             })
             .collect(),
     };
+    // In download mode the files' sizes come from the earlier run.
+    let size = match (config.mode, files.first()) {
+        (Mode::Download, Some(f)) if config.source.is_none() => f.size,
+        _ => size,
+    };
     if config.source.is_some()
         && let Some(f) = files.iter().find(|f| f.size != size)
     {

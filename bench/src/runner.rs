@@ -243,9 +243,13 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
         client,
         gateway: config.gateway.trim_end_matches('/').to_string(),
         content,
-        // Enough idle buffers for every stream's pieces in flight; more are allocated (and
-        // freed) only if the HTTP stack holds more than that.
-        pool: BufPool::new(config.chunk_size, 4 * config.concurrency + 8),
+        // Idle buffers kept for reuse: every stream's pieces in flight (a few for generated
+        // data; two per section reader, plus the verifier's, for a source file). Idle buffers
+        // never outnumber the peak in flight, so this bounds reuse, not memory.
+        pool: BufPool::new(
+            config.chunk_size,
+            config.concurrency * (2 * config.sections + 4) + 8,
+        ),
         stall_timeout: config.stall_timeout,
         progress: config.progress,
     });

@@ -1,0 +1,315 @@
+//! Command line of the `sixfold-bench` binary.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sixfold_bench::size::parse_size;
+use sixfold_bench::{BaselineConfig, Config, Mode, Report};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sixfold-bench",
+    version,
+    about = "Load generator for a sixfold gateway: uploads and downloads big files over HTTP, \
+             verifies every byte, and reports throughput against the disk's own limit."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Upload and/or download files through a running gateway and report throughput, latency
+    /// percentiles and errors.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Only measure the disk's limit on DIR's filesystem (O_DIRECT io_uring sequential write
+    /// and read, 1 MiB blocks, queue depth 16).
+    Baseline(BaselineArgs),
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  # one 10 GiB file up and back, against the disk limit measured on the nodes' disk
+  sixfold-bench run --gateway http://127.0.0.1:8080 --size 10GiB --baseline /var/lib/sixfold --pids-auto
+  # 100 concurrent 64 MiB uploads, report kept for a later download run
+  sixfold-bench run --gateway http://127.0.0.1:8080 --mode upload --size 64MiB --files 100 --concurrency 100 --report up.json
+  sixfold-bench run --gateway http://127.0.0.1:8080 --mode download --from-report up.json --concurrency 8
+
+Exit status: 0 when every transfer succeeded and verified, 1 when any error occurred (the JSON
+report is written either way), 2 when the run could not start.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CliMode {
+    /// Upload the files only.
+    Upload,
+    /// Download and verify the files of an earlier run (needs --from-report).
+    Download,
+    /// Upload all files, then download and verify all of them.
+    Roundtrip,
+}
+
+impl From<CliMode> for Mode {
+    fn from(m: CliMode) -> Mode {
+        match m {
+            CliMode::Upload => Mode::Upload,
+            CliMode::Download => Mode::Download,
+            CliMode::Roundtrip => Mode::Roundtrip,
+        }
+    }
+}
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+fn seed_arg(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("`{s}` is not a seed: give an integer (decimal or 0x hex)"))
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Base URL of the gateway.
+    #[arg(long, env = "SIXFOLD_GATEWAY", value_name = "URL")]
+    pub gateway: String,
+
+    /// Size of each file: bytes (123) or with a unit: KiB MiB GiB TiB (1024-based, also K M G T)
+    /// or KB MB GB TB (1000-based). Ignored with --source.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = size_arg)]
+    pub size: u64,
+
+    /// Number of files to upload.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub files: u64,
+
+    /// Files moved at the same time.
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    pub concurrency: usize,
+
+    /// What to do.
+    #[arg(long, value_enum, default_value_t = CliMode::Roundtrip)]
+    pub mode: CliMode,
+
+    /// Upload copies of this file instead of generated data (its size replaces --size). It is
+    /// read in sections with positioned reads, one reader per section.
+    #[arg(long, value_name = "FILE")]
+    pub source: Option<PathBuf>,
+
+    /// Section readers per --source upload.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub sections: usize,
+
+    /// Seed of the generated data (decimal or 0x hex); random when not given. It is printed
+    /// and recorded in the report, so the files can be verified later.
+    #[arg(long, value_parser = seed_arg)]
+    pub seed: Option<u64>,
+
+    /// Write the JSON report to this file (also when errors occurred).
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+
+    /// Download mode: the files (ids, sizes, seed, source) to download, from the report of an
+    /// earlier upload or roundtrip run.
+    #[arg(long, value_name = "REPORT.json")]
+    pub from_report: Option<PathBuf>,
+
+    /// Before the load, measure the disk's limit on DIR's filesystem (O_DIRECT io_uring
+    /// sequential write then read, like fio --direct=1 --ioengine=io_uring --bs=1M
+    /// --iodepth=16) and print every throughput also as a ratio of it. Give a directory on the
+    /// disk the nodes store to.
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+
+    /// Bytes written and read by --baseline.
+    #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = size_arg)]
+    pub baseline_size: u64,
+
+    /// Sample peak RSS and CPU time of these processes (gateway, nodes) during the run.
+    #[arg(long, value_name = "PID,PID,...", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+
+    /// Also sample every process named sixfold-gateway or sixfold-node.
+    #[arg(long)]
+    pub pids_auto: bool,
+
+    /// Process sampling interval in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub sample_ms: u64,
+
+    /// Delete the files from the gateway at the end of the run.
+    #[arg(long)]
+    pub delete: bool,
+
+    /// No progress bars (they are also off when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Give a transfer up after this many seconds without a byte moving (0: never).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub stall_timeout: u64,
+
+    /// Size of the body pieces handed to the HTTP client.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = size_arg)]
+    pub chunk_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// A directory on the filesystem to measure.
+    pub dir: PathBuf,
+    /// Bytes written and read.
+    #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = size_arg)]
+    pub size: u64,
+    /// Write the result as JSON to this file.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The library configuration for these arguments.
+    pub fn to_config(&self) -> anyhow::Result<Config> {
+        use anyhow::{Context, bail};
+        let mut c = Config::new(self.gateway.clone());
+        c.mode = self.mode.into();
+        c.size = self.size;
+        c.files = self.files;
+        c.concurrency = self.concurrency;
+        c.seed = self.seed;
+        c.source = self.source.clone();
+        c.sections = self.sections;
+        c.chunk_size = usize::try_from(self.chunk_size).context("--chunk-size is too large")?;
+        if c.chunk_size > 64 << 20 {
+            bail!("--chunk-size above 64MiB only wastes memory");
+        }
+        c.baseline = self.baseline.as_ref().map(|dir| BaselineConfig {
+            dir: dir.clone(),
+            size: self.baseline_size,
+        });
+        c.pids = self.pids.clone();
+        c.pids_auto = self.pids_auto;
+        c.sample_interval = Duration::from_millis(self.sample_ms.max(1));
+        c.delete_after = self.delete;
+        c.progress = !self.no_progress;
+        c.stall_timeout = (self.stall_timeout > 0).then(|| Duration::from_secs(self.stall_timeout));
+        match (&self.from_report, c.mode) {
+            (Some(path), Mode::Download) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let earlier: Report = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a sixfold-bench report", path.display()))?;
+                c.existing = earlier
+                    .files
+                    .into_iter()
+                    .filter(|f| f.id.is_some())
+                    .collect();
+                if c.existing.is_empty() {
+                    bail!("{} lists no uploaded file", path.display());
+                }
+                if c.source.is_none() {
+                    c.source = earlier.config.source.map(PathBuf::from);
+                }
+                if c.seed.is_none() {
+                    c.seed = Some(earlier.config.seed);
+                }
+            }
+            (Some(_), _) => bail!("--from-report is for --mode download"),
+            (None, Mode::Download) => {
+                bail!("--mode download needs --from-report REPORT.json from an earlier run")
+            }
+            (None, _) => {}
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sixfold-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_and_sizes() {
+        let cli = parse(&[
+            "run",
+            "--gateway",
+            "http://127.0.0.1:9",
+            "--size",
+            "10GiB",
+            "--files",
+            "3",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let c = args.to_config().unwrap();
+        assert_eq!(c.size, 10 << 30);
+        assert_eq!(c.files, 3);
+        assert_eq!(c.concurrency, 1);
+        assert_eq!(c.mode, Mode::Roundtrip);
+        assert_eq!(c.chunk_size, 1 << 20);
+        assert!(c.baseline.is_none());
+        assert_eq!(c.stall_timeout, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn bad_size_is_refused_with_the_reason() {
+        let err = parse(&["run", "--gateway", "http://x", "--size", "10XB"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown unit") && msg.contains("XB"), "{msg}");
+    }
+
+    #[test]
+    fn pids_baseline_and_seed() {
+        let cli = parse(&[
+            "run",
+            "--gateway",
+            "http://h:1",
+            "--pids",
+            "12,34",
+            "--baseline",
+            "/data",
+            "--baseline-size",
+            "512MiB",
+            "--seed",
+            "0x10",
+            "--stall-timeout",
+            "0",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let c = args.to_config().unwrap();
+        assert_eq!(c.pids, vec![12, 34]);
+        let b = c.baseline.unwrap();
+        assert_eq!((b.dir, b.size), (PathBuf::from("/data"), 512 << 20));
+        assert_eq!(c.seed, Some(16));
+        assert_eq!(c.stall_timeout, None);
+        assert!(parse(&["run", "--gateway", "http://h:1", "--seed", "x1"]).is_err());
+    }
+
+    #[test]
+    fn download_mode_needs_a_report() {
+        let cli = parse(&["run", "--gateway", "http://h:1", "--mode", "download"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let err = args.to_config().unwrap_err().to_string();
+        assert!(err.contains("--from-report"), "{err}");
+    }
+}

@@ -74,6 +74,9 @@ pub struct ServeArgs {
     /// A node silent for this long is marked down [default: 6s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub down_after: Option<Duration>,
+    /// How often expired uploads are aborted and queued chunk deletions retried [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub cleanup_interval: Option<Duration>,
     /// UDP payload size of the QUIC packets sent to nodes: `auto` (jumbo on loopback, 1452
     /// elsewhere) or 1200..=65527 [default: auto].
     #[arg(long, value_name = "BYTES|auto")]
@@ -194,6 +197,10 @@ impl GatewayConfig {
                 .down_after
                 .or(file.down_after.map(|d| d.0))
                 .unwrap_or(Duration::from_secs(6)),
+            cleanup_interval: args
+                .cleanup_interval
+                .or(file.cleanup_interval.map(|d| d.0))
+                .unwrap_or(Duration::from_secs(5)),
             mtu: args.mtu.or(file.mtu).unwrap_or_default(),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         };
@@ -223,6 +230,9 @@ impl GatewayConfig {
         }
         if self.heartbeat_interval.is_zero() {
             return Err(invalid("heartbeat_interval", "must be greater than 0"));
+        }
+        if self.cleanup_interval.is_zero() {
+            return Err(invalid("cleanup_interval", "must be greater than 0"));
         }
         if self.down_after <= self.heartbeat_interval {
             return Err(invalid(

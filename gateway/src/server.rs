@@ -171,6 +171,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         token: token.as_str().to_owned(),
         heartbeat_interval: config.heartbeat_interval,
         down_after: config.down_after,
+        cleanup_interval: config.cleanup_interval,
         session_ttl: config.session_ttl,
         mtu: config.mtu,
         ..ClusterConfig::default()

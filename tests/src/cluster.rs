@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::process::{bin_path, free_tcp_port, Proc};
+use crate::process::{Proc, bin_path, free_tcp_port};
 
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -68,7 +68,15 @@ impl TestCluster {
         let gw_dir = dir.path().join("gateway");
         std::fs::create_dir_all(&gw_dir).expect("gateway dir");
         let certs = gw_dir.join("certs");
-        run_ok(&gateway_bin(), &["certs", "init", "--dir", certs.to_str().expect("utf-8 path")]);
+        run_ok(
+            &gateway_bin(),
+            &[
+                "certs",
+                "init",
+                "--dir",
+                certs.to_str().expect("utf-8 path"),
+            ],
+        );
         let port = free_tcp_port();
         let mut cluster = TestCluster {
             port,
@@ -215,7 +223,10 @@ impl TestCluster {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "{n} nodes did not come up in time");
+            assert!(
+                Instant::now() < deadline,
+                "{n} nodes did not come up in time"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -63,7 +63,11 @@ impl Pattern {
         while done < got.len() {
             let n = expect.len().min(got.len() - done);
             self.fill(offset + done as u64, &mut expect[..n]);
-            if let Some(i) = expect[..n].iter().zip(&got[done..done + n]).position(|(a, b)| a != b) {
+            if let Some(i) = expect[..n]
+                .iter()
+                .zip(&got[done..done + n])
+                .position(|(a, b)| a != b)
+            {
                 return Some(offset + (done + i) as u64);
             }
             done += n;

@@ -6,5 +6,5 @@ pub mod data;
 pub mod process;
 
 pub use cluster::{ClusterOptions, TestCluster};
-pub use data::{pattern, Pattern};
-pub use process::{bin_path, free_tcp_port, Proc};
+pub use data::{Pattern, pattern};
+pub use process::{Proc, bin_path, free_tcp_port};

@@ -19,10 +19,22 @@ pub fn bin_path(name: &str) -> PathBuf {
             .and_then(Path::parent)
             .expect("test executable lives in target/<profile>/deps")
             .to_path_buf();
-        let profile = profile_dir.file_name().and_then(|s| s.to_str()).unwrap_or("debug");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("debug");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--bins", "-p", "sixfold-node", "-p", "sixfold-gateway", "-p", "sixfold-bench"]);
+        cmd.args([
+            "build",
+            "--bins",
+            "-p",
+            "sixfold-node",
+            "-p",
+            "sixfold-gateway",
+            "-p",
+            "sixfold-bench",
+        ]);
         match profile {
             "debug" => {}
             "release" => {
@@ -32,7 +44,9 @@ pub fn bin_path(name: &str) -> PathBuf {
                 cmd.args(["--profile", other]);
             }
         }
-        let status = cmd.status().expect("run cargo build for the binaries under test");
+        let status = cmd
+            .status()
+            .expect("run cargo build for the binaries under test");
         assert!(status.success(), "building the binaries under test failed");
         profile_dir
     });
@@ -63,7 +77,10 @@ impl Proc {
         let err = out.try_clone().expect("clone log handle");
         let child = Command::new(program)
             .args(args)
-            .env("RUST_LOG", std::env::var("SIXFOLD_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SIXFOLD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -132,7 +149,15 @@ impl Drop for Proc {
     fn drop(&mut self) {
         if std::thread::panicking() && self.child.is_some() {
             let text = self.log_text();
-            let tail: String = text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            let tail: String = text
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
             eprintln!("---- last log lines of {} ----\n{tail}", self.name);
         }
         self.kill9();

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use reqwest::StatusCode;
-use sixfold_tests::{pattern, ClusterOptions, TestCluster};
+use sixfold_tests::{ClusterOptions, TestCluster, pattern};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_and_multipart_bodies_round_trip() {
@@ -29,19 +29,33 @@ async fn chunked_and_multipart_bodies_round_trip() {
 
         // Multipart with one file field.
         let p = pattern(600 + i as u64);
-        let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(p.stream(size, 100_000)), size)
-            .file_name(format!("form-{size}.dat"))
-            .mime_str("application/x-test")
-            .unwrap();
+        let part = reqwest::multipart::Part::stream_with_length(
+            reqwest::Body::wrap_stream(p.stream(size, 100_000)),
+            size,
+        )
+        .file_name(format!("form-{size}.dat"))
+        .mime_str("application/x-test")
+        .unwrap();
         let form = reqwest::multipart::Form::new().part("file", part);
-        let r = c.http.post(format!("{}/upload", c.url)).multipart(form).send().await.unwrap();
+        let r = c
+            .http
+            .post(format!("{}/upload", c.url))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
         let json: serde_json::Value = r.json().await.unwrap();
         assert_eq!(json["size"], size, "{json}");
         assert_eq!(json["name"], format!("form-{size}.dat"));
         let id = json["id"].as_str().unwrap();
         assert_download_matches(&c, id, p, size).await;
-        let r = c.http.head(format!("{}/files/{id}", c.url)).send().await.unwrap();
+        let r = c
+            .http
+            .head(format!("{}/files/{id}", c.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.headers()["content-type"], "application/x-test");
     }
 }
@@ -49,7 +63,12 @@ async fn chunked_and_multipart_bodies_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_names_are_kept_and_served_safely() {
     let c = TestCluster::start(ClusterOptions::default()).await;
-    for name in ["quote\"and\\back.txt", "naïve résumé ✓.pdf", "../../etc/passwd", "a\r\nSet-Cookie: x=1"] {
+    for name in [
+        "quote\"and\\back.txt",
+        "naïve résumé ✓.pdf",
+        "../../etc/passwd",
+        "a\r\nSet-Cookie: x=1",
+    ] {
         let r = c
             .http
             .post(format!("{}/files", c.url))
@@ -62,10 +81,21 @@ async fn hostile_names_are_kept_and_served_safely() {
         let json: serde_json::Value = r.json().await.unwrap();
         assert_eq!(json["name"], name, "the stored name is the given one");
         let id = json["id"].as_str().unwrap();
-        let r = c.http.get(format!("{}/files/{id}", c.url)).send().await.unwrap();
-        let cd = r.headers()["content-disposition"].to_str().expect("header is visible ASCII").to_string();
+        let r = c
+            .http
+            .get(format!("{}/files/{id}", c.url))
+            .send()
+            .await
+            .unwrap();
+        let cd = r.headers()["content-disposition"]
+            .to_str()
+            .expect("header is visible ASCII")
+            .to_string();
         assert!(cd.starts_with("attachment"), "{cd}");
-        assert!(!cd.contains('/') || cd.contains("%2F"), "no path separator in a served name: {cd}");
+        assert!(
+            !cd.contains('/') || cd.contains("%2F"),
+            "no path separator in a served name: {cd}"
+        );
         assert!(!r.headers().contains_key("set-cookie"));
         assert_eq!(r.bytes().await.unwrap().as_ref(), &[7u8; 10]);
     }

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use sixfold_tests::{pattern, ClusterOptions, TestCluster};
+use sixfold_tests::{ClusterOptions, TestCluster, pattern};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_uploads_and_downloads_all_verify() {
@@ -26,8 +26,18 @@ async fn twenty_concurrent_uploads_and_downloads_all_verify() {
                 .await
                 .unwrap();
             assert_eq!(r.status(), reqwest::StatusCode::CREATED);
-            let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-            let body = http.get(format!("{c_url}/files/{id}")).send().await.unwrap().bytes().await.unwrap();
+            let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let body = http
+                .get(format!("{c_url}/files/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
             assert_eq!(body.len() as u64, size);
             assert_eq!(p.first_mismatch(0, &body), None);
             id
@@ -44,7 +54,12 @@ async fn twenty_concurrent_uploads_and_downloads_all_verify() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seventh_node_joins_and_receives_parts() {
     let mut c = TestCluster::start(ClusterOptions::default()).await;
-    let before: HashSet<String> = c.nodes_json().await.iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
+    let before: HashSet<String> = c
+        .nodes_json()
+        .await
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
     c.add_node();
     c.wait_nodes_up(7).await;
     let nodes = c.nodes_json().await;
@@ -61,7 +76,12 @@ async fn a_seventh_node_joins_and_receives_parts() {
         let p = pattern(3000 + i);
         let id = upload_ok(&c, &format!("after-join-{i}"), p, 6 * MIB).await;
         let m = meta(&c, &id).await;
-        if m["parts"].as_array().unwrap().iter().any(|part| part["node_id"] == new_id.as_str()) {
+        if m["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|part| part["node_id"] == new_id.as_str())
+        {
             got_parts = true;
             assert_download_matches(&c, &id, p, 6 * MIB).await;
             break;

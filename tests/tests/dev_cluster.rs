@@ -7,13 +7,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use sixfold_tests::{bin_path, free_tcp_port, pattern, Proc};
+use sixfold_tests::{Proc, bin_path, free_tcp_port, pattern};
 
 /// PIDs of running processes whose command line mentions `needle`.
 fn processes_mentioning(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
             if String::from_utf8_lossy(&cmd).contains(needle) {
                 pids.push(pid);
@@ -32,15 +34,33 @@ async fn wait_healthy(http: &reqwest::Client, url: &str, dev: &mut Proc) {
             }
         }
         assert!(dev.is_running(), "dev exited early:\n{}", dev.log_text());
-        assert!(Instant::now() < deadline, "dev cluster not healthy in time:\n{}", dev.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "dev cluster not healthy in time:\n{}",
+            dev.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 async fn node_ids(http: &reqwest::Client, url: &str) -> Vec<String> {
-    let v: serde_json::Value = http.get(format!("{url}/nodes")).send().await.unwrap().json().await.unwrap();
-    let arr = v.as_array().cloned().or_else(|| v["nodes"].as_array().cloned()).expect("node list");
-    let mut ids: Vec<String> = arr.iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
+    let v: serde_json::Value = http
+        .get(format!("{url}/nodes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let arr = v
+        .as_array()
+        .cloned()
+        .or_else(|| v["nodes"].as_array().cloned())
+        .expect("node list");
+    let mut ids: Vec<String> = arr
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
     ids.sort();
     ids
 }
@@ -55,7 +75,12 @@ fn start_dev(data: &Path, port: u16, run: u32) -> Proc {
         "--listen".into(),
         format!("127.0.0.1:{port}"),
     ];
-    Proc::spawn("dev", &bin_path("sixfold-gateway"), &args, data.with_extension(format!("log{run}")))
+    Proc::spawn(
+        "dev",
+        &bin_path("sixfold-gateway"),
+        &args,
+        data.with_extension(format!("log{run}")),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,21 +107,46 @@ async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let needle = data.display().to_string();
-    assert!(processes_mentioning(&needle).len() >= 7, "gateway and six nodes run");
-    assert_eq!(dev.terminate(Duration::from_secs(30)), Some(0), "dev exits cleanly on SIGTERM");
+    assert!(
+        processes_mentioning(&needle).len() >= 7,
+        "gateway and six nodes run"
+    );
+    assert_eq!(
+        dev.terminate(Duration::from_secs(30)),
+        Some(0),
+        "dev exits cleanly on SIGTERM"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_mentioning(&needle).is_empty() {
-        assert!(Instant::now() < deadline, "children left running: {:?}", processes_mentioning(&needle));
+        assert!(
+            Instant::now() < deadline,
+            "children left running: {:?}",
+            processes_mentioning(&needle)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
     let mut dev = start_dev(&data, port, 2);
     wait_healthy(&http, &url, &mut dev).await;
-    assert_eq!(node_ids(&http, &url).await, ids_first, "same nodes after a restart");
-    let body = http.get(format!("{url}/files/{id}")).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(
+        node_ids(&http, &url).await,
+        ids_first,
+        "same nodes after a restart"
+    );
+    let body = http
+        .get(format!("{url}/files/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(body.len(), size);
     assert_eq!(p.first_mismatch(0, &body), None);
     assert_eq!(dev.terminate(Duration::from_secs(30)), Some(0));

@@ -6,17 +6,23 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sixfold_tests::{pattern, ClusterOptions, TestCluster};
+use sixfold_tests::{ClusterOptions, TestCluster, pattern};
 
 fn fast_cleanup() -> ClusterOptions {
     ClusterOptions {
         nodes: 6,
-        gateway_config: "cleanup_interval = \"500ms\"\nheartbeat_interval = \"500ms\"\ndown_after = \"2s\"\n".into(),
+        gateway_config:
+            "cleanup_interval = \"500ms\"\nheartbeat_interval = \"500ms\"\ndown_after = \"2s\"\n"
+                .into(),
     }
 }
 
 async fn total_chunks(c: &TestCluster) -> u64 {
-    c.nodes_json().await.iter().map(|n| n["chunk_count"].as_u64().unwrap_or(0)).sum()
+    c.nodes_json()
+        .await
+        .iter()
+        .map(|n| n["chunk_count"].as_u64().unwrap_or(0))
+        .sum()
 }
 
 /// Waits until the nodes hold exactly `want` chunks (heartbeats carry the counts).
@@ -27,7 +33,10 @@ async fn wait_total_chunks(c: &TestCluster, want: u64) {
         if got == want {
             return;
         }
-        assert!(Instant::now() < deadline, "nodes hold {got} chunks, expected {want}");
+        assert!(
+            Instant::now() < deadline,
+            "nodes hold {got} chunks, expected {want}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -86,10 +95,13 @@ async fn a_node_killed_mid_upload_fails_the_upload_and_leaves_no_chunk() {
     let http = c.http.clone();
     let upload = tokio::spawn(async move {
         // A slow body so the kill lands mid-transfer.
-        let body = futures_util::StreamExt::then(pattern(3).stream(size, 1024 * 1024), |piece| async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            piece
-        });
+        let body = futures_util::StreamExt::then(
+            pattern(3).stream(size, 1024 * 1024),
+            |piece| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                piece
+            },
+        );
         http.post(format!("{url}/files"))
             .header("X-File-Name", "doomed")
             .header("Content-Length", size)
@@ -101,10 +113,17 @@ async fn a_node_killed_mid_upload_fails_the_upload_and_leaves_no_chunk() {
     c.kill_node(0);
     let result = upload.await.unwrap();
     match result {
-        Ok(r) => assert!(!r.status().is_success(), "upload must fail, got {}", r.status()),
+        Ok(r) => assert!(
+            !r.status().is_success(),
+            "upload must fail, got {}",
+            r.status()
+        ),
         Err(_) => {}
     }
-    assert!(list_ids(&c).await.is_empty(), "no file may be listed after a failed upload");
+    assert!(
+        list_ids(&c).await.is_empty(),
+        "no file may be listed after a failed upload"
+    );
 
     c.start_node(0);
     c.wait_nodes_up(6).await;

@@ -37,7 +37,11 @@ pub async fn upload_ok(c: &TestCluster, name: &str, p: Pattern, len: u64) -> Str
 }
 
 /// Downloads a file (optionally a range) and returns status, headers and the body.
-pub async fn download(c: &TestCluster, id: &str, range: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+pub async fn download(
+    c: &TestCluster,
+    id: &str,
+    range: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
     let mut req = c.http.get(format!("{}/files/{id}", c.url));
     if let Some(r) = range {
         req = req.header("Range", r);
@@ -55,7 +59,11 @@ pub async fn assert_download_matches(c: &TestCluster, id: &str, p: Pattern, len:
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-length"].to_str().unwrap(), len.to_string());
     assert_eq!(body.len() as u64, len);
-    assert_eq!(p.first_mismatch(0, &body), None, "downloaded bytes differ from uploaded ones");
+    assert_eq!(
+        p.first_mismatch(0, &body),
+        None,
+        "downloaded bytes differ from uploaded ones"
+    );
 }
 
 pub async fn meta(c: &TestCluster, id: &str) -> Value {
@@ -92,7 +100,10 @@ pub async fn assert_error(resp: reqwest::Response, status: StatusCode, code: &st
     assert_eq!(resp.status(), status);
     let json: Value = resp.json().await.expect("error body is JSON");
     assert_eq!(json["error"], code, "{json}");
-    assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()), "{json}");
+    assert!(
+        json["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{json}"
+    );
 }
 
 /// Expected part lengths per the splitting rule (6 parts, 1 MiB minimum).
@@ -100,6 +111,18 @@ pub fn expected_parts(size: u64) -> Vec<u64> {
     if size == 0 {
         return vec![];
     }
-    let (count, part) = if size >= 6 * MIB { (6, size.div_ceil(6)) } else { (size.div_ceil(MIB), MIB) };
-    (0..count).map(|i| if i + 1 < count { part } else { size - part * (count - 1) }).collect()
+    let (count, part) = if size >= 6 * MIB {
+        (6, size.div_ceil(6))
+    } else {
+        (size.div_ceil(MIB), MIB)
+    };
+    (0..count)
+        .map(|i| {
+            if i + 1 < count {
+                part
+            } else {
+                size - part * (count - 1)
+            }
+        })
+        .collect()
 }

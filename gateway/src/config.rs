@@ -100,6 +100,7 @@ struct FileConfig {
     session_ttl: Option<HumanDuration>,
     heartbeat_interval: Option<HumanDuration>,
     down_after: Option<HumanDuration>,
+    cleanup_interval: Option<HumanDuration>,
     mtu: Option<MtuSetting>,
     log_format: Option<LogFormat>,
 }
@@ -117,6 +118,7 @@ pub struct GatewayConfig {
     pub session_ttl: Duration,
     pub heartbeat_interval: Duration,
     pub down_after: Duration,
+    pub cleanup_interval: Duration,
     pub mtu: MtuSetting,
     pub log_format: LogFormat,
 }

@@ -210,17 +210,17 @@ impl TestCluster {
     pub async fn wait_nodes_up(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(resp) = self.http.get(format!("{}/nodes", self.url)).send().await {
-                if resp.status().is_success() {
-                    let up = self
-                        .nodes_json()
-                        .await
-                        .iter()
-                        .filter(|n| n["state"] == "up")
-                        .count();
-                    if up >= n {
-                        return;
-                    }
+            if let Ok(resp) = self.http.get(format!("{}/nodes", self.url)).send().await
+                && resp.status().is_success()
+            {
+                let up = self
+                    .nodes_json()
+                    .await
+                    .iter()
+                    .filter(|n| n["state"] == "up")
+                    .count();
+                if up >= n {
+                    return;
                 }
             }
             assert!(

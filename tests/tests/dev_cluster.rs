@@ -16,10 +16,10 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmd).contains(needle) {
-                pids.push(pid);
-            }
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            pids.push(pid);
         }
     }
     pids
@@ -28,10 +28,10 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 async fn wait_healthy(http: &reqwest::Client, url: &str, dev: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Ok(r) = http.get(format!("{url}/health")).send().await {
-            if r.status() == StatusCode::OK {
-                return;
-            }
+        if let Ok(r) = http.get(format!("{url}/health")).send().await
+            && r.status() == StatusCode::OK
+        {
+            return;
         }
         assert!(dev.is_running(), "dev exited early:\n{}", dev.log_text());
         assert!(

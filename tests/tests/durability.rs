@@ -112,13 +112,13 @@ async fn a_node_killed_mid_upload_fails_the_upload_and_leaves_no_chunk() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.kill_node(0);
     let result = upload.await.unwrap();
-    match result {
-        Ok(r) => assert!(
+    // Either the connection breaks or the gateway answers with an error status.
+    if let Ok(r) = result {
+        assert!(
             !r.status().is_success(),
             "upload must fail, got {}",
             r.status()
-        ),
-        Err(_) => {}
+        );
     }
     assert!(
         list_ids(&c).await.is_empty(),

@@ -65,3 +65,23 @@ async fn a_100_mib_file_round_trips() {
     let id = upload_ok(&c, "big.bin", p, size).await;
     assert_download_matches(&c, &id, p, size).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_300_mib_file_round_trips_and_ranges_at_its_part_boundaries_match() {
+    let c = TestCluster::start(ClusterOptions::default()).await;
+    let p = pattern(78);
+    let size = 300 * MIB + 1;
+    let id = upload_ok(&c, "bigger.bin", p, size).await;
+    assert_download_matches(&c, &id, p, size).await;
+    let part = size.div_ceil(6);
+    for k in 1..6u64 {
+        let (start, end) = (k * part - 3, k * part + 2);
+        let (status, _, body) = download(&c, &id, Some(&format!("bytes={start}-{end}"))).await;
+        assert_eq!(status, reqwest::StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            p.first_mismatch(start, &body),
+            None,
+            "range across boundary {k}"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 
 mod certs_cmd;
 mod dev;
+mod readiness;
 
 use std::process::ExitCode;
 
@@ -64,12 +65,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = GatewayConfig::resolve(&args)?;
             init_logging(config.log_format);
-            runtime()?.block_on(server::serve(&config))?;
+            runtime()?.block_on(serve(&config))?;
             Ok(())
         }
         Command::Dev(args) => dev::run(args),
         Command::Certs(args) => certs_cmd::run(args),
     }
+}
+
+/// `serve` with systemd notifications: `READY=1` once `server::start` returned (metadata open,
+/// HTTP port bound), `STOPPING=1` on SIGTERM/SIGINT, keep-alives while serving.
+async fn serve(config: &GatewayConfig) -> Result<(), server::ServeError> {
+    let stop = server::shutdown_signal();
+    let running = server::start(config).await?;
+    readiness::ready();
+    let watchdog = readiness::spawn_watchdog();
+    stop.await;
+    readiness::stopping();
+    tracing::info!("shutting down");
+    let stopped = running.shutdown().await;
+    if let Some(task) = watchdog {
+        task.abort();
+    }
+    stopped
 }
 
 fn main() -> ExitCode {

@@ -1,10 +1,14 @@
 //! `sixfold-node`: starts one shard thread per core (QUIC endpoint + chunk store each), registers
-//! with the gateway and heartbeats, and on SIGTERM/SIGINT drains and stops.
+//! with the gateway and heartbeats, and on SIGTERM/SIGINT drains and stops. Under systemd
+//! (`Type=notify`) it reports readiness, stopping and watchdog keep-alives.
+
+mod readiness;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -146,11 +150,18 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
     )
     .context("cannot start the registration thread")?;
 
+    let healthy = Arc::new(AtomicBool::new(true));
+    if let Err(e) = readiness::spawn_watchdog(Arc::clone(&healthy)) {
+        // Without keep-alives systemd restarts the node after WatchdogSec: say why.
+        tracing::error!(error = %e, "cannot start the systemd watchdog thread");
+    }
     let mut first_signal = None;
     let failure = loop {
         match events.recv() {
+            // Sent once, by the first accepted registration.
             Ok(Event::Registered) => notify_ready(),
             Ok(Event::Signal(sig, at)) => {
+                readiness::stopping();
                 first_signal = Some(at);
                 tracing::info!(
                     signal = sig.name(),
@@ -169,6 +180,9 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
             Err(mpsc::RecvError) => break Some("event channel closed".into()),
         }
     };
+    if failure.is_some() {
+        healthy.store(false, Ordering::Release);
+    }
     registration.drain();
     stop_shards(&node, threads, &events, config.shutdown_grace, first_signal);
     registration.stop();
@@ -182,9 +196,10 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
 }
 
 /// Called once every shard listens and the gateway accepted the first registration: the node
-/// can take work. systemd readiness (`sd_notify READY=1`) belongs here.
+/// can take work; systemd gets `READY=1`.
 fn notify_ready() {
     tracing::info!("node ready: registered with the gateway");
+    readiness::ready();
 }
 
 fn start_shards(

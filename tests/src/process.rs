@@ -73,10 +73,22 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, program: &Path, args: &[String], log: PathBuf) -> Proc {
+        Proc::spawn_with_env(name, program, args, &[], log)
+    }
+
+    /// [`Proc::spawn`] with extra environment variables (`NOTIFY_SOCKET` for readiness tests).
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Proc {
         let out = File::create(&log).expect("create process log");
         let err = out.try_clone().expect("clone log handle");
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("SIXFOLD_TEST_LOG").unwrap_or_else(|_| "info".into()),

@@ -25,13 +25,15 @@ impl Default for ClusterOptions {
 }
 
 pub struct TestCluster {
-    pub dir: tempfile::TempDir,
     pub port: u16,
     pub url: String,
     pub gateway: Option<Proc>,
     pub nodes: Vec<Option<Proc>>,
     pub http: reqwest::Client,
     opts: ClusterOptions,
+    /// Declared last so it is dropped last: the processes are stopped (and a failing test
+    /// prints their logs) before their data dirs and log files are removed.
+    pub dir: tempfile::TempDir,
 }
 
 fn gateway_bin() -> PathBuf {

@@ -5,6 +5,7 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use sixfold_wire::registration::HEARTBEAT_PATH;
 use uuid::Uuid;
 
 use super::AppState;
@@ -21,9 +22,11 @@ pub struct RequestSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoggedByStream;
 
-/// Polled endpoints: logged at debug level only.
-fn is_quiet(path: &str) -> bool {
-    matches!(path, "/health" | "/metrics")
+/// Polled endpoints (health checks, scrapes, and each node's heartbeat every few seconds) are
+/// logged at debug level, so the info lines are the requests users made. A refused heartbeat
+/// stays at info: it means a node is misconfigured.
+fn is_quiet(path: &str, status: u16) -> bool {
+    matches!(path, "/health" | "/metrics") || (path == HEARTBEAT_PATH && status < 400)
 }
 
 pub async fn log_request(State(app): State<AppState>, request: Request, next: Next) -> Response {
@@ -44,10 +47,25 @@ pub async fn log_request(State(app): State<AppState>, request: Request, next: Ne
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let outcome = code.map_or("ok", ErrorCode::as_str);
-    if is_quiet(&path) {
+    if is_quiet(&path, status) {
         tracing::debug!(%method, path, status, elapsed_ms, outcome, "request");
     } else {
         tracing::info!(%method, path, status, file_id, size, elapsed_ms, outcome, "request");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polled_endpoints_are_quiet_and_user_requests_are_not() {
+        assert!(is_quiet("/health", 503));
+        assert!(is_quiet("/metrics", 200));
+        assert!(is_quiet(HEARTBEAT_PATH, 200));
+        assert!(!is_quiet(HEARTBEAT_PATH, 401));
+        assert!(!is_quiet("/files", 201));
+        assert!(!is_quiet(sixfold_wire::registration::REGISTER_PATH, 200));
+    }
 }

@@ -230,6 +230,17 @@ fn log(svc: &ShardService, op: Op, chunk: Option<ChunkId>, outcome: &Outcome, st
             error,
             "request failed"
         );
+    } else if moves_data(op) {
+        tracing::info!(
+            shard = svc.shard,
+            op = op.name(),
+            chunk,
+            status = outcome.status,
+            bytes = outcome.bytes,
+            micros,
+            error,
+            "request"
+        );
     } else {
         tracing::debug!(
             shard = svc.shard,
@@ -242,4 +253,11 @@ fn log(svc: &ShardService, op: Op, chunk: Option<ChunkId>, outcome: &Outcome, st
             "request"
         );
     }
+}
+
+/// Puts, gets and deletes are what an operator traces a file by, one info line each; stats,
+/// lists and node info come from the gateway's own probing and reconciliation, and at info
+/// they would bury those lines.
+fn moves_data(op: Op) -> bool {
+    matches!(op, Op::Put | Op::Get | Op::Delete)
 }

@@ -25,6 +25,8 @@ const GIB: u64 = 1 << 30;
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * GIB;
 /// Default in-memory share of a spooled (length-less) upload: 100 MB.
 pub const DEFAULT_SPOOL_MEMORY_BYTES: u64 = 100 * 1_000_000;
+/// Default memory all spooled uploads together may hold: 1 GiB (ten uploads at their full share).
+pub const DEFAULT_SPOOL_MEMORY_TOTAL: u64 = GIB;
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -65,6 +67,10 @@ pub struct ServeArgs {
     /// Memory a length-less upload may use before it spools to disk [default: 100MB].
     #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
     pub spool_memory_bytes: Option<u64>,
+    /// Memory all length-less uploads together may use; beyond it they spool to disk at once
+    /// [default: 1GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
+    pub spool_memory_total: Option<u64>,
     /// How long an unfinished upload session lives before cleanup aborts it [default: 1h].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub session_ttl: Option<Duration>,
@@ -97,6 +103,7 @@ struct FileConfig {
     part_count: Option<u32>,
     min_part_size: Option<ByteSize>,
     spool_memory_bytes: Option<ByteSize>,
+    spool_memory_total: Option<ByteSize>,
     session_ttl: Option<HumanDuration>,
     heartbeat_interval: Option<HumanDuration>,
     down_after: Option<HumanDuration>,
@@ -115,6 +122,7 @@ pub struct GatewayConfig {
     pub part_count: u32,
     pub min_part_size: u64,
     pub spool_memory_bytes: u64,
+    pub spool_memory_total: u64,
     pub session_ttl: Duration,
     pub heartbeat_interval: Duration,
     pub down_after: Duration,
@@ -187,6 +195,10 @@ impl GatewayConfig {
                 .spool_memory_bytes
                 .or(file.spool_memory_bytes.map(|s| s.0))
                 .unwrap_or(DEFAULT_SPOOL_MEMORY_BYTES),
+            spool_memory_total: args
+                .spool_memory_total
+                .or(file.spool_memory_total.map(|s| s.0))
+                .unwrap_or(DEFAULT_SPOOL_MEMORY_TOTAL),
             session_ttl: args
                 .session_ttl
                 .or(file.session_ttl.map(|d| d.0))
@@ -338,6 +350,7 @@ mod tests {
         assert_eq!(c.max_file_size, 10 * GIB);
         assert_eq!((c.part_count, c.min_part_size), (6, MIB));
         assert_eq!(c.spool_memory_bytes, 100_000_000);
+        assert_eq!(c.spool_memory_total, GIB);
         assert_eq!(c.session_ttl, Duration::from_secs(3600));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.mtu, MtuSetting::Auto);
@@ -358,6 +371,7 @@ mod tests {
             part_count = 4
             min_part_size = 65536
             spool_memory_bytes = "8MiB"
+            spool_memory_total = "64MiB"
             session_ttl = "30m"
             heartbeat_interval = 1
             down_after = "5s"
@@ -372,6 +386,7 @@ mod tests {
         assert_eq!(c.max_file_size, 2 * GIB);
         assert_eq!((c.part_count, c.min_part_size), (4, 65536));
         assert_eq!(c.spool_memory_bytes, 8 * MIB);
+        assert_eq!(c.spool_memory_total, 64 * MIB);
         assert_eq!(c.session_ttl, Duration::from_secs(1800));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(1));
         assert_eq!(c.down_after, Duration::from_secs(5));

@@ -19,6 +19,7 @@ use crate::meta::{Meta, MetaError};
 use crate::metrics::Metrics;
 use crate::upload::UploadSettings;
 use crate::upload::spool::clear_spool_dir;
+use crate::upload::spool_budget::SpoolBudget;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,7 @@ pub fn upload_settings(config: &GatewayConfig) -> UploadSettings {
         max_file_size: config.max_file_size,
         split: config.split_policy(),
         spool_memory_bytes: config.spool_memory_bytes,
+        spool_budget: SpoolBudget::new(config.spool_memory_total),
         spool_dir: config.spool_dir(),
         session_ttl: config.session_ttl,
     }

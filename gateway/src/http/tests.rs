@@ -17,6 +17,7 @@ use crate::meta::Meta;
 use crate::metrics::Metrics;
 use crate::split::SplitPolicy;
 use crate::upload::UploadSettings;
+use crate::upload::spool_budget::SpoolBudget;
 
 /// Small parts so that multi-part files stay small in tests.
 const MIN_PART: u64 = 1024;
@@ -47,6 +48,7 @@ impl Server {
                 min_part_size: MIN_PART,
             },
             spool_memory_bytes: 64 * 1024,
+            spool_budget: SpoolBudget::new(u64::MAX),
             spool_dir: dir.path().join("spool"),
             session_ttl: Duration::from_secs(3600),
         };

@@ -14,6 +14,7 @@ pub mod multipart;
 pub mod pipeline;
 pub mod slicer;
 pub mod spool;
+pub mod spool_budget;
 
 use std::fmt::Display;
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ pub struct UploadSettings {
     pub max_file_size: u64,
     pub split: SplitPolicy,
     pub spool_memory_bytes: u64,
+    /// Spool memory shared by every upload of the gateway.
+    pub spool_budget: Arc<spool_budget::SpoolBudget>,
     pub spool_dir: PathBuf,
     pub session_ttl: Duration,
 }
@@ -273,6 +276,7 @@ impl Uploader {
             &self.settings.spool_dir,
             &Uuid::new_v4().to_string(),
             self.settings.spool_memory_bytes,
+            Arc::clone(&self.settings.spool_budget),
         )
     }
 

@@ -1,6 +1,7 @@
 //! Holding a body whose length is unknown until its end: the first `memory_limit` bytes stay in
-//! memory as the frames that arrived (no copy), the rest goes to a temp file under the spool
-//! dir. Once complete, any section of it can be read back, from several tasks at once.
+//! memory as the frames that arrived (no copy), as far as the gateway-wide [`SpoolBudget`]
+//! allows; the rest goes to a temp file under the spool dir. Once complete, any section of it
+//! can be read back, from several tasks at once.
 
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -9,6 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWriteExt, BufWriter};
+
+use super::spool_budget::{Reservation, SpoolBudget};
 
 /// Size of one read from the spool file (and of the write buffer in front of it).
 const FILE_IO_SIZE: usize = 256 * 1024;
@@ -37,17 +40,21 @@ pub struct Spool {
     /// Offset of each memory frame in the body.
     starts: Vec<u64>,
     memory_len: u64,
+    /// The share of the gateway's spool memory the frames in `memory` hold.
+    reservation: Reservation,
     file: Option<(BufWriter<tokio::fs::File>, RemoveOnDrop)>,
     len: u64,
 }
 
 impl Spool {
-    /// A spool whose file, if one is needed, is `dir/<name>.spool`.
-    pub fn new(dir: &Path, name: &str, memory_limit: u64) -> Self {
+    /// A spool whose file, if one is needed, is `dir/<name>.spool`; it keeps at most
+    /// `memory_limit` bytes in memory, drawn from `budget`.
+    pub fn new(dir: &Path, name: &str, memory_limit: u64, budget: Arc<SpoolBudget>) -> Self {
         Spool {
             dir: dir.to_path_buf(),
             name: name.to_owned(),
             memory_limit,
+            reservation: Reservation::new(budget),
             memory: Vec::new(),
             starts: Vec::new(),
             memory_len: 0,
@@ -70,14 +77,17 @@ impl Spool {
         self.file.is_some()
     }
 
-    /// Appends a frame. Frames stay in memory while the memory share allows; from the first
-    /// frame that does not fit on, everything goes to the file.
+    /// Appends a frame. Frames stay in memory while this upload's share and the gateway's
+    /// budget allow; from the first frame that does not fit on, everything goes to the file.
     pub async fn push(&mut self, frame: Bytes) -> io::Result<()> {
         if frame.is_empty() {
             return Ok(());
         }
         let n = frame.len() as u64;
-        if self.file.is_none() && self.memory_len + n <= self.memory_limit {
+        if self.file.is_none()
+            && self.memory_len + n <= self.memory_limit
+            && self.reservation.try_grow(n)
+        {
             self.starts.push(self.memory_len);
             self.memory.push(frame);
             self.memory_len += n;
@@ -120,6 +130,7 @@ impl Spool {
             memory: self.memory,
             starts: self.starts,
             memory_len: self.memory_len,
+            _reservation: self.reservation,
             file,
             len: self.len,
         })
@@ -132,6 +143,8 @@ pub struct SpooledBody {
     memory: Vec<Bytes>,
     starts: Vec<u64>,
     memory_len: u64,
+    /// Given back to the budget when the last section reader is done with the body.
+    _reservation: Reservation,
     file: Option<(Arc<std::fs::File>, RemoveOnDrop)>,
     len: u64,
 }
@@ -238,7 +251,7 @@ mod tests {
     }
 
     async fn spool(data: &[u8], frame: usize, limit: u64, dir: &Path) -> Spool {
-        let mut spool = Spool::new(dir, "upload", limit);
+        let mut spool = Spool::new(dir, "upload", limit, SpoolBudget::new(u64::MAX));
         for chunk in data.chunks(frame) {
             spool
                 .push(Bytes::copy_from_slice(chunk))
@@ -305,6 +318,39 @@ mod tests {
         assert!(read_section(&body, len, 10).await.is_empty());
         drop(body);
         assert!(!path.exists(), "the spool file is removed with the body");
+    }
+
+    #[tokio::test]
+    async fn an_empty_budget_sends_the_body_to_disk_and_drops_give_it_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let budget = SpoolBudget::new(100);
+        let data = body(300);
+        let mut first = Spool::new(dir.path(), "first", 1000, Arc::clone(&budget));
+        first
+            .push(Bytes::copy_from_slice(&data[..80]))
+            .await
+            .expect("push");
+        assert!(!first.on_disk());
+        assert_eq!(budget.free(), 20);
+        // The second upload's own share (1000) would allow it; the shared budget does not.
+        let mut second = Spool::new(dir.path(), "second", 1000, Arc::clone(&budget));
+        for chunk in data.chunks(30) {
+            second
+                .push(Bytes::copy_from_slice(chunk))
+                .await
+                .expect("push");
+        }
+        assert!(second.on_disk(), "30 of the 20 free bytes do not fit");
+        let second = Arc::new(second.finish().await.expect("finish"));
+        assert_eq!(read_section(&second, 0, 300).await, data);
+        assert_eq!(budget.free(), 20, "a body on disk holds no memory");
+
+        let first = Arc::new(first.finish().await.expect("finish"));
+        let reader = first.section(0, 80);
+        drop(first);
+        assert_eq!(budget.free(), 20, "a reader keeps the body and its memory");
+        drop(reader);
+        assert_eq!(budget.free(), 100);
     }
 
     #[tokio::test]

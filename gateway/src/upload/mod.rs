@@ -10,6 +10,7 @@
 
 pub mod drain;
 mod feed;
+pub mod form;
 pub mod multipart;
 pub mod pipeline;
 pub mod slicer;

@@ -55,7 +55,12 @@ pub struct PartView {
     pub length: u64,
     pub node_id: Uuid,
     pub chunk_id: String,
+    /// crc32c of the stored chunk.
     pub crc32c: u32,
+    /// Bytes in the stored chunk, present only when more than `length`: the part of a streamed
+    /// multipart upload that also holds the end of the form after the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_length: Option<u64>,
 }
 
 /// `GET /files/{id}/meta`.
@@ -113,6 +118,7 @@ impl From<&FileRecord> for FileMeta {
                     node_id: p.node_id,
                     chunk_id: hex(&p.chunk_id),
                     crc32c: p.crc32c,
+                    stored_length: p.stored_len,
                 })
                 .collect(),
         }

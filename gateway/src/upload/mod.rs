@@ -329,6 +329,7 @@ impl Uploader {
             created_unix_ms: now,
             expires_unix_ms: now.saturating_add(ttl_ms),
             parts,
+            multipart: false,
         };
         let meta = self.meta.clone();
         let (session, stored) = tokio::task::spawn_blocking(move || {

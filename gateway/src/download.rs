@@ -68,7 +68,10 @@ pub fn plan_fetches(file: &FileRecord, start: u64, len: u64) -> Vec<Fetch> {
     parts_for_range(&ranges, start, start + len - 1)
         .filter_map(|slice| {
             let part = file.parts.get(slice.index as usize)?;
-            let whole = slice.offset_in_part == 0 && slice.len == part.len;
+            // The stored crc32c can check a read of the whole part only if it covers exactly
+            // the file's bytes (not a part that also stores the end of a multipart form).
+            let whole =
+                slice.offset_in_part == 0 && slice.len == part.len && part.crc_covers_file_bytes();
             Some(Fetch {
                 index: part.index,
                 node: part.node_id,
@@ -258,6 +261,7 @@ mod tests {
                     node_id: Uuid::new_v4(),
                     chunk_id: [i as u8; 16],
                     crc32c: 100 + i as u32,
+                    stored_len: None,
                 };
                 offset += len;
                 p
@@ -305,5 +309,31 @@ mod tests {
         );
         assert!(plan_fetches(&f, 0, 0).is_empty());
         assert_eq!(plan_fetches(&f, 24, 1)[0].offset, 4);
+    }
+
+    #[test]
+    fn parts_storing_more_than_the_file_are_read_without_the_whole_part_crc() {
+        // A streamed form: the file ends 3 bytes into part 2, whose chunk also holds the
+        // form's trailer; part 3 holds only trailer.
+        let mut f = file(&[10, 10, 5, 4]);
+        f.parts = f.parts.into_iter().map(|p| p.clipped_to(23)).collect();
+        f.size = 23;
+        let shape: Vec<_> = plan_fetches(&f, 0, 23)
+            .iter()
+            .map(|x| (x.index, x.offset, x.len, x.whole_crc))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (0, 0, 10, Some(100)),
+                (1, 0, 10, Some(101)),
+                (2, 0, 3, None)
+            ]
+        );
+        let shape: Vec<_> = plan_fetches(&f, 21, 2)
+            .iter()
+            .map(|x| (x.index, x.offset, x.len, x.whole_crc))
+            .collect();
+        assert_eq!(shape, vec![(2, 1, 2, None)]);
     }
 }

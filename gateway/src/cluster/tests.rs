@@ -715,6 +715,7 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
                 node_id: node,
                 chunk_id: live_chunk,
             }],
+            multipart: false,
         })
         .unwrap();
     fake.insert(live_chunk, *session_file.as_bytes(), b"hello");
@@ -763,6 +764,7 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
                 node_id: node,
                 chunk_id: expired_chunk,
             }],
+            multipart: false,
         })
         .unwrap();
     fake.insert(expired_chunk, *expired_file.as_bytes(), b"stale");

@@ -21,6 +21,7 @@ use crate::download;
 use crate::meta::FileRecord;
 use crate::metrics::UploadOutcome;
 use crate::upload::drain::RequestBody;
+use crate::upload::form::boundary_from_content_type;
 use crate::upload::multipart::MULTIPART_OVERHEAD_ALLOWANCE;
 use crate::upload::{FileInfo, UploadError};
 
@@ -55,7 +56,12 @@ pub struct PartView {
     pub length: u64,
     pub node_id: Uuid,
     pub chunk_id: String,
+    /// crc32c of the stored chunk.
     pub crc32c: u32,
+    /// Bytes in the stored chunk, present only when more than `length`: the part of a streamed
+    /// multipart upload that also holds the end of the form after the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_length: Option<u64>,
 }
 
 /// `GET /files/{id}/meta`.
@@ -113,6 +119,7 @@ impl From<&FileRecord> for FileMeta {
                     node_id: p.node_id,
                     chunk_id: hex(&p.chunk_id),
                     crc32c: p.crc32c,
+                    stored_length: p.stored_len,
                 })
                 .collect(),
         }
@@ -140,6 +147,13 @@ struct UploadQuery {
 
 /// Where the file's bytes come from.
 enum Source {
+    /// A form of known length, streamed through.
+    Form {
+        body: RequestBody,
+        length: u64,
+        boundary: String,
+    },
+    /// A form without a length, spooled.
     Multipart(Multipart),
     /// A raw body and its length, if announced.
     Body(RequestBody, Option<u64>),
@@ -249,7 +263,19 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
             return Err(ApiError::too_large(max));
         }
     }
-    let source = if multipart {
+    let source = if let (true, Some(length)) = (multipart, announced) {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let boundary = boundary_from_content_type(content_type)
+            .map_err(|e| ApiError::bad_request(format!("bad multipart request: {e}")))?;
+        Source::Form {
+            body,
+            length,
+            boundary,
+        }
+    } else if multipart {
         let request = Request::from_parts(parts, Body::from_stream(body));
         let form = Multipart::from_request(request, &()).await.map_err(|e| {
             ApiError::bad_request(format!("bad multipart request: {}", e.body_text()))
@@ -265,6 +291,15 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
     let task = tokio::spawn(async move {
         let _in_flight = metrics.upload_started();
         let result = match source {
+            Source::Form {
+                body,
+                length,
+                boundary,
+            } => {
+                uploader
+                    .upload_form_sized(info, length, &boundary, body)
+                    .await
+            }
             Source::Multipart(form) => uploader.upload_multipart(info, form).await,
             Source::Body(body, Some(len)) => uploader.upload_sized(info, len, body).await,
             Source::Body(body, None) => uploader.upload_unsized(info, body).await,

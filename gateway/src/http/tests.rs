@@ -790,3 +790,301 @@ async fn a_refused_body_is_drained_so_the_connection_survives() {
     assert!(next.starts_with("HTTP/1.1 200"), "{next}");
     server.stop().await;
 }
+
+/// A form around `file`: a text field before it, the file field, a text field after it.
+fn form_around(boundary: &str, file: &[u8], name: &str) -> Vec<u8> {
+    let mut form = Vec::new();
+    form.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"before\"\r\n\r\nfirst\r\n")
+            .as_bytes(),
+    );
+    form.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/x-form-test\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    form.extend_from_slice(file);
+    form.extend_from_slice(
+        format!(
+            "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"after\"\r\n\r\nlast\r\n--{boundary}--\r\n"
+        )
+        .as_bytes(),
+    );
+    form
+}
+
+impl Server {
+    /// Posts `form` with a Content-Length, in frames of the given sizes (cycled).
+    async fn post_form(&self, boundary: &str, form: Vec<u8>, cuts: &[usize]) -> reqwest::Response {
+        let mut frames: Vec<Result<Bytes, std::io::Error>> = Vec::new();
+        let mut at = 0;
+        let mut cut = cuts.iter().cycle();
+        while at < form.len() {
+            let n = (*cut.next().expect("cuts")).min(form.len() - at);
+            frames.push(Ok(Bytes::copy_from_slice(&form[at..at + n])));
+            at += n;
+        }
+        self.client
+            .post(self.url("/files"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary=\"{boundary}\""),
+            )
+            .header("content-length", form.len())
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                frames,
+            )))
+            .send()
+            .await
+            .expect("upload")
+    }
+
+    fn spool_files(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("spool"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+/// Uploads `file` as a form in awkward frames and checks what comes back: the whole file, its
+/// meta, and ranges around every part boundary.
+async fn form_round_trip(server: &Server, file: &[u8], cuts: &[usize]) -> Value {
+    let boundary = "form;boundary-77";
+    let form = form_around(boundary, file, "f.bin");
+    let response = server.post_form(boundary, form, cuts).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{} bytes",
+        file.len()
+    );
+    let json: Value = response.json().await.expect("json");
+    assert_eq!(json["size"], file.len() as u64);
+    assert_eq!(json["name"], "f.bin");
+    assert_eq!(json["content_type"], "application/x-form-test");
+    assert_eq!(
+        json["checksum"],
+        format!("{:032x}", xxh3_128(file)).as_str()
+    );
+    let id = json["id"].as_str().expect("id").to_owned();
+    let got = server
+        .get(&format!("/files/{id}"))
+        .await
+        .bytes()
+        .await
+        .expect("body");
+    assert!(got == file, "{} bytes differ", file.len());
+    let meta: Value = server
+        .get(&format!("/files/{id}/meta"))
+        .await
+        .json()
+        .await
+        .expect("meta");
+    assert_eq!(meta["size"], file.len() as u64);
+    let parts = meta["parts"].as_array().expect("parts");
+    // The parts tile the file; only the last one(s) store more (the form's end).
+    let mut offset = 0;
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(p["offset"], offset, "part {i}");
+        offset += p["length"].as_u64().expect("length");
+        if let Some(stored) = p["stored_length"].as_u64() {
+            assert!(stored > p["length"].as_u64().expect("length"));
+            assert!(
+                parts[i + 1..]
+                    .iter()
+                    .all(|q| q["stored_length"].as_u64().is_some() && q["length"] == 0),
+                "only parts at the end hold the trailer: {meta}"
+            );
+        }
+    }
+    assert_eq!(offset, file.len() as u64);
+    let last_with_bytes = parts.iter().rev().find(|p| p["length"] != 0);
+    assert!(
+        parts
+            .last()
+            .and_then(|p| p["stored_length"].as_u64())
+            .is_some()
+            || parts.is_empty(),
+        "the last part absorbs the closing boundary: {meta}"
+    );
+    // Ranges across each part boundary and the file's end.
+    if let Some(last) = last_with_bytes {
+        let end = file.len() as u64;
+        let edges: Vec<u64> = parts
+            .iter()
+            .map(|p| p["offset"].as_u64().expect("offset"))
+            .chain([last["offset"].as_u64().expect("offset"), end])
+            .collect();
+        for edge in edges {
+            let from = edge.saturating_sub(3);
+            let to = (edge + 2).min(end - 1);
+            if from > to {
+                continue;
+            }
+            let response = server
+                .client
+                .get(server.url(&format!("/files/{id}")))
+                .header("range", format!("bytes={from}-{to}"))
+                .send()
+                .await
+                .expect("range");
+            assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+            let got = response.bytes().await.expect("range body");
+            assert_eq!(got, &file[from as usize..=to as usize], "{from}-{to}");
+        }
+    }
+    json
+}
+
+#[tokio::test]
+async fn multipart_with_a_length_streams_with_fields_before_and_after() {
+    let server = Server::start(6).await;
+    let d = "\r\n--form;boundary-77".len();
+    // Frames cut around the delimiter in every way, a file that lands exactly on part
+    // boundaries (1, 2, 6 min-parts), files smaller than the delimiter, an empty one.
+    let sizes = [
+        0,
+        1,
+        d - 1,
+        d,
+        MIN_PART as usize,
+        2 * MIN_PART as usize,
+        6 * MIN_PART as usize,
+        6 * MIN_PART as usize + 5,
+        300_000,
+    ];
+    for (i, size) in sizes.into_iter().enumerate() {
+        let mut file = data(size, 20 + i as u8);
+        // Bytes that look like the start of the delimiter inside the file.
+        if size > 40 {
+            file[size - 30..size - 10].copy_from_slice(b"\r\n--form;boundary-7X");
+        }
+        for cuts in [&[1usize][..], &[7, 3, 11], &[d - 1, d + 1], &[65536]] {
+            if size > 10_000 && cuts[0] < 10 {
+                continue;
+            }
+            let json = form_round_trip(&server, &file, cuts).await;
+            if size == 0 {
+                // One part holding only the form's end.
+                assert_eq!(json["parts"], 1);
+            }
+        }
+    }
+    // Nothing was spooled and nothing is left open.
+    assert_eq!(server.spool_files(), 0);
+    assert_eq!(server.sessions(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn multipart_with_a_length_starts_storing_before_the_body_ends() {
+    use tokio::io::AsyncWriteExt;
+    // Spooling would need a file for anything past 64 KiB.
+    let server = Server::start(6).await;
+    let boundary = "b0und";
+    let file = data(400_000, 31);
+    let form = form_around(boundary, &file, "slow.bin");
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        form.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    let half = form.len() / 2;
+    tcp.write_all(&form[..half]).await.expect("first half");
+    tcp.flush().await.expect("flush");
+    // The session (planned from Content-Length) is recorded while half the body is unsent; a
+    // spooled form would only begin its session at the body's end.
+    for _ in 0..500 {
+        if server.sessions() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        server.sessions(),
+        1,
+        "the upload began before the body ended"
+    );
+    assert_eq!(server.spool_files(), 0, "nothing spooled");
+    tcp.write_all(&form[half..]).await.expect("second half");
+    let response = read_until(&mut tcp, "}").await;
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert_eq!(server.files(), 1);
+    assert_eq!(server.sessions(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_streamed_forms_are_refused_and_leave_nothing() {
+    let server = Server::start_with(6, |s| s.max_file_size = 200_000).await;
+    let boundary = "XyZ";
+    let file = data(150_000, 40);
+    let whole = form_around(boundary, &file, "x.bin");
+    let file_end = whole.len()
+        - "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"after\"\r\n\r\nlast\r\n--XyZ--\r\n"
+            .len();
+    let mut second_file = whole[..file_end].to_vec();
+    second_file.extend_from_slice(
+        b"\r\n--XyZ\r\nContent-Disposition: form-data; name=\"two\"; filename=\"2.bin\"\r\n\r\nzz\r\n--XyZ--\r\n",
+    );
+    // Within the Content-Length allowance, but more than a trailer may hold.
+    let mut huge_epilogue = form_around(boundary, &data(10_000, 42), "e.bin");
+    huge_epilogue.extend_from_slice(&vec![b'e'; 140_000]);
+    let mut no_closing = whole[..file_end].to_vec();
+    no_closing.extend_from_slice(
+        b"\r\n--XyZ\r\nContent-Disposition: form-data; name=\"after\"\r\n\r\nla",
+    );
+    let mut too_large = form_around(boundary, &data(200_001, 41), "big.bin");
+    let fits = form_around(boundary, &data(200_000, 41), "fits.bin");
+    let wakes = server.store.wakes();
+    let cases: [(&str, Vec<u8>, StatusCode); 6] = [
+        // Cut inside the file: the body ends before the file's closing delimiter.
+        (
+            "cut in the file",
+            whole[..file_end - 10].to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("cut after the file", no_closing, StatusCode::BAD_REQUEST),
+        ("second file", second_file, StatusCode::BAD_REQUEST),
+        ("huge epilogue", huge_epilogue, StatusCode::BAD_REQUEST),
+        (
+            "file over the limit",
+            std::mem::take(&mut too_large),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "no file field",
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\nx\r\n--XyZ--\r\n".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (what, body, status) in cases {
+        let response = server.post_form(boundary, body, &[4096]).await;
+        assert_eq!(error_code(response).await.0, status, "{what}");
+        assert_eq!(server.files(), 0, "{what}");
+        assert_eq!(server.sessions(), 0, "{what}: session aborted");
+    }
+    // The uploads that had begun queued their chunks for deletion and woke the cleanup.
+    assert!(server.store.wakes() > wakes);
+    assert!(server.meta.delete_queue_len().expect("queue") > 0);
+    // A form with no boundary parameter is refused before reading.
+    let response = server
+        .client
+        .post(server.url("/files"))
+        .header("content-type", "multipart/form-data")
+        .body("x")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(error_code(response).await.0, StatusCode::BAD_REQUEST);
+    // Exactly the limit is fine.
+    let response = server.post_form(boundary, fits, &[4096]).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(server.spool_files(), 0);
+    server.stop().await;
+}

@@ -46,7 +46,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::records::{FileRecord, NodeRecord, NodeState, PartRecord, new_chunk_id};
+    use crate::meta::records::{
+        FileRecord, NodeRecord, NodeState, PartRecord, UploadSession, new_chunk_id,
+    };
     use proptest::prelude::*;
     use uuid::Uuid;
 
@@ -65,6 +67,7 @@ mod tests {
                 node_id: Uuid::new_v4(),
                 chunk_id: new_chunk_id(),
                 crc32c: 0xdead_beef,
+                stored_len: None,
             }],
         }
     }
@@ -107,6 +110,49 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert!(text.contains(&format!("\"chunk_id\":\"{hex}\"")), "{text}");
+    }
+
+    /// Records as the release before streamed multipart uploads wrote them (no `stored_len`
+    /// on parts, no `multipart` on sessions) still decode; and a record with neither extra is
+    /// written exactly as before, so that release can read it too.
+    #[test]
+    fn records_of_the_previous_release_still_decode() {
+        let old_file = b"\x01{\"id\":\"8f6b0a4e-1c1e-4a3b-9d0e-2b7f4f0c9a11\",\"name\":\"a.bin\",\
+            \"content_type\":null,\"size\":3,\"created_unix_ms\":1700000000000,\
+            \"checksum\":\"00112233445566778899aabbccddeeff\",\"parts\":[{\"index\":0,\"offset\":0,\
+            \"len\":3,\"node_id\":\"0b0e7f44-6c7a-4b8e-8d2a-5a1f3e9c7d21\",\
+            \"chunk_id\":\"000102030405060708090a0b0c0d0e0f\",\"crc32c\":3735928559}]}";
+        let file: FileRecord = decode(old_file).expect("old file record");
+        assert_eq!(file.parts[0].stored_len, None);
+        assert_eq!(file.parts[0].stored_len(), 3);
+        assert!(file.parts[0].crc_covers_file_bytes());
+        let again = encode(&file).expect("encode");
+        assert!(
+            !std::str::from_utf8(&again)
+                .expect("utf8")
+                .contains("stored_len")
+        );
+
+        let old_session =
+            b"\x01{\"file_id\":\"8f6b0a4e-1c1e-4a3b-9d0e-2b7f4f0c9a11\",\"name\":\"a\",\
+            \"content_type\":null,\"size\":3,\"created_unix_ms\":1,\"expires_unix_ms\":2,\
+            \"parts\":[{\"index\":0,\"offset\":0,\"len\":3,\
+            \"node_id\":\"0b0e7f44-6c7a-4b8e-8d2a-5a1f3e9c7d21\",\
+            \"chunk_id\":\"000102030405060708090a0b0c0d0e0f\"}]}";
+        let session: UploadSession = decode(old_session).expect("old session");
+        assert!(!session.multipart);
+        let again = encode(&session).expect("encode");
+        assert!(
+            !std::str::from_utf8(&again)
+                .expect("utf8")
+                .contains("multipart")
+        );
+
+        // A clipped part round-trips with its stored length.
+        let mut file = sample_file();
+        file.parts[0].stored_len = Some(40);
+        let back: FileRecord = decode(&encode(&file).expect("encode")).expect("decode");
+        assert_eq!(back.parts[0].stored_len(), 40);
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl PlannedPart {
             node_id: self.node_id,
             chunk_id: self.chunk_id,
             crc32c: computed_crc32c,
+            stored_len: None,
         })
     }
 }
@@ -119,6 +120,12 @@ pub struct UploadSession {
     pub created_unix_ms: u64,
     pub expires_unix_ms: u64,
     pub parts: Vec<PlannedPart>,
+    /// The body is a `multipart/form-data` form streamed through: the planned bytes are the
+    /// file followed by the rest of the form, so the committed file may be shorter than the
+    /// plan and its last parts' chunks hold the form's trailer (see [`PartRecord::clipped_to`]).
+    /// Absent (false) in sessions written before streamed forms existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multipart: bool,
 }
 
 /// A stored part of a committed file.
@@ -130,7 +137,15 @@ pub struct PartRecord {
     pub node_id: Uuid,
     #[serde(with = "hex16")]
     pub chunk_id: ChunkId,
+    /// crc32c of the stored chunk (all [`PartRecord::stored_len`] bytes), as the node
+    /// acknowledged it.
     pub crc32c: u32,
+    /// Bytes in the stored chunk when it holds more than the file's `len` bytes: a part of a
+    /// streamed `multipart/form-data` upload that also holds the end of the form after the
+    /// file. `None` (every other part, and every record written before this field existed): the
+    /// chunk is exactly the part's `len` bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_len: Option<u64>,
 }
 
 impl PartRecord {
@@ -141,6 +156,32 @@ impl PartRecord {
             offset: self.offset,
             len: self.len,
         }
+    }
+
+    /// Bytes in the stored chunk: the file's `len` bytes, then anything past the file's end.
+    pub fn stored_len(&self) -> u64 {
+        self.stored_len.unwrap_or(self.len)
+    }
+
+    /// Whether the stored crc32c covers exactly the file's bytes of this part, so that a read
+    /// of the whole part can be checked against it.
+    pub fn crc_covers_file_bytes(&self) -> bool {
+        self.stored_len() == self.len
+    }
+
+    /// The record of this stored part in a file of `file_size` bytes whose body (the planned
+    /// bytes) runs on past the file: the part keeps its chunk, crc32c and stored length, and
+    /// describes only the file's bytes in it. A part wholly past the file's end holds none and
+    /// sits at `file_size` with length 0 (its chunk is kept so that it is deleted with the file).
+    /// With `file_size` at or past the part's end, the record is unchanged.
+    pub fn clipped_to(mut self, file_size: u64) -> PartRecord {
+        let stored = self.stored_len();
+        let start = self.offset.min(file_size);
+        let end = self.offset.saturating_add(stored).min(file_size);
+        self.offset = start;
+        self.len = end - start;
+        self.stored_len = (self.len != stored).then_some(stored);
+        self
     }
 }
 
@@ -336,6 +377,32 @@ mod tests {
                 acked: 0xabce
             })
         );
+    }
+
+    #[test]
+    fn clipping_to_the_file_size() {
+        let part = |offset, len| PartRecord {
+            index: 1,
+            offset,
+            len,
+            node_id: Uuid::nil(),
+            chunk_id: [1; 16],
+            crc32c: 7,
+            stored_len: None,
+        };
+        // Wholly inside the file: unchanged.
+        assert_eq!(part(10, 10).clipped_to(20), part(10, 10));
+        assert_eq!(part(10, 10).clipped_to(100), part(10, 10));
+        // The file ends inside the part.
+        let c = part(10, 10).clipped_to(14);
+        assert_eq!((c.offset, c.len, c.stored_len(), c.crc32c), (10, 4, 10, 7));
+        assert!(!c.crc_covers_file_bytes());
+        // The file ends before the part: no file bytes, placed at the file's end.
+        let c = part(10, 10).clipped_to(6);
+        assert_eq!((c.offset, c.len, c.stored_len), (6, 0, Some(10)));
+        // Clipping twice changes nothing more.
+        assert_eq!(c.clone().clipped_to(6), c);
+        assert!(part(0, 5).crc_covers_file_bytes());
     }
 
     #[test]

@@ -57,6 +57,11 @@ fn is_checksum(s: &str) -> bool {
 }
 
 /// Why `acked` cannot commit `session` as a file of `size` bytes, if it cannot.
+///
+/// Every acknowledged part must be its planned part, stored whole (`stored_len` the planned
+/// length) and described as holding the file's bytes in it: all of them for a file of the
+/// planned size, fewer for a streamed form (`session.multipart`), whose file may end before the
+/// planned bytes do ([`PartRecord::clipped_to`]).
 fn check_commit(session: &UploadSession, acked: &[PartRecord], size: u64) -> Result<(), String> {
     if acked.len() != session.parts.len() {
         return Err(format!(
@@ -72,10 +77,20 @@ fn check_commit(session: &UploadSession, acked: &[PartRecord], size: u64) -> Res
                 a.index, p.index
             ));
         }
-        if (a.offset, a.len) != (p.offset, p.len) {
+        if a.stored_len() != p.len {
             return Err(format!(
-                "part {}: acknowledged [{}, +{}), planned [{}, +{})",
-                a.index, a.offset, a.len, p.offset, p.len
+                "part {}: {} bytes stored, {} planned",
+                a.index,
+                a.stored_len(),
+                p.len
+            ));
+        }
+        let file_start = p.offset.min(size);
+        let file_len = p.offset.saturating_add(p.len).min(size) - file_start;
+        if (a.offset, a.len) != (file_start, file_len) {
+            return Err(format!(
+                "part {}: acknowledged [{}, +{}), planned [{}, +{}) of a {size}-byte file",
+                a.index, a.offset, a.len, file_start, file_len
             ));
         }
         if a.node_id != p.node_id || a.chunk_id != p.chunk_id {
@@ -86,6 +101,12 @@ fn check_commit(session: &UploadSession, acked: &[PartRecord], size: u64) -> Res
         }
     }
     let planned: u64 = session.parts.iter().map(|p| p.len).sum();
+    if session.multipart {
+        if size > planned {
+            return Err(format!("size {size} but the parts hold {planned} bytes"));
+        }
+        return Ok(());
+    }
     if size != planned {
         return Err(format!("size {size} but the parts hold {planned} bytes"));
     }
@@ -173,7 +194,9 @@ impl Meta {
 
     /// Turns the session into a visible file in one transaction. `acked` must match the plan
     /// part for part (index, offset, length, node, chunk; any order), `size` the planned total
-    /// (and the announced size, if any), `checksum` be 32 lowercase hex digits. On any mismatch
+    /// (and the announced size, if any), `checksum` be 32 lowercase hex digits. A streamed
+    /// form's session (`multipart`) commits a `size` up to the planned total, its parts clipped
+    /// to it ([`PartRecord::clipped_to`]). On any mismatch
     /// nothing changes and [`MetaError::InvalidCommit`] is returned.
     pub fn commit_session(
         &self,

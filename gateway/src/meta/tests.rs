@@ -27,6 +27,7 @@ fn session(size: u64) -> UploadSession {
         created_unix_ms: 1_000,
         expires_unix_ms: 3_601_000,
         parts: PlannedPart::plan(&ranges, &nodes).expect("plan"),
+        multipart: false,
     }
 }
 
@@ -207,6 +208,66 @@ fn announced_size_must_match_at_commit() {
         .commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 3 * 1024 * 1024)
         .expect("commit");
     assert_eq!(file.size, 3 * 1024 * 1024);
+}
+
+#[test]
+fn a_streamed_form_commits_the_file_inside_its_planned_bytes() {
+    let (_dir, meta) = fresh();
+    // Planned: 2 MiB + 100 bytes of body, in parts of 1 MiB, 1 MiB and 100 bytes; the file is
+    // the first 1 MiB + 30 bytes, the rest of the body the form's trailer.
+    let planned = 2 * 1024 * 1024 + 100;
+    let size = 1024 * 1024 + 30;
+    let mut s = session(planned);
+    s.multipart = true;
+    meta.begin_session(&s).expect("begin");
+    let clipped = |size: u64| -> Vec<PartRecord> {
+        acks(&s).into_iter().map(|p| p.clipped_to(size)).collect()
+    };
+    // A raw upload's session would refuse this size; a form's refuses only parts that do not
+    // describe the file's bytes, or a size past the planned bytes.
+    let mut unclipped_last = clipped(size);
+    unclipped_last[2] = acks(&s)[2].clone();
+    let mut short_store = clipped(size);
+    short_store[1].stored_len = Some(1024 * 1024 - 1);
+    for (i, (acked, size)) in [
+        (acks(&s), size),
+        (unclipped_last, size),
+        (short_store, size),
+        (acks(&s), planned + 1),
+        (clipped(size), size + 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(
+            matches!(
+                meta.commit_session(&s.file_id, acked, CHECKSUM.into(), size),
+                Err(MetaError::InvalidCommit { .. })
+            ),
+            "case {i}"
+        );
+    }
+    let file = meta
+        .commit_session(&s.file_id, clipped(size), CHECKSUM.into(), size)
+        .expect("commit");
+    assert_eq!(file.size, size);
+    let shape: Vec<_> = file
+        .parts
+        .iter()
+        .map(|p| (p.offset, p.len, p.stored_len()))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (0, 1024 * 1024, 1024 * 1024),
+            (1024 * 1024, 30, 1024 * 1024),
+            (size, 0, 100)
+        ]
+    );
+    assert_eq!(meta.get_file(&s.file_id).expect("get"), Some(file.clone()));
+    // Deleting the file queues every chunk, those past the file's end too.
+    meta.delete_file(&s.file_id).expect("delete");
+    assert_eq!(meta.delete_queue_len().expect("len"), 3);
 }
 
 #[test]

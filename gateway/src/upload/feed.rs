@@ -1,4 +1,4 @@
-//! Feeders: move the file's bytes into the part writers' channels, computing each part's
+//! Feeders: move the body's bytes into the part writers' channels, computing each part's
 //! crc32c on the way. Two sources: the request body as it arrives (known length), and a
 //! complete spool read back section by section, all parts at once.
 
@@ -21,21 +21,57 @@ pub fn checksum_hex(hasher: &Xxh3) -> String {
     format!("{:032x}", hasher.digest128())
 }
 
+/// Sees every frame of a streamed body, in order, before its bytes go to the parts, and works
+/// out what the upload learns from the body besides the part bytes: the file's size and
+/// checksum. The body may be more than the file (a form's trailer), never less.
+pub trait BodyObserver {
+    /// The next frame of the body; an error stops the upload.
+    fn frame(&mut self, frame: &[u8]) -> Result<(), FeedError>;
+    /// The body ended after `body_len` bytes, as announced; an error stops the upload.
+    fn end(&mut self, body_len: u64) -> Result<(), FeedError>;
+    /// The file's size and checksum ([`checksum_hex`]), once [`BodyObserver::end`] passed.
+    fn file(&self) -> (u64, String);
+}
+
+/// A raw body: all of it is the file.
+#[derive(Default)]
+pub struct WholeBody {
+    hasher: Xxh3,
+    len: u64,
+}
+
+impl BodyObserver for WholeBody {
+    fn frame(&mut self, frame: &[u8]) -> Result<(), FeedError> {
+        self.hasher.update(frame);
+        Ok(())
+    }
+
+    fn end(&mut self, body_len: u64) -> Result<(), FeedError> {
+        self.len = body_len;
+        Ok(())
+    }
+
+    fn file(&self) -> (u64, String) {
+        (self.len, checksum_hex(&self.hasher))
+    }
+}
+
 /// Streams a body of exactly `size` bytes into the parts: every frame is cut with
 /// `Bytes::slice` at part boundaries and each piece goes to its part's channel (waiting when
-/// the channel is full). A part's channel is closed as soon as its last byte is sent. Feeds
-/// `hasher` with the whole body.
-pub async fn feed_body<S, E>(
+/// the channel is full). A part's channel is closed as soon as its last byte is sent. Shows
+/// `observer` every frame and then the end of the body.
+pub async fn feed_body<S, E, O>(
     mut body: S,
     size: u64,
     parts: &[PartRange],
     senders: Vec<mpsc::Sender<Bytes>>,
-    hasher: &mut Xxh3,
+    observer: &mut O,
     metrics: &Metrics,
 ) -> Result<PartCrcs, FeedError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Display,
+    O: BodyObserver + ?Sized,
 {
     let mut senders: Vec<Option<mpsc::Sender<Bytes>>> = senders.into_iter().map(Some).collect();
     let mut crcs = vec![0u32; parts.len()];
@@ -49,7 +85,7 @@ where
         if position + len > size {
             return Err(FeedError::TooLong { expected: size });
         }
-        hasher.update(&frame);
+        observer.frame(&frame)?;
         for piece in slice_frame(parts, position, frame.len()) {
             let bytes = frame.slice(piece.range.clone());
             crcs[piece.part] = crc32c::crc32c_append(crcs[piece.part], &bytes);
@@ -75,6 +111,7 @@ where
             got: position,
         });
     }
+    observer.end(position)?;
     Ok(crcs)
 }
 
@@ -120,7 +157,7 @@ mod tests {
         body: Vec<Result<Bytes, String>>,
         size: u64,
         parts: &[PartRange],
-    ) -> (Result<PartCrcs, FeedError>, Vec<Vec<u8>>, Xxh3) {
+    ) -> (Result<PartCrcs, FeedError>, Vec<Vec<u8>>, WholeBody) {
         let mut receivers = Vec::new();
         let mut senders = Vec::new();
         for _ in parts {
@@ -139,7 +176,7 @@ mod tests {
         });
         let collectors: Vec<_> = collectors.collect();
         let metrics = Metrics::new();
-        let mut hasher = Xxh3::new();
+        let mut hasher = WholeBody::default();
         let result = feed_body(
             futures_util::stream::iter(body),
             size,
@@ -180,8 +217,8 @@ mod tests {
         }
         let mut whole = Xxh3::new();
         whole.update(&bytes);
-        assert_eq!(checksum_hex(&hasher), checksum_hex(&whole));
-        assert_eq!(checksum_hex(&hasher).len(), 32);
+        assert_eq!(hasher.file(), (1000, checksum_hex(&whole)));
+        assert_eq!(hasher.file().1.len(), 32);
     }
 
     #[tokio::test]
@@ -221,7 +258,7 @@ mod tests {
         let (tx, rx) = mpsc::channel::<Bytes>(1);
         drop(rx);
         let metrics = Metrics::new();
-        let mut hasher = Xxh3::new();
+        let mut hasher = WholeBody::default();
         let r = feed_body(
             futures_util::stream::iter(frames(&data(100), 10)),
             100,

@@ -4,12 +4,23 @@
 //! before the commit aborts the session (its chunks are queued for deletion and the cleanup is
 //! woken), so a failed upload leaves no file.
 //!
-//! Three ways in: a body of known length streams straight through ([`Uploader::upload_sized`]);
-//! a body without a length and a `multipart/form-data` file field are spooled first
-//! ([`Uploader::upload_unsized`], [`Uploader::upload_multipart`]).
+//! Four ways in:
+//! - a raw body of known length streams straight through ([`Uploader::upload_sized`]);
+//! - a `multipart/form-data` body of known length streams straight through too
+//!   ([`Uploader::upload_form_sized`]): the form's head up to the file field's headers is read
+//!   first (bounded), the rest of the body is planned and placed as `Content-Length` minus that
+//!   head, and the last part absorbs the form's closing boundary; the file's real size, found
+//!   at the closing delimiter as the bytes pass, is what the file record says (see
+//!   [`multipart`] and [`crate::meta::PartRecord::clipped_to`]);
+//! - a body without a length, and a form sent without one, are spooled first
+//!   ([`Uploader::upload_unsized`], [`Uploader::upload_multipart`]).
+//!
+//! The streamed paths share [`Uploader::stream_through`]: a [`feed::BodyObserver`] sees every
+//! frame (raw: the checksum of all of it; form: where the file ends, its checksum, the trailer).
 
 pub mod drain;
 mod feed;
+pub mod form;
 pub mod multipart;
 pub mod pipeline;
 pub mod slicer;
@@ -26,7 +37,7 @@ use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 use xxhash_rust::xxh3::Xxh3;
 
-pub use feed::checksum_hex;
+pub use feed::{BodyObserver, WholeBody, checksum_hex};
 use pipeline::{FeedError, drive, start_writers};
 use spool::Spool;
 
@@ -97,6 +108,7 @@ impl UploadError {
             }
             UploadError::Feed(FeedError::Spool(_)) => ErrorCode::Internal,
             UploadError::Feed(FeedError::WriterGone(_)) => ErrorCode::NodeError,
+            UploadError::Feed(FeedError::FileTooLarge { .. }) => ErrorCode::TooLarge,
             UploadError::Feed(_) => ErrorCode::BadRequest,
             UploadError::Node(_) | UploadError::Ack(_) => ErrorCode::NodeError,
             UploadError::Meta(_) | UploadError::Internal(_) => ErrorCode::Internal,
@@ -224,13 +236,40 @@ impl Uploader {
                 limit: self.settings.max_file_size,
             });
         }
-        let session = self.begin(info, size).await?;
+        self.stream_through(info, size, body, WholeBody::default(), false)
+            .await
+    }
+
+    /// Streams a body of exactly `planned` bytes to the nodes, cut into the parts of a file of
+    /// that size, while `observer` works out the file inside it (all of it, or for a streamed
+    /// form, `multipart`, a prefix; see [`crate::meta::PartRecord::clipped_to`]); then checks
+    /// the acks and commits, or aborts.
+    async fn stream_through<S, E, O>(
+        &self,
+        info: FileInfo,
+        planned: u64,
+        body: S,
+        mut observer: O,
+        multipart: bool,
+    ) -> Result<FileRecord, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: Display,
+        O: BodyObserver + Send,
+    {
+        let session = self.begin(info, planned, multipart).await?;
         let ranges = session.ranges();
         let (writers, senders) = start_writers(&self.store, session.file_id, &session.parts);
-        let mut hasher = Xxh3::new();
-        let feed = feed::feed_body(body, size, &ranges, senders, &mut hasher, &self.metrics);
+        let feed = feed::feed_body(
+            body,
+            planned,
+            &ranges,
+            senders,
+            &mut observer,
+            &self.metrics,
+        );
         let result = drive(feed, writers).await;
-        let checksum = checksum_hex(&hasher);
+        let (size, checksum) = observer.file();
         self.finish(session, result, checksum, size).await
     }
 
@@ -304,7 +343,7 @@ impl Uploader {
     ) -> Result<FileRecord, UploadError> {
         let body = Arc::new(spool.finish().await.map_err(FeedError::Spool)?);
         let size = body.len();
-        let session = self.begin(info, size).await?;
+        let session = self.begin(info, size, false).await?;
         let ranges = session.ranges();
         let (writers, senders) = start_writers(&self.store, session.file_id, &session.parts);
         let result = drive(feed::feed_spool(&body, &ranges, senders), writers).await;
@@ -313,8 +352,14 @@ impl Uploader {
             .await
     }
 
-    /// Plans and places the parts and records the session, before any byte moves.
-    async fn begin(&self, info: FileInfo, size: u64) -> Result<OpenSession, UploadError> {
+    /// Plans and places the parts of `size` bytes and records the session, before any byte
+    /// moves. `multipart`: the bytes are a streamed form's, the file a prefix of them.
+    async fn begin(
+        &self,
+        info: FileInfo,
+        size: u64,
+        multipart: bool,
+    ) -> Result<OpenSession, UploadError> {
         let file_id = Uuid::new_v4();
         let ranges = plan(size, &self.settings.split);
         let candidates = self.store.candidates();
@@ -332,6 +377,7 @@ impl Uploader {
             created_unix_ms: now,
             expires_unix_ms: now.saturating_add(ttl_ms),
             parts,
+            multipart,
         };
         let meta = self.meta.clone();
         let (session, stored) = tokio::task::spawn_blocking(move || {
@@ -350,7 +396,9 @@ impl Uploader {
         })
     }
 
-    /// Checks the acks and commits, or aborts on any failure.
+    /// Checks the acks (each node's length and crc32c against the planned length and what the
+    /// gateway computed over the bytes it sent) and commits a file of `size` bytes, the parts
+    /// clipped to it; or aborts on any failure.
     async fn finish(
         &self,
         session: OpenSession,
@@ -365,6 +413,7 @@ impl Uploader {
                 .zip(crcs.iter().zip(&acks))
                 .map(|(part, (crc, ack))| {
                     part.verify_ack(ack.length, ack.crc32c, *crc)
+                        .map(|record| record.clipped_to(size))
                         .map_err(UploadError::from)
                 })
                 .collect::<Result<Vec<PartRecord>, UploadError>>()

@@ -37,6 +37,12 @@ pub enum FeedError {
     /// Reading the spool failed.
     #[error("spool: {0}")]
     Spool(std::io::Error),
+    /// The multipart form around the file is malformed.
+    #[error("{0}")]
+    Form(#[from] super::form::FormError),
+    /// The file inside a larger body passed the size limit.
+    #[error("the file is larger than the limit of {limit} bytes")]
+    FileTooLarge { limit: u64 },
 }
 
 /// What the feeder computed over the bytes it sent: the crc32c of every part, in plan order.

@@ -1,7 +1,7 @@
 //! Finding, starting and stopping the real binaries.
 
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -60,6 +60,13 @@ pub fn bin_path(name: &str) -> PathBuf {
 pub fn free_tcp_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
+}
+
+/// A free UDP port on 127.0.0.1, for a node's QUIC listener when a test must know (and keep
+/// across restarts) the node's address. Same small race as [`free_tcp_port`].
+pub fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    s.local_addr().expect("local addr").port()
 }
 
 /// A child process that is killed (SIGKILL, by PID) and reaped when dropped, so a failing test

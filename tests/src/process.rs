@@ -35,6 +35,15 @@ pub fn bin_path(name: &str) -> PathBuf {
             "-p",
             "sixfold-bench",
         ]);
+        // `cargo test` runs this process with the package variables of sixfold-tests set
+        // (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...). Build scripts such as ring's declare
+        // `rerun-if-env-changed` on those, so passing them on would make this build and the
+        // next `cargo test` each rebuild ring and everything above it.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(is_package_env) {
+                cmd.env_remove(&key);
+            }
+        }
         match profile {
             "debug" => {}
             "release" => {
@@ -53,6 +62,20 @@ pub fn bin_path(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// Environment variables cargo sets for the crate under test (not for a cargo it runs).
+fn is_package_env(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; the tiny race with another binder is

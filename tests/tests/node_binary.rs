@@ -505,7 +505,6 @@ async fn interrupted_puts_keep_a_durable_prefix_and_resume() {
                 send.reset(VarInt::from_u32(1)).expect("reset");
             }
             drop(recv);
-            own.close().await;
 
             // The interrupted put checkpoints once: wait for that state, then it stays.
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -521,6 +520,10 @@ async fn interrupted_puts_keep_a_durable_prefix_and_resume() {
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             };
+            // Only now: until here the closed connection's endpoint answers the node's packets
+            // (a CONNECTION_CLOSE lost in a full socket buffer would otherwise leave the node
+            // waiting for its idle timeout).
+            own.close().await;
             let durable = info.durable_len;
             assert!(
                 durable % MIB == 0 && (min_durable..=sent).contains(&durable),

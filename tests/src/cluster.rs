@@ -2,6 +2,7 @@
 //! `sixfold-node`s, each with its own data dir under one temp dir, certificates made with the
 //! gateway's own `certs` commands.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,6 +30,8 @@ pub struct TestCluster {
     pub url: String,
     pub gateway: Option<Proc>,
     pub nodes: Vec<Option<Proc>>,
+    /// QUIC address each node's shard 0 is started with (port 0: the node picks one).
+    node_listen: Vec<SocketAddr>,
     pub http: reqwest::Client,
     opts: ClusterOptions,
     /// Declared last so it is dropped last: the processes are stopped (and a failing test
@@ -85,6 +88,7 @@ impl TestCluster {
             url: format!("http://127.0.0.1:{port}"),
             gateway: None,
             nodes: Vec::new(),
+            node_listen: Vec::new(),
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(32)
                 .build()
@@ -108,6 +112,19 @@ impl TestCluster {
         self.dir.path().join(format!("node-{i}"))
     }
 
+    /// The cluster CA's dir (`ca.pem`, `gateway.pem`, `gateway-key.pem`, ...): what a test
+    /// needs to talk to the nodes over QUIC as the gateway does
+    /// (`sixfold_certs::GatewayTls::load`).
+    pub fn gateway_certs_dir(&self) -> PathBuf {
+        self.gateway_dir().join("certs")
+    }
+
+    /// The QUIC address node `i`'s shard 0 was started with (port 0 unless it was added with
+    /// [`TestCluster::add_node_at`]).
+    pub fn node_listen(&self, i: usize) -> SocketAddr {
+        self.node_listen[i]
+    }
+
     /// (Re)starts the gateway on the same port and data dir.
     pub fn start_gateway(&mut self) {
         let gw_dir = self.gateway_dir();
@@ -126,8 +143,16 @@ impl TestCluster {
         self.gateway = Some(Proc::spawn("gateway", &gateway_bin(), &args, log));
     }
 
-    /// Adds one more node (certificate issued by the cluster CA) and starts it.
+    /// Adds one more node (certificate issued by the cluster CA) and starts it; its shards pick
+    /// free ports.
     pub fn add_node(&mut self) -> usize {
+        self.add_node_at(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// [`TestCluster::add_node`] with shard 0 listening on `listen`, kept by every restart
+    /// ([`TestCluster::start_node`]), so a test can talk QUIC to the node directly (e.g. on
+    /// a port from [`crate::free_udp_port`]).
+    pub fn add_node_at(&mut self, listen: SocketAddr) -> usize {
         let i = self.nodes.len();
         let dir = self.node_dir(i);
         std::fs::create_dir_all(&dir).expect("node dir");
@@ -148,18 +173,19 @@ impl TestCluster {
             ],
         );
         self.nodes.push(None);
+        self.node_listen.push(listen);
         self.start_node(i);
         i
     }
 
-    /// (Re)starts node `i` on its data dir.
+    /// (Re)starts node `i` on its data dir and listen address.
     pub fn start_node(&mut self, i: usize) {
         let dir = self.node_dir(i);
         let args = vec![
             "--data-dir".to_string(),
             dir.display().to_string(),
             "--listen".into(),
-            "127.0.0.1:0".into(),
+            self.node_listen[i].to_string(),
             "--gateway".into(),
             self.url.clone(),
             "--shards".into(),
@@ -169,6 +195,17 @@ impl TestCluster {
         ];
         let log = dir.join(format!("node-{}.log", unique()));
         self.nodes[i] = Some(Proc::spawn(&format!("node-{i}"), &node_bin(), &args, log));
+    }
+
+    /// Stops node `i` the way systemd does (SIGTERM, then waits up to `grace` for it to exit;
+    /// SIGKILL after that). Returns the exit code if it exited by itself in time.
+    pub fn stop_node(&mut self, i: usize, grace: Duration) -> Option<i32> {
+        self.nodes[i].take().and_then(|mut p| p.terminate(grace))
+    }
+
+    /// Whether node `i`'s process is still running (false once stopped, killed or exited).
+    pub fn node_running(&mut self, i: usize) -> bool {
+        self.nodes[i].as_mut().is_some_and(Proc::is_running)
     }
 
     pub fn kill_node(&mut self, i: usize) {

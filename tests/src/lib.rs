@@ -7,4 +7,4 @@ pub mod process;
 
 pub use cluster::{ClusterOptions, TestCluster};
 pub use data::{Pattern, pattern};
-pub use process::{Proc, bin_path, free_tcp_port};
+pub use process::{Proc, bin_path, free_tcp_port, free_udp_port};

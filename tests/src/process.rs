@@ -1,7 +1,7 @@
 //! Finding, starting and stopping the real binaries.
 
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -35,6 +35,15 @@ pub fn bin_path(name: &str) -> PathBuf {
             "-p",
             "sixfold-bench",
         ]);
+        // `cargo test` runs this process with the package variables of sixfold-tests set
+        // (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...). Build scripts such as ring's declare
+        // `rerun-if-env-changed` on those, so passing them on would make this build and the
+        // next `cargo test` each rebuild ring and everything above it.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(is_package_env) {
+                cmd.env_remove(&key);
+            }
+        }
         match profile {
             "debug" => {}
             "release" => {
@@ -55,11 +64,32 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
+/// Environment variables cargo sets for the crate under test (not for a cargo it runs).
+fn is_package_env(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
+}
+
 /// A free TCP port on 127.0.0.1 (the OS picks it; the tiny race with another binder is
 /// acceptable for tests and retried by callers that see EADDRINUSE).
 pub fn free_tcp_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
+}
+
+/// A free UDP port on 127.0.0.1, for a node's QUIC listener when a test must know (and keep
+/// across restarts) the node's address. Same small race as [`free_tcp_port`].
+pub fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    s.local_addr().expect("local addr").port()
 }
 
 /// A child process that is killed (SIGKILL, by PID) and reaped when dropped, so a failing test

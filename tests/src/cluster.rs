@@ -47,7 +47,8 @@ fn node_bin() -> PathBuf {
     bin_path("sixfold-node")
 }
 
-fn run_ok(program: &Path, args: &[&str]) {
+/// Runs a command to completion and panics with its output unless it succeeded.
+pub fn run_ok(program: &Path, args: &[&str]) {
     let out = Command::new(program)
         .args(args)
         .output()

@@ -4,10 +4,9 @@
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sixfold_tests::{ClusterOptions, Proc, TestCluster, bin_path, free_tcp_port};
+use sixfold_tests::{ClusterOptions, Proc, TestCluster, bin_path, free_tcp_port, run_ok};
 
 /// Longest wait for one notification: covers a cold start of a debug build on a busy machine.
 const NOTIFY_WAIT: Duration = Duration::from_secs(60);
@@ -69,19 +68,6 @@ impl NotifySocket {
             );
         }
     }
-}
-
-fn run_ok(program: &Path, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed: {}",
-        program.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// SIGTERM, then wait for `STOPPING=1` and a clean exit.

@@ -21,7 +21,7 @@ use crate::download;
 use crate::meta::FileRecord;
 use crate::metrics::UploadOutcome;
 use crate::upload::drain::RequestBody;
-use crate::upload::form::boundary_from_content_type;
+use crate::upload::form::{boundary_from_content_type, percent_decode};
 use crate::upload::multipart::MULTIPART_OVERHEAD_ALLOWANCE;
 use crate::upload::{FileInfo, UploadError};
 
@@ -199,24 +199,6 @@ fn header_file_name(raw: &[u8]) -> Result<String, ApiError> {
         });
     }
     Ok(text.to_owned())
-}
-
-/// `%XX` escapes to bytes, which must then be UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The type of a raw body. `application/x-www-form-urlencoded` is what `curl --data-binary`

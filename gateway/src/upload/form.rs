@@ -124,8 +124,9 @@ fn parse_param(input: &[u8]) -> Result<(String, String, &[u8]), FormError> {
     }
 }
 
-/// `%XX` escapes to bytes (RFC 8187 `ext-value`), which must then be UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+/// `%XX` escapes to bytes (RFC 8187 `ext-value`), which must then be UTF-8. Also decodes the
+/// `UTF-8''` form of the `X-File-Name` header.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -219,39 +219,28 @@ fn log(svc: &ShardService, op: Op, chunk: Option<ChunkId>, outcome: &Outcome, st
     let micros = started.elapsed().as_micros() as u64;
     let chunk = chunk.map(|c| c.to_hex()).unwrap_or_default();
     let error = outcome.error.as_deref().unwrap_or_default();
+    // `tracing::event!` needs its level as a constant: one expansion per level.
+    macro_rules! line {
+        ($level:expr, $message:literal) => {
+            tracing::event!(
+                $level,
+                shard = svc.shard,
+                op = op.name(),
+                chunk,
+                status = outcome.status,
+                bytes = outcome.bytes,
+                micros,
+                error,
+                $message
+            )
+        };
+    }
     if outcome.warn {
-        tracing::warn!(
-            shard = svc.shard,
-            op = op.name(),
-            chunk,
-            status = outcome.status,
-            bytes = outcome.bytes,
-            micros,
-            error,
-            "request failed"
-        );
+        line!(tracing::Level::WARN, "request failed");
     } else if moves_data(op) {
-        tracing::info!(
-            shard = svc.shard,
-            op = op.name(),
-            chunk,
-            status = outcome.status,
-            bytes = outcome.bytes,
-            micros,
-            error,
-            "request"
-        );
+        line!(tracing::Level::INFO, "request");
     } else {
-        tracing::debug!(
-            shard = svc.shard,
-            op = op.name(),
-            chunk,
-            status = outcome.status,
-            bytes = outcome.bytes,
-            micros,
-            error,
-            "request"
-        );
+        line!(tracing::Level::DEBUG, "request");
     }
 }
 

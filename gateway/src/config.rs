@@ -3,17 +3,13 @@
 //! A flag wins over the file, the file over the default. Unknown keys and invalid values are
 //! refused with an error that names the key.
 
-mod byte_size;
-
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 
-pub use byte_size::{ByteSize, parse_byte_size};
+pub use sixfold_units::{ByteSize, HumanDuration, parse_byte_size};
 
 use crate::cluster::MtuSetting;
 use crate::split::SplitPolicy;
@@ -290,36 +286,6 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
 /// toml's messages name the offending key (unknown field, or the line of a bad value).
 fn parse_file_config(text: &str) -> Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
-}
-
-/// A duration written as `"90s"`, `"1h 30m"` or a whole number of seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HumanDuration(Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DurationVisitor;
-        impl Visitor<'_> for DurationVisitor {
-            type Value = HumanDuration;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration: a string such as \"90s\" or \"1h\", or whole seconds")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
-                Ok(HumanDuration(Duration::from_secs(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
-                u64::try_from(v)
-                    .map(|s| HumanDuration(Duration::from_secs(s)))
-                    .map_err(|_| E::custom("a duration cannot be negative"))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
-                humantime::parse_duration(v)
-                    .map(HumanDuration)
-                    .map_err(|e| E::custom(format!("{v:?} is not a duration: {e}")))
-            }
-        }
-        deserializer.deserialize_any(DurationVisitor)
-    }
 }
 
 #[cfg(test)]

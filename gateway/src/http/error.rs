@@ -19,11 +19,17 @@ pub enum ErrorCode {
     InsufficientStorage,
     NodeError,
     Internal,
+    /// The gateway or a node is at its admission limit; retry after `Retry-After`.
+    Busy,
+    /// The client sent no request bytes for longer than the configured idle time.
+    RequestTimeout,
+    /// A node holding a needed part is down; retry after `Retry-After`.
+    NodeUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidId,
         ErrorCode::NotFound,
@@ -34,6 +40,9 @@ impl ErrorCode {
         ErrorCode::InsufficientStorage,
         ErrorCode::NodeError,
         ErrorCode::Internal,
+        ErrorCode::Busy,
+        ErrorCode::RequestTimeout,
+        ErrorCode::NodeUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +57,9 @@ impl ErrorCode {
             ErrorCode::InsufficientStorage => "insufficient_storage",
             ErrorCode::NodeError => "node_error",
             ErrorCode::Internal => "internal",
+            ErrorCode::Busy => "busy",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::NodeUnavailable => "node_unavailable",
         }
     }
 
@@ -62,6 +74,8 @@ impl ErrorCode {
             ErrorCode::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::NodeError => StatusCode::BAD_GATEWAY,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Busy | ErrorCode::NodeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -78,6 +92,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra headers (`Content-Range` on a 416).
     pub content_range: Option<String>,
+    /// Seconds for `Retry-After` (503s the client may retry).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -92,7 +108,14 @@ impl ApiError {
             code,
             message: message.into(),
             content_range: None,
+            retry_after: None,
         }
+    }
+
+    /// The same error with `Retry-After: seconds` (at least 1).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -128,6 +151,7 @@ impl ApiError {
             code: ErrorCode::BadRange,
             message: format!("the range cannot be satisfied by a file of {size} bytes"),
             content_range: Some(format!("bytes */{size}")),
+            retry_after: None,
         }
     }
 
@@ -155,6 +179,11 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&range)
         {
             response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         // Lets the request log and the metrics see the code without parsing the body.
         response.extensions_mut().insert(self.code);
@@ -197,6 +226,16 @@ mod tests {
         assert_eq!(body_json(response).await["error"], "range_not_satisfiable");
     }
 
+    #[tokio::test]
+    async fn busy_carries_retry_after() {
+        let response = ApiError::new(ErrorCode::Busy, "full")
+            .with_retry_after(0)
+            .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(body_json(response).await["error"], "busy");
+    }
+
     #[test]
     fn codes_map_to_statuses() {
         let expected = [
@@ -210,6 +249,9 @@ mod tests {
             (ErrorCode::InsufficientStorage, 507, "insufficient_storage"),
             (ErrorCode::NodeError, 502, "node_error"),
             (ErrorCode::Internal, 500, "internal"),
+            (ErrorCode::Busy, 503, "busy"),
+            (ErrorCode::RequestTimeout, 408, "request_timeout"),
+            (ErrorCode::NodeUnavailable, 503, "node_unavailable"),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (i, (code, status, text)) in expected.into_iter().enumerate() {

@@ -11,7 +11,6 @@ use bytes::{Buf, Bytes};
 use monoio::fs::File;
 use monoio::task::JoinHandle;
 
-use super::buffer_pool::PooledBuf;
 use super::chunk_file;
 use super::chunk_store::{SlotGuard, StoreInner};
 use super::error::StoreError;
@@ -40,8 +39,12 @@ impl PutWriter {
         self.st.as_ref().map_or(0, |s| s.meta.length)
     }
 
-    /// Accepts the next piece of the body. Waits while no pool buffer is free or the oldest
-    /// write must finish first: that wait is the backpressure on the incoming stream.
+    /// Accepts the next piece of the body. Pieces are gathered (as they are, no copy) until a
+    /// whole block is there; only then is a pool buffer taken, filled and written. So a put
+    /// never holds a buffer while it waits for the network, and a buffer is only ever waited
+    /// for behind disk writes, which finish whatever the clients do: a slow or stalled client
+    /// cannot starve other puts or reads of buffers. Waits while no pool buffer is free or
+    /// the oldest write must finish first: that wait is the backpressure on the stream.
     ///
     /// Fails with `BadRequest` when more bytes arrive than declared and with `DiskFull` (the
     /// partial chunk is removed) when space runs out. After an error, only `interrupt` or
@@ -145,9 +148,10 @@ pub(crate) struct PutState {
     block_crcs: Vec<u32>,
     /// Body bytes accounted for: the resumed prefix plus everything accepted since.
     received: u64,
-    /// The block being filled (always starts on a block boundary).
-    cur: Option<PooledBuf>,
-    cur_crc: u32,
+    /// Received bytes of the next block (which starts on a block boundary), not yet copied
+    /// into a pool buffer: less than a block between calls.
+    pending: VecDeque<Bytes>,
+    pending_len: usize,
     /// Submitted body writes, oldest first.
     in_flight: VecDeque<JoinHandle<io::Result<()>>>,
     /// Blocks known written, contiguous from block 0.
@@ -252,8 +256,8 @@ impl PutState {
             recorded_durable: 0,
             block_crcs: Vec::with_capacity(layout.block_count as usize),
             received: 0,
-            cur: None,
-            cur_crc: 0,
+            pending: VecDeque::new(),
+            pending_len: 0,
             in_flight: VecDeque::new(),
             confirmed_blocks: 0,
             write_error: false,
@@ -281,8 +285,8 @@ impl PutState {
                 recorded_durable: known.durable_len,
                 block_crcs,
                 received: known.durable_len,
-                cur: None,
-                cur_crc: 0,
+                pending: VecDeque::new(),
+                pending_len: 0,
                 in_flight: VecDeque::new(),
                 confirmed_blocks: known.durable_len / BLOCK_SIZE,
                 write_error: false,
@@ -344,7 +348,7 @@ impl PutState {
         self.slot.store()
     }
 
-    async fn write(&mut self, mut data: Bytes) -> Result<(), StoreError> {
+    async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
         let len = data.len() as u64;
         if len > self.meta.length - self.received {
             return Err(StoreError::BadRequest(format!(
@@ -352,38 +356,53 @@ impl PutState {
                 self.meta.length
             )));
         }
-        while !data.is_empty() {
-            let mut cur = match self.cur.take() {
-                Some(b) => b,
-                None => {
-                    self.cur_crc = 0;
-                    self.store().pool.acquire().await
-                }
-            };
-            let n = cur.extend_from_slice(&data);
-            self.cur_crc = crc32c::crc32c_append(self.cur_crc, &data[..n]);
-            self.received += n as u64;
-            data.advance(n);
-            let full = cur.spare() == 0;
-            self.cur = Some(cur);
-            if full {
-                self.submit_cur().await?;
-            }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.received += len;
+        self.pending_len += data.len();
+        self.pending.push_back(data);
+        while self.pending_len >= BLOCK_SIZE as usize {
+            self.submit_block(BLOCK_SIZE as usize).await?;
         }
         Ok(())
     }
 
-    /// Submits the current block (padded to alignment if it is the short last one) without
-    /// waiting for it, after waiting for the oldest write if the in-flight limit is reached.
-    async fn submit_cur(&mut self) -> Result<(), StoreError> {
-        let Some(mut buf) = self.cur.take() else {
-            return Ok(());
-        };
-        if buf.is_empty() {
+    /// Copies the first `n` pending bytes (a whole block, or the short last one) into a pool
+    /// buffer (padded to alignment) and submits its write without waiting for it, after
+    /// waiting for the oldest write if the in-flight limit is reached.
+    async fn submit_block(&mut self, n: usize) -> Result<(), StoreError> {
+        if n == 0 {
             return Ok(());
         }
+        let mut buf = self.store().pool.acquire().await;
+        let mut crc = 0u32;
+        let mut left = n;
+        while left > 0 {
+            let Some(mut piece) = self.pending.pop_front() else {
+                break;
+            };
+            let take = piece.len().min(left);
+            let copied = buf.extend_from_slice(&piece[..take]);
+            crc = crc32c::crc32c_append(crc, &piece[..copied]);
+            left -= copied;
+            self.pending_len -= copied;
+            piece.advance(copied);
+            if !piece.is_empty() {
+                self.pending.push_front(piece);
+            }
+            if copied < take {
+                break;
+            }
+        }
+        if left > 0 {
+            return Err(StoreError::Corrupt(format!(
+                "internal: a block of {n} bytes did not fit its {} byte buffer",
+                buf.capacity()
+            )));
+        }
         let block = self.block_crcs.len() as u64;
-        self.block_crcs.push(self.cur_crc);
+        self.block_crcs.push(crc);
         buf.pad_to_alignment();
         while self.in_flight.len() >= self.store().config.writes_in_flight {
             self.await_oldest().await?;
@@ -433,7 +452,7 @@ impl PutState {
                 self.received, self.meta.length
             )));
         }
-        self.submit_cur().await?;
+        self.submit_block(self.pending_len).await?;
         self.drain().await?;
         if !self.meta.length.is_multiple_of(format::ALIGN) {
             chunk_file::set_len(&self.file, self.layout.file_len())?;
@@ -478,7 +497,7 @@ impl PutState {
 
     /// Makes every whole block written so far durable and records it (state stays Writing).
     pub(crate) async fn checkpoint(mut self) -> Result<u64, StoreError> {
-        self.cur = None;
+        self.pending.clear();
         // Failures only shorten the durable prefix; they are already counted.
         let _ = self.drain().await;
         let whole_blocks = self.meta.length / BLOCK_SIZE;
@@ -498,7 +517,7 @@ impl PutState {
 
     /// Disk full: no partial chunk may stay behind.
     async fn remove_partial(mut self) {
-        self.cur = None;
+        self.pending.clear();
         let _ = self.drain().await;
         let store = self.slot.store().clone();
         tracing::warn!(chunk = %self.id, path = %self.path.display(), "disk full; removing partial chunk");

@@ -303,6 +303,38 @@ fn a_shard_directory_is_opened_by_one_store_at_a_time() {
 }
 
 #[test]
+fn a_put_waiting_for_the_network_holds_no_buffer() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let capacity = store.pool().capacity();
+        // More puts than buffers, each with part of a block received and more to come: none
+        // holds a buffer while it waits, so every one of them can still complete its block.
+        let count = capacity + 2;
+        let mut writers = Vec::new();
+        for i in 0..count {
+            let mut w = store.put(id(50 + i as u8), meta(MIB + 5), 0).await.unwrap();
+            w.write(Bytes::from(vec![i as u8; (MIB / 2) as usize]))
+                .await
+                .unwrap();
+            assert_eq!(store.pool().available(), capacity, "put {i} holds a buffer");
+            writers.push(w);
+        }
+        for (i, mut w) in writers.into_iter().enumerate() {
+            w.write(Bytes::from(vec![i as u8; (MIB / 2 + 5) as usize]))
+                .await
+                .unwrap();
+            let done = w.finish().await.unwrap();
+            assert_eq!(
+                done.crc32c,
+                crc32c::crc32c(&vec![i as u8; (MIB + 5) as usize])
+            );
+        }
+        assert_eq!(store.pool().available(), capacity);
+    });
+}
+
+#[test]
 fn write_waits_for_a_buffer_and_a_cancelled_write_poisons_the_put() {
     let dir = tmp();
     run(async {
@@ -311,8 +343,10 @@ fn write_waits_for_a_buffer_and_a_cancelled_write_poisons_the_put() {
         let held: Vec<PooledBuf> = (0..store.pool().capacity())
             .map(|_| store.pool().try_acquire().expect("free buffer"))
             .collect();
+        // Less than a block needs no buffer: it is kept as received.
+        w.write(Bytes::from_static(b"0123456789")).await.unwrap();
         {
-            let write = w.write(Bytes::from_static(b"0123456789"));
+            let write = w.write(Bytes::from(vec![7u8; MIB as usize]));
             let mut write = std::pin::pin!(write);
             let pending = std::future::poll_fn(|cx| {
                 std::task::Poll::Ready(write.as_mut().poll(cx).is_pending())

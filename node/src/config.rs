@@ -19,6 +19,14 @@ pub use units::{
 /// Most shards one node runs: ports are consecutive and shard indices travel as u16.
 pub const MAX_SHARDS: u16 = 1024;
 /// Default time in-flight requests get to finish after SIGTERM.
+/// Default QUIC receive window of one stream.
+pub const DEFAULT_STREAM_WINDOW: u64 = 8 << 20;
+/// Default I/O buffers per shard.
+pub const DEFAULT_IO_BUFFERS: usize = 32;
+/// Fewest I/O buffers a shard works with: one put's block being filled plus one write.
+pub const MIN_IO_BUFFERS: usize = 2;
+/// Most I/O buffers per shard (4 GiB).
+pub const MAX_IO_BUFFERS: usize = 4096;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
 const MAX_NAME_LEN: usize = 255;
@@ -83,6 +91,14 @@ pub struct Cli {
     /// Log format on stderr [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// QUIC receive window of one stream: body bytes of one put the node buffers before the
+    /// gateway must wait [default: 8MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
+    pub stream_window: Option<u64>,
+    /// Aligned 1 MiB I/O buffers of each shard: all of its chunk read/write memory
+    /// [default: 32].
+    #[arg(long, value_name = "N")]
+    pub io_buffers: Option<usize>,
 }
 
 /// The config file: the same settings as [`Cli`], all optional.
@@ -100,6 +116,8 @@ struct FileConfig {
     name: Option<String>,
     shutdown_grace: Option<HumanDuration>,
     log_format: Option<LogFormat>,
+    stream_window: Option<ByteSize>,
+    io_buffers: Option<usize>,
 }
 
 /// Everything the node runs with, defaults applied and checked.
@@ -119,6 +137,8 @@ pub struct NodeConfig {
     pub name: String,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    pub stream_window: u64,
+    pub io_buffers: usize,
 }
 
 /// A configuration that cannot be used.
@@ -203,6 +223,14 @@ impl NodeConfig {
                 .or(file.shutdown_grace.map(|d| d.0))
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            stream_window: cli
+                .stream_window
+                .or(file.stream_window.map(|s| s.0))
+                .unwrap_or(DEFAULT_STREAM_WINDOW),
+            io_buffers: cli
+                .io_buffers
+                .or(file.io_buffers)
+                .unwrap_or(DEFAULT_IO_BUFFERS),
             data_dir,
             listen,
         };
@@ -258,6 +286,15 @@ impl NodeConfig {
         }
         if self.shutdown_grace > MAX_SHUTDOWN_GRACE {
             return Err(invalid("shutdown_grace", "must be at most 1h"));
+        }
+        if !(64 * 1024..=1 << 30).contains(&self.stream_window) {
+            return Err(invalid("stream_window", "must be between 64KiB and 1GiB"));
+        }
+        if !(MIN_IO_BUFFERS..=MAX_IO_BUFFERS).contains(&self.io_buffers) {
+            return Err(invalid(
+                "io_buffers",
+                format!("must be {MIN_IO_BUFFERS}..={MAX_IO_BUFFERS}"),
+            ));
         }
         Ok(())
     }
@@ -398,6 +435,8 @@ mod tests {
         assert_eq!(c.mtu, Mtu::Auto);
         assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.stream_window, DEFAULT_STREAM_WINDOW);
+        assert_eq!(c.io_buffers, DEFAULT_IO_BUFFERS);
         assert!(c.name.ends_with(":/tmp/n1"), "{}", c.name);
         assert_eq!(c.listen_addr(1), "127.0.0.1:7001".parse().unwrap());
         assert_eq!(c.shard_dir(1), PathBuf::from("/tmp/n1/shard-1"));
@@ -422,8 +461,10 @@ mod tests {
             name = "rack1-n5"
             shutdown_grace = "30s"
             log_format = "json"
+            stream_window = "1MiB"
+            io_buffers = 8
             "#,
-            &["--shards", "3", "--capacity", "10GiB"],
+            &["--shards", "3", "--capacity", "10GiB", "--io-buffers", "4"],
         );
         let c = c.unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/sixfold"));
@@ -435,6 +476,8 @@ mod tests {
         assert_eq!(c.name, "rack1-n5");
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.stream_window, 1 << 20);
+        assert_eq!(c.io_buffers, 4);
         // Forwarded ports: shard n is advertised at the advertised base + n.
         assert_eq!(
             c.advertised_addr(2, "10.0.0.5:7102".parse().unwrap()),
@@ -457,6 +500,8 @@ mod tests {
             ("shards = -1", "shards"),
             ("log_format = \"xml\"", "log_format"),
             ("shutdown_grace = \"soon\"", "shutdown_grace"),
+            ("stream_window = \"1KiB\"", "stream_window"),
+            ("io_buffers = 1", "io_buffers"),
         ] {
             let (_dir, r) = with_file(text, BASE);
             let msg = r.unwrap_err().to_string();

@@ -212,7 +212,11 @@ fn start_shards(
     tx: &mpsc::Sender<Event>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let cores = pinning_cores(config.shards);
-    let quic = QuicSettings::default().with_mtu(config.mtu.for_ip(config.listen.ip()));
+    let quic = QuicSettings {
+        stream_receive_window: u32::try_from(config.stream_window).unwrap_or(u32::MAX),
+        ..QuicSettings::default()
+    }
+    .with_mtu(config.mtu.for_ip(config.listen.ip()));
     let mut threads = Vec::with_capacity(usize::from(config.shards));
     for shard in 0..config.shards {
         let spec = ShardSpec {
@@ -221,7 +225,10 @@ fn start_shards(
             dir: config.shard_dir(shard),
             tls: Arc::clone(&tls),
             quic: quic.clone(),
-            store: StoreConfig::default(),
+            store: StoreConfig {
+                buffer_count: config.io_buffers,
+                ..StoreConfig::default()
+            },
             core: (!cores.is_empty()).then(|| cores[usize::from(shard) % cores.len()]),
         };
         let tx = tx.clone();

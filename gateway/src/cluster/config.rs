@@ -114,9 +114,12 @@ pub struct ClusterConfig {
     pub cleanup_interval: Duration,
     /// QUIC packet size towards nodes.
     pub mtu: MtuSetting,
-    /// Bound on connecting to a node and on each request/response header exchange. Bodies are
-    /// paced by flow control, not by a clock.
+    /// Bound on connecting to a node, on each request/response header exchange, and on each
+    /// wait for the next piece of a part being read: a node that stops answering mid-download
+    /// cuts the body after this long.
     pub request_timeout: Duration,
+    /// QUIC receive window of one stream from a node: the read-ahead of one part download.
+    pub stream_window: u32,
     /// How often every Up node's chunks are listed and checked for orphans.
     pub orphan_scan_interval: Duration,
     /// Delay between a node (re)registering and its first orphan scan.
@@ -135,6 +138,7 @@ impl Default for ClusterConfig {
             cleanup_interval: Duration::from_secs(5),
             mtu: MtuSetting::Auto,
             request_timeout: Duration::from_secs(10),
+            stream_window: super::quic_config::STREAM_RECEIVE_WINDOW,
             orphan_scan_interval: Duration::from_secs(600),
             orphan_scan_delay: Duration::from_secs(30),
             persist_interval: Duration::from_secs(30),
@@ -152,6 +156,7 @@ impl fmt::Debug for ClusterConfig {
             .field("cleanup_interval", &self.cleanup_interval)
             .field("mtu", &self.mtu)
             .field("request_timeout", &self.request_timeout)
+            .field("stream_window", &self.stream_window)
             .field("orphan_scan_interval", &self.orphan_scan_interval)
             .field("orphan_scan_delay", &self.orphan_scan_delay)
             .field("persist_interval", &self.persist_interval)
@@ -178,6 +183,12 @@ impl ClusterConfig {
             if value.is_zero() {
                 return Err(format!("{name} must be greater than zero"));
             }
+        }
+        if self.stream_window < 64 * 1024 {
+            return Err(format!(
+                "stream_window ({} bytes) is below the 64 KiB minimum",
+                self.stream_window
+            ));
         }
         if self.down_after < self.heartbeat_interval {
             return Err(format!(

@@ -38,6 +38,7 @@ pub struct ConnectionStats {
 pub struct Pool {
     tls: Arc<QuicClientConfig>,
     mtu: MtuSetting,
+    stream_window: u32,
     v4: Endpoint,
     /// Bound on first use: most clusters never need it.
     v6: Mutex<Option<Endpoint>>,
@@ -74,12 +75,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pool {
     /// Binds the IPv4 client endpoint. Must run inside a tokio runtime.
-    pub fn new(tls: Arc<QuicClientConfig>, mtu: MtuSetting) -> Result<Self, ClusterError> {
+    pub fn new(
+        tls: Arc<QuicClientConfig>,
+        mtu: MtuSetting,
+        stream_window: u32,
+    ) -> Result<Self, ClusterError> {
         let v4 = bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
         tracing::info!(local = ?v4.local_addr().ok(), mtu = %mtu, "QUIC client endpoint bound");
         Ok(Self {
             tls,
             mtu,
+            stream_window,
             v4,
             v6: Mutex::new(None),
             slots: Mutex::new(HashMap::new()),
@@ -156,7 +162,7 @@ impl Pool {
     async fn connect(&self, addr: SocketAddr, deadline: Instant) -> Result<Connection, NodeError> {
         let endpoint = self.endpoint_for(&addr)?;
         let mtu = self.mtu.for_addr(&addr);
-        let config = quic_config::client_config(self.tls.clone(), mtu);
+        let config = quic_config::client_config(self.tls.clone(), mtu, self.stream_window);
         // Node certificates carry their IP addresses as SANs.
         let server_name = addr.ip().to_string();
         let connecting = endpoint

@@ -21,10 +21,11 @@ use quinn::{EndpointConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, Va
 use super::config::{ETHERNET_MTU, MAX_QUIC_MTU};
 use super::error::ClusterError;
 
-/// Per-stream receive window: bounds the read-ahead of one part download.
+/// Default per-stream receive window: bounds the read-ahead of one part download.
 pub const STREAM_RECEIVE_WINDOW: u32 = 8 << 20;
-/// Per-connection receive window: bounds what all downloads on one connection may buffer.
-pub const CONNECTION_RECEIVE_WINDOW: u32 = 64 << 20;
+/// Streams a node lets the gateway open on one connection (the node's
+/// `max_concurrent_bidi_streams`); the connection window leaves room for all of them.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 512;
 /// Unacknowledged bytes we keep in flight on one connection: bounds upload buffering per shard.
 pub const SEND_WINDOW: u64 = 64 << 20;
 /// Streams the peer may open towards us (nodes never do, but the setting mirrors the node's).
@@ -54,15 +55,33 @@ pub fn initial_window(mtu: u16) -> u64 {
     (u64::from(mtu) * INITIAL_WINDOW_PACKETS).max(DEFAULT_INITIAL_WINDOW)
 }
 
+/// Per-connection receive window for streams of `stream_window` bytes: room for every stream
+/// the node lets us open to fill its own window, so that connection credit is never a shared
+/// resource. With a smaller one, unread data of a download's read-ahead stream (its client still
+/// reading the part before) could use up the credit that the parts being read need, on every
+/// connection at once: the deadlock of 100 concurrent downloads. Memory stays bounded by the
+/// streams actually open, which admission control limits (docs/architecture.md).
+pub fn connection_window(stream_window: u32) -> VarInt {
+    let bytes = u64::from(stream_window) * u64::from(MAX_STREAMS_PER_CONNECTION);
+    VarInt::from_u64(bytes).unwrap_or(VarInt::MAX)
+}
+
+/// Transport settings for a path whose datagrams may be `mtu` bytes, with the default stream
+/// window.
+#[cfg(test)]
+pub fn transport_config(mtu: u16) -> TransportConfig {
+    transport_config_with(mtu, STREAM_RECEIVE_WINDOW)
+}
+
 /// Transport settings for a path whose datagrams may be `mtu` bytes.
 ///
 /// The connection starts at `mtu` (clamped to the node's announced maximum during the
 /// handshake) and MTU discovery may probe up to it again after a black hole was suspected; the
 /// floor stays at QUIC's 1200 so that the handshake works even if the node is not tuned.
-pub fn transport_config(mtu: u16) -> TransportConfig {
+pub fn transport_config_with(mtu: u16, stream_window: u32) -> TransportConfig {
     let mut t = TransportConfig::default();
-    t.stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
-        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
+    t.stream_receive_window(VarInt::from_u32(stream_window))
+        .receive_window(connection_window(stream_window))
         .send_window(SEND_WINDOW)
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
@@ -91,9 +110,13 @@ pub fn endpoint_config() -> Result<EndpointConfig, ClusterError> {
 }
 
 /// A quinn client config from the gateway's rustls config and the transport for `mtu`.
-pub fn client_config(tls: Arc<QuicClientConfig>, mtu: u16) -> quinn::ClientConfig {
+pub fn client_config(
+    tls: Arc<QuicClientConfig>,
+    mtu: u16,
+    stream_window: u32,
+) -> quinn::ClientConfig {
     let mut c = quinn::ClientConfig::new(tls);
-    c.transport_config(Arc::new(transport_config(mtu)));
+    c.transport_config(Arc::new(transport_config_with(mtu, stream_window)));
     c
 }
 
@@ -117,6 +140,18 @@ pub fn quic_tls(tls: Arc<rustls::ClientConfig>) -> Result<Arc<QuicClientConfig>,
 mod tests {
     use super::*;
     use crate::cluster::config::JUMBO_MTU;
+
+    #[test]
+    fn connection_credit_covers_every_stream() {
+        assert_eq!(
+            connection_window(1 << 20).into_inner(),
+            u64::from(MAX_STREAMS_PER_CONNECTION) << 20
+        );
+        assert_eq!(
+            connection_window(u32::MAX).into_inner(),
+            u64::from(u32::MAX) * u64::from(MAX_STREAMS_PER_CONNECTION)
+        );
+    }
 
     #[test]
     fn gso_only_where_a_batch_fits_in_64k() {

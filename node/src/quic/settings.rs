@@ -50,10 +50,9 @@ pub struct QuicSettings {
     /// [`QuicSettings::DEFAULT_MTU`] fits a standard 1500-byte Ethernet path;
     /// [`QuicSettings::LOOPBACK_JUMBO_MTU`] fits loopback (64 KiB). Clamped to 1200..=65527.
     pub mtu: u16,
-    /// Flow-control window of one stream: unread data the peer may send on it.
+    /// Flow-control window of one stream: unread data the peer may send on it. The window of
+    /// a whole connection is derived from it ([`QuicSettings::connection_receive_window`]).
     pub stream_receive_window: u32,
-    /// Flow-control window of a whole connection: unread data over all its streams.
-    pub connection_receive_window: u32,
     /// Data a sender keeps buffered or unacknowledged per connection; bounds sender memory.
     pub send_window: u64,
     /// Bidirectional streams the peer may have open at once.
@@ -70,8 +69,7 @@ impl Default for QuicSettings {
     fn default() -> Self {
         Self {
             mtu: Self::DEFAULT_MTU,
-            stream_receive_window: 16 * MIB,
-            connection_receive_window: 64 * MIB,
+            stream_receive_window: 8 * MIB,
             send_window: 32 * u64::from(MIB),
             max_concurrent_bidi_streams: 512,
             idle_timeout: Duration::from_secs(30),
@@ -118,6 +116,16 @@ impl QuicSettings {
         fit.min(platform_max).clamp(1, KERNEL_MAX_GSO_SEGMENTS)
     }
 
+    /// Flow-control window of a whole connection: room for every stream the peer may open to
+    /// fill its own window. A smaller connection window is a resource all streams share, and
+    /// a stream whose reader waits (a put waiting for a disk buffer, a download whose client
+    /// reads another part first) would then withhold credit from the streams that could make
+    /// progress: that was the deadlock of 100 concurrent transfers. Memory stays bounded by
+    /// the streams actually open, which admission control limits.
+    pub fn connection_receive_window(&self) -> u64 {
+        u64::from(self.stream_receive_window) * u64::from(self.max_concurrent_bidi_streams)
+    }
+
     /// Congestion window before the first acknowledgement: at least 10 datagrams of the MTU.
     pub fn initial_congestion_window(&self) -> u64 {
         // quinn-proto's own default, kept when the MTU is small.
@@ -144,7 +152,9 @@ impl QuicSettings {
 
         transport
             .stream_receive_window(VarInt::from_u32(self.stream_receive_window))
-            .receive_window(VarInt::from_u32(self.connection_receive_window))
+            .receive_window(
+                VarInt::from_u64(self.connection_receive_window()).unwrap_or(VarInt::MAX),
+            )
             .send_window(self.send_window)
             .max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_bidi_streams))
             .max_idle_timeout(Some(idle_timeout(self.idle_timeout)))
@@ -174,6 +184,21 @@ fn idle_timeout(timeout: Duration) -> IdleTimeout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_stream_can_starve_another_of_connection_credit() {
+        let s = QuicSettings::default();
+        assert!(
+            s.connection_receive_window()
+                >= u64::from(s.stream_receive_window) * u64::from(s.max_concurrent_bidi_streams)
+        );
+        let tiny = QuicSettings {
+            stream_receive_window: 64 * 1024,
+            max_concurrent_bidi_streams: 3,
+            ..QuicSettings::default()
+        };
+        assert_eq!(tiny.connection_receive_window(), 3 * 64 * 1024);
+    }
 
     #[test]
     fn default_mtu_keeps_gso_within_one_send() {

@@ -48,6 +48,9 @@ pub trait ChunkStore: Send + Sync + 'static {
     /// Nodes currently up.
     fn up_count(&self) -> usize;
 
+    /// Whether `node` is known to be down (missed its heartbeats): reads from it would fail.
+    fn is_down(&self, node: Uuid) -> bool;
+
     /// Writes a part: the bytes arrive on `body` (closed after the last one) and the future
     /// resolves once the node has acknowledged the part as durable.
     fn put_chunk(

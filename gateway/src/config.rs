@@ -23,6 +23,16 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * GIB;
 pub const DEFAULT_SPOOL_MEMORY_BYTES: u64 = 100 * 1_000_000;
 /// Default memory all spooled uploads together may hold: 1 GiB (ten uploads at their full share).
 pub const DEFAULT_SPOOL_MEMORY_TOTAL: u64 = GIB;
+/// Default uploads running at once; more wait in the admission queue.
+pub const DEFAULT_MAX_UPLOADS: usize = 64;
+/// Default downloads running at once; more wait in the admission queue.
+pub const DEFAULT_MAX_DOWNLOADS: usize = 64;
+/// Default requests that may wait for admission (uploads and downloads each).
+pub const DEFAULT_ADMISSION_QUEUE: usize = 1024;
+/// Default longest wait for admission before `503 busy`.
+pub const DEFAULT_ADMISSION_WAIT: Duration = Duration::from_secs(60);
+/// Default bound on each exchange with a node (connect, answer, next piece of a read).
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -86,6 +96,28 @@ pub struct ServeArgs {
     /// Log format on stderr [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Uploads running at once; more wait in a bounded queue [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_uploads: Option<usize>,
+    /// Downloads (GET of a file or range) running at once; more wait in a bounded queue
+    /// [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_downloads: Option<usize>,
+    /// Requests that may wait for an upload or a download slot; beyond it `503 busy` at once
+    /// [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub admission_queue: Option<usize>,
+    /// Longest wait for an upload or download slot before `503 busy` [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub admission_wait: Option<Duration>,
+    /// Bound on each exchange with a node: connecting, its answer to a request, and each next
+    /// piece of a part being read [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub node_timeout: Option<Duration>,
+    /// QUIC receive window of one stream from a node, i.e. the read-ahead of one part of a
+    /// download [default: 8MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
+    pub node_stream_window: Option<u64>,
 }
 
 /// The config file: the same settings as [`ServeArgs`], all optional.
@@ -106,6 +138,12 @@ struct FileConfig {
     cleanup_interval: Option<HumanDuration>,
     mtu: Option<MtuSetting>,
     log_format: Option<LogFormat>,
+    max_uploads: Option<usize>,
+    max_downloads: Option<usize>,
+    admission_queue: Option<usize>,
+    admission_wait: Option<HumanDuration>,
+    node_timeout: Option<HumanDuration>,
+    node_stream_window: Option<ByteSize>,
 }
 
 /// Everything `serve` runs with, defaults applied and checked.
@@ -125,6 +163,12 @@ pub struct GatewayConfig {
     pub cleanup_interval: Duration,
     pub mtu: MtuSetting,
     pub log_format: LogFormat,
+    pub max_uploads: usize,
+    pub max_downloads: usize,
+    pub admission_queue: usize,
+    pub admission_wait: Duration,
+    pub node_timeout: Duration,
+    pub node_stream_window: u64,
 }
 
 /// A configuration that cannot be used.
@@ -213,6 +257,30 @@ impl GatewayConfig {
                 .unwrap_or(Duration::from_secs(5)),
             mtu: args.mtu.or(file.mtu).unwrap_or_default(),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            max_uploads: args
+                .max_uploads
+                .or(file.max_uploads)
+                .unwrap_or(DEFAULT_MAX_UPLOADS),
+            max_downloads: args
+                .max_downloads
+                .or(file.max_downloads)
+                .unwrap_or(DEFAULT_MAX_DOWNLOADS),
+            admission_queue: args
+                .admission_queue
+                .or(file.admission_queue)
+                .unwrap_or(DEFAULT_ADMISSION_QUEUE),
+            admission_wait: args
+                .admission_wait
+                .or(file.admission_wait.map(|d| d.0))
+                .unwrap_or(DEFAULT_ADMISSION_WAIT),
+            node_timeout: args
+                .node_timeout
+                .or(file.node_timeout.map(|d| d.0))
+                .unwrap_or(DEFAULT_NODE_TIMEOUT),
+            node_stream_window: args
+                .node_stream_window
+                .or(file.node_stream_window.map(|s| s.0))
+                .unwrap_or(8 * MIB),
         };
         config.validate()?;
         Ok(config)
@@ -248,6 +316,21 @@ impl GatewayConfig {
             return Err(invalid(
                 "down_after",
                 "must be longer than heartbeat_interval",
+            ));
+        }
+        if self.max_uploads == 0 {
+            return Err(invalid("max_uploads", "must be at least 1"));
+        }
+        if self.max_downloads == 0 {
+            return Err(invalid("max_downloads", "must be at least 1"));
+        }
+        if self.node_timeout.is_zero() {
+            return Err(invalid("node_timeout", "must be greater than 0"));
+        }
+        if !(64 * 1024..=1 << 30).contains(&self.node_stream_window) {
+            return Err(invalid(
+                "node_stream_window",
+                "must be between 64KiB and 1GiB",
             ));
         }
         Ok(())
@@ -320,6 +403,11 @@ mod tests {
         assert_eq!(c.session_ttl, Duration::from_secs(3600));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.mtu, MtuSetting::Auto);
+        assert_eq!((c.max_uploads, c.max_downloads), (64, 64));
+        assert_eq!(c.admission_queue, 1024);
+        assert_eq!(c.admission_wait, Duration::from_secs(60));
+        assert_eq!(c.node_timeout, Duration::from_secs(10));
+        assert_eq!(c.node_stream_window, 8 * MIB);
         assert!(matches!(
             GatewayConfig::resolve(&ServeArgs::default()),
             Err(ConfigError::MissingDataDir)
@@ -343,6 +431,12 @@ mod tests {
             down_after = "5s"
             mtu = 1400
             log_format = "json"
+            max_uploads = 3
+            max_downloads = 5
+            admission_queue = 7
+            admission_wait = "2s"
+            node_timeout = "3s"
+            node_stream_window = "256KiB"
             "#,
         );
         let c = GatewayConfig::resolve(&args).expect("valid");
@@ -358,6 +452,13 @@ mod tests {
         assert_eq!(c.down_after, Duration::from_secs(5));
         assert_eq!(c.mtu, MtuSetting::Fixed(1400));
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(
+            (c.max_uploads, c.max_downloads, c.admission_queue),
+            (3, 5, 7)
+        );
+        assert_eq!(c.admission_wait, Duration::from_secs(2));
+        assert_eq!(c.node_timeout, Duration::from_secs(3));
+        assert_eq!(c.node_stream_window, 256 * 1024);
 
         args.listen = Some("127.0.0.1:1".parse().expect("addr"));
         args.part_count = Some(3);
@@ -396,6 +497,11 @@ mod tests {
             ("max_file_size = 0", "max_file_size"),
             ("down_after = \"1s\"", "down_after"),
             ("mtu = \"big\"", "mtu"),
+            ("max_uploads = 0", "max_uploads"),
+            ("max_downloads = 0", "max_downloads"),
+            ("admission_wait = \"never\"", "admission_wait"),
+            ("node_timeout = \"0s\"", "node_timeout"),
+            ("node_stream_window = \"1KiB\"", "node_stream_window"),
         ] {
             let (_dir, args) = args_with_file(&format!("data_dir = \"/d\"\n{text}\n"));
             let err = GatewayConfig::resolve(&args).expect_err(text).to_string();

@@ -84,23 +84,38 @@ pub fn plan_fetches(file: &FileRecord, start: u64, len: u64) -> Vec<Fetch> {
         .collect()
 }
 
-/// The response body for bytes `start..start + len` of `file`: a stream fed by a task that
-/// stops as soon as the stream is dropped (client gone).
-pub fn body_stream(
+/// The response body for bytes `start..start + len` of `file`, once the first part's stream
+/// is open (so that a node that cannot serve it fails the request before any header of success
+/// is sent): a stream fed by a task that stops as soon as the stream is dropped (client gone).
+/// `permit` (the download's admission slot) is held until the task ends.
+pub async fn open_body<P: Send + 'static>(
     store: SharedStore,
     metrics: Arc<Metrics>,
     file: &FileRecord,
     start: u64,
     len: u64,
-) -> impl Stream<Item = Result<Bytes, DownloadError>> + Send + 'static {
-    let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_FRAMES);
+    permit: P,
+) -> Result<impl Stream<Item = Result<Bytes, DownloadError>> + Send + 'static, DownloadError> {
     let fetches = plan_fetches(file, start, len);
+    let first = match fetches.first() {
+        Some(fetch) => match open(&store, fetch).await {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(source)) => {
+                let index = fetch.index;
+                return Err(DownloadError::Node { index, source });
+            }
+            Err(e) => return Err(DownloadError::Internal(format!("open task: {e}"))),
+        },
+        None => None,
+    };
+    let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_FRAMES);
     let file_id = file.id;
     tokio::spawn(async move {
+        let _permit = permit;
         let started = Instant::now();
         let guard = metrics.download_started();
         let mut sent = 0u64;
-        let outcome = produce(&store, &metrics, &fetches, &tx, &mut sent).await;
+        let outcome = produce(&store, &metrics, &fetches, first, &tx, &mut sent).await;
         drop(guard);
         metrics.download_finished(outcome);
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -110,9 +125,9 @@ pub fn body_stream(
             tracing::warn!(%file_id, start, size = len, bytes = sent, elapsed_ms, outcome = outcome.label(), "download cut off");
         }
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
+    Ok(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
-    })
+    }))
 }
 
 /// Aborts a spawned task when dropped.
@@ -164,22 +179,27 @@ async fn produce(
     store: &SharedStore,
     metrics: &Metrics,
     fetches: &[Fetch],
+    first: Option<ChunkStream>,
     tx: &Sender,
     sent: &mut u64,
 ) -> DownloadOutcome {
-    let mut next = fetches.first().map(|f| open(store, f));
+    let mut opened = first;
+    let mut next: Option<AbortOnDrop<Result<ChunkStream, StoreError>>> = None;
     for (i, fetch) in fetches.iter().enumerate() {
-        let Some(opening) = next.take() else {
-            return fail(tx, DownloadError::Internal("part stream not opened".into())).await;
-        };
-        let mut stream = match opening.await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => {
-                let index = fetch.index;
-                return fail(tx, DownloadError::Node { index, source }).await;
-            }
-            Err(e) => {
-                return fail(tx, DownloadError::Internal(format!("open task: {e}"))).await;
+        let mut stream = match (opened.take(), next.take()) {
+            (Some(stream), _) => stream,
+            (None, Some(opening)) => match opening.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(source)) => {
+                    let index = fetch.index;
+                    return fail(tx, DownloadError::Node { index, source }).await;
+                }
+                Err(e) => {
+                    return fail(tx, DownloadError::Internal(format!("open task: {e}"))).await;
+                }
+            },
+            (None, None) => {
+                return fail(tx, DownloadError::Internal("part stream not opened".into())).await;
             }
         };
         // Read-ahead: the next part opens (and fills its bounded buffer) while this one is sent.

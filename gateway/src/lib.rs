@@ -1,5 +1,6 @@
 //! sixfold gateway library: HTTP API, splitting and placement, metadata, node client.
 
+pub mod admission;
 pub mod chunk_store;
 pub mod cluster;
 pub mod config;

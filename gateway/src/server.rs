@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::admission::AdmissionLimits;
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::config::GatewayConfig;
-use crate::http::{AppState, router};
+use crate::http::{AppState, EdgeLimits, router};
 use crate::meta::{Meta, MetaError};
 use crate::metrics::Metrics;
 use crate::upload::UploadSettings;
@@ -71,6 +72,19 @@ pub fn upload_settings(config: &GatewayConfig) -> UploadSettings {
         spool_budget: SpoolBudget::new(config.spool_memory_total),
         spool_dir: config.spool_dir(),
         session_ttl: config.session_ttl,
+    }
+}
+
+/// The admission limits a configuration asks for.
+pub fn edge_limits(config: &GatewayConfig) -> EdgeLimits {
+    let limits = |limit| AdmissionLimits {
+        limit,
+        queue: config.admission_queue,
+        max_wait: config.admission_wait,
+    };
+    EdgeLimits {
+        uploads: limits(config.max_uploads),
+        downloads: limits(config.max_downloads),
     }
 }
 
@@ -176,6 +190,8 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         cleanup_interval: config.cleanup_interval,
         session_ttl: config.session_ttl,
         mtu: config.mtu,
+        request_timeout: config.node_timeout,
+        stream_window: u32::try_from(config.node_stream_window).unwrap_or(u32::MAX),
         ..ClusterConfig::default()
     };
     let cluster = Cluster::start(cluster_config, meta.clone(), tls.client_config()).await?;
@@ -191,11 +207,12 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         }
     };
     let addr = listener.local_addr().map_err(ServeError::Http)?;
-    let state = AppState::new(
+    let state = AppState::with_limits(
         meta,
         Arc::new(cluster.clone()),
         Arc::new(Metrics::new()),
         upload_settings(config),
+        edge_limits(config),
     );
     let app = router(state, cluster.internal_router());
     let (stop, stopped) = oneshot::channel::<()>();

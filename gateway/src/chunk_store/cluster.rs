@@ -7,7 +7,10 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{ChunkStore, ChunkStream, PutAck, StoreError};
-use crate::cluster::{Cluster, NodeError};
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::cluster::{ChunkReader, Cluster, NodeError};
 use crate::meta::NodeState;
 use crate::metrics::NodeGauge;
 use crate::placement::Candidate;
@@ -30,6 +33,25 @@ pub fn state_label(state: NodeState) -> &'static str {
     }
 }
 
+/// A part being read, cut off when its node is marked down or sends nothing for `stall`.
+struct WatchedRead {
+    reader: ChunkReader,
+    down: Pin<Box<dyn Future<Output = ()> + Send>>,
+    stall: Duration,
+}
+
+impl WatchedRead {
+    async fn next(&mut self, node: Uuid) -> Option<Result<Bytes, NodeError>> {
+        tokio::select! {
+            item = tokio::time::timeout(self.stall, self.reader.next()) => match item {
+                Ok(item) => item,
+                Err(_) => Some(Err(NodeError::Timeout)),
+            },
+            () = &mut self.down => Some(Err(crate::cluster::marked_down(node))),
+        }
+    }
+}
+
 impl ChunkStore for Cluster {
     fn candidates(&self) -> Vec<Candidate> {
         Cluster::candidates(self)
@@ -37,6 +59,10 @@ impl ChunkStore for Cluster {
 
     fn up_count(&self) -> usize {
         Cluster::up_count(self)
+    }
+
+    fn is_down(&self, node: Uuid) -> bool {
+        self.node_state(node) == Some(NodeState::Down)
     }
 
     fn put_chunk(
@@ -69,12 +95,21 @@ impl ChunkStore for Cluster {
     ) -> BoxFuture<'static, Result<ChunkStream, StoreError>> {
         let cluster = self.clone();
         Box::pin(async move {
-            let reader = Cluster::get_chunk(&cluster, node, chunk_id, offset, len)
-                .await
-                .map_err(|e| store_error(node, e))?;
-            let stream = futures_util::stream::unfold(reader, move |mut reader| async move {
-                let item = reader.next().await?;
-                Some((item.map_err(|e| store_error(node, e)), reader))
+            let opening = Cluster::get_chunk(&cluster, node, chunk_id, offset, len);
+            let reader = tokio::select! {
+                opened = opening => opened.map_err(|e| store_error(node, e))?,
+                () = cluster.until_down(node) => {
+                    return Err(store_error(node, crate::cluster::marked_down(node)));
+                }
+            };
+            let watched = WatchedRead {
+                reader,
+                down: Box::pin(cluster.until_down(node)),
+                stall: cluster.config().request_timeout,
+            };
+            let stream = futures_util::stream::unfold(watched, move |mut read| async move {
+                let item = read.next(node).await?;
+                Some((item.map_err(|e| store_error(node, e)), read))
             });
             let stream: ChunkStream = Box::pin(stream);
             Ok(stream)

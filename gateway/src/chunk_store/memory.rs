@@ -157,6 +157,10 @@ impl ChunkStore for MemoryStore {
         self.lock().nodes.iter().filter(|(_, n)| n.up).count()
     }
 
+    fn is_down(&self, node: Uuid) -> bool {
+        self.lock().nodes.iter().any(|(id, n)| *id == node && !n.up)
+    }
+
     fn put_chunk(
         &self,
         node: Uuid,

@@ -60,6 +60,8 @@ struct Inner {
     registry: RwLock<Registry>,
     pool: Pool,
     wake: Arc<Notify>,
+    /// Bumped whenever a node is marked down, for transfers that watch their node.
+    down: tokio::sync::watch::Sender<u64>,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -99,13 +101,14 @@ impl Cluster {
         });
         let known = records.len();
         registry.load(records);
-        let pool = Pool::new(tls, cfg.mtu)?;
+        let pool = Pool::new(tls, cfg.mtu, cfg.stream_window)?;
         let inner = Arc::new(Inner {
             cfg,
             meta,
             registry: RwLock::new(registry),
             pool,
             wake: Arc::new(Notify::new()),
+            down: tokio::sync::watch::Sender::new(0),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
         });
@@ -212,6 +215,12 @@ impl Cluster {
     /// Like [`Cluster::put_chunk`], continuing an interrupted put at `resume_from` (the
     /// chunk's durable length, see [`Cluster::stat_chunk`]); `body` carries the bytes from
     /// there to the end.
+    ///
+    /// The node is asked only once the first body byte is there: a part whose bytes come
+    /// later in the upload holds no stream, no node buffer and no preallocated space while
+    /// the parts before it are sent, and an upload that stalls never reserves space for the
+    /// parts it has not reached. A node marked down while the part is under way fails it at
+    /// once (within the down-detection time, not the QUIC idle timeout).
     pub async fn put_chunk_from(
         &self,
         node: Uuid,
@@ -220,20 +229,53 @@ impl Cluster {
         resume_from: u64,
         mut body: mpsc::Receiver<Bytes>,
     ) -> Result<PutAck, NodeError> {
-        let route = self.read().route(&node, &chunk_id)?;
-        let deadline = self.deadline();
-        let streams = self.open_stream(node, route, deadline).await?;
-        let timeout = self.inner.cfg.request_timeout;
-        rpc::put(
-            streams,
-            chunk_id,
-            meta,
-            resume_from,
-            &mut body,
-            deadline,
-            timeout,
-        )
-        .await
+        let expected = meta.length.saturating_sub(resume_from);
+        let first = if expected > 0 {
+            match body.recv().await {
+                Some(first) => Some(first),
+                None => return Err(NodeError::ShortBody { expected, got: 0 }),
+            }
+        } else {
+            None
+        };
+        let put = async {
+            let route = self.read().route(&node, &chunk_id)?;
+            let deadline = self.deadline();
+            let streams = self.open_stream(node, route, deadline).await?;
+            let timeout = self.inner.cfg.request_timeout;
+            rpc::put(
+                streams,
+                chunk_id,
+                meta,
+                resume_from,
+                first,
+                &mut body,
+                deadline,
+                timeout,
+            )
+            .await
+        };
+        tokio::select! {
+            result = put => result,
+            () = self.until_down(node) => Err(marked_down(node)),
+        }
+    }
+
+    /// Resolves once `node` is marked down (at once if it is down already).
+    pub fn until_down(&self, node: Uuid) -> impl Future<Output = ()> + Send + 'static {
+        let cluster = self.clone();
+        // Subscribed before the first look, so a change between the two is not missed.
+        let mut changes = self.inner.down.subscribe();
+        async move {
+            loop {
+                if cluster.node_state(node) == Some(NodeState::Down) {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
     }
 
     /// Opens a get of `len` bytes at `offset` of a chunk; the reader yields the body as it
@@ -463,6 +505,9 @@ impl Cluster {
     /// Marks silent nodes down.
     async fn sweep(&self) {
         let changed = self.write().sweep(Instant::now());
+        if changed.iter().any(|t| t.to == NodeState::Down) {
+            self.inner.down.send_modify(|generation| *generation += 1);
+        }
         for t in changed {
             tracing::info!(
                 node = %t.id,
@@ -496,6 +541,13 @@ impl Cluster {
         let interval = self.inner.cfg.orphan_scan_interval;
         self.write().take_due_orphan_scans(Instant::now(), interval)
     }
+}
+
+/// The error of a transfer cut short because its node was marked down.
+pub fn marked_down(node: Uuid) -> NodeError {
+    NodeError::Unavailable(format!(
+        "node {node} was marked down (missed heartbeats) during the transfer"
+    ))
 }
 
 fn unexpected_response() -> NodeError {

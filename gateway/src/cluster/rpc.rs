@@ -161,14 +161,16 @@ fn unexpected(op: Op) -> NodeError {
     })
 }
 
-/// Sends a put: header by `deadline`, then exactly `meta.length - resume_from` body bytes
-/// from `body` (paced by flow control only), then waits at most `timeout` after the last byte
-/// for the node's durable acknowledgement.
+/// Sends a put: header by `deadline`, then exactly `meta.length - resume_from` body bytes,
+/// `first` and then those from `body` (paced by flow control only), then waits at most
+/// `timeout` after the last byte for the node's durable acknowledgement.
+#[allow(clippy::too_many_arguments)]
 pub async fn put(
     (send, mut recv): (SendStream, RecvStream),
     chunk_id: ChunkId,
     meta: ChunkMeta,
     resume_from: u64,
+    first: Option<Bytes>,
     body: &mut mpsc::Receiver<Bytes>,
     deadline: Instant,
     timeout: std::time::Duration,
@@ -189,8 +191,13 @@ pub async fn put(
     with_deadline(deadline, write_header(out.get()?, &req)).await?;
 
     let mut sent = 0u64;
+    let mut pending = first;
     while sent < expected {
-        let Some(chunk) = body.recv().await else {
+        let next = match pending.take() {
+            Some(chunk) => Some(chunk),
+            None => body.recv().await,
+        };
+        let Some(chunk) = next else {
             out.abandon();
             return Err(NodeError::ShortBody {
                 expected,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::disposition::content_disposition;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::range::{RangeDecision, decide};
 use super::request_log::{LoggedByStream, RequestSummary};
 use super::time_fmt::rfc3339_from_unix_ms;
@@ -245,6 +245,8 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
             return Err(ApiError::too_large(max));
         }
     }
+    // Taken before the body is read or anything else is held: a refused upload costs nothing.
+    let permit = app.uploads().admit().await?;
     let source = if let (true, Some(length)) = (multipart, announced) {
         let content_type = headers
             .get(header::CONTENT_TYPE)
@@ -271,6 +273,7 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
     let uploader = app.uploader().clone();
     let metrics = app.metrics().clone();
     let task = tokio::spawn(async move {
+        let _permit = permit;
         let _in_flight = metrics.upload_started();
         let result = match source {
             Source::Form {
@@ -372,13 +375,28 @@ pub async fn download(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        let stream = download::body_stream(
+        let fetches = download::plan_fetches(&file, start, len);
+        if let Some(fetch) = fetches.iter().find(|f| app.store().is_down(f.node)) {
+            return Err(ApiError::new(
+                ErrorCode::NodeUnavailable,
+                format!(
+                    "part {} of the file is on node {}, which is down; retry later",
+                    fetch.index, fetch.node
+                ),
+            )
+            .with_retry_after(NODE_DOWN_RETRY_SECS));
+        }
+        let permit = app.downloads().admit().await?;
+        let stream = download::open_body(
             app.store().clone(),
             app.metrics().clone(),
             &file,
             start,
             len,
-        );
+            permit,
+        )
+        .await
+        .map_err(download_refused)?;
         Body::from_stream(stream)
     };
     let mut response = response
@@ -393,6 +411,29 @@ pub async fn download(
         response.extensions_mut().insert(LoggedByStream);
     }
     Ok(response)
+}
+
+/// `Retry-After` of a download refused because a node it needs is down or not answering: about
+/// the time a restarted node needs to register again.
+const NODE_DOWN_RETRY_SECS: u64 = 5;
+
+/// A download that failed before its first byte: a node that cannot be reached is a `503` the
+/// client may retry, any other failure of the node a `502`.
+fn download_refused(e: download::DownloadError) -> ApiError {
+    tracing::warn!(error = %e, "download refused before the first byte");
+    match &e {
+        download::DownloadError::Node { source, .. }
+            if matches!(
+                source.kind,
+                "unavailable" | "timeout" | "stream" | "unknown_node"
+            ) =>
+        {
+            ApiError::new(ErrorCode::NodeUnavailable, e.to_string())
+                .with_retry_after(NODE_DOWN_RETRY_SECS)
+        }
+        download::DownloadError::Node { .. } => ApiError::new(ErrorCode::NodeError, e.to_string()),
+        _ => ApiError::internal(e.to_string()),
+    }
 }
 
 /// `If-Range` with our ETag keeps the range; any other value (an old ETag, a date) asks for the

@@ -26,11 +26,49 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use uuid::Uuid;
 
+use crate::admission::{Admission, AdmissionLimits, Refused};
 use crate::chunk_store::SharedStore;
 use crate::meta::{Meta, MetaError};
 use crate::metrics::Metrics;
 use crate::upload::{UploadSettings, Uploader};
-use error::ApiError;
+use error::{ApiError, ErrorCode};
+
+/// Admission limits of the API edge (`max_uploads`, `max_downloads`, `admission_queue`,
+/// `admission_wait`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    pub uploads: AdmissionLimits,
+    pub downloads: AdmissionLimits,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        use crate::config::{
+            DEFAULT_ADMISSION_QUEUE, DEFAULT_ADMISSION_WAIT, DEFAULT_MAX_DOWNLOADS,
+            DEFAULT_MAX_UPLOADS,
+        };
+        let limits = |limit| AdmissionLimits {
+            limit,
+            queue: DEFAULT_ADMISSION_QUEUE,
+            max_wait: DEFAULT_ADMISSION_WAIT,
+        };
+        EdgeLimits {
+            uploads: limits(DEFAULT_MAX_UPLOADS),
+            downloads: limits(DEFAULT_MAX_DOWNLOADS),
+        }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        let retry = refused.retry_after_secs();
+        ApiError::new(
+            ErrorCode::Busy,
+            format!("the gateway is busy ({refused}); retry later"),
+        )
+        .with_retry_after(retry)
+    }
+}
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -43,6 +81,8 @@ struct AppInner {
     store: SharedStore,
     metrics: Arc<Metrics>,
     uploader: Uploader,
+    uploads: Admission,
+    downloads: Admission,
     /// Nodes needed for a full-size upload, for `/health`.
     part_count: u32,
 }
@@ -54,6 +94,16 @@ impl AppState {
         metrics: Arc<Metrics>,
         settings: UploadSettings,
     ) -> Self {
+        Self::with_limits(meta, store, metrics, settings, EdgeLimits::default())
+    }
+
+    pub fn with_limits(
+        meta: Meta,
+        store: SharedStore,
+        metrics: Arc<Metrics>,
+        settings: UploadSettings,
+        limits: EdgeLimits,
+    ) -> Self {
         let part_count = settings.split.part_count;
         let uploader = Uploader::new(meta.clone(), store.clone(), metrics.clone(), settings);
         AppState {
@@ -62,6 +112,8 @@ impl AppState {
                 store,
                 metrics,
                 uploader,
+                uploads: Admission::new("upload", limits.uploads),
+                downloads: Admission::new("download", limits.downloads),
                 part_count,
             }),
         }
@@ -81,6 +133,16 @@ impl AppState {
 
     pub fn uploader(&self) -> &Uploader {
         &self.inner.uploader
+    }
+
+    /// Upload slots.
+    pub fn uploads(&self) -> &Admission {
+        &self.inner.uploads
+    }
+
+    /// Download slots.
+    pub fn downloads(&self) -> &Admission {
+        &self.inner.downloads
     }
 
     pub fn part_count(&self) -> u32 {

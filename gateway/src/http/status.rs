@@ -72,7 +72,8 @@ pub async fn nodes(State(app): State<AppState>) -> Response {
 /// `GET /metrics`, Prometheus text format.
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let files = app.with_meta(|meta| meta.file_count()).await.ok();
-    let text = app.metrics().render(&app.store().node_gauges(), files);
+    let mut text = app.metrics().render(&app.store().node_gauges(), files);
+    crate::admission::render_all(&mut text, &[app.uploads(), app.downloads()]);
     (
         [(
             header::CONTENT_TYPE,

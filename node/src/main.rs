@@ -225,10 +225,7 @@ fn start_shards(
             dir: config.shard_dir(shard),
             tls: Arc::clone(&tls),
             quic: quic.clone(),
-            store: StoreConfig {
-                buffer_count: config.io_buffers,
-                ..StoreConfig::default()
-            },
+            store: store_config(config.io_buffers),
             core: (!cores.is_empty()).then(|| cores[usize::from(shard) % cores.len()]),
         };
         let tx = tx.clone();
@@ -239,6 +236,20 @@ fn start_shards(
         threads.push(handle);
     }
     Ok(threads)
+}
+
+/// The store tuning for `buffers` I/O buffers per shard: the default depths, lowered so that a
+/// put's writes in flight always leave a buffer for the block being filled.
+fn store_config(buffers: usize) -> StoreConfig {
+    let defaults = StoreConfig::default();
+    StoreConfig {
+        buffer_count: buffers,
+        writes_in_flight: defaults
+            .writes_in_flight
+            .min(buffers.saturating_sub(1))
+            .max(1),
+        reads_in_flight: defaults.reads_in_flight.min(buffers).max(1),
+    }
 }
 
 /// The cores to pin shards to (shard n on core n mod cores), or none. Pinning pays when the node

@@ -14,6 +14,8 @@ pub struct ClusterOptions {
     pub nodes: usize,
     /// Extra lines for the gateway's TOML config (tests shorten timers here).
     pub gateway_config: String,
+    /// Extra flags for every `sixfold-node` (tests shrink windows and pools here).
+    pub node_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -21,6 +23,7 @@ impl Default for ClusterOptions {
         ClusterOptions {
             nodes: 6,
             gateway_config: String::new(),
+            node_args: Vec::new(),
         }
     }
 }
@@ -182,7 +185,7 @@ impl TestCluster {
     /// (Re)starts node `i` on its data dir and listen address.
     pub fn start_node(&mut self, i: usize) {
         let dir = self.node_dir(i);
-        let args = vec![
+        let mut args = vec![
             "--data-dir".to_string(),
             dir.display().to_string(),
             "--listen".into(),
@@ -194,6 +197,7 @@ impl TestCluster {
             "--name".into(),
             format!("node-{i}"),
         ];
+        args.extend(self.opts.node_args.iter().cloned());
         let log = dir.join(format!("node-{}.log", unique()));
         self.nodes[i] = Some(Proc::spawn(&format!("node-{i}"), &node_bin(), &args, log));
     }

@@ -12,6 +12,7 @@ async fn errors_have_their_status_and_json_code() {
     let c = TestCluster::start(ClusterOptions {
         nodes: 6,
         gateway_config: "max_file_size = 8388608\n".into(),
+        ..ClusterOptions::default()
     })
     .await;
 

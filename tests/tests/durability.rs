@@ -14,6 +14,7 @@ fn fast_cleanup() -> ClusterOptions {
         gateway_config:
             "cleanup_interval = \"500ms\"\nheartbeat_interval = \"500ms\"\ndown_after = \"2s\"\n"
                 .into(),
+        ..ClusterOptions::default()
     }
 }
 

@@ -16,13 +16,16 @@ use super::error::StoreError;
 use super::format::{self, ALIGN, BLOCK_SIZE, Layout};
 use super::types::{ChunkId, ChunkState};
 
-type BlockRead = JoinHandle<(io::Result<()>, PooledBuf)>;
+/// One block being read and verified; its pool buffer is back in the pool when this finishes.
+type BlockRead = JoinHandle<Result<Bytes, StoreError>>;
 
 /// A verified stream of one chunk range, as `Bytes` pieces of at most one block, in order.
 ///
-/// Verified bytes are copied out of the pool buffer into the returned `Bytes`: the buffer goes
-/// back to the pool at once, so a slow consumer (or a network send queue holding the bytes
-/// until acknowledged) never holds pool memory.
+/// Verified bytes are copied out of the pool buffer into `Bytes` as soon as each read completes
+/// (read-ahead included): the buffer goes back to the pool at once, so a reader whose consumer
+/// waits on the network (a client that does not read, a full stream window) never holds pool
+/// memory, and other reads and puts can always get buffers. Read-ahead is held as `Bytes`, at
+/// most `reads_in_flight` blocks per reader.
 pub struct ChunkReader {
     chunk_id: ChunkId,
     pool: BufferPool,
@@ -138,14 +141,12 @@ impl ChunkReader {
         }
         self.submit_ready();
         // Awaited in place and popped only once complete, so a cancelled `next` loses nothing.
-        let (res, buf) = match self.in_flight.front_mut() {
+        let piece = match self.in_flight.front_mut() {
             Some(h) => h.await,
             None => return None,
         };
         self.in_flight.pop_front();
-        let block = self.next_yield;
         self.next_yield += 1;
-        let piece = self.verify(block, res, buf);
         if piece.is_err() || self.next_yield > self.last_block {
             self.done = true;
         } else {
@@ -169,27 +170,48 @@ impl ChunkReader {
     fn submit(&mut self, buf: PooledBuf) {
         let block = self.next_submit;
         self.next_submit += 1;
-        let need = self.layout.block_len(block) as usize;
-        let aligned = format::round_up(need as u64, ALIGN) as usize;
+        let check = BlockCheck {
+            chunk_id: self.chunk_id,
+            block,
+            block_len: self.layout.block_len(block) as usize,
+            expected: self.crcs[(block - self.first_block) as usize],
+            start: self.start,
+            end: self.end,
+        };
+        let aligned = format::round_up(check.block_len as u64, ALIGN) as usize;
         let pos = self.layout.body_offset + block * BLOCK_SIZE;
         let file = self.file.clone();
         self.in_flight.push_back(monoio::spawn(async move {
-            chunk_file::read_exact_direct(&file, buf, pos, need, aligned).await
+            let (res, buf) =
+                chunk_file::read_exact_direct(&file, buf, pos, check.block_len, aligned).await;
+            check.verify(res, &buf)
         }));
     }
+}
 
-    fn verify(&self, block: u64, res: io::Result<()>, buf: PooledBuf) -> Result<Bytes, StoreError> {
+/// What a finished block read is checked against, and which of its bytes are wanted.
+struct BlockCheck {
+    chunk_id: ChunkId,
+    block: u64,
+    block_len: usize,
+    expected: u32,
+    /// Requested body range `[start, end)`.
+    start: u64,
+    end: u64,
+}
+
+impl BlockCheck {
+    fn verify(&self, res: io::Result<()>, buf: &PooledBuf) -> Result<Bytes, StoreError> {
         res.map_err(|e| chunk_file::short_read_is_corrupt(e, "body"))?;
-        let block_len = self.layout.block_len(block) as usize;
-        let data = &buf.as_slice()[..block_len];
-        let expected = self.crcs[(block - self.first_block) as usize];
-        if crc32c::crc32c(data) != expected {
+        let block = self.block;
+        let data = &buf.as_slice()[..self.block_len];
+        if crc32c::crc32c(data) != self.expected {
             tracing::warn!(chunk = %self.chunk_id, block, "chunk block checksum mismatch; not served");
             return Err(StoreError::ChecksumMismatch { block });
         }
         let block_start = block * BLOCK_SIZE;
         let lo = (self.start.max(block_start) - block_start) as usize;
-        let hi = (self.end.min(block_start + block_len as u64) - block_start) as usize;
+        let hi = (self.end.min(block_start + self.block_len as u64) - block_start) as usize;
         Ok(Bytes::copy_from_slice(&data[lo..hi]))
     }
 }

@@ -303,6 +303,50 @@ fn a_shard_directory_is_opened_by_one_store_at_a_time() {
 }
 
 #[test]
+fn readers_whose_consumers_wait_hold_no_buffer() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let capacity = store.pool().capacity();
+        let len = 6 * MIB + 11;
+        let body = data(len, 31);
+        put_all(&store, id(60), &body).await;
+        // More readers than buffers, each having yielded its first block and then left alone
+        // (their consumer is a client that does not read): their read-ahead finishes and none of
+        // them keeps a buffer, so yet another read is served at once.
+        let mut readers = Vec::new();
+        for _ in 0..capacity + 2 {
+            let mut r = store.read(id(60), 0, len).await.unwrap();
+            let first = r.next().await.unwrap().unwrap();
+            assert!(first[..] == body[..first.len()]);
+            readers.push(r);
+        }
+        for _ in 0..10_000 {
+            if store.pool().available() == capacity {
+                break;
+            }
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(
+            store.pool().available(),
+            capacity,
+            "read-ahead keeps buffers"
+        );
+        let back = read_all(&store, id(60), 0, len).await.unwrap();
+        assert!(back == body);
+        for mut r in readers {
+            let mut got = MIB as usize;
+            while let Some(piece) = r.next().await {
+                let piece = piece.unwrap();
+                assert!(piece[..] == body[got..got + piece.len()]);
+                got += piece.len();
+            }
+            assert_eq!(got as u64, len);
+        }
+    });
+}
+
+#[test]
 fn a_put_waiting_for_the_network_holds_no_buffer() {
     let dir = tmp();
     run(async {

@@ -230,14 +230,7 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
         )));
     }
 
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(config.concurrency)
-        .user_agent(concat!("sixfold-bench/", env!("CARGO_PKG_VERSION")))
-        .build()
+    let client = transfer::http_client(config.concurrency, None)
         .map_err(|e| RunError::Setup(format!("HTTP client: {e}")))?;
     let shared = Arc::new(Shared {
         client,
@@ -276,7 +269,7 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
         None => None,
     };
 
-    let sampler = start_sampler(config)?;
+    let sampler = start_sampler(&config.pids, config.pids_auto, config.sample_interval)?;
 
     let upload = if config.mode == Mode::Download {
         PhaseReport::not_run()
@@ -350,14 +343,20 @@ pub fn run_blocking(config: &Config) -> Result<Report, RunError> {
         .block_on(run(config))
 }
 
-fn start_sampler(config: &Config) -> Result<Option<Sampler>, RunError> {
+/// Samples `pids` (and with `auto` every gateway and node process) plus the bench itself;
+/// `None` when there is nothing to watch.
+pub(crate) fn start_sampler(
+    pids: &[u32],
+    auto: bool,
+    interval: Duration,
+) -> Result<Option<Sampler>, RunError> {
     let mut targets = Vec::new();
-    for &pid in &config.pids {
+    for &pid in pids {
         let t = Target::from_pid(pid)
             .map_err(|e| RunError::Config(format!("cannot watch process {pid}: {e}")))?;
         targets.push(t);
     }
-    if config.pids_auto {
+    if auto {
         let found = procstat::find_by_name(&procstat::AUTO_NAMES);
         if found.is_empty() {
             tracing::warn!("--pids-auto found no sixfold-gateway or sixfold-node process");
@@ -377,12 +376,12 @@ fn start_sampler(config: &Config) -> Result<Option<Sampler>, RunError> {
         name: "sixfold-bench".into(),
         role: "bench".into(),
     });
-    Ok(Some(Sampler::start(targets, config.sample_interval)))
+    Ok(Some(Sampler::start(targets, interval)))
 }
 
 /// Runs `f` over `jobs` with `concurrency` worker tasks (worker ids `0..concurrency`), each
 /// taking the next job when it is free. Results come back in job order.
-async fn run_workers<J, T, F, Fut>(jobs: Vec<J>, concurrency: usize, f: F) -> Vec<T>
+pub(crate) async fn run_workers<J, T, F, Fut>(jobs: Vec<J>, concurrency: usize, f: F) -> Vec<T>
 where
     J: Clone + Send + Sync + 'static,
     T: Send + 'static,

@@ -165,17 +165,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = size_arg)]
     pub baseline_size: u64,
 
-    /// Sample peak RSS and CPU time of these processes (gateway, nodes) during the run.
-    #[arg(long, value_name = "PID,PID,...", value_delimiter = ',')]
-    pub pids: Vec<u32>,
-
-    /// Also sample every process named sixfold-gateway or sixfold-node.
-    #[arg(long)]
-    pub pids_auto: bool,
-
-    /// Process sampling interval in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 200)]
-    pub sample_ms: u64,
+    #[command(flatten)]
+    pub procs: ProcessArgs,
 
     /// Delete the files from the gateway at the end of the run.
     #[arg(long)]
@@ -246,17 +237,8 @@ pub struct SoakArgs {
     #[arg(long, value_name = "SIZE", default_value = "256KiB", value_parser = size_arg)]
     pub chunk_size: u64,
 
-    /// Sample peak RSS and CPU time of these processes (gateway, nodes) during the soak.
-    #[arg(long, value_name = "PID,PID,...", value_delimiter = ',')]
-    pub pids: Vec<u32>,
-
-    /// Also sample every process named sixfold-gateway or sixfold-node.
-    #[arg(long)]
-    pub pids_auto: bool,
-
-    /// Process sampling interval in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 200)]
-    pub sample_ms: u64,
+    #[command(flatten)]
+    pub procs: ProcessArgs,
 
     /// Write the JSON report to this file (also when errors occurred).
     #[arg(long, value_name = "FILE.json")]
@@ -277,10 +259,32 @@ impl SoakArgs {
         c.max_files = self.max_files;
         c.seed = self.seed;
         c.chunk_size = usize::try_from(self.chunk_size).context("--chunk-size is too large")?;
-        c.pids = self.pids.clone();
-        c.pids_auto = self.pids_auto;
-        c.sample_interval = Duration::from_millis(self.sample_ms.max(1));
+        c.pids = self.procs.pids.clone();
+        c.pids_auto = self.procs.pids_auto;
+        c.sample_interval = self.procs.sample_interval();
         Ok(c)
+    }
+}
+
+/// Which processes' memory and CPU to sample (run and soak alike).
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    /// Sample peak RSS and CPU time of these processes (gateway, nodes) during the load.
+    #[arg(long, value_name = "PID,PID,...", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+
+    /// Also sample every process named sixfold-gateway or sixfold-node.
+    #[arg(long)]
+    pub pids_auto: bool,
+
+    /// Process sampling interval in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub sample_ms: u64,
+}
+
+impl ProcessArgs {
+    fn sample_interval(&self) -> Duration {
+        Duration::from_millis(self.sample_ms.max(1))
     }
 }
 
@@ -316,9 +320,9 @@ impl RunArgs {
             dir: dir.clone(),
             size: self.baseline_size,
         });
-        c.pids = self.pids.clone();
-        c.pids_auto = self.pids_auto;
-        c.sample_interval = Duration::from_millis(self.sample_ms.max(1));
+        c.pids = self.procs.pids.clone();
+        c.pids_auto = self.procs.pids_auto;
+        c.sample_interval = self.procs.sample_interval();
         c.delete_after = self.delete;
         c.progress = !self.no_progress;
         c.stall_timeout = (self.stall_timeout > 0).then(|| Duration::from_secs(self.stall_timeout));

@@ -50,12 +50,27 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()>
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
     let report = sixfold_bench::run_blocking(&config)?;
-    print!("{}", summary_table(&report));
-    if let Some(path) = &args.report {
-        write_json(path, &report)?;
+    finish(
+        &summary_table(&report),
+        &report,
+        args.report.as_deref(),
+        report.is_ok(),
+    )
+}
+
+/// Prints the summary, writes the JSON report when asked, and picks the exit status.
+fn finish<T: serde::Serialize>(
+    summary: &str,
+    report: &T,
+    path: Option<&Path>,
+    ok: bool,
+) -> anyhow::Result<ExitCode> {
+    print!("{summary}");
+    if let Some(path) = path {
+        write_json(path, report)?;
         println!("report written to {}", path.display());
     }
-    Ok(if report.is_ok() {
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_ERRORS)
@@ -66,19 +81,12 @@ fn soak(args: &SoakArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
     let report = sixfold_bench::soak_blocking(&config)?;
     let sizes = sixfold_bench::soak::sizes::HumanDist(&config.sizes).to_string();
-    print!(
-        "{}",
-        sixfold_bench::soak::report::soak_summary(&report, &sizes)
-    );
-    if let Some(path) = &args.report {
-        write_json(path, &report)?;
-        println!("report written to {}", path.display());
-    }
-    Ok(if report.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_ERRORS)
-    })
+    finish(
+        &sixfold_bench::soak::report::soak_summary(&report, &sizes),
+        &report,
+        args.report.as_deref(),
+        report.is_ok(),
+    )
 }
 
 fn baseline_only(args: &BaselineArgs) -> anyhow::Result<ExitCode> {

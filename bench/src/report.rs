@@ -352,21 +352,26 @@ pub fn summary_table(r: &Report) -> String {
         let _ = writeln!(s, "errors: none");
     } else {
         let _ = writeln!(s, "errors: {}", r.error_count);
-        for e in r.errors.iter().take(10) {
-            let _ = writeln!(
-                s,
-                "  {} file {} {}: {}",
-                e.phase,
-                e.file.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
-                e.kind,
-                e.message
-            );
-        }
-        if r.error_count > 10 {
-            let _ = writeln!(s, "  ... {} more (see the JSON report)", r.error_count - 10);
-        }
+        first_errors(&mut s, &r.errors, r.error_count);
     }
     s
+}
+
+/// The first ten of `errors`, one line each, and how many more there were of `count`.
+pub fn first_errors(s: &mut String, errors: &[ErrorRecord], count: u64) {
+    for e in errors.iter().take(10) {
+        let _ = writeln!(
+            s,
+            "  {} file {} {}: {}",
+            e.phase,
+            e.file.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
+            e.kind,
+            e.message
+        );
+    }
+    if count > 10 {
+        let _ = writeln!(s, "  ... {} more (see the JSON report)", count - 10);
+    }
 }
 
 /// The watched processes' memory and CPU, one row each, then their totals.

@@ -164,13 +164,8 @@ struct Shared {
 /// only for a run that cannot start. Needs a tokio runtime (any flavour).
 pub async fn run(config: &Config) -> Result<Report, RunError> {
     config.validate()?;
-    let started_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let seed = config
-        .seed
-        .unwrap_or_else(|| rand::random::<u64>() & ((1u64 << 53) - 1));
+    let started_unix_ms = unix_ms_now();
+    let seed = config.seed.unwrap_or_else(random_seed);
 
     let (content, size) = match &config.source {
         Some(path) => {
@@ -334,13 +329,31 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
     })
 }
 
+/// Milliseconds since the Unix epoch (0 on a clock before it).
+pub(crate) fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random run seed below 2^53, so JSON readers keep it exact.
+pub(crate) fn random_seed() -> u64 {
+    rand::random::<u64>() & ((1u64 << 53) - 1)
+}
+
 /// Runs [`run`] on a runtime of its own. Must not be called from inside a tokio runtime.
 pub fn run_blocking(config: &Config) -> Result<Report, RunError> {
+    block_on(run(config))
+}
+
+/// Runs `f` on a multi-threaded runtime of its own.
+pub(crate) fn block_on<T>(f: impl Future<Output = Result<T, RunError>>) -> Result<T, RunError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| RunError::Setup(format!("tokio runtime: {e}")))?
-        .block_on(run(config))
+        .block_on(f)
 }
 
 /// Samples `pids` (and with `auto` every gateway and node process) plus the bench itself;

@@ -11,7 +11,7 @@ pub mod sizes;
 use crate::content::Content;
 use crate::pool::BufPool;
 use crate::report::ProcessReport;
-use crate::runner::{RunError, run_workers, start_sampler};
+use crate::runner::{RunError, block_on, random_seed, run_workers, start_sampler, unix_ms_now};
 use crate::transfer;
 use mix::Mix;
 use ops::Ctx;
@@ -21,7 +21,7 @@ use report::{
 use scheduler::{FileEntry, Planned, Scheduler};
 use sizes::SizeDist;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// The most workers a soak runs (each holds one HTTP connection).
@@ -158,13 +158,8 @@ fn ensure_open_files(concurrency: usize) -> Result<(), RunError> {
 pub async fn soak(config: &SoakConfig) -> Result<SoakReport, RunError> {
     config.validate()?;
     ensure_open_files(config.concurrency)?;
-    let started_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let seed = config
-        .seed
-        .unwrap_or_else(|| rand::random::<u64>() & ((1u64 << 53) - 1));
+    let started_unix_ms = unix_ms_now();
+    let seed = config.seed.unwrap_or_else(random_seed);
     let client = transfer::http_client(config.concurrency, Some(config.request_timeout))
         .map_err(|e| RunError::Setup(format!("HTTP client: {e}")))?;
     let ctx = Arc::new(Ctx {
@@ -303,11 +298,7 @@ pub async fn soak(config: &SoakConfig) -> Result<SoakReport, RunError> {
 
 /// Runs [`soak`] on a runtime of its own. Must not be called from inside a tokio runtime.
 pub fn soak_blocking(config: &SoakConfig) -> Result<SoakReport, RunError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RunError::Setup(format!("tokio runtime: {e}")))?
-        .block_on(soak(config))
+    block_on(soak(config))
 }
 
 fn record(stats: &Mutex<SoakStats>, planned: &Planned, phase: &'static str, done: &ops::Done) {

@@ -5,7 +5,7 @@
 use super::mix::{Mix, Op};
 use crate::baseline::mb_per_s;
 use crate::histogram::Histogram;
-use crate::report::{ErrorLog, ErrorRecord, ProcessReport, process_table};
+use crate::report::{ErrorLog, ErrorRecord, ProcessReport, first_errors, process_table};
 use crate::size::HumanBytes;
 use crate::stats::LatencySummary;
 use crate::transfer::TransferError;
@@ -314,19 +314,7 @@ pub fn soak_summary(r: &SoakReport, sizes_human: &str) -> String {
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
         let _ = writeln!(s, "errors: {} ({})", r.error_count, kinds.join(", "));
-        for e in r.errors.iter().take(10) {
-            let _ = writeln!(
-                s,
-                "  {} file {} {}: {}",
-                e.phase,
-                e.file.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
-                e.kind,
-                e.message
-            );
-        }
-        if r.error_count > 10 {
-            let _ = writeln!(s, "  ... {} more (see the JSON report)", r.error_count - 10);
-        }
+        first_errors(&mut s, &r.errors, r.error_count);
     }
     s
 }

@@ -397,4 +397,83 @@ mod tests {
         assert_eq!(count, 2);
         assert_eq!(kept[1].phase, "cleanup");
     }
+
+    #[test]
+    fn summary_shows_each_operation_the_cleanup_and_errors_by_kind() {
+        let mut st = SoakStats::default();
+        st.record(Finished {
+            op: Op::Read,
+            phase: "read",
+            file: 3,
+            id: Some("x"),
+            latency: Duration::from_millis(12),
+            busy_retries: 0,
+            result: Ok(4096),
+            verified: 4096,
+        });
+        let busy = http_error_from(503, br#"{"error":"busy","message":"full"}"#);
+        st.record(Finished {
+            op: Op::Write,
+            phase: "write",
+            file: 4,
+            id: None,
+            latency: Duration::from_millis(1),
+            busy_retries: 0,
+            result: Err(&busy),
+            verified: 0,
+        });
+        let (errors_by_kind, error_count, errors) = st.take_errors();
+        let r = SoakReport {
+            format_version: SOAK_FORMAT_VERSION,
+            report: "soak".into(),
+            tool: "t".into(),
+            started_unix_ms: 0,
+            config: SoakReportConfig {
+                gateway: "http://g:1".into(),
+                duration_s: 2.0,
+                concurrency: 8,
+                mix: Mix::default(),
+                sizes: "1..2".into(),
+                seed: 5,
+                request_timeout_s: 600.0,
+                retry_busy: false,
+                keep: true,
+                max_files: 10,
+                chunk_size: 1024,
+            },
+            seconds: 2.0,
+            ops: st.ops(2.0),
+            verified_bytes: st.verified_bytes,
+            substituted: 1,
+            cleanup: CleanupReport {
+                ran: false,
+                files: 1,
+                deleted: 0,
+                failed: 0,
+                busy_retries: 0,
+                seconds: 0.0,
+            },
+            errors_by_kind,
+            error_count,
+            errors,
+            processes: None,
+        };
+        let t = soak_summary(&r, "1 B..2 B");
+        assert!(
+            t.contains("concurrency 8") && t.contains("sizes 1 B..2 B"),
+            "{t}"
+        );
+        let read_row = t.lines().find(|l| l.starts_with("read")).unwrap();
+        assert!(
+            read_row.contains("4.00 KiB") && read_row.contains(" 12 "),
+            "{read_row}"
+        );
+        assert!(t.contains("kept 1 file(s)"), "{t}");
+        assert!(
+            t.contains("verified 4.00 KiB (4096 bytes) in 1 read(s)"),
+            "{t}"
+        );
+        assert!(t.contains("errors: 1 (busy 1)"), "{t}");
+        assert!(t.contains("write file 4 busy: HTTP 503 busy: full"), "{t}");
+    }
 }

@@ -2,7 +2,9 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sixfold_bench::size::parse_size;
-use sixfold_bench::{BaselineConfig, Config, Mode, Report};
+use sixfold_bench::soak::mix::Mix;
+use sixfold_bench::soak::sizes::SizeDist;
+use sixfold_bench::{BaselineConfig, Config, Mode, Report, SoakConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,6 +26,10 @@ pub enum Command {
     /// percentiles and errors.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
+    /// Mixed load for a fixed time: reads (verified), writes and deletes of the soak's own
+    /// files at a given mix and concurrency, then a report per operation.
+    #[command(after_help = SOAK_EXAMPLES)]
+    Soak(SoakArgs),
     /// Only measure the disk's limit on DIR's filesystem (O_DIRECT io_uring sequential write
     /// and read, 1 MiB blocks, queue depth 16).
     Baseline(BaselineArgs),
@@ -39,6 +45,19 @@ Examples:
 
 Exit status: 0 when every transfer succeeded and verified, 1 when any error occurred (the JSON
 report is written either way), 2 when the run could not start.";
+
+const SOAK_EXAMPLES: &str = "\
+Examples:
+  # 10 minutes at concurrency 100, 60% reads, 30% writes, 10% deletes of 1..64 MiB files
+  sixfold-bench soak --gateway http://127.0.0.1:8080 --duration 10m --concurrency 100 \\
+      --mix read=60,write=30,delete=10 --sizes 1MiB..64MiB --pids-auto --report soak.json
+  # five small files for each big one; admission control's 503 busy retried, not counted
+  sixfold-bench soak --gateway http://127.0.0.1:8080 --duration 2m --concurrency 1000 \\
+      --sizes 64KiB:5,16MiB:1 --retry-busy
+
+Exit status: 0 when every operation and every cleanup delete succeeded and every read
+verified, 1 when any failed (the JSON report is written either way), 2 when the soak could
+not start.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CliMode {
@@ -62,6 +81,23 @@ impl From<CliMode> for Mode {
 
 fn size_arg(s: &str) -> Result<u64, String> {
     parse_size(s).map_err(|e| e.to_string())
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}): give e.g. 30s, 10m, 1h30m or seconds"))
+}
+
+fn mix_arg(s: &str) -> Result<Mix, String> {
+    Mix::parse(s).map_err(|e| e.to_string())
+}
+
+fn sizes_arg(s: &str) -> Result<SizeDist, String> {
+    SizeDist::parse(s).map_err(|e| e.to_string())
 }
 
 fn seed_arg(s: &str) -> Result<u64, String> {
@@ -129,17 +165,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = size_arg)]
     pub baseline_size: u64,
 
-    /// Sample peak RSS and CPU time of these processes (gateway, nodes) during the run.
-    #[arg(long, value_name = "PID,PID,...", value_delimiter = ',')]
-    pub pids: Vec<u32>,
-
-    /// Also sample every process named sixfold-gateway or sixfold-node.
-    #[arg(long)]
-    pub pids_auto: bool,
-
-    /// Process sampling interval in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 200)]
-    pub sample_ms: u64,
+    #[command(flatten)]
+    pub procs: ProcessArgs,
 
     /// Delete the files from the gateway at the end of the run.
     #[arg(long)]
@@ -156,6 +183,109 @@ pub struct RunArgs {
     /// Size of the body pieces handed to the HTTP client.
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = size_arg)]
     pub chunk_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Base URL of the gateway.
+    #[arg(long, env = "SIXFOLD_GATEWAY", value_name = "URL")]
+    pub gateway: String,
+
+    /// How long new operations start (30s, 10m, 1h30m, or seconds); those in flight then
+    /// finish, and the soak deletes its files.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = duration_arg)]
+    pub duration: Duration,
+
+    /// Relative weights of the operations, OP=WEIGHT,... with OP read, write or delete (left
+    /// out: 0). Writes must weigh above 0: reads and deletes use the soak's own files.
+    #[arg(long, value_name = "MIX", default_value = "read=60,write=30,delete=10", value_parser = mix_arg)]
+    pub mix: Mix,
+
+    /// File sizes: SIZE (all alike), MIN..MAX (uniform, both included) or
+    /// SIZE:WEIGHT,SIZE:WEIGHT,... (a weighted list), sizes written as for `run --size`.
+    #[arg(long, value_name = "SIZES", default_value = "1MiB..64MiB", value_parser = sizes_arg)]
+    pub sizes: SizeDist,
+
+    /// Operations in flight at once (1 to 1000), one HTTP connection each.
+    #[arg(long, value_name = "C", default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Limit on each HTTP request, from connect to its last byte (and on the busy retries of
+    /// one operation), so the bench never hangs.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration_arg)]
+    pub request_timeout: Duration,
+
+    /// Retry `503 busy` answers after their Retry-After (1 s when missing, at most 60 s)
+    /// instead of counting them as errors; the retries are counted apart.
+    #[arg(long)]
+    pub retry_busy: bool,
+
+    /// Leave the soak's files on the gateway at the end instead of deleting them.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Most files of the soak on the gateway at once (writes in flight included); at the
+    /// bound writes give way to deletes. At least --concurrency.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_files: usize,
+
+    /// Seed of the generated data (decimal or 0x hex); random when not given.
+    #[arg(long, value_parser = seed_arg)]
+    pub seed: Option<u64>,
+
+    /// Size of the upload body pieces (memory: about 2 x this per write in flight).
+    #[arg(long, value_name = "SIZE", default_value = "256KiB", value_parser = size_arg)]
+    pub chunk_size: u64,
+
+    #[command(flatten)]
+    pub procs: ProcessArgs,
+
+    /// Write the JSON report to this file (also when errors occurred).
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+}
+
+impl SoakArgs {
+    pub fn to_config(&self) -> anyhow::Result<SoakConfig> {
+        use anyhow::Context;
+        let mut c = SoakConfig::new(self.gateway.clone());
+        c.duration = self.duration;
+        c.mix = self.mix;
+        c.sizes = self.sizes.clone();
+        c.concurrency = self.concurrency;
+        c.request_timeout = self.request_timeout;
+        c.retry_busy = self.retry_busy;
+        c.keep = self.keep;
+        c.max_files = self.max_files;
+        c.seed = self.seed;
+        c.chunk_size = usize::try_from(self.chunk_size).context("--chunk-size is too large")?;
+        c.pids = self.procs.pids.clone();
+        c.pids_auto = self.procs.pids_auto;
+        c.sample_interval = self.procs.sample_interval();
+        Ok(c)
+    }
+}
+
+/// Which processes' memory and CPU to sample (run and soak alike).
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    /// Sample peak RSS and CPU time of these processes (gateway, nodes) during the load.
+    #[arg(long, value_name = "PID,PID,...", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+
+    /// Also sample every process named sixfold-gateway or sixfold-node.
+    #[arg(long)]
+    pub pids_auto: bool,
+
+    /// Process sampling interval in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub sample_ms: u64,
+}
+
+impl ProcessArgs {
+    fn sample_interval(&self) -> Duration {
+        Duration::from_millis(self.sample_ms.max(1))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -190,9 +320,9 @@ impl RunArgs {
             dir: dir.clone(),
             size: self.baseline_size,
         });
-        c.pids = self.pids.clone();
-        c.pids_auto = self.pids_auto;
-        c.sample_interval = Duration::from_millis(self.sample_ms.max(1));
+        c.pids = self.procs.pids.clone();
+        c.pids_auto = self.procs.pids_auto;
+        c.sample_interval = self.procs.sample_interval();
         c.delete_after = self.delete;
         c.progress = !self.no_progress;
         c.stall_timeout = (self.stall_timeout > 0).then(|| Duration::from_secs(self.stall_timeout));
@@ -301,6 +431,73 @@ mod tests {
         assert_eq!(c.seed, Some(16));
         assert_eq!(c.stall_timeout, None);
         assert!(parse(&["run", "--gateway", "http://h:1", "--seed", "x1"]).is_err());
+    }
+
+    fn soak_args(args: &[&str]) -> Result<SoakArgs, clap::Error> {
+        let all: Vec<&str> = ["soak", "--gateway", "http://h:1"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        match parse(&all)?.command {
+            Command::Soak(a) => Ok(a),
+            _ => panic!("not soak"),
+        }
+    }
+
+    #[test]
+    fn soak_defaults_and_flags() {
+        let c = soak_args(&[]).unwrap().to_config().unwrap();
+        assert_eq!(c.duration, Duration::from_secs(60));
+        assert_eq!(c.mix, Mix::default());
+        assert_eq!(
+            c.sizes,
+            SizeDist::Uniform {
+                min: 1 << 20,
+                max: 64 << 20
+            }
+        );
+        assert_eq!(c.request_timeout, Duration::from_secs(600));
+        assert!(!c.retry_busy && !c.keep);
+        let c = soak_args(&[
+            "--duration",
+            "10m",
+            "--mix",
+            "read=1,write=1",
+            "--sizes",
+            "1MiB:5,64MiB:1",
+            "--concurrency",
+            "1000",
+            "--request-timeout",
+            "90",
+            "--retry-busy",
+            "--keep",
+            "--pids-auto",
+        ])
+        .unwrap()
+        .to_config()
+        .unwrap();
+        assert_eq!(c.duration, Duration::from_secs(600));
+        assert_eq!((c.mix.read, c.mix.write, c.mix.delete), (1, 1, 0));
+        assert_eq!(
+            c.sizes,
+            SizeDist::Weighted(vec![(1 << 20, 5), (64 << 20, 1)])
+        );
+        assert_eq!(c.concurrency, 1000);
+        assert_eq!(c.request_timeout, Duration::from_secs(90));
+        assert!(c.retry_busy && c.keep && c.pids_auto);
+    }
+
+    #[test]
+    fn soak_errors_name_the_flag() {
+        for (flag, value, says) in [
+            ("--mix", "read=60,list=1", "list"),
+            ("--sizes", "64MiB..1MiB", "lower bound"),
+            ("--duration", "ten minutes", "not a duration"),
+            ("--request-timeout", "5 parsecs", "not a duration"),
+        ] {
+            let msg = soak_args(&[flag, value]).unwrap_err().to_string();
+            assert!(msg.contains(flag) && msg.contains(says), "{msg}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ mod cli;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{BaselineArgs, Cli, Command, RunArgs};
+use cli::{BaselineArgs, Cli, Command, RunArgs, SoakArgs};
 use sixfold_bench::baseline;
 use sixfold_bench::report::summary_table;
 use std::io::IsTerminal;
@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(&args),
+        Command::Soak(args) => soak(&args),
         Command::Baseline(args) => baseline_only(&args),
     };
     match result {
@@ -49,16 +50,43 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()>
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
     let report = sixfold_bench::run_blocking(&config)?;
-    print!("{}", summary_table(&report));
-    if let Some(path) = &args.report {
-        write_json(path, &report)?;
+    finish(
+        &summary_table(&report),
+        &report,
+        args.report.as_deref(),
+        report.is_ok(),
+    )
+}
+
+/// Prints the summary, writes the JSON report when asked, and picks the exit status.
+fn finish<T: serde::Serialize>(
+    summary: &str,
+    report: &T,
+    path: Option<&Path>,
+    ok: bool,
+) -> anyhow::Result<ExitCode> {
+    print!("{summary}");
+    if let Some(path) = path {
+        write_json(path, report)?;
         println!("report written to {}", path.display());
     }
-    Ok(if report.is_ok() {
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_ERRORS)
     })
+}
+
+fn soak(args: &SoakArgs) -> anyhow::Result<ExitCode> {
+    let config = args.to_config()?;
+    let report = sixfold_bench::soak_blocking(&config)?;
+    let sizes = sixfold_bench::soak::sizes::HumanDist(&config.sizes).to_string();
+    finish(
+        &sixfold_bench::soak::report::soak_summary(&report, &sizes),
+        &report,
+        args.report.as_deref(),
+        report.is_ok(),
+    )
 }
 
 fn baseline_only(args: &BaselineArgs) -> anyhow::Result<ExitCode> {

@@ -338,63 +338,7 @@ pub fn summary_table(r: &Report) -> String {
         }
     }
     if let Some(p) = &r.processes {
-        let _ = writeln!(
-            s,
-            "{:<8} {:<16} {:<8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}  (RSS in MiB, CPU in s)",
-            "pid",
-            "process",
-            "role",
-            "RSS start",
-            "RSS peak",
-            "RSS end",
-            "CPU s",
-            "CPU up",
-            "CPU down"
-        );
-        let row = |s: &mut String, ps: &ProcessStats| {
-            let mib = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
-            let phase = |k: &str| {
-                ps.cpu_seconds_by_phase
-                    .get(k)
-                    .map(|x| format!("{x:.2}"))
-                    .unwrap_or_else(|| "-".into())
-            };
-            let _ = writeln!(
-                s,
-                "{:<8} {:<16} {:<8} {:>10} {:>10} {:>10} {:>8.2} {:>10} {:>10}{}",
-                ps.pid,
-                ps.name,
-                ps.role,
-                mib(ps.rss_start_mib),
-                format!("{:.1}", ps.rss_peak_mib),
-                mib(ps.rss_end_mib),
-                ps.cpu_seconds,
-                phase("upload"),
-                phase("download"),
-                if ps.exited { "  (exited)" } else { "" }
-            );
-        };
-        for ps in &p.processes {
-            row(&mut s, ps);
-        }
-        if let Some(b) = &p.bench {
-            row(&mut s, b);
-        }
-        let _ = writeln!(
-            s,
-            "watched processes together: {:.2} CPU s, {} CPU s per GiB moved (upload {}, download {}), peak RSS sum {:.1} MiB",
-            p.cpu_seconds,
-            p.cpu_seconds_per_gib
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "-".into()),
-            p.upload_cpu_seconds_per_gib
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "-".into()),
-            p.download_cpu_seconds_per_gib
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "-".into()),
-            p.peak_rss_mib_total
-        );
+        process_table(&mut s, p);
     }
     if r.download.ran {
         let _ = writeln!(
@@ -408,21 +352,79 @@ pub fn summary_table(r: &Report) -> String {
         let _ = writeln!(s, "errors: none");
     } else {
         let _ = writeln!(s, "errors: {}", r.error_count);
-        for e in r.errors.iter().take(10) {
-            let _ = writeln!(
-                s,
-                "  {} file {} {}: {}",
-                e.phase,
-                e.file.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
-                e.kind,
-                e.message
-            );
-        }
-        if r.error_count > 10 {
-            let _ = writeln!(s, "  ... {} more (see the JSON report)", r.error_count - 10);
-        }
+        first_errors(&mut s, &r.errors, r.error_count);
     }
     s
+}
+
+/// The first ten of `errors`, one line each, and how many more there were of `count`.
+pub fn first_errors(s: &mut String, errors: &[ErrorRecord], count: u64) {
+    for e in errors.iter().take(10) {
+        let _ = writeln!(
+            s,
+            "  {} file {} {}: {}",
+            e.phase,
+            e.file.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
+            e.kind,
+            e.message
+        );
+    }
+    if count > 10 {
+        let _ = writeln!(s, "  ... {} more (see the JSON report)", count - 10);
+    }
+}
+
+/// The watched processes' memory and CPU, one row each, then their totals.
+pub fn process_table(s: &mut String, p: &ProcessReport) {
+    let _ = writeln!(
+        s,
+        "{:<8} {:<16} {:<8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}  (RSS in MiB, CPU in s)",
+        "pid", "process", "role", "RSS start", "RSS peak", "RSS end", "CPU s", "CPU up", "CPU down"
+    );
+    let row = |s: &mut String, ps: &ProcessStats| {
+        let mib = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+        let phase = |k: &str| {
+            ps.cpu_seconds_by_phase
+                .get(k)
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into())
+        };
+        let _ = writeln!(
+            s,
+            "{:<8} {:<16} {:<8} {:>10} {:>10} {:>10} {:>8.2} {:>10} {:>10}{}",
+            ps.pid,
+            ps.name,
+            ps.role,
+            mib(ps.rss_start_mib),
+            format!("{:.1}", ps.rss_peak_mib),
+            mib(ps.rss_end_mib),
+            ps.cpu_seconds,
+            phase("upload"),
+            phase("download"),
+            if ps.exited { "  (exited)" } else { "" }
+        );
+    };
+    for ps in &p.processes {
+        row(s, ps);
+    }
+    if let Some(b) = &p.bench {
+        row(s, b);
+    }
+    let _ = writeln!(
+        s,
+        "watched processes together: {:.2} CPU s, {} CPU s per GiB moved (upload {}, download {}), peak RSS sum {:.1} MiB",
+        p.cpu_seconds,
+        p.cpu_seconds_per_gib
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into()),
+        p.upload_cpu_seconds_per_gib
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into()),
+        p.download_cpu_seconds_per_gib
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into()),
+        p.peak_rss_mib_total
+    );
 }
 
 #[cfg(test)]

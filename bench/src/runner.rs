@@ -164,13 +164,8 @@ struct Shared {
 /// only for a run that cannot start. Needs a tokio runtime (any flavour).
 pub async fn run(config: &Config) -> Result<Report, RunError> {
     config.validate()?;
-    let started_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let seed = config
-        .seed
-        .unwrap_or_else(|| rand::random::<u64>() & ((1u64 << 53) - 1));
+    let started_unix_ms = unix_ms_now();
+    let seed = config.seed.unwrap_or_else(random_seed);
 
     let (content, size) = match &config.source {
         Some(path) => {
@@ -230,14 +225,7 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
         )));
     }
 
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .http1_only()
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(config.concurrency)
-        .user_agent(concat!("sixfold-bench/", env!("CARGO_PKG_VERSION")))
-        .build()
+    let client = transfer::http_client(config.concurrency, None)
         .map_err(|e| RunError::Setup(format!("HTTP client: {e}")))?;
     let shared = Arc::new(Shared {
         client,
@@ -276,7 +264,7 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
         None => None,
     };
 
-    let sampler = start_sampler(config)?;
+    let sampler = start_sampler(&config.pids, config.pids_auto, config.sample_interval)?;
 
     let upload = if config.mode == Mode::Download {
         PhaseReport::not_run()
@@ -341,23 +329,47 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
     })
 }
 
+/// Milliseconds since the Unix epoch (0 on a clock before it).
+pub(crate) fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random run seed below 2^53, so JSON readers keep it exact.
+pub(crate) fn random_seed() -> u64 {
+    rand::random::<u64>() & ((1u64 << 53) - 1)
+}
+
 /// Runs [`run`] on a runtime of its own. Must not be called from inside a tokio runtime.
 pub fn run_blocking(config: &Config) -> Result<Report, RunError> {
+    block_on(run(config))
+}
+
+/// Runs `f` on a multi-threaded runtime of its own.
+pub(crate) fn block_on<T>(f: impl Future<Output = Result<T, RunError>>) -> Result<T, RunError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| RunError::Setup(format!("tokio runtime: {e}")))?
-        .block_on(run(config))
+        .block_on(f)
 }
 
-fn start_sampler(config: &Config) -> Result<Option<Sampler>, RunError> {
+/// Samples `pids` (and with `auto` every gateway and node process) plus the bench itself;
+/// `None` when there is nothing to watch.
+pub(crate) fn start_sampler(
+    pids: &[u32],
+    auto: bool,
+    interval: Duration,
+) -> Result<Option<Sampler>, RunError> {
     let mut targets = Vec::new();
-    for &pid in &config.pids {
+    for &pid in pids {
         let t = Target::from_pid(pid)
             .map_err(|e| RunError::Config(format!("cannot watch process {pid}: {e}")))?;
         targets.push(t);
     }
-    if config.pids_auto {
+    if auto {
         let found = procstat::find_by_name(&procstat::AUTO_NAMES);
         if found.is_empty() {
             tracing::warn!("--pids-auto found no sixfold-gateway or sixfold-node process");
@@ -377,12 +389,12 @@ fn start_sampler(config: &Config) -> Result<Option<Sampler>, RunError> {
         name: "sixfold-bench".into(),
         role: "bench".into(),
     });
-    Ok(Some(Sampler::start(targets, config.sample_interval)))
+    Ok(Some(Sampler::start(targets, interval)))
 }
 
 /// Runs `f` over `jobs` with `concurrency` worker tasks (worker ids `0..concurrency`), each
 /// taking the next job when it is free. Results come back in job order.
-async fn run_workers<J, T, F, Fut>(jobs: Vec<J>, concurrency: usize, f: F) -> Vec<T>
+pub(crate) async fn run_workers<J, T, F, Fut>(jobs: Vec<J>, concurrency: usize, f: F) -> Vec<T>
 where
     J: Clone + Send + Sync + 'static,
     T: Send + 'static,

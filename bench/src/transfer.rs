@@ -4,7 +4,7 @@ use crate::content::Verifier;
 use crate::verify::{ExpectedStream, VerifyError};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Client, StatusCode};
 use serde::Deserialize;
 use std::future::Future;
@@ -20,9 +20,14 @@ pub enum TransferError {
         status: u16,
         code: Option<String>,
         message: String,
+        /// `Retry-After` in whole seconds, when the answer carried one.
+        retry_after: Option<u64>,
     },
-    #[error("{0}")]
-    Transport(String),
+    #[error("{message}")]
+    Transport {
+        kind: TransportKind,
+        message: String,
+    },
     #[error("body cut off after {got} of {expected} bytes: {cause}")]
     BodyCut {
         got: u64,
@@ -42,7 +47,7 @@ impl TransferError {
     pub fn kind(&self) -> &'static str {
         match self {
             TransferError::Http { .. } => "http",
-            TransferError::Transport(_) => "transport",
+            TransferError::Transport { .. } => "transport",
             TransferError::BodyCut { .. } => "short_body",
             TransferError::BadResponse(_) => "bad_response",
             TransferError::Verify(v) => v.kind(),
@@ -62,6 +67,27 @@ impl TransferError {
             TransferError::Http { code, .. } => code.as_deref(),
             _ => None,
         }
+    }
+
+    /// What kind of transport failure, for transport errors.
+    pub fn transport_kind(&self) -> Option<TransportKind> {
+        match self {
+            TransferError::Transport { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// `Retry-After` seconds of an HTTP error answer.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            TransferError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The gateway's admission control said no (`503` with code `busy`): worth a retry later.
+    pub fn is_busy(&self) -> bool {
+        self.status() == Some(503) && self.code() == Some("busy")
     }
 
     pub fn offset(&self) -> Option<u64> {
@@ -108,15 +134,88 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// How a request failed below HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// The request's own time limit passed.
+    Timeout,
+    /// No connection could be made.
+    Connect,
+    /// The peer reset or closed the connection under the request.
+    Reset,
+    /// Anything else (a protocol error, a body that could not be produced).
+    Other,
+}
+
+impl TransportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Timeout => "timeout",
+            TransportKind::Connect => "connect",
+            TransportKind::Reset => "reset",
+            TransportKind::Other => "transport",
+        }
+    }
+
+    fn of(e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            return TransportKind::Timeout;
+        }
+        if e.is_connect() {
+            return TransportKind::Connect;
+        }
+        // reqwest does not say "reset" itself; the io::Error at the bottom of the chain does.
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cur {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind::*;
+                match io.kind() {
+                    ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                        return TransportKind::Reset;
+                    }
+                    TimedOut => return TransportKind::Timeout,
+                    _ => {}
+                }
+            }
+            cur = c.source();
+        }
+        // hyper's "connection closed before message completed" has no io::Error under it, and
+        // its error kinds are not reachable through reqwest: its message is all there is.
+        let text = error_chain(e);
+        if text.contains("connection closed") || text.contains("connection reset") {
+            return TransportKind::Reset;
+        }
+        TransportKind::Other
+    }
+}
+
 fn transport(e: reqwest::Error) -> TransferError {
-    TransferError::Transport(error_chain(&e))
+    TransferError::Transport {
+        kind: TransportKind::of(&e),
+        message: error_chain(&e),
+    }
 }
 
 /// Turns an error response into `TransferError::Http`, keeping the gateway's error code.
 async fn http_error(resp: reqwest::Response) -> TransferError {
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
     let body = resp.bytes().await.unwrap_or_default();
-    http_error_from(status, &body)
+    let mut e = http_error_from(status, &body);
+    if let TransferError::Http { retry_after: r, .. } = &mut e {
+        *r = retry_after;
+    }
+    e
+}
+
+/// `Retry-After` as delay-seconds (RFC 9110 §10.2.3). The HTTP-date form is not used by the
+/// gateway and is ignored rather than guessed at.
+pub(crate) fn parse_retry_after(value: &str) -> Option<u64> {
+    value.trim().parse().ok()
 }
 
 pub(crate) fn http_error_from(status: u16, body: &[u8]) -> TransferError {
@@ -125,6 +224,7 @@ pub(crate) fn http_error_from(status: u16, body: &[u8]) -> TransferError {
             status,
             code: Some(e.error),
             message: e.message,
+            retry_after: None,
         },
         Err(_) => {
             let text = String::from_utf8_lossy(body);
@@ -137,9 +237,30 @@ pub(crate) fn http_error_from(status: u16, body: &[u8]) -> TransferError {
                 } else {
                     text
                 },
+                retry_after: None,
             }
         }
     }
+}
+
+/// The one HTTP client of a run: HTTP/1.1 (one connection per transfer in flight, as a browser
+/// or curl would), an idle pool as large as the concurrency so connections are reused rather
+/// than re-opened, and, when given, a limit on each request from connect to its last body byte.
+pub fn http_client(
+    concurrency: usize,
+    request_timeout: Option<Duration>,
+) -> Result<Client, reqwest::Error> {
+    let mut b = Client::builder()
+        .no_proxy()
+        .http1_only()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(concurrency)
+        .user_agent(concat!("sixfold-bench/", env!("CARGO_PKG_VERSION")));
+    if let Some(t) = request_timeout {
+        b = b.timeout(t);
+    }
+    b.build()
 }
 
 fn files_url(gateway: &str) -> String {
@@ -236,6 +357,8 @@ pub async fn download(
     while let Some(piece) = body.next().await {
         let piece: Bytes = match piece {
             Ok(p) => p,
+            // The request's own time limit is a timeout, not a body the gateway cut short.
+            Err(e) if e.is_timeout() => return Err(transport(e)),
             Err(e) => {
                 return Err(TransferError::BodyCut {
                     got: verifier.verified(),
@@ -315,6 +438,18 @@ mod tests {
         assert_eq!(e.to_string(), "HTTP 502: Bad Gateway");
         let e = http_error_from(500, b"");
         assert_eq!(e.to_string(), "HTTP 500: (empty body)");
+    }
+
+    #[test]
+    fn busy_and_retry_after() {
+        let busy = http_error_from(503, br#"{"error":"busy","message":"at the upload limit"}"#);
+        assert!(busy.is_busy());
+        assert!(!http_error_from(503, br#"{"error":"not_enough_nodes","message":""}"#).is_busy());
+        assert!(!http_error_from(429, br#"{"error":"busy","message":""}"#).is_busy());
+        assert_eq!(parse_retry_after(" 3 "), Some(3));
+        assert_eq!(parse_retry_after("0"), Some(0));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
     }
 
     #[test]

@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use sixfold_bench::{Config, Mode, Report, run};
+use sixfold_bench::soak::mix::Mix;
+use sixfold_bench::soak::sizes::SizeDist;
+use sixfold_bench::{Config, Mode, Report, SoakConfig, SoakReport, run, soak};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +25,10 @@ struct Behaviour {
     flip_at: Option<usize>,
     /// Send only this many bytes of every download, then break the connection.
     cut_at: Option<usize>,
+    /// Answer every n-th request (of any kind) with `503 busy` and this `Retry-After`, as
+    /// the gateway's admission control does. Uploads are read first, so the client always
+    /// gets to see the answer.
+    busy_every: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -31,6 +37,36 @@ struct Gateway {
     next_id: Mutex<u64>,
     behaviour: Behaviour,
     deleted: Mutex<u64>,
+    requests: Mutex<u64>,
+    busy_sent: Mutex<u64>,
+    /// The most files stored at once.
+    peak_files: Mutex<usize>,
+}
+
+impl Gateway {
+    /// `503 busy` for this request, when the behaviour says so.
+    fn busy(&self) -> Option<Response> {
+        let (every, retry_after) = self.behaviour.busy_every?;
+        let n = {
+            let mut r = self.requests.lock().unwrap();
+            *r += 1;
+            *r
+        };
+        if !n.is_multiple_of(every) {
+            return None;
+        }
+        *self.busy_sent.lock().unwrap() += 1;
+        let mut resp = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "at the concurrent upload limit",
+        );
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            retry_after.to_string().parse().unwrap(),
+        );
+        Some(resp)
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -82,12 +118,20 @@ async fn upload(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) 
     if data.len() != len {
         return error(StatusCode::BAD_REQUEST, "length", "body length differs");
     }
+    if let Some(busy) = gw.busy() {
+        return busy;
+    }
     let id = {
         let mut n = gw.next_id.lock().unwrap();
         *n += 1;
         format!("00000000-0000-4000-8000-{:012}", *n)
     };
-    gw.files.lock().unwrap().insert(id.clone(), data);
+    {
+        let mut files = gw.files.lock().unwrap();
+        files.insert(id.clone(), data);
+        let mut peak = gw.peak_files.lock().unwrap();
+        *peak = (*peak).max(files.len());
+    }
     let body = serde_json::json!({
         "id": id, "name": name, "size": len, "parts": 6, "checksum": "not-checked",
     });
@@ -100,6 +144,9 @@ async fn upload(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) 
 }
 
 async fn download(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    if let Some(busy) = gw.busy() {
+        return busy;
+    }
     let Some(data) = gw.files.lock().unwrap().get(&id).cloned() else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such file");
     };
@@ -135,6 +182,9 @@ async fn download(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Res
 }
 
 async fn delete(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    if let Some(busy) = gw.busy() {
+        return busy;
+    }
     match gw.files.lock().unwrap().remove(&id) {
         Some(_) => {
             *gw.deleted.lock().unwrap() += 1;
@@ -420,4 +470,124 @@ async fn bad_configurations_do_not_start() {
     c.source = Some("/nonexistent/file".into());
     let err = run(&c).await.unwrap_err().to_string();
     assert!(err.contains("/nonexistent/file"), "{err}");
+}
+
+fn soak_config(gateway: &str) -> SoakConfig {
+    let mut c = SoakConfig::new(gateway);
+    c.duration = Duration::from_secs(2);
+    c.concurrency = 8;
+    c.sizes = SizeDist::Uniform {
+        min: 1,
+        max: 100_000,
+    };
+    c.mix = Mix::default();
+    c.seed = Some(99);
+    c.max_files = 64;
+    c.chunk_size = 16 << 10;
+    // Nothing here should take long; a hang fails the test instead of stalling it.
+    c.request_timeout = Duration::from_secs(30);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_mixes_reads_writes_and_deletes_and_verifies_every_read() {
+    let (url, gw) = start(Behaviour::default()).await;
+    let cfg = soak_config(&url);
+    let r = soak(&cfg).await.unwrap();
+    assert!(r.is_ok(), "{:?}", r.errors);
+    assert!(r.errors_by_kind.is_empty());
+    let o = &r.ops;
+    assert!(o.read.ok > 0 && o.write.ok > 0 && o.delete.ok > 0, "{o:?}");
+    assert_eq!((o.read.failed, o.write.failed, o.delete.failed), (0, 0, 0));
+    assert!(o.read.bytes > 0);
+    assert_eq!(
+        r.verified_bytes, o.read.bytes,
+        "every byte read was verified"
+    );
+    assert_eq!(o.read.latency_ms.count, o.read.ok);
+    assert!(o.write.latency_ms.p99.is_some() && o.delete.latency_ms.max.is_some());
+    // What the mock saw agrees with the report, and the soak cleaned up after itself.
+    assert_eq!(*gw.next_id.lock().unwrap(), o.write.ok);
+    assert_eq!(*gw.deleted.lock().unwrap(), o.delete.ok + r.cleanup.deleted);
+    assert!(r.cleanup.ran && r.cleanup.failed == 0);
+    assert_eq!(r.cleanup.deleted, r.cleanup.files);
+    assert!(gw.files.lock().unwrap().is_empty());
+    assert!(*gw.peak_files.lock().unwrap() <= cfg.max_files);
+    assert_eq!(r.config.seed, 99);
+    // The JSON reads back (floats may differ in their last bit through serde_json).
+    let back: SoakReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(
+        (back.ops.read.ok, back.verified_bytes),
+        (o.read.ok, r.verified_bytes)
+    );
+    assert_eq!((back.config.mix, back.report.as_str()), (cfg.mix, "soak"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_counts_busy_answers_as_busy() {
+    let (url, gw) = start(Behaviour {
+        busy_every: Some((5, 1)),
+        ..Default::default()
+    })
+    .await;
+    let r = soak(&soak_config(&url)).await.unwrap();
+    let sent = *gw.busy_sent.lock().unwrap();
+    assert!(sent > 0);
+    assert_eq!(r.error_count, sent, "{:?}", r.errors_by_kind);
+    assert_eq!(
+        r.errors_by_kind.keys().collect::<Vec<_>>(),
+        ["busy"],
+        "busy is a kind of its own"
+    );
+    let per_op = r.ops.read.errors.get("busy").copied().unwrap_or(0)
+        + r.ops.write.errors.get("busy").copied().unwrap_or(0)
+        + r.ops.delete.errors.get("busy").copied().unwrap_or(0);
+    assert_eq!(per_op + r.cleanup.failed, sent);
+    assert!(
+        r.errors
+            .iter()
+            .all(|e| e.status == Some(503) && e.kind == "busy")
+    );
+    assert!(!r.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_retries_busy_answers_with_retry_busy() {
+    // Retry-After: 0 keeps the test quick; the wait it asks for is honoured all the same.
+    let (url, gw) = start(Behaviour {
+        busy_every: Some((5, 0)),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = soak_config(&url);
+    cfg.retry_busy = true;
+    let r = soak(&cfg).await.unwrap();
+    assert!(r.is_ok(), "{:?}", r.errors);
+    let sent = *gw.busy_sent.lock().unwrap();
+    assert!(sent > 0);
+    let retried = r.ops.read.busy_retries
+        + r.ops.write.busy_retries
+        + r.ops.delete.busy_retries
+        + r.cleanup.busy_retries;
+    assert_eq!(retried, sent, "every busy answer was retried");
+    assert!(r.verified_bytes > 0 && r.verified_bytes == r.ops.read.bytes);
+    assert!(gw.files.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_against_nothing_counts_connect_errors_and_ends() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = soak_config(&format!("http://127.0.0.1:{port}"));
+    cfg.duration = Duration::from_millis(300);
+    cfg.concurrency = 2;
+    let r = soak(&cfg).await.unwrap();
+    assert!(r.error_count > 0);
+    assert_eq!(r.errors_by_kind.keys().collect::<Vec<_>>(), ["connect"]);
+    // Nothing was written, so only writes were tried.
+    assert_eq!(r.error_count, r.ops.write.failed);
+    assert_eq!(r.cleanup.files, 0);
 }

@@ -102,6 +102,7 @@ impl UploadError {
             UploadError::Placement(PlacementError::InsufficientSpace { .. }) => {
                 ErrorCode::InsufficientStorage
             }
+            UploadError::Placement(PlacementError::Busy { .. }) => ErrorCode::Busy,
             UploadError::BadRequest(_) => ErrorCode::BadRequest,
             UploadError::Feed(FeedError::Spool(e)) if is_no_space(e) => {
                 ErrorCode::InsufficientStorage
@@ -127,9 +128,17 @@ impl From<UploadError> for ApiError {
             ErrorCode::Internal => format!("upload failed: {e}"),
             _ => e.to_string(),
         };
-        ApiError::new(code, message)
+        let error = ApiError::new(code, message);
+        match code {
+            ErrorCode::Busy => error.with_retry_after(BUSY_RETRY_AFTER_SECS),
+            _ => error,
+        }
     }
 }
+
+/// `Retry-After` of an upload refused because nodes are at `node_max_parts`: parts finish in
+/// seconds, so a slot is likely free by then.
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 /// Slowest transfer rate an upload is given time for, beyond the session TTL, before the
 /// cleanup may expire its session: the metadata has no way to extend a session while it runs,

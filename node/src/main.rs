@@ -353,6 +353,7 @@ fn build_report(
         chunk_count: totals.chunk_count,
         in_flight: totals.in_flight,
         draining,
+        read_only: node.read_only(),
         software: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }

@@ -31,6 +31,8 @@ pub struct ValidReport {
     pub chunk_count: u64,
     pub in_flight: u32,
     pub draining: bool,
+    /// The node's disk is full: it serves reads and deletes, takes no new parts.
+    pub read_only: bool,
     pub software: String,
 }
 
@@ -180,6 +182,8 @@ impl Registry {
     ) -> ReportOutcome {
         let reported_state = if report.draining {
             NodeState::Draining
+        } else if report.read_only {
+            NodeState::ReadOnly
         } else {
             NodeState::Up
         };
@@ -462,6 +466,7 @@ mod tests {
             chunk_count: 3,
             in_flight: 0,
             draining: false,
+            read_only: false,
             software: "sixfold-node 0.1.0".into(),
         }
     }
@@ -645,5 +650,41 @@ mod tests {
             assert_eq!(reg.route(&r.id, &chunk).unwrap().addr, r.shard_addrs[shard]);
         }
         assert_eq!(reg.shard_routes(&r.id).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_read_only_node_serves_but_takes_no_parts_until_it_has_room_again() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        let id = Uuid::from_u128(1);
+        let mut r = report(1);
+        r.read_only = true;
+        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
+        assert_eq!(
+            out.transition,
+            Some((Some(NodeState::Up), NodeState::ReadOnly))
+        );
+        assert!(out.persist.is_some(), "a state change is persisted");
+        assert!(!reg.candidates()[0].eligible);
+        assert_eq!(reg.up_count(), 0);
+        assert!(
+            reg.route(&id, &[1; 16]).is_ok(),
+            "reads and deletes still go there"
+        );
+        assert_eq!(reg.serving_nodes(), vec![id]);
+        assert_eq!(reg.views()[0].state, NodeState::ReadOnly);
+        // Draining wins over read-only: the node is stopping either way.
+        r.draining = true;
+        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
+        assert_eq!(
+            out.transition,
+            Some((Some(NodeState::ReadOnly), NodeState::Draining))
+        );
+        r.draining = false;
+        r.read_only = false;
+        reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 3), 3_000);
+        assert_eq!(reg.state(&id), Some(NodeState::Up));
+        assert!(reg.candidates()[0].eligible);
     }
 }

@@ -176,6 +176,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         cleanup_interval: config.cleanup_interval,
         session_ttl: config.session_ttl,
         mtu: config.mtu,
+        node_max_parts: config.node_max_parts,
         ..ClusterConfig::default()
     };
     let cluster = Cluster::start(cluster_config, meta.clone(), tls.client_config()).await?;

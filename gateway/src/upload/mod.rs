@@ -42,12 +42,13 @@ use pipeline::{FeedError, drive, start_writers};
 use spool::Spool;
 
 use crate::chunk_store::{SharedStore, StoreError};
+use crate::cluster::Reservation;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::meta::{
     AckMismatch, FileRecord, Meta, MetaError, PartRecord, PlannedPart, UploadSession, unix_ms_now,
 };
 use crate::metrics::Metrics;
-use crate::placement::{PlacementError, PlacementOptions, place};
+use crate::placement::PlacementError;
 use crate::split::{PartRange, SplitPolicy, plan};
 
 /// Limits and knobs of the upload path.
@@ -168,6 +169,9 @@ struct OpenSession {
     parts: Vec<PlannedPart>,
     /// Cleared by a commit; if still set when dropped, the session is aborted.
     armed: bool,
+    /// Space and in-flight slots on the parts' nodes: acknowledged at commit, released when
+    /// the session is dropped otherwise.
+    reservation: Option<Reservation>,
     meta: Meta,
     store: SharedStore,
 }
@@ -180,6 +184,7 @@ impl OpenSession {
     /// Drops the session and queues its chunks for deletion, now.
     async fn abort(mut self) {
         self.armed = false;
+        drop(self.reservation.take());
         abort_session(self.meta.clone(), self.store.clone(), self.file_id).await;
     }
 }
@@ -371,8 +376,8 @@ impl Uploader {
     ) -> Result<OpenSession, UploadError> {
         let file_id = Uuid::new_v4();
         let ranges = plan(size, &self.settings.split);
-        let candidates = self.store.candidates();
-        let nodes = place(&file_id, &ranges, &candidates, PlacementOptions::default())?;
+        let reservation = self.store.reserve(&file_id, &ranges)?;
+        let nodes = reservation.nodes();
         let parts = PlannedPart::plan(&ranges, &nodes).ok_or_else(|| {
             UploadError::Internal("placement returned the wrong node count".into())
         })?;
@@ -400,6 +405,7 @@ impl Uploader {
             file_id,
             parts: session.parts,
             armed: true,
+            reservation: Some(reservation),
             meta: self.meta.clone(),
             store: self.store.clone(),
         })
@@ -445,6 +451,9 @@ impl Uploader {
             Ok(Ok(record)) => {
                 let mut session = session;
                 session.armed = false;
+                if let Some(r) = session.reservation.take() {
+                    r.acknowledged();
+                }
                 Ok(record)
             }
             Ok(Err(e)) => {

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use sixfold_wire::Status;
 use uuid::Uuid;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -112,6 +113,9 @@ impl UploadError {
             UploadError::Feed(FeedError::WriterGone(_)) => ErrorCode::NodeError,
             UploadError::Feed(FeedError::FileTooLarge { .. }) => ErrorCode::TooLarge,
             UploadError::Feed(_) => ErrorCode::BadRequest,
+            UploadError::Node(e) if e.kind == Status::DiskFull.name() => {
+                ErrorCode::InsufficientStorage
+            }
             UploadError::Node(_) | UploadError::Ack(_) => ErrorCode::NodeError,
             UploadError::Meta(_) | UploadError::Internal(_) => ErrorCode::Internal,
         }
@@ -471,6 +475,38 @@ impl Uploader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_node_is_507_and_busy_nodes_are_503_with_retry_after() {
+        let full = UploadError::Node(StoreError {
+            node: Uuid::nil(),
+            kind: Status::DiskFull.name(),
+            message: "node answered disk_full".into(),
+        });
+        assert_eq!(full.code(), ErrorCode::InsufficientStorage);
+        let other = UploadError::Node(StoreError {
+            node: Uuid::nil(),
+            kind: "stream",
+            message: "reset".into(),
+        });
+        assert_eq!(other.code(), ErrorCode::NodeError);
+        let busy = UploadError::Placement(PlacementError::Busy {
+            needed: 6,
+            available: 5,
+            limit: 1,
+        });
+        let api = ApiError::from(busy);
+        assert_eq!(api.code, ErrorCode::Busy);
+        assert_eq!(api.retry_after, Some(BUSY_RETRY_AFTER_SECS));
+        let space = ApiError::from(UploadError::Placement(PlacementError::InsufficientSpace {
+            needed: 6,
+            with_room: 0,
+        }));
+        assert_eq!(
+            (space.code, space.retry_after),
+            (ErrorCode::InsufficientStorage, None)
+        );
+    }
 
     #[test]
     fn long_uploads_get_longer_sessions() {

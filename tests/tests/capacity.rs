@@ -111,7 +111,12 @@ async fn node_named(c: &TestCluster, name: &str) -> Value {
 async fn wait_state(c: &TestCluster, name: &str, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let node = node_named(c, name).await;
+        let node = c
+            .nodes_json()
+            .await
+            .into_iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or(Value::Null);
         if node["state"] == state {
             return node;
         }
@@ -399,4 +404,76 @@ async fn beyond_node_max_parts_uploads_get_503_busy_with_retry_after() {
     assert_download_matches(&c, &id, pattern(1), size).await;
     let next = upload_ok(&c, "next", pattern(30), 6 * MIB).await;
     assert_download_matches(&c, &next, pattern(30), 6 * MIB).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_log_cannot_be_written_keeps_running() {
+    // A node whose log shares its full disk: every line it writes fails with ENOSPC.
+    let c = start(0, "").await;
+    let logs = c.dir.path().join("full-logs");
+    let _fs = match Tmpfs::mount(&logs, "64k") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED: this test needs a small tmpfs (root) for a full log disk: {why}");
+            return;
+        }
+    };
+    let log = logs.join("node-0.log");
+    std::fs::File::create(&log).expect("log file");
+    fill_up(&logs);
+    let dir = c.node_dir(0);
+    std::fs::create_dir_all(&dir).expect("node dir");
+    let certs = dir.join("certs");
+    sixfold_tests::run_ok(
+        &sixfold_tests::bin_path("sixfold-gateway"),
+        &[
+            "certs",
+            "issue-node",
+            "--dir",
+            c.gateway_certs_dir().to_str().expect("utf-8"),
+            "--name",
+            "node-0",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            certs.to_str().expect("utf-8"),
+        ],
+    );
+    let args: Vec<String> = [
+        "--data-dir",
+        dir.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--gateway",
+        &c.url,
+        "--shards",
+        "1",
+        "--name",
+        "node-0",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut node = sixfold_tests::Proc::spawn(
+        "node-0",
+        &sixfold_tests::bin_path("sixfold-node"),
+        &args,
+        log,
+    );
+    let first = wait_state(&c, "node-0", "up").await["last_heartbeat_unix_ms"]
+        .as_u64()
+        .expect("heartbeat");
+    // Several heartbeats later (each one logs nothing, but startup logged plenty) it still runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let node_view = node_named(&c, "node-0").await;
+        let last = node_view["last_heartbeat_unix_ms"].as_u64().unwrap_or(0);
+        if last >= first + 1_000 && node_view["state"] == "up" {
+            break;
+        }
+        assert!(node.is_running(), "the node died: {node_view}");
+        assert!(Instant::now() < deadline, "no heartbeats: {node_view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(node.is_running());
 }

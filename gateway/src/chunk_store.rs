@@ -11,8 +11,10 @@ use sixfold_wire::{ChunkId, ChunkMeta};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::cluster::Reservation;
 use crate::metrics::NodeGauge;
-use crate::placement::Candidate;
+use crate::placement::{Candidate, PlacementError};
+use crate::split::PartRange;
 
 mod cluster;
 #[cfg(test)]
@@ -50,6 +52,10 @@ pub trait ChunkStore: Send + Sync + 'static {
 
     /// Whether `node` is known to be down (missed its heartbeats): reads from it would fail.
     fn is_down(&self, node: Uuid) -> bool;
+    /// Places the parts of `file_id` and reserves, all or nothing, each part's bytes and an
+    /// in-flight slot on its node. Call before the upload session is recorded; hold the
+    /// reservation until the upload commits ([`Reservation::acknowledged`]) or fails (drop).
+    fn reserve(&self, file_id: &Uuid, parts: &[PartRange]) -> Result<Reservation, PlacementError>;
 
     /// Writes a part: the bytes arrive on `body` (closed after the last one) and the future
     /// resolves once the node has acknowledged the part as durable.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 pub use sixfold_units::{ByteSize, HumanDuration, parse_byte_size};
 
-use crate::cluster::MtuSetting;
+use crate::cluster::{DEFAULT_NODE_MAX_PARTS, MtuSetting};
 use crate::split::SplitPolicy;
 
 const MIB: u64 = 1 << 20;
@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// elsewhere) or 1200..=65527 [default: auto].
     #[arg(long, value_name = "BYTES|auto")]
     pub mtu: Option<MtuSetting>,
+    /// Parts in flight to one node at most; an upload that finds too many nodes at the limit
+    /// gets 503 `busy` with `Retry-After` [default: 64].
+    #[arg(long, value_name = "N")]
+    pub node_max_parts: Option<u32>,
     /// Log format on stderr [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -137,6 +141,7 @@ struct FileConfig {
     down_after: Option<HumanDuration>,
     cleanup_interval: Option<HumanDuration>,
     mtu: Option<MtuSetting>,
+    node_max_parts: Option<u32>,
     log_format: Option<LogFormat>,
     max_uploads: Option<usize>,
     max_downloads: Option<usize>,
@@ -162,6 +167,7 @@ pub struct GatewayConfig {
     pub down_after: Duration,
     pub cleanup_interval: Duration,
     pub mtu: MtuSetting,
+    pub node_max_parts: u32,
     pub log_format: LogFormat,
     pub max_uploads: usize,
     pub max_downloads: usize,
@@ -256,6 +262,10 @@ impl GatewayConfig {
                 .or(file.cleanup_interval.map(|d| d.0))
                 .unwrap_or(Duration::from_secs(5)),
             mtu: args.mtu.or(file.mtu).unwrap_or_default(),
+            node_max_parts: args
+                .node_max_parts
+                .or(file.node_max_parts)
+                .unwrap_or(DEFAULT_NODE_MAX_PARTS),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             max_uploads: args
                 .max_uploads
@@ -311,6 +321,9 @@ impl GatewayConfig {
         }
         if self.cleanup_interval.is_zero() {
             return Err(invalid("cleanup_interval", "must be greater than 0"));
+        }
+        if self.node_max_parts == 0 {
+            return Err(invalid("node_max_parts", "must be at least 1"));
         }
         if self.down_after <= self.heartbeat_interval {
             return Err(invalid(
@@ -408,6 +421,7 @@ mod tests {
         assert_eq!(c.admission_wait, Duration::from_secs(60));
         assert_eq!(c.node_timeout, Duration::from_secs(10));
         assert_eq!(c.node_stream_window, 8 * MIB);
+        assert_eq!(c.node_max_parts, 64);
         assert!(matches!(
             GatewayConfig::resolve(&ServeArgs::default()),
             Err(ConfigError::MissingDataDir)
@@ -430,6 +444,7 @@ mod tests {
             heartbeat_interval = 1
             down_after = "5s"
             mtu = 1400
+            node_max_parts = 8
             log_format = "json"
             max_uploads = 3
             max_downloads = 5
@@ -451,6 +466,7 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_secs(1));
         assert_eq!(c.down_after, Duration::from_secs(5));
         assert_eq!(c.mtu, MtuSetting::Fixed(1400));
+        assert_eq!(c.node_max_parts, 8);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(
             (c.max_uploads, c.max_downloads, c.admission_queue),
@@ -463,7 +479,9 @@ mod tests {
         args.listen = Some("127.0.0.1:1".parse().expect("addr"));
         args.part_count = Some(3);
         args.log_format = Some(LogFormat::Text);
+        args.node_max_parts = Some(2);
         let c = GatewayConfig::resolve(&args).expect("valid");
+        assert_eq!(c.node_max_parts, 2);
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.part_count, 3);
         assert_eq!(c.log_format, LogFormat::Text);
@@ -502,6 +520,8 @@ mod tests {
             ("admission_wait = \"never\"", "admission_wait"),
             ("node_timeout = \"0s\"", "node_timeout"),
             ("node_stream_window = \"1KiB\"", "node_stream_window"),
+            ("node_max_parts = 0", "node_max_parts"),
+            ("node_max_parts = -1", "node_max_parts"),
         ] {
             let (_dir, args) = args_with_file(&format!("data_dir = \"/d\"\n{text}\n"));
             let err = GatewayConfig::resolve(&args).expect_err(text).to_string();

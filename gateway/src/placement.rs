@@ -32,6 +32,12 @@ impl Candidate {
     pub fn can_take(&self, len: u64) -> bool {
         self.eligible && self.free() >= len && self.free() > 0
     }
+
+    /// Whether the node may take a part of `len` bytes now, with at most `max_in_flight`
+    /// parts in flight per node.
+    fn can_take_now(&self, len: u64, max_in_flight: u32) -> bool {
+        self.can_take(len) && self.in_flight < max_in_flight
+    }
 }
 
 /// Placement knobs.
@@ -40,11 +46,16 @@ pub struct PlacementOptions {
     /// Between the two best-scored nodes for a part, take the one with fewer parts in flight.
     /// Off gives pure rendezvous hashing (only a function of ids and free space).
     pub two_choices: bool,
+    /// A node with this many parts in flight takes no new part (`node_max_parts`).
+    pub max_in_flight: u32,
 }
 
 impl Default for PlacementOptions {
     fn default() -> Self {
-        Self { two_choices: true }
+        Self {
+            two_choices: true,
+            max_in_flight: u32::MAX,
+        }
     }
 }
 
@@ -61,6 +72,16 @@ pub enum PlacementError {
         "not enough free space: {needed} parts need {needed} distinct nodes with room, {with_room} have it"
     )]
     InsufficientSpace { needed: usize, with_room: usize },
+    /// There is room, but too many nodes are at their limit of parts in flight right now
+    /// (HTTP 503 with `Retry-After`).
+    #[error(
+        "nodes busy: {needed} parts need {needed} distinct nodes below their limit of {limit} parts in flight, {available} are"
+    )]
+    Busy {
+        needed: usize,
+        available: usize,
+        limit: u32,
+    },
 }
 
 /// The rendezvous hash of (file, part, node) mapped into the open interval (0, 1).
@@ -89,9 +110,40 @@ pub fn score(file_id: &Uuid, part_index: u32, node: &Candidate) -> f64 {
 /// Chooses a node for every part of `file_id`: `result[k]` is the node of `parts[k]`.
 ///
 /// Parts are placed in order; each takes the best-scored node not used by an earlier part of the
-/// same file that is eligible and has room for it. With `two_choices`, of the two best such nodes
-/// the one with fewer parts in flight wins (a tie keeps the better score).
+/// same file that is eligible, has room for it and is below `max_in_flight`. With
+/// `two_choices`, of the two best such nodes the one with fewer parts in flight wins (a tie
+/// keeps the better score).
+///
+/// When the in-flight limit alone is what stops the file, the error is
+/// [`PlacementError::Busy`] (worth a retry soon); otherwise it names the lack of nodes or space.
 pub fn place(
+    file_id: &Uuid,
+    parts: &[PartRange],
+    candidates: &[Candidate],
+    options: PlacementOptions,
+) -> Result<Vec<Uuid>, PlacementError> {
+    match place_within(file_id, parts, candidates, options) {
+        Err(_) if options.max_in_flight < u32::MAX => {
+            let unlimited = PlacementOptions {
+                max_in_flight: u32::MAX,
+                ..options
+            };
+            place_within(file_id, parts, candidates, unlimited)?;
+            let largest = parts.iter().map(|p| p.len).max().unwrap_or(0);
+            Err(PlacementError::Busy {
+                needed: parts.len(),
+                available: candidates
+                    .iter()
+                    .filter(|c| c.can_take_now(largest, options.max_in_flight))
+                    .count(),
+                limit: options.max_in_flight,
+            })
+        }
+        result => result,
+    }
+}
+
+fn place_within(
     file_id: &Uuid,
     parts: &[PartRange],
     candidates: &[Candidate],
@@ -108,7 +160,7 @@ pub fn place(
         let mut best: Option<(usize, f64)> = None;
         let mut second: Option<(usize, f64)> = None;
         for (i, node) in candidates.iter().enumerate() {
-            if used[i] || !node.can_take(part.len) {
+            if used[i] || !node.can_take_now(part.len, options.max_in_flight) {
                 continue;
             }
             let s = score(file_id, part.index, node);
@@ -148,7 +200,10 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     const GIB: u64 = 1 << 30;
-    const PURE: PlacementOptions = PlacementOptions { two_choices: false };
+    const PURE: PlacementOptions = PlacementOptions {
+        two_choices: false,
+        max_in_flight: u32::MAX,
+    };
 
     fn node(n: u128, free: u64) -> Candidate {
         Candidate {
@@ -374,5 +429,54 @@ mod tests {
                 c.in_flight = 0;
             }
         }
+    }
+
+    #[test]
+    fn a_node_at_its_in_flight_limit_is_skipped_and_busy_is_told_apart() {
+        let parts = equal_parts(6);
+        let limited = PlacementOptions {
+            two_choices: true,
+            max_in_flight: 2,
+        };
+        // Seven nodes, one at its limit: every file still places, never on that node.
+        let mut cands = nodes(7, 4 * GIB);
+        cands[3].in_flight = 2;
+        for f in 0..500 {
+            let chosen = place(&file(f), &parts, &cands, limited).expect("placement");
+            assert!(!chosen.contains(&cands[3].id), "file {f}");
+        }
+        // Six nodes, one at its limit: busy, since without the limit it would fit.
+        cands.truncate(6);
+        assert_eq!(
+            place(&file(1), &parts, &cands, limited),
+            Err(PlacementError::Busy {
+                needed: 6,
+                available: 5,
+                limit: 2
+            })
+        );
+        // Below the limit again: placed.
+        cands[3].in_flight = 1;
+        assert!(place(&file(1), &parts, &cands, limited).is_ok());
+        // A lack of space is reported as such even when a node is also busy: retrying soon
+        // would not help.
+        cands[3].in_flight = 2;
+        cands[4].used = cands[4].capacity;
+        assert_eq!(
+            place(&file(1), &parts, &cands, limited),
+            Err(PlacementError::InsufficientSpace {
+                needed: 6,
+                with_room: 5
+            })
+        );
+        cands[4].used = 0;
+        cands[5].eligible = false;
+        assert_eq!(
+            place(&file(1), &parts, &cands, limited),
+            Err(PlacementError::NotEnoughNodes {
+                needed: 6,
+                eligible: 5
+            })
+        );
     }
 }

@@ -192,6 +192,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         mtu: config.mtu,
         request_timeout: config.node_timeout,
         stream_window: u32::try_from(config.node_stream_window).unwrap_or(u32::MAX),
+        node_max_parts: config.node_max_parts,
         ..ClusterConfig::default()
     };
     let cluster = Cluster::start(cluster_config, meta.clone(), tls.client_config()).await?;

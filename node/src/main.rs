@@ -75,7 +75,11 @@ fn init_tracing(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: the journal and log files get plain text.
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(std::io::stderr().is_terminal())
+        // A log line that cannot be written (stderr on a full disk) is dropped: the default
+        // reports it with eprintln!, which panics when stderr fails, so a node whose log
+        // shares its full data disk would die instead of serving reads.
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -371,6 +375,7 @@ fn build_report(
         chunk_count: totals.chunk_count,
         in_flight: totals.in_flight,
         draining,
+        read_only: node.read_only(),
         software: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }

@@ -7,13 +7,19 @@
 //! leads to a fresh registration. A refused token is logged as an error naming the token file
 //! and retried slowly, since an operator has to fix it. Each change of the link's state is
 //! logged once, not every attempt.
+//!
+//! Reports go out in the newest version the gateway said it reads (its ack's
+//! `report_version`; version 1 until it said, and again after a gateway refused a newer one),
+//! so an older gateway keeps accepting this node.
 
 use std::io;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use sixfold_wire::registration::{HEARTBEAT_PATH, NodeReport, REGISTER_PATH, ReportAck};
+use sixfold_wire::registration::{
+    HEARTBEAT_PATH, MIN_REPORT_VERSION, NodeReport, REGISTER_PATH, REPORT_VERSION, ReportAck,
+};
 
 /// First retry delay while the gateway is away; doubles up to [`BACKOFF_MAX`].
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -236,17 +242,20 @@ fn run<R, F>(
     let mut backoff = Backoff::default();
     let mut interval = DEFAULT_HEARTBEAT;
     let mut draining = false;
+    let mut gateway_version = MIN_REPORT_VERSION;
     loop {
         let path = match phase {
             Phase::Register => REGISTER_PATH,
             Phase::Heartbeat => HEARTBEAT_PATH,
         };
-        let outcome = client.post(path, &report(draining));
+        let sent = report(draining).for_version(gateway_version);
+        let outcome = client.post(path, &sent);
         let (next_link, wait) = match outcome {
             Outcome::Accepted(ack) => {
                 if let Some(ack) = ack {
                     interval = Duration::from_millis(ack.heartbeat_interval_ms)
                         .clamp(MIN_HEARTBEAT, MAX_HEARTBEAT);
+                    gateway_version = ack.report_version.min(REPORT_VERSION);
                 }
                 if phase == Phase::Register || link != Link::Registered {
                     tracing::info!(
@@ -290,6 +299,17 @@ fn run<R, F>(
                 });
                 (Link::Unauthorized, SLOW_RETRY)
             }
+            Outcome::Refused(status, body) if sent.version > MIN_REPORT_VERSION => {
+                // A gateway replaced by an older one: fall back to the oldest version at once.
+                tracing::info!(
+                    status,
+                    answer = %body.trim(),
+                    version = sent.version,
+                    "the gateway refused the report; sending version {MIN_REPORT_VERSION} reports"
+                );
+                gateway_version = MIN_REPORT_VERSION;
+                (link, Duration::ZERO)
+            }
             Outcome::Refused(status, body) => {
                 log_change(link, Link::Refused, || {
                     tracing::error!(
@@ -330,7 +350,7 @@ fn run<R, F>(
         }
     }
     if phase == Phase::Heartbeat {
-        match client.post(HEARTBEAT_PATH, &report(true)) {
+        match client.post(HEARTBEAT_PATH, &report(true).for_version(gateway_version)) {
             Outcome::Accepted(_) => tracing::info!("sent the final draining heartbeat"),
             other => tracing::warn!(outcome = ?other, "final draining heartbeat failed"),
         }
@@ -364,6 +384,7 @@ mod tests {
     fn statuses_are_classified() {
         let ack = ReportAck {
             heartbeat_interval_ms: 7,
+            report_version: 1,
         };
         assert_eq!(
             classify(200, String::new(), Some(ack.clone())),
@@ -450,6 +471,7 @@ mod tests {
             chunk_count: 1,
             in_flight: 0,
             draining,
+            read_only: true,
             software: "test".into(),
         }
     }
@@ -536,5 +558,33 @@ mod tests {
         );
         // Called exactly once: no second message, and the callback is gone with the thread.
         assert_eq!(ready_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+    }
+
+    #[test]
+    fn reports_follow_the_version_the_gateway_reads() {
+        let (url, seen) = fake_gateway(vec![
+            // register: this gateway reads version 2
+            (200, r#"{"heartbeat_interval_ms":100,"report_version":2}"#),
+            // heartbeat: refused, as by an older gateway that took its place
+            (400, r#"{"error":"bad_request"}"#),
+        ]);
+        let settings = RegistrationSettings {
+            gateway: url,
+            token: "tok".into(),
+            token_path: String::new(),
+        };
+        let reg = Registration::start(settings, report, || {}).unwrap();
+        let got = wait_for(&seen, 4);
+        reg.stop();
+        let sent: Vec<(u32, bool, u64)> = got[..4]
+            .iter()
+            .map(|(_, _, r)| (r.version, r.read_only, r.used))
+            .collect();
+        // Version 1 until the gateway says more, version 2 (with the flag) after, version 1
+        // again at once after a refusal. In version 1 a read-only node reports itself full.
+        assert_eq!(
+            sent,
+            [(1, false, 10), (2, true, 1), (1, false, 10), (1, false, 10)]
+        );
     }
 }

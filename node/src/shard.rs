@@ -36,6 +36,8 @@ pub struct ShardStats {
     pub used_bytes: AtomicU64,
     pub chunk_count: AtomicU64,
     pub in_flight: AtomicU32,
+    /// The shard's filesystem is full: it takes no new parts.
+    pub disk_full: AtomicBool,
 }
 
 /// The only state the shard threads share with the rest of the node.
@@ -71,6 +73,14 @@ impl NodeShared {
 
     pub fn stats(&self, shard: u16) -> &ShardStats {
         &self.stats[usize::from(shard)]
+    }
+
+    /// Whether any shard's filesystem is full: the node then reports itself read-only (the
+    /// gateway cannot tell which shard a new part would hit).
+    pub fn read_only(&self) -> bool {
+        self.stats
+            .iter()
+            .any(|s| s.disk_full.load(Ordering::Relaxed))
     }
 
     pub fn totals(&self) -> Totals {
@@ -226,6 +236,8 @@ async fn run<E: Fn(ShardEvent)>(
     let endpoint = QuicEndpoint::bind(spec.listen, spec.tls, &spec.quic)
         .map_err(|e| format!("cannot listen for QUIC on {}: {e}", spec.listen))?;
     let svc = ShardService::new(store, shard, Arc::clone(&node));
+    // Published before the first registration, so a node that starts on a full disk says so.
+    publish_space(&svc, &node);
     events(ShardEvent::Listening {
         shard,
         addr: endpoint.local_addr(),
@@ -238,11 +250,19 @@ async fn run<E: Fn(ShardEvent)>(
         monoio::time::sleep(POLL).await;
         if last_stats.elapsed() >= STATS_EVERY {
             svc.refresh_stats();
+            svc.store().check_space();
+            publish_space(&svc, &node);
             last_stats = Instant::now();
         }
     }
     stop(&svc, &endpoint, &node).await;
     Ok(())
+}
+
+fn publish_space(svc: &ShardService, node: &NodeShared) {
+    node.stats(svc.shard())
+        .disk_full
+        .store(svc.store().is_full(), Ordering::Relaxed);
 }
 
 /// Drains, then closes: new requests are refused at once, running ones get until the node's

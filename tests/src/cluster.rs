@@ -35,6 +35,8 @@ pub struct TestCluster {
     pub nodes: Vec<Option<Proc>>,
     /// QUIC address each node's shard 0 is started with (port 0: the node picks one).
     node_listen: Vec<SocketAddr>,
+    /// Extra command-line arguments of each node (e.g. `--capacity`), kept by restarts.
+    node_args: Vec<Vec<String>>,
     pub http: reqwest::Client,
     opts: ClusterOptions,
     /// Declared last so it is dropped last: the processes are stopped (and a failing test
@@ -93,6 +95,7 @@ impl TestCluster {
             gateway: None,
             nodes: Vec::new(),
             node_listen: Vec::new(),
+            node_args: Vec::new(),
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(32)
                 .build()
@@ -157,6 +160,12 @@ impl TestCluster {
     /// ([`TestCluster::start_node`]), so a test can talk QUIC to the node directly (e.g. on
     /// a port from [`crate::free_udp_port`]).
     pub fn add_node_at(&mut self, listen: SocketAddr) -> usize {
+        self.add_node_with(listen, &[])
+    }
+
+    /// [`TestCluster::add_node_at`] with extra node arguments (`["--capacity", "1GiB"]`),
+    /// passed again by every restart.
+    pub fn add_node_with(&mut self, listen: SocketAddr, args: &[&str]) -> usize {
         let i = self.nodes.len();
         let dir = self.node_dir(i);
         std::fs::create_dir_all(&dir).expect("node dir");
@@ -178,6 +187,8 @@ impl TestCluster {
         );
         self.nodes.push(None);
         self.node_listen.push(listen);
+        self.node_args
+            .push(args.iter().map(|a| (*a).to_owned()).collect());
         self.start_node(i);
         i
     }
@@ -198,6 +209,7 @@ impl TestCluster {
             format!("node-{i}"),
         ];
         args.extend(self.opts.node_args.iter().cloned());
+        args.extend(self.node_args[i].iter().cloned());
         let log = dir.join(format!("node-{}.log", unique()));
         self.nodes[i] = Some(Proc::spawn(&format!("node-{i}"), &node_bin(), &args, log));
     }

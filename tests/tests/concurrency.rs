@@ -10,16 +10,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sixfold_tests::{ClusterOptions, Pattern, TestCluster, pattern};
-use tokio::sync::{Barrier, mpsc, watch};
-
-/// Bound on a whole scenario; reaching it means requests stopped making progress.
-const SCENARIO_BOUND: Duration = Duration::from_secs(240);
+use tokio::sync::{Barrier, watch};
 
 /// Six nodes whose QUIC stream windows and I/O pools are a small fraction of a part, and a
 /// gateway whose part read-ahead is as small: with the connection windows of old (a few
@@ -34,36 +30,6 @@ fn tight(extra_gateway: &str) -> ClusterOptions {
         node_args: ["--stream-window", "64KiB", "--io-buffers", "4"]
             .map(String::from)
             .to_vec(),
-    }
-}
-
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(SCENARIO_BOUND, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: no progress within {SCENARIO_BOUND:?} (deadlock)"),
-    }
-}
-
-/// A request body fed by the test, piece by piece.
-fn channel_body() -> (mpsc::Sender<Bytes>, reqwest::Body) {
-    let (tx, rx) = mpsc::channel::<Bytes>(4);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
-    });
-    (tx, reqwest::Body::wrap_stream(stream))
-}
-
-/// Sends pattern bytes `[from, to)` in 64 KiB pieces.
-async fn send_range(tx: &mpsc::Sender<Bytes>, p: Pattern, from: u64, to: u64) {
-    let mut pos = from;
-    while pos < to {
-        let n = (to - pos).min(64 * 1024) as usize;
-        tx.send(Bytes::from(p.bytes(pos, n)))
-            .await
-            .expect("the gateway reads the body");
-        pos += n as u64;
     }
 }
 
@@ -381,47 +347,6 @@ async fn beyond_the_admission_limits_requests_get_503_busy_with_retry_after() {
     assert_eq!(resp.status(), StatusCode::CREATED);
     let json: Value = resp.json().await.expect("json");
     assert_download_matches(&c, json["id"].as_str().expect("id"), p, size).await;
-}
-
-/// Waits until exactly one node's heartbeat shows one more chunk than `before`; returns it.
-async fn node_with_new_chunk(c: &TestCluster, before: &[u64]) -> usize {
-    bounded("a part reaches its node", async {
-        loop {
-            let now: Vec<u64> = c
-                .nodes_json()
-                .await
-                .iter()
-                .map(|n| n["chunk_count"].as_u64().unwrap_or(0))
-                .collect();
-            let grown: Vec<usize> = (0..now.len()).filter(|&i| now[i] > before[i]).collect();
-            if grown.len() == 1 {
-                return grown[0];
-            }
-            assert!(
-                grown.len() < 2,
-                "parts on several nodes: {now:?} vs {before:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-}
-
-async fn chunk_counts(c: &TestCluster) -> Vec<u64> {
-    c.nodes_json()
-        .await
-        .iter()
-        .map(|n| n["chunk_count"].as_u64().unwrap_or(0))
-        .collect()
-}
-
-/// Index in `nodes_json` order of the node started as `node-{i}`.
-async fn node_index(c: &TestCluster, json_index: usize) -> usize {
-    let nodes = c.nodes_json().await;
-    let name = nodes[json_index]["name"].as_str().expect("name").to_owned();
-    name.strip_prefix("node-")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected node name {name}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,15 @@ use serde::{Deserialize, Serialize};
 
 pub const REGISTER_PATH: &str = "/internal/nodes/register";
 pub const HEARTBEAT_PATH: &str = "/internal/nodes/heartbeat";
-/// Version of the JSON below; the gateway refuses reports of a version it does not know.
-pub const REPORT_VERSION: u32 = 1;
+/// Newest version of the JSON below; the gateway refuses reports of a version it does not
+/// know. 1: every field without a "since" note. 2: `read_only`.
+///
+/// Version 1 gateways refuse unknown fields, so a node sends version 2 only to a gateway whose
+/// [`ReportAck::report_version`] says it reads it, and otherwise
+/// [`NodeReport::for_version`]`(1)`, which keeps the meaning of the new fields where it can.
+pub const REPORT_VERSION: u32 = 2;
+/// Oldest report version gateways still read.
+pub const MIN_REPORT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,12 +34,130 @@ pub struct NodeReport {
     /// True while the node is stopping: it takes no new parts.
     #[serde(default)]
     pub draining: bool,
+    /// Since version 2. True while the node's disk is full: it serves reads and deletes and
+    /// takes no new parts. Left out when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
     /// The node's software version, for operators.
     pub software: String,
+}
+
+impl NodeReport {
+    /// This report as a gateway reading at most `version` understands it. For version 1 the
+    /// `read_only` flag cannot be sent; a read-only node then reports itself full
+    /// (`used = capacity`), which a version 1 gateway already keeps new parts away from.
+    pub fn for_version(mut self, version: u32) -> NodeReport {
+        let version = version.clamp(MIN_REPORT_VERSION, REPORT_VERSION);
+        self.version = version;
+        if version < 2 {
+            if self.read_only {
+                self.used = self.used.max(self.capacity);
+            }
+            self.read_only = false;
+        }
+        self
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn version_one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportAck {
     /// How often the gateway wants heartbeats; missing three marks the node down.
     pub heartbeat_interval_ms: u64,
+    /// The newest report version the gateway reads (absent, i.e. 1, from older gateways).
+    #[serde(default = "version_one")]
+    pub report_version: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The report and ack exactly as version 1 defined them, to check both directions of
+    /// compatibility against the real thing.
+    #[derive(Debug, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct NodeReportV1 {
+        version: u32,
+        node_id: String,
+        name: String,
+        shard_addrs: Vec<std::net::SocketAddr>,
+        capacity: u64,
+        used: u64,
+        chunk_count: u64,
+        in_flight: u32,
+        #[serde(default)]
+        draining: bool,
+        software: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct ReportAckV1 {
+        heartbeat_interval_ms: u64,
+    }
+
+    fn report(read_only: bool) -> NodeReport {
+        NodeReport {
+            version: REPORT_VERSION,
+            node_id: "6f1c2a0e-8a4b-4c55-9d7e-0a1b2c3d4e5f".into(),
+            name: "n1".into(),
+            shard_addrs: vec!["127.0.0.1:7000".parse().unwrap()],
+            capacity: 100,
+            used: 40,
+            chunk_count: 2,
+            in_flight: 0,
+            draining: false,
+            read_only,
+            software: "sixfold-node 0.2.0".into(),
+        }
+    }
+
+    #[test]
+    fn a_version_1_gateway_accepts_what_a_node_sends_it() {
+        for read_only in [false, true] {
+            let json = serde_json::to_vec(&report(read_only).for_version(1)).unwrap();
+            let old: NodeReportV1 = serde_json::from_slice(&json).expect("v1 gateway reads it");
+            assert_eq!(old.version, 1);
+            // A full node looks full to an old gateway.
+            assert_eq!(old.used, if read_only { 100 } else { 40 });
+        }
+        // A node that is not read-only sends nothing new even in version 2.
+        let json = serde_json::to_value(report(false)).unwrap();
+        assert!(json.get("read_only").is_none());
+    }
+
+    #[test]
+    fn version_1_reports_and_acks_still_decode() {
+        let v1 = br#"{"version":1,"node_id":"6f1c2a0e-8a4b-4c55-9d7e-0a1b2c3d4e5f","name":"n1",
+            "shard_addrs":["127.0.0.1:7000"],"capacity":100,"used":40,"chunk_count":2,
+            "in_flight":0,"software":"sixfold-node 0.1.0"}"#;
+        let r: NodeReport = serde_json::from_slice(v1).expect("new gateway reads v1");
+        assert_eq!((r.version, r.read_only, r.draining), (1, false, false));
+        let ack: ReportAck = serde_json::from_slice(br#"{"heartbeat_interval_ms":500}"#).unwrap();
+        assert_eq!(
+            ack.report_version, 1,
+            "an old gateway's ack means version 1"
+        );
+        let new = ReportAck {
+            heartbeat_interval_ms: 500,
+            report_version: REPORT_VERSION,
+        };
+        let old: ReportAckV1 = serde_json::from_slice(&serde_json::to_vec(&new).unwrap())
+            .expect("an old node reads a new ack");
+        assert_eq!(old.heartbeat_interval_ms, 500);
+    }
+
+    #[test]
+    fn versions_are_clamped_to_what_exists() {
+        assert_eq!(report(true).for_version(0).version, 1);
+        let r = report(true).for_version(99);
+        assert_eq!((r.version, r.read_only, r.used), (REPORT_VERSION, true, 40));
+    }
 }

@@ -10,10 +10,11 @@ use super::{ChunkStore, ChunkStream, PutAck, StoreError};
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::cluster::{ChunkReader, Cluster, NodeError};
+use crate::cluster::{ChunkReader, Cluster, NodeError, Reservation};
 use crate::meta::NodeState;
 use crate::metrics::NodeGauge;
-use crate::placement::Candidate;
+use crate::placement::{Candidate, PlacementError};
+use crate::split::PartRange;
 
 fn store_error(node: Uuid, e: NodeError) -> StoreError {
     StoreError {
@@ -65,6 +66,10 @@ impl ChunkStore for Cluster {
         self.node_state(node) == Some(NodeState::Down)
     }
 
+    fn reserve(&self, file_id: &Uuid, parts: &[PartRange]) -> Result<Reservation, PlacementError> {
+        Cluster::reserve(self, file_id, parts)
+    }
+
     fn put_chunk(
         &self,
         node: Uuid,
@@ -74,8 +79,6 @@ impl ChunkStore for Cluster {
     ) -> BoxFuture<'static, Result<PutAck, StoreError>> {
         let cluster = self.clone();
         Box::pin(async move {
-            // Placement's "two choices" steers new parts away from nodes with many in flight.
-            let _in_flight = cluster.in_flight(node);
             let ack = Cluster::put_chunk(&cluster, node, chunk_id, meta, body)
                 .await
                 .map_err(|e| store_error(node, e))?;

@@ -12,8 +12,10 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{ChunkStore, ChunkStream, PutAck, StoreError};
+use crate::cluster::{Hold, Ledger, Reservation, Settle};
 use crate::metrics::NodeGauge;
-use crate::placement::Candidate;
+use crate::placement::{Candidate, PlacementError, PlacementOptions, place};
+use crate::split::PartRange;
 
 /// How a node misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,6 +140,13 @@ impl MemoryStore {
     }
 }
 
+/// A ledger that keeps no books.
+struct Unaccounted;
+
+impl Ledger for Unaccounted {
+    fn settle(&self, _hold: Hold, _how: Settle) {}
+}
+
 impl ChunkStore for MemoryStore {
     fn candidates(&self) -> Vec<Candidate> {
         self.lock()
@@ -159,6 +168,22 @@ impl ChunkStore for MemoryStore {
 
     fn is_down(&self, node: Uuid) -> bool {
         self.lock().nodes.iter().any(|(id, n)| *id == node && !n.up)
+    }
+
+    /// Places like the cluster does; the holds are not accounted (the test nodes are huge).
+    fn reserve(&self, file_id: &Uuid, parts: &[PartRange]) -> Result<Reservation, PlacementError> {
+        let nodes = place(
+            file_id,
+            parts,
+            &self.candidates(),
+            PlacementOptions::default(),
+        )?;
+        let holds = nodes
+            .into_iter()
+            .zip(parts)
+            .map(|(node, p)| Hold { node, len: p.len })
+            .collect();
+        Ok(Reservation::new(Arc::new(Unaccounted), holds))
     }
 
     fn put_chunk(

@@ -99,6 +99,9 @@ impl<'de> Deserialize<'de> for MtuSetting {
     }
 }
 
+/// Default of [`ClusterConfig::node_max_parts`].
+pub const DEFAULT_NODE_MAX_PARTS: u32 = 64;
+
 /// Configuration of [`super::Cluster`].
 #[derive(Clone)]
 pub struct ClusterConfig {
@@ -126,6 +129,8 @@ pub struct ClusterConfig {
     pub orphan_scan_delay: Duration,
     /// Longest a node's heartbeat figures (used space, chunk count) stay only in memory.
     pub persist_interval: Duration,
+    /// Parts in flight to one node at most; a node at the limit takes no new part.
+    pub node_max_parts: u32,
 }
 
 impl Default for ClusterConfig {
@@ -142,6 +147,7 @@ impl Default for ClusterConfig {
             orphan_scan_interval: Duration::from_secs(600),
             orphan_scan_delay: Duration::from_secs(30),
             persist_interval: Duration::from_secs(30),
+            node_max_parts: DEFAULT_NODE_MAX_PARTS,
         }
     }
 }
@@ -160,6 +166,7 @@ impl fmt::Debug for ClusterConfig {
             .field("orphan_scan_interval", &self.orphan_scan_interval)
             .field("orphan_scan_delay", &self.orphan_scan_delay)
             .field("persist_interval", &self.persist_interval)
+            .field("node_max_parts", &self.node_max_parts)
             .finish()
     }
 }
@@ -189,6 +196,9 @@ impl ClusterConfig {
                 "stream_window ({} bytes) is below the 64 KiB minimum",
                 self.stream_window
             ));
+        }
+        if self.node_max_parts == 0 {
+            return Err("node_max_parts must be at least 1".into());
         }
         if self.down_after < self.heartbeat_interval {
             return Err(format!(

@@ -34,10 +34,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use config::{
-    ClusterConfig, ETHERNET_MTU, JUMBO_MTU, MAX_QUIC_MTU, MIN_QUIC_MTU, MtuSetting, ParseMtuError,
+    ClusterConfig, DEFAULT_NODE_MAX_PARTS, ETHERNET_MTU, JUMBO_MTU, MAX_QUIC_MTU, MIN_QUIC_MTU,
+    MtuSetting, ParseMtuError,
 };
 pub use error::{ClusterError, NodeError};
-pub use in_flight::InFlightGuard;
+pub use in_flight::{Hold, Ledger, PartHold, Reservation, Settle};
 pub use pool::ConnectionStats;
 pub use registry::NodeView;
 pub use rpc::{ChunkReader, PutAck};
@@ -169,14 +170,6 @@ impl Cluster {
     /// The state of one node, if known.
     pub fn node_state(&self, node: Uuid) -> Option<NodeState> {
         self.read().state(&node)
-    }
-
-    /// Counts a part in flight to `node` until the guard is dropped.
-    pub fn in_flight(&self, node: Uuid) -> InFlightGuard {
-        match self.read().in_flight_counter(&node) {
-            Some(counter) => InFlightGuard::new(counter),
-            None => InFlightGuard::detached(),
-        }
     }
 
     /// QUIC connections currently pooled and open.

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use sixfold_wire::registration::{
-    HEARTBEAT_PATH, NodeReport, REGISTER_PATH, REPORT_VERSION, ReportAck,
+    HEARTBEAT_PATH, MIN_REPORT_VERSION, NodeReport, REGISTER_PATH, REPORT_VERSION, ReportAck,
 };
 use uuid::Uuid;
 
@@ -78,6 +78,7 @@ async fn report(cluster: Cluster, kind: ReportKind, headers: &HeaderMap, body: &
     let ack = ReportAck {
         heartbeat_interval_ms: u64::try_from(cluster.heartbeat_interval().as_millis())
             .unwrap_or(u64::MAX),
+        report_version: REPORT_VERSION,
     };
     (StatusCode::OK, Json(ack)).into_response()
 }
@@ -86,11 +87,15 @@ async fn report(cluster: Cluster, kind: ReportKind, headers: &HeaderMap, body: &
 pub fn parse_report(body: &[u8]) -> Result<ValidReport, String> {
     let r: NodeReport =
         serde_json::from_slice(body).map_err(|e| format!("malformed node report: {e}"))?;
-    if r.version != REPORT_VERSION {
+    if !(MIN_REPORT_VERSION..=REPORT_VERSION).contains(&r.version) {
         return Err(format!(
-            "unsupported node report version {} (this gateway reads version {REPORT_VERSION})",
+            "unsupported node report version {} (this gateway reads versions \
+             {MIN_REPORT_VERSION} to {REPORT_VERSION})",
             r.version
         ));
+    }
+    if r.version < 2 && r.read_only {
+        return Err("read_only needs node report version 2".into());
     }
     let id = Uuid::parse_str(&r.node_id)
         .map_err(|e| format!("node_id {:?} is not a UUID: {e}", r.node_id))?;
@@ -131,6 +136,7 @@ pub fn parse_report(body: &[u8]) -> Result<ValidReport, String> {
         chunk_count: r.chunk_count,
         in_flight: r.in_flight,
         draining: r.draining,
+        read_only: r.read_only,
         software: truncate(r.software.trim(), MAX_TEXT),
     })
 }
@@ -173,13 +179,26 @@ mod tests {
         assert!(r.draining);
         let r = parse_report(&body(|v| v["name"] = " ".into())).expect("valid");
         assert_eq!(r.name, r.id.to_string());
+        // Version 1 (above) and version 2, which may say the node's disk is full.
+        assert!(!r.read_only);
+        let r = parse_report(&body(|v| {
+            v["version"] = 2.into();
+            v["read_only"] = true.into();
+        }))
+        .expect("valid");
+        assert!(r.read_only);
     }
 
     #[test]
     fn bad_reports_are_refused_with_a_reason() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"{not json".to_vec(), "malformed"),
-            (body(|v| v["version"] = 2.into()), "version 2"),
+            (body(|v| v["version"] = 3.into()), "version 3"),
+            (body(|v| v["version"] = 0.into()), "version 0"),
+            (
+                body(|v| v["read_only"] = true.into()),
+                "read_only needs node report version 2",
+            ),
             (body(|v| v["node_id"] = "node-1".into()), "not a UUID"),
             (
                 body(|v| v["node_id"] = Uuid::nil().to_string().into()),

@@ -1,14 +1,19 @@
 //! The gateway's live view of the storage nodes: what each node last reported, whether it is
-//! up, and how many parts the gateway is writing to it right now.
+//! up, and what the gateway holds on it for uploads in flight (reserved bytes and in-flight
+//! parts, see [`super::in_flight`]).
 //!
 //! Pure state: every method takes the current time as arguments, so state transitions are
 //! tested with a fake clock. [`super::Cluster`] keeps it behind a lock and does the I/O
 //! (persisting records, logging) around it.
+//!
+//! Free space for placement is `capacity - used - held`: `used` is the node's last report,
+//! `held` what the gateway knows the report does not include yet: parts reserved and not
+//! settled, and parts acknowledged since the last two reports (see [`Held`]). A part being
+//! written can be counted twice meanwhile (the node reports preallocated chunks as used),
+//! which errs on the side of refusing, never of overcommitting.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -16,9 +21,11 @@ use sixfold_wire::ChunkId;
 use uuid::Uuid;
 
 use super::error::NodeError;
+use super::in_flight::{Hold, Settle};
 use super::shard::shard_addr;
 use crate::meta::{NodeRecord, NodeState};
-use crate::placement::Candidate;
+use crate::placement::{Candidate, PlacementError, PlacementOptions, place};
+use crate::split::PartRange;
 
 /// A node report that passed validation (see [`super::registration::parse_report`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,8 @@ pub struct ValidReport {
     pub chunk_count: u64,
     pub in_flight: u32,
     pub draining: bool,
+    /// The node's disk is full: it serves reads and deletes, takes no new parts.
+    pub read_only: bool,
     pub software: String,
 }
 
@@ -63,13 +72,41 @@ struct NodeEntry {
     last_seen: Option<Instant>,
     /// When the record was last handed out for persisting.
     last_persist: Option<Instant>,
-    /// Parts the gateway is streaming to the node right now.
-    parts_in_flight: Arc<AtomicU32>,
+    /// What uploads in flight hold on the node.
+    held: Held,
     /// Bumped whenever the node (re)starts or its addresses change: pooled connections of an
     /// older generation are stale.
     generation: u64,
     /// When the node's next orphan scan is due.
     next_orphan_scan: Option<Instant>,
+}
+
+/// What the gateway counts on a node beyond the node's last report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Held {
+    /// Bytes of parts placed and neither acknowledged nor released.
+    reserved: u64,
+    /// How many such parts: the parts in flight (`node_max_parts`, two choices).
+    parts: u32,
+    /// Bytes acknowledged since the last report arrived.
+    acked_recent: u64,
+    /// Bytes acknowledged between the last two reports: the last one may have been built
+    /// before those acks. The node refreshes its figures before it acknowledges, and sends
+    /// one report at a time, so the next report is built after them and these can go then.
+    acked_older: u64,
+}
+
+impl Held {
+    fn bytes(&self) -> u64 {
+        self.reserved
+            .saturating_add(self.acked_recent)
+            .saturating_add(self.acked_older)
+    }
+
+    fn report_arrived(&mut self) {
+        self.acked_older = self.acked_recent;
+        self.acked_recent = 0;
+    }
 }
 
 /// The result of applying one report.
@@ -114,6 +151,9 @@ pub struct NodeView {
     pub chunk_count: u64,
     /// Parts the gateway is writing to the node right now.
     pub parts_in_flight: u32,
+    /// Bytes the gateway counts beyond the node's `used`: parts in flight, and parts
+    /// acknowledged since the node last reported.
+    pub reserved: u64,
     /// Requests in progress as the node last reported them.
     pub node_in_flight: u32,
     pub software: String,
@@ -154,7 +194,7 @@ impl Registry {
                     software: String::new(),
                     last_seen: None,
                     last_persist: None,
-                    parts_in_flight: Arc::default(),
+                    held: Held::default(),
                     generation,
                     next_orphan_scan: None,
                 },
@@ -180,6 +220,8 @@ impl Registry {
     ) -> ReportOutcome {
         let reported_state = if report.draining {
             NodeState::Draining
+        } else if report.read_only {
+            NodeState::ReadOnly
         } else {
             NodeState::Up
         };
@@ -205,7 +247,7 @@ impl Registry {
                     software: report.software.clone(),
                     last_seen: Some(now),
                     last_persist: Some(now),
-                    parts_in_flight: Arc::default(),
+                    held: Held::default(),
                     generation,
                     next_orphan_scan: Some(now + timing.orphan_scan_delay),
                 },
@@ -238,6 +280,7 @@ impl Registry {
             entry.software.clone_from(&report.software);
         }
         entry.last_seen = Some(now);
+        entry.held.report_arrived();
 
         let reconnect = restarted || moved;
         if reconnect {
@@ -343,12 +386,51 @@ impl Registry {
         Ok(entry)
     }
 
-    /// The in-flight counter of node `id`.
-    pub fn in_flight_counter(&self, id: &Uuid) -> Option<Arc<AtomicU32>> {
-        self.nodes.get(id).map(|e| e.parts_in_flight.clone())
+    /// Places the parts of `file_id` and holds each part's bytes and one in-flight slot on its
+    /// node. All or nothing, in one call under the caller's lock: an upload never holds part
+    /// of what it needs while waiting for the rest, so two uploads can never each hold what
+    /// the other lacks (no hold-and-wait, hence no deadlock between them). A refused upload
+    /// holds nothing.
+    pub fn reserve(
+        &mut self,
+        file_id: &Uuid,
+        parts: &[PartRange],
+        options: PlacementOptions,
+    ) -> Result<Vec<Hold>, PlacementError> {
+        let nodes = place(file_id, parts, &self.candidates(), options)?;
+        let holds: Vec<Hold> = nodes
+            .into_iter()
+            .zip(parts)
+            .map(|(node, part)| Hold {
+                node,
+                len: part.len,
+            })
+            .collect();
+        for hold in &holds {
+            if let Some(entry) = self.nodes.get_mut(&hold.node) {
+                entry.held.reserved = entry.held.reserved.saturating_add(hold.len);
+                entry.held.parts = entry.held.parts.saturating_add(1);
+            }
+        }
+        Ok(holds)
     }
 
-    /// Placement candidates: every known node, eligible when up and addressable.
+    /// Ends a hold: its slot is free; acknowledged bytes stay counted until a report built
+    /// after the ack arrives, released bytes are free at once.
+    pub fn settle(&mut self, hold: Hold, how: Settle) {
+        let Some(entry) = self.nodes.get_mut(&hold.node) else {
+            return;
+        };
+        let held = &mut entry.held;
+        held.reserved = held.reserved.saturating_sub(hold.len);
+        held.parts = held.parts.saturating_sub(1);
+        if how == Settle::Acknowledged {
+            held.acked_recent = held.acked_recent.saturating_add(hold.len);
+        }
+    }
+
+    /// Placement candidates: every known node, eligible when up and addressable, its free
+    /// space net of what uploads hold on it.
     pub fn candidates(&self) -> Vec<Candidate> {
         let mut out: Vec<Candidate> = self
             .nodes
@@ -356,8 +438,8 @@ impl Registry {
             .map(|e| Candidate {
                 id: e.record.id,
                 capacity: e.record.capacity,
-                used: e.record.used,
-                in_flight: e.parts_in_flight.load(Ordering::Relaxed),
+                used: e.record.used.saturating_add(e.held.bytes()),
+                in_flight: e.held.parts,
                 eligible: e.record.state == NodeState::Up && !e.record.shard_addrs.is_empty(),
             })
             .collect();
@@ -421,7 +503,8 @@ fn view(e: &NodeEntry) -> NodeView {
         used: r.used,
         free: r.capacity.saturating_sub(r.used),
         chunk_count: r.chunk_count,
-        parts_in_flight: e.parts_in_flight.load(Ordering::Relaxed),
+        parts_in_flight: e.held.parts,
+        reserved: e.held.bytes(),
         node_in_flight: r.in_flight,
         software: e.software.clone(),
         registered_unix_ms: r.registered_unix_ms,
@@ -462,6 +545,7 @@ mod tests {
             chunk_count: 3,
             in_flight: 0,
             draining: false,
+            read_only: false,
             software: "sixfold-node 0.1.0".into(),
         }
     }
@@ -645,5 +729,246 @@ mod tests {
             assert_eq!(reg.route(&r.id, &chunk).unwrap().addr, r.shard_addrs[shard]);
         }
         assert_eq!(reg.shard_routes(&r.id).unwrap().len(), 2);
+    }
+
+    fn parts(lens: &[u64]) -> Vec<PartRange> {
+        let mut offset = 0;
+        lens.iter()
+            .enumerate()
+            .map(|(index, &len)| {
+                let p = PartRange {
+                    index: index as u32,
+                    offset,
+                    len,
+                };
+                offset += len;
+                p
+            })
+            .collect()
+    }
+
+    fn cluster(n: u128) -> (Registry, Instant) {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        for i in 1..=n {
+            reg.apply_report(&report(i), ReportKind::Register, t0, 0);
+        }
+        (reg, t0)
+    }
+
+    /// (free, in flight) of every node, by id.
+    fn load(reg: &Registry) -> Vec<(u64, u32)> {
+        reg.candidates()
+            .iter()
+            .map(|c| (c.free(), c.in_flight))
+            .collect()
+    }
+
+    const ANY: PlacementOptions = PlacementOptions {
+        two_choices: true,
+        max_in_flight: u32::MAX,
+    };
+
+    #[test]
+    fn reserved_bytes_count_until_released_or_acknowledged_and_reported() {
+        // Six nodes of capacity 1000 with 100 used: 900 free each.
+        let (mut reg, t0) = cluster(6);
+        let file = |n: u128| Uuid::from_u128(0xf00 + n);
+        let first = reg.reserve(&file(1), &parts(&[400; 6]), ANY).expect("fits");
+        assert_eq!(first.len(), 6);
+        assert_eq!(load(&reg), vec![(500, 1); 6]);
+        let second = reg.reserve(&file(2), &parts(&[400; 6]), ANY).expect("fits");
+        assert_eq!(load(&reg), vec![(100, 2); 6]);
+        // No room for a third: refused, and it holds nothing.
+        assert_eq!(
+            reg.reserve(&file(3), &parts(&[400; 6]), ANY),
+            Err(PlacementError::InsufficientSpace {
+                needed: 6,
+                with_room: 0
+            })
+        );
+        assert_eq!(load(&reg), vec![(100, 2); 6]);
+        // The first upload fails: its space is free at once.
+        for h in first {
+            reg.settle(h, Settle::Released);
+        }
+        assert_eq!(load(&reg), vec![(500, 1); 6]);
+        // The second commits: slots free, bytes still counted as used.
+        for h in second {
+            reg.settle(h, Settle::Acknowledged);
+        }
+        assert_eq!(load(&reg), vec![(500, 0); 6]);
+        // The next report may have been built before the ack (it still says 100 used): the
+        // acknowledged bytes stay counted.
+        for n in 1..=6 {
+            reg.apply_report(&report(n), ReportKind::Heartbeat, secs(t0, 1), 1_000);
+        }
+        assert_eq!(load(&reg), vec![(500, 0); 6]);
+        // The one after is built after the ack and includes the part: only its figure counts.
+        for n in 1..=6 {
+            let mut r = report(n);
+            r.used = 500;
+            reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
+        }
+        assert_eq!(load(&reg), vec![(500, 0); 6]);
+        assert_eq!(reg.views()[0].reserved, 0);
+        // Settling something unknown or twice changes nothing and never underflows.
+        reg.settle(
+            Hold {
+                node: Uuid::from_u128(99),
+                len: 5,
+            },
+            Settle::Released,
+        );
+        reg.settle(
+            Hold {
+                node: Uuid::from_u128(1),
+                len: 5,
+            },
+            Settle::Released,
+        );
+        assert_eq!(load(&reg), vec![(500, 0); 6]);
+    }
+
+    #[test]
+    fn reports_do_not_drop_what_is_still_in_flight() {
+        let (mut reg, t0) = cluster(6);
+        let holds = reg
+            .reserve(&Uuid::from_u128(7), &parts(&[300; 6]), ANY)
+            .expect("fits");
+        for s in 1..=3 {
+            for n in 1..=6 {
+                reg.apply_report(&report(n), ReportKind::Heartbeat, secs(t0, s), 0);
+            }
+            assert_eq!(load(&reg), vec![(600, 1); 6], "after report {s}");
+        }
+        let view = &reg.views()[0];
+        assert_eq!((view.parts_in_flight, view.reserved), (1, 300));
+        // A node restart does not forget the holds of uploads still running to it.
+        reg.apply_report(&report(1), ReportKind::Register, secs(t0, 4), 0);
+        assert_eq!(load(&reg), vec![(600, 1); 6]);
+        for h in holds {
+            reg.settle(h, Settle::Released);
+        }
+        assert_eq!(load(&reg), vec![(900, 0); 6]);
+    }
+
+    #[test]
+    fn a_reservation_is_all_or_nothing() {
+        let (mut reg, _) = cluster(6);
+        // One node keeps room for 300 bytes only.
+        let small = reg
+            .reserve(&Uuid::from_u128(1), &parts(&[600; 1]), ANY)
+            .expect("fits");
+        let on = small[0].node;
+        // Refused as a whole when only five nodes can take a 400-byte part...
+        let wide = reg.reserve(&Uuid::from_u128(2), &parts(&[400; 6]), ANY);
+        assert_eq!(
+            wide,
+            Err(PlacementError::InsufficientSpace {
+                needed: 6,
+                with_room: 5
+            })
+        );
+        let mut expect: Vec<(u64, u32)> = reg
+            .candidates()
+            .iter()
+            .map(|c| if c.id == on { (300, 1) } else { (900, 0) })
+            .collect();
+        assert_eq!(load(&reg), expect);
+        // ... and a file that fits (the small node takes a 300-byte part) is held in full.
+        let fits = reg
+            .reserve(&Uuid::from_u128(3), &parts(&[300; 6]), ANY)
+            .expect("fits");
+        assert_eq!(fits.len(), 6);
+        for (c, e) in reg.candidates().iter().zip(expect.iter_mut()) {
+            let h = fits.iter().find(|h| h.node == c.id).expect("one part each");
+            *e = (e.0 - h.len, e.1 + 1);
+        }
+        assert_eq!(load(&reg), expect);
+    }
+
+    #[test]
+    fn nodes_at_the_in_flight_limit_take_no_part_and_busy_holds_nothing() {
+        let (mut reg, _) = cluster(7);
+        let one = PlacementOptions {
+            max_in_flight: 1,
+            ..ANY
+        };
+        let first = reg
+            .reserve(&Uuid::from_u128(1), &parts(&[10; 6]), one)
+            .expect("seven idle nodes");
+        let busy: Vec<Uuid> = first.iter().map(|h| h.node).collect();
+        let in_flight = |reg: &Registry| -> u32 { load(reg).iter().map(|l| l.1).sum() };
+        assert_eq!(in_flight(&reg), 6);
+        // One node is free of parts: a second file cannot be placed without waiting.
+        assert_eq!(
+            reg.reserve(&Uuid::from_u128(2), &parts(&[10; 6]), one),
+            Err(PlacementError::Busy {
+                needed: 6,
+                available: 1,
+                limit: 1
+            })
+        );
+        assert_eq!(in_flight(&reg), 6, "a refused reservation holds nothing");
+        // A one-part file goes to the only idle node.
+        let single = reg
+            .reserve(&Uuid::from_u128(3), &parts(&[10]), one)
+            .expect("one node idle");
+        assert!(!busy.contains(&single[0].node));
+        reg.settle(single[0], Settle::Acknowledged);
+        // Acknowledging frees the slot at once (the bytes stay counted).
+        let mut first = first.into_iter();
+        for h in first.by_ref().take(5) {
+            reg.settle(h, Settle::Acknowledged);
+        }
+        assert!(
+            reg.reserve(&Uuid::from_u128(4), &parts(&[10; 6]), one)
+                .is_ok()
+        );
+        // Read-only or down nodes do not count as busy: with too few nodes up it is a 503 for
+        // lack of nodes, not busy.
+        let (mut reg, _) = cluster(6);
+        let mut r = report(6);
+        r.read_only = true;
+        reg.apply_report(&r, ReportKind::Heartbeat, Instant::now(), 0);
+        assert!(matches!(
+            reg.reserve(&Uuid::from_u128(5), &parts(&[10; 6]), one),
+            Err(PlacementError::NotEnoughNodes { .. })
+        ));
+    }
+
+    #[test]
+    fn a_read_only_node_serves_but_takes_no_parts_until_it_has_room_again() {
+        let (mut reg, t0) = cluster(1);
+        let id = Uuid::from_u128(1);
+        let mut r = report(1);
+        r.read_only = true;
+        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
+        assert_eq!(
+            out.transition,
+            Some((Some(NodeState::Up), NodeState::ReadOnly))
+        );
+        assert!(out.persist.is_some(), "a state change is persisted");
+        assert!(!reg.candidates()[0].eligible);
+        assert_eq!(reg.up_count(), 0);
+        assert!(
+            reg.route(&id, &[1; 16]).is_ok(),
+            "reads and deletes still go there"
+        );
+        assert_eq!(reg.serving_nodes(), vec![id]);
+        assert_eq!(reg.views()[0].state, NodeState::ReadOnly);
+        // Draining wins over read-only: the node is stopping either way.
+        r.draining = true;
+        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
+        assert_eq!(
+            out.transition,
+            Some((Some(NodeState::ReadOnly), NodeState::Draining))
+        );
+        r.draining = false;
+        r.read_only = false;
+        reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 3), 3_000);
+        assert_eq!(reg.state(&id), Some(NodeState::Up));
+        assert!(reg.candidates()[0].eligible);
     }
 }

@@ -560,14 +560,22 @@ async fn put_get_stat_list_delete_against_a_node() {
     let data = pattern(5 << 20, 7);
     let chunk: ChunkId = *Uuid::new_v4().as_bytes();
     let meta = chunk_meta(file, data.len() as u64);
-    let guard = h.cluster.in_flight(node);
+    // The reservation is what counts the part in flight (and its bytes against free space).
+    let part = crate::split::PartRange {
+        index: 0,
+        offset: 0,
+        len: data.len() as u64,
+    };
+    let reservation = h.cluster.reserve(&file, &[part]).unwrap();
+    assert_eq!(reservation.nodes(), vec![node]);
     assert_eq!(h.cluster.candidates()[0].in_flight, 1);
+    assert_eq!(h.cluster.candidates()[0].free(), (1u64 << 40) - part.len);
     let ack = h
         .cluster
         .put_chunk(node, chunk, meta, feed(data.clone(), 256 << 10))
         .await
         .unwrap();
-    drop(guard);
+    reservation.acknowledged();
     assert_eq!(h.cluster.candidates()[0].in_flight, 0);
     assert_eq!(ack.length, data.len() as u64);
     assert_eq!(ack.crc32c, crc32c::crc32c(&data));

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use sixfold_wire::Status;
 use uuid::Uuid;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -42,12 +43,13 @@ use pipeline::{FeedError, drive, start_writers};
 use spool::Spool;
 
 use crate::chunk_store::{SharedStore, StoreError};
+use crate::cluster::Reservation;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::meta::{
     AckMismatch, FileRecord, Meta, MetaError, PartRecord, PlannedPart, UploadSession, unix_ms_now,
 };
 use crate::metrics::Metrics;
-use crate::placement::{PlacementError, PlacementOptions, place};
+use crate::placement::PlacementError;
 use crate::split::{PartRange, SplitPolicy, plan};
 
 /// Limits and knobs of the upload path.
@@ -102,6 +104,7 @@ impl UploadError {
             UploadError::Placement(PlacementError::InsufficientSpace { .. }) => {
                 ErrorCode::InsufficientStorage
             }
+            UploadError::Placement(PlacementError::Busy { .. }) => ErrorCode::Busy,
             UploadError::BadRequest(_) => ErrorCode::BadRequest,
             UploadError::Feed(FeedError::Spool(e)) if is_no_space(e) => {
                 ErrorCode::InsufficientStorage
@@ -110,6 +113,9 @@ impl UploadError {
             UploadError::Feed(FeedError::WriterGone(_)) => ErrorCode::NodeError,
             UploadError::Feed(FeedError::FileTooLarge { .. }) => ErrorCode::TooLarge,
             UploadError::Feed(_) => ErrorCode::BadRequest,
+            UploadError::Node(e) if e.kind == Status::DiskFull.name() => {
+                ErrorCode::InsufficientStorage
+            }
             UploadError::Node(_) | UploadError::Ack(_) => ErrorCode::NodeError,
             UploadError::Meta(_) | UploadError::Internal(_) => ErrorCode::Internal,
         }
@@ -127,9 +133,17 @@ impl From<UploadError> for ApiError {
             ErrorCode::Internal => format!("upload failed: {e}"),
             _ => e.to_string(),
         };
-        ApiError::new(code, message)
+        let error = ApiError::new(code, message);
+        match code {
+            ErrorCode::Busy => error.with_retry_after(BUSY_RETRY_AFTER_SECS),
+            _ => error,
+        }
     }
 }
+
+/// `Retry-After` of an upload refused because nodes are at `node_max_parts`: parts finish in
+/// seconds, so a slot is likely free by then.
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 /// Slowest transfer rate an upload is given time for, beyond the session TTL, before the
 /// cleanup may expire its session: the metadata has no way to extend a session while it runs,
@@ -159,6 +173,9 @@ struct OpenSession {
     parts: Vec<PlannedPart>,
     /// Cleared by a commit; if still set when dropped, the session is aborted.
     armed: bool,
+    /// Space and in-flight slots on the parts' nodes: acknowledged at commit, released when
+    /// the session is dropped otherwise.
+    reservation: Option<Reservation>,
     meta: Meta,
     store: SharedStore,
 }
@@ -171,6 +188,7 @@ impl OpenSession {
     /// Drops the session and queues its chunks for deletion, now.
     async fn abort(mut self) {
         self.armed = false;
+        drop(self.reservation.take());
         abort_session(self.meta.clone(), self.store.clone(), self.file_id).await;
     }
 }
@@ -362,8 +380,8 @@ impl Uploader {
     ) -> Result<OpenSession, UploadError> {
         let file_id = Uuid::new_v4();
         let ranges = plan(size, &self.settings.split);
-        let candidates = self.store.candidates();
-        let nodes = place(&file_id, &ranges, &candidates, PlacementOptions::default())?;
+        let reservation = self.store.reserve(&file_id, &ranges)?;
+        let nodes = reservation.nodes();
         let parts = PlannedPart::plan(&ranges, &nodes).ok_or_else(|| {
             UploadError::Internal("placement returned the wrong node count".into())
         })?;
@@ -391,6 +409,7 @@ impl Uploader {
             file_id,
             parts: session.parts,
             armed: true,
+            reservation: Some(reservation),
             meta: self.meta.clone(),
             store: self.store.clone(),
         })
@@ -436,6 +455,9 @@ impl Uploader {
             Ok(Ok(record)) => {
                 let mut session = session;
                 session.armed = false;
+                if let Some(r) = session.reservation.take() {
+                    r.acknowledged();
+                }
                 Ok(record)
             }
             Ok(Err(e)) => {
@@ -453,6 +475,38 @@ impl Uploader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_node_is_507_and_busy_nodes_are_503_with_retry_after() {
+        let full = UploadError::Node(StoreError {
+            node: Uuid::nil(),
+            kind: Status::DiskFull.name(),
+            message: "node answered disk_full".into(),
+        });
+        assert_eq!(full.code(), ErrorCode::InsufficientStorage);
+        let other = UploadError::Node(StoreError {
+            node: Uuid::nil(),
+            kind: "stream",
+            message: "reset".into(),
+        });
+        assert_eq!(other.code(), ErrorCode::NodeError);
+        let busy = UploadError::Placement(PlacementError::Busy {
+            needed: 6,
+            available: 5,
+            limit: 1,
+        });
+        let api = ApiError::from(busy);
+        assert_eq!(api.code, ErrorCode::Busy);
+        assert_eq!(api.retry_after, Some(BUSY_RETRY_AFTER_SECS));
+        let space = ApiError::from(UploadError::Placement(PlacementError::InsufficientSpace {
+            needed: 6,
+            with_room: 0,
+        }));
+        assert_eq!(
+            (space.code, space.retry_after),
+            (ErrorCode::InsufficientStorage, None)
+        );
+    }
 
     #[test]
     fn long_uploads_get_longer_sessions() {

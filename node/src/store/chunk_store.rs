@@ -19,6 +19,7 @@ use super::local_sync::{Event, Notify};
 use super::put::{PutState, PutWriter};
 use super::read::ChunkReader;
 use super::recovery::{self, OpenReport};
+use super::space::Space;
 use super::types::{ChunkId, ChunkMeta, ChunkStat, StoreConfig, Usage};
 
 /// Directory of shard `n` under a node's data directory.
@@ -44,6 +45,8 @@ pub(crate) struct StoreInner {
     slots: RefCell<HashMap<ChunkId, Rc<ChunkSlot>>>,
     pub(crate) janitor: Rc<Janitor>,
     report: OpenReport,
+    /// Whether the filesystem has room for new chunks.
+    space: Space,
     /// Holds the shard directory's exclusive lock for the store's lifetime.
     _dir_lock: std::fs::File,
 }
@@ -60,6 +63,7 @@ impl ChunkStore {
         let dir = dir.into();
         let opened = recovery::open_dir_and_index(&dir, &config).await?;
         let janitor = Rc::new(Janitor::default());
+        let space = Space::new(opened.chunks_dir.clone());
         let inner = Rc::new(StoreInner {
             config,
             chunks_dir: opened.chunks_dir,
@@ -70,6 +74,7 @@ impl ChunkStore {
             slots: RefCell::new(HashMap::new()),
             janitor: janitor.clone(),
             report: opened.report,
+            space,
             _dir_lock: opened.dir_lock,
         });
         monoio::spawn(run_janitor(janitor));
@@ -91,13 +96,18 @@ impl ChunkStore {
     /// Errors: `Conflict{durable_len}` when the chunk is Complete or `resume_from` is not its
     /// durable length (0 when the chunk is unknown); `Busy` while another put on it is
     /// receiving; `BadRequest` for invalid meta or meta differing from the stored chunk;
-    /// `DiskFull` if the space cannot be reserved.
+    /// `DiskFull` if the space cannot be reserved, or at once, before any file is created,
+    /// while the filesystem is full ([`ChunkStore::is_full`]).
     pub async fn put(
         &self,
         chunk_id: ChunkId,
         meta: ChunkMeta,
         resume_from: u64,
     ) -> Result<PutWriter, StoreError> {
+        // Measured again only while full, so space freed since is seen by the next put.
+        if self.inner.space.is_full() && self.inner.space.check() {
+            return Err(StoreError::DiskFull);
+        }
         let st = PutState::begin(&self.inner, chunk_id, meta, resume_from).await?;
         Ok(PutWriter::new(st))
     }
@@ -145,6 +155,17 @@ impl ChunkStore {
             .take(limit)
             .map(|(_, s)| *s)
             .collect()
+    }
+
+    /// Whether the filesystem was full when last measured: new puts are refused, reads and
+    /// deletes served.
+    pub fn is_full(&self) -> bool {
+        self.inner.space.is_full()
+    }
+
+    /// Measures the filesystem's free space again; returns [`ChunkStore::is_full`].
+    pub fn check_space(&self) -> bool {
+        self.inner.space.check()
     }
 
     pub fn usage(&self) -> Usage {

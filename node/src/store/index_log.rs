@@ -3,7 +3,8 @@
 //! Appends are serialized by a one-permit semaphore so a compaction (rewrite to a temp file,
 //! fsync, rename, fsync of the directory) never interleaves with them. A log that failed to take
 //! an append is unlinked, so the next open rebuilds from the chunk headers instead of trusting
-//! a log with a hole in it.
+//! a log with a hole in it. A store opened on a full disk starts without a log the same way
+//! ([`IndexLog::deferred`]): its first append writes the snapshot once there is room.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -37,7 +38,8 @@ pub(crate) struct IndexLog {
     tmp_path: PathBuf,
     /// The directory holding the log, kept open to fsync renames.
     dir: Rc<File>,
-    file: RefCell<Rc<File>>,
+    /// `None` until a snapshot could be written (see [`IndexLog::deferred`]).
+    file: RefCell<Option<Rc<File>>>,
     end: Cell<u64>,
     records: Cell<u64>,
     broken: Cell<bool>,
@@ -68,12 +70,31 @@ impl IndexLog {
             path,
             tmp_path,
             dir,
-            file: RefCell::new(Rc::new(file)),
+            file: RefCell::new(Some(Rc::new(file))),
             end: Cell::new(end),
             records: Cell::new(records),
             broken: Cell::new(false),
             lock: Semaphore::new(1),
         })
+    }
+
+    /// A log with no file yet, for a store that could not write its opening snapshot (disk
+    /// full). It counts as broken, so the next append compacts first, i.e. writes the snapshot,
+    /// once space allows. The old log is removed: it would miss every change until then, and
+    /// an open without a log rebuilds from the chunk headers.
+    pub(crate) async fn deferred(dir_path: &Path, dir: Rc<File>) -> IndexLog {
+        let log = IndexLog {
+            path: dir_path.join(INDEX_FILE),
+            tmp_path: dir_path.join(INDEX_TMP_FILE),
+            dir,
+            file: RefCell::new(None),
+            end: Cell::new(0),
+            records: Cell::new(0),
+            broken: Cell::new(false),
+            lock: Semaphore::new(1),
+        };
+        log.poison().await;
+        log
     }
 
     pub(crate) fn is_broken(&self) -> bool {
@@ -94,7 +115,9 @@ impl IndexLog {
         let mut buf = Vec::with_capacity(96);
         index_codec::encode_record(rec, &mut buf);
         let len = buf.len() as u64;
-        let file = self.file.borrow().clone();
+        let Some(file) = self.file.borrow().clone() else {
+            return Err(io::Error::other("index log is not written yet"));
+        };
         let at = self.end.get();
         let (res, _) = file.write_all_at(buf, at).await;
         if let Err(e) = res {
@@ -120,7 +143,7 @@ impl IndexLog {
         let (bytes, records) = snapshot();
         let end = bytes.len() as u64;
         let file = write_snapshot(&self.tmp_path, &self.path, &self.dir, bytes).await?;
-        *self.file.borrow_mut() = Rc::new(file);
+        *self.file.borrow_mut() = Some(Rc::new(file));
         self.end.set(end);
         self.records.set(records);
         self.broken.set(false);
@@ -142,7 +165,22 @@ impl IndexLog {
     }
 }
 
+/// Writes `bytes` to `tmp`, syncs, and renames it over `path`. A failed write removes `tmp`, so
+/// a full disk is not left fuller.
 async fn write_snapshot(tmp: &Path, path: &Path, dir: &File, bytes: Vec<u8>) -> io::Result<File> {
+    let res = write_snapshot_file(tmp, path, dir, bytes).await;
+    if res.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    res
+}
+
+async fn write_snapshot_file(
+    tmp: &Path,
+    path: &Path,
+    dir: &File,
+    bytes: Vec<u8>,
+) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)

@@ -9,6 +9,8 @@
 //!   backpressure) → [`PutWriter::finish`] (durable on return) or [`PutWriter::interrupt`].
 //! - read: [`ChunkStore::read`] → [`ChunkReader::next`] until `None`.
 //! - [`ChunkStore::stat`], [`ChunkStore::delete`], [`ChunkStore::list`], [`ChunkStore::usage`].
+//! - [`ChunkStore::is_full`]: a full filesystem makes the shard read-only for new puts; it
+//!   opens all the same (see `space.rs`).
 //!
 //! Drop store objects (`ChunkStore`, `PutWriter`, `ChunkReader`, `PooledBuf`) inside the
 //! runtime, i.e. end the shard's tasks before `block_on` returns: releasing a buffer or a chunk
@@ -28,6 +30,7 @@ mod local_sync;
 mod put;
 mod read;
 mod recovery;
+mod space;
 mod types;
 
 #[cfg(test)]
@@ -41,4 +44,5 @@ pub use format::{FORMAT_VERSION, MAX_CHUNK_LEN};
 pub use put::PutWriter;
 pub use read::ChunkReader;
 pub use recovery::{IndexSource, OpenReport};
+pub use space::{MIN_FREE_BYTES, available_bytes};
 pub use types::{ChunkId, ChunkMeta, ChunkStat, ChunkState, PutDone, StoreConfig, Usage};

@@ -14,6 +14,7 @@ use super::error::StoreError;
 use super::format::{BLOCK_SIZE, HEADER_SIZE};
 use super::index_codec;
 use super::index_log::{IndexLog, LoadError};
+use super::space;
 use super::types::{ChunkId, ChunkStat, ChunkState, StoreConfig};
 
 const CHUNKS_DIR: &str = "chunks";
@@ -98,9 +99,21 @@ pub(crate) async fn open_dir_and_index(
     if scan.unreadable > 0 {
         tracing::warn!(dir = %dir.display(), files = scan.unreadable, "chunk files with unreadable headers left in place");
     }
-    // Start every run from a compact snapshot of exactly what is known now.
+    // Start every run from a compact snapshot of exactly what is known now; on a full disk,
+    // start without one rather than not at all (reads and deletes need no space).
     let snapshot = index_codec::encode_snapshot(index.values());
-    let log = IndexLog::create(dir, dir_fd, snapshot, index.len() as u64).await?;
+    let log = match IndexLog::create(dir, Rc::clone(&dir_fd), snapshot, index.len() as u64).await {
+        Ok(log) => log,
+        Err(e) if space::is_no_space(&e) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "no space for the index snapshot: starting without it; it is written once \
+                 space is freed (a restart before then rebuilds the index from the chunk headers)"
+            );
+            IndexLog::deferred(dir, dir_fd).await
+        }
+        Err(e) => return Err(e.into()),
+    };
     let report = OpenReport {
         index: source,
         chunks: index.len(),
@@ -265,6 +278,12 @@ async fn probe_o_direct(chunks_dir: &Path) -> Result<(), StoreError> {
     let _ = std::fs::remove_file(&path);
     match res {
         Ok(_) => Ok(()),
+        // Even an empty file may not fit on a full disk; the first put that has room probes
+        // again in effect (it opens with O_DIRECT too).
+        Err(e) if space::is_no_space(&e) => {
+            tracing::debug!(dir = %chunks_dir.display(), "disk full: O_DIRECT probe skipped");
+            Ok(())
+        }
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(StoreError::Io(io::Error::new(
             io::ErrorKind::Unsupported,
             format!(

@@ -730,6 +730,79 @@ fn disk_full_leaves_no_partial_chunk() {
     }
 }
 
+/// Writes a file into `dir` until its filesystem is full.
+fn fill_up(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
+    let block = vec![0xee_u8; 64 * 1024];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling up: {e}"),
+        }
+    }
+    // What is left is less than a block: fill it byte by byte.
+    while let Ok(n) = f.write(&block[..1]) {
+        if n == 0 {
+            break;
+        }
+    }
+    let _ = f.sync_all();
+}
+
+/// Needs root (mounts an 8 MiB tmpfs): `cargo test -p sixfold-node -- --ignored full_disk`.
+#[test]
+#[ignore = "needs root to mount a small tmpfs"]
+fn a_store_opens_on_a_full_disk_serves_reads_and_takes_puts_once_space_is_back() {
+    let dir = tmp();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mount tmpfs");
+    let keep = data(2 * MIB + 5, 11);
+    let res = std::panic::catch_unwind(|| {
+        run(async {
+            let store = open(&mnt).await;
+            put_all(&store, id(1), &keep).await;
+            put_all(&store, id(2), &data(MIB, 12)).await;
+            assert!(!store.is_full());
+        });
+        fill_up(&mnt);
+        run(async {
+            // Opening writes nothing it cannot do without.
+            let store = open(&mnt).await;
+            assert!(store.is_full());
+            let back = read_all(&store, id(1), 0, keep.len() as u64).await.unwrap();
+            assert!(back == keep, "reads are served on a full disk");
+            let err = store.put(id(3), meta(64 * 1024), 0).await.err();
+            assert!(matches!(err, Some(StoreError::DiskFull)), "{err:?}");
+            assert!(!chunk_path(&store.inner_chunks_dir(), &id(3)).exists());
+            // A delete frees space: the next put measures again and goes through.
+            store.delete(id(2)).await.expect("delete on a full disk");
+            let body = data(64 * 1024, 13);
+            let done = put_all(&store, id(3), &body).await;
+            assert_eq!(done.crc32c, crc32c::crc32c(&body));
+            assert!(!store.is_full());
+        });
+        run(async {
+            let store = open(&mnt).await;
+            let ids: Vec<ChunkId> = store.list(None, 10).iter().map(|s| s.chunk_id).collect();
+            assert_eq!(ids, vec![id(1), id(3)]);
+        });
+    });
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    if let Err(p) = res {
+        std::panic::resume_unwind(p);
+    }
+}
+
 fn flip_byte(path: &Path, at: u64) {
     let f = std::fs::OpenOptions::new()
         .read(true)

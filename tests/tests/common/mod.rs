@@ -3,11 +3,27 @@
 
 #![allow(dead_code)]
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sixfold_tests::{Pattern, TestCluster};
+use tokio::sync::mpsc;
 
 pub const MIB: u64 = 1 << 20;
+
+/// Bound on a whole scenario; reaching it means requests stopped making progress.
+pub const SCENARIO_BOUND: Duration = Duration::from_secs(240);
+
+/// Runs `fut` to its end, or fails the test once [`SCENARIO_BOUND`] has passed: a deadlock
+/// fails instead of hanging the suite.
+pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(SCENARIO_BOUND, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: no progress within {SCENARIO_BOUND:?} (deadlock)"),
+    }
+}
 
 /// Uploads `len` pattern bytes as a raw body with a known length; returns (status, json).
 pub async fn upload_raw(c: &TestCluster, name: &str, p: Pattern, len: u64) -> (StatusCode, Value) {
@@ -125,4 +141,68 @@ pub fn expected_parts(size: u64) -> Vec<u64> {
             }
         })
         .collect()
+}
+
+/// A request body fed by the test, piece by piece.
+pub fn channel_body() -> (mpsc::Sender<Bytes>, reqwest::Body) {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    });
+    (tx, reqwest::Body::wrap_stream(stream))
+}
+
+/// Sends pattern bytes `[from, to)` in 64 KiB pieces.
+pub async fn send_range(tx: &mpsc::Sender<Bytes>, p: Pattern, from: u64, to: u64) {
+    let mut pos = from;
+    while pos < to {
+        let n = (to - pos).min(64 * 1024) as usize;
+        tx.send(Bytes::from(p.bytes(pos, n)))
+            .await
+            .expect("the gateway reads the body");
+        pos += n as u64;
+    }
+}
+
+/// Waits until exactly one node's heartbeat shows one more chunk than `before`; returns it.
+pub async fn node_with_new_chunk(c: &TestCluster, before: &[u64]) -> usize {
+    bounded("a part reaches its node", async {
+        loop {
+            let now: Vec<u64> = c
+                .nodes_json()
+                .await
+                .iter()
+                .map(|n| n["chunk_count"].as_u64().unwrap_or(0))
+                .collect();
+            let grown: Vec<usize> = (0..now.len()).filter(|&i| now[i] > before[i]).collect();
+            if grown.len() == 1 {
+                return grown[0];
+            }
+            assert!(
+                grown.len() < 2,
+                "parts on several nodes: {now:?} vs {before:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+}
+
+pub async fn chunk_counts(c: &TestCluster) -> Vec<u64> {
+    c.nodes_json()
+        .await
+        .iter()
+        .map(|n| n["chunk_count"].as_u64().unwrap_or(0))
+        .collect()
+}
+
+/// Index in `nodes_json` order of the node started as `node-{i}`.
+pub async fn node_index(c: &TestCluster, json_index: usize) -> usize {
+    let nodes = c.nodes_json().await;
+    let name = nodes[json_index]["name"].as_str().expect("name").to_owned();
+    name.strip_prefix("node-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected node name {name}"))
 }

@@ -91,6 +91,7 @@ async fn start(nodes: usize, extra_config: &str) -> TestCluster {
     TestCluster::start(ClusterOptions {
         nodes,
         gateway_config: format!("{FAST}{extra_config}"),
+        ..ClusterOptions::default()
     })
     .await
 }

@@ -46,7 +46,10 @@ pub(crate) fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: the journal and log files get plain text.
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(std::io::stderr().is_terminal())
+        // A log line that cannot be written (stderr on a full disk) is dropped: the default
+        // reports it with eprintln!, which panics when stderr fails.
+        .log_internal_errors(false);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

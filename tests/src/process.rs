@@ -182,10 +182,25 @@ impl Proc {
         }
     }
 
+    /// The process's log, at most its last [`LOG_TEXT_LIMIT`] bytes (a runaway log, or one that
+    /// is a device like /dev/full, must not exhaust the test's memory).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(&self.log) else {
+            return String::new();
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > LOG_TEXT_LIMIT {
+            let _ = file.seek(SeekFrom::Start(len - LOG_TEXT_LIMIT));
+        }
+        let mut bytes = Vec::new();
+        let _ = file.take(LOG_TEXT_LIMIT).read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
+
+/// Most bytes of a log [`Proc::log_text`] reads.
+pub const LOG_TEXT_LIMIT: u64 = 64 << 20;
 
 impl Drop for Proc {
     fn drop(&mut self) {

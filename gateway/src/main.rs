@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API (metadata and cluster certificates under the data dir).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a complete local cluster: the gateway and N storage nodes on loopback.
     Dev(dev::DevArgs),
     /// Manage the cluster certificates and token.
@@ -69,7 +69,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let config = GatewayConfig::resolve(&args)?;
+            let config = GatewayConfig::resolve(args.as_ref())?;
             init_logging(config.log_format);
             runtime()?.block_on(serve(&config))?;
             Ok(())
@@ -138,7 +138,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("not serve");
         };
-        let config = GatewayConfig::resolve(&args).expect("config");
+        let config = GatewayConfig::resolve(args.as_ref()).expect("config");
         assert_eq!(config.max_file_size, 5 << 30);
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.log_format, LogFormat::Json);

@@ -193,8 +193,13 @@ fn header_file_name(raw: &[u8]) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request("X-File-Name is not valid UTF-8"))?
         .trim();
     let prefix = "utf-8''";
-    if text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix) {
-        return percent_decode(&text[prefix.len()..]).ok_or_else(|| {
+    // `get`, not slicing: a name such as "résumé.pdf" has no char boundary at 7.
+    if let Some(encoded) = text
+        .get(..prefix.len())
+        .filter(|head| head.eq_ignore_ascii_case(prefix))
+        .and_then(|_| text.get(prefix.len()..))
+    {
+        return percent_decode(encoded).ok_or_else(|| {
             ApiError::bad_request("X-File-Name: bad percent-encoding after UTF-8''")
         });
     }
@@ -549,6 +554,12 @@ mod tests {
             "é x.txt"
         );
         assert_eq!(header_file_name(b"utf-8''a%2Fb").expect("ext"), "a/b");
+        // Multi-byte characters around the prefix's length must not panic.
+        assert_eq!(
+            header_file_name("résumé.pdf".as_bytes()).expect("utf-8"),
+            "résumé.pdf"
+        );
+        assert_eq!(header_file_name("ééé".as_bytes()).expect("utf-8"), "ééé");
         // Without the prefix, percent signs are part of the name.
         assert_eq!(
             header_file_name(b"100%25.txt").expect("literal"),

@@ -25,6 +25,17 @@ pub const DEFAULT_SPOOL_MEMORY_BYTES: u64 = 100 * 1_000_000;
 pub const DEFAULT_SPOOL_MEMORY_TOTAL: u64 = GIB;
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default time a client has to send a request's headers.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time an idle keep-alive connection is kept open.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time an upload may go without a body byte.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of HTTP connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Most HTTP connections one gateway may be configured to serve at once: each holds a file
+/// descriptor and a few KiB, and the process's descriptor limit is rarely above this.
+pub const MAX_MAX_CONNECTIONS: u32 = 1 << 20;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -86,6 +97,22 @@ pub struct ServeArgs {
     /// Log format on stderr [default: text].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Time a client has to send a request's headers, from the connection's start or from the
+    /// first byte after an idle keep-alive; then the connection is closed [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub header_timeout: Option<Duration>,
+    /// An idle keep-alive connection (no request in progress, no byte sent) is closed after
+    /// this long [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Option<Duration>,
+    /// HTTP connections served at once; further ones wait in the kernel's accept backlog
+    /// [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u32>,
+    /// An upload whose client sends no body byte for this long fails with 408 and is aborted
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub body_idle_timeout: Option<Duration>,
 }
 
 /// The config file: the same settings as [`ServeArgs`], all optional.
@@ -106,6 +133,10 @@ struct FileConfig {
     cleanup_interval: Option<HumanDuration>,
     mtu: Option<MtuSetting>,
     log_format: Option<LogFormat>,
+    header_timeout: Option<HumanDuration>,
+    keepalive_timeout: Option<HumanDuration>,
+    max_connections: Option<u32>,
+    body_idle_timeout: Option<HumanDuration>,
 }
 
 /// Everything `serve` runs with, defaults applied and checked.
@@ -125,6 +156,10 @@ pub struct GatewayConfig {
     pub cleanup_interval: Duration,
     pub mtu: MtuSetting,
     pub log_format: LogFormat,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_connections: u32,
+    pub body_idle_timeout: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -213,6 +248,22 @@ impl GatewayConfig {
                 .unwrap_or(Duration::from_secs(5)),
             mtu: args.mtu.or(file.mtu).unwrap_or_default(),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            header_timeout: args
+                .header_timeout
+                .or(file.header_timeout.map(|d| d.0))
+                .unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            keepalive_timeout: args
+                .keepalive_timeout
+                .or(file.keepalive_timeout.map(|d| d.0))
+                .unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            body_idle_timeout: args
+                .body_idle_timeout
+                .or(file.body_idle_timeout.map(|d| d.0))
+                .unwrap_or(DEFAULT_BODY_IDLE_TIMEOUT),
         };
         config.validate()?;
         Ok(config)
@@ -243,6 +294,24 @@ impl GatewayConfig {
         }
         if self.cleanup_interval.is_zero() {
             return Err(invalid("cleanup_interval", "must be greater than 0"));
+        }
+        for (key, value) in [
+            ("header_timeout", self.header_timeout),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("body_idle_timeout", self.body_idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
+        if self.max_connections > MAX_MAX_CONNECTIONS {
+            return Err(invalid(
+                "max_connections",
+                format!("must be at most {MAX_MAX_CONNECTIONS}"),
+            ));
         }
         if self.down_after <= self.heartbeat_interval {
             return Err(invalid(
@@ -320,6 +389,10 @@ mod tests {
         assert_eq!(c.session_ttl, Duration::from_secs(3600));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.mtu, MtuSetting::Auto);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(30));
         assert!(matches!(
             GatewayConfig::resolve(&ServeArgs::default()),
             Err(ConfigError::MissingDataDir)
@@ -343,6 +416,10 @@ mod tests {
             down_after = "5s"
             mtu = 1400
             log_format = "json"
+            header_timeout = "3s"
+            keepalive_timeout = "90s"
+            max_connections = 20
+            body_idle_timeout = "500ms"
             "#,
         );
         let c = GatewayConfig::resolve(&args).expect("valid");
@@ -358,11 +435,20 @@ mod tests {
         assert_eq!(c.down_after, Duration::from_secs(5));
         assert_eq!(c.mtu, MtuSetting::Fixed(1400));
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.header_timeout, Duration::from_secs(3));
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(90));
+        assert_eq!(c.max_connections, 20);
+        assert_eq!(c.body_idle_timeout, Duration::from_millis(500));
 
         args.listen = Some("127.0.0.1:1".parse().expect("addr"));
         args.part_count = Some(3);
         args.log_format = Some(LogFormat::Text);
+        args.max_connections = Some(7);
+        args.header_timeout = Some(Duration::from_secs(1));
         let c = GatewayConfig::resolve(&args).expect("valid");
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.header_timeout, Duration::from_secs(1));
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(90));
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.part_count, 3);
         assert_eq!(c.log_format, LogFormat::Text);
@@ -396,6 +482,13 @@ mod tests {
             ("max_file_size = 0", "max_file_size"),
             ("down_after = \"1s\"", "down_after"),
             ("mtu = \"big\"", "mtu"),
+            ("header_timeout = 0", "header_timeout"),
+            ("header_timeout = \"never\"", "header_timeout"),
+            ("keepalive_timeout = \"0s\"", "keepalive_timeout"),
+            ("body_idle_timeout = 0", "body_idle_timeout"),
+            ("max_connections = 0", "max_connections"),
+            ("max_connections = 2000000", "max_connections"),
+            ("max_connections = -1", "max_connections"),
         ] {
             let (_dir, args) = args_with_file(&format!("data_dir = \"/d\"\n{text}\n"));
             let err = GatewayConfig::resolve(&args).expect_err(text).to_string();

@@ -21,6 +21,7 @@
 pub mod drain;
 mod feed;
 pub mod form;
+pub mod idle;
 pub mod multipart;
 pub mod pipeline;
 pub mod slicer;

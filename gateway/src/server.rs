@@ -71,6 +71,7 @@ pub fn upload_settings(config: &GatewayConfig) -> UploadSettings {
         spool_budget: SpoolBudget::new(config.spool_memory_total),
         spool_dir: config.spool_dir(),
         session_ttl: config.session_ttl,
+        body_idle_timeout: config.body_idle_timeout,
     }
 }
 

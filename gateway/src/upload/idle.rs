@@ -18,6 +18,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
+use super::Uploader;
+use super::pipeline::FeedError;
 use crate::metrics::{Metrics, TimeoutKind};
 
 /// Why an [`IdleBody`] ended with an error.
@@ -29,6 +31,26 @@ pub enum BodyError {
     /// The body itself failed (disconnect, malformed chunking).
     #[error("{0}")]
     Failed(String),
+}
+
+impl From<BodyError> for FeedError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::Idle { after } => FeedError::BodyIdle { after },
+            BodyError::Failed(message) => FeedError::Body(message),
+        }
+    }
+}
+
+impl Uploader {
+    /// `body`, ended after the configured `body_idle_timeout` without a byte.
+    pub(super) fn idle_body<S>(&self, body: S) -> IdleBody<S> {
+        IdleBody::new(
+            body,
+            self.settings.body_idle_timeout,
+            Some(Arc::clone(&self.metrics)),
+        )
+    }
 }
 
 /// A request body that fails with [`BodyError::Idle`] after `timeout` without a byte.

@@ -61,6 +61,8 @@ pub struct UploadSettings {
     pub spool_budget: Arc<spool_budget::SpoolBudget>,
     pub spool_dir: PathBuf,
     pub session_ttl: Duration,
+    /// An upload whose client sends nothing for this long fails (408) and is aborted.
+    pub body_idle_timeout: Duration,
 }
 
 /// Name and type given by the client.
@@ -110,6 +112,7 @@ impl UploadError {
             UploadError::Feed(FeedError::Spool(_)) => ErrorCode::Internal,
             UploadError::Feed(FeedError::WriterGone(_)) => ErrorCode::NodeError,
             UploadError::Feed(FeedError::FileTooLarge { .. }) => ErrorCode::TooLarge,
+            UploadError::Feed(FeedError::BodyIdle { .. }) => ErrorCode::RequestTimeout,
             UploadError::Feed(_) => ErrorCode::BadRequest,
             UploadError::Node(_) | UploadError::Ack(_) => ErrorCode::NodeError,
             UploadError::Meta(_) | UploadError::Internal(_) => ErrorCode::Internal,
@@ -237,8 +240,14 @@ impl Uploader {
                 limit: self.settings.max_file_size,
             });
         }
-        self.stream_through(info, size, body, WholeBody::default(), false)
-            .await
+        self.stream_through(
+            info,
+            size,
+            self.idle_body(body),
+            WholeBody::default(),
+            false,
+        )
+        .await
     }
 
     /// Streams a body of exactly `planned` bytes to the nodes, cut into the parts of a file of
@@ -255,7 +264,7 @@ impl Uploader {
     ) -> Result<FileRecord, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-        E: Display,
+        FeedError: From<E>,
         O: BodyObserver + Send,
     {
         let session = self.begin(info, planned, multipart).await?;
@@ -287,9 +296,9 @@ impl Uploader {
         self.check_nodes_for_unknown_size()?;
         let mut spool = self.new_spool();
         let mut hasher = Xxh3::new();
-        let mut body = body;
+        let mut body = self.idle_body(body);
         while let Some(frame) = body.next().await {
-            let frame = frame.map_err(|e| FeedError::Body(e.to_string()))?;
+            let frame = frame.map_err(FeedError::from)?;
             self.spool_frame(&mut spool, &mut hasher, frame).await?;
         }
         self.upload_spool(info, spool, hasher).await

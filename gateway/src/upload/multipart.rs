@@ -35,6 +35,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::feed::{BodyObserver, checksum_hex};
 use super::form::{self, FieldHeaders, FileEnd, FormError, Preamble};
+use super::idle::BodyError;
 use super::pipeline::FeedError;
 use super::{FileInfo, UploadError, Uploader};
 use crate::meta::FileRecord;
@@ -80,10 +81,9 @@ struct FormHead {
 
 /// Reads frames until the file field's headers are complete, keeping at most
 /// [`MAX_PREAMBLE_BYTES`] (copied, for parsing) and the frames since the last parse.
-async fn read_head<S, E>(body: &mut S, boundary: &str) -> Result<FormHead, UploadError>
+async fn read_head<S>(body: &mut S, boundary: &str) -> Result<FormHead, UploadError>
 where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: Display,
+    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
 {
     let mut buf: Vec<u8> = Vec::new();
     // Frames since the last parse, with their offsets in the body.
@@ -92,7 +92,7 @@ where
     let mut parsed_len = 0usize;
     loop {
         let frame = match body.next().await {
-            Some(frame) => frame.map_err(|e| FeedError::Body(e.to_string()))?,
+            Some(frame) => frame.map_err(FeedError::from)?,
             None => {
                 // The whole body is in `buf` (a longer one would have been refused).
                 let parsed = form::parse_preamble(&buf, boundary, MAX_OTHER_FIELD_BYTES, true)
@@ -273,13 +273,14 @@ impl Uploader {
         fallback: FileInfo,
         content_length: u64,
         boundary: &str,
-        mut body: S,
+        body: S,
     ) -> Result<FileRecord, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: Display,
     {
         self.check_nodes_for_unknown_size()?;
+        let mut body = self.idle_body(body);
         let head = read_head(&mut body, boundary).await?;
         let planned = content_length
             .checked_sub(head.len)
@@ -295,7 +296,7 @@ impl Uploader {
         );
         let info = file_info(&head.field, fallback);
         let observer = FormFile::new(boundary, head.other_bytes, self.settings.max_file_size);
-        let first = futures_util::stream::iter(head.rest.into_iter().map(Ok::<Bytes, E>));
+        let first = futures_util::stream::iter(head.rest.into_iter().map(Ok));
         self.stream_through(info, planned, first.chain(body), observer, true)
             .await
     }

@@ -13,7 +13,7 @@
 //!   at the closing delimiter as the bytes pass, is what the file record says (see
 //!   [`multipart`] and [`crate::meta::PartRecord::clipped_to`]);
 //! - a body without a length, and a form sent without one, are spooled first
-//!   ([`Uploader::upload_unsized`], [`Uploader::upload_multipart`]).
+//!   ([`Uploader::upload_unsized`], [`Uploader::upload_form_unsized`]).
 //!
 //! The streamed paths share [`Uploader::stream_through`]: a [`feed::BodyObserver`] sees every
 //! frame (raw: the checksum of all of it; form: where the file ends, its checksum, the trailer).
@@ -301,7 +301,9 @@ impl Uploader {
             let frame = frame.map_err(FeedError::from)?;
             self.spool_frame(&mut spool, &mut hasher, frame).await?;
         }
-        self.upload_spool(info, spool, hasher).await
+        let size = spool.len();
+        self.upload_spool(info, spool, size, checksum_hex(&hasher))
+            .await
     }
 
     /// Refuses early, before reading a body of unknown size, when fewer nodes are eligible than
@@ -345,21 +347,27 @@ impl Uploader {
         Ok(())
     }
 
+    /// Sends the first `size` bytes of `spool` (whose xxh3-128 is `checksum`) as a file.
     async fn upload_spool(
         &self,
         info: FileInfo,
         spool: Spool,
-        hasher: Xxh3,
+        size: u64,
+        checksum: String,
     ) -> Result<FileRecord, UploadError> {
         let body = Arc::new(spool.finish().await.map_err(FeedError::Spool)?);
-        let size = body.len();
+        if size > body.len() {
+            return Err(UploadError::Internal(format!(
+                "a file of {size} bytes in a spool of {}",
+                body.len()
+            )));
+        }
         let session = self.begin(info, size, false).await?;
         let ranges = session.ranges();
         let (writers, senders) = start_writers(&self.store, session.file_id, &session.parts);
         let result = drive(feed::feed_spool(&body, &ranges, senders), writers).await;
         drop(body);
-        self.finish(session, result, checksum_hex(&hasher), size)
-            .await
+        self.finish(session, result, checksum, size).await
     }
 
     /// Plans and places the parts of `size` bytes and records the session, before any byte

@@ -149,7 +149,7 @@ mod tests {
         }
     }
 
-    fn body(timeout: Duration) -> (mpsc::Sender<Result<Bytes, String>>, IdleBody<Frames>) {
+    fn body(timeout: Duration) -> (Feeder, IdleBody<Frames>) {
         let (tx, rx) = mpsc::channel(16);
         (tx, IdleBody::new(Frames(rx), timeout, None))
     }
@@ -251,12 +251,9 @@ mod tests {
         assert_eq!(body.1.timeouts(TimeoutKind::Body), 0);
     }
 
-    fn body_with_metrics(
-        timeout: Duration,
-    ) -> (
-        mpsc::Sender<Result<Bytes, String>>,
-        (IdleBody<Frames>, Arc<Metrics>),
-    ) {
+    type Feeder = mpsc::Sender<Result<Bytes, String>>;
+
+    fn body_with_metrics(timeout: Duration) -> (Feeder, (IdleBody<Frames>, Arc<Metrics>)) {
         let (tx, rx) = mpsc::channel(16);
         let metrics = Arc::new(Metrics::new());
         let body = IdleBody::new(Frames(rx), timeout, Some(Arc::clone(&metrics)));

@@ -397,7 +397,7 @@ mod tests {
             .await
             .expect_err("refused");
         assert_eq!(err.code(), ErrorCode::BadRequest, "{err}");
-        assert!(err.to_string().contains("head"), "{err}");
+        assert!(err.to_string().contains("before the file exceed"), "{err}");
         let pulled = pulled.load(Ordering::Relaxed);
         assert!(
             pulled <= (MAX_PREAMBLE_BYTES + FRAME) as u64,

@@ -377,3 +377,54 @@ async fn a_chunked_form_with_an_endless_preamble_is_refused_after_a_bounded_read
     drop(w);
     assert_healthy(&c).await;
 }
+
+/// Whether the server has closed `s` (EOF or reset already delivered), without waiting.
+fn closed_now(s: &TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match s.try_read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_wait_until_one_closes() {
+    // The nodes' registrations and heartbeats come over HTTP too and hold one keep-alive
+    // connection each (6), the harness's pooled client one more: 12 leaves 5 for the test.
+    const MAX: usize = 12;
+    let c = TestCluster::start(cluster_with(&format!(
+        "max_connections = {MAX}\nheader_timeout = \"2s\"\n"
+    )))
+    .await;
+    // Take every free slot with silent sockets: they are queued in the kernel's backlog before
+    // the next client, and accepted first.
+    let silent: Vec<TcpStream> = {
+        let mut v = Vec::new();
+        for _ in 0..MAX {
+            v.push(connect(&c).await);
+        }
+        v
+    };
+    // One more client: its connection waits in the backlog until a silent one is closed.
+    let mut extra = connect(&c).await;
+    extra
+        .write_all(b"GET /files HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let response = tokio::time::timeout(DEADLINE, read_response(&mut extra))
+        .await
+        .expect("served once a slot is free");
+    assert_eq!(response.status, 200);
+    let closed = silent.iter().filter(|s| closed_now(s)).count();
+    assert!(
+        closed >= 1,
+        "the extra connection was served while all {MAX} slots were taken"
+    );
+    let text = metrics(&c).await;
+    assert_eq!(
+        sample(&text, "sixfold_http_connections_limit"),
+        MAX as u64,
+        "{text}"
+    );
+}

@@ -35,6 +35,17 @@ pub const DEFAULT_ADMISSION_WAIT: Duration = Duration::from_secs(60);
 pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default time a client has to send a request's headers.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time an idle keep-alive connection is kept open.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time an upload may go without a body byte.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of HTTP connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Most HTTP connections one gateway may be configured to serve at once: each holds a file
+/// descriptor and a few KiB, and the process's descriptor limit is rarely above this.
+pub const MAX_MAX_CONNECTIONS: u32 = 1 << 20;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -122,6 +133,22 @@ pub struct ServeArgs {
     /// download [default: 8MiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
     pub node_stream_window: Option<u64>,
+    /// Time a client has to send a request's headers, from the connection's start or from the
+    /// first byte after an idle keep-alive; then the connection is closed [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub header_timeout: Option<Duration>,
+    /// An idle keep-alive connection (no request in progress, no byte sent) is closed after
+    /// this long [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Option<Duration>,
+    /// HTTP connections served at once; further ones wait in the kernel's accept backlog
+    /// [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u32>,
+    /// An upload whose client sends no body byte for this long fails with 408 and is aborted
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub body_idle_timeout: Option<Duration>,
 }
 
 /// The config file: the same settings as [`ServeArgs`], all optional.
@@ -149,6 +176,10 @@ struct FileConfig {
     admission_wait: Option<HumanDuration>,
     node_timeout: Option<HumanDuration>,
     node_stream_window: Option<ByteSize>,
+    header_timeout: Option<HumanDuration>,
+    keepalive_timeout: Option<HumanDuration>,
+    max_connections: Option<u32>,
+    body_idle_timeout: Option<HumanDuration>,
 }
 
 /// Everything `serve` runs with, defaults applied and checked.
@@ -175,6 +206,10 @@ pub struct GatewayConfig {
     pub admission_wait: Duration,
     pub node_timeout: Duration,
     pub node_stream_window: u64,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_connections: u32,
+    pub body_idle_timeout: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -291,6 +326,22 @@ impl GatewayConfig {
                 .node_stream_window
                 .or(file.node_stream_window.map(|s| s.0))
                 .unwrap_or(8 * MIB),
+            header_timeout: args
+                .header_timeout
+                .or(file.header_timeout.map(|d| d.0))
+                .unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            keepalive_timeout: args
+                .keepalive_timeout
+                .or(file.keepalive_timeout.map(|d| d.0))
+                .unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            body_idle_timeout: args
+                .body_idle_timeout
+                .or(file.body_idle_timeout.map(|d| d.0))
+                .unwrap_or(DEFAULT_BODY_IDLE_TIMEOUT),
         };
         config.validate()?;
         Ok(config)
@@ -324,6 +375,24 @@ impl GatewayConfig {
         }
         if self.node_max_parts == 0 {
             return Err(invalid("node_max_parts", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("header_timeout", self.header_timeout),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("body_idle_timeout", self.body_idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
+        if self.max_connections > MAX_MAX_CONNECTIONS {
+            return Err(invalid(
+                "max_connections",
+                format!("must be at most {MAX_MAX_CONNECTIONS}"),
+            ));
         }
         if self.down_after <= self.heartbeat_interval {
             return Err(invalid(
@@ -422,6 +491,10 @@ mod tests {
         assert_eq!(c.node_timeout, Duration::from_secs(10));
         assert_eq!(c.node_stream_window, 8 * MIB);
         assert_eq!(c.node_max_parts, 64);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(30));
         assert!(matches!(
             GatewayConfig::resolve(&ServeArgs::default()),
             Err(ConfigError::MissingDataDir)
@@ -452,6 +525,10 @@ mod tests {
             admission_wait = "2s"
             node_timeout = "3s"
             node_stream_window = "256KiB"
+            header_timeout = "3s"
+            keepalive_timeout = "90s"
+            max_connections = 20
+            body_idle_timeout = "500ms"
             "#,
         );
         let c = GatewayConfig::resolve(&args).expect("valid");
@@ -475,6 +552,10 @@ mod tests {
         assert_eq!(c.admission_wait, Duration::from_secs(2));
         assert_eq!(c.node_timeout, Duration::from_secs(3));
         assert_eq!(c.node_stream_window, 256 * 1024);
+        assert_eq!(c.header_timeout, Duration::from_secs(3));
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(90));
+        assert_eq!(c.max_connections, 20);
+        assert_eq!(c.body_idle_timeout, Duration::from_millis(500));
 
         args.listen = Some("127.0.0.1:1".parse().expect("addr"));
         args.part_count = Some(3);
@@ -482,6 +563,12 @@ mod tests {
         args.node_max_parts = Some(2);
         let c = GatewayConfig::resolve(&args).expect("valid");
         assert_eq!(c.node_max_parts, 2);
+        args.max_connections = Some(7);
+        args.header_timeout = Some(Duration::from_secs(1));
+        let c = GatewayConfig::resolve(&args).expect("valid");
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.header_timeout, Duration::from_secs(1));
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(90));
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.part_count, 3);
         assert_eq!(c.log_format, LogFormat::Text);
@@ -522,6 +609,13 @@ mod tests {
             ("node_stream_window = \"1KiB\"", "node_stream_window"),
             ("node_max_parts = 0", "node_max_parts"),
             ("node_max_parts = -1", "node_max_parts"),
+            ("header_timeout = 0", "header_timeout"),
+            ("header_timeout = \"never\"", "header_timeout"),
+            ("keepalive_timeout = \"0s\"", "keepalive_timeout"),
+            ("body_idle_timeout = 0", "body_idle_timeout"),
+            ("max_connections = 0", "max_connections"),
+            ("max_connections = 2000000", "max_connections"),
+            ("max_connections = -1", "max_connections"),
         ] {
             let (_dir, args) = args_with_file(&format!("data_dir = \"/d\"\n{text}\n"));
             let err = GatewayConfig::resolve(&args).expect_err(text).to_string();

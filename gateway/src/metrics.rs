@@ -2,6 +2,7 @@
 //! a fixed set of atomics, no registry, nothing allocated on the data path.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::http::error::ErrorCode;
@@ -84,6 +85,33 @@ impl DownloadOutcome {
     }
 }
 
+/// Which HTTP timeout ended a connection or a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// A request's headers did not arrive in `header_timeout`.
+    Header,
+    /// A keep-alive connection stayed idle for `keepalive_timeout`.
+    KeepAlive,
+    /// An upload's body sent nothing for `body_idle_timeout`.
+    Body,
+}
+
+impl TimeoutKind {
+    const ALL: [TimeoutKind; 3] = [
+        TimeoutKind::Header,
+        TimeoutKind::KeepAlive,
+        TimeoutKind::Body,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TimeoutKind::Header => "header",
+            TimeoutKind::KeepAlive => "keepalive",
+            TimeoutKind::Body => "body",
+        }
+    }
+}
+
 /// A node as the metrics show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeGauge {
@@ -108,6 +136,11 @@ pub struct Metrics {
     uploads_in_flight: AtomicI64,
     downloads_in_flight: AtomicI64,
     checksum_mismatches: AtomicU64,
+    // The HTTP listener: connections and timeouts.
+    connections_accepted: AtomicU64,
+    connections_open: AtomicI64,
+    connection_limit: AtomicU64,
+    timeouts: [AtomicU64; TimeoutKind::ALL.len()],
 }
 
 impl Metrics {
@@ -148,6 +181,32 @@ impl Metrics {
     /// Counts a download in flight until the guard is dropped.
     pub fn download_started(&self) -> InFlightGuard<'_> {
         InFlightGuard::new(&self.downloads_in_flight)
+    }
+
+    /// Counts an accepted connection as open until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard {
+            metrics: Arc::clone(self),
+        }
+    }
+
+    /// The configured `max_connections`, shown next to the open connections.
+    pub fn set_connection_limit(&self, limit: u64) {
+        self.connection_limit.store(limit, Ordering::Relaxed);
+    }
+
+    pub fn timed_out(&self, kind: TimeoutKind) {
+        self.timeouts[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn timeouts(&self, kind: TimeoutKind) -> u64 {
+        self.timeouts[kind as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn connections_open(&self) -> i64 {
+        self.connections_open.load(Ordering::Relaxed)
     }
 
     /// The Prometheus text exposition, with the node gauges given.
@@ -232,6 +291,7 @@ impl Metrics {
             header(&mut out, name, "gauge", help);
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
+        self.render_http(&mut out);
         if let Some(files) = files {
             header(&mut out, "sixfold_files", "gauge", "Committed files.");
             let _ = writeln!(out, "sixfold_files {files}");
@@ -281,6 +341,74 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+impl Metrics {
+    /// The HTTP listener's lines: connections and timeouts.
+    fn render_http(&self, out: &mut String) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        header(
+            out,
+            "sixfold_http_connections_total",
+            "counter",
+            "HTTP connections accepted.",
+        );
+        let _ = writeln!(
+            out,
+            "sixfold_http_connections_total {}",
+            get(&self.connections_accepted)
+        );
+        header(
+            out,
+            "sixfold_http_connections_open",
+            "gauge",
+            "HTTP connections being served.",
+        );
+        let _ = writeln!(
+            out,
+            "sixfold_http_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        header(
+            out,
+            "sixfold_http_connections_limit",
+            "gauge",
+            "Most HTTP connections served at once (max_connections).",
+        );
+        let _ = writeln!(
+            out,
+            "sixfold_http_connections_limit {}",
+            get(&self.connection_limit)
+        );
+        header(
+            out,
+            "sixfold_http_timeouts_total",
+            "counter",
+            "Connections closed and uploads ended by an HTTP timeout, by kind.",
+        );
+        for kind in TimeoutKind::ALL {
+            let _ = writeln!(
+                out,
+                "sixfold_http_timeouts_total{{kind=\"{}\"}} {}",
+                kind.label(),
+                get(&self.timeouts[kind as usize])
+            );
+        }
+    }
+}
+
+/// Counts a connection as open until dropped.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -363,6 +491,28 @@ mod tests {
         assert!(text.contains("sixfold_node_used_bytes{node=\"n\\\"1\"} 40"));
         drop(guard);
         assert!(m.render(&[], None).contains("sixfold_uploads_in_flight 0"));
+    }
+
+    #[test]
+    fn connections_and_timeouts_render() {
+        let m = Arc::new(Metrics::new());
+        m.set_connection_limit(8);
+        let a = m.connection_opened();
+        let b = m.connection_opened();
+        m.timed_out(TimeoutKind::Header);
+        m.timed_out(TimeoutKind::Body);
+        m.timed_out(TimeoutKind::Body);
+        drop(a);
+        let text = m.render(&[], None);
+        assert!(text.contains("sixfold_http_connections_total 2"), "{text}");
+        assert!(text.contains("sixfold_http_connections_open 1"), "{text}");
+        assert!(text.contains("sixfold_http_connections_limit 8"), "{text}");
+        assert!(text.contains("sixfold_http_timeouts_total{kind=\"header\"} 1"));
+        assert!(text.contains("sixfold_http_timeouts_total{kind=\"keepalive\"} 0"));
+        assert!(text.contains("sixfold_http_timeouts_total{kind=\"body\"} 2"));
+        assert_eq!(m.timeouts(TimeoutKind::Body), 2);
+        drop(b);
+        assert_eq!(m.connections_open(), 0);
     }
 
     #[test]

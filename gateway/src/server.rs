@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 use crate::admission::AdmissionLimits;
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::config::GatewayConfig;
+use crate::http::conn_idle::ConnTimeouts;
+use crate::http::listener::{self, ListenerSettings};
 use crate::http::{AppState, EdgeLimits, router};
 use crate::meta::{Meta, MetaError};
 use crate::metrics::Metrics;
@@ -72,6 +74,18 @@ pub fn upload_settings(config: &GatewayConfig) -> UploadSettings {
         spool_budget: SpoolBudget::new(config.spool_memory_total),
         spool_dir: config.spool_dir(),
         session_ttl: config.session_ttl,
+        body_idle_timeout: config.body_idle_timeout,
+    }
+}
+
+/// How the HTTP listener serves connections, from a configuration.
+pub fn listener_settings(config: &GatewayConfig) -> ListenerSettings {
+    ListenerSettings {
+        timeouts: ConnTimeouts {
+            header: config.header_timeout,
+            keepalive: config.keepalive_timeout,
+        },
+        max_connections: config.max_connections,
     }
 }
 
@@ -208,21 +222,22 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         }
     };
     let addr = listener.local_addr().map_err(ServeError::Http)?;
+    let metrics = Arc::new(Metrics::new());
     let state = AppState::with_limits(
         meta,
         Arc::new(cluster.clone()),
-        Arc::new(Metrics::new()),
+        Arc::clone(&metrics),
         upload_settings(config),
         edge_limits(config),
     );
     let app = router(state, cluster.internal_router());
     let (stop, stopped) = oneshot::channel::<()>();
+    let settings = listener_settings(config);
     let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+        listener::serve(listener, app, settings, metrics, async {
+            let _ = stopped.await;
+        })
+        .await
     });
     tracing::info!(
         listen = %addr,

@@ -5,7 +5,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Body;
 use axum::body::HttpBody as _;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -154,7 +154,7 @@ enum Source {
         boundary: String,
     },
     /// A form without a length, spooled.
-    Multipart(Multipart),
+    FormUnsized { body: RequestBody, boundary: String },
     /// A raw body and its length, if announced.
     Body(RequestBody, Option<u64>),
 }
@@ -252,24 +252,21 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
     }
     // Taken before the body is read or anything else is held: a refused upload costs nothing.
     let permit = app.uploads().admit().await?;
-    let source = if let (true, Some(length)) = (multipart, announced) {
+    let source = if multipart {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let boundary = boundary_from_content_type(content_type)
             .map_err(|e| ApiError::bad_request(format!("bad multipart request: {e}")))?;
-        Source::Form {
-            body,
-            length,
-            boundary,
+        match announced {
+            Some(length) => Source::Form {
+                body,
+                length,
+                boundary,
+            },
+            None => Source::FormUnsized { body, boundary },
         }
-    } else if multipart {
-        let request = Request::from_parts(parts, Body::from_stream(body));
-        let form = Multipart::from_request(request, &()).await.map_err(|e| {
-            ApiError::bad_request(format!("bad multipart request: {}", e.body_text()))
-        })?;
-        Source::Multipart(form)
     } else {
         Source::Body(body, announced)
     };
@@ -290,7 +287,9 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
                     .upload_form_sized(info, length, &boundary, body)
                     .await
             }
-            Source::Multipart(form) => uploader.upload_multipart(info, form).await,
+            Source::FormUnsized { body, boundary } => {
+                uploader.upload_form_unsized(info, &boundary, body).await
+            }
             Source::Body(body, Some(len)) => uploader.upload_sized(info, len, body).await,
             Source::Body(body, None) => uploader.upload_unsized(info, body).await,
         };

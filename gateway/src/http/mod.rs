@@ -9,9 +9,11 @@
 //! | `GET /files` | [`files::list`] |
 //! | `GET /nodes`, `GET /health`, `GET /metrics` | [`status`] |
 
+pub mod conn_idle;
 pub mod disposition;
 pub mod error;
 pub mod files;
+pub mod listener;
 pub mod range;
 mod request_log;
 pub mod status;

@@ -51,6 +51,7 @@ impl Server {
             spool_budget: SpoolBudget::new(u64::MAX),
             spool_dir: dir.path().join("spool"),
             session_ttl: Duration::from_secs(3600),
+            body_idle_timeout: Duration::from_secs(30),
         };
         tweak(&mut settings);
         let shared: SharedStore = Arc::new(store.clone());

@@ -2,7 +2,6 @@
 //! crc32c on the way. Two sources: the request body as it arrives (known length), and a
 //! complete spool read back section by section, all parts at once.
 
-use std::fmt::Display;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -70,14 +69,14 @@ pub async fn feed_body<S, E, O>(
 ) -> Result<PartCrcs, FeedError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: Display,
+    FeedError: From<E>,
     O: BodyObserver + ?Sized,
 {
     let mut senders: Vec<Option<mpsc::Sender<Bytes>>> = senders.into_iter().map(Some).collect();
     let mut crcs = vec![0u32; parts.len()];
     let mut position = 0u64;
     while let Some(frame) = body.next().await {
-        let frame = frame.map_err(|e| FeedError::Body(e.to_string()))?;
+        let frame = frame.map_err(FeedError::from)?;
         if frame.is_empty() {
             continue;
         }
@@ -154,7 +153,7 @@ mod tests {
 
     /// Collects every channel concurrently with the feeder.
     async fn run_feed(
-        body: Vec<Result<Bytes, String>>,
+        body: Vec<Result<Bytes, FeedError>>,
         size: u64,
         parts: &[PartRange],
     ) -> (Result<PartCrcs, FeedError>, Vec<Vec<u8>>, WholeBody) {
@@ -193,7 +192,7 @@ mod tests {
         (result, got, hasher)
     }
 
-    fn frames(bytes: &[u8], size: usize) -> Vec<Result<Bytes, String>> {
+    fn frames(bytes: &[u8], size: usize) -> Vec<Result<Bytes, FeedError>> {
         bytes
             .chunks(size)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -244,7 +243,7 @@ mod tests {
             "{r:?}"
         );
         let mut broken = frames(&bytes[..20], 10);
-        broken.push(Err("connection reset".into()));
+        broken.push(Err(FeedError::Body("connection reset".into())));
         let (r, _, _) = run_feed(broken, 100, &parts).await;
         assert!(
             matches!(r, Err(FeedError::Body(ref m)) if m.contains("reset")),

@@ -13,7 +13,7 @@
 //!   at the closing delimiter as the bytes pass, is what the file record says (see
 //!   [`multipart`] and [`crate::meta::PartRecord::clipped_to`]);
 //! - a body without a length, and a form sent without one, are spooled first
-//!   ([`Uploader::upload_unsized`], [`Uploader::upload_multipart`]).
+//!   ([`Uploader::upload_unsized`], [`Uploader::upload_form_unsized`]).
 //!
 //! The streamed paths share [`Uploader::stream_through`]: a [`feed::BodyObserver`] sees every
 //! frame (raw: the checksum of all of it; form: where the file ends, its checksum, the trailer).
@@ -21,6 +21,7 @@
 pub mod drain;
 mod feed;
 pub mod form;
+pub mod idle;
 pub mod multipart;
 pub mod pipeline;
 pub mod slicer;
@@ -62,6 +63,8 @@ pub struct UploadSettings {
     pub spool_budget: Arc<spool_budget::SpoolBudget>,
     pub spool_dir: PathBuf,
     pub session_ttl: Duration,
+    /// An upload whose client sends nothing for this long fails (408) and is aborted.
+    pub body_idle_timeout: Duration,
 }
 
 /// Name and type given by the client.
@@ -112,6 +115,7 @@ impl UploadError {
             UploadError::Feed(FeedError::Spool(_)) => ErrorCode::Internal,
             UploadError::Feed(FeedError::WriterGone(_)) => ErrorCode::NodeError,
             UploadError::Feed(FeedError::FileTooLarge { .. }) => ErrorCode::TooLarge,
+            UploadError::Feed(FeedError::BodyIdle { .. }) => ErrorCode::RequestTimeout,
             UploadError::Feed(_) => ErrorCode::BadRequest,
             UploadError::Node(e) if e.kind == Status::DiskFull.name() => {
                 ErrorCode::InsufficientStorage
@@ -254,8 +258,14 @@ impl Uploader {
                 limit: self.settings.max_file_size,
             });
         }
-        self.stream_through(info, size, body, WholeBody::default(), false)
-            .await
+        self.stream_through(
+            info,
+            size,
+            self.idle_body(body),
+            WholeBody::default(),
+            false,
+        )
+        .await
     }
 
     /// Streams a body of exactly `planned` bytes to the nodes, cut into the parts of a file of
@@ -272,7 +282,7 @@ impl Uploader {
     ) -> Result<FileRecord, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-        E: Display,
+        FeedError: From<E>,
         O: BodyObserver + Send,
     {
         let session = self.begin(info, planned, multipart).await?;
@@ -304,12 +314,14 @@ impl Uploader {
         self.check_nodes_for_unknown_size()?;
         let mut spool = self.new_spool();
         let mut hasher = Xxh3::new();
-        let mut body = body;
+        let mut body = self.idle_body(body);
         while let Some(frame) = body.next().await {
-            let frame = frame.map_err(|e| FeedError::Body(e.to_string()))?;
+            let frame = frame.map_err(FeedError::from)?;
             self.spool_frame(&mut spool, &mut hasher, frame).await?;
         }
-        self.upload_spool(info, spool, hasher).await
+        let size = spool.len();
+        self.upload_spool(info, spool, size, checksum_hex(&hasher))
+            .await
     }
 
     /// Refuses early, before reading a body of unknown size, when fewer nodes are eligible than
@@ -353,21 +365,27 @@ impl Uploader {
         Ok(())
     }
 
+    /// Sends the first `size` bytes of `spool` (whose xxh3-128 is `checksum`) as a file.
     async fn upload_spool(
         &self,
         info: FileInfo,
         spool: Spool,
-        hasher: Xxh3,
+        size: u64,
+        checksum: String,
     ) -> Result<FileRecord, UploadError> {
         let body = Arc::new(spool.finish().await.map_err(FeedError::Spool)?);
-        let size = body.len();
+        if size > body.len() {
+            return Err(UploadError::Internal(format!(
+                "a file of {size} bytes in a spool of {}",
+                body.len()
+            )));
+        }
         let session = self.begin(info, size, false).await?;
         let ranges = session.ranges();
         let (writers, senders) = start_writers(&self.store, session.file_id, &session.parts);
         let result = drive(feed::feed_spool(&body, &ranges, senders), writers).await;
         drop(body);
-        self.finish(session, result, checksum_hex(&hasher), size)
-            .await
+        self.finish(session, result, checksum, size).await
     }
 
     /// Plans and places the parts of `size` bytes and records the session, before any byte

@@ -21,20 +21,21 @@
 //! A body that ends before the file's closing delimiter, a malformed trailer or a second file
 //! field fails the upload (400) and aborts its session, as any failure before the commit does.
 //!
-//! Without a `Content-Length` (chunked) the file field is spooled like a body without a length
-//! ([`Uploader::upload_multipart`]): the body's size is only known at its end, and the split
-//! rule needs a size before the first part is sent.
+//! Without a `Content-Length` (chunked) the same parser reads the head, with the same bound, and
+//! the file field is spooled like a body without a length ([`Uploader::upload_form_unsized`]):
+//! the file's size is only known at its end, and the split rule needs a size before the first
+//! part is sent. The spool draws its memory from the gateway's spool budget; nothing else of the
+//! form is held beyond [`MAX_PREAMBLE_BYTES`] and [`MAX_TRAILER_BYTES`].
 
 use std::fmt::Display;
 
-use axum::extract::Multipart;
-use axum::extract::multipart::MultipartError;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::feed::{BodyObserver, checksum_hex};
 use super::form::{self, FieldHeaders, FileEnd, FormError, Preamble};
+use super::idle::BodyError;
 use super::pipeline::FeedError;
 use super::{FileInfo, UploadError, Uploader};
 use crate::meta::FileRecord;
@@ -60,13 +61,6 @@ const PREAMBLE_FRAMES_PER_PARSE: usize = 64;
 /// `Content-Length` (boundaries and part headers); the file itself is held to the limit.
 pub const MULTIPART_OVERHEAD_ALLOWANCE: u64 = 64 * 1024;
 
-fn form_error(e: MultipartError) -> UploadError {
-    UploadError::Feed(FeedError::Body(format!(
-        "multipart body: {}",
-        e.body_text()
-    )))
-}
-
 /// The head of a streamed form, read and parsed.
 #[derive(Debug)]
 struct FormHead {
@@ -80,10 +74,9 @@ struct FormHead {
 
 /// Reads frames until the file field's headers are complete, keeping at most
 /// [`MAX_PREAMBLE_BYTES`] (copied, for parsing) and the frames since the last parse.
-async fn read_head<S, E>(body: &mut S, boundary: &str) -> Result<FormHead, UploadError>
+async fn read_head<S>(body: &mut S, boundary: &str) -> Result<FormHead, UploadError>
 where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: Display,
+    S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
 {
     let mut buf: Vec<u8> = Vec::new();
     // Frames since the last parse, with their offsets in the body.
@@ -92,7 +85,7 @@ where
     let mut parsed_len = 0usize;
     loop {
         let frame = match body.next().await {
-            Some(frame) => frame.map_err(|e| FeedError::Body(e.to_string()))?,
+            Some(frame) => frame.map_err(FeedError::from)?,
             None => {
                 // The whole body is in `buf` (a longer one would have been refused).
                 let parsed = form::parse_preamble(&buf, boundary, MAX_OTHER_FIELD_BYTES, true)
@@ -273,13 +266,14 @@ impl Uploader {
         fallback: FileInfo,
         content_length: u64,
         boundary: &str,
-        mut body: S,
+        body: S,
     ) -> Result<FileRecord, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: Display,
     {
         self.check_nodes_for_unknown_size()?;
+        let mut body = self.idle_body(body);
         let head = read_head(&mut body, boundary).await?;
         let planned = content_length
             .checked_sub(head.len)
@@ -295,62 +289,154 @@ impl Uploader {
         );
         let info = file_info(&head.field, fallback);
         let observer = FormFile::new(boundary, head.other_bytes, self.settings.max_file_size);
-        let first = futures_util::stream::iter(head.rest.into_iter().map(Ok::<Bytes, E>));
+        let first = futures_util::stream::iter(head.rest.into_iter().map(Ok));
         self.stream_through(info, planned, first.chain(body), observer, true)
             .await
     }
 
-    /// Uploads the file field of a form; `fallback` supplies the name and type the field lacks.
-    pub async fn upload_multipart(
+    /// Uploads the file field of a form sent without a length (chunked): the same head and
+    /// trailer rules as [`Self::upload_form_sized`], the bytes after the head spooled (memory
+    /// from the shared spool budget, then a file) up to the file's closing delimiter, then the
+    /// file's bytes sent like a spooled raw body.
+    pub async fn upload_form_unsized<S, E>(
         &self,
         fallback: FileInfo,
-        mut form: Multipart,
-    ) -> Result<FileRecord, UploadError> {
+        boundary: &str,
+        body: S,
+    ) -> Result<FileRecord, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: Display,
+    {
         self.check_nodes_for_unknown_size()?;
-        let mut found = None;
-        let mut other_bytes = 0usize;
-        while let Some(mut field) = form.next_field().await.map_err(form_error)? {
-            let is_file =
-                field.file_name().is_some() || (found.is_none() && field.name() == Some("file"));
-            if !is_file {
-                while let Some(chunk) = field.chunk().await.map_err(form_error)? {
-                    other_bytes += chunk.len();
-                    if other_bytes > MAX_OTHER_FIELD_BYTES {
-                        return Err(UploadError::BadRequest(format!(
-                            "the form's fields other than the file exceed {MAX_OTHER_FIELD_BYTES} bytes"
-                        )));
-                    }
-                }
+        let mut body = self.idle_body(body);
+        let head = read_head(&mut body, boundary).await?;
+        self.metrics.add_bytes_in(head.len);
+        let info = file_info(&head.field, fallback);
+        let mut observer = FormFile::new(boundary, head.other_bytes, self.settings.max_file_size);
+        let mut spool = self.new_spool();
+        let first = futures_util::stream::iter(head.rest.into_iter().map(Ok));
+        let mut rest = first.chain(body);
+        while let Some(frame) = rest.next().await {
+            let frame = frame.map_err(FeedError::from)?;
+            if frame.is_empty() {
                 continue;
             }
-            if found.is_some() {
-                return Err(UploadError::BadRequest(
-                    "the form has more than one file field; send one file per request".into(),
-                ));
+            // Frames after the one holding the file's end are trailer only: checked, not kept.
+            let file_open = !observer.end.found();
+            observer.frame(&frame)?;
+            self.metrics.add_bytes_in(frame.len() as u64);
+            if file_open {
+                spool.push(frame).await.map_err(FeedError::Spool)?;
             }
-            let info = FileInfo {
-                name: field
-                    .file_name()
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_owned)
-                    .or_else(|| fallback.name.clone()),
-                content_type: field
-                    .content_type()
-                    .map(str::to_owned)
-                    .or_else(|| fallback.content_type.clone()),
-            };
-            let mut spool = self.new_spool();
-            let mut hasher = Xxh3::new();
-            while let Some(chunk) = field.chunk().await.map_err(form_error)? {
-                self.spool_frame(&mut spool, &mut hasher, chunk).await?;
-            }
-            found = Some((info, spool, hasher));
         }
-        let Some((info, spool, hasher)) = found else {
-            return Err(UploadError::BadRequest(
-                "the form has no file field (a field with a filename, or named \"file\")".into(),
-            ));
+        observer.end(spool.len())?;
+        // The spool may end with some trailer: only the file's prefix of it is sent.
+        let (size, checksum) = observer.file();
+        self.upload_spool(info, spool, size, checksum).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::chunk_store::SharedStore;
+    use crate::chunk_store::memory::MemoryStore;
+    use crate::http::error::ErrorCode;
+    use crate::meta::Meta;
+    use crate::metrics::Metrics;
+    use crate::split::SplitPolicy;
+    use crate::upload::UploadSettings;
+    use crate::upload::spool_budget::SpoolBudget;
+
+    const FRAME: usize = 16 * 1024;
+
+    fn uploader(dir: &std::path::Path, budget: Arc<SpoolBudget>) -> Uploader {
+        let meta = Meta::open(dir.join("meta.redb")).expect("meta");
+        let store: SharedStore = Arc::new(MemoryStore::with_nodes(6));
+        let settings = UploadSettings {
+            max_file_size: 1 << 30,
+            split: SplitPolicy {
+                part_count: 6,
+                min_part_size: 1024,
+            },
+            spool_memory_bytes: 1 << 20,
+            spool_budget: budget,
+            spool_dir: dir.join("spool"),
+            session_ttl: Duration::from_secs(3600),
+            body_idle_timeout: Duration::from_secs(30),
         };
-        self.upload_spool(info, spool, hasher).await
+        Uploader::new(meta, store, Arc::new(Metrics::new()), settings)
+    }
+
+    /// `total` bytes of `b'x'` in frames of [`FRAME`], counting how many bytes were pulled.
+    fn counted_filler(
+        total: usize,
+        pulled: Arc<AtomicU64>,
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Unpin + Send {
+        let frame = Bytes::from(vec![b'x'; FRAME]);
+        futures_util::stream::iter((0..total / FRAME).map(move |_| {
+            pulled.fetch_add(FRAME as u64, Ordering::Relaxed);
+            Ok(frame.clone())
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_chunked_form_with_a_huge_preamble_is_refused_after_the_head_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = uploader(dir.path(), SpoolBudget::new(u64::MAX));
+        let pulled = Arc::new(AtomicU64::new(0));
+        // 64 MiB of text before any boundary.
+        let body = counted_filler(64 << 20, Arc::clone(&pulled));
+        let err = up
+            .upload_form_unsized(FileInfo::default(), "b0und", body)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), ErrorCode::BadRequest, "{err}");
+        assert!(err.to_string().contains("before the file exceed"), "{err}");
+        let pulled = pulled.load(Ordering::Relaxed);
+        assert!(
+            pulled <= (MAX_PREAMBLE_BYTES + FRAME) as u64,
+            "read {pulled} bytes of the preamble"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chunked_form_spools_from_the_shared_budget_and_stores_only_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let budget = SpoolBudget::new(1 << 20);
+        let up = uploader(dir.path(), Arc::clone(&budget));
+        let file: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut form = b"--b0und\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n\
+            --b0und\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\n\
+            Content-Type: application/x-test\r\n\r\n"
+            .to_vec();
+        form.extend_from_slice(&file);
+        form.extend_from_slice(b"\r\n--b0und--\r\n");
+        let frames: Vec<Result<Bytes, std::io::Error>> = form
+            .chunks(FRAME + 7)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let record = up
+            .upload_form_unsized(
+                FileInfo::default(),
+                "b0und",
+                futures_util::stream::iter(frames),
+            )
+            .await
+            .expect("uploaded");
+        assert_eq!(record.size, file.len() as u64);
+        assert_eq!(record.name, "a.bin");
+        assert_eq!(record.content_type.as_deref(), Some("application/x-test"));
+        let mut hasher = Xxh3::new();
+        hasher.update(&file);
+        assert_eq!(record.checksum, checksum_hex(&hasher));
+        let stored: u64 = record.parts.iter().map(|p| p.len).sum();
+        assert_eq!(stored, file.len() as u64, "no byte of the form is stored");
+        assert_eq!(budget.free(), budget.total(), "spool memory given back");
     }
 }

@@ -40,6 +40,9 @@ pub enum FeedError {
     /// The multipart form around the file is malformed.
     #[error("{0}")]
     Form(#[from] super::form::FormError),
+    /// The client sent no body byte for `body_idle_timeout` (408).
+    #[error("request body: no bytes for {}; the upload is aborted", humantime::format_duration(*after))]
+    BodyIdle { after: std::time::Duration },
     /// The file inside a larger body passed the size limit.
     #[error("the file is larger than the limit of {limit} bytes")]
     FileTooLarge { limit: u64 },

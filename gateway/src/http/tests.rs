@@ -733,15 +733,16 @@ async fn client_disconnect_mid_body_aborts_the_session() {
     }
     assert_eq!(server.sessions(), 1, "the upload started");
     drop(tcp);
+    // The abort removes the session, then wakes the cleanup: wait for both states.
     for _ in 0..500 {
-        if server.sessions() == 0 {
+        if server.sessions() == 0 && server.store.wakes() > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(server.sessions(), 0, "the session was aborted");
     assert_eq!(server.files(), 0);
-    assert!(server.store.wakes() > 0);
+    assert!(server.store.wakes() > 0, "the cleanup was woken");
     server.stop().await;
 }
 

@@ -29,6 +29,7 @@ fn cluster_with(extra: &str) -> ClusterOptions {
         gateway_config: format!(
             "cleanup_interval = \"500ms\"\nheartbeat_interval = \"500ms\"\ndown_after = \"2s\"\n{extra}"
         ),
+        ..ClusterOptions::default()
     }
 }
 

@@ -424,3 +424,79 @@ async fn a_node_killed_under_an_upload_fails_it_as_marked_down_and_reads_from_it
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_answering_mid_download_cuts_the_body_after_node_timeout() {
+    // Heartbeats are slow here, so only node_timeout can end the wait on a frozen node.
+    let mut c = TestCluster::start(ClusterOptions {
+        gateway_config: "node_stream_window = \"64KiB\"\nnode_timeout = \"2s\"\n\
+                         heartbeat_interval = \"10s\"\ndown_after = \"120s\"\n"
+            .into(),
+        node_args: ["--stream-window", "64KiB"].map(String::from).to_vec(),
+        ..ClusterOptions::default()
+    })
+    .await;
+    let p = pattern(91);
+    let size = 6 * MIB + 17;
+    let id = upload_ok(&c, "frozen", p, size).await;
+    let meta: Value = c
+        .http
+        .get(format!("{}/files/{id}/meta", c.url))
+        .send()
+        .await
+        .expect("meta")
+        .json()
+        .await
+        .expect("json");
+    let holder = meta["parts"][0]["node_id"].as_str().expect("node id");
+    let nodes = c.nodes_json().await;
+    let json_index = nodes
+        .iter()
+        .position(|n| n["id"] == holder)
+        .expect("part 0's node is listed");
+    let frozen = node_index(&c, json_index).await;
+
+    let resp = c
+        .http
+        .get(format!("{}/files/{id}", c.url))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.expect("a first piece").expect("bytes");
+    assert_eq!(p.first_mismatch(0, &first), None);
+    // Part 0's node freezes (SIGSTOP: its connection stays open but silent) while the rest of
+    // part 0 is still to come: more than the 64 KiB windows the gateway may have buffered.
+    c.nodes[frozen]
+        .as_ref()
+        .expect("running")
+        .signal(libc::SIGSTOP);
+    let cut = bounded("the body is cut off", async {
+        let mut got = first.len() as u64;
+        while let Some(piece) = stream.next().await {
+            match piece {
+                Ok(piece) => {
+                    assert_eq!(p.first_mismatch(got, &piece), None);
+                    got += piece.len() as u64;
+                }
+                Err(_) => return got,
+            }
+        }
+        got
+    })
+    .await;
+    c.nodes[frozen]
+        .as_ref()
+        .expect("running")
+        .signal(libc::SIGCONT);
+    assert!(cut < size, "the body must be cut off, got all {size} bytes");
+    let log = c.gateway.as_ref().expect("gateway").log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("download failed mid-stream") && l.contains("request timed out")),
+        "the cut came from node_timeout"
+    );
+    // Thawed, the node serves the file again.
+    assert_download_matches(&c, &id, p, size).await;
+}

@@ -428,7 +428,7 @@ async fn a_node_killed_under_an_upload_fails_it_as_marked_down_and_reads_from_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_stops_answering_mid_download_cuts_the_body_after_node_timeout() {
     // Heartbeats are slow here, so only node_timeout can end the wait on a frozen node.
-    let mut c = TestCluster::start(ClusterOptions {
+    let c = TestCluster::start(ClusterOptions {
         gateway_config: "node_stream_window = \"64KiB\"\nnode_timeout = \"2s\"\n\
                          heartbeat_interval = \"10s\"\ndown_after = \"120s\"\n"
             .into(),

@@ -272,15 +272,7 @@ async fn beyond_the_admission_limits_requests_get_503_busy_with_retry_after() {
     let id = upload_ok(&c, "kept", p, size).await;
 
     // One upload holds the only slot (its body is held open) ...
-    let (tx, body) = channel_body();
-    let held = tokio::spawn(
-        c.http
-            .post(format!("{}/files", c.url))
-            .header("X-File-Name", "held")
-            .header("Content-Length", size)
-            .body(body)
-            .send(),
-    );
+    let (tx, held) = held_upload(&c, "held", size);
     send_range(&tx, p, 0, MIB).await;
     bounded("upload slot taken", async {
         while metric(&c, "sixfold_admission_running{kind=\"upload\"}").await < 1.0 {
@@ -369,15 +361,7 @@ async fn a_node_killed_under_an_upload_fails_it_as_marked_down_and_reads_from_it
 
     // The body stops inside part 0: only part 0's node has been asked for anything, and its
     // part is provably still in flight when that node is killed.
-    let (tx, body) = channel_body();
-    let upload = tokio::spawn(
-        c.http
-            .post(format!("{}/files", c.url))
-            .header("X-File-Name", "doomed")
-            .header("Content-Length", size)
-            .body(body)
-            .send(),
-    );
+    let (tx, upload) = held_upload(&c, "doomed", size);
     send_range(&tx, p, 0, MIB).await;
     let holder = node_with_new_chunk(&c, &before).await;
     let victim = node_index(&c, holder).await;

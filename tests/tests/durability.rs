@@ -95,15 +95,7 @@ async fn a_node_killed_mid_upload_fails_the_upload_and_leaves_no_chunk() {
     // The body stops inside part 0, so part 0's node is the only one asked for anything and
     // its part is provably in flight when it is killed (killing a node whose part was already
     // acknowledged rightly gives 201: the old version of this test was flaky for that reason).
-    let (tx, body) = channel_body();
-    let upload = tokio::spawn(
-        c.http
-            .post(format!("{}/files", c.url))
-            .header("X-File-Name", "doomed")
-            .header("Content-Length", size)
-            .body(body)
-            .send(),
-    );
+    let (tx, upload) = held_upload(&c, "doomed", size);
     send_range(&tx, pattern(3), 0, 2 * MIB).await;
     let holder = node_with_new_chunk(&c, &[0; 6]).await;
     let victim = node_index(&c, holder).await;

@@ -154,6 +154,27 @@ pub fn channel_body() -> (mpsc::Sender<Bytes>, reqwest::Body) {
     (tx, reqwest::Body::wrap_stream(stream))
 }
 
+/// An upload of `size` bytes whose body the test feeds through the returned sender; the task
+/// resolves with the gateway's answer.
+pub fn held_upload(
+    c: &TestCluster,
+    name: &str,
+    size: u64,
+) -> (
+    mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (tx, body) = channel_body();
+    let request = c
+        .http
+        .post(format!("{}/files", c.url))
+        .header("X-File-Name", name)
+        .header("Content-Length", size)
+        .body(body)
+        .send();
+    (tx, tokio::spawn(request))
+}
+
 /// Sends pattern bytes `[from, to)` in 64 KiB pieces.
 pub async fn send_range(tx: &mpsc::Sender<Bytes>, p: Pattern, from: u64, to: u64) {
     let mut pos = from;

@@ -6,12 +6,14 @@
 //! stop flags.
 //!
 //! - [`rules`]: pure request checks and `StoreError` → wire status mapping.
+//! - [`put_end`]: pure mapping of how a put ends to what the handler does about it.
 //! - [`header`]: reading a request header off a stream.
 //! - [`stream`]: dispatch and the small requests; [`put`] and [`get`]: the streaming ones.
 
 mod get;
 pub mod header;
 mod put;
+mod put_end;
 pub mod rules;
 mod stream;
 

@@ -6,6 +6,9 @@
 //!
 //! A stream that breaks (reset, lost connection, early end, stall) interrupts the put: the
 //! store keeps the durable prefix so a later put can resume there.
+//!
+//! The body loop only finds out how the put ended (a [`PutEnd`]); what each ending does
+//! (writer, stop code, answer) is decided in [`super::put_end`] and applied in one place.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -13,14 +16,15 @@ use std::time::Duration;
 use monoio::time::Instant;
 
 use bytes::Bytes;
-use sixfold_wire::{ChunkMeta, ErrorResponse, Op, Response, Status};
+use sixfold_wire::ChunkMeta;
 
 use super::ShardService;
 use super::header::READ_MAX;
+use super::put_end::{self, PutEnd, Reply, WriterEnd};
 use super::rules::{self, BodyPiece};
 use super::stream::{Outcome, answer_error, durable_len, respond};
 use crate::quic::{RecvStream, SendStream};
-use crate::store::{ChunkId, PutWriter, StoreError};
+use crate::store::{ChunkId, PutWriter};
 
 /// A put whose client sends nothing for this long is interrupted (keep-alives would otherwise
 /// hold the chunk, and a later resume would find it busy).
@@ -35,17 +39,53 @@ pub(super) async fn handle(
     recv: &mut RecvStream,
     send: &mut SendStream,
 ) -> Outcome {
-    let op = Op::Put;
+    let (end, writer) = receive(svc, id, meta, resume_from, first, recv).await;
+    // The one exit: what each ending does is decided in `put_end`.
+    let effects = put_end::effects(end);
+    let durable = match (effects.writer, writer) {
+        (WriterEnd::KeepPrefix, Some(writer)) => interrupt(svc, writer).await,
+        (_, writer) => {
+            if writer.is_some() {
+                // Discarded: after DiskFull there is no partial chunk left to keep.
+                drop(writer);
+                svc.refresh_stats();
+            }
+            0
+        }
+    };
+    if let Some(status) = effects.stop {
+        let _ = recv.stop(status.code());
+    }
+    let bytes = effects.bytes;
+    match effects.answer.reply(durable) {
+        Reply::Stored(response) => match respond(send, &response).await {
+            Ok(()) => Outcome::ok(bytes),
+            Err(e) => Outcome::aborted(bytes, format!("chunk stored, answer lost: {e}")),
+        },
+        Reply::Error(response) => answer_error(send, response, bytes).await,
+        Reply::Abort(error) => Outcome::aborted(bytes, error),
+    }
+}
+
+/// Opens the put and streams the body into it until the put ends one way or another. The
+/// writer is handed back while it is still open (the body did not all arrive).
+async fn receive(
+    svc: &ShardService,
+    id: ChunkId,
+    meta: ChunkMeta,
+    resume_from: u64,
+    first: Bytes,
+    recv: &mut RecvStream,
+) -> (PutEnd, Option<PutWriter>) {
     let mut writer = match svc
         .store
         .put(id, rules::to_store_meta(&meta), resume_from)
         .await
     {
         Ok(w) => w,
-        Err(e) => {
-            let response = rules::store_error_response(op, &e, durable_len(svc, id));
-            let _ = recv.stop(response.status.code());
-            return answer_error(send, response, 0).await;
+        Err(error) => {
+            let durable_len = durable_len(svc, id);
+            return (PutEnd::Refused { error, durable_len }, None);
         }
     };
     // The wire decoder guarantees resume_from <= length.
@@ -58,6 +98,7 @@ pub(super) async fn handle(
     let mut idle = std::pin::pin!(idle);
     let mut last_progress = Instant::now();
     loop {
+        let received = body_len - remaining;
         let piece = match pending.take() {
             Some(piece) => piece,
             None => match monoio::select! {
@@ -71,70 +112,22 @@ pub(super) async fn handle(
                 Some(Ok(Some(piece))) => piece,
                 Some(Ok(None)) if remaining == 0 => break,
                 Some(Ok(None)) => {
-                    let received = body_len - remaining;
-                    let durable = interrupt(svc, writer).await;
-                    let response = ErrorResponse::new(
-                        op,
-                        Status::BadRequest,
-                        0,
-                        format!(
-                            "body ended after {received} of {body_len} bytes; \
-                             {durable} bytes of the chunk are durable"
-                        ),
-                    );
-                    return answer_error(send, response, received).await;
+                    return (PutEnd::BodyEnded { received, body_len }, Some(writer));
                 }
                 Some(Err(e)) => {
-                    let received = body_len - remaining;
-                    let durable = interrupt(svc, writer).await;
-                    return Outcome::aborted(
-                        received,
-                        format!("{e}; put interrupted, {durable} bytes durable"),
-                    );
+                    let error = e.to_string();
+                    return (PutEnd::StreamBroken { received, error }, Some(writer));
                 }
-                None => {
-                    let received = body_len - remaining;
-                    let durable = interrupt(svc, writer).await;
-                    let _ = recv.stop(Status::BadRequest.code());
-                    let response = ErrorResponse::new(
-                        op,
-                        Status::BadRequest,
-                        0,
-                        format!(
-                            "no body bytes for {}s; put interrupted, {durable} bytes durable",
-                            BODY_IDLE_TIMEOUT.as_secs()
-                        ),
-                    );
-                    return answer_error(send, response, received).await;
-                }
+                None => return (PutEnd::Idle { received }, Some(writer)),
             },
         };
         match rules::body_piece(remaining, piece.len()) {
             BodyPiece::TooLong => {
-                let durable = interrupt(svc, writer).await;
-                let _ = recv.stop(Status::BadRequest.code());
-                let response = ErrorResponse::new(
-                    op,
-                    Status::BadRequest,
-                    0,
-                    format!(
-                        "more body bytes than the {body_len} the header announced; \
-                         {durable} bytes of the chunk are durable"
-                    ),
-                );
-                return answer_error(send, response, body_len - remaining).await;
+                return (PutEnd::TooLong { received, body_len }, Some(writer));
             }
             BodyPiece::Take { remaining: left } => {
-                if let Err(e) = writer.write(piece).await {
-                    let received = body_len - remaining;
-                    // After DiskFull the writer already removed the partial chunk.
-                    if !matches!(e, StoreError::DiskFull) {
-                        interrupt(svc, writer).await;
-                    }
-                    let response = rules::store_error_response(op, &e, None);
-                    let _ = recv.stop(response.status.code());
-                    svc.refresh_stats();
-                    return answer_error(send, response, received).await;
+                if let Err(error) = writer.write(piece).await {
+                    return (PutEnd::WriteFailed { received, error }, Some(writer));
                 }
                 remaining = left;
                 last_progress = Instant::now();
@@ -143,19 +136,15 @@ pub(super) async fn handle(
     }
     let result = writer.finish().await;
     svc.refresh_stats();
-    match result {
-        Ok(done) => {
-            let response = Response::Put {
-                length: done.length,
-                crc32c: done.crc32c,
-            };
-            match respond(send, &response).await {
-                Ok(()) => Outcome::ok(body_len),
-                Err(e) => Outcome::aborted(body_len, format!("chunk stored, answer lost: {e}")),
-            }
-        }
-        Err(e) => answer_error(send, rules::store_error_response(op, &e, None), body_len).await,
-    }
+    let end = match result {
+        Ok(done) => PutEnd::Stored {
+            body_len,
+            length: done.length,
+            crc32c: done.crc32c,
+        },
+        Err(error) => PutEnd::FinishFailed { body_len, error },
+    };
+    (end, None)
 }
 
 /// Keeps the durable prefix of an abandoned put; returns its length (0 if even that failed).

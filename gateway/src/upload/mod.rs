@@ -20,6 +20,7 @@
 
 pub mod drain;
 mod feed;
+pub mod flow;
 pub mod form;
 pub mod idle;
 pub mod multipart;

@@ -12,6 +12,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use uuid::Uuid;
 
 use super::UploadError;
+use super::flow::{Step, UploadFlow};
 use crate::chunk_store::{PutAck, SharedStore, StoreError};
 use crate::meta::PlannedPart;
 
@@ -105,55 +106,28 @@ pub fn start_writers(
 }
 
 /// Runs `feed` and the writers together until every part is acknowledged, or stops at the first
-/// failure (dropping the writers aborts the rest). Returns the feeder's crcs and the acks in
+/// failure (dropping the writers aborts the rest). What each result means is decided by the
+/// pure [`UploadFlow`]. Returns the feeder's crcs and the acks in
 /// plan order.
 pub async fn drive(
     feed: impl Future<Output = Result<PartCrcs, FeedError>>,
     mut writers: PartWriters,
 ) -> Result<(PartCrcs, Vec<PutAck>), UploadError> {
     tokio::pin!(feed);
-    let mut crcs: Option<PartCrcs> = None;
-    let mut acks: Vec<Option<PutAck>> = vec![None; writers.count];
-    let mut remaining = writers.count;
-    // Set when the feeder found a writer gone: its own result says why.
-    let mut gone: Option<usize> = None;
+    let mut flow = UploadFlow::new(writers.count);
     loop {
-        if crcs.is_some() && remaining == 0 {
-            break;
-        }
-        tokio::select! {
-            fed = &mut feed, if crcs.is_none() && gone.is_none() => match fed {
-                Ok(c) => crcs = Some(c),
-                Err(FeedError::WriterGone(part)) => gone = Some(part),
-                Err(e) => return Err(e.into()),
+        let step = tokio::select! {
+            fed = &mut feed, if flow.wants_feed() => flow.fed(fed),
+            Some(done) = writers.running.next(), if flow.wants_writers() => match done {
+                Ok((part, result)) => flow.writer_done(part, result),
+                Err(e) => Step::Abort(UploadError::Internal(format!("part writer task: {e}"))),
             },
-            Some(done) = writers.running.next(), if remaining > 0 => {
-                remaining -= 1;
-                let (part, result) = done
-                    .map_err(|e| UploadError::Internal(format!("part writer task: {e}")))?;
-                match result {
-                    Ok(ack) => acks[part] = Some(ack),
-                    Err(e) => return Err(UploadError::Node(e)),
-                }
-                if gone == Some(part) {
-                    return Err(UploadError::Internal(format!(
-                        "the writer of part {part} stopped reading but reported success"
-                    )));
-                }
-            },
-            else => {
-                return Err(UploadError::Internal(
-                    "part writers finished without every part acknowledged".into(),
-                ));
-            }
+            else => flow.stalled(),
+        };
+        match step {
+            Step::Continue => {}
+            Step::Commit { crcs, acks } => return Ok((crcs, acks)),
+            Step::Abort(e) => return Err(e),
         }
-    }
-    let crcs = crcs.unwrap_or_default();
-    let acks: Option<Vec<PutAck>> = acks.into_iter().collect();
-    match acks {
-        Some(acks) if crcs.len() == acks.len() => Ok((crcs, acks)),
-        _ => Err(UploadError::Internal(
-            "part results do not match the plan".into(),
-        )),
     }
 }

@@ -13,6 +13,7 @@ mod in_flight;
 mod pool;
 mod quic_config;
 mod reconcile;
+mod reconnect;
 mod registration;
 mod registry;
 mod rpc;

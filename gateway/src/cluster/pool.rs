@@ -13,13 +13,11 @@ use uuid::Uuid;
 use super::config::MtuSetting;
 use super::error::{ClusterError, NodeError};
 use super::quic_config::{self, SOCKET_BUFFER};
+use super::reconnect::{self, Failure};
 use super::registry::Route;
 
 /// Application close code when the gateway drops a connection on purpose.
 const CLOSE_REPLACED: u32 = 0;
-/// After a failed connect, requests to the same shard fail at once for this long instead of
-/// each waiting out its own timeout (a restart of the node clears it: new generation).
-const FAILURE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Path figures of one pooled connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +51,6 @@ struct Slot {
     /// The last failed attempt to connect, so that tasks queued behind it or arriving
     /// shortly after share the failure instead of each waiting out its own timeout.
     last_failure: Mutex<Option<Failure>>,
-}
-
-struct Failure {
-    at: Instant,
-    generation: u64,
-    why: String,
 }
 
 #[derive(Clone)]
@@ -123,14 +115,17 @@ impl Pool {
             return Ok(conn);
         }
         let queued_at = Instant::now();
-        slot.recent_failure(route.generation, queued_at.checked_sub(FAILURE_HOLD))?;
+        slot.recent_failure(
+            route.generation,
+            reconnect::failures_since(queued_at, false),
+        )?;
         let _gate = tokio::time::timeout_at(deadline, slot.connecting.lock())
             .await
             .map_err(|_| unavailable_timeout(route.addr))?;
         if let Some(conn) = slot.live(route.generation) {
             return Ok(conn);
         }
-        slot.recent_failure(route.generation, Some(queued_at))?;
+        slot.recent_failure(route.generation, reconnect::failures_since(queued_at, true))?;
         match self.connect(route.addr, deadline).await {
             Ok(conn) => {
                 *lock(&slot.last_failure) = None;
@@ -269,18 +264,17 @@ impl Slot {
     /// generation of the node.
     fn recent_failure(&self, generation: u64, since: Option<Instant>) -> Result<(), NodeError> {
         let last = lock(&self.last_failure);
-        match (last.as_ref(), since) {
-            (Some(f), Some(since)) if f.generation == generation && f.at >= since => {
-                Err(NodeError::Unavailable(f.why.clone()))
-            }
-            _ => Ok(()),
+        match reconnect::shared_failure(last.as_ref(), generation, since) {
+            Some(why) => Err(NodeError::Unavailable(why.to_owned())),
+            None => Ok(()),
         }
     }
 
     fn live(&self, generation: u64) -> Option<Connection> {
         let current = lock(&self.current);
         let p = current.as_ref()?;
-        (p.generation >= generation && p.conn.close_reason().is_none()).then(|| p.conn.clone())
+        reconnect::reusable(p.generation, p.conn.close_reason().is_none(), generation)
+            .then(|| p.conn.clone())
     }
 }
 

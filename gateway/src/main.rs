@@ -4,8 +4,7 @@
 //! - `sixfold-gateway dev ...`: a complete local cluster in one command
 //! - `sixfold-gateway certs ...`: the cluster PKI
 
-mod certs_cmd;
-mod dev;
+mod cli;
 mod readiness;
 
 use std::io::IsTerminal;
@@ -33,10 +32,10 @@ enum Command {
     /// Serve the HTTP API (metadata and cluster certificates under the data dir).
     Serve(Box<ServeArgs>),
     /// Run a complete local cluster: the gateway and N storage nodes on loopback.
-    Dev(dev::DevArgs),
+    Dev(cli::dev::DevArgs),
     /// Manage the cluster certificates and token.
     #[command(subcommand)]
-    Certs(certs_cmd::CertsCommand),
+    Certs(cli::certs::CertsCommand),
 }
 
 /// Logs go to stderr, as text or JSON lines; `RUST_LOG` filters (default `info`).
@@ -74,8 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(serve(&config))?;
             Ok(())
         }
-        Command::Dev(args) => dev::run(args),
-        Command::Certs(args) => certs_cmd::run(args),
+        Command::Dev(args) => cli::dev::run(args),
+        Command::Certs(args) => cli::certs::run(args),
     }
 }
 

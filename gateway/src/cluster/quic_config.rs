@@ -66,6 +66,15 @@ pub fn connection_window(stream_window: u32) -> VarInt {
     VarInt::from_u64(bytes).unwrap_or(VarInt::MAX)
 }
 
+/// Unacknowledged bytes kept per connection: at least room for every stream to fill a node's
+/// stream window (of the same size as ours by default), so that the send window is not credit
+/// upload streams share (quinn blocks every stream of a connection once it is used up, and
+/// under load one stream could wait behind the others past any timeout). Each stream stays
+/// bounded by the node's credit, and memory by admission.
+pub fn send_window(stream_window: u32) -> u64 {
+    SEND_WINDOW.max(connection_window(stream_window).into_inner())
+}
+
 /// Transport settings for a path whose datagrams may be `mtu` bytes, with the default stream
 /// window.
 #[cfg(test)]
@@ -82,7 +91,7 @@ pub fn transport_config_with(mtu: u16, stream_window: u32) -> TransportConfig {
     let mut t = TransportConfig::default();
     t.stream_receive_window(VarInt::from_u32(stream_window))
         .receive_window(connection_window(stream_window))
-        .send_window(SEND_WINDOW)
+        .send_window(send_window(stream_window))
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .keep_alive_interval(Some(KEEP_ALIVE))

@@ -53,7 +53,8 @@ pub struct QuicSettings {
     /// Flow-control window of one stream: unread data the peer may send on it. The window of
     /// a whole connection is derived from it ([`QuicSettings::connection_receive_window`]).
     pub stream_receive_window: u32,
-    /// Data a sender keeps buffered or unacknowledged per connection; bounds sender memory.
+    /// Data a sender keeps buffered or unacknowledged per connection, on top of what the
+    /// peer's flow control already bounds (see [`QuicSettings::effective_send_window`]).
     pub send_window: u64,
     /// Bidirectional streams the peer may have open at once.
     pub max_concurrent_bidi_streams: u32,
@@ -126,6 +127,16 @@ impl QuicSettings {
         u64::from(self.stream_receive_window) * u64::from(self.max_concurrent_bidi_streams)
     }
 
+    /// The send window used: at least room for every stream to use its whole stream window.
+    /// quinn-proto blocks every stream of a connection once this much is written and not yet
+    /// acknowledged, so a smaller one is credit all streams share, and under load a stream can
+    /// wait behind the others for longer than any request timeout (seen: gets that sent nothing
+    /// for 30 s while others on the same connection moved). Each stream's writes stay bounded
+    /// by the peer's stream credit, and so memory by the streams admission lets open.
+    pub fn effective_send_window(&self) -> u64 {
+        self.send_window.max(self.connection_receive_window())
+    }
+
     /// Congestion window before the first acknowledgement: at least 10 datagrams of the MTU.
     pub fn initial_congestion_window(&self) -> u64 {
         // quinn-proto's own default, kept when the MTU is small.
@@ -155,7 +166,7 @@ impl QuicSettings {
             .receive_window(
                 VarInt::from_u64(self.connection_receive_window()).unwrap_or(VarInt::MAX),
             )
-            .send_window(self.send_window)
+            .send_window(self.effective_send_window())
             .max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_bidi_streams))
             .max_idle_timeout(Some(idle_timeout(self.idle_timeout)))
             .keep_alive_interval(self.keep_alive_interval)
@@ -198,6 +209,8 @@ mod tests {
             ..QuicSettings::default()
         };
         assert_eq!(tiny.connection_receive_window(), 3 * 64 * 1024);
+        assert!(s.effective_send_window() >= s.connection_receive_window());
+        assert_eq!(tiny.effective_send_window(), tiny.send_window);
     }
 
     #[test]

@@ -699,10 +699,8 @@ fn many_concurrent_puts_share_a_small_pool() {
     });
 }
 
-/// Needs root (mounts an 8 MiB tmpfs): `cargo test -p sixfold-node -- --ignored disk_full`.
-#[test]
-#[ignore = "needs root to mount a small tmpfs"]
-fn disk_full_leaves_no_partial_chunk() {
+/// A temp dir with an 8 MiB tmpfs mounted at `<dir>/small` (needs root); the caller unmounts.
+fn small_tmpfs() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tmp();
     let mnt = dir.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
@@ -713,6 +711,14 @@ fn disk_full_leaves_no_partial_chunk() {
         .unwrap()
         .success();
     assert!(ok, "mount tmpfs");
+    (dir, mnt)
+}
+
+/// Needs root (mounts an 8 MiB tmpfs): `cargo test -p sixfold-node -- --ignored disk_full`.
+#[test]
+#[ignore = "needs root to mount a small tmpfs"]
+fn disk_full_leaves_no_partial_chunk() {
+    let (_dir, mnt) = small_tmpfs();
     let res = std::panic::catch_unwind(|| {
         run(async {
             let store = open(&mnt).await;
@@ -756,16 +762,7 @@ fn fill_up(dir: &Path) {
 #[test]
 #[ignore = "needs root to mount a small tmpfs"]
 fn a_store_opens_on_a_full_disk_serves_reads_and_takes_puts_once_space_is_back() {
-    let dir = tmp();
-    let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mount tmpfs");
+    let (_dir, mnt) = small_tmpfs();
     let keep = data(2 * MIB + 5, 11);
     let res = std::panic::catch_unwind(|| {
         run(async {

@@ -141,6 +141,7 @@ pub struct Metrics {
     connections_open: AtomicI64,
     connection_limit: AtomicU64,
     timeouts: [AtomicU64; TimeoutKind::ALL.len()],
+    panics: AtomicU64,
 }
 
 impl Metrics {
@@ -199,6 +200,11 @@ impl Metrics {
 
     pub fn timed_out(&self, kind: TimeoutKind) {
         self.timeouts[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request handler panicked (answered 500).
+    pub fn http_panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn timeouts(&self, kind: TimeoutKind) -> u64 {
@@ -395,6 +401,13 @@ impl Metrics {
                 get(&self.timeouts[kind as usize])
             );
         }
+        header(
+            out,
+            "sixfold_http_panics_total",
+            "counter",
+            "Requests whose handler panicked (answered 500 internal).",
+        );
+        let _ = writeln!(out, "sixfold_http_panics_total {}", get(&self.panics));
     }
 }
 

@@ -25,11 +25,13 @@ pub enum ErrorCode {
     RequestTimeout,
     /// A node holding a needed part is down; retry after `Retry-After`.
     NodeUnavailable,
+    /// The request uses something the gateway does not support (a transfer coding).
+    NotImplemented,
 }
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidId,
         ErrorCode::NotFound,
@@ -43,6 +45,7 @@ impl ErrorCode {
         ErrorCode::Busy,
         ErrorCode::RequestTimeout,
         ErrorCode::NodeUnavailable,
+        ErrorCode::NotImplemented,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +63,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::NodeUnavailable => "node_unavailable",
+            ErrorCode::NotImplemented => "not_implemented",
         }
     }
 
@@ -76,6 +80,7 @@ impl ErrorCode {
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Busy | ErrorCode::NodeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -252,6 +257,7 @@ mod tests {
             (ErrorCode::Busy, 503, "busy"),
             (ErrorCode::RequestTimeout, 408, "request_timeout"),
             (ErrorCode::NodeUnavailable, 503, "node_unavailable"),
+            (ErrorCode::NotImplemented, 501, "not_implemented"),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (i, (code, status, text)) in expected.into_iter().enumerate() {

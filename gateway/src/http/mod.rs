@@ -15,6 +15,7 @@ pub mod error;
 pub mod files;
 pub mod listener;
 pub mod range;
+mod request_guard;
 mod request_log;
 pub mod status;
 #[cfg(test)]
@@ -198,6 +199,10 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .merge(extra)
         .fallback(status::no_route)
         .method_not_allowed_fallback(status::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_guard::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             request_log::log_request,

@@ -127,6 +127,21 @@ impl UploadError {
     }
 }
 
+/// Longest file name kept, in bytes of UTF-8, however the name arrives (header, query, form).
+pub const MAX_NAME_BYTES: usize = 1024;
+
+/// Every upload's name passes here before anything is placed, so that a form's `filename`
+/// obeys the same limit as `X-File-Name` and `?name=`.
+fn check_name(name: Option<&str>) -> Result<(), UploadError> {
+    match name {
+        Some(n) if n.len() > MAX_NAME_BYTES => Err(UploadError::BadRequest(format!(
+            "the file name is {} bytes long; at most {MAX_NAME_BYTES} bytes are accepted",
+            n.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn is_no_space(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
 }
@@ -397,6 +412,7 @@ impl Uploader {
         size: u64,
         multipart: bool,
     ) -> Result<OpenSession, UploadError> {
+        check_name(info.name.as_deref())?;
         let file_id = Uuid::new_v4();
         let ranges = plan(size, &self.settings.split);
         let reservation = self.store.reserve(&file_id, &ranges)?;
@@ -535,5 +551,16 @@ mod tests {
         // 10 GiB: an hour plus 10240 s.
         assert_eq!(session_lifetime_ms(hour, 10 << 30), 3_600_000 + 10_240_000);
         assert_eq!(session_lifetime_ms(Duration::MAX, u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn names_are_limited_in_bytes_not_characters() {
+        assert!(check_name(None).is_ok());
+        assert!(check_name(Some(&"a".repeat(MAX_NAME_BYTES))).is_ok());
+        let err = check_name(Some(&"a".repeat(MAX_NAME_BYTES + 1))).expect_err("too long");
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+        // 512 two-byte characters fill the limit; one more is over it.
+        assert!(check_name(Some(&"é".repeat(MAX_NAME_BYTES / 2))).is_ok());
+        assert!(check_name(Some(&"é".repeat(MAX_NAME_BYTES / 2 + 1))).is_err());
     }
 }

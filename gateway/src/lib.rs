@@ -10,5 +10,7 @@ pub mod meta;
 pub mod metrics;
 pub mod placement;
 pub mod server;
+#[cfg(test)]
+mod sim;
 pub mod split;
 pub mod upload;

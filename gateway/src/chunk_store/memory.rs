@@ -30,6 +30,8 @@ pub enum Fault {
     CorruptReads,
     /// Fails reads after the first frame.
     FailReadsMidway,
+    /// Stores the whole chunk, then fails instead of acknowledging it (an ack lost on the way).
+    LoseAck,
 }
 
 #[derive(Debug, Default)]
@@ -57,15 +59,20 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// `n` up nodes of 1 TiB each.
     pub fn with_nodes(n: usize) -> Self {
+        Self::with_node_ids((0..n).map(|_| Uuid::new_v4()))
+    }
+
+    /// Up nodes of 1 TiB each with the given ids (fixed ids make placement reproducible).
+    pub fn with_node_ids(ids: impl IntoIterator<Item = Uuid>) -> Self {
         let store = MemoryStore {
             read_frame: 4096,
             ..Self::default()
         };
         {
             let mut s = store.lock();
-            for _ in 0..n {
+            for id in ids {
                 s.nodes.push((
-                    Uuid::new_v4(),
+                    id,
                     NodeState {
                         up: true,
                         capacity: 1 << 40,
@@ -106,6 +113,15 @@ impl MemoryStore {
     /// Chunks stored across all nodes.
     pub fn chunk_count(&self) -> usize {
         self.lock().nodes.iter().map(|(_, n)| n.chunks.len()).sum()
+    }
+
+    /// Every stored chunk, as (node, chunk id).
+    pub fn all_chunks(&self) -> Vec<(Uuid, ChunkId)> {
+        let s = self.lock();
+        s.nodes
+            .iter()
+            .flat_map(|(id, n)| n.chunks.keys().map(move |c| (*id, *c)))
+            .collect()
     }
 
     /// The stored bytes of a chunk.
@@ -223,6 +239,14 @@ impl ChunkStore for MemoryStore {
             let mut s = store.lock();
             if let Some((_, n)) = s.nodes.iter_mut().find(|(id, _)| *id == node) {
                 n.chunks.insert(chunk_id, data.freeze());
+            }
+            drop(s);
+            if fault == Fault::LoseAck {
+                return Err(Self::error(
+                    node,
+                    "stream",
+                    "connection lost before the ack",
+                ));
             }
             let crc32c = if fault == Fault::WrongAckCrc {
                 crc ^ 1

@@ -185,7 +185,13 @@ pub struct Uploader {
     store: SharedStore,
     metrics: Arc<Metrics>,
     settings: Arc<UploadSettings>,
+    /// Where new file ids come from: random, or a seeded sequence in the simulation, since a
+    /// file's id decides its placement.
+    file_ids: FileIds,
 }
+
+/// A source of new file ids.
+pub type FileIds = Arc<dyn Fn() -> Uuid + Send + Sync>;
 
 /// An upload session recorded in the metadata and not yet committed.
 struct OpenSession {
@@ -251,7 +257,15 @@ impl Uploader {
             store,
             metrics,
             settings: Arc::new(settings),
+            file_ids: Arc::new(Uuid::new_v4),
         }
+    }
+
+    /// This uploader with file ids from `source` (a seeded sequence makes placement
+    /// reproducible).
+    pub fn with_file_ids(mut self, source: FileIds) -> Self {
+        self.file_ids = source;
+        self
     }
 
     pub fn settings(&self) -> &UploadSettings {
@@ -413,7 +427,7 @@ impl Uploader {
         multipart: bool,
     ) -> Result<OpenSession, UploadError> {
         check_name(info.name.as_deref())?;
-        let file_id = Uuid::new_v4();
+        let file_id = (self.file_ids)();
         let ranges = plan(size, &self.settings.split);
         let reservation = self.store.reserve(&file_id, &ranges)?;
         let nodes = reservation.nodes();

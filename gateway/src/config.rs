@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// How often expired uploads are aborted and queued chunk deletions retried [default: 5s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub cleanup_interval: Option<Duration>,
+    /// How long a chunk that no file or upload references stays quarantined before it may be
+    /// deleted [default: 24h].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub orphan_grace: Option<Duration>,
     /// UDP payload size of the QUIC packets sent to nodes: `auto` (jumbo on loopback, 1452
     /// elsewhere) or 1200..=65527 [default: auto].
     #[arg(long, value_name = "BYTES|auto")]
@@ -171,6 +175,7 @@ struct FileConfig {
     heartbeat_interval: Option<HumanDuration>,
     down_after: Option<HumanDuration>,
     cleanup_interval: Option<HumanDuration>,
+    orphan_grace: Option<HumanDuration>,
     mtu: Option<MtuSetting>,
     node_max_parts: Option<u32>,
     log_format: Option<LogFormat>,
@@ -201,6 +206,7 @@ pub struct GatewayConfig {
     pub heartbeat_interval: Duration,
     pub down_after: Duration,
     pub cleanup_interval: Duration,
+    pub orphan_grace: Duration,
     pub mtu: MtuSetting,
     pub node_max_parts: u32,
     pub log_format: LogFormat,
@@ -300,6 +306,10 @@ impl GatewayConfig {
                 .cleanup_interval
                 .or(file.cleanup_interval.map(|d| d.0))
                 .unwrap_or(Duration::from_secs(5)),
+            orphan_grace: args
+                .orphan_grace
+                .or(file.orphan_grace.map(|d| d.0))
+                .unwrap_or(crate::cluster::DEFAULT_ORPHAN_GRACE),
             mtu: args.mtu.or(file.mtu).unwrap_or_default(),
             node_max_parts: args
                 .node_max_parts

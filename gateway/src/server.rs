@@ -203,6 +203,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         down_after: config.down_after,
         cleanup_interval: config.cleanup_interval,
         session_ttl: config.session_ttl,
+        orphan_grace: config.orphan_grace,
         mtu: config.mtu,
         request_timeout: config.node_timeout,
         stream_window: u32::try_from(config.node_stream_window).unwrap_or(u32::MAX),

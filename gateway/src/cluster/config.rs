@@ -99,6 +99,9 @@ impl<'de> Deserialize<'de> for MtuSetting {
     }
 }
 
+/// Default of [`ClusterConfig::orphan_grace`].
+pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(24 * 3600);
+
 /// Default of [`ClusterConfig::node_max_parts`].
 pub const DEFAULT_NODE_MAX_PARTS: u32 = 64;
 
@@ -127,6 +130,9 @@ pub struct ClusterConfig {
     pub orphan_scan_interval: Duration,
     /// Delay between a node (re)registering and its first orphan scan.
     pub orphan_scan_delay: Duration,
+    /// How long an orphan stays quarantined (and still an orphan in every scan) before it may
+    /// be deleted.
+    pub orphan_grace: Duration,
     /// Longest a node's heartbeat figures (used space, chunk count) stay only in memory.
     pub persist_interval: Duration,
     /// Parts in flight to one node at most; a node at the limit takes no new part.
@@ -146,6 +152,7 @@ impl Default for ClusterConfig {
             stream_window: super::quic_config::STREAM_RECEIVE_WINDOW,
             orphan_scan_interval: Duration::from_secs(600),
             orphan_scan_delay: Duration::from_secs(30),
+            orphan_grace: DEFAULT_ORPHAN_GRACE,
             persist_interval: Duration::from_secs(30),
             node_max_parts: DEFAULT_NODE_MAX_PARTS,
         }
@@ -165,6 +172,7 @@ impl fmt::Debug for ClusterConfig {
             .field("stream_window", &self.stream_window)
             .field("orphan_scan_interval", &self.orphan_scan_interval)
             .field("orphan_scan_delay", &self.orphan_scan_delay)
+            .field("orphan_grace", &self.orphan_grace)
             .field("persist_interval", &self.persist_interval)
             .field("node_max_parts", &self.node_max_parts)
             .finish()

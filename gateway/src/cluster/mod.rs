@@ -12,7 +12,7 @@ mod health;
 mod in_flight;
 mod pool;
 mod quic_config;
-mod reconcile;
+pub mod reconcile;
 mod reconnect;
 mod registration;
 mod registry;
@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use config::{
-    ClusterConfig, DEFAULT_NODE_MAX_PARTS, ETHERNET_MTU, JUMBO_MTU, MAX_QUIC_MTU, MIN_QUIC_MTU,
-    MtuSetting, ParseMtuError,
+    ClusterConfig, DEFAULT_NODE_MAX_PARTS, DEFAULT_ORPHAN_GRACE, ETHERNET_MTU, JUMBO_MTU,
+    MAX_QUIC_MTU, MIN_QUIC_MTU, MtuSetting, ParseMtuError,
 };
 pub use error::{ClusterError, NodeError};
 pub use in_flight::{Hold, Ledger, PartHold, Reservation, Settle};
@@ -66,6 +66,7 @@ struct Inner {
     down: tokio::sync::watch::Sender<u64>,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    reconcile: reconcile::ReconcileStats,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -113,6 +114,7 @@ impl Cluster {
             down: tokio::sync::watch::Sender::new(0),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            reconcile: reconcile::ReconcileStats::default(),
         });
         let tasks = vec![
             tokio::spawn(health::run(Arc::downgrade(&inner))),
@@ -139,6 +141,11 @@ impl Cluster {
 
     pub fn config(&self) -> &ClusterConfig {
         &self.inner.cfg
+    }
+
+    /// What the orphan reconciler has quarantined, deleted and refused.
+    pub fn reconcile_stats(&self) -> &reconcile::ReconcileStats {
+        &self.inner.reconcile
     }
 
     pub(crate) fn meta(&self) -> &Meta {

@@ -11,8 +11,15 @@
 //! A chunk a live session references is never deleted: references are read after the listing
 //! (a session is recorded before its first byte reaches a node, so any chunk the listing saw
 //! is covered), and the delete queue re-checks them in the same transaction that queues.
+//!
+//! An orphan is not deleted when found. It is quarantined (marked in the metadata with when it
+//! was first seen, [`crate::meta::QuarantineMark`]) and queued for deletion only once a later
+//! scan still finds it an orphan after the grace period (`orphan_grace`, 24 h by default), and
+//! only while the safety valve holds: no scan deletes more than half of a node's chunks, however
+//! few. Every such deletion is logged at WARN with its file, part and node.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sixfold_wire::{ChunkId, ChunkInfo, ChunkState, FileId, MAX_LIST_LIMIT, Request, Response};
@@ -20,13 +27,14 @@ use uuid::Uuid;
 
 use super::Cluster;
 use super::error::NodeError;
-use crate::meta::DeleteReason;
+use crate::meta::{QuarantineMark, unix_ms_now};
 
 /// A scan deleting more than this share of a node's chunks is refused: it more likely means
-/// the metadata is missing or stale than that the node is mostly garbage.
+/// the metadata is missing or stale than that the node is mostly garbage. There is no
+/// exemption for small counts: a lost metadata file on a small cluster is no less a loss.
 const MAX_ORPHAN_SHARE: f64 = 0.5;
-/// Below this many orphans the share rule does not apply (small nodes, tests).
-const ALWAYS_ALLOWED: usize = 64;
+/// Quarantine marks read per metadata transaction.
+const MARK_PAGE: usize = 4096;
 
 /// Unreferenced chunks seen by earlier scans, per node, with when each was first seen.
 #[derive(Debug, Default)]
@@ -73,7 +81,78 @@ impl OrphanTracker {
 
 /// Whether deleting `orphans` of `total` chunks passes the safety valve.
 pub fn within_valve(orphans: usize, total: usize) -> bool {
-    orphans <= ALWAYS_ALLOWED || (orphans as f64) <= (total as f64) * MAX_ORPHAN_SHARE
+    (orphans as f64) <= (total as f64) * MAX_ORPHAN_SHARE
+}
+
+/// What one scan does with a node's orphans and its quarantine.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct QuarantinePlan {
+    /// Orphans seen for the first time: mark them.
+    pub add: Vec<(ChunkId, QuarantineMark)>,
+    /// Marked chunks that are no orphans any more (referenced, or gone from the node).
+    pub release: Vec<ChunkId>,
+    /// Marked chunks that are still orphans after the grace period: deletable.
+    pub ripe: Vec<ChunkId>,
+}
+
+/// Decides, from this scan's `orphans` and the node's existing `marks`, what to mark, unmark
+/// and delete at `now_ms`.
+pub fn plan_quarantine(
+    orphans: &[ChunkInfo],
+    marks: &HashMap<ChunkId, QuarantineMark>,
+    now_ms: u64,
+    grace: Duration,
+) -> QuarantinePlan {
+    let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+    let mut plan = QuarantinePlan::default();
+    let mut still = HashSet::with_capacity(orphans.len());
+    for info in orphans {
+        still.insert(info.chunk_id);
+        match marks.get(&info.chunk_id) {
+            Some(mark) if now_ms.saturating_sub(mark.first_seen_unix_ms) >= grace_ms => {
+                plan.ripe.push(info.chunk_id);
+            }
+            Some(_) => {}
+            None => plan.add.push((
+                info.chunk_id,
+                QuarantineMark {
+                    file_id: Uuid::from_bytes(info.meta.file_id),
+                    part_index: info.meta.part_index,
+                    first_seen_unix_ms: now_ms,
+                },
+            )),
+        }
+    }
+    plan.release = marks
+        .keys()
+        .filter(|c| !still.contains(*c))
+        .copied()
+        .collect();
+    plan.release.sort_unstable();
+    plan
+}
+
+/// What the reconciler did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ReconcileStats {
+    quarantined: AtomicU64,
+    deleted: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl ReconcileStats {
+    /// Orphans marked for quarantine, ever.
+    pub fn quarantined(&self) -> u64 {
+        self.quarantined.load(Ordering::Relaxed)
+    }
+    /// Orphans queued for deletion after their quarantine, ever.
+    pub fn deleted(&self) -> u64 {
+        self.deleted.load(Ordering::Relaxed)
+    }
+    /// Scans whose deletions the safety valve refused.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
 }
 
 /// Lists every chunk on every shard of `node`, keeping those not in `referenced` (to bound
@@ -164,26 +243,88 @@ pub async fn scan_node(
     .await?;
     let ttl = cluster.config().session_ttl;
     let orphans = tracker.observe(node, &candidates, &live_sessions, Instant::now(), ttl);
-    if orphans.is_empty() {
-        return Ok(0);
-    }
+    let orphans: Vec<ChunkInfo> = {
+        let ids: HashSet<ChunkId> = orphans.into_iter().collect();
+        candidates
+            .into_iter()
+            .filter(|c| ids.contains(&c.chunk_id))
+            .collect()
+    };
+    let meta = cluster.meta().clone();
+    let marks = blocking(move || {
+        let mut marks = HashMap::new();
+        let mut after = None;
+        loop {
+            let page = meta.quarantined(&node, after, MARK_PAGE)?;
+            let full = page.len() == MARK_PAGE;
+            after = page.last().map(|(c, _)| *c);
+            marks.extend(page);
+            if !full {
+                return Ok(marks);
+            }
+        }
+    })
+    .await?;
+    let plan = plan_quarantine(
+        &orphans,
+        &marks,
+        unix_ms_now(),
+        cluster.config().orphan_grace,
+    );
+    let stats = cluster.reconcile_stats();
     if !within_valve(orphans.len(), total) {
         tracing::warn!(
             %node,
             orphans = orphans.len(),
             total,
+            "most of this node's chunks are referenced by no file: they are quarantined, and \
+             none is deleted while this lasts; is the gateway's metadata complete?"
+        );
+    }
+    if !plan.add.is_empty() || !plan.release.is_empty() {
+        let meta = cluster.meta().clone();
+        let (add, release) = (plan.add.clone(), plan.release.clone());
+        let marked = blocking(move || meta.update_quarantine(&node, &add, &release)).await?;
+        stats
+            .quarantined
+            .fetch_add(marked as u64, Ordering::Relaxed);
+        if marked > 0 {
+            tracing::info!(%node, marked, grace = ?cluster.config().orphan_grace, "quarantined orphan chunks");
+        }
+    }
+    if plan.ripe.is_empty() {
+        return Ok(0);
+    }
+    if !within_valve(plan.ripe.len(), total) || !within_valve(orphans.len(), total) {
+        stats.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            %node,
+            deletable = plan.ripe.len(),
+            total,
             "refusing to delete most of a node's chunks as orphans; is the gateway's metadata complete?"
         );
-        tracker.forget(&node);
         return Ok(0);
     }
     let meta = cluster.meta().clone();
-    let queued =
-        blocking(move || meta.enqueue_deletes(&node, &orphans, DeleteReason::Orphan)).await?;
-    if queued > 0 {
-        tracing::info!(%node, queued, "queued orphan chunks for deletion");
+    let ripe = plan.ripe;
+    let queued = blocking(move || meta.delete_quarantined(&node, &ripe)).await?;
+    for (chunk, mark) in &queued {
+        tracing::warn!(
+            %node,
+            file_id = %mark.file_id,
+            part = mark.part_index,
+            chunk = %hex(chunk),
+            "deleting an orphan chunk: no file or upload references it since its quarantine began"
+        );
     }
-    Ok(queued)
+    stats
+        .deleted
+        .fetch_add(queued.len() as u64, Ordering::Relaxed);
+    Ok(queued.len())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs a metadata call on the blocking pool, mapping its failure to a node-side error kind
@@ -277,10 +418,58 @@ mod tests {
     }
 
     #[test]
-    fn the_valve_stops_mass_deletion() {
-        assert!(within_valve(64, 64));
+    fn the_valve_stops_mass_deletion_whatever_the_count() {
         assert!(within_valve(500, 1000));
         assert!(!within_valve(501, 1000));
-        assert!(!within_valve(65, 65));
+        // No small-count exemption: all 64 chunks of a small node are not deleted at once,
+        // nor the single chunk of a node that holds one.
+        assert!(!within_valve(64, 64));
+        assert!(!within_valve(1, 1));
+        assert!(within_valve(1, 2));
+        assert!(within_valve(0, 0));
+    }
+
+    fn mark(first_seen_unix_ms: u64) -> QuarantineMark {
+        QuarantineMark {
+            file_id: Uuid::from_bytes([5; 16]),
+            part_index: 0,
+            first_seen_unix_ms,
+        }
+    }
+
+    #[test]
+    fn orphans_are_quarantined_first_and_deletable_only_after_the_grace() {
+        let grace = Duration::from_secs(3600);
+        let found = [
+            chunk(1, 5, ChunkState::Complete),
+            chunk(2, 5, ChunkState::Complete),
+            chunk(3, 5, ChunkState::Complete),
+        ];
+        // First sighting: everything is marked, nothing deletable.
+        let plan = plan_quarantine(&found, &HashMap::new(), 1_000, grace);
+        assert_eq!(plan.add.len(), 3);
+        assert!(plan.add.iter().all(|(_, m)| m.first_seen_unix_ms == 1_000));
+        assert_eq!(plan.add[0].1.file_id, Uuid::from_bytes([5; 16]));
+        assert!(plan.ripe.is_empty() && plan.release.is_empty());
+
+        // Marked an hour minus 1 ms ago, exactly an hour ago, and not at all.
+        let marks: HashMap<ChunkId, QuarantineMark> =
+            [([1; 16], mark(1_001)), ([2; 16], mark(1_000))].into();
+        let plan = plan_quarantine(&found, &marks, 3_601_000, grace);
+        assert_eq!(plan.ripe, vec![[2; 16]]);
+        assert_eq!(plan.add.len(), 1);
+        assert_eq!(plan.add[0].0, [3; 16]);
+        assert!(plan.release.is_empty());
+    }
+
+    #[test]
+    fn a_mark_is_released_when_its_chunk_is_no_orphan_any_more() {
+        let marks: HashMap<ChunkId, QuarantineMark> =
+            [([1; 16], mark(0)), ([9; 16], mark(0)), ([4; 16], mark(0))].into();
+        let found = [chunk(1, 5, ChunkState::Complete)];
+        let plan = plan_quarantine(&found, &marks, u64::MAX, Duration::ZERO);
+        assert_eq!(plan.ripe, vec![[1; 16]]);
+        assert_eq!(plan.release, vec![[4; 16], [9; 16]]);
+        assert!(plan.add.is_empty());
     }
 }

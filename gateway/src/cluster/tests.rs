@@ -700,6 +700,8 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
     cfg.down_after = Duration::from_secs(60);
     cfg.orphan_scan_delay = Duration::from_millis(200);
     cfg.orphan_scan_interval = Duration::from_millis(200);
+    // Quarantined on the first scan, deleted by the next.
+    cfg.orphan_grace = Duration::ZERO;
     let h = Harness::start(cfg, gateway).await;
     let fake = FakeNode::start(node_tls);
     let node = Uuid::new_v4();

@@ -10,6 +10,7 @@ mod deletes;
 mod error;
 mod files;
 mod nodes;
+mod quarantine;
 mod records;
 mod sessions;
 mod tables;
@@ -26,6 +27,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 
 pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use error::MetaError;
+pub use quarantine::QuarantineMark;
 pub use records::{
     AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, PartRecord,
     PendingDelete, PlannedPart, UploadSession, new_chunk_id,
@@ -73,6 +75,7 @@ impl Meta {
             txn.open_table(tables::NODES)?;
             txn.open_table(tables::DELETE_QUEUE)?;
             txn.open_table(tables::CHUNK_REFS)?;
+            txn.open_table(tables::QUARANTINE)?;
             Ok(())
         })?;
         tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");

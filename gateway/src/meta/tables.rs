@@ -26,10 +26,16 @@ pub(super) const DELETE_QUEUE: TableDefinition<&[u8; 32], &[u8]> =
 pub(super) const CHUNK_REFS: TableDefinition<&[u8; 32], &[u8; 16]> =
     TableDefinition::new("chunk_refs");
 
+/// Node id ‖ chunk id -> encoded [`super::QuarantineMark`]: chunks found unreferenced, waiting
+/// out the grace period before they may be deleted. Added after schema version 1's first
+/// release; opening an older database creates it empty.
+pub(super) const QUARANTINE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("quarantine");
+
 pub(super) const SESSIONS_NAME: &str = "sessions";
 pub(super) const FILES_NAME: &str = "files";
 pub(super) const NODES_NAME: &str = "nodes";
 pub(super) const DELETE_QUEUE_NAME: &str = "delete_queue";
+pub(super) const QUARANTINE_NAME: &str = "quarantine";
 
 /// Key of a chunk on a node.
 pub(super) fn chunk_key(node_id: &Uuid, chunk_id: &ChunkId) -> [u8; 32] {

@@ -119,3 +119,35 @@ async fn a_node_killed_mid_upload_fails_the_upload_and_leaves_no_chunk() {
     c.wait_nodes_up(6).await;
     wait_total_chunks(&c, 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_of_every_process_mid_upload_a_restart_leaves_no_stray_chunk() {
+    // The session lifetime is the default hour: only aborting the dead process's sessions at
+    // once can clean up within the wait below.
+    let mut c = TestCluster::start(fast_cleanup()).await;
+    let kept = pattern(31);
+    let kept_id = upload_ok(&c, "kept.bin", kept, 6 * MIB).await;
+    wait_total_chunks(&c, 6).await;
+
+    // 12 MiB in six 2 MiB parts; 5 MiB sent: parts 0 and 1 are stored, part 2 is being written.
+    let (tx, task) = held_upload(&c, "cut.bin", 12 * MIB);
+    send_range(&tx, pattern(32), 0, 5 * MIB).await;
+    bounded("two parts of the cut upload are stored", async {
+        while total_chunks(&c).await < 8 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    c.kill_all();
+    drop(tx);
+    let _ = task.await;
+
+    c.start_gateway();
+    for i in 0..c.nodes.len() {
+        c.start_node(i);
+    }
+    c.wait_nodes_up(6).await;
+    wait_total_chunks(&c, 6).await;
+    assert_download_matches(&c, &kept_id, kept, 6 * MIB).await;
+    assert_eq!(list_ids(&c).await, vec![kept_id]);
+}

@@ -75,21 +75,69 @@ async fn meta_call<T: Send + 'static>(
     }
 }
 
-/// Aborts every session past its expiry; the abort queues its chunks for deletion.
+/// Sessions read per metadata transaction.
+const SESSION_PAGE: usize = 256;
+
+/// Why the cleanup ends an upload session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortReason {
+    /// Its time is up.
+    Expired,
+    /// An earlier process of this gateway recorded it and died: nobody will finish it, so
+    /// its chunks need not wait out the session's lifetime.
+    Leftover,
+}
+
+/// Whether the cleanup aborts a session created at `created_ms` expiring at `expires_ms`, at
+/// `now_ms`, in a gateway process that started at `started_ms`.
+pub fn abort_reason(
+    created_ms: u64,
+    expires_ms: u64,
+    now_ms: u64,
+    started_ms: u64,
+) -> Option<AbortReason> {
+    if created_ms < started_ms {
+        Some(AbortReason::Leftover)
+    } else if expires_ms <= now_ms {
+        Some(AbortReason::Expired)
+    } else {
+        None
+    }
+}
+
+/// Aborts every session past its expiry or left by an earlier process; the abort queues its
+/// chunks for deletion.
 async fn expire_sessions(cluster: &Cluster) -> Result<(), MetaError> {
     let now = unix_ms(std::time::SystemTime::now());
-    let expired = meta_call(cluster, move |m| m.expired_sessions(now)).await?;
-    for session in expired {
-        let file_id = session.file_id;
-        let chunks = meta_call(cluster, move |m| m.abort_session(&file_id)).await?;
-        tracing::info!(
-            %file_id,
-            name = ?session.name,
-            chunks = chunks.len(),
-            "aborted expired upload session"
-        );
+    let started = cluster.started_unix_ms();
+    let mut after = None;
+    loop {
+        let page = meta_call(cluster, move |m| m.sessions_page(after, SESSION_PAGE)).await?;
+        let full = page.len() == SESSION_PAGE;
+        after = page.last().map(|s| s.file_id);
+        for session in page {
+            let Some(reason) = abort_reason(
+                session.created_unix_ms,
+                session.expires_unix_ms,
+                now,
+                started,
+            ) else {
+                continue;
+            };
+            let file_id = session.file_id;
+            let chunks = meta_call(cluster, move |m| m.abort_session(&file_id)).await?;
+            tracing::info!(
+                %file_id,
+                name = ?session.name,
+                chunks = chunks.len(),
+                ?reason,
+                "aborted upload session"
+            );
+        }
+        if !full {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 /// Deletes the queued chunks of `node` until its queue is empty or the node stops answering.
@@ -169,6 +217,27 @@ async fn drain_node(cluster: &Cluster, node: Uuid) {
             deleted,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "deleted queued chunks"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_of_an_earlier_process_end_at_once_others_at_their_expiry() {
+        let started = 1_000;
+        // Recorded before this process started: left by a dead one, whatever its expiry.
+        assert_eq!(
+            abort_reason(999, u64::MAX, 1_001, started),
+            Some(AbortReason::Leftover)
+        );
+        // This process's own sessions live until they expire.
+        assert_eq!(abort_reason(1_000, 5_000, 4_999, started), None);
+        assert_eq!(
+            abort_reason(1_000, 5_000, 5_000, started),
+            Some(AbortReason::Expired)
         );
     }
 }

@@ -67,6 +67,9 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     reconcile: reconcile::ReconcileStats,
+    /// When this gateway process started (Unix ms): sessions recorded earlier are leftovers of
+    /// a process that died. One gateway per metadata store, for now.
+    started_unix_ms: u64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -92,6 +95,7 @@ impl Cluster {
         tls: impl Into<Arc<rustls::ClientConfig>>,
     ) -> Result<Cluster, ClusterError> {
         cfg.validate().map_err(ClusterError::Config)?;
+        let started_unix_ms = registry::unix_ms(std::time::SystemTime::now());
         let tls = quic_config::quic_tls(tls.into())?;
         let loader = meta.clone();
         let records = tokio::task::spawn_blocking(move || loader.list_nodes())
@@ -115,6 +119,7 @@ impl Cluster {
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
             reconcile: reconcile::ReconcileStats::default(),
+            started_unix_ms,
         });
         let tasks = vec![
             tokio::spawn(health::run(Arc::downgrade(&inner))),
@@ -141,6 +146,11 @@ impl Cluster {
 
     pub fn config(&self) -> &ClusterConfig {
         &self.inner.cfg
+    }
+
+    /// When this gateway process's cluster layer started (Unix ms).
+    pub fn started_unix_ms(&self) -> u64 {
+        self.inner.started_unix_ms
     }
 
     /// What the orphan reconciler has quarantined, deleted and refused.

@@ -284,6 +284,34 @@ impl Meta {
         })
     }
 
+    /// Up to `limit` sessions after file id `after`, in file id order: the cleanup walks the
+    /// table a page at a time, so its memory does not grow with the number of sessions.
+    pub fn sessions_page(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<UploadSession>, MetaError> {
+        self.read(|txn| {
+            let sessions = txn.open_table(SESSIONS)?;
+            let mut out = Vec::with_capacity(limit.min(1024));
+            let rows = match after {
+                Some(id) => sessions.range::<&[u8; 16]>(id.as_bytes()..)?,
+                None => sessions.range::<&[u8; 16]>(..)?,
+            };
+            for row in rows {
+                let (key, value) = row?;
+                if after.is_some_and(|id| key.value() == id.as_bytes()) {
+                    continue;
+                }
+                out.push(decode(value.value()).map_err(MetaError::corrupt(SESSIONS_NAME))?);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Number of open upload sessions.
     pub fn session_count(&self) -> Result<u64, MetaError> {
         self.read(|txn| Ok(txn.open_table(SESSIONS)?.len()?))
@@ -328,5 +356,37 @@ mod tests {
         assert!(!is_checksum("0123456789ABCDEF0123456789abcdef"));
         assert!(!is_checksum("0123456789abcdef0123456789abcde"));
         assert!(!is_checksum("0123456789abcdef0123456789abcdeg"));
+    }
+
+    #[test]
+    fn sessions_page_in_file_id_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = Meta::open(dir.path().join("m.redb")).expect("open");
+        for n in [3u128, 1, 2, 5, 4] {
+            meta.begin_session(&UploadSession {
+                file_id: Uuid::from_u128(n),
+                name: format!("s{n}"),
+                content_type: None,
+                size: Some(5),
+                created_unix_ms: 0,
+                expires_unix_ms: 10,
+                parts: vec![part(0, 0, 5)],
+                multipart: false,
+            })
+            .expect("session");
+        }
+        let ids =
+            |page: Vec<UploadSession>| page.iter().map(|s| s.file_id.as_u128()).collect::<Vec<_>>();
+        let first = meta.sessions_page(None, 2).expect("page");
+        assert_eq!(ids(first), [1, 2]);
+        let next = meta
+            .sessions_page(Some(Uuid::from_u128(2)), 10)
+            .expect("page");
+        assert_eq!(ids(next), [3, 4, 5]);
+        assert!(
+            meta.sessions_page(Some(Uuid::from_u128(5)), 10)
+                .expect("page")
+                .is_empty()
+        );
     }
 }

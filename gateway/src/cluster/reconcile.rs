@@ -35,6 +35,8 @@ use crate::meta::{QuarantineMark, unix_ms_now};
 const MAX_ORPHAN_SHARE: f64 = 0.5;
 /// Quarantine marks read per metadata transaction.
 const MARK_PAGE: usize = 4096;
+/// Unreferenced chunks one scan keeps at most (about 100 bytes each).
+const MAX_CANDIDATES: usize = 1 << 20;
 
 /// Unreferenced chunks seen by earlier scans, per node, with when each was first seen.
 #[derive(Debug, Default)]
@@ -155,16 +157,24 @@ impl ReconcileStats {
     }
 }
 
-/// Lists every chunk on every shard of `node`, keeping those not in `referenced` (to bound
-/// memory on large nodes). Returns them and the total number listed.
-async fn list_unreferenced(
-    cluster: &Cluster,
-    node: Uuid,
-    referenced: &HashSet<ChunkId>,
-) -> Result<(Vec<ChunkInfo>, usize), NodeError> {
+/// What listing a node found.
+#[derive(Debug, Default)]
+struct Listing {
+    /// Unreferenced chunks, the first `MAX_CANDIDATES` of them.
+    kept: Vec<ChunkInfo>,
+    /// Unreferenced chunks in all.
+    unreferenced: usize,
+    /// Chunks listed.
+    total: usize,
+}
+
+/// Lists every chunk on every shard of `node`, a page at a time, keeping those no file or
+/// session references (looked up per page, so memory is bounded by the page and by what is
+/// kept). Keeps at most `MAX_CANDIDATES`, but counts them all, so that the safety valve judges
+/// the whole node.
+async fn list_unreferenced(cluster: &Cluster, node: Uuid) -> Result<Listing, NodeError> {
     let shards = cluster.shard_count(node)?;
-    let mut out = Vec::new();
-    let mut total = 0usize;
+    let mut listing = Listing::default();
     for shard in 0..shards {
         let mut after: Option<ChunkId> = None;
         loop {
@@ -180,7 +190,7 @@ async fn list_unreferenced(
                     ));
                 }
             };
-            total += entries.len();
+            listing.total += entries.len();
             let last = entries.last().map(|e| e.chunk_id);
             // Ids must ascend past `after`, or paging could loop forever.
             if let (Some(prev), Some(first)) = (after, entries.first())
@@ -188,18 +198,24 @@ async fn list_unreferenced(
             {
                 return Err(NodeError::Stream("list pages do not ascend".into()));
             }
-            out.extend(
-                entries
-                    .into_iter()
-                    .filter(|e| !referenced.contains(&e.chunk_id)),
-            );
+            let ids: Vec<ChunkId> = entries.iter().map(|e| e.chunk_id).collect();
+            let meta = cluster.meta().clone();
+            let referenced = blocking(move || meta.referenced_among(&node, &ids)).await?;
+            for entry in entries {
+                if !referenced.contains(&entry.chunk_id) {
+                    listing.unreferenced += 1;
+                    if listing.kept.len() < MAX_CANDIDATES {
+                        listing.kept.push(entry);
+                    }
+                }
+            }
             match (more, last) {
                 (true, Some(last)) => after = Some(last),
                 _ => break,
             }
         }
     }
-    Ok((out, total))
+    Ok(listing)
 }
 
 /// One reconciliation pass over `node`: queues its orphans for deletion and returns how many.
@@ -208,23 +224,23 @@ pub async fn scan_node(
     tracker: &mut OrphanTracker,
     node: Uuid,
 ) -> Result<usize, NodeError> {
-    let meta = cluster.meta().clone();
-    let referenced = blocking(move || meta.referenced_chunks(&node)).await?;
-    let listed = list_unreferenced(cluster, node, &referenced).await;
-    let (candidates, total) = match listed {
+    let listed = list_unreferenced(cluster, node).await;
+    let Listing {
+        kept: candidates,
+        unreferenced,
+        total,
+    } = match listed {
         Ok(v) => v,
         Err(e) => {
             tracker.forget(&node);
             return Err(e);
         }
     };
-    if candidates.is_empty() {
-        tracker.forget(&node);
-        return Ok(0);
-    }
+    // With no candidates the scan goes on all the same: any quarantine marks left are released.
     // References read after the listing cover every upload that began before it.
+    let ids: Vec<ChunkId> = candidates.iter().map(|c| c.chunk_id).collect();
     let meta = cluster.meta().clone();
-    let referenced = blocking(move || meta.referenced_chunks(&node)).await?;
+    let referenced = blocking(move || meta.referenced_among(&node, &ids)).await?;
     let candidates: Vec<ChunkInfo> = candidates
         .into_iter()
         .filter(|c| !referenced.contains(&c.chunk_id))
@@ -272,10 +288,13 @@ pub async fn scan_node(
         cluster.config().orphan_grace,
     );
     let stats = cluster.reconcile_stats();
-    if !within_valve(orphans.len(), total) {
+    // Judged on every unreferenced chunk of the node, not only those kept.
+    let mass = !within_valve(unreferenced.max(orphans.len()), total);
+    if mass {
         tracing::warn!(
             %node,
             orphans = orphans.len(),
+            unreferenced,
             total,
             "most of this node's chunks are referenced by no file: they are quarantined, and \
              none is deleted while this lasts; is the gateway's metadata complete?"
@@ -295,7 +314,7 @@ pub async fn scan_node(
     if plan.ripe.is_empty() {
         return Ok(0);
     }
-    if !within_valve(plan.ripe.len(), total) || !within_valve(orphans.len(), total) {
+    if mass || !within_valve(plan.ripe.len(), total) {
         stats.refused.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             %node,

@@ -84,8 +84,28 @@ impl Meta {
         self.read(|txn| Ok(txn.open_table(DELETE_QUEUE)?.len()?))
     }
 
+    /// Which of `chunk_ids` on `node_id` a committed file or a live upload session references
+    /// (point lookups, so the answer is bounded by the question).
+    pub fn referenced_among(
+        &self,
+        node_id: &Uuid,
+        chunk_ids: &[ChunkId],
+    ) -> Result<HashSet<ChunkId>, MetaError> {
+        self.read(|txn| {
+            let refs = txn.open_table(CHUNK_REFS)?;
+            let mut out = HashSet::new();
+            for chunk_id in chunk_ids {
+                if refs.get(&chunk_key(node_id, chunk_id))?.is_some() {
+                    out.insert(*chunk_id);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Every chunk on `node_id` that a committed file or a live upload session references. A
     /// chunk on the node outside this set (and older than any live session) is an orphan.
+    /// Loads the node's whole set: background work uses [`Meta::referenced_among`] per page.
     pub fn referenced_chunks(&self, node_id: &Uuid) -> Result<HashSet<ChunkId>, MetaError> {
         let (lo, hi) = node_key_bounds(node_id);
         self.read(|txn| {

@@ -86,6 +86,17 @@ pub fn within_valve(orphans: usize, total: usize) -> bool {
     (orphans as f64) <= (total as f64) * MAX_ORPHAN_SHARE
 }
 
+/// Why a scan stopped: the node, or the gateway's own metadata.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("metadata: {0}")]
+    Meta(#[from] crate::meta::MetaError),
+    #[error("metadata task failed: {0}")]
+    Task(String),
+}
+
 /// What one scan does with a node's orphans and its quarantine.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct QuarantinePlan {
@@ -172,7 +183,7 @@ struct Listing {
 /// session references (looked up per page, so memory is bounded by the page and by what is
 /// kept). Keeps at most `MAX_CANDIDATES`, but counts them all, so that the safety valve judges
 /// the whole node.
-async fn list_unreferenced(cluster: &Cluster, node: Uuid) -> Result<Listing, NodeError> {
+async fn list_unreferenced(cluster: &Cluster, node: Uuid) -> Result<Listing, ScanError> {
     let shards = cluster.shard_count(node)?;
     let mut listing = Listing::default();
     for shard in 0..shards {
@@ -185,9 +196,9 @@ async fn list_unreferenced(cluster: &Cluster, node: Uuid) -> Result<Listing, Nod
             let (entries, more) = match cluster.call_shard(node, shard, req).await? {
                 Response::List { entries, more } => (entries, more),
                 _ => {
-                    return Err(NodeError::Stream(
-                        "list answered with another response".into(),
-                    ));
+                    return Err(
+                        NodeError::Stream("list answered with another response".into()).into(),
+                    );
                 }
             };
             listing.total += entries.len();
@@ -196,7 +207,7 @@ async fn list_unreferenced(cluster: &Cluster, node: Uuid) -> Result<Listing, Nod
             if let (Some(prev), Some(first)) = (after, entries.first())
                 && first.chunk_id <= prev
             {
-                return Err(NodeError::Stream("list pages do not ascend".into()));
+                return Err(NodeError::Stream("list pages do not ascend".into()).into());
             }
             let ids: Vec<ChunkId> = entries.iter().map(|e| e.chunk_id).collect();
             let meta = cluster.meta().clone();
@@ -223,7 +234,7 @@ pub async fn scan_node(
     cluster: &Cluster,
     tracker: &mut OrphanTracker,
     node: Uuid,
-) -> Result<usize, NodeError> {
+) -> Result<usize, ScanError> {
     let listed = list_unreferenced(cluster, node).await;
     let Listing {
         kept: candidates,
@@ -346,15 +357,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs a metadata call on the blocking pool, mapping its failure to a node-side error kind
-/// the scan can report.
+/// Runs a metadata call on the blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::meta::MetaError> + Send + 'static,
-) -> Result<T, NodeError> {
+) -> Result<T, ScanError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(NodeError::Stream(format!("metadata: {e}"))),
-        Err(e) => Err(NodeError::Stream(format!("metadata task: {e}"))),
+        Ok(Err(e)) => Err(ScanError::Meta(e)),
+        Err(e) => Err(ScanError::Task(e.to_string())),
     }
 }
 

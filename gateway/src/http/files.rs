@@ -295,7 +295,7 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
         };
         let outcome = match &result {
             Ok(_) => UploadOutcome::Ok,
-            Err(e) => UploadOutcome::from_code(e.code()),
+            Err(e) => UploadOutcome::from_code(super::upload_errors::code_of(e)),
         };
         metrics.upload_finished(outcome);
         result

@@ -21,6 +21,7 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 pub mod time_fmt;
+pub mod upload_errors;
 
 use std::sync::Arc;
 

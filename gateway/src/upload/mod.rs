@@ -36,7 +36,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use sixfold_wire::Status;
 use uuid::Uuid;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -46,7 +45,6 @@ use spool::Spool;
 
 use crate::chunk_store::{SharedStore, StoreError};
 use crate::cluster::Reservation;
-use crate::http::error::{ApiError, ErrorCode};
 use crate::meta::{
     AckMismatch, FileRecord, Meta, MetaError, PartRecord, PlannedPart, UploadSession, unix_ms_now,
 };
@@ -97,36 +95,6 @@ pub enum UploadError {
     Internal(String),
 }
 
-impl UploadError {
-    /// The API error code for this failure.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            UploadError::TooLarge { .. } => ErrorCode::TooLarge,
-            UploadError::Placement(PlacementError::NotEnoughNodes { .. }) => {
-                ErrorCode::NotEnoughNodes
-            }
-            UploadError::Placement(PlacementError::InsufficientSpace { .. }) => {
-                ErrorCode::InsufficientStorage
-            }
-            UploadError::Placement(PlacementError::Busy { .. }) => ErrorCode::Busy,
-            UploadError::BadRequest(_) => ErrorCode::BadRequest,
-            UploadError::Feed(FeedError::Spool(e)) if is_no_space(e) => {
-                ErrorCode::InsufficientStorage
-            }
-            UploadError::Feed(FeedError::Spool(_)) => ErrorCode::Internal,
-            UploadError::Feed(FeedError::WriterGone(_)) => ErrorCode::NodeError,
-            UploadError::Feed(FeedError::FileTooLarge { .. }) => ErrorCode::TooLarge,
-            UploadError::Feed(FeedError::BodyIdle { .. }) => ErrorCode::RequestTimeout,
-            UploadError::Feed(_) => ErrorCode::BadRequest,
-            UploadError::Node(e) if e.kind == Status::DiskFull.name() => {
-                ErrorCode::InsufficientStorage
-            }
-            UploadError::Node(_) | UploadError::Ack(_) => ErrorCode::NodeError,
-            UploadError::Meta(_) | UploadError::Internal(_) => ErrorCode::Internal,
-        }
-    }
-}
-
 /// Longest file name kept, in bytes of UTF-8, however the name arrives (header, query, form).
 pub const MAX_NAME_BYTES: usize = 1024;
 
@@ -142,28 +110,10 @@ fn check_name(name: Option<&str>) -> Result<(), UploadError> {
     }
 }
 
-fn is_no_space(e: &std::io::Error) -> bool {
+/// Whether a spool failure is the disk being full.
+pub fn is_no_space(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
 }
-
-impl From<UploadError> for ApiError {
-    fn from(e: UploadError) -> Self {
-        let code = e.code();
-        let message = match code {
-            ErrorCode::Internal => format!("upload failed: {e}"),
-            _ => e.to_string(),
-        };
-        let error = ApiError::new(code, message);
-        match code {
-            ErrorCode::Busy => error.with_retry_after(BUSY_RETRY_AFTER_SECS),
-            _ => error,
-        }
-    }
-}
-
-/// `Retry-After` of an upload refused because nodes are at `node_max_parts`: parts finish in
-/// seconds, so a slot is likely free by then.
-const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 /// Slowest transfer rate an upload is given time for, beyond the session TTL, before the
 /// cleanup may expire its session: the metadata has no way to extend a session while it runs,
@@ -526,38 +476,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_node_is_507_and_busy_nodes_are_503_with_retry_after() {
-        let full = UploadError::Node(StoreError {
-            node: Uuid::nil(),
-            kind: Status::DiskFull.name(),
-            message: "node answered disk_full".into(),
-        });
-        assert_eq!(full.code(), ErrorCode::InsufficientStorage);
-        let other = UploadError::Node(StoreError {
-            node: Uuid::nil(),
-            kind: "stream",
-            message: "reset".into(),
-        });
-        assert_eq!(other.code(), ErrorCode::NodeError);
-        let busy = UploadError::Placement(PlacementError::Busy {
-            needed: 6,
-            available: 5,
-            limit: 1,
-        });
-        let api = ApiError::from(busy);
-        assert_eq!(api.code, ErrorCode::Busy);
-        assert_eq!(api.retry_after, Some(BUSY_RETRY_AFTER_SECS));
-        let space = ApiError::from(UploadError::Placement(PlacementError::InsufficientSpace {
-            needed: 6,
-            with_room: 0,
-        }));
-        assert_eq!(
-            (space.code, space.retry_after),
-            (ErrorCode::InsufficientStorage, None)
-        );
-    }
-
-    #[test]
     fn long_uploads_get_longer_sessions() {
         let hour = Duration::from_secs(3600);
         assert_eq!(session_lifetime_ms(hour, 0), 3_600_000);
@@ -572,7 +490,7 @@ mod tests {
         assert!(check_name(None).is_ok());
         assert!(check_name(Some(&"a".repeat(MAX_NAME_BYTES))).is_ok());
         let err = check_name(Some(&"a".repeat(MAX_NAME_BYTES + 1))).expect_err("too long");
-        assert_eq!(err.code(), ErrorCode::BadRequest);
+        assert!(matches!(err, UploadError::BadRequest(_)), "{err}");
         // 512 two-byte characters fill the limit; one more is over it.
         assert!(check_name(Some(&"é".repeat(MAX_NAME_BYTES / 2))).is_ok());
         assert!(check_name(Some(&"é".repeat(MAX_NAME_BYTES / 2 + 1))).is_err());

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::placement::Candidate;
 use crate::split::PartRange;
 
 /// Identifies one stored part on a node.
@@ -244,19 +243,6 @@ pub struct NodeRecord {
     pub last_heartbeat_unix_ms: u64,
 }
 
-impl NodeRecord {
-    /// The node as a placement candidate.
-    pub fn candidate(&self) -> Candidate {
-        Candidate {
-            id: self.id,
-            capacity: self.capacity,
-            used: self.used,
-            in_flight: self.in_flight,
-            eligible: self.state.accepts_writes(),
-        }
-    }
-}
-
 /// Why a chunk is queued for deletion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -406,25 +392,10 @@ mod tests {
     }
 
     #[test]
-    fn node_candidate_eligibility_follows_state() {
-        let mut node = NodeRecord {
-            id: Uuid::new_v4(),
-            name: "n".into(),
-            shard_addrs: vec![],
-            capacity: 100,
-            used: 40,
-            chunk_count: 0,
-            in_flight: 3,
-            state: NodeState::Up,
-            registered_unix_ms: 0,
-            last_heartbeat_unix_ms: 0,
-        };
-        let c = node.candidate();
-        assert!(c.eligible);
-        assert_eq!((c.free(), c.in_flight), (60, 3));
+    fn only_up_nodes_accept_writes() {
+        assert!(NodeState::Up.accepts_writes());
         for state in [NodeState::Down, NodeState::Draining, NodeState::ReadOnly] {
-            node.state = state;
-            assert!(!node.candidate().eligible, "{state:?}");
+            assert!(!state.accepts_writes(), "{state:?}");
         }
     }
 }

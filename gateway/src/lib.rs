@@ -9,6 +9,7 @@ pub mod http;
 pub mod meta;
 pub mod metrics;
 pub mod placement;
+pub mod recovery;
 pub mod server;
 #[cfg(test)]
 mod sim;

@@ -31,19 +31,22 @@ pub fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
 /// monoio runtime and every method must be called there.
 #[derive(Clone)]
 pub struct ChunkStore {
-    pub(crate) inner: Rc<StoreInner>,
+    inner: Rc<StoreInner>,
 }
 
+/// The shard's state. Its fields are private: the index changes only together with the index
+/// log ([`StoreInner::record_upsert`], [`StoreInner::record_remove`]), after the chunk header
+/// it mirrors is durable, so that the three agree however `put` and `read` use them.
 pub(crate) struct StoreInner {
-    pub(crate) config: StoreConfig,
-    pub(crate) chunks_dir: PathBuf,
+    config: StoreConfig,
+    chunks_dir: PathBuf,
     /// The chunks directory, kept open to fsync entry creation and removal.
-    pub(crate) chunks_dir_fd: Rc<File>,
-    pub(crate) pool: BufferPool,
-    pub(crate) index: RefCell<BTreeMap<ChunkId, ChunkStat>>,
-    pub(crate) log: IndexLog,
+    chunks_dir_fd: Rc<File>,
+    pool: BufferPool,
+    index: RefCell<BTreeMap<ChunkId, ChunkStat>>,
+    log: IndexLog,
     slots: RefCell<HashMap<ChunkId, Rc<ChunkSlot>>>,
-    pub(crate) janitor: Rc<Janitor>,
+    janitor: Rc<Janitor>,
     report: OpenReport,
     /// Whether the filesystem has room for new chunks.
     space: Space,
@@ -79,6 +82,12 @@ impl ChunkStore {
         });
         monoio::spawn(run_janitor(janitor));
         Ok(ChunkStore { inner })
+    }
+
+    /// The shard's `chunks/` directory, for tests that damage chunk files.
+    #[cfg(test)]
+    pub(crate) fn inner_chunks_dir(&self) -> PathBuf {
+        self.inner.chunks_dir().to_path_buf()
     }
 
     /// How the last open found the index.
@@ -202,6 +211,34 @@ impl StoreInner {
         chunk_file::chunk_path(&self.chunks_dir, id)
     }
 
+    #[cfg(test)]
+    pub(crate) fn chunks_dir(&self) -> &Path {
+        &self.chunks_dir
+    }
+
+    pub(crate) fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub(crate) fn pool(&self) -> &BufferPool {
+        &self.pool
+    }
+
+    /// What the index knows of a chunk.
+    pub(crate) fn stat(&self, id: &ChunkId) -> Option<ChunkStat> {
+        self.index.borrow().get(id).copied()
+    }
+
+    /// Where interrupted puts are handed to be checkpointed.
+    pub(crate) fn janitor(&self) -> Rc<Janitor> {
+        self.janitor.clone()
+    }
+
+    /// Makes the creation or removal of chunk files durable.
+    pub(crate) async fn sync_chunks_dir(&self) -> io::Result<()> {
+        self.chunks_dir_fd.sync_all().await
+    }
+
     /// Takes exclusive hold of a chunk for a put or delete. A chunk whose holder is still
     /// receiving data answers `Busy`; one being closed (checkpoint, delete) is waited for.
     pub(crate) async fn lock_chunk(
@@ -272,10 +309,7 @@ impl StoreInner {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::Io(e)),
         }
-        self.chunks_dir_fd
-            .sync_all()
-            .await
-            .map_err(StoreError::Io)?;
+        self.sync_chunks_dir().await.map_err(StoreError::Io)?;
         self.record_remove(id).await;
         Ok(())
     }

@@ -125,7 +125,7 @@ impl Drop for PutWriter {
                 // a second panic. Resume still works from there.
                 return;
             }
-            let janitor = st.slot().store().janitor.clone();
+            let janitor = st.slot().store().janitor();
             janitor.push(st);
         }
     }
@@ -172,7 +172,7 @@ impl PutState {
         let layout =
             Layout::for_length(meta.length).map_err(|e| StoreError::BadRequest(e.to_string()))?;
         let slot = store.lock_chunk(id, false).await?;
-        let existing = store.index.borrow().get(&id).copied();
+        let existing = store.stat(&id);
         let path = store.chunk_path(&id);
         if resume_from == 0 {
             // A Writing chunk restarts from scratch (possibly with new meta); a Complete one
@@ -233,7 +233,7 @@ impl PutState {
         };
         let prepared = async {
             chunk_file::preallocate(&file, layout.file_len())?;
-            chunk_file::write_header(&file, &store.pool, &header).await
+            chunk_file::write_header(&file, store.pool(), &header).await
         }
         .await;
         if let Err(e) = prepared {
@@ -295,11 +295,7 @@ impl PutState {
             // The header is the truth and the index was behind (e.g. a finish whose last sync
             // failed): it has been adopted; the caller retries from what it says.
             Ok(None) => Err(StoreError::Conflict {
-                durable_len: store
-                    .index
-                    .borrow()
-                    .get(&known.chunk_id)
-                    .map_or(0, |s| s.durable_len),
+                durable_len: store.stat(&known.chunk_id).map_or(0, |s| s.durable_len),
             }),
             Err(StoreError::Corrupt(why)) => {
                 // Nothing verifiable to resume from: have the client start over (a put from 0
@@ -318,7 +314,7 @@ impl PutState {
         known: &ChunkStat,
         layout: &Layout,
     ) -> Result<Option<Vec<u32>>, StoreError> {
-        let header = chunk_file::read_header(file, &store.pool).await?;
+        let header = chunk_file::read_header(file, store.pool()).await?;
         if header.stat != *known {
             store.record_upsert(header.stat).await;
             return Ok(None);
@@ -326,7 +322,7 @@ impl PutState {
         let blocks = known.durable_len / BLOCK_SIZE;
         let mut block_crcs = Vec::with_capacity(layout.block_count as usize);
         block_crcs.extend(
-            chunk_file::read_table(file, &store.pool, layout, blocks, header.table_crc32c).await?,
+            chunk_file::read_table(file, store.pool(), layout, blocks, header.table_crc32c).await?,
         );
         if format::combine_block_crcs(&block_crcs, layout) != known.crc32c {
             return Err(StoreError::Corrupt(
@@ -375,7 +371,7 @@ impl PutState {
         if n == 0 {
             return Ok(());
         }
-        let mut buf = self.store().pool.acquire().await;
+        let mut buf = self.store().pool().acquire().await;
         let mut crc = 0u32;
         let mut left = n;
         while left > 0 {
@@ -404,7 +400,7 @@ impl PutState {
         let block = self.block_crcs.len() as u64;
         self.block_crcs.push(crc);
         buf.pad_to_alignment();
-        while self.in_flight.len() >= self.store().config.writes_in_flight {
+        while self.in_flight.len() >= self.store().config().writes_in_flight {
             self.await_oldest().await?;
         }
         let file = self.file.clone();
@@ -471,7 +467,7 @@ impl PutState {
         let blocks = format::blocks_for(durable) as usize;
         let crcs = &self.block_crcs[..blocks];
         let store = self.slot.store().clone();
-        chunk_file::write_table(&self.file, &store.pool, &self.layout, crcs).await?;
+        chunk_file::write_table(&self.file, store.pool(), &self.layout, crcs).await?;
         self.file.sync_data().await?;
         let stat = ChunkStat {
             chunk_id: self.id,
@@ -484,10 +480,10 @@ impl PutState {
             stat,
             table_crc32c: format::table_crc(crcs),
         };
-        chunk_file::write_header(&self.file, &store.pool, &header).await?;
+        chunk_file::write_header(&self.file, store.pool(), &header).await?;
         self.file.sync_data().await?;
         if self.created {
-            store.chunks_dir_fd.sync_all().await?;
+            store.sync_chunks_dir().await?;
             self.created = false;
         }
         self.recorded_durable = durable;

@@ -52,12 +52,7 @@ impl ChunkReader {
         offset: u64,
         len: u64,
     ) -> Result<ChunkReader, StoreError> {
-        let stat = store
-            .index
-            .borrow()
-            .get(&id)
-            .copied()
-            .ok_or(StoreError::NotFound)?;
+        let stat = store.stat(&id).ok_or(StoreError::NotFound)?;
         if stat.state != ChunkState::Complete {
             return Err(StoreError::NotComplete {
                 durable_len: stat.durable_len,
@@ -86,7 +81,7 @@ impl ChunkReader {
         let crcs = if len == 0 {
             Vec::new()
         } else {
-            let header = chunk_file::read_header(&file, &store.pool).await?;
+            let header = chunk_file::read_header(&file, store.pool()).await?;
             if header.stat != stat {
                 return Err(StoreError::Corrupt(
                     "chunk header differs from the index".into(),
@@ -94,7 +89,7 @@ impl ChunkReader {
             }
             let all = chunk_file::read_table(
                 &file,
-                &store.pool,
+                store.pool(),
                 &layout,
                 layout.block_count,
                 header.table_crc32c,
@@ -104,7 +99,7 @@ impl ChunkReader {
         };
         Ok(ChunkReader {
             chunk_id: id,
-            pool: store.pool.clone(),
+            pool: store.pool().clone(),
             file: Rc::new(file),
             layout,
             crcs,
@@ -115,7 +110,7 @@ impl ChunkReader {
             start: offset,
             end,
             in_flight: VecDeque::new(),
-            max_in_flight: store.config.reads_in_flight,
+            max_in_flight: store.config().reads_in_flight,
             done: len == 0,
         })
     }

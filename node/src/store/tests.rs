@@ -812,9 +812,3 @@ fn flip_byte(path: &Path, at: u64) {
     f.write_all_at(&b, at).unwrap();
     f.sync_all().unwrap();
 }
-
-impl ChunkStore {
-    fn inner_chunks_dir(&self) -> std::path::PathBuf {
-        self.inner.chunks_dir.clone()
-    }
-}

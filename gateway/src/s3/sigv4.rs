@@ -255,30 +255,20 @@ pub fn verify_header_signed(
     verify(&signing_key(secret, &auth.scope), &to_sign, &auth.signature)
 }
 
-/// The string a chunk of a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` body is signed over, chained
-/// from the previous chunk's signature (the first from the request's own signature).
+/// The signature that opens a chunk of a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` body, chained
+/// from the previous chunk's (the first from the request's own signature).
 pub fn chunk_string_to_sign(
     amz_date: &str,
     scope: &Scope,
     previous: &[u8; 32],
     chunk: &[u8],
 ) -> String {
-    chunk_string_to_sign_hashed(amz_date, scope, previous, &Sha256::digest(chunk))
-}
-
-/// [`chunk_string_to_sign`] of a chunk whose SHA-256 was computed while it streamed.
-pub fn chunk_string_to_sign_hashed(
-    amz_date: &str,
-    scope: &Scope,
-    previous: &[u8; 32],
-    chunk_sha256: &[u8],
-) -> String {
     format!(
         "AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{}\n{}\n{}\n{}",
         scope.text(),
         hex(previous),
         hex(&Sha256::digest(b"")),
-        hex(chunk_sha256)
+        hex(&Sha256::digest(chunk))
     )
 }
 

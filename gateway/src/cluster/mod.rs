@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod health;
 mod in_flight;
+pub mod membership;
 mod pool;
 mod quic_config;
 pub mod reconcile;

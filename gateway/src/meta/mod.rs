@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use uuid::Uuid;
 
 pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use error::MetaError;
@@ -38,6 +39,7 @@ pub use tables::SCHEMA_VERSION;
 #[derive(Clone)]
 pub struct Meta {
     db: Arc<Database>,
+    cluster_id: Uuid,
 }
 
 impl fmt::Debug for Meta {
@@ -53,8 +55,11 @@ impl Meta {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MetaError> {
         let path = path.as_ref();
         let db = Database::create(path)?;
-        let meta = Meta { db: Arc::new(db) };
-        meta.write(|txn| {
+        let mut meta = Meta {
+            db: Arc::new(db),
+            cluster_id: Uuid::nil(),
+        };
+        meta.cluster_id = meta.write(|txn| {
             let mut schema = txn.open_table(tables::SCHEMA)?;
             let found = schema.get(tables::SCHEMA_VERSION_KEY)?.map(|v| v.value());
             match found {
@@ -76,10 +81,31 @@ impl Meta {
             txn.open_table(tables::DELETE_QUEUE)?;
             txn.open_table(tables::CHUNK_REFS)?;
             txn.open_table(tables::QUARANTINE)?;
-            Ok(())
+            let mut cluster = txn.open_table(tables::CLUSTER)?;
+            let stored = cluster
+                .get(tables::CLUSTER_ID_KEY)?
+                .map(|v| Uuid::from_slice(v.value()));
+            match stored {
+                Some(Ok(id)) => Ok(id),
+                Some(Err(_)) => Err(MetaError::InvalidRecord(
+                    "the stored cluster id is not 16 bytes".into(),
+                )),
+                None => {
+                    let id = Uuid::new_v4();
+                    cluster.insert(tables::CLUSTER_ID_KEY, id.as_bytes().as_slice())?;
+                    tracing::info!(cluster_id = %id, "new cluster identity");
+                    Ok(id)
+                }
+            }
         })?;
         tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");
         Ok(meta)
+    }
+
+    /// The identity of the cluster this metadata describes: a new metadata file is a new
+    /// cluster, which nodes that joined another one can tell.
+    pub fn cluster_id(&self) -> Uuid {
+        self.cluster_id
     }
 
     /// Runs `body` in one write transaction: committed (durably) if it returns `Ok`, rolled back

@@ -31,6 +31,11 @@ pub(super) const CHUNK_REFS: TableDefinition<&[u8; 32], &[u8; 16]> =
 /// release; opening an older database creates it empty.
 pub(super) const QUARANTINE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("quarantine");
 
+/// `"id" -> 16 bytes`: the cluster's identity, made when the metadata is created (or first
+/// opened by a release that has it). Nodes keep the id of the cluster they joined.
+pub(super) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
+pub(super) const CLUSTER_ID_KEY: &str = "id";
+
 pub(super) const SESSIONS_NAME: &str = "sessions";
 pub(super) const FILES_NAME: &str = "files";
 pub(super) const NODES_NAME: &str = "nodes";

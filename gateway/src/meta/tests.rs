@@ -643,3 +643,17 @@ fn not_a_database_is_refused() {
     std::fs::write(&path, vec![0x5a; 8192]).expect("write");
     assert!(matches!(Meta::open(&path), Err(MetaError::Storage(_))));
 }
+
+#[test]
+fn the_cluster_id_is_made_once_and_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("meta.redb");
+    let first = Meta::open(&path).expect("open").cluster_id();
+    assert!(!first.is_nil());
+    assert_eq!(Meta::open(&path).expect("reopen").cluster_id(), first);
+    // A new metadata file is a new cluster.
+    let other = Meta::open(dir.path().join("other.redb"))
+        .expect("open other")
+        .cluster_id();
+    assert_ne!(other, first);
+}

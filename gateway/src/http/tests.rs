@@ -25,6 +25,8 @@ const MIN_PART: u64 = 1024;
 struct Server {
     base: String,
     client: reqwest::Client,
+    /// `Authorization: Bearer <admin token>\r\n`, for requests written by hand.
+    auth_line: String,
     store: MemoryStore,
     meta: Meta,
     dir: tempfile::TempDir,
@@ -68,9 +70,25 @@ impl Server {
                 })
                 .await;
         });
+        // An admin key for every request of these tests; the access tests use their own.
+        let key =
+            crate::auth::AccessKey::generate("tests", crate::auth::Scope::Admin, 0).expect("key");
+        meta.insert_key(&key).expect("insert key");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", key.token().expose())
+                .parse()
+                .expect("header"),
+        );
+        let auth_line = format!("Authorization: Bearer {}\r\n", key.token().expose());
         Server {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            auth_line,
+            client: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("client"),
             store,
             meta,
             dir,
@@ -719,8 +737,10 @@ async fn client_disconnect_mid_body_aborts_the_session() {
     let mut tcp = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
-    let head =
-        "POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nX-File-Name: cut\r\n\r\n";
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: x\r\n{}Content-Length: 100000\r\nX-File-Name: cut\r\n\r\n",
+        server.auth_line
+    );
     tcp.write_all(head.as_bytes()).await.expect("head");
     tcp.write_all(&data(30_000, 12)).await.expect("some body");
     tcp.flush().await.expect("flush");
@@ -772,7 +792,10 @@ async fn a_refused_body_is_drained_so_the_connection_survives() {
         .await
         .expect("connect");
     let len = 4 << 20;
-    let head = format!("POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: x\r\n{}Content-Length: {len}\r\n\r\n",
+        server.auth_line
+    );
     tcp.write_all(head.as_bytes()).await.expect("head");
     // The refusal comes before any body byte is sent.
     let response = read_until(&mut tcp, "}").await;
@@ -992,7 +1015,8 @@ async fn multipart_with_a_length_starts_storing_before_the_body_ends() {
         .await
         .expect("connect");
     let head = format!(
-        "POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        "POST /files HTTP/1.1\r\nHost: x\r\n{}Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        server.auth_line,
         form.len()
     );
     tcp.write_all(head.as_bytes()).await.expect("head");

@@ -26,6 +26,11 @@ pub(super) const DELETE_QUEUE: TableDefinition<&[u8; 32], &[u8]> =
 pub(super) const CHUNK_REFS: TableDefinition<&[u8; 32], &[u8; 16]> =
     TableDefinition::new("chunk_refs");
 
+/// Access key id -> encoded [`crate::auth::AccessKey`]. Added after the first release within
+/// schema version 1: an older database simply lacks it until [`super::Meta::open`] creates it.
+pub(super) const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
+
+pub(super) const ACCESS_KEYS_NAME: &str = "access_keys";
 pub(super) const SESSIONS_NAME: &str = "sessions";
 pub(super) const FILES_NAME: &str = "files";
 pub(super) const NODES_NAME: &str = "nodes";

@@ -87,7 +87,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
                     key.scope,
                     key.created,
                     key.revoked_at.as_deref().unwrap_or("-"),
-                    key.name.escape_default()
+                    key.name
                 );
             }
         }

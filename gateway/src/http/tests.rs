@@ -1114,3 +1114,56 @@ async fn bad_streamed_forms_are_refused_and_leave_nothing() {
     assert_eq!(server.spool_files(), 0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn requests_without_credentials_are_refused_before_any_handler_runs() {
+    let server = Server::start(6).await;
+    let anonymous = reqwest::Client::new();
+    let r = anonymous
+        .get(server.url("/files"))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"sixfold\"");
+    let json: Value = r.json().await.expect("json");
+    assert_eq!(json["error"], "unauthorized");
+    // An upload refused at the edge never starts a session.
+    let r = anonymous
+        .post(server.url("/files"))
+        .body(vec![1u8; 10_000])
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!((server.sessions(), server.files()), (0, 0));
+    // Unknown routes: 401 to the anonymous, the router's 404 to a key holder.
+    let r = anonymous
+        .get(server.url("/nope"))
+        .send()
+        .await
+        .expect("nope");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.get("/nope").await.status(), StatusCode::NOT_FOUND);
+    // A read key: 403 for uploads, and counted.
+    let key = crate::auth::AccessKey::generate("r", crate::auth::Scope::Read, 0).expect("key");
+    server.meta.insert_key(&key).expect("insert");
+    let r = anonymous
+        .post(server.url("/files"))
+        .bearer_auth(key.token().expose())
+        .body(vec![1u8; 100])
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let metrics = server.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("sixfold_errors_total{kind=\"unauthorized\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sixfold_errors_total{kind=\"forbidden\"} 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+}

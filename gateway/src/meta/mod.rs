@@ -63,7 +63,13 @@ impl Meta {
                 mode = format!("{mode:o}"),
                 "the metadata file holds access key secrets but was readable by others; its mode is now 600"
             ),
-            Err(e) => return Err(MetaError::File(e)),
+            // Not fatal: a file the gateway can open but not chmod (another owner) still works;
+            // the operator is told loudly.
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot check or narrow the mode of the metadata file, which holds access key secrets"
+            ),
         }
         let meta = Meta { db: Arc::new(db) };
         meta.write(|txn| {

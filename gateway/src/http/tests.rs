@@ -1167,3 +1167,35 @@ async fn requests_without_credentials_are_refused_before_any_handler_runs() {
     );
     server.stop().await;
 }
+
+/// The edge names endpoints from the raw path, as the router matches them: a percent-encoded
+/// path cannot reach a handler under a smaller endpoint's scope.
+#[tokio::test]
+async fn encoded_paths_do_not_slip_past_the_edge() {
+    let server = Server::start(6).await;
+    let key = crate::auth::AccessKey::generate("r", crate::auth::Scope::Read, 0).expect("key");
+    server.meta.insert_key(&key).expect("insert");
+    let reader = reqwest::Client::new();
+    for (method, path) in [
+        (reqwest::Method::POST, "/fil%65s"),
+        (reqwest::Method::POST, "/%66iles"),
+        (reqwest::Method::POST, "/upload%2F"),
+        (reqwest::Method::GET, "/admin/%6beys"),
+        (reqwest::Method::POST, "/admin/keys%2F"),
+    ] {
+        let r = reader
+            .request(method.clone(), server.url(path))
+            .bearer_auth(key.token().expose())
+            .body(vec![1u8; 10])
+            .send()
+            .await
+            .expect("request");
+        assert!(
+            matches!(r.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+            "{method} {path}: {}",
+            r.status()
+        );
+    }
+    assert_eq!(server.files(), 0);
+    server.stop().await;
+}

@@ -42,6 +42,8 @@ Examples:
   # 100 concurrent 64 MiB uploads, report kept for a later download run
   sixfold-bench run --gateway http://127.0.0.1:8080 --mode upload --size 64MiB --files 100 --concurrency 100 --report up.json
   sixfold-bench run --gateway http://127.0.0.1:8080 --mode download --from-report up.json --concurrency 8
+  # against a serve gateway: a write (or admin) key's token
+  sixfold-bench run --gateway http://10.0.0.5:8080 --token-file /var/lib/sixfold/admin.token --size 1GiB
 
 Exit status: 0 when every transfer succeeded and verified, 1 when any error occurred (the JSON
 report is written either way), 2 when the run could not start.";
@@ -183,6 +185,9 @@ pub struct RunArgs {
     /// Size of the body pieces handed to the HTTP client.
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = size_arg)]
     pub chunk_size: u64,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +248,9 @@ pub struct SoakArgs {
     /// Write the JSON report to this file (also when errors occurred).
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 impl SoakArgs {
@@ -262,7 +270,66 @@ impl SoakArgs {
         c.pids = self.procs.pids.clone();
         c.pids_auto = self.procs.pids_auto;
         c.sample_interval = self.procs.sample_interval();
+        c.token = self.auth.token(None)?;
         Ok(c)
+    }
+}
+
+/// The access token (run and soak alike).
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// File holding the access token sent as `Authorization: Bearer` (a write key's, or the
+    /// first admin key's `<data-dir>/admin.token`). Without it: $SIXFOLD_TOKEN, else
+    /// `<--baseline DIR>/admin.token` or `./sixfold-data/admin.token` if one exists, else no
+    /// token (for a gateway with `anonymous = "write"`).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Where `dev` leaves its first admin key's token.
+const DEV_TOKEN_FILE: &str = "sixfold-data/admin.token";
+const TOKEN_ENV: &str = "SIXFOLD_TOKEN";
+
+impl AuthArgs {
+    /// The token, looked up in the documented order; `baseline` is the run's `--baseline DIR`.
+    pub fn token(&self, baseline: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+        resolve_token(
+            self.token_file.as_deref(),
+            std::env::var(TOKEN_ENV).ok(),
+            &[
+                baseline.map(|dir| dir.join("admin.token")),
+                Some(PathBuf::from(DEV_TOKEN_FILE)),
+            ],
+        )
+    }
+}
+
+fn resolve_token(
+    file: Option<&std::path::Path>,
+    env: Option<String>,
+    defaults: &[Option<PathBuf>],
+) -> anyhow::Result<Option<String>> {
+    use anyhow::Context;
+    let read = |path: &std::path::Path| -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        let token = text.trim().to_owned();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "the token file {} is empty",
+            path.display()
+        );
+        Ok(token)
+    };
+    if let Some(path) = file {
+        return read(path).map(Some);
+    }
+    if let Some(token) = env.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) {
+        return Ok(Some(token));
+    }
+    match defaults.iter().flatten().find(|p| p.exists()) {
+        Some(path) => read(path).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -326,6 +393,7 @@ impl RunArgs {
         c.delete_after = self.delete;
         c.progress = !self.no_progress;
         c.stall_timeout = (self.stall_timeout > 0).then(|| Duration::from_secs(self.stall_timeout));
+        c.token = self.auth.token(self.baseline.as_deref())?;
         match (&self.from_report, c.mode) {
             (Some(path), Mode::Download) => {
                 let text = std::fs::read_to_string(path)
@@ -369,6 +437,43 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn token_from_flag_then_env_then_default_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flag = dir.path().join("flag.token");
+        let default = dir.path().join("admin.token");
+        std::fs::write(&flag, "FLAG\n").expect("write");
+        let defaults = [None, Some(default.clone())];
+        let env = || Some("ENV".to_owned());
+        assert_eq!(
+            resolve_token(Some(&flag), env(), &defaults).expect("flag"),
+            Some("FLAG".into())
+        );
+        assert_eq!(
+            resolve_token(None, env(), &defaults).expect("env"),
+            Some("ENV".into())
+        );
+        assert_eq!(resolve_token(None, None, &defaults).expect("none"), None);
+        std::fs::write(&default, "DEFAULT\n").expect("write");
+        assert_eq!(
+            resolve_token(None, Some(" ".into()), &defaults).expect("default"),
+            Some("DEFAULT".into())
+        );
+        assert!(resolve_token(Some(&dir.path().join("missing")), env(), &defaults).is_err());
+        let cli = parse(&[
+            "soak",
+            "--gateway",
+            "http://127.0.0.1:1",
+            "--token-file",
+            flag.to_str().expect("utf-8"),
+        ])
+        .expect("parse");
+        let Command::Soak(args) = cli.command else {
+            panic!("not soak");
+        };
+        assert_eq!(args.auth.token_file.as_deref(), Some(flag.as_path()));
     }
 
     #[test]

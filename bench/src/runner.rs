@@ -78,6 +78,8 @@ pub struct Config {
     pub stall_timeout: Option<Duration>,
     /// File names are `{name_prefix}-{seed}-{index}`.
     pub name_prefix: String,
+    /// Access token sent as `Authorization: Bearer` with every request (none: anonymous).
+    pub token: Option<String>,
 }
 
 impl Config {
@@ -101,6 +103,7 @@ impl Config {
             progress: false,
             stall_timeout: Some(Duration::from_secs(120)),
             name_prefix: "sixfold-bench".into(),
+            token: None,
         }
     }
 
@@ -225,7 +228,7 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
         )));
     }
 
-    let client = transfer::http_client(config.concurrency, None)
+    let client = transfer::http_client(config.concurrency, None, config.token.as_deref())
         .map_err(|e| RunError::Setup(format!("HTTP client: {e}")))?;
     let shared = Arc::new(Shared {
         client,

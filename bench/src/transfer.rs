@@ -249,8 +249,18 @@ pub(crate) fn http_error_from(status: u16, body: &[u8]) -> TransferError {
 pub fn http_client(
     concurrency: usize,
     request_timeout: Option<Duration>,
-) -> Result<Client, reqwest::Error> {
+    token: Option<&str>,
+) -> Result<Client, HttpClientError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| HttpClientError::Token)?;
+        // Kept out of reqwest's debug output.
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let mut b = Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .http1_only()
         .tcp_nodelay(true)
@@ -260,7 +270,16 @@ pub fn http_client(
     if let Some(t) = request_timeout {
         b = b.timeout(t);
     }
-    b.build()
+    Ok(b.build()?)
+}
+
+/// Why the bench's HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpClientError {
+    #[error("the access token is not a valid header value")]
+    Token,
+    #[error(transparent)]
+    Build(#[from] reqwest::Error),
 }
 
 fn files_url(gateway: &str) -> String {

@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 pub use sixfold_units::{ByteSize, HumanDuration, parse_byte_size};
 
+use crate::auth::bootstrap::ADMIN_TOKEN_FILE;
+use crate::auth::{Anonymous, AuthPolicy};
 use crate::cluster::{DEFAULT_NODE_MAX_PARTS, MtuSetting};
 use crate::split::SplitPolicy;
 
@@ -157,6 +159,19 @@ pub struct ServeArgs {
     /// [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub body_idle_timeout: Option<Duration>,
+
+    // Access keys.
+    /// What requests without credentials may do: none, read or write (never admin)
+    /// [default: none].
+    #[arg(long, value_name = "SCOPE")]
+    pub anonymous: Option<Anonymous>,
+    /// Require the read scope for `/metrics` (`/health` stays open).
+    #[arg(long)]
+    pub protect_metrics: bool,
+    /// Where the first admin key's token is written when the metadata has no key yet
+    /// [default: <data-dir>/admin.token].
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// The config file: the same settings as [`ServeArgs`], all optional.
@@ -189,6 +204,10 @@ struct FileConfig {
     keepalive_timeout: Option<HumanDuration>,
     max_connections: Option<u32>,
     body_idle_timeout: Option<HumanDuration>,
+    // Access keys.
+    anonymous: Option<Anonymous>,
+    protect_metrics: Option<bool>,
+    admin_token_file: Option<PathBuf>,
 }
 
 /// Everything `serve` runs with, defaults applied and checked.
@@ -220,6 +239,10 @@ pub struct GatewayConfig {
     pub keepalive_timeout: Duration,
     pub max_connections: u32,
     pub body_idle_timeout: Duration,
+    // Access keys.
+    pub anonymous: Anonymous,
+    pub protect_metrics: bool,
+    pub admin_token_file: PathBuf,
 }
 
 /// A configuration that cannot be used.
@@ -269,6 +292,11 @@ impl GatewayConfig {
             .clone()
             .or(file.certs_dir)
             .unwrap_or_else(|| data_dir.join("certs"));
+        let admin_token_file = args
+            .admin_token_file
+            .clone()
+            .or(file.admin_token_file)
+            .unwrap_or_else(|| data_dir.join(ADMIN_TOKEN_FILE));
         let config = GatewayConfig {
             listen,
             data_dir,
@@ -356,6 +384,9 @@ impl GatewayConfig {
                 .body_idle_timeout
                 .or(file.body_idle_timeout.map(|d| d.0))
                 .unwrap_or(DEFAULT_BODY_IDLE_TIMEOUT),
+            anonymous: args.anonymous.or(file.anonymous).unwrap_or_default(),
+            protect_metrics: args.protect_metrics || file.protect_metrics.unwrap_or(false),
+            admin_token_file,
         };
         config.validate()?;
         Ok(config)
@@ -445,6 +476,14 @@ impl GatewayConfig {
         self.data_dir.join("meta.redb")
     }
 
+    /// How the API edge treats credentials.
+    pub fn auth_policy(&self) -> AuthPolicy {
+        AuthPolicy {
+            anonymous: self.anonymous,
+            protect_metrics: self.protect_metrics,
+        }
+    }
+
     /// Where length-less uploads spool.
     pub fn spool_dir(&self) -> PathBuf {
         self.data_dir.join("spool")
@@ -509,6 +548,12 @@ mod tests {
         assert_eq!(c.keepalive_timeout, Duration::from_secs(60));
         assert_eq!(c.max_connections, 1024);
         assert_eq!(c.body_idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.anonymous, Anonymous::None);
+        assert!(!c.protect_metrics);
+        assert_eq!(
+            c.admin_token_file,
+            PathBuf::from("/srv/sixfold/admin.token")
+        );
         assert!(matches!(
             GatewayConfig::resolve(&ServeArgs::default()),
             Err(ConfigError::MissingDataDir)
@@ -543,6 +588,9 @@ mod tests {
             keepalive_timeout = "90s"
             max_connections = 20
             body_idle_timeout = "500ms"
+            anonymous = "read"
+            protect_metrics = true
+            admin_token_file = "/etc/sixfold/admin.token"
             "#,
         );
         let c = GatewayConfig::resolve(&args).expect("valid");
@@ -570,6 +618,12 @@ mod tests {
         assert_eq!(c.keepalive_timeout, Duration::from_secs(90));
         assert_eq!(c.max_connections, 20);
         assert_eq!(c.body_idle_timeout, Duration::from_millis(500));
+        assert_eq!(c.anonymous, Anonymous::Read);
+        assert!(c.protect_metrics);
+        assert_eq!(
+            c.admin_token_file,
+            PathBuf::from("/etc/sixfold/admin.token")
+        );
 
         args.listen = Some("127.0.0.1:1".parse().expect("addr"));
         args.part_count = Some(3);
@@ -630,6 +684,9 @@ mod tests {
             ("max_connections = 0", "max_connections"),
             ("max_connections = 2000000", "max_connections"),
             ("max_connections = -1", "max_connections"),
+            ("anonymous = \"admin\"", "anonymous"),
+            ("anonymous = true", "anonymous"),
+            ("protect_metrics = \"yes\"", "protect_metrics"),
         ] {
             let (_dir, args) = args_with_file(&format!("data_dir = \"/d\"\n{text}\n"));
             let err = GatewayConfig::resolve(&args).expect_err(text).to_string();

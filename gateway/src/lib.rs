@@ -1,6 +1,8 @@
 //! sixfold gateway library: HTTP API, splitting and placement, metadata, node client.
 
 pub mod admission;
+pub mod api;
+pub mod auth;
 pub mod chunk_store;
 pub mod cluster;
 pub mod config;

@@ -3,6 +3,7 @@
 //! - `sixfold-gateway serve --data-dir DIR [--listen ADDR] [--config FILE] ...`
 //! - `sixfold-gateway dev ...`: a complete local cluster in one command
 //! - `sixfold-gateway certs ...`: the cluster PKI
+//! - `sixfold-gateway admin ...`: the admin API of a running gateway (access keys)
 
 mod cli;
 mod readiness;
@@ -36,6 +37,8 @@ enum Command {
     /// Manage the cluster certificates and token.
     #[command(subcommand)]
     Certs(cli::certs::CertsCommand),
+    /// Administer a running gateway over HTTP (access keys), with an admin token.
+    Admin(cli::admin::AdminArgs),
 }
 
 /// Logs go to stderr, as text or JSON lines; `RUST_LOG` filters (default `info`).
@@ -75,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dev(args) => cli::dev::run(args),
         Command::Certs(args) => cli::certs::run(args),
+        Command::Admin(args) => cli::admin::run(args),
     }
 }
 
@@ -144,5 +148,51 @@ mod tests {
         assert!(
             Cli::try_parse_from(["sixfold-gateway", "serve", "--max-file-size", "lots"]).is_err()
         );
+    }
+
+    #[test]
+    fn admin_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "sixfold-gateway",
+            "admin",
+            "keys",
+            "create",
+            "--scope",
+            "write",
+            "--name",
+            "ci",
+            "--gateway",
+            "http://127.0.0.1:9",
+            "--token-file",
+            "/t",
+        ])
+        .expect("parse");
+        let Command::Admin(args) = cli.command else {
+            panic!("not admin");
+        };
+        assert_eq!(args.gateway, "http://127.0.0.1:9");
+        assert_eq!(args.token_file.as_deref(), Some(std::path::Path::new("/t")));
+        assert!(matches!(
+            args.command,
+            cli::admin::AdminCommand::Keys(cli::admin::KeysCommand::Create {
+                scope: sixfold_gateway::auth::Scope::Write,
+                ..
+            })
+        ));
+        for bad in [
+            &[
+                "sixfold-gateway",
+                "admin",
+                "keys",
+                "create",
+                "--scope",
+                "root",
+                "--name",
+                "x",
+            ][..],
+            &["sixfold-gateway", "admin", "keys", "revoke"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 }

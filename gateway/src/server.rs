@@ -51,6 +51,8 @@ pub enum ServeError {
         #[source]
         source: MetaError,
     },
+    #[error("first admin key: {0}")]
+    Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
     #[error("cluster layer: {0}")]
     Cluster(#[from] ClusterError),
     #[error("cannot listen on {addr}: {source}")]
@@ -196,6 +198,12 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
             path: meta_path.clone(),
             source,
         })?;
+    let (bootstrap_meta, token_file) = (meta.clone(), config.admin_token_file.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::auth::bootstrap::ensure_first_admin(&bootstrap_meta, &token_file)
+    })
+    .await
+    .map_err(|e| ServeError::Task(format!("first admin key task: {e}")))??;
 
     let cluster_config = ClusterConfig {
         token: token.as_str().to_owned(),
@@ -224,12 +232,13 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     };
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
-    let state = AppState::with_limits(
+    let state = AppState::with_policy(
         meta,
         Arc::new(cluster.clone()),
         Arc::clone(&metrics),
         upload_settings(config),
         edge_limits(config),
+        config.auth_policy(),
     );
     let app = router(state, cluster.internal_router());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -338,7 +347,17 @@ mod tests {
             .expect("certs init");
         let gateway = start(&config).await.expect("start");
         let base = format!("http://{}", gateway.local_addr());
-        let client = reqwest::Client::new();
+        // The first start made an admin key and left its token in the data dir.
+        let token = std::fs::read_to_string(dir.path().join("admin.token")).expect("token");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", token.trim()).parse().expect("header"),
+        );
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("client");
 
         let health = client
             .get(format!("{base}/health"))

@@ -104,11 +104,40 @@ impl TestCluster {
             opts: opts.clone(),
         };
         cluster.start_gateway();
+        cluster.http = authorized_client(&cluster.admin_token().await);
         for _ in 0..opts.nodes {
             cluster.add_node();
         }
         cluster.wait_nodes_up(opts.nodes).await;
         cluster
+    }
+
+    /// The admin token the gateway's first start wrote to `<gateway data dir>/admin.token`,
+    /// waiting (bounded) for the file to appear. The file is written whole, then linked into
+    /// place, so once it exists it is complete.
+    pub async fn admin_token(&mut self) -> String {
+        let path = self.gateway_dir().join("admin.token");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && !text.trim().is_empty()
+            {
+                return text.trim().to_owned();
+            }
+            if let Some(gateway) = self.gateway.as_mut() {
+                assert!(
+                    gateway.is_running(),
+                    "the gateway exited before writing {}",
+                    path.display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not appear in time",
+                path.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn gateway_dir(&self) -> PathBuf {
@@ -290,6 +319,20 @@ impl TestCluster {
     pub fn stop(&mut self) {
         self.kill_all();
     }
+}
+
+/// An HTTP client that sends `Authorization: Bearer <token>` with every request.
+pub fn authorized_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .expect("token is a header value");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(32)
+        .default_headers(headers)
+        .build()
+        .expect("http client")
 }
 
 fn unique() -> String {

@@ -32,15 +32,18 @@ async fn raw_exchange(c: &TestCluster, head: &str, body: &[u8]) -> (u16, serde_j
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compressed_transfer_coding_is_refused_not_stored_encoded() {
-    let c = TestCluster::start(ClusterOptions::default()).await;
+    let mut c = TestCluster::start(ClusterOptions::default()).await;
+    let token = c.admin_token().await;
     // One chunk of "gzip" bytes: hyper removes the chunked framing and would hand the gzip
     // stream through as if it were the file.
     let payload = b"\x1f\x8b\x08\x00compressed";
     let body = format!("{:x}\r\n", payload.len()).into_bytes();
     let body = [body.as_slice(), payload, b"\r\n0\r\n\r\n"].concat();
-    let head = "POST /files?name=z.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-                Transfer-Encoding: gzip, chunked\r\n\r\n";
-    let (status, json) = bounded("gzip upload", raw_exchange(&c, head, &body)).await;
+    let head = format!(
+        "POST /files?name=z.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    );
+    let (status, json) = bounded("gzip upload", raw_exchange(&c, &head, &body)).await;
     assert_eq!(status, 501, "{json}");
     assert_eq!(json["error"], "not_implemented");
     assert!(

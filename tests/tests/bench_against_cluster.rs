@@ -4,8 +4,9 @@ use sixfold_tests::{ClusterOptions, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_round_trips_through_a_real_cluster_without_errors() {
-    let c = TestCluster::start(ClusterOptions::default()).await;
+    let mut c = TestCluster::start(ClusterOptions::default()).await;
     let mut config = sixfold_bench::Config::new(c.url.clone());
+    config.token = Some(c.admin_token().await);
     config.size = 24 << 20;
     config.files = 4;
     config.concurrency = 2;
@@ -16,12 +17,22 @@ async fn bench_round_trips_through_a_real_cluster_without_errors() {
     assert_eq!(report.verified_bytes, 4 * (24 << 20));
     assert_eq!(report.upload.bytes, 4 * (24 << 20));
     assert_eq!(report.download.bytes, 4 * (24 << 20));
+
+    // Without a token every upload is refused (401), and the report says so.
+    config.token = None;
+    config.files = 1;
+    config.size = 1000;
+    let report = sixfold_bench::run(&config).await.expect("bench run starts");
+    assert!(report.error_count >= 1, "anonymous uploads were refused");
+    let text = format!("{:?}", report.errors);
+    assert!(text.contains("401"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_soak_through_a_real_cluster_has_no_error_and_leaves_no_file() {
-    let c = TestCluster::start(ClusterOptions::default()).await;
+    let mut c = TestCluster::start(ClusterOptions::default()).await;
     let mut config = sixfold_bench::SoakConfig::new(c.url.clone());
+    config.token = Some(c.admin_token().await);
     config.duration = std::time::Duration::from_secs(4);
     config.concurrency = 4;
     // Small files, some of them shorter than six parts' worth of anything.

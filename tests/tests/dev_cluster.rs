@@ -93,6 +93,9 @@ async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
 
     let mut dev = start_dev(&data, port, 1);
     wait_healthy(&http, &url, &mut dev).await;
+    // dev's first run leaves an admin token in the data dir; every other request carries it.
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let http = sixfold_tests::cluster::authorized_client(token.trim());
     assert!(dev.log_text().contains(&url), "dev prints its URL");
     let ids_first = node_ids(&http, &url).await;
     assert_eq!(ids_first.len(), 6);

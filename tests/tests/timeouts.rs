@@ -33,6 +33,12 @@ fn cluster_with(extra: &str) -> ClusterOptions {
     }
 }
 
+/// `Authorization: Bearer <admin token>\r\n` for requests written by hand.
+fn auth_line(c: &TestCluster) -> String {
+    let token = std::fs::read_to_string(c.gateway_dir().join("admin.token")).expect("admin token");
+    format!("Authorization: Bearer {}\r\n", token.trim())
+}
+
 async fn connect(c: &TestCluster) -> TcpStream {
     TcpStream::connect(("127.0.0.1", c.port))
         .await
@@ -293,7 +299,8 @@ async fn a_stalled_upload_body_gets_408_and_leaves_no_chunk() {
     let (mut r, mut w) = connect(&c).await.into_split();
     let declared = 64 * MIB;
     let head = format!(
-        "POST /files HTTP/1.1\r\nHost: x\r\nX-File-Name: stalled\r\nContent-Length: {declared}\r\n\r\n"
+        "POST /files HTTP/1.1\r\nHost: x\r\n{}X-File-Name: stalled\r\nContent-Length: {declared}\r\n\r\n",
+        auth_line(&c)
     );
     w.write_all(head.as_bytes()).await.expect("head");
     w.write_all(&pattern(7).bytes(0, MIB as usize))
@@ -338,8 +345,11 @@ async fn a_chunked_form_with_an_endless_preamble_is_refused_after_a_bounded_read
     const SENT: u64 = 2 * MIB;
     let c = TestCluster::start(cluster_with("")).await;
     let (mut r, mut w) = connect(&c).await.into_split();
-    let head = "POST /files HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
-                Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n";
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: x\r\n{}Transfer-Encoding: chunked\r\n\
+         Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n",
+        auth_line(&c)
+    );
     w.write_all(head.as_bytes()).await.expect("head");
     // 2 MiB of text that never reaches a boundary, in 64 KiB chunks; then the client waits
     // with the body unfinished. Only a server that gives up on its own answers now.
@@ -401,7 +411,13 @@ async fn connections_beyond_max_connections_wait_until_one_closes() {
     // One more client: its connection waits in the backlog until a silent one is closed.
     let mut extra = connect(&c).await;
     extra
-        .write_all(b"GET /files HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!(
+                "GET /files HTTP/1.1\r\nHost: x\r\n{}Connection: close\r\n\r\n",
+                auth_line(&c)
+            )
+            .as_bytes(),
+        )
         .await
         .expect("request");
     let response = tokio::time::timeout(DEADLINE, read_response(&mut extra))

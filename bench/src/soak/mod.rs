@@ -56,6 +56,8 @@ pub struct SoakConfig {
     pub sample_interval: Duration,
     /// File names are `{name_prefix}-{seed}-{index:06}`.
     pub name_prefix: String,
+    /// Access token sent as `Authorization: Bearer` with every request (none: anonymous).
+    pub token: Option<String>,
 }
 
 impl SoakConfig {
@@ -79,6 +81,7 @@ impl SoakConfig {
             pids_auto: false,
             sample_interval: Duration::from_millis(200),
             name_prefix: "sixfold-soak".into(),
+            token: None,
         }
     }
 
@@ -160,8 +163,12 @@ pub async fn soak(config: &SoakConfig) -> Result<SoakReport, RunError> {
     ensure_open_files(config.concurrency)?;
     let started_unix_ms = unix_ms_now();
     let seed = config.seed.unwrap_or_else(random_seed);
-    let client = transfer::http_client(config.concurrency, Some(config.request_timeout))
-        .map_err(|e| RunError::Setup(format!("HTTP client: {e}")))?;
+    let client = transfer::http_client(
+        config.concurrency,
+        Some(config.request_timeout),
+        config.token.as_deref(),
+    )
+    .map_err(|e| RunError::Setup(format!("HTTP client: {e}")))?;
     let ctx = Arc::new(Ctx {
         client,
         gateway: config.gateway.trim_end_matches('/').to_string(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use sixfold_certs::{InitOptions, NodeCertRequest, layout};
+use sixfold_gateway::auth::bootstrap::ADMIN_TOKEN_FILE;
 use sixfold_gateway::config::{GatewayConfig, LogFormat, ServeArgs};
 use sixfold_gateway::server;
 use tokio::process::{Child, Command};
@@ -60,6 +61,8 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let serve_args = ServeArgs {
         data_dir: Some(gateway_dir),
         listen: Some(args.listen.unwrap_or(DEFAULT_LISTEN)),
+        // At the top of the dev data dir, where the README and `admin` look for it.
+        admin_token_file: Some(data_dir.join(ADMIN_TOKEN_FILE)),
         ..ServeArgs::default()
     };
     let config = GatewayConfig::resolve(&serve_args)?;
@@ -125,13 +128,22 @@ fn print_ready(url: &str, config: &GatewayConfig, nodes: usize) {
             config.part_count
         );
     }
+    // The token stays in its file: the example reads it there rather than printing it.
+    let auth = format!(
+        "-H \"Authorization: Bearer $(cat {})\"",
+        config.admin_token_file.display()
+    );
     println!();
     println!(
-        "  curl -sS -X POST --data-binary @/etc/hostname -H 'X-File-Name: hostname' {url}/files"
+        "  curl -sS {auth} -X POST --data-binary @/etc/hostname -H 'X-File-Name: hostname' {url}/files"
     );
-    println!("  curl -sS {url}/files/<id> -o hostname.copy");
-    println!("  curl -sS {url}/nodes");
+    println!("  curl -sS {auth} {url}/files/<id> -o hostname.copy");
+    println!("  curl -sS {auth} {url}/nodes");
     println!();
+    println!(
+        "admin token (an admin access key): {}; more keys: sixfold-gateway admin keys create --help",
+        config.admin_token_file.display()
+    );
     println!("node logs: <data-dir>/node-N/node.log. Ctrl-C stops everything.");
 }
 

@@ -5,6 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::auth::AuthError;
+
 /// Machine-readable error codes; [`ErrorCode::as_str`] is what clients see in `"error"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -27,11 +29,15 @@ pub enum ErrorCode {
     NodeUnavailable,
     /// The request uses something the gateway does not support (a transfer coding).
     NotImplemented,
+    /// Missing, bad, revoked or expired credentials (`401`, with `WWW-Authenticate`).
+    Unauthorized,
+    /// Valid credentials with too small a scope (`403`).
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidId,
         ErrorCode::NotFound,
@@ -46,6 +52,8 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::NodeUnavailable,
         ErrorCode::NotImplemented,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +72,8 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::NodeUnavailable => "node_unavailable",
             ErrorCode::NotImplemented => "not_implemented",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 
@@ -81,6 +91,8 @@ impl ErrorCode {
             ErrorCode::Busy | ErrorCode::NodeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -165,6 +177,19 @@ impl ApiError {
     }
 }
 
+/// Credentials problems are `401` (the client should authenticate, or authenticate again),
+/// scope problems `403`; a key store that cannot be read is the gateway's fault.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let code = match &e {
+            AuthError::Store(_) => ErrorCode::Internal,
+            e if e.is_forbidden() => ErrorCode::Forbidden,
+            _ => ErrorCode::Unauthorized,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code.as_str(), self.message)
@@ -189,6 +214,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.code == ErrorCode::Unauthorized {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sixfold\""),
+            );
         }
         // Lets the request log and the metrics see the code without parsing the body.
         response.extensions_mut().insert(self.code);
@@ -241,6 +273,44 @@ mod tests {
         assert_eq!(body_json(response).await["error"], "busy");
     }
 
+    #[tokio::test]
+    async fn auth_errors_are_401_with_www_authenticate_or_403() {
+        use crate::auth::Scope;
+        for e in [
+            AuthError::Missing,
+            AuthError::Malformed("x"),
+            AuthError::BadCredentials,
+            AuthError::Revoked,
+            AuthError::Expired { expired_at: 5 },
+            AuthError::BadSignature,
+            AuthError::NotPresignable,
+        ] {
+            let response = ApiError::from(e.clone()).into_response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{e}");
+            assert_eq!(
+                response.headers()[header::WWW_AUTHENTICATE],
+                "Bearer realm=\"sixfold\""
+            );
+            assert_eq!(body_json(response).await["error"], "unauthorized");
+        }
+        let expired = ApiError::from(AuthError::Expired { expired_at: 5 });
+        assert!(expired.message.contains("expired"), "{expired}");
+        for e in [
+            AuthError::Forbidden {
+                needed: Scope::Write,
+                have: Scope::Read,
+            },
+            AuthError::NeedsKey,
+        ] {
+            let response = ApiError::from(e).into_response();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+            assert_eq!(body_json(response).await["error"], "forbidden");
+        }
+        let store = ApiError::from(AuthError::Store("down".into()));
+        assert_eq!(store.code, ErrorCode::Internal);
+    }
+
     #[test]
     fn codes_map_to_statuses() {
         let expected = [
@@ -258,6 +328,8 @@ mod tests {
             (ErrorCode::RequestTimeout, 408, "request_timeout"),
             (ErrorCode::NodeUnavailable, 503, "node_unavailable"),
             (ErrorCode::NotImplemented, 501, "not_implemented"),
+            (ErrorCode::Unauthorized, 401, "unauthorized"),
+            (ErrorCode::Forbidden, 403, "forbidden"),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (i, (code, status, text)) in expected.into_iter().enumerate() {

@@ -17,8 +17,10 @@ use super::range::{RangeDecision, decide};
 use super::request_log::{LoggedByStream, RequestSummary};
 use super::time_fmt::rfc3339_from_unix_ms;
 use super::{AppState, parse_id};
+use crate::auth::presign::{self, READ_METHOD_CLASS};
+use crate::auth::{AuthError, Principal};
 use crate::download;
-use crate::meta::FileRecord;
+use crate::meta::{FileRecord, unix_ms_now};
 use crate::metrics::UploadOutcome;
 use crate::upload::drain::RequestBody;
 use crate::upload::form::{boundary_from_content_type, percent_decode};
@@ -492,6 +494,61 @@ pub async fn delete(
     response.extensions_mut().insert(RequestSummary {
         file_id: Some(id),
         size: Some(file.size),
+    });
+    Ok(response)
+}
+
+/// `POST /files/{id}/presign` body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresignRequest {
+    /// humantime duration, default 1h, at most 7 days.
+    expires_in: Option<String>,
+}
+
+/// `POST /files/{id}/presign` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PresignedUrl {
+    /// Relative to the gateway: `/files/{id}?X-Sixfold-Key=..&X-Sixfold-Expires=..&X-Sixfold-Signature=..`.
+    pub url: String,
+    pub expires_at: String,
+}
+
+/// `POST /files/{id}/presign`: a URL that lets anyone GET/HEAD this file until it expires,
+/// signed with the caller's key (so revoking the key kills it). Needs a bearer token: an
+/// anonymous request has no key to sign with.
+pub async fn presign(
+    State(app): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
+    Path(raw_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw_id)?;
+    let Some(key) = principal.as_deref().and_then(Principal::key).cloned() else {
+        return Err(AuthError::NeedsKey.into());
+    };
+    let request: PresignRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        PresignRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("expected JSON {{\"expires_in\": \"1h\"}}: {e}"))
+        })?
+    };
+    let expires_in = presign::parse_expires_in(request.expires_in.as_deref())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Only an existing file gets a URL (it may still be deleted before the URL is used).
+    get_file(&app, id).await?;
+    let expires = unix_ms_now() / 1000 + expires_in.as_secs();
+    let path = format!("/files/{id}");
+    let signature = presign::sign(&key.secret, &key.id, READ_METHOD_CLASS, &path, expires)?;
+    let body = PresignedUrl {
+        url: presign::url(&path, &key.id, expires, &signature),
+        expires_at: rfc3339_from_unix_ms(expires.saturating_mul(1000)),
+    };
+    let mut response = ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response();
+    response.extensions_mut().insert(RequestSummary {
+        file_id: Some(id),
+        size: None,
     });
     Ok(response)
 }

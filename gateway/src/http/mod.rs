@@ -7,8 +7,14 @@
 //! | `GET /files/{id}/meta` | [`files::file_meta`] |
 //! | `DELETE /files/{id}` | [`files::delete`] |
 //! | `GET /files` | [`files::list`] |
+//! | `POST /files/{id}/presign` | [`files::presign`] |
 //! | `GET /nodes`, `GET /health`, `GET /metrics` | [`status`] |
+//! | `POST`/`GET /admin/keys`, `DELETE /admin/keys/{id}` | [`admin_keys`] |
+//!
+//! Every request passes [`crate::api::authorize`] first, which decides from the method and path
+//! alone what it needs.
 
+pub mod admin_keys;
 pub mod conn_idle;
 pub mod disposition;
 pub mod error;
@@ -27,10 +33,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use uuid::Uuid;
 
 use crate::admission::{Admission, AdmissionLimits, Refused};
+use crate::auth::AuthPolicy;
 use crate::chunk_store::SharedStore;
 use crate::meta::{Meta, MetaError};
 use crate::metrics::Metrics;
@@ -89,6 +96,8 @@ struct AppInner {
     downloads: Admission,
     /// Nodes needed for a full-size upload, for `/health`.
     part_count: u32,
+    /// Anonymous access and whether `/metrics` is protected.
+    auth: AuthPolicy,
 }
 
 impl AppState {
@@ -108,6 +117,24 @@ impl AppState {
         settings: UploadSettings,
         limits: EdgeLimits,
     ) -> Self {
+        Self::with_policy(
+            meta,
+            store,
+            metrics,
+            settings,
+            limits,
+            AuthPolicy::default(),
+        )
+    }
+
+    pub fn with_policy(
+        meta: Meta,
+        store: SharedStore,
+        metrics: Arc<Metrics>,
+        settings: UploadSettings,
+        limits: EdgeLimits,
+        auth: AuthPolicy,
+    ) -> Self {
         let part_count = settings.split.part_count;
         let uploader = Uploader::new(meta.clone(), store.clone(), metrics.clone(), settings);
         AppState {
@@ -119,6 +146,7 @@ impl AppState {
                 uploads: Admission::new("upload", limits.uploads),
                 downloads: Admission::new("download", limits.downloads),
                 part_count,
+                auth,
             }),
         }
     }
@@ -153,6 +181,10 @@ impl AppState {
         self.inner.part_count
     }
 
+    pub fn auth_policy(&self) -> &AuthPolicy {
+        &self.inner.auth
+    }
+
     /// Runs a metadata call on the blocking pool.
     pub async fn with_meta<T, F>(&self, call: F) -> Result<T, ApiError>
     where
@@ -176,7 +208,7 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// The public API router, with `extra` routes (the cluster's node registration endpoints)
-/// merged in. Upload routes have axum's body limit disabled: uploads enforce `max_file_size`
+/// merged in, every route behind [`crate::api::authorize`]. Upload routes have axum's body limit disabled: uploads enforce `max_file_size`
 /// themselves, from `Content-Length` up front or while streaming.
 pub fn router(state: AppState, extra: Router) -> Router {
     Router::new()
@@ -193,6 +225,12 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .route("/files/{id}", get(files::download).delete(files::delete))
         .route("/download/{id}", get(files::download))
         .route("/files/{id}/meta", get(files::file_meta))
+        .route("/files/{id}/presign", post(files::presign))
+        .route(
+            "/admin/keys",
+            post(admin_keys::create).get(admin_keys::list),
+        )
+        .route("/admin/keys/{id}", delete(admin_keys::revoke))
         .route("/nodes", get(status::nodes))
         .route("/health", get(status::health))
         .route("/metrics", get(status::metrics))
@@ -200,6 +238,11 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .merge(extra)
         .fallback(status::no_route)
         .method_not_allowed_fallback(status::method_not_allowed)
+        // Inside the request log, so refused requests are logged and counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::api::authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request_guard::guard,

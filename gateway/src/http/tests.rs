@@ -25,6 +25,8 @@ const MIN_PART: u64 = 1024;
 struct Server {
     base: String,
     client: reqwest::Client,
+    /// `Authorization: Bearer <admin token>\r\n`, for requests written by hand.
+    auth_line: String,
     store: MemoryStore,
     meta: Meta,
     dir: tempfile::TempDir,
@@ -68,9 +70,25 @@ impl Server {
                 })
                 .await;
         });
+        // An admin key for every request of these tests; the access tests use their own.
+        let key =
+            crate::auth::AccessKey::generate("tests", crate::auth::Scope::Admin, 0).expect("key");
+        meta.insert_key(&key).expect("insert key");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", key.token().expose())
+                .parse()
+                .expect("header"),
+        );
+        let auth_line = format!("Authorization: Bearer {}\r\n", key.token().expose());
         Server {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            auth_line,
+            client: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("client"),
             store,
             meta,
             dir,
@@ -719,8 +737,10 @@ async fn client_disconnect_mid_body_aborts_the_session() {
     let mut tcp = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
-    let head =
-        "POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nX-File-Name: cut\r\n\r\n";
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: x\r\n{}Content-Length: 100000\r\nX-File-Name: cut\r\n\r\n",
+        server.auth_line
+    );
     tcp.write_all(head.as_bytes()).await.expect("head");
     tcp.write_all(&data(30_000, 12)).await.expect("some body");
     tcp.flush().await.expect("flush");
@@ -772,7 +792,10 @@ async fn a_refused_body_is_drained_so_the_connection_survives() {
         .await
         .expect("connect");
     let len = 4 << 20;
-    let head = format!("POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: x\r\n{}Content-Length: {len}\r\n\r\n",
+        server.auth_line
+    );
     tcp.write_all(head.as_bytes()).await.expect("head");
     // The refusal comes before any body byte is sent.
     let response = read_until(&mut tcp, "}").await;
@@ -992,7 +1015,8 @@ async fn multipart_with_a_length_starts_storing_before_the_body_ends() {
         .await
         .expect("connect");
     let head = format!(
-        "POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        "POST /files HTTP/1.1\r\nHost: x\r\n{}Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        server.auth_line,
         form.len()
     );
     tcp.write_all(head.as_bytes()).await.expect("head");
@@ -1088,5 +1112,90 @@ async fn bad_streamed_forms_are_refused_and_leave_nothing() {
     let response = server.post_form(boundary, fits, &[4096]).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(server.spool_files(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_without_credentials_are_refused_before_any_handler_runs() {
+    let server = Server::start(6).await;
+    let anonymous = reqwest::Client::new();
+    let r = anonymous
+        .get(server.url("/files"))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"sixfold\"");
+    let json: Value = r.json().await.expect("json");
+    assert_eq!(json["error"], "unauthorized");
+    // An upload refused at the edge never starts a session.
+    let r = anonymous
+        .post(server.url("/files"))
+        .body(vec![1u8; 10_000])
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!((server.sessions(), server.files()), (0, 0));
+    // Unknown routes: 401 to the anonymous, the router's 404 to a key holder.
+    let r = anonymous
+        .get(server.url("/nope"))
+        .send()
+        .await
+        .expect("nope");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.get("/nope").await.status(), StatusCode::NOT_FOUND);
+    // A read key: 403 for uploads, and counted.
+    let key = crate::auth::AccessKey::generate("r", crate::auth::Scope::Read, 0).expect("key");
+    server.meta.insert_key(&key).expect("insert");
+    let r = anonymous
+        .post(server.url("/files"))
+        .bearer_auth(key.token().expose())
+        .body(vec![1u8; 100])
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let metrics = server.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("sixfold_errors_total{kind=\"unauthorized\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sixfold_errors_total{kind=\"forbidden\"} 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+/// The edge names endpoints from the raw path, as the router matches them: a percent-encoded
+/// path cannot reach a handler under a smaller endpoint's scope.
+#[tokio::test]
+async fn encoded_paths_do_not_slip_past_the_edge() {
+    let server = Server::start(6).await;
+    let key = crate::auth::AccessKey::generate("r", crate::auth::Scope::Read, 0).expect("key");
+    server.meta.insert_key(&key).expect("insert");
+    let reader = reqwest::Client::new();
+    for (method, path) in [
+        (reqwest::Method::POST, "/fil%65s"),
+        (reqwest::Method::POST, "/%66iles"),
+        (reqwest::Method::POST, "/upload%2F"),
+        (reqwest::Method::GET, "/admin/%6beys"),
+        (reqwest::Method::POST, "/admin/keys%2F"),
+    ] {
+        let r = reader
+            .request(method.clone(), server.url(path))
+            .bearer_auth(key.token().expose())
+            .body(vec![1u8; 10])
+            .send()
+            .await
+            .expect("request");
+        assert!(
+            matches!(r.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+            "{method} {path}: {}",
+            r.status()
+        );
+    }
+    assert_eq!(server.files(), 0);
     server.stop().await;
 }

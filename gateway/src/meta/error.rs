@@ -33,6 +33,9 @@ pub enum MetaError {
         #[source]
         source: CodecError,
     },
+    /// The database file itself (creating it, narrowing its mode).
+    #[error("metadata file: {0}")]
+    File(#[source] std::io::Error),
     /// redb failed (I/O, corruption, database locked by another process, ...).
     #[error("metadata storage: {0}")]
     Storage(#[from] redb::Error),

@@ -9,6 +9,7 @@ mod codec;
 mod deletes;
 mod error;
 mod files;
+mod keys;
 mod nodes;
 mod quarantine;
 mod records;
@@ -52,9 +53,28 @@ impl Meta {
     /// Opens the database at `path`, creating it (and every table) if the file does not exist
     /// or is empty. Fails with [`MetaError::SchemaVersion`] if it was written with another schema
     /// version, and with [`MetaError::Storage`] if another process holds it open.
+    ///
+    /// The file holds the access keys' secrets: it is created mode 0600, and a wider mode found
+    /// on open is narrowed to 0600 with a warning.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MetaError> {
         let path = path.as_ref();
+        create_private(path)?;
         let db = Database::create(path)?;
+        match crate::auth::secret_file::restrict_mode(path) {
+            Ok(None) => {}
+            Ok(Some(mode)) => tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "the metadata file holds access key secrets but was readable by others; its mode is now 600"
+            ),
+            // Not fatal: a file the gateway can open but not chmod (another owner) still works;
+            // the operator is told loudly.
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot check or narrow the mode of the metadata file, which holds access key secrets"
+            ),
+        }
         let mut meta = Meta {
             db: Arc::new(db),
             cluster_id: Uuid::nil(),
@@ -80,6 +100,7 @@ impl Meta {
             txn.open_table(tables::NODES)?;
             txn.open_table(tables::DELETE_QUEUE)?;
             txn.open_table(tables::CHUNK_REFS)?;
+            txn.open_table(tables::ACCESS_KEYS)?;
             txn.open_table(tables::QUARANTINE)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
             let stored = cluster
@@ -136,6 +157,23 @@ impl Meta {
     ) -> Result<T, MetaError> {
         let txn = self.db.begin_read()?;
         body(&txn)
+    }
+}
+
+/// Creates an empty database file with mode 0600 if there is none, so that the secrets it will
+/// hold are never readable by others, not even before the first open finishes. redb fills an
+/// empty file as a new database.
+fn create_private(path: &Path) -> Result<(), MetaError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(crate::auth::secret_file::SECRET_FILE_MODE)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(MetaError::File(e)),
     }
 }
 

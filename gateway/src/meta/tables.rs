@@ -36,6 +36,11 @@ pub(super) const QUARANTINE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition
 pub(super) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 pub(super) const CLUSTER_ID_KEY: &str = "id";
 
+/// Access key id -> encoded [`crate::auth::AccessKey`]. Added after the first release within
+/// schema version 1: an older database simply lacks it until [`super::Meta::open`] creates it.
+pub(super) const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
+
+pub(super) const ACCESS_KEYS_NAME: &str = "access_keys";
 pub(super) const SESSIONS_NAME: &str = "sessions";
 pub(super) const FILES_NAME: &str = "files";
 pub(super) const NODES_NAME: &str = "nodes";

@@ -1,0 +1,231 @@
+//! `sixfold-gateway admin ...`: the operator's client of a running gateway's `/admin/*` API.
+//!
+//! It talks HTTP to the gateway (`--gateway URL`) with an admin token: `--token-file F`, else
+//! `SIXFOLD_TOKEN`, else `./sixfold-data/admin.token` (where `dev` leaves its first admin key).
+//! The HTTP client is ureq: blocking and small, which is all a command making one request needs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::json;
+use sixfold_gateway::auth::Scope;
+use sixfold_gateway::http::admin_keys::{CreatedKey, KeyList};
+
+const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
+const DEFAULT_TOKEN_FILE: &str = "sixfold-data/admin.token";
+const TOKEN_ENV: &str = "SIXFOLD_TOKEN";
+/// Bound on each request, so a gateway that accepts and never answers does not hang the CLI.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `sixfold-gateway admin` flags.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The gateway's URL.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_GATEWAY, global = true)]
+    pub gateway: String,
+    /// File holding an admin token [default: ./sixfold-data/admin.token if it exists; the
+    /// SIXFOLD_TOKEN environment variable is used before that default].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Manage access keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its token is printed on stdout, once (the gateway cannot show it again).
+    Create {
+        #[arg(long, value_enum)]
+        scope: Scope,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+    /// List every key (no secrets), revoked ones included.
+    List,
+    /// Revoke a key: its token and every URL presigned with it stop working at once.
+    Revoke {
+        #[arg(value_name = "KEY_ID")]
+        id: String,
+    },
+}
+
+pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let token = resolve_token(args.token_file.as_deref(), std::env::var(TOKEN_ENV).ok())?;
+    let client = Client::new(&args.gateway, &token);
+    match args.command {
+        AdminCommand::Keys(KeysCommand::Create { scope, name }) => {
+            let created: CreatedKey = client.send_json(
+                "POST",
+                "/admin/keys",
+                &json!({"name": name, "scope": scope}),
+            )?;
+            eprintln!(
+                "created access key {} ({:?}, scope {}); its token, shown this once:",
+                created.key.id, created.key.name, created.key.scope
+            );
+            println!("{}", created.token);
+        }
+        AdminCommand::Keys(KeysCommand::List) => {
+            let list: KeyList = client.send_json("GET", "/admin/keys", &())?;
+            println!(
+                "{:<20}  {:<6}  {:<24}  {:<24}  NAME",
+                "ID", "SCOPE", "CREATED", "REVOKED"
+            );
+            for key in list.keys {
+                println!(
+                    "{:<20}  {:<6}  {:<24}  {:<24}  {}",
+                    key.id,
+                    key.scope,
+                    key.created,
+                    key.revoked_at.as_deref().unwrap_or("-"),
+                    key.name
+                );
+            }
+        }
+        AdminCommand::Keys(KeysCommand::Revoke { id }) => {
+            client.send_empty("DELETE", &format!("/admin/keys/{id}"))?;
+            eprintln!("revoked access key {id}");
+        }
+    }
+    Ok(())
+}
+
+/// The token: from `--token-file`, else the environment, else the dev data dir's file.
+fn resolve_token(token_file: Option<&Path>, env: Option<String>) -> anyhow::Result<String> {
+    let read = |path: &Path| -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        Ok(text.trim().to_owned())
+    };
+    let token = match (token_file, env.filter(|t| !t.trim().is_empty())) {
+        (Some(path), _) => read(path)?,
+        (None, Some(env)) => env.trim().to_owned(),
+        (None, None) if Path::new(DEFAULT_TOKEN_FILE).exists() => {
+            read(Path::new(DEFAULT_TOKEN_FILE))?
+        }
+        (None, None) => bail!(
+            "no admin token: pass --token-file FILE (a new data dir's first admin key is in \
+             <data-dir>/admin.token) or set {TOKEN_ENV}"
+        ),
+    };
+    if token.is_empty() {
+        bail!("the admin token is empty");
+    }
+    Ok(token)
+}
+
+/// An error body of the API.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: String,
+    message: String,
+}
+
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+    bearer: String,
+}
+
+impl Client {
+    fn new(base: &str, token: &str) -> Client {
+        let agent = ureq::Agent::config_builder()
+            // Error statuses carry the API's JSON error; read it rather than fail early.
+            .http_status_as_error(false)
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .build()
+            .into();
+        Client {
+            agent,
+            base: base.trim_end_matches('/').to_owned(),
+            bearer: format!("Bearer {token}"),
+        }
+    }
+
+    /// Sends a request (with `body` as JSON for POST) and decodes a 2xx JSON answer.
+    fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
+        let text = self.send(method, path, Some(body))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("unexpected answer from {method} {path}: {text}"))
+    }
+
+    fn send_empty(&self, method: &str, path: &str) -> anyhow::Result<()> {
+        self.send(method, path, None::<&()>).map(drop)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base);
+        let sent = match (method, body) {
+            ("POST", Some(body)) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &self.bearer)
+                .send_json(body),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &self.bearer)
+                .call(),
+            _ => self
+                .agent
+                .get(&url)
+                .header("Authorization", &self.bearer)
+                .call(),
+        };
+        let mut response = sent.with_context(|| format!("cannot reach the gateway at {url}"))?;
+        let status = response.status();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("reading the answer of {method} {path}"))?;
+        if !status.is_success() {
+            match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(e) => bail!("{method} {path}: {status} {}: {}", e.error, e.message),
+                Err(_) => bail!("{method} {path}: {status}: {text}"),
+            }
+        }
+        Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comes_from_the_file_then_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("t");
+        std::fs::write(&file, "FROMFILE\n").expect("write");
+        assert_eq!(
+            resolve_token(Some(&file), Some("FROMENV".into())).expect("file"),
+            "FROMFILE"
+        );
+        assert_eq!(
+            resolve_token(None, Some(" FROMENV ".into())).expect("env"),
+            "FROMENV"
+        );
+        assert!(resolve_token(Some(&dir.path().join("missing")), None).is_err());
+        std::fs::write(&file, "\n").expect("write");
+        assert!(resolve_token(Some(&file), None).is_err());
+    }
+}

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use crate::cluster::reconcile::ReconcileStats;
 use crate::http::error::ErrorCode;
 
 /// How an upload ended.
@@ -142,6 +143,8 @@ pub struct Metrics {
     connection_limit: AtomicU64,
     timeouts: [AtomicU64; TimeoutKind::ALL.len()],
     panics: AtomicU64,
+    /// The orphan reconciler's counters, once the cluster layer runs.
+    reconcile: std::sync::OnceLock<Arc<ReconcileStats>>,
 }
 
 impl Metrics {
@@ -200,6 +203,11 @@ impl Metrics {
 
     pub fn timed_out(&self, kind: TimeoutKind) {
         self.timeouts[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Shows the cluster's orphan reconciler in the rendered metrics.
+    pub fn attach_reconcile(&self, stats: Arc<ReconcileStats>) {
+        let _ = self.reconcile.set(stats);
     }
 
     /// A request handler panicked (answered 500).
@@ -298,6 +306,9 @@ impl Metrics {
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
         self.render_http(&mut out);
+        if let Some(stats) = self.reconcile.get() {
+            render_reconcile(&mut out, stats);
+        }
         if let Some(files) = files {
             header(&mut out, "sixfold_files", "gauge", "Committed files.");
             let _ = writeln!(out, "sixfold_files {files}");
@@ -347,6 +358,30 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// The orphan reconciler's lines.
+fn render_reconcile(out: &mut String, stats: &ReconcileStats) {
+    for (name, help, value) in [
+        (
+            "sixfold_orphans_quarantined_total",
+            "Chunks no file or upload references, marked for quarantine by the orphan scan.",
+            stats.quarantined(),
+        ),
+        (
+            "sixfold_orphans_deleted_total",
+            "Orphan chunks queued for deletion after their quarantine.",
+            stats.deleted(),
+        ),
+        (
+            "sixfold_orphan_scans_refused_total",
+            "Orphan scans whose deletions the safety valve refused (most of a node unreferenced).",
+            stats.refused(),
+        ),
+    ] {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
     }
 }
 

@@ -232,6 +232,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     };
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
+    metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
     let state = AppState::with_policy(
         meta,
         Arc::new(cluster.clone()),

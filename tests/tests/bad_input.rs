@@ -51,6 +51,24 @@ async fn a_compressed_transfer_coding_is_refused_not_stored_encoded() {
         "{json}"
     );
     assert!(list_ids(&c).await.is_empty(), "nothing may be stored");
+    // Refusals, panics and the orphan reconciler all show in /metrics.
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "sixfold_errors_total{kind=\"not_implemented\"} 1",
+        "sixfold_http_panics_total 0",
+        "sixfold_orphans_quarantined_total 0",
+        "sixfold_orphans_deleted_total 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

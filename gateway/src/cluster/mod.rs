@@ -67,7 +67,7 @@ struct Inner {
     down: tokio::sync::watch::Sender<u64>,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    reconcile: reconcile::ReconcileStats,
+    reconcile: Arc<reconcile::ReconcileStats>,
     /// When this gateway process started (Unix ms): sessions recorded earlier are leftovers of
     /// a process that died. One gateway per metadata store, for now.
     started_unix_ms: u64,
@@ -119,7 +119,7 @@ impl Cluster {
             down: tokio::sync::watch::Sender::new(0),
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
-            reconcile: reconcile::ReconcileStats::default(),
+            reconcile: Arc::default(),
             started_unix_ms,
         });
         let tasks = vec![
@@ -155,7 +155,7 @@ impl Cluster {
     }
 
     /// What the orphan reconciler has quarantined, deleted and refused.
-    pub fn reconcile_stats(&self) -> &reconcile::ReconcileStats {
+    pub fn reconcile_stats(&self) -> &Arc<reconcile::ReconcileStats> {
         &self.inner.reconcile
     }
 

@@ -52,15 +52,7 @@ async fn a_compressed_transfer_coding_is_refused_not_stored_encoded() {
     );
     assert!(list_ids(&c).await.is_empty(), "nothing may be stored");
     // Refusals, panics and the orphan reconciler all show in /metrics.
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&c).await;
     for line in [
         "sixfold_errors_total{kind=\"not_implemented\"} 1",
         "sixfold_http_panics_total 0",

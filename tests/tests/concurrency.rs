@@ -231,15 +231,7 @@ async fn a_mixed_run_of_uploads_downloads_ranges_and_deletes_verifies_every_byte
 }
 
 async fn metric(c: &TestCluster, line_prefix: &str) -> f64 {
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(c).await;
     text.lines()
         .find_map(|l| l.strip_prefix(line_prefix))
         .and_then(|v| v.trim().parse().ok())

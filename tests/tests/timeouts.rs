@@ -126,17 +126,6 @@ async fn read_response<R: AsyncReadExt + Unpin>(r: &mut R) -> RawResponse {
     RawResponse { status, body }
 }
 
-async fn metrics(c: &TestCluster) -> String {
-    c.http
-        .get(format!("{}/metrics", c.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
 /// The value of one sample line of `/metrics`.
 fn sample(text: &str, name: &str) -> u64 {
     text.lines()
@@ -148,7 +137,7 @@ fn sample(text: &str, name: &str) -> u64 {
 async fn wait_sample_at_least(c: &TestCluster, name: &str, want: u64) {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let got = sample(&metrics(c).await, name);
+        let got = sample(&metrics_text(c).await, name);
         if got >= want {
             return;
         }
@@ -190,7 +179,7 @@ async fn partial_headers_sent_a_byte_at_a_time_are_cut_off() {
     assert_closed_by_server(&mut r, "silent socket").await;
 
     assert_healthy(&c).await;
-    let text = metrics(&c).await;
+    let text = metrics_text(&c).await;
     assert!(
         sample(&text, "sixfold_http_timeouts_total{kind=\"header\"}") >= 2,
         "{text}"
@@ -214,7 +203,7 @@ async fn an_idle_keepalive_connection_is_closed() {
     assert_eq!(read_response(&mut r).await.status, 200);
     // Then idle for good: closed.
     assert_closed_by_server(&mut r, "idle keep-alive").await;
-    let text = metrics(&c).await;
+    let text = metrics_text(&c).await;
     assert!(
         sample(&text, "sixfold_http_timeouts_total{kind=\"keepalive\"}") >= 1,
         "{text}"
@@ -331,7 +320,7 @@ async fn a_stalled_upload_body_gets_408_and_leaves_no_chunk() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(list_ids(&c).await.is_empty(), "no file is listed");
-    let text = metrics(&c).await;
+    let text = metrics_text(&c).await;
     assert_eq!(
         sample(&text, "sixfold_http_timeouts_total{kind=\"body\"}"),
         1,
@@ -429,7 +418,7 @@ async fn connections_beyond_max_connections_wait_until_one_closes() {
         closed >= 1,
         "the extra connection was served while all {MAX} slots were taken"
     );
-    let text = metrics(&c).await;
+    let text = metrics_text(&c).await;
     assert_eq!(
         sample(&text, "sixfold_http_connections_limit"),
         MAX as u64,

@@ -93,6 +93,18 @@ pub async fn meta(c: &TestCluster, id: &str) -> Value {
         .expect("meta json")
 }
 
+/// The gateway's `/metrics` text.
+pub async fn metrics_text(c: &TestCluster) -> String {
+    c.http
+        .get(format!("{}/metrics", c.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 pub async fn list_ids(c: &TestCluster) -> Vec<String> {
     let v: Value = c
         .http

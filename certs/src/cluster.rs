@@ -1,4 +1,5 @@
-//! The operations behind `sixfold-gateway certs init` and `certs issue-node`.
+//! The operations behind `sixfold-gateway certs init`, `certs issue-node` and
+//! `certs renew-gateway`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -157,6 +158,18 @@ pub fn issue_node(
         )?;
         token.write(&paths.token, force)?;
     }
+    Ok(paths)
+}
+
+/// Re-issues the gateway's certificate with the CA in `dir` (replacing `gateway.pem` and
+/// `gateway-key.pem`): for rotation, and to add the gateway role to a certificate made by a
+/// release before roles existed. Nodes need nothing new: they trust the same CA.
+pub fn renew_gateway(dir: &Path, validity: Validity) -> Result<ClusterPaths> {
+    let paths = ClusterPaths::in_dir(dir);
+    let ca = ClusterCa::load(dir)?;
+    let gateway = ca.issue_gateway(validity)?;
+    gateway.write(&paths.gateway_cert, &paths.gateway_key, true)?;
+    tracing::info!(dir = %dir.display(), "renewed the gateway certificate");
     Ok(paths)
 }
 

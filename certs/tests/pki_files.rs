@@ -242,7 +242,15 @@ fn init_cluster_and_issue_node_give_configs_that_handshake() {
     assert_eq!(mode(&node.node_key), 0o600);
 
     let server = NodeTls::load(&node_dir).unwrap();
+    assert_eq!(
+        server.identity().unwrap().role,
+        sixfold_certs::PeerRole::Node(req.node_id)
+    );
     let client = GatewayTls::load(&gw_dir).unwrap();
+    assert_eq!(
+        client.identity().unwrap().role,
+        sixfold_certs::PeerRole::Gateway
+    );
     let done = handshake(
         client.client_config(),
         server.server_config(),

@@ -1,10 +1,12 @@
-//! `sixfold-gateway certs init | issue-node`: the cluster PKI from the command line.
+//! `sixfold-gateway certs init | issue-node | renew-gateway`: the cluster PKI from the command
+//! line.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use sixfold_certs::{InitOptions, NodeCertRequest};
+use sixfold_certs::{InitOptions, NodeCertRequest, Validity};
+use uuid::Uuid;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CertsCommand {
@@ -26,6 +28,11 @@ pub enum CertsCommand {
         /// The node's name (certificate common name).
         #[arg(long)]
         name: String,
+        /// The node's id (UUID), written into the certificate; the node takes its id from
+        /// it. Default: a new random id. To re-issue the certificate of an existing node, give
+        /// the id in its data dir's `node_id` file.
+        #[arg(long)]
+        node_id: Option<Uuid>,
         /// An IP address the gateway dials the node at; repeat for several.
         #[arg(long = "ip")]
         ips: Vec<IpAddr>,
@@ -38,6 +45,13 @@ pub enum CertsCommand {
         /// Replace existing files.
         #[arg(long)]
         force: bool,
+    },
+    /// Re-issue the gateway's certificate (gateway.pem, gateway-key.pem) with the CA in DIR:
+    /// to rotate it, or to add the gateway role to a certificate of an older release.
+    RenewGateway {
+        /// The gateway's certs dir holding ca.pem and ca-key.pem.
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -64,6 +78,7 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
         CertsCommand::IssueNode {
             dir,
             name,
+            node_id,
             ips,
             dns_names,
             out,
@@ -72,7 +87,9 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
             if ips.is_empty() && dns_names.is_empty() {
                 bail!("give at least one --ip or --dns: the address the gateway dials the node at");
             }
+            let node_id = node_id.unwrap_or_else(Uuid::new_v4);
             let req = NodeCertRequest {
+                node_id,
                 name: name.clone(),
                 ips,
                 dns_names,
@@ -80,8 +97,19 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
             let paths = sixfold_certs::issue_node(&dir, &req, &out, force)
                 .with_context(|| format!("issuing a certificate for node {name:?}"))?;
             println!(
-                "node {name:?}: certificate, key, CA and cluster token written to {}",
+                "node {name:?}: certificate, key and CA written to {}",
                 paths.dir.display()
+            );
+            println!("node id: {node_id}");
+            Ok(())
+        }
+        CertsCommand::RenewGateway { dir } => {
+            let paths = sixfold_certs::renew_gateway(&dir, Validity::leaf_default()).with_context(
+                || format!("renewing the gateway certificate in {}", dir.display()),
+            )?;
+            println!(
+                "gateway certificate renewed: {}",
+                paths.gateway_cert.display()
             );
             Ok(())
         }

@@ -8,10 +8,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use sixfold_certs::{InitOptions, NodeCertRequest, layout};
+use sixfold_certs::{
+    IdentityError, InitOptions, NodeCertRequest, PeerRole, Validity, layout, parse_identity,
+    read_certificates,
+};
 use sixfold_gateway::config::{GatewayConfig, LogFormat, ServeArgs};
 use sixfold_gateway::server;
 use tokio::process::{Child, Command};
+use uuid::Uuid;
 
 const DEFAULT_DATA_DIR: &str = "sixfold-data";
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
@@ -53,7 +57,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .map(|i| data_dir.join(format!("node-{i}")))
         .collect();
     for (i, dir) in node_dirs.iter().enumerate() {
-        ensure_node_certs(&certs_dir, &format!("node-{i}"), &dir.join("certs"))?;
+        ensure_node_certs(&certs_dir, &format!("node-{i}"), dir)?;
     }
     let node_bin = node_binary()?;
 
@@ -135,9 +139,16 @@ fn print_ready(url: &str, config: &GatewayConfig, nodes: usize) {
     println!("node logs: <data-dir>/node-N/node.log. Ctrl-C stops everything.");
 }
 
-/// The CA, the gateway's certificate and the token: made once, reused after.
+/// The CA and the gateway's certificate: made once, reused after. A gateway certificate of a
+/// release before roles is re-issued (dev has the CA), so an old data dir keeps working.
 fn ensure_cluster_certs(dir: &Path) -> anyhow::Result<()> {
     if dir.join(layout::CA_CERT).exists() {
+        if certificate_role(&dir.join(layout::GATEWAY_CERT))? != Some(PeerRole::Gateway) {
+            sixfold_certs::renew_gateway(dir, Validity::leaf_default()).with_context(|| {
+                format!("renewing the gateway certificate in {}", dir.display())
+            })?;
+            tracing::info!(dir = %dir.display(), "re-issued the gateway certificate with its role");
+        }
         return Ok(());
     }
     sixfold_certs::init_cluster(dir, &InitOptions::default()).with_context(|| {
@@ -150,18 +161,58 @@ fn ensure_cluster_certs(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ensure_node_certs(ca_dir: &Path, name: &str, out: &Path) -> anyhow::Result<()> {
-    if out.join(layout::NODE_CERT).exists() {
-        return Ok(());
-    }
+/// A node's certificate in `<node_dir>/certs`, naming the node's id. A certificate without a
+/// role (older release) is re-issued for the id already in the node's data dir, so the node
+/// keeps its identity and its chunks.
+fn ensure_node_certs(ca_dir: &Path, name: &str, node_dir: &Path) -> anyhow::Result<()> {
+    let out = node_dir.join("certs");
+    let cert = out.join(layout::NODE_CERT);
+    let legacy = match certificate_role(&cert)? {
+        Some(PeerRole::Node(_)) => return Ok(()),
+        Some(PeerRole::Gateway) => bail!("{} holds the gateway's certificate", cert.display()),
+        None => cert.exists(),
+    };
+    let node_id = existing_node_id(node_dir)?.unwrap_or_else(Uuid::new_v4);
     let req = NodeCertRequest {
+        node_id,
         name: name.to_string(),
         ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
         dns_names: vec!["localhost".to_string()],
     };
-    sixfold_certs::issue_node(ca_dir, &req, out, false)
+    sixfold_certs::issue_node(ca_dir, &req, &out, legacy)
         .with_context(|| format!("issuing the certificate of {name}"))?;
+    if legacy {
+        tracing::info!(node = name, %node_id, "re-issued a node certificate with its node id");
+    }
     Ok(())
+}
+
+/// The role a certificate file names: `None` when the file is absent or names no role.
+fn certificate_role(path: &Path) -> anyhow::Result<Option<PeerRole>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let certs = read_certificates(path)?;
+    let Some(first) = certs.first() else {
+        return Ok(None);
+    };
+    match parse_identity(first) {
+        Ok(identity) => Ok(Some(identity.role)),
+        Err(IdentityError::NoRole) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+    }
+}
+
+/// The id in a node data dir's `node-id` file (written by `sixfold-node`), if any.
+fn existing_node_id(node_dir: &Path) -> anyhow::Result<Option<Uuid>> {
+    let path = node_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Uuid::parse_str(text.trim())
+            .map(Some)
+            .with_context(|| format!("{} does not hold a node id", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// `sixfold-node` next to this executable. Under `cargo run` it may not be built yet (cargo

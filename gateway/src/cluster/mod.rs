@@ -486,6 +486,12 @@ impl Cluster {
             ),
             None => {}
         }
+        if let Some(generation) = outcome.probe {
+            let cluster = self.clone();
+            let id = report.id;
+            // Bounded by the request timeout of each NodeInfo; the report is answered now.
+            tokio::spawn(async move { cluster.verify_node(id, generation).await });
+        }
         if let Some(record) = outcome.persist {
             self.persist(record).await;
         }
@@ -493,6 +499,34 @@ impl Cluster {
         {
             // Deletes queued while the node was away can go now.
             self.wake_cleanup();
+        }
+    }
+
+    /// Reaches every shard of `id` over QUIC (NodeInfo through the pool, which checks that the
+    /// certificate met there names `id`) and marks the node verified: only then is it up.
+    async fn verify_node(&self, id: Uuid, generation: u64) {
+        let result = async {
+            let shards = self.shard_count(id)?;
+            for shard in 0..shards {
+                self.node_info(id, shard).await?;
+            }
+            Ok::<usize, NodeError>(shards)
+        }
+        .await;
+        match result {
+            Ok(shards) => {
+                if self.write().mark_verified(&id, generation) {
+                    tracing::info!(node = %id, shards, "node verified over QUIC: up");
+                }
+            }
+            Err(error) => {
+                self.write().probe_failed(&id);
+                tracing::warn!(
+                    node = %id,
+                    %error,
+                    "node registered but not verified over QUIC; it stays joining (no new parts)"
+                );
+            }
         }
     }
 

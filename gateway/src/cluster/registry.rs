@@ -11,6 +11,12 @@
 //! settled, and parts acknowledged since the last two reports (see [`Held`]). A part being
 //! written can be counted twice meanwhile (the node reports preallocated chunks as used),
 //! which errs on the side of refusing, never of overcommitting.
+//!
+//! A report proves only that a holder of *some* node certificate spoke for the node id in its
+//! certificate. A node is `joining` (no new parts, not counted up) until the gateway has
+//! reached it over QUIC at the reported addresses and found that node's certificate there
+//! ([`Registry::mark_verified`]); it is verified again after it restarts, moves or comes back
+//! from down.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -79,7 +85,27 @@ struct NodeEntry {
     generation: u64,
     /// When the node's next orphan scan is due.
     next_orphan_scan: Option<Instant>,
+    /// The generation at which the gateway last verified the node over QUIC; the node is
+    /// verified while this equals `generation` (and it has not been down since).
+    verified: Option<u64>,
+    /// When a verification probe was handed out and has not reported back.
+    probing: Option<Instant>,
 }
+
+impl NodeEntry {
+    fn is_verified(&self) -> bool {
+        self.verified == Some(self.generation)
+    }
+
+    /// Up as placement and `/health` count it: reported up and verified.
+    fn is_up(&self) -> bool {
+        self.record.state == NodeState::Up && self.is_verified()
+    }
+}
+
+/// A verification probe is handed out again after this long without an answer (the probe
+/// itself is bounded by the request timeout; this only guards against a lost result).
+const PROBE_RETRY: Duration = Duration::from_secs(30);
 
 /// What the gateway counts on a node beyond the node's last report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,6 +144,9 @@ pub struct ReportOutcome {
     pub persist: Option<NodeRecord>,
     /// Connections to this node opened before now must not be reused (it restarted or moved).
     pub reconnect: bool,
+    /// The node is not verified: probe it over QUIC and report back with
+    /// [`Registry::mark_verified`] (with this generation) or [`Registry::probe_failed`].
+    pub probe: Option<u64>,
 }
 
 /// A node's state changed without a report (it went silent).
@@ -143,8 +172,14 @@ pub struct NodeView {
     pub id: Uuid,
     pub name: String,
     pub shard_addrs: Vec<SocketAddr>,
-    /// `up`, `down`, `draining` or `read_only`.
+    /// The reported state (`up`, `down`, `draining`, `read_only`); not serialized, see
+    /// `state_name`.
+    #[serde(skip)]
     pub state: NodeState,
+    /// `up`, `joining` (reported up, not yet verified over QUIC), `down`, `draining` or
+    /// `read_only`.
+    #[serde(rename = "state")]
+    pub state_name: &'static str,
     pub capacity: u64,
     pub used: u64,
     pub free: u64,
@@ -197,6 +232,8 @@ impl Registry {
                     held: Held::default(),
                     generation,
                     next_orphan_scan: None,
+                    verified: None,
+                    probing: None,
                 },
             );
         }
@@ -250,12 +287,15 @@ impl Registry {
                     held: Held::default(),
                     generation,
                     next_orphan_scan: Some(now + timing.orphan_scan_delay),
+                    verified: None,
+                    probing: Some(now),
                 },
             );
             return ReportOutcome {
                 transition: Some((None, reported_state)),
                 persist: Some(record),
                 reconnect: true,
+                probe: Some(generation),
             };
         };
 
@@ -286,6 +326,17 @@ impl Registry {
         if reconnect {
             entry.generation = generation;
         }
+        if before == NodeState::Down {
+            // Whoever answers at its addresses now must prove again that it is this node.
+            entry.verified = None;
+        }
+        let probe_stale = entry
+            .probing
+            .is_none_or(|at| now.saturating_duration_since(at) >= PROBE_RETRY);
+        let probe = (!entry.is_verified() && probe_stale).then(|| {
+            entry.probing = Some(now);
+            entry.generation
+        });
         // A node that (re)joins may have kept chunks the gateway has since forgotten.
         if restarted || before == NodeState::Down {
             entry.next_orphan_scan = Some(now + timing.orphan_scan_delay);
@@ -302,6 +353,30 @@ impl Registry {
             transition: (before != reported_state).then_some((Some(before), reported_state)),
             persist,
             reconnect,
+            probe,
+        }
+    }
+
+    /// A probe of generation `generation` reached the node and found its certificate. Returns
+    /// true when this made the node verified (it was not before); a probe of an older
+    /// generation (the node restarted or moved meanwhile) changes nothing.
+    pub fn mark_verified(&mut self, id: &Uuid, generation: u64) -> bool {
+        let Some(entry) = self.nodes.get_mut(id) else {
+            return false;
+        };
+        if entry.generation != generation || entry.record.state == NodeState::Down {
+            return false;
+        }
+        entry.probing = None;
+        let newly = !entry.is_verified();
+        entry.verified = Some(generation);
+        newly
+    }
+
+    /// A probe failed: the next report hands out another.
+    pub fn probe_failed(&mut self, id: &Uuid) {
+        if let Some(entry) = self.nodes.get_mut(id) {
+            entry.probing = None;
         }
     }
 
@@ -440,18 +515,16 @@ impl Registry {
                 capacity: e.record.capacity,
                 used: e.record.used.saturating_add(e.held.bytes()),
                 in_flight: e.held.parts,
-                eligible: e.record.state == NodeState::Up && !e.record.shard_addrs.is_empty(),
+                eligible: e.is_up() && !e.record.shard_addrs.is_empty(),
             })
             .collect();
         out.sort_by_key(|c| c.id);
         out
     }
 
+    /// Nodes up and verified.
     pub fn up_count(&self) -> usize {
-        self.nodes
-            .values()
-            .filter(|e| e.record.state == NodeState::Up)
-            .count()
+        self.nodes.values().filter(|e| e.is_up()).count()
     }
 
     /// Nodes that answer requests (up or draining), for the cleanup task.
@@ -499,6 +572,7 @@ fn view(e: &NodeEntry) -> NodeView {
         name: r.name.clone(),
         shard_addrs: r.shard_addrs.clone(),
         state: r.state,
+        state_name: state_name(e),
         capacity: r.capacity,
         used: r.used,
         free: r.capacity.saturating_sub(r.used),
@@ -513,6 +587,16 @@ fn view(e: &NodeEntry) -> NodeView {
             let at = UNIX_EPOCH + Duration::from_millis(ms);
             humantime::format_rfc3339_millis(at).to_string()
         }),
+    }
+}
+
+fn state_name(e: &NodeEntry) -> &'static str {
+    match e.record.state {
+        NodeState::Up if !e.is_verified() => "joining",
+        NodeState::Up => "up",
+        NodeState::Down => "down",
+        NodeState::Draining => "draining",
+        NodeState::ReadOnly => "read_only",
     }
 }
 
@@ -550,6 +634,68 @@ mod tests {
         }
     }
 
+    /// Applies a report and answers its probe, if any, as a successful verification.
+    fn apply(
+        reg: &mut Registry,
+        report: &ValidReport,
+        kind: ReportKind,
+        now: Instant,
+        now_ms: u64,
+    ) -> ReportOutcome {
+        let out = reg.apply_report(report, kind, now, now_ms);
+        if let Some(generation) = out.probe {
+            reg.mark_verified(&report.id, generation);
+        }
+        out
+    }
+
+    #[test]
+    fn a_registered_node_is_joining_until_verified_and_again_after_a_restart_or_down() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        let id = Uuid::from_u128(1);
+        let out = reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        let generation = out.probe.expect("a new node is probed");
+        assert_eq!(reg.up_count(), 0);
+        assert!(
+            !reg.candidates()[0].eligible,
+            "no parts before verification"
+        );
+        assert_eq!(reg.views()[0].state_name, "joining");
+        assert!(reg.route(&id, &[0; 16]).is_ok(), "the probe can reach it");
+        // One probe at a time: heartbeats meanwhile hand out none.
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 1), 0);
+        assert_eq!(out.probe, None);
+        // A failed probe: the next heartbeat probes again.
+        reg.probe_failed(&id);
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 2), 0);
+        assert_eq!(out.probe, Some(generation));
+        assert!(reg.mark_verified(&id, generation));
+        assert!(!reg.mark_verified(&id, generation), "reported once");
+        assert_eq!(reg.up_count(), 1);
+        assert!(reg.candidates()[0].eligible);
+        assert_eq!(reg.views()[0].state_name, "up");
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 3), 0);
+        assert_eq!(out.probe, None, "verified nodes are not probed");
+        // New addresses: joining again; a probe of the old generation does not count.
+        let mut moved = report(1);
+        moved.shard_addrs.pop();
+        let out = reg.apply_report(&moved, ReportKind::Heartbeat, secs(t0, 4), 0);
+        let moved_generation = out.probe.expect("moved nodes are probed");
+        assert_ne!(moved_generation, generation);
+        assert!(!reg.mark_verified(&id, generation));
+        assert_eq!(reg.views()[0].state_name, "joining");
+        assert!(reg.mark_verified(&id, moved_generation));
+        // Down and back: verified again before it is up.
+        assert_eq!(reg.sweep(secs(t0, 20)).len(), 1);
+        assert!(!reg.mark_verified(&id, moved_generation), "not while down");
+        let out = reg.apply_report(&moved, ReportKind::Heartbeat, secs(t0, 21), 0);
+        assert_eq!(out.probe, Some(moved_generation));
+        assert_eq!(reg.up_count(), 0);
+        assert!(reg.mark_verified(&id, moved_generation));
+        assert_eq!(reg.up_count(), 1);
+    }
+
     fn secs(t0: Instant, s: u64) -> Instant {
         t0 + Duration::from_secs(s)
     }
@@ -558,7 +704,7 @@ mod tests {
     fn registration_brings_a_node_up_and_persists_it() {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
-        let out = reg.apply_report(&report(1), ReportKind::Register, t0, 1_000);
+        let out = apply(&mut reg, &report(1), ReportKind::Register, t0, 1_000);
         assert_eq!(out.transition, Some((None, NodeState::Up)));
         assert!(out.reconnect);
         let rec = out.persist.expect("a new node is persisted");
@@ -575,25 +721,25 @@ mod tests {
     fn heartbeats_keep_a_node_up_and_persist_only_changes_or_every_interval() {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
-        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        apply(&mut reg, &report(1), ReportKind::Register, t0, 0);
         let mut r = report(1);
         r.used = 200;
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
         assert_eq!(out.transition, None);
         assert_eq!(out.persist, None, "used space alone is not worth a commit");
         assert!(!out.reconnect);
         assert_eq!(reg.candidates()[0].used, 200);
         // After the persist interval the figures are written even without a change.
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 31), 31_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 31), 31_000);
         assert_eq!(out.persist.map(|p| p.used), Some(200));
         // A capacity change is persisted at once.
         r.capacity = 2000;
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 33), 33_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 33), 33_000);
         assert_eq!(out.persist.map(|p| p.capacity), Some(2000));
         assert!(!out.reconnect);
         // New addresses: persisted, and pooled connections are stale.
         r.shard_addrs.pop();
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 35), 35_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 35), 35_000);
         assert!(out.persist.is_some());
         assert!(out.reconnect);
         for s in [36, 40] {
@@ -605,9 +751,15 @@ mod tests {
     fn silence_marks_a_node_down_and_a_heartbeat_brings_it_back() {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
-        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
-        reg.apply_report(&report(2), ReportKind::Register, t0, 0);
-        reg.apply_report(&report(2), ReportKind::Heartbeat, secs(t0, 4), 4_000);
+        apply(&mut reg, &report(1), ReportKind::Register, t0, 0);
+        apply(&mut reg, &report(2), ReportKind::Register, t0, 0);
+        apply(
+            &mut reg,
+            &report(2),
+            ReportKind::Heartbeat,
+            secs(t0, 4),
+            4_000,
+        );
         assert!(reg.sweep(secs(t0, 5)).is_empty());
         let down = reg.sweep(secs(t0, 6));
         assert_eq!(down.len(), 1);
@@ -628,7 +780,13 @@ mod tests {
             reg.route(&Uuid::from_u128(1), &[0; 16]),
             Err(NodeError::Unavailable(_))
         ));
-        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 8), 8_000);
+        let out = apply(
+            &mut reg,
+            &report(1),
+            ReportKind::Heartbeat,
+            secs(t0, 8),
+            8_000,
+        );
         assert_eq!(out.transition, Some((Some(NodeState::Down), NodeState::Up)));
         assert!(out.persist.is_some());
         assert_eq!(reg.up_count(), 2);
@@ -638,10 +796,10 @@ mod tests {
     fn draining_nodes_serve_but_take_no_new_parts() {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
-        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        apply(&mut reg, &report(1), ReportKind::Register, t0, 0);
         let mut r = report(1);
         r.draining = true;
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
         assert_eq!(
             out.transition,
             Some((Some(NodeState::Up), NodeState::Draining))
@@ -690,7 +848,7 @@ mod tests {
             views[0].last_heartbeat.as_deref(),
             Some("1970-01-01T00:00:00.007Z")
         );
-        let out = reg.apply_report(&report(9), ReportKind::Heartbeat, t0, 100);
+        let out = apply(&mut reg, &report(9), ReportKind::Heartbeat, t0, 100);
         assert_eq!(out.transition, Some((Some(NodeState::Down), NodeState::Up)));
     }
 
@@ -699,16 +857,22 @@ mod tests {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
         let id = Uuid::from_u128(1);
-        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        apply(&mut reg, &report(1), ReportKind::Register, t0, 0);
         let g1 = reg.route(&id, &[3; 16]).unwrap().generation;
         let interval = Duration::from_secs(600);
         assert!(reg.take_due_orphan_scans(secs(t0, 29), interval).is_empty());
         assert_eq!(reg.take_due_orphan_scans(secs(t0, 30), interval), vec![id]);
         assert!(reg.take_due_orphan_scans(secs(t0, 31), interval).is_empty());
         assert_eq!(reg.take_due_orphan_scans(secs(t0, 630), interval), vec![id]);
-        reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 631), 0);
+        apply(
+            &mut reg,
+            &report(1),
+            ReportKind::Heartbeat,
+            secs(t0, 631),
+            0,
+        );
         assert_eq!(reg.route(&id, &[3; 16]).unwrap().generation, g1);
-        let out = reg.apply_report(&report(1), ReportKind::Register, secs(t0, 632), 0);
+        let out = apply(&mut reg, &report(1), ReportKind::Register, secs(t0, 632), 0);
         assert!(out.reconnect && out.persist.is_some());
         assert_ne!(reg.route(&id, &[3; 16]).unwrap().generation, g1);
         assert!(
@@ -722,7 +886,7 @@ mod tests {
     fn routes_follow_the_wire_shard_rule() {
         let mut reg = Registry::new(TIMING);
         let r = report(1);
-        reg.apply_report(&r, ReportKind::Register, Instant::now(), 0);
+        apply(&mut reg, &r, ReportKind::Register, Instant::now(), 0);
         for i in 0u8..64 {
             let chunk = [i; 16];
             let shard = sixfold_wire::shard_for(&chunk, 2) as usize;
@@ -751,7 +915,7 @@ mod tests {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
         for i in 1..=n {
-            reg.apply_report(&report(i), ReportKind::Register, t0, 0);
+            apply(&mut reg, &report(i), ReportKind::Register, t0, 0);
         }
         (reg, t0)
     }
@@ -801,14 +965,20 @@ mod tests {
         // The next report may have been built before the ack (it still says 100 used): the
         // acknowledged bytes stay counted.
         for n in 1..=6 {
-            reg.apply_report(&report(n), ReportKind::Heartbeat, secs(t0, 1), 1_000);
+            apply(
+                &mut reg,
+                &report(n),
+                ReportKind::Heartbeat,
+                secs(t0, 1),
+                1_000,
+            );
         }
         assert_eq!(load(&reg), vec![(500, 0); 6]);
         // The one after is built after the ack and includes the part: only its figure counts.
         for n in 1..=6 {
             let mut r = report(n);
             r.used = 500;
-            reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
+            apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
         }
         assert_eq!(load(&reg), vec![(500, 0); 6]);
         assert_eq!(reg.views()[0].reserved, 0);
@@ -838,14 +1008,14 @@ mod tests {
             .expect("fits");
         for s in 1..=3 {
             for n in 1..=6 {
-                reg.apply_report(&report(n), ReportKind::Heartbeat, secs(t0, s), 0);
+                apply(&mut reg, &report(n), ReportKind::Heartbeat, secs(t0, s), 0);
             }
             assert_eq!(load(&reg), vec![(600, 1); 6], "after report {s}");
         }
         let view = &reg.views()[0];
         assert_eq!((view.parts_in_flight, view.reserved), (1, 300));
         // A node restart does not forget the holds of uploads still running to it.
-        reg.apply_report(&report(1), ReportKind::Register, secs(t0, 4), 0);
+        apply(&mut reg, &report(1), ReportKind::Register, secs(t0, 4), 0);
         assert_eq!(load(&reg), vec![(600, 1); 6]);
         for h in holds {
             reg.settle(h, Settle::Released);
@@ -931,7 +1101,7 @@ mod tests {
         let (mut reg, _) = cluster(6);
         let mut r = report(6);
         r.read_only = true;
-        reg.apply_report(&r, ReportKind::Heartbeat, Instant::now(), 0);
+        apply(&mut reg, &r, ReportKind::Heartbeat, Instant::now(), 0);
         assert!(matches!(
             reg.reserve(&Uuid::from_u128(5), &parts(&[10; 6]), one),
             Err(PlacementError::NotEnoughNodes { .. })
@@ -944,7 +1114,7 @@ mod tests {
         let id = Uuid::from_u128(1);
         let mut r = report(1);
         r.read_only = true;
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
         assert_eq!(
             out.transition,
             Some((Some(NodeState::Up), NodeState::ReadOnly))
@@ -960,14 +1130,14 @@ mod tests {
         assert_eq!(reg.views()[0].state, NodeState::ReadOnly);
         // Draining wins over read-only: the node is stopping either way.
         r.draining = true;
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
         assert_eq!(
             out.transition,
             Some((Some(NodeState::ReadOnly), NodeState::Draining))
         );
         r.draining = false;
         r.read_only = false;
-        reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 3), 3_000);
+        apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 3), 3_000);
         assert_eq!(reg.state(&id), Some(NodeState::Up));
         assert!(reg.candidates()[0].eligible);
     }

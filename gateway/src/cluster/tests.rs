@@ -34,6 +34,12 @@ struct Pki {
 }
 
 fn pki() -> Pki {
+    pki_for(Uuid::new_v4())
+}
+
+/// The test PKI with the node certificate naming `node_id` (as `certs issue-node` does), so
+/// the pool's identity check accepts the fake node as that node.
+fn pki_for(node_id: Uuid) -> Pki {
     use rcgen::{
         BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
         KeyUsagePurpose,
@@ -49,6 +55,9 @@ fn pki() -> Pki {
     let leaf = |sans: Vec<String>, eku: ExtendedKeyUsagePurpose| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(sans).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            format!("urn:sixfold:node:{node_id}").try_into().unwrap(),
+        ));
         params.extended_key_usages = vec![eku];
         let cert = params.signed_by(&key, &ca).unwrap();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -260,10 +269,17 @@ async fn serve(mut send: SendStream, mut recv: RecvStream, store: Store, broken:
             entries.truncate(limit as usize);
             Response::List { entries, more }
         }
-        Request::NodeInfo => {
-            let e = ErrorResponse::new(op, Status::Internal, 0, "not in the fake");
-            Response::Error(e)
-        }
+        // The gateway's verification probe: any answer over a connection whose certificate
+        // names the node will do.
+        Request::NodeInfo => Response::NodeInfo(sixfold_wire::NodeInfo {
+            node_id: [0; 16],
+            shard: 0,
+            shards: 1,
+            capacity: 1 << 40,
+            used: 0,
+            chunk_count: 0,
+            in_flight: 0,
+        }),
     };
     respond(&mut send, resp).await;
     let _ = send.finish();
@@ -444,7 +460,8 @@ async fn nodes_register_over_http_and_go_down_when_silent() {
         .unwrap();
     assert_eq!(resp.status(), 400);
 
-    // The right token: 200, the heartbeat interval, and the node is up and persisted.
+    // The right token: 200, the heartbeat interval, and the node is known and persisted, but
+    // joining: nothing at its addresses proved to be it over QUIC.
     let resp = post(REGISTER_PATH, Some(TOKEN), body.clone())
         .await
         .unwrap();
@@ -458,9 +475,9 @@ async fn nodes_register_over_http_and_go_down_when_silent() {
     assert_eq!(nodes[0].shard_addrs, addrs);
     assert!(nodes[0].last_heartbeat.is_some());
     let json = serde_json::to_value(&nodes[0]).unwrap();
-    assert_eq!(json["state"], "up");
-    assert_eq!(h.cluster.up_count(), 1);
-    assert!(h.cluster.candidates()[0].eligible);
+    assert_eq!(json["state"], "joining");
+    assert_eq!(h.cluster.up_count(), 0);
+    assert!(!h.cluster.candidates()[0].eligible);
     let stored = h
         .meta
         .get_node(&id)
@@ -544,17 +561,19 @@ async fn an_unreachable_node_fails_fast_with_unavailable() {
 
 #[tokio::test]
 async fn put_get_stat_list_delete_against_a_node() {
+    let node = Uuid::new_v4();
     let Pki {
         gateway,
         node: node_tls,
-    } = pki();
+    } = pki_for(node);
     // Liveness is not under test here: a slow test machine must not mark the node down.
     let mut cfg = test_config();
     cfg.down_after = Duration::from_secs(3600);
     let h = Harness::start(cfg, gateway).await;
     let fake = FakeNode::start(node_tls);
-    let node = Uuid::new_v4();
     h.register(node, &[fake.addr]).await;
+    // Up only once the gateway reached it over QUIC and found node's certificate there.
+    eventually("node verified", || h.cluster.up_count() == 1).await;
 
     let file = Uuid::new_v4();
     let data = pattern(5 << 20, 7);
@@ -692,17 +711,17 @@ async fn put_get_stat_list_delete_against_a_node() {
 
 #[tokio::test]
 async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
+    let node = Uuid::new_v4();
     let Pki {
         gateway,
         node: node_tls,
-    } = pki();
+    } = pki_for(node);
     let mut cfg = test_config();
     cfg.down_after = Duration::from_secs(60);
     cfg.orphan_scan_delay = Duration::from_millis(200);
     cfg.orphan_scan_interval = Duration::from_millis(200);
     let h = Harness::start(cfg, gateway).await;
     let fake = FakeNode::start(node_tls);
-    let node = Uuid::new_v4();
 
     // A live upload session on this node, recorded before its bytes move (as uploads do).
     let session_file = Uuid::new_v4();
@@ -784,5 +803,29 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
     assert!(fake.has(&live_chunk));
     assert!(h.meta.get_session(&session_file).unwrap().is_some());
 
+    h.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_shard_presenting_another_nodes_certificate_is_refused() {
+    let (real, claimed) = (Uuid::new_v4(), Uuid::new_v4());
+    let Pki {
+        gateway,
+        node: node_tls,
+    } = pki_for(real);
+    let mut cfg = test_config();
+    cfg.down_after = Duration::from_secs(3600);
+    let h = Harness::start(cfg, gateway).await;
+    let fake = FakeNode::start(node_tls);
+    // A report for `claimed` naming the address where `real` listens (a forged registration).
+    h.register(claimed, &[fake.addr]).await;
+    let err = h.cluster.node_info(claimed, 0).await.unwrap_err();
+    assert!(
+        matches!(&err, NodeError::Unavailable(why) if why.contains(&format!("not node {claimed}"))),
+        "{err:?}"
+    );
+    assert_eq!(h.cluster.up_count(), 0);
+    assert_eq!(h.cluster.nodes()[0].state_name, "joining");
+    assert!(!h.cluster.candidates()[0].eligible);
     h.cluster.shutdown().await;
 }

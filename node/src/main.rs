@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use sixfold_certs::{ClusterToken, NodeTls, layout::CLUSTER_TOKEN};
+use sixfold_certs::NodeTls;
 use sixfold_node::config::{Cli, LogFormat, NodeConfig};
 use sixfold_node::quic::QuicSettings;
 use sixfold_node::registration::{Registration, RegistrationSettings};
@@ -99,9 +99,6 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
     if sixfold_node::node_id::adopt(&config.data_dir, node_id)? {
         tracing::info!(%node_id, data_dir = %config.data_dir.display(), "node id taken from the certificate and written");
     }
-    let token_path = config.certs_dir.join(CLUSTER_TOKEN);
-    let token = ClusterToken::load(&token_path)
-        .with_context(|| format!("cannot load the cluster token {}", token_path.display()))?;
 
     let (tx, events) = mpsc::channel::<Event>();
     let signal_tx = tx.clone();
@@ -147,8 +144,12 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
     let registration = Registration::start(
         RegistrationSettings {
             gateway: config.gateway.clone(),
-            token: token.as_str().to_owned(),
-            token_path: token_path.display().to_string(),
+            tls: tls.registration_config(),
+            cert_path: config
+                .certs_dir
+                .join(sixfold_certs::layout::NODE_CERT)
+                .display()
+                .to_string(),
         },
         report,
         move || {

@@ -157,7 +157,7 @@ async fn node_notifies_ready_after_registering_and_stopping_on_sigterm() {
         "--listen".into(),
         "127.0.0.1:0".into(),
         "--gateway".into(),
-        cluster.url.clone(),
+        cluster.internal_url(),
         "--shards".into(),
         "1".into(),
         "--name".into(),

@@ -35,6 +35,10 @@ pub struct DevArgs {
     /// HTTP address of the gateway [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Serve the API over HTTPS with a certificate for 127.0.0.1 and localhost issued by the
+    /// cluster CA (`curl --cacert <data-dir>/gateway/certs/ca.pem https://...`).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// One storage node child process.
@@ -60,10 +64,20 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         ensure_node_certs(&certs_dir, &format!("node-{i}"), dir)?;
     }
     let node_bin = node_binary()?;
+    let (tls_cert, tls_key) = if args.tls {
+        let (cert, key) = ensure_https_cert(&certs_dir)?;
+        (Some(cert), Some(key))
+    } else {
+        (None, None)
+    };
 
     let serve_args = ServeArgs {
         data_dir: Some(gateway_dir),
         listen: Some(args.listen.unwrap_or(DEFAULT_LISTEN)),
+        // Any free port: the nodes are told which one.
+        internal_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
+        tls_cert,
+        tls_key,
         ..ServeArgs::default()
     };
     let config = GatewayConfig::resolve(&serve_args)?;
@@ -76,10 +90,12 @@ async fn run_cluster(
     node_dirs: Vec<PathBuf>,
 ) -> anyhow::Result<()> {
     let gateway = server::start(&config).await?;
-    let url = format!("http://{}", gateway.local_addr());
+    let scheme = if gateway.https() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", gateway.local_addr());
+    let internal_url = format!("https://{}", gateway.internal_addr());
     let mut nodes = Vec::with_capacity(node_dirs.len());
     for (i, dir) in node_dirs.iter().enumerate() {
-        match spawn_node(&node_bin, &format!("node-{i}"), dir, &url) {
+        match spawn_node(&node_bin, &format!("node-{i}"), dir, &internal_url) {
             Ok(node) => nodes.push(node),
             Err(e) => {
                 stop_nodes(&mut nodes).await;
@@ -130,11 +146,25 @@ fn print_ready(url: &str, config: &GatewayConfig, nodes: usize) {
         );
     }
     println!();
+    let curl = if config.tls.is_some() {
+        format!(
+            "curl --cacert {}",
+            config.certs_dir.join(layout::CA_CERT).display()
+        )
+    } else {
+        "curl".to_owned()
+    };
+    if config.tls.is_some() {
+        println!(
+            "HTTPS with a certificate from the cluster CA: {}",
+            config.certs_dir.join(layout::CA_CERT).display()
+        );
+    }
     println!(
-        "  curl -sS -X POST --data-binary @/etc/hostname -H 'X-File-Name: hostname' {url}/files"
+        "  {curl} -sS -X POST --data-binary @/etc/hostname -H 'X-File-Name: hostname' {url}/files"
     );
-    println!("  curl -sS {url}/files/<id> -o hostname.copy");
-    println!("  curl -sS {url}/nodes");
+    println!("  {curl} -sS {url}/files/<id> -o hostname.copy");
+    println!("  {curl} -sS {url}/nodes");
     println!();
     println!("node logs: <data-dir>/node-N/node.log. Ctrl-C stops everything.");
 }
@@ -159,6 +189,26 @@ fn ensure_cluster_certs(dir: &Path) -> anyhow::Result<()> {
     })?;
     tracing::info!(dir = %dir.display(), "created the cluster CA and certificates");
     Ok(())
+}
+
+/// The public HTTPS certificate of `dev --tls`: for 127.0.0.1 and localhost, issued by the
+/// cluster CA (server auth only, no cluster role), made once.
+fn ensure_https_cert(certs_dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let cert = certs_dir.join("https.pem");
+    let key = certs_dir.join("https-key.pem");
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let ca = sixfold_certs::ClusterCa::load(certs_dir)
+        .with_context(|| format!("loading the cluster CA in {}", certs_dir.display()))?;
+    let issued = ca.issue_server(
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        &["localhost".to_owned()],
+        Validity::leaf_default(),
+    )?;
+    issued.write(&cert, &key, true)?;
+    tracing::info!(cert = %cert.display(), "issued the dev HTTPS certificate");
+    Ok((cert, key))
 }
 
 /// A node's certificate in `<node_dir>/certs`, naming the node's id. A certificate without a

@@ -18,7 +18,6 @@ mod registration;
 mod registry;
 mod rpc;
 mod shard;
-mod token;
 
 #[cfg(test)]
 mod tests;
@@ -38,7 +37,7 @@ pub use config::{
     ClusterConfig, DEFAULT_NODE_MAX_PARTS, ETHERNET_MTU, JUMBO_MTU, MAX_QUIC_MTU, MIN_QUIC_MTU,
     MtuSetting, ParseMtuError,
 };
-pub use error::{ClusterError, NodeError};
+pub use error::{ClusterError, NodeError, RemoveNodeError};
 pub use in_flight::{Hold, Ledger, PartHold, Reservation, Settle};
 pub use pool::ConnectionStats;
 pub use registry::NodeView;
@@ -145,10 +144,6 @@ impl Cluster {
         &self.inner.meta
     }
 
-    fn token(&self) -> &str {
-        &self.inner.cfg.token
-    }
-
     fn heartbeat_interval(&self) -> Duration {
         self.inner.cfg.heartbeat_interval
     }
@@ -189,7 +184,8 @@ impl Cluster {
     }
 
     /// The internal routes nodes report to: `POST /internal/nodes/register` and
-    /// `POST /internal/nodes/heartbeat`.
+    /// `POST /internal/nodes/heartbeat`. Serve them only on the internal listener (mutual TLS,
+    /// node certificates): they trust the identity the listener puts into each request.
     pub fn internal_router(&self) -> axum::Router {
         registration::router(self.clone())
     }
@@ -500,6 +496,38 @@ impl Cluster {
             // Deletes queued while the node was away can go now.
             self.wake_cleanup();
         }
+    }
+
+    /// Forgets node `id` for good: its record goes from the metadata and the registry. Only a
+    /// down node holding nothing can go: no part of a file or upload on it in the metadata,
+    /// and no chunk in its last report (which would be orphans nobody could clean up).
+    pub async fn remove_node(&self, id: Uuid) -> Result<(), RemoveNodeError> {
+        let (state, chunks) = self
+            .read()
+            .removal_facts(&id)
+            .ok_or(RemoveNodeError::NotFound)?;
+        if state != "down" {
+            return Err(RemoveNodeError::Serving { state });
+        }
+        let meta = self.inner.meta.clone();
+        let referenced = tokio::task::spawn_blocking(move || meta.referenced_chunks(&id))
+            .await
+            .map_err(|e| RemoveNodeError::Task(e.to_string()))??
+            .len();
+        if referenced > 0 || chunks > 0 {
+            return Err(RemoveNodeError::NotEmpty {
+                parts: referenced,
+                chunks,
+            });
+        }
+        let meta = self.inner.meta.clone();
+        tokio::task::spawn_blocking(move || meta.remove_node(&id))
+            .await
+            .map_err(|e| RemoveNodeError::Task(e.to_string()))??;
+        self.write().remove(&id);
+        self.inner.pool.forget_node(id);
+        tracing::info!(node = %id, "node removed");
+        Ok(())
     }
 
     /// Reaches every shard of `id` over QUIC (NodeInfo through the pool, which checks that the

@@ -408,6 +408,19 @@ impl Registry {
         changed
     }
 
+    /// The node's state as `/nodes` shows it and the chunk count of its last report, for
+    /// [`super::Cluster::remove_node`].
+    pub fn removal_facts(&self, id: &Uuid) -> Option<(&'static str, u64)> {
+        self.nodes
+            .get(id)
+            .map(|e| (state_name(e), e.record.chunk_count))
+    }
+
+    /// Forgets a node (after its record was removed from the metadata).
+    pub fn remove(&mut self, id: &Uuid) -> bool {
+        self.nodes.remove(id).is_some()
+    }
+
     /// Lets a failed persist be retried with the next report.
     pub fn persist_failed(&mut self, id: &Uuid) {
         if let Some(entry) = self.nodes.get_mut(id) {

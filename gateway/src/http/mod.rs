@@ -9,6 +9,7 @@
 //! | `GET /files` | [`files::list`] |
 //! | `GET /nodes`, `GET /health`, `GET /metrics` | [`status`] |
 
+pub mod admin_nodes;
 pub mod conn_idle;
 pub mod disposition;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 pub mod time_fmt;
+pub mod tls;
 
 use std::sync::Arc;
 

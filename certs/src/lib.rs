@@ -13,7 +13,7 @@
 //! | `ca-key.pem` | 0600 | gateway host only | the CA key, signs new node certificates |
 //! | `gateway.pem`, `gateway-key.pem` | 0644, 0600 | gateway | the gateway's client certificate |
 //! | `node.pem`, `node-key.pem` | 0644, 0600 | each node | the node's server (and client) certificate |
-//! | `cluster.token` | 0600 | every host | secret a node sends when registering: `Authorization: Bearer <token>` |
+//! | `cluster.token` | 0600 | older releases only | no longer written nor read: nodes authenticate with their certificate |
 //!
 //! [`init_cluster`] makes the gateway's dir (`sixfold-gateway certs init`); [`issue_node`]
 //! makes a node's dir from it (`sixfold-gateway certs issue-node`). [`NodeTls::load`] and

@@ -276,3 +276,105 @@ async fn a_node_certificate_cannot_list_or_delete_on_another_node() {
     })
     .await;
 }
+
+/// Waits until `/nodes` shows node `id` in `state`.
+async fn wait_state(c: &TestCluster, id: &str, state: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let nodes = c.nodes_json().await;
+        if nodes.iter().any(|n| n["id"] == id && n["state"] == state) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {id} never became {state}: {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn delete_node(c: &TestCluster, id: &str) -> (StatusCode, serde_json::Value) {
+    // Through the cluster's client, so it carries whatever default headers (credentials) the
+    // harness sets.
+    let resp = c
+        .http
+        .delete(format!("{}/admin/nodes/{id}", c.url))
+        .send()
+        .await
+        .expect("DELETE /admin/nodes");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn only_an_empty_stopped_node_can_be_removed() {
+    bounded("remove nodes", async {
+        let mut c = TestCluster::start(ClusterOptions {
+            gateway_config: "heartbeat_interval = \"200ms\"\ndown_after = \"1s\"\n".into(),
+            ..ClusterOptions::default()
+        })
+        .await;
+        let p = pattern(1203);
+        let size = 6 * MIB + 7;
+        let file = upload_ok(&c, "kept.bin", p, size).await;
+        // A seventh node, added after the upload: it holds nothing.
+        let empty = c.add_node();
+        c.wait_nodes_up(7).await;
+        let table = node_table(&c).await;
+        let id_of = |name: &str| {
+            table
+                .iter()
+                .find(|row| row.0 == name)
+                .map(|row| row.1.clone())
+                .expect("node listed")
+        };
+        let (full_id, empty_id) = (id_of("node-0"), id_of(&format!("node-{empty}")));
+
+        // Unknown and malformed ids.
+        let (status, err) = delete_node(&c, &uuid::Uuid::new_v4().to_string()).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+        let (status, _) = delete_node(&c, "not-a-uuid").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        // A node that holds parts: refused while it runs, and still after it stopped.
+        let (status, err) = delete_node(&c, &full_id).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (StatusCode::CONFLICT, Some("node_not_empty"))
+        );
+        c.stop_node(0, Duration::from_secs(30));
+        wait_state(&c, &full_id, "down").await;
+        let (status, err) = delete_node(&c, &full_id).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (StatusCode::CONFLICT, Some("node_not_empty"))
+        );
+
+        // The empty node: refused while up, removed once stopped, then unknown.
+        let (status, _) = delete_node(&c, &empty_id).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        c.stop_node(empty, Duration::from_secs(30));
+        wait_state(&c, &empty_id, "down").await;
+        let (status, err) = delete_node(&c, &empty_id).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{err}");
+        assert!(
+            c.nodes_json()
+                .await
+                .iter()
+                .all(|n| n["id"] != empty_id.as_str()),
+            "removed node still listed"
+        );
+        let (status, _) = delete_node(&c, &empty_id).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // node-0 back: the file is whole again.
+        c.start_node(0);
+        c.wait_nodes_up(6).await;
+        assert_download_matches(&c, &file, p, size).await;
+    })
+    .await;
+}

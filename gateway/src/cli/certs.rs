@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CertsCommand {
-    /// Create the cluster CA, the gateway's certificate and the cluster token in DIR.
+    /// Create the cluster CA and the gateway's certificate in DIR.
     Init {
         /// The gateway's certs dir (default of `serve`: <data-dir>/certs).
         #[arg(long)]
@@ -20,9 +20,9 @@ pub enum CertsCommand {
         force: bool,
     },
     /// Issue a node certificate signed by the cluster CA in DIR and write what the node needs
-    /// (node.pem, node-key.pem, ca.pem, cluster.token) into OUT.
+    /// (node.pem, node-key.pem, ca.pem) into OUT.
     IssueNode {
-        /// The gateway's certs dir holding ca.pem, ca-key.pem and cluster.token.
+        /// The gateway's certs dir holding ca.pem and ca-key.pem.
         #[arg(long)]
         dir: PathBuf,
         /// The node's name (certificate common name).
@@ -66,7 +66,7 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<()> {
                 format!("creating the cluster certificates in {}", dir.display())
             })?;
             println!(
-                "cluster CA, gateway certificate and cluster token written to {}",
+                "cluster CA and gateway certificate written to {}",
                 paths.dir.display()
             );
             println!(

@@ -84,7 +84,7 @@ async fn expire_sessions(cluster: &Cluster) -> Result<(), MetaError> {
         let chunks = meta_call(cluster, move |m| m.abort_session(&file_id)).await?;
         tracing::info!(
             %file_id,
-            name = %session.name,
+            name = ?session.name,
             chunks = chunks.len(),
             "aborted expired upload session"
         );

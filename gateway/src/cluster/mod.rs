@@ -463,21 +463,21 @@ impl Cluster {
         match outcome.transition {
             Some((None, state)) => tracing::info!(
                 node = %report.id,
-                name = %report.name,
+                name = ?report.name,
                 shards = report.shard_addrs.len(),
                 ?state,
                 "node joined"
             ),
             Some((Some(from), to)) => tracing::info!(
                 node = %report.id,
-                name = %report.name,
+                name = ?report.name,
                 ?from,
                 ?to,
                 "node state changed"
             ),
             None if kind == ReportKind::Register => tracing::info!(
                 node = %report.id,
-                name = %report.name,
+                name = ?report.name,
                 "node re-registered"
             ),
             None => {}
@@ -567,7 +567,7 @@ impl Cluster {
         for t in changed {
             tracing::info!(
                 node = %t.id,
-                name = %t.name,
+                name = ?t.name,
                 from = ?t.from,
                 to = ?t.to,
                 "node state changed: heartbeats missed"

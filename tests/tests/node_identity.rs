@@ -378,3 +378,140 @@ async fn only_an_empty_stopped_node_can_be_removed() {
     })
     .await;
 }
+
+/// Starts `sixfold-node` on `dir` against the cluster and waits (bounded) for it to exit;
+/// returns its log.
+fn node_exits_with(c: &TestCluster, dir: &std::path::Path, what: &str) -> String {
+    let args: Vec<String> = vec![
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--gateway".into(),
+        c.internal_url(),
+        "--shards".into(),
+        "1".into(),
+        "--name".into(),
+        "checked".into(),
+    ];
+    let mut proc = sixfold_tests::Proc::spawn(
+        what,
+        &sixfold_tests::bin_path("sixfold-node"),
+        &args,
+        dir.join(format!("{what}.log")),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while proc.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: the node kept running:\n{}",
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proc.log_text()
+}
+
+#[tokio::test]
+async fn a_node_takes_its_id_from_its_certificate_and_refuses_a_mismatch() {
+    bounded("node id consistency", async {
+        let c = TestCluster::start(ClusterOptions {
+            nodes: 0,
+            ..ClusterOptions::default()
+        })
+        .await;
+        let dir = c.dir.path().join("checked-node");
+        let certs = dir.join("certs");
+        let cert_id = uuid::Uuid::new_v4();
+        sixfold_tests::run_ok(
+            &sixfold_tests::bin_path("sixfold-gateway"),
+            &[
+                "certs",
+                "issue-node",
+                "--dir",
+                c.gateway_certs_dir().to_str().expect("utf-8"),
+                "--name",
+                "checked",
+                "--node-id",
+                &cert_id.to_string(),
+                "--ip",
+                "127.0.0.1",
+                "--out",
+                certs.to_str().expect("utf-8"),
+            ],
+        );
+
+        // A data dir that belongs to another node: refused, the file left alone.
+        let other = uuid::Uuid::new_v4();
+        std::fs::write(dir.join("node-id"), format!("{other}\n")).expect("write node-id");
+        let log = node_exits_with(&c, &dir, "mismatch");
+        assert!(log.contains(&format!("holds node id {other}")), "{log}");
+        assert!(log.contains(&cert_id.to_string()), "{log}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("node-id")).expect("node-id"),
+            format!("{other}\n")
+        );
+
+        // A certificate without a node id (as an older release made): refused with the exact
+        // command that re-issues it for the id in the data dir.
+        let ca = sixfold_certs::ClusterCa::load(&c.gateway_certs_dir()).expect("CA");
+        let roleless = ca
+            .issue_server(
+                &["127.0.0.1".parse().expect("ip")],
+                &[],
+                sixfold_certs::Validity::leaf_default(),
+            )
+            .expect("certificate");
+        let (node_cert, node_key) = (certs.join(layout::NODE_CERT), certs.join(layout::NODE_KEY));
+        let (kept_cert, kept_key) = (
+            std::fs::read(&node_cert).expect("cert"),
+            std::fs::read(&node_key).expect("key"),
+        );
+        roleless
+            .write(&node_cert, &node_key, true)
+            .expect("write legacy certificate");
+        let log = node_exits_with(&c, &dir, "legacy");
+        assert!(log.contains("names no node id"), "{log}");
+        assert!(
+            log.contains(&format!(
+                "certs issue-node --dir <gateway certs dir> --name checked --node-id {other}"
+            )),
+            "{log}"
+        );
+
+        // The right certificate and no node-id file yet: the node writes the certificate's
+        // id and registers under it.
+        std::fs::write(&node_cert, kept_cert).expect("restore cert");
+        std::fs::write(&node_key, kept_key).expect("restore key");
+        std::fs::remove_file(dir.join("node-id")).expect("remove node-id");
+        let args: Vec<String> = vec![
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--gateway".into(),
+            c.internal_url(),
+            "--shards".into(),
+            "1".into(),
+            "--name".into(),
+            "checked".into(),
+        ];
+        let mut node = sixfold_tests::Proc::spawn(
+            "checked",
+            &sixfold_tests::bin_path("sixfold-node"),
+            &args,
+            dir.join("good.log"),
+        );
+        c.wait_nodes_up(1).await;
+        assert_eq!(
+            std::fs::read_to_string(dir.join("node-id"))
+                .expect("node-id")
+                .trim(),
+            cert_id.to_string()
+        );
+        let nodes = c.nodes_json().await;
+        assert_eq!(nodes[0]["id"], cert_id.to_string(), "{nodes:?}");
+        assert_eq!(node.terminate(Duration::from_secs(30)), Some(0));
+    })
+    .await;
+}

@@ -548,10 +548,11 @@ impl Cluster {
                 }
             }
             Err(error) => {
-                self.write().probe_failed(&id);
+                let retry_in = self.write().probe_failed(&id, generation, Instant::now());
                 tracing::warn!(
                     node = %id,
                     %error,
+                    retry_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
                     "node registered but not verified over QUIC; it stays joining (no new parts)"
                 );
             }

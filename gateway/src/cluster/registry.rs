@@ -90,6 +90,11 @@ struct NodeEntry {
     verified: Option<u64>,
     /// When a verification probe was handed out and has not reported back.
     probing: Option<Instant>,
+    /// Probes failed in a row since the node last (re)started or moved, and the earliest time
+    /// the next may go out: a node that keeps failing is probed (and warned about) with
+    /// exponential backoff, not on every heartbeat.
+    probe_failures: u32,
+    probe_after: Option<Instant>,
 }
 
 impl NodeEntry {
@@ -106,6 +111,10 @@ impl NodeEntry {
 /// A verification probe is handed out again after this long without an answer (the probe
 /// itself is bounded by the request timeout; this only guards against a lost result).
 const PROBE_RETRY: Duration = Duration::from_secs(30);
+/// Wait after the first failed probe; doubles with every further failure up to
+/// [`PROBE_BACKOFF_MAX`].
+const PROBE_BACKOFF: Duration = Duration::from_millis(500);
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// What the gateway counts on a node beyond the node's last report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -234,6 +243,8 @@ impl Registry {
                     next_orphan_scan: None,
                     verified: None,
                     probing: None,
+                    probe_failures: 0,
+                    probe_after: None,
                 },
             );
         }
@@ -289,6 +300,8 @@ impl Registry {
                     next_orphan_scan: Some(now + timing.orphan_scan_delay),
                     verified: None,
                     probing: Some(now),
+                    probe_failures: 0,
+                    probe_after: None,
                 },
             );
             return ReportOutcome {
@@ -325,6 +338,10 @@ impl Registry {
         let reconnect = restarted || moved;
         if reconnect {
             entry.generation = generation;
+            // A new process or address: probe it at once, whatever failed before.
+            entry.probing = None;
+            entry.probe_failures = 0;
+            entry.probe_after = None;
         }
         if before == NodeState::Down {
             // Whoever answers at its addresses now must prove again that it is this node.
@@ -333,7 +350,8 @@ impl Registry {
         let probe_stale = entry
             .probing
             .is_none_or(|at| now.saturating_duration_since(at) >= PROBE_RETRY);
-        let probe = (!entry.is_verified() && probe_stale).then(|| {
+        let backed_off = entry.probe_after.is_none_or(|at| now >= at);
+        let probe = (!entry.is_verified() && probe_stale && backed_off).then(|| {
             entry.probing = Some(now);
             entry.generation
         });
@@ -368,16 +386,31 @@ impl Registry {
             return false;
         }
         entry.probing = None;
+        entry.probe_failures = 0;
+        entry.probe_after = None;
         let newly = !entry.is_verified();
         entry.verified = Some(generation);
         newly
     }
 
-    /// A probe failed: the next report hands out another.
-    pub fn probe_failed(&mut self, id: &Uuid) {
-        if let Some(entry) = self.nodes.get_mut(id) {
-            entry.probing = None;
-        }
+    /// A probe of `generation` failed at `now`: a report hands out another after a backoff
+    /// that doubles with each failure in a row. Returns that backoff (for the log line); a
+    /// probe of an older generation changes nothing.
+    pub fn probe_failed(&mut self, id: &Uuid, generation: u64, now: Instant) -> Duration {
+        let Some(entry) = self
+            .nodes
+            .get_mut(id)
+            .filter(|e| e.generation == generation)
+        else {
+            return Duration::ZERO;
+        };
+        entry.probing = None;
+        let backoff = PROBE_BACKOFF
+            .saturating_mul(1u32 << entry.probe_failures.min(16))
+            .min(PROBE_BACKOFF_MAX);
+        entry.probe_failures = entry.probe_failures.saturating_add(1);
+        entry.probe_after = Some(now + backoff);
+        backoff
     }
 
     /// Marks down every node that has been silent for `down_after` at `now`. Nodes loaded from
@@ -679,9 +712,21 @@ mod tests {
         // One probe at a time: heartbeats meanwhile hand out none.
         let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 1), 0);
         assert_eq!(out.probe, None);
-        // A failed probe: the next heartbeat probes again.
-        reg.probe_failed(&id);
+        // A failed probe: heartbeats probe again after a backoff that doubles per failure.
+        assert_eq!(
+            reg.probe_failed(&id, generation, secs(t0, 1)),
+            Duration::from_millis(500)
+        );
         let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 2), 0);
+        assert_eq!(out.probe, Some(generation));
+        assert_eq!(
+            reg.probe_failed(&id, generation, secs(t0, 2)),
+            Duration::from_secs(1)
+        );
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, at(2_900), 0);
+        assert_eq!(out.probe, None, "still backing off");
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, at(3_000), 0);
         assert_eq!(out.probe, Some(generation));
         assert!(reg.mark_verified(&id, generation));
         assert!(!reg.mark_verified(&id, generation), "reported once");

@@ -273,6 +273,20 @@ async fn a_node_certificate_cannot_list_or_delete_on_another_node() {
         .expect("the gateway lists");
         assert!(matches!(listed, Response::List { .. }), "{listed:?}");
         assert_download_matches(&c, &id, p, size).await;
+        // Every node names the peer behind its requests: the upload's puts came from the
+        // gateway's certificate.
+        assert!(
+            eventually_logged(&c.node_dir(1), "op=\"put\"").await,
+            "no put logged"
+        );
+        assert!(
+            eventually_logged(
+                &c.node_dir(1),
+                "peer_role=gateway peer_cn=Some(\"sixfold-gateway\")"
+            )
+            .await,
+            "put lines do not name the peer"
+        );
     })
     .await;
 }

@@ -126,7 +126,21 @@ async fn forged_reports_cannot_redirect_or_add_nodes() {
             assert_eq!(err["error"], "forbidden");
         }
 
-        // 3. The gateway's own certificate (not a node's) is refused in the handshake.
+        // 3. Node-0's certificate moving node-0 to node-1's addresses: accepted as a report,
+        //    but the addresses are held until node-0's certificate answers there, which it
+        //    never does; /nodes keeps node-0 where it is.
+        let resp = post_internal(
+            &c,
+            Arc::clone(&node0_tls),
+            HEARTBEAT_PATH,
+            report(&node0.1, "node-0", &node1.2),
+        )
+        .await
+        .expect("the internal listener answers node-0");
+        assert_eq!(resp.status, 200);
+        assert_eq!(node_table(&c).await, before);
+
+        // 4. The gateway's own certificate (not a node's) is refused in the handshake.
         let certs = c.gateway_certs_dir();
         let gateway_as_node = sixfold_certs::registration_client_config(
             &sixfold_certs::read_certificates(&certs.join(layout::CA_CERT)).expect("ca"),

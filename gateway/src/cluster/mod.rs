@@ -534,11 +534,16 @@ impl Cluster {
     /// certificate met there names `id`) and marks the node verified: only then is it up.
     async fn verify_node(&self, id: Uuid, generation: u64) {
         let result = async {
-            let shards = self.shard_count(id)?;
-            for shard in 0..shards {
-                self.node_info(id, shard).await?;
+            let routes = self.read().probe_routes(&id, generation).ok_or_else(|| {
+                NodeError::Unavailable("the node changed while it was being verified".into())
+            })?;
+            for &route in &routes {
+                match self.call_route(id, route, Request::NodeInfo).await? {
+                    Response::NodeInfo(_) => {}
+                    _ => return Err(unexpected_response()),
+                }
             }
-            Ok::<usize, NodeError>(shards)
+            Ok::<usize, NodeError>(routes.len())
         }
         .await;
         match result {

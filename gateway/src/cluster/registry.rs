@@ -95,11 +95,22 @@ struct NodeEntry {
     /// exponential backoff, not on every heartbeat.
     probe_failures: u32,
     probe_after: Option<Instant>,
+    /// New addresses a verified node reported, held until a probe finds the node's certificate
+    /// there: a report cannot move a node to addresses where it is not.
+    pending: Option<PendingMove>,
+}
+
+/// Reported addresses waiting for verification, with the generation they will get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PendingMove {
+    addrs: Vec<SocketAddr>,
+    generation: u64,
 }
 
 impl NodeEntry {
+    /// Verified at its current addresses, and not reported elsewhere meanwhile.
     fn is_verified(&self) -> bool {
-        self.verified == Some(self.generation)
+        self.pending.is_none() && self.verified == Some(self.generation)
     }
 
     /// Up as placement and `/health` count it: reported up and verified.
@@ -245,6 +256,7 @@ impl Registry {
                     probing: None,
                     probe_failures: 0,
                     probe_after: None,
+                    pending: None,
                 },
             );
         }
@@ -302,6 +314,7 @@ impl Registry {
                     probing: Some(now),
                     probe_failures: 0,
                     probe_after: None,
+                    pending: None,
                 },
             );
             return ReportOutcome {
@@ -314,12 +327,35 @@ impl Registry {
 
         let before = entry.record.state;
         let restarted = kind == ReportKind::Register;
-        let moved = entry.record.shard_addrs != report.shard_addrs;
+        let reported_move = entry.record.shard_addrs != report.shard_addrs;
+        // A verified node that reports other addresses keeps its known ones until the new
+        // ones are verified (see `PendingMove`); any other node takes them at once.
+        let hold_move =
+            reported_move && before != NodeState::Down && entry.verified == Some(entry.generation);
+        let moved = reported_move && !hold_move;
+        if hold_move {
+            if entry
+                .pending
+                .as_ref()
+                .is_none_or(|p| p.addrs != report.shard_addrs)
+            {
+                entry.pending = Some(PendingMove {
+                    addrs: report.shard_addrs.clone(),
+                    generation,
+                });
+                entry.probing = None;
+            }
+        } else if !reported_move {
+            // The node confirms the addresses it is verified at.
+            entry.pending = None;
+        }
         let reshaped =
             moved || entry.record.capacity != report.capacity || entry.record.name != report.name;
         let rec = &mut entry.record;
         rec.name.clone_from(&report.name);
-        rec.shard_addrs.clone_from(&report.shard_addrs);
+        if moved {
+            rec.shard_addrs.clone_from(&report.shard_addrs);
+        }
         rec.capacity = report.capacity;
         rec.used = report.used;
         rec.chunk_count = report.chunk_count;
@@ -335,7 +371,7 @@ impl Registry {
         entry.last_seen = Some(now);
         entry.held.report_arrived();
 
-        let reconnect = restarted || moved;
+        let reconnect = (restarted && !hold_move) || moved;
         if reconnect {
             entry.generation = generation;
             // A new process or address: probe it at once, whatever failed before.
@@ -353,7 +389,10 @@ impl Registry {
         let backed_off = entry.probe_after.is_none_or(|at| now >= at);
         let probe = (!entry.is_verified() && probe_stale && backed_off).then(|| {
             entry.probing = Some(now);
-            entry.generation
+            entry
+                .pending
+                .as_ref()
+                .map_or(entry.generation, |p| p.generation)
         });
         // A node that (re)joins may have kept chunks the gateway has since forgotten.
         if restarted || before == NodeState::Down {
@@ -382,7 +421,20 @@ impl Registry {
         let Some(entry) = self.nodes.get_mut(id) else {
             return false;
         };
-        if entry.generation != generation || entry.record.state == NodeState::Down {
+        if entry.record.state == NodeState::Down {
+            return false;
+        }
+        if let Some(pending) = &entry.pending {
+            if pending.generation != generation {
+                return false;
+            }
+            // The node is at its new addresses: take them (persisted with the next report).
+            let pending = entry.pending.take().map(|p| p.addrs).unwrap_or_default();
+            entry.record.shard_addrs = pending;
+            entry.generation = generation;
+            entry.last_persist = None;
+        }
+        if entry.generation != generation {
             return false;
         }
         entry.probing = None;
@@ -397,13 +449,16 @@ impl Registry {
     /// that doubles with each failure in a row. Returns that backoff (for the log line); a
     /// probe of an older generation changes nothing.
     pub fn probe_failed(&mut self, id: &Uuid, generation: u64, now: Instant) -> Duration {
-        let Some(entry) = self
-            .nodes
-            .get_mut(id)
-            .filter(|e| e.generation == generation)
-        else {
+        let Some(entry) = self.nodes.get_mut(id) else {
             return Duration::ZERO;
         };
+        match &entry.pending {
+            // The reported addresses are not this node's: forget them, keep the known ones.
+            Some(p) if p.generation == generation => entry.pending = None,
+            Some(_) => return Duration::ZERO,
+            None if entry.generation != generation => return Duration::ZERO,
+            None => {}
+        }
         entry.probing = None;
         let backoff = PROBE_BACKOFF
             .saturating_mul(1u32 << entry.probe_failures.min(16))
@@ -480,6 +535,23 @@ impl Registry {
             addr,
             generation: entry.generation,
         })
+    }
+
+    /// Where a verification probe of `generation` goes: the pending addresses it was handed
+    /// out for, or the known ones; `None` for a stale generation.
+    pub fn probe_routes(&self, id: &Uuid, generation: u64) -> Option<Vec<Route>> {
+        let entry = self.nodes.get(id)?;
+        let addrs = match &entry.pending {
+            Some(p) if p.generation == generation => &p.addrs,
+            _ if entry.generation == generation => &entry.record.shard_addrs,
+            _ => return None,
+        };
+        Some(
+            addrs
+                .iter()
+                .map(|&addr| Route { addr, generation })
+                .collect(),
+        )
     }
 
     /// Every shard address of node `id` (for per-shard operations such as `List`).
@@ -754,6 +826,50 @@ mod tests {
         assert_eq!(reg.up_count(), 1);
     }
 
+    #[test]
+    fn a_report_cannot_move_a_verified_node_to_addresses_where_it_is_not() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        let id = Uuid::from_u128(1);
+        apply(&mut reg, &report(1), ReportKind::Register, t0, 0);
+        let known = report(1).shard_addrs;
+        let g = reg.route(&id, &[0; 16]).unwrap().generation;
+        // A report (heartbeat or registration) naming another node's addresses.
+        // (Ten seconds apart: a failed probe backs off the next one.)
+        for (at, kind) in [(1, ReportKind::Heartbeat), (11, ReportKind::Register)] {
+            let forged = ValidReport {
+                shard_addrs: report(2).shard_addrs,
+                ..report(1)
+            };
+            let out = reg.apply_report(&forged, kind, secs(t0, at), 0);
+            assert!(!out.reconnect, "{kind:?}");
+            let pending = out.probe.expect("probed");
+            assert_eq!(reg.views()[0].shard_addrs, known, "{kind:?}");
+            assert_eq!(reg.up_count(), 0, "no new parts while unverified");
+            // The probe finds another certificate there: the move is dropped, the node is
+            // up again where it is known to be.
+            reg.probe_failed(&id, pending, secs(t0, at));
+            assert_eq!(reg.views()[0].shard_addrs, known);
+            assert_eq!(reg.views()[0].state_name, "up");
+            assert_eq!(reg.route(&id, &[0; 16]).unwrap().generation, g);
+            assert!(
+                !reg.mark_verified(&id, pending),
+                "a dropped move stays dropped"
+            );
+            assert_eq!(reg.views()[0].shard_addrs, known);
+        }
+        // A pending move is also dropped when the node reports its known addresses again.
+        let forged = ValidReport {
+            shard_addrs: report(2).shard_addrs,
+            ..report(1)
+        };
+        reg.apply_report(&forged, ReportKind::Heartbeat, secs(t0, 60), 0);
+        assert_eq!(reg.up_count(), 0);
+        reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 61), 0);
+        assert_eq!(reg.up_count(), 1);
+        assert_eq!(reg.views()[0].shard_addrs, known);
+    }
+
     fn secs(t0: Instant, s: u64) -> Instant {
         t0 + Duration::from_secs(s)
     }
@@ -795,11 +911,30 @@ mod tests {
         let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 33), 33_000);
         assert_eq!(out.persist.map(|p| p.capacity), Some(2000));
         assert!(!out.reconnect);
-        // New addresses: persisted, and pooled connections are stale.
+        // New addresses: held until the node is verified there, then taken and persisted
+        // with the next report.
         r.shard_addrs.pop();
-        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 35), 35_000);
-        assert!(out.persist.is_some());
-        assert!(out.reconnect);
+        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 35), 35_000);
+        assert!(!out.reconnect);
+        let g = out.probe.expect("the new addresses are probed");
+        assert_eq!(
+            reg.views()[0].shard_addrs.len(),
+            2,
+            "not taken before verification"
+        );
+        assert_eq!(reg.views()[0].state_name, "joining");
+        assert_eq!(
+            reg.probe_routes(&r.id, g).unwrap()[0].addr,
+            r.shard_addrs[0]
+        );
+        assert!(reg.mark_verified(&r.id, g));
+        assert_eq!(reg.views()[0].shard_addrs, r.shard_addrs);
+        assert_eq!(reg.route(&r.id, &[0; 16]).unwrap().generation, g);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 36), 36_000);
+        assert_eq!(
+            out.persist.map(|p| p.shard_addrs),
+            Some(r.shard_addrs.clone())
+        );
         for s in [36, 40] {
             assert!(reg.sweep(secs(t0, s)).is_empty());
         }

@@ -12,7 +12,9 @@ use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
 
 use crate::error::{CertsError, Result};
-use crate::issue::{IssuedCert, NodeCertRequest, gateway_params, new_key_pair, node_params};
+use crate::issue::{
+    IssuedCert, NodeCertRequest, gateway_params, new_key_pair, node_params, server_params,
+};
 use crate::layout::{CA_CERT, CA_KEY};
 use crate::pem_files::{read_certificates_pem, read_private_key, write_cert_and_key};
 use crate::random::{hex, random_bytes};
@@ -133,13 +135,24 @@ impl ClusterCa {
     /// Issues a node certificate (server and client auth; names from `req`).
     pub fn issue_node(&self, req: &NodeCertRequest, validity: Validity) -> Result<IssuedCert> {
         let cert = IssuedCert::sign(&node_params(req, validity)?, &self.issuer)?;
-        tracing::info!(node = %req.name, ips = ?req.ips, dns = ?req.dns_names, "issued node certificate");
+        tracing::info!(node = ?req.name, node_id = %req.node_id, ips = ?req.ips, dns = ?req.dns_names, "issued node certificate");
         Ok(cert)
     }
 
     /// Issues the gateway's certificate (client auth, and server auth).
     pub fn issue_gateway(&self, validity: Validity) -> Result<IssuedCert> {
-        IssuedCert::sign(&gateway_params(validity), &self.issuer)
+        IssuedCert::sign(&gateway_params(validity)?, &self.issuer)
+    }
+
+    /// Issues an HTTPS server certificate (server auth only, no cluster role) for the public
+    /// API, e.g. `dev --tls`.
+    pub fn issue_server(
+        &self,
+        ips: &[std::net::IpAddr],
+        dns_names: &[String],
+        validity: Validity,
+    ) -> Result<IssuedCert> {
+        IssuedCert::sign(&server_params(ips, dns_names, validity)?, &self.issuer)
     }
 }
 

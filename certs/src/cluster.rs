@@ -1,4 +1,9 @@
-//! The operations behind `sixfold-gateway certs init` and `certs issue-node`.
+//! The operations behind `sixfold-gateway certs init`, `certs issue-node` and
+//! `certs renew-gateway`.
+//!
+//! No cluster token is written any more: a node proves who it is with its certificate (its
+//! node id is in it, see [`crate::identity`]). A `cluster.token` left by an older release is
+//! neither read nor removed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -7,10 +12,7 @@ use crate::ca::ClusterCa;
 use crate::error::{CertsError, Result};
 use crate::file_write::{FileAccess, create_private_dir, ensure_absent, write_file};
 use crate::issue::NodeCertRequest;
-use crate::layout::{
-    CA_CERT, CA_KEY, CLUSTER_TOKEN, GATEWAY_CERT, GATEWAY_KEY, NODE_CERT, NODE_KEY,
-};
-use crate::token::ClusterToken;
+use crate::layout::{CA_CERT, CA_KEY, GATEWAY_CERT, GATEWAY_KEY, NODE_CERT, NODE_KEY};
 use crate::validity::Validity;
 
 /// Options of [`init_cluster`].
@@ -47,8 +49,6 @@ pub struct ClusterPaths {
     pub gateway_cert: PathBuf,
     /// `gateway-key.pem`
     pub gateway_key: PathBuf,
-    /// `cluster.token`
-    pub token: PathBuf,
 }
 
 impl ClusterPaths {
@@ -60,12 +60,11 @@ impl ClusterPaths {
             ca_key: dir.join(CA_KEY),
             gateway_cert: dir.join(GATEWAY_CERT),
             gateway_key: dir.join(GATEWAY_KEY),
-            token: dir.join(CLUSTER_TOKEN),
         }
     }
 }
 
-/// The four files a node needs in its certs dir.
+/// The three files a node needs in its certs dir.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodePaths {
     /// The certs dir.
@@ -76,8 +75,6 @@ pub struct NodePaths {
     pub node_cert: PathBuf,
     /// `node-key.pem`
     pub node_key: PathBuf,
-    /// `cluster.token`
-    pub token: PathBuf,
 }
 
 impl NodePaths {
@@ -88,15 +85,14 @@ impl NodePaths {
             ca_cert: dir.join(CA_CERT),
             node_cert: dir.join(NODE_CERT),
             node_key: dir.join(NODE_KEY),
-            token: dir.join(CLUSTER_TOKEN),
         }
     }
 }
 
 /// Makes a new cluster in `dir` (created with mode 0700 if missing): a CA, the gateway's
-/// certificate and the cluster token.
+/// certificate (role `urn:sixfold:gateway`).
 ///
-/// Without `opts.force`, nothing is written if any of the five files exists.
+/// Without `opts.force`, nothing is written if any of the four files exists.
 pub fn init_cluster(dir: &Path, opts: &InitOptions) -> Result<ClusterPaths> {
     let paths = ClusterPaths::in_dir(dir);
     create_private_dir(dir)?;
@@ -106,23 +102,20 @@ pub fn init_cluster(dir: &Path, opts: &InitOptions) -> Result<ClusterPaths> {
             &paths.ca_key,
             &paths.gateway_cert,
             &paths.gateway_key,
-            &paths.token,
         ])?;
     }
     let ca = ClusterCa::generate(opts.ca_validity)?;
     let gateway = ca.issue_gateway(opts.gateway_validity)?;
-    let token = ClusterToken::generate()?;
 
     ca.save(dir, opts.force)?;
     gateway.write(&paths.gateway_cert, &paths.gateway_key, opts.force)?;
-    token.write(&paths.token, opts.force)?;
     tracing::info!(dir = %dir.display(), "initialised cluster certificates");
     Ok(paths)
 }
 
 /// Issues a node certificate (default leaf validity) with the CA in `ca_dir` and writes
 /// everything the node needs into `out_dir` (created with mode 0700 if missing):
-/// `node.pem`, `node-key.pem`, and copies of `ca.pem` and `cluster.token`.
+/// `node.pem`, `node-key.pem`, and a copy of `ca.pem`.
 ///
 /// Without `force`, nothing is written if any of those files exists. When `out_dir` is
 /// `ca_dir` itself the copies are skipped.
@@ -133,7 +126,6 @@ pub fn issue_node(
     force: bool,
 ) -> Result<NodePaths> {
     let ca = ClusterCa::load(ca_dir)?;
-    let token = ClusterToken::load(&ca_dir.join(CLUSTER_TOKEN))?;
     let issued = ca.issue_node(req, Validity::leaf_default())?;
 
     create_private_dir(out_dir)?;
@@ -142,7 +134,7 @@ pub fn issue_node(
     if !force {
         let mut targets: Vec<&Path> = vec![&paths.node_cert, &paths.node_key];
         if copy_shared {
-            targets.extend([paths.ca_cert.as_path(), paths.token.as_path()]);
+            targets.push(paths.ca_cert.as_path());
         }
         ensure_absent(&targets)?;
     }
@@ -155,8 +147,19 @@ pub fn issue_node(
             FileAccess::Public,
             force,
         )?;
-        token.write(&paths.token, force)?;
     }
+    Ok(paths)
+}
+
+/// Re-issues the gateway's certificate with the CA in `dir` (replacing `gateway.pem` and
+/// `gateway-key.pem`): for rotation, and to add the gateway role to a certificate made by a
+/// release before roles existed. Nodes need nothing new: they trust the same CA.
+pub fn renew_gateway(dir: &Path, validity: Validity) -> Result<ClusterPaths> {
+    let paths = ClusterPaths::in_dir(dir);
+    let ca = ClusterCa::load(dir)?;
+    let gateway = ca.issue_gateway(validity)?;
+    gateway.write(&paths.gateway_cert, &paths.gateway_key, true)?;
+    tracing::info!(dir = %dir.display(), "renewed the gateway certificate");
     Ok(paths)
 }
 

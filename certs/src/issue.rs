@@ -9,8 +9,10 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use uuid::Uuid;
 
 use crate::error::{CertsError, Result};
+use crate::identity::PeerRole;
 use crate::pem_files::write_cert_and_key;
 use crate::validity::Validity;
 
@@ -19,10 +21,13 @@ pub const GATEWAY_COMMON_NAME: &str = "sixfold-gateway";
 
 /// The identity a node certificate is issued for.
 ///
-/// The gateway verifies a node by one of these addresses or names, so at least one is
-/// required: the address the gateway dials must be listed.
+/// The node id becomes the URI `urn:sixfold:node:<id>` (see [`crate::identity`]): the gateway
+/// checks it against the node it meets. The QUIC handshake also checks one of the addresses or
+/// names, so at least one is required: the address the gateway dials must be listed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeCertRequest {
+    /// The node's id; the node takes its id from its certificate.
+    pub node_id: Uuid,
     /// The node's name; becomes the certificate's common name.
     pub name: String,
     /// IP addresses the node is reached at (subject alternative names).
@@ -102,22 +107,66 @@ pub(crate) fn node_params(req: &NodeCertRequest, validity: Validity) -> Result<C
             req.name
         )));
     }
-    let mut sans = Vec::with_capacity(req.ips.len() + req.dns_names.len());
-    sans.extend(req.ips.iter().copied().map(SanType::IpAddress));
-    for name in &req.dns_names {
-        let dns = name.clone().try_into().map_err(|e| {
-            CertsError::InvalidRequest(format!("DNS name {name:?} is not valid: {e}"))
-        })?;
-        sans.push(SanType::DnsName(dns));
+    if req.node_id.is_nil() {
+        return Err(CertsError::InvalidRequest("node id is the nil UUID".into()));
     }
+    let mut sans = host_sans(&req.ips, &req.dns_names)?;
+    sans.push(role_san(PeerRole::Node(req.node_id))?);
     let mut params = leaf_params(&req.name, validity);
     params.subject_alt_names = sans;
     Ok(params)
 }
 
-/// Parameters of the gateway certificate: a TLS client (server auth kept for later use).
-pub(crate) fn gateway_params(validity: Validity) -> CertificateParams {
-    leaf_params(GATEWAY_COMMON_NAME, validity)
+/// Parameters of the gateway certificate: the TLS client towards nodes, and the server of the
+/// internal (registration) listener; the role URI says it is the gateway.
+pub(crate) fn gateway_params(validity: Validity) -> Result<CertificateParams> {
+    let mut params = leaf_params(GATEWAY_COMMON_NAME, validity);
+    params.subject_alt_names = vec![role_san(PeerRole::Gateway)?];
+    Ok(params)
+}
+
+/// Parameters of an HTTPS server certificate for the public API: server auth only and no role,
+/// so it can never pass as a cluster member.
+pub(crate) fn server_params(
+    ips: &[IpAddr],
+    dns_names: &[String],
+    validity: Validity,
+) -> Result<CertificateParams> {
+    if ips.is_empty() && dns_names.is_empty() {
+        return Err(CertsError::InvalidRequest(
+            "a server certificate needs at least one IP address or DNS name".into(),
+        ));
+    }
+    let common_name = dns_names
+        .first()
+        .cloned()
+        .or_else(|| ips.first().map(IpAddr::to_string))
+        .unwrap_or_default();
+    let mut params = leaf_params(&common_name, validity);
+    params.subject_alt_names = host_sans(ips, dns_names)?;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    Ok(params)
+}
+
+fn host_sans(ips: &[IpAddr], dns_names: &[String]) -> Result<Vec<SanType>> {
+    let mut sans = Vec::with_capacity(ips.len() + dns_names.len() + 1);
+    sans.extend(ips.iter().copied().map(SanType::IpAddress));
+    for name in dns_names {
+        let dns = name.clone().try_into().map_err(|e| {
+            CertsError::InvalidRequest(format!("DNS name {name:?} is not valid: {e}"))
+        })?;
+        sans.push(SanType::DnsName(dns));
+    }
+    Ok(sans)
+}
+
+fn role_san(role: PeerRole) -> Result<SanType> {
+    let uri = role.uri();
+    let uri = uri
+        .clone()
+        .try_into()
+        .map_err(|e| CertsError::InvalidRequest(format!("URI {uri:?} is not valid: {e}")))?;
+    Ok(SanType::URI(uri))
 }
 
 fn leaf_params(common_name: &str, validity: Validity) -> CertificateParams {
@@ -143,6 +192,7 @@ mod tests {
 
     fn request(ips: &[&str], dns: &[&str]) -> NodeCertRequest {
         NodeCertRequest {
+            node_id: Uuid::from_u128(7),
             name: "node-1".into(),
             ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
             dns_names: dns.iter().map(|s| s.to_string()).collect(),
@@ -156,7 +206,14 @@ mod tests {
             Validity::leaf_default(),
         )
         .unwrap();
-        assert_eq!(params.subject_alt_names.len(), 3);
+        assert_eq!(params.subject_alt_names.len(), 4);
+        assert!(
+            params.subject_alt_names.contains(&SanType::URI(
+                "urn:sixfold:node:00000000-0000-0000-0000-000000000007"
+                    .try_into()
+                    .unwrap()
+            ))
+        );
         assert!(
             params
                 .subject_alt_names

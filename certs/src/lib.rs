@@ -1,5 +1,6 @@
-//! The sixfold cluster PKI: a cluster CA, node and gateway certificates, the cluster token,
-//! and rustls configurations for mutual TLS between the gateway and the storage nodes.
+//! The sixfold cluster PKI: a cluster CA, node and gateway certificates naming their role
+//! (see [`identity`]), and rustls configurations for mutual TLS between the gateway and the
+//! storage nodes.
 //!
 //! # A certs dir
 //!
@@ -12,11 +13,11 @@
 //! | `ca-key.pem` | 0600 | gateway host only | the CA key, signs new node certificates |
 //! | `gateway.pem`, `gateway-key.pem` | 0644, 0600 | gateway | the gateway's client certificate |
 //! | `node.pem`, `node-key.pem` | 0644, 0600 | each node | the node's server (and client) certificate |
-//! | `cluster.token` | 0600 | every host | secret a node sends when registering: `Authorization: Bearer <token>` |
+//! | `cluster.token` | 0600 | older releases only | no longer written nor read: nodes authenticate with their certificate |
 //!
 //! [`init_cluster`] makes the gateway's dir (`sixfold-gateway certs init`); [`issue_node`]
 //! makes a node's dir from it (`sixfold-gateway certs issue-node`). [`NodeTls::load`] and
-//! [`GatewayTls::load`] turn a dir into rustls configs. Keys and the token are created with
+//! [`GatewayTls::load`] turn a dir into rustls configs. Keys are created with
 //! mode 0600 at open time, and existing files are only replaced when asked (`force`).
 //!
 //! ```
@@ -27,6 +28,7 @@
 //! # let (gateway_dir, node_dir) = (tmp.path().join("gateway"), tmp.path().join("node-1"));
 //! init_cluster(&gateway_dir, &InitOptions::default())?;
 //! let request = NodeCertRequest {
+//!     node_id: uuid::Uuid::new_v4(),
 //!     name: "node-1".into(),
 //!     ips: vec!["127.0.0.1".parse().unwrap()],
 //!     dns_names: vec![],
@@ -53,22 +55,28 @@ mod ca;
 mod cluster;
 mod error;
 mod file_write;
+pub mod identity;
 mod issue;
 pub mod layout;
 mod pem_files;
 mod random;
+pub mod role_verify;
 mod subject_name;
 mod tls_config;
 mod token;
 mod validity;
 
 pub use ca::{CA_COMMON_NAME_PREFIX, ClusterCa};
-pub use cluster::{ClusterPaths, InitOptions, NodePaths, init_cluster, issue_node};
+pub use cluster::{ClusterPaths, InitOptions, NodePaths, init_cluster, issue_node, renew_gateway};
 pub use error::{CertsError, Result};
 pub use file_write::{FileAccess, create_private_dir, ensure_absent, write_file};
+pub use identity::{IdentityError, PeerIdentity, PeerRole, parse_identity};
 pub use issue::{GATEWAY_COMMON_NAME, IssuedCert, NodeCertRequest};
 pub use pem_files::{read_certificates, read_private_key, write_cert_and_key};
-pub use tls_config::{GatewayTls, NodeTls, client_config, server_config};
+pub use tls_config::{
+    ALPN_H2, ALPN_HTTP1, GatewayTls, NodeTls, client_config, https_server_config,
+    internal_server_config, registration_client_config, server_config,
+};
 pub use token::ClusterToken;
 pub use validity::Validity;
 

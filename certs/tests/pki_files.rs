@@ -213,7 +213,7 @@ fn init_cluster_and_issue_node_give_configs_that_handshake() {
 
     let cluster = init_cluster(&gw_dir, &InitOptions::default()).unwrap();
     assert_eq!(cluster, ClusterPaths::in_dir(&gw_dir));
-    for secret in [&cluster.ca_key, &cluster.gateway_key, &cluster.token] {
+    for secret in [&cluster.ca_key, &cluster.gateway_key] {
         assert_eq!(mode(secret), 0o600, "{}", secret.display());
     }
     assert_eq!(mode(&gw_dir), 0o700);
@@ -226,23 +226,25 @@ fn init_cluster_and_issue_node_give_configs_that_handshake() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     files.sort();
-    assert_eq!(
-        files,
-        ["ca.pem", "cluster.token", "node-key.pem", "node.pem"]
-    );
+    // No cluster token any more: the certificate is the node's credential.
+    assert_eq!(files, ["ca.pem", "node-key.pem", "node.pem"]);
+    assert!(!gw_dir.join("cluster.token").exists());
     assert_eq!(
         fs::read(&node.ca_cert).unwrap(),
         fs::read(&cluster.ca_cert).unwrap()
     );
-    assert_eq!(
-        fs::read(&node.token).unwrap(),
-        fs::read(&cluster.token).unwrap()
-    );
-    assert_eq!(mode(&node.token), 0o600);
     assert_eq!(mode(&node.node_key), 0o600);
 
     let server = NodeTls::load(&node_dir).unwrap();
+    assert_eq!(
+        server.identity().unwrap().role,
+        sixfold_certs::PeerRole::Node(req.node_id)
+    );
     let client = GatewayTls::load(&gw_dir).unwrap();
+    assert_eq!(
+        client.identity().unwrap().role,
+        sixfold_certs::PeerRole::Gateway
+    );
     let done = handshake(
         client.client_config(),
         server.server_config(),
@@ -269,7 +271,6 @@ fn init_cluster_refuses_to_replace_a_cluster_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let paths = init_cluster(dir.path(), &InitOptions::default()).unwrap();
     let ca_before = fs::read(&paths.ca_cert).unwrap();
-    let token_before = fs::read(&paths.token).unwrap();
 
     // Any one existing file blocks the whole operation.
     fs::remove_file(&paths.ca_cert).unwrap();
@@ -287,7 +288,6 @@ fn init_cluster_refuses_to_replace_a_cluster_without_force() {
     };
     init_cluster(dir.path(), &forced).unwrap();
     assert_ne!(fs::read(&paths.ca_cert).unwrap(), ca_before);
-    assert_ne!(fs::read(&paths.token).unwrap(), token_before);
     ClusterCa::load(dir.path()).unwrap();
 }
 

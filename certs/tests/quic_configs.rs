@@ -10,6 +10,7 @@ fn node_and_gateway_configs_convert_into_quic_configs() {
     let dir = tempfile::tempdir().unwrap();
     init_cluster(dir.path(), &InitOptions::default()).unwrap();
     let req = sixfold_certs::NodeCertRequest {
+        node_id: uuid::Uuid::new_v4(),
         name: "n".into(),
         ips: vec!["127.0.0.1".parse().unwrap()],
         dns_names: vec![],

@@ -35,16 +35,77 @@ fn same_ca_handshake_succeeds_with_alpn_and_client_certificate() {
 }
 
 #[test]
-fn node_certificates_also_work_as_client_certificates() {
+fn a_node_refuses_another_node_certificate_as_client() {
     let ca = new_ca();
     let a = node_cert(&ca, &["127.0.0.1"]);
     let b = node_cert(&ca, &["127.0.0.2"]);
-    handshake(
+    let err = handshake(
         client_for(&ca, &b),
         server_for(&ca, &a),
         ip_name("127.0.0.1"),
     )
-    .expect("handshake");
+    .unwrap_err();
+    assert_eq!(
+        err,
+        (
+            Side::Server,
+            Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+        )
+    );
+}
+
+#[test]
+fn the_internal_listener_takes_only_nodes_and_nodes_take_only_the_gateway() {
+    let ca = new_ca();
+    let node = node_cert(&ca, &["127.0.0.1"]);
+    let gw = gateway(&ca);
+    let ca_der = [ca.cert_der().clone()];
+    let internal = |cert: &sixfold_certs::IssuedCert| {
+        sixfold_certs::internal_server_config(
+            &ca_der,
+            vec![cert.cert_der().clone()],
+            cert.key_der(),
+        )
+        .unwrap()
+    };
+    let registration = |cert: &sixfold_certs::IssuedCert| {
+        sixfold_certs::registration_client_config(
+            &ca_der,
+            vec![cert.cert_der().clone()],
+            cert.key_der(),
+        )
+        .unwrap()
+    };
+    // A node registers with the gateway, verified by role whatever name it dialled.
+    let done = handshake(
+        registration(&node),
+        internal(&gw),
+        rustls_pki_types::ServerName::try_from("gateway.example").unwrap(),
+    )
+    .expect("node to gateway");
+    let identity =
+        sixfold_certs::parse_identity(&done.server.peer_certificates().unwrap()[0]).unwrap();
+    assert!(matches!(identity.role, sixfold_certs::PeerRole::Node(_)));
+    assert_eq!(identity.common_name.as_deref(), Some("node-1"));
+    // The gateway certificate is not a node's: the internal listener refuses it.
+    let err = handshake(registration(&gw), internal(&gw), ip_name("127.0.0.1")).unwrap_err();
+    assert_eq!(
+        err,
+        (
+            Side::Server,
+            Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+        )
+    );
+    // A node posing as the gateway's internal listener is refused by the node's client.
+    let other = node_cert(&ca, &["127.0.0.2"]);
+    let err = handshake(registration(&node), internal(&other), ip_name("127.0.0.1")).unwrap_err();
+    assert_eq!(
+        err,
+        (
+            Side::Client,
+            Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+        )
+    );
 }
 
 #[test]
@@ -196,6 +257,7 @@ fn server_name_must_match_an_ip_san() {
 fn server_name_may_be_a_dns_san() {
     let ca = new_ca();
     let req = sixfold_certs::NodeCertRequest {
+        node_id: uuid::Uuid::new_v4(),
         name: "node-7".into(),
         ips: vec![],
         dns_names: vec!["node-7.cluster.internal".into()],

@@ -41,6 +41,8 @@ pub const DEFAULT_ADMISSION_WAIT: Duration = Duration::from_secs(60);
 pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default address of the internal (node registration, mutual TLS) listener.
+pub const DEFAULT_INTERNAL_LISTEN: &str = "127.0.0.1:8081";
 /// Default time a client has to send a request's headers.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time an idle keep-alive connection is kept open.
@@ -172,6 +174,19 @@ pub struct ServeArgs {
     /// [default: <data-dir>/admin.token].
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    // --- TLS and node identity (issue 12) ---
+    /// Address of the internal HTTPS listener nodes register and heartbeat to (mutual TLS,
+    /// node certificates only); firewall it from everything but the nodes
+    /// [default: 127.0.0.1:8081].
+    #[arg(long, value_name = "ADDR")]
+    pub internal_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the public API; with --tls-key the API is served over HTTPS
+    /// (HTTP/1.1 and HTTP/2) [default: plain HTTP].
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The config file: the same settings as [`ServeArgs`], all optional.
@@ -208,6 +223,10 @@ struct FileConfig {
     anonymous: Option<Anonymous>,
     protect_metrics: Option<bool>,
     admin_token_file: Option<PathBuf>,
+    // TLS and node identity
+    internal_listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Everything `serve` runs with, defaults applied and checked.
@@ -243,6 +262,18 @@ pub struct GatewayConfig {
     pub anonymous: Anonymous,
     pub protect_metrics: bool,
     pub admin_token_file: PathBuf,
+    // TLS and node identity
+    /// The internal (registration) listener, mutual TLS.
+    pub internal_listen: SocketAddr,
+    /// Certificate and key of the public API; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the public HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A configuration that cannot be used.
@@ -297,7 +328,28 @@ impl GatewayConfig {
             .clone()
             .or(file.admin_token_file)
             .unwrap_or_else(|| data_dir.join(ADMIN_TOKEN_FILE));
+        let internal_listen = match args.internal_listen.or(file.internal_listen) {
+            Some(addr) => addr,
+            None => DEFAULT_INTERNAL_LISTEN
+                .parse()
+                .map_err(|_| invalid("internal_listen", "bad built-in default"))?,
+        };
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid("tls_key", "tls_cert is set but tls_key is not"));
+            }
+            (None, Some(_)) => {
+                return Err(invalid("tls_cert", "tls_key is set but tls_cert is not"));
+            }
+        };
         let config = GatewayConfig {
+            internal_listen,
+            tls,
             listen,
             data_dir,
             certs_dir,

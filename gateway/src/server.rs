@@ -1,5 +1,8 @@
 //! `sixfold-gateway serve`: opens the metadata, loads the cluster PKI, starts the cluster layer
-//! and serves the HTTP API (with the nodes' registration endpoints) until told to stop.
+//! and serves, until told to stop, two listeners:
+//! - the public HTTP API on `listen` (HTTPS with HTTP/2 when `tls_cert`/`tls_key` are set);
+//! - the internal listener on `internal_listen`, where nodes register and heartbeat over
+//!   mutual TLS with their node certificates. The public port has no `/internal/*` route.
 
 use std::future::Future;
 use std::io;
@@ -7,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sixfold_certs::{ClusterToken, GatewayTls, layout};
+use sixfold_certs::{GatewayTls, IdentityError, PeerRole, layout};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -17,6 +20,7 @@ use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::config::GatewayConfig;
 use crate::http::conn_idle::ConnTimeouts;
 use crate::http::listener::{self, ListenerSettings};
+use crate::http::tls::{HANDSHAKE_TIMEOUT, TlsAcceptor};
 use crate::http::{AppState, EdgeLimits, router};
 use crate::meta::{Meta, MetaError};
 use crate::metrics::Metrics;
@@ -39,6 +43,21 @@ pub enum ServeError {
         dir = dir.display()
     )]
     MissingCerts { dir: PathBuf, missing: &'static str },
+    #[error(
+        "{}: the gateway certificate names no gateway role ({reason}); it was made by an older \
+         release. Re-issue it with `sixfold-gateway certs renew-gateway --dir {}` (nodes keep \
+         working: the CA stays the same)",
+        dir.join(layout::GATEWAY_CERT).display(),
+        dir.display()
+    )]
+    LegacyGatewayCert { dir: PathBuf, reason: String },
+    #[error("HTTPS certificate or key ({} / {}): {source}", cert.display(), key.display())]
+    PublicTls {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: sixfold_certs::CertsError,
+    },
     #[error("cluster certificates in {}: {source}", dir.display())]
     Certs {
         dir: PathBuf,
@@ -104,14 +123,10 @@ pub fn edge_limits(config: &GatewayConfig) -> EdgeLimits {
     }
 }
 
-/// Loads the cluster token and the gateway's TLS client config from `dir`.
-fn load_certs(dir: &Path) -> Result<(ClusterToken, GatewayTls), ServeError> {
-    for file in [
-        layout::CLUSTER_TOKEN,
-        layout::CA_CERT,
-        layout::GATEWAY_CERT,
-        layout::GATEWAY_KEY,
-    ] {
+/// Loads the gateway's TLS configs from `dir` and checks its certificate names the gateway.
+/// (A `cluster.token` from an older release is neither needed nor read.)
+fn load_certs(dir: &Path) -> Result<GatewayTls, ServeError> {
+    for file in [layout::CA_CERT, layout::GATEWAY_CERT, layout::GATEWAY_KEY] {
         if !dir.join(file).exists() {
             return Err(ServeError::MissingCerts {
                 dir: dir.to_path_buf(),
@@ -123,9 +138,17 @@ fn load_certs(dir: &Path) -> Result<(ClusterToken, GatewayTls), ServeError> {
         dir: dir.to_path_buf(),
         source,
     };
-    let token = ClusterToken::load(&dir.join(layout::CLUSTER_TOKEN)).map_err(certs)?;
     let tls = GatewayTls::load(dir).map_err(certs)?;
-    Ok((token, tls))
+    let legacy = |reason: String| ServeError::LegacyGatewayCert {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    match tls.identity() {
+        Ok(identity) if identity.role == PeerRole::Gateway => Ok(tls),
+        Ok(identity) => Err(legacy(format!("it is {}", identity.role))),
+        Err(e @ IdentityError::NoRole) => Err(legacy(e.to_string())),
+        Err(e) => Err(legacy(e.to_string())),
+    }
 }
 
 fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ServeError + 'a {
@@ -139,15 +162,29 @@ fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 /// A gateway serving in the background.
 pub struct RunningGateway {
     addr: SocketAddr,
+    internal_addr: SocketAddr,
+    https: bool,
     cluster: Cluster,
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<io::Result<()>>,
+    internal: JoinHandle<io::Result<()>>,
 }
 
 impl RunningGateway {
     /// The address the HTTP API listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the internal (registration) listener; nodes take
+    /// `--gateway https://<this>`.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal_addr
+    }
+
+    /// Whether the public API is served over HTTPS.
+    pub fn https(&self) -> bool {
+        self.https
     }
 
     /// The cluster layer (node registry and connections) of this gateway.
@@ -166,6 +203,11 @@ impl RunningGateway {
     /// Waits for the HTTP server to end (after a shutdown), then stops the cluster layer.
     async fn wait(self) -> Result<(), ServeError> {
         let served = (&mut { self.http }).await;
+        match (&mut { self.internal }).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "internal listener ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "internal listener task failed"),
+        }
         self.cluster.shutdown().await;
         match served {
             Ok(Ok(())) => Ok(()),
@@ -187,7 +229,20 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     if stale > 0 {
         tracing::info!(files = stale, "removed spool files of interrupted uploads");
     }
-    let (token, tls) = load_certs(&config.certs_dir)?;
+    let tls = load_certs(&config.certs_dir)?;
+    let public_tls = match &config.tls {
+        Some(files) => Some(
+            TlsAcceptor::public_from_files(&files.cert, &files.key).map_err(|source| {
+                ServeError::PublicTls {
+                    cert: files.cert.clone(),
+                    key: files.key.clone(),
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
+    let internal_tls = TlsAcceptor::new(tls.internal_server_config(), HANDSHAKE_TIMEOUT);
 
     let meta_path = config.meta_path();
     let opening = meta_path.clone();
@@ -206,7 +261,6 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     .map_err(|e| ServeError::Task(format!("first admin key task: {e}")))??;
 
     let cluster_config = ClusterConfig {
-        token: token.as_str().to_owned(),
         heartbeat_interval: config.heartbeat_interval,
         down_after: config.down_after,
         cleanup_interval: config.cleanup_interval,
@@ -220,17 +274,24 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     };
     let cluster = Cluster::start(cluster_config, meta.clone(), tls.client_config()).await?;
 
-    let listener = match TcpListener::bind(config.listen).await {
-        Ok(listener) => listener,
-        Err(source) => {
-            cluster.shutdown().await;
-            return Err(ServeError::Bind {
-                addr: config.listen,
-                source,
-            });
+    let mut listeners = Vec::with_capacity(2);
+    for addr in [config.listen, config.internal_listen] {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => listeners.push(listener),
+            Err(source) => {
+                cluster.shutdown().await;
+                return Err(ServeError::Bind { addr, source });
+            }
         }
-    };
+    }
+    let internal_listener = listeners
+        .pop()
+        .ok_or_else(|| ServeError::Task("no listener".into()))?;
+    let listener = listeners
+        .pop()
+        .ok_or_else(|| ServeError::Task("no listener".into()))?;
     let addr = listener.local_addr().map_err(ServeError::Http)?;
+    let internal_addr = internal_listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
     metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
     let state = AppState::with_policy(
@@ -241,26 +302,53 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         edge_limits(config),
         config.auth_policy(),
     );
-    let app = router(state, cluster.internal_router());
+    let app = router(state, crate::http::admin_nodes::router(cluster.clone()));
     let (stop, stopped) = oneshot::channel::<()>();
+    // Both listeners stop together: the internal one when the public one's stop fires.
+    let (internal_stop, internal_stopped) = tokio::sync::watch::channel(false);
     let settings = listener_settings(config);
+    let https = public_tls.is_some();
+    let http_metrics = Arc::clone(&metrics);
     let http = tokio::spawn(async move {
-        listener::serve(listener, app, settings, metrics, async {
-            let _ = stopped.await;
-        })
+        let served =
+            listener::serve_tls(listener, app, settings, http_metrics, public_tls, async {
+                let _ = stopped.await;
+            })
+            .await;
+        let _ = internal_stop.send(true);
+        served
+    });
+    let internal_app = cluster.internal_router();
+    let internal = tokio::spawn(async move {
+        let mut stopped = internal_stopped;
+        listener::serve_tls(
+            internal_listener,
+            internal_app,
+            settings,
+            metrics,
+            Some(internal_tls),
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            },
+        )
         .await
     });
     tracing::info!(
         listen = %addr,
+        https,
+        internal_listen = %internal_addr,
         data_dir = %config.data_dir.display(),
         certs_dir = %config.certs_dir.display(),
         "gateway serving"
     );
     Ok(RunningGateway {
         addr,
+        internal_addr,
+        https,
         cluster,
         stop: Some(stop),
         http,
+        internal,
     })
 }
 
@@ -321,6 +409,7 @@ mod tests {
         let args = ServeArgs {
             data_dir: Some(dir.to_path_buf()),
             listen: Some("127.0.0.1:0".parse().expect("addr")),
+            internal_listen: Some("127.0.0.1:0".parse().expect("addr")),
             ..ServeArgs::default()
         };
         GatewayConfig::resolve(&args).expect("config")
@@ -381,14 +470,14 @@ mod tests {
             .expect("json");
         assert_eq!(nodes, serde_json::json!([]));
 
-        // The nodes' registration endpoint is mounted and wants the token.
+        // The nodes' registration endpoint is not on the public port at all.
         let register = client
             .post(format!("{base}/internal/nodes/register"))
             .body("{}")
             .send()
             .await
             .expect("register");
-        assert_eq!(register.status().as_u16(), 401);
+        assert_eq!(register.status().as_u16(), 404);
 
         // An upload with no nodes is refused before any byte is stored.
         let upload = client

@@ -60,7 +60,8 @@ pub struct Cli {
     /// free port). Required.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Base URL of the gateway the node registers with, e.g. http://10.0.0.1:8080. Required.
+    /// The gateway's internal listener the node registers with, e.g. https://10.0.0.1:8081.
+    /// Required.
     #[arg(long, value_name = "URL")]
     pub gateway: Option<String>,
     /// Bytes the node offers, e.g. 500GiB [default: free space of the data dir's filesystem
@@ -340,19 +341,35 @@ fn parse_file_config(text: &str) -> Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| e.to_string())
 }
 
-/// The node's HTTP client speaks plain HTTP only (no TLS stack in the node besides QUIC's);
-/// registration is authenticated with the cluster token.
+/// The node registers with the gateway's internal listener over HTTPS with its node
+/// certificate (mutual TLS): `https://HOST:PORT`, no path. The gateway is verified by the
+/// cluster CA and its role, not by HOST.
 fn normalize_gateway(url: &str) -> Result<String, ConfigError> {
     let url = url.trim().trim_end_matches('/');
-    let Some(rest) = url.strip_prefix("http://") else {
+    if url.starts_with("http://") {
         return Err(invalid(
             "gateway",
-            format!("{url:?} must be an http:// URL such as http://10.0.0.1:8080"),
+            format!(
+                "{url:?}: nodes no longer register over plain HTTP on the gateway's public \
+                 port. Give the gateway's internal listener (its `internal_listen`, default \
+                 port 8081) as https://HOST:PORT; the node authenticates with its certificate"
+            ),
+        ));
+    }
+    let Some(authority) = url.strip_prefix("https://") else {
+        return Err(invalid(
+            "gateway",
+            format!("{url:?} must be an https:// URL such as https://10.0.0.1:8081"),
         ));
     };
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(invalid("gateway", format!("{url:?} has no host")));
+    let port_ok = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok || authority.contains('/') {
+        return Err(invalid(
+            "gateway",
+            format!("{url:?} must be https://HOST:PORT (no path), e.g. https://10.0.0.1:8081"),
+        ));
     }
     Ok(url.to_owned())
 }
@@ -407,7 +424,7 @@ mod tests {
         "--listen",
         "127.0.0.1:7000",
         "--gateway",
-        "http://127.0.0.1:8080/",
+        "https://127.0.0.1:8080/",
     ];
 
     fn with_file(
@@ -428,7 +445,7 @@ mod tests {
         let c = NodeConfig::resolve(&cli(&[BASE, &["--shards", "2"]].concat())).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/n1"));
         assert_eq!(c.certs_dir, PathBuf::from("/tmp/n1/certs"));
-        assert_eq!(c.gateway, "http://127.0.0.1:8080");
+        assert_eq!(c.gateway, "https://127.0.0.1:8080");
         assert_eq!(c.advertise, Advertise::Ip([127, 0, 0, 1].into()));
         assert_eq!(c.capacity, None);
         assert_eq!(c.shards, 2);
@@ -442,7 +459,7 @@ mod tests {
         assert_eq!(c.shard_dir(1), PathBuf::from("/tmp/n1/shard-1"));
         assert_eq!(
             c.gateway_url("/internal/nodes/register"),
-            "http://127.0.0.1:8080/internal/nodes/register"
+            "https://127.0.0.1:8080/internal/nodes/register"
         );
     }
 
@@ -452,7 +469,7 @@ mod tests {
             r#"
             data_dir = "/srv/sixfold"
             listen = "10.0.0.5:7100"
-            gateway = "http://10.0.0.1:8080"
+            gateway = "https://10.0.0.1:8080"
             capacity = "1.5TiB"
             shards = 4
             certs_dir = "/etc/sixfold"
@@ -539,7 +556,7 @@ mod tests {
             "--listen",
             "0.0.0.0:7000",
             "--gateway",
-            "http://g:1",
+            "https://g:1",
         ];
         let msg = NodeConfig::resolve(&cli(&args)).unwrap_err().to_string();
         assert!(msg.contains("advertise"), "{msg}");
@@ -559,7 +576,7 @@ mod tests {
             "--listen",
             "127.0.0.1:65535",
             "--gateway",
-            "http://g:1",
+            "https://g:1",
             "--shards",
             "2",
         ];
@@ -568,9 +585,19 @@ mod tests {
     }
 
     #[test]
-    fn gateway_must_be_plain_http() {
+    fn gateway_must_be_the_https_internal_listener() {
         let args = ["--data-dir", "/x", "--listen", "127.0.0.1:0", "--gateway"];
-        for bad in ["https://g:1", "g:1", "http://"] {
+        let msg = NodeConfig::resolve(&cli(&[&args[..], &["http://g:8080"]].concat()))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("internal listener"), "{msg}");
+        for bad in [
+            "g:1",
+            "https://",
+            "https://g",
+            "https://g:x",
+            "https://g:1/path",
+        ] {
             let msg = NodeConfig::resolve(&cli(&[&args[..], &[bad]].concat()))
                 .unwrap_err()
                 .to_string();

@@ -3,6 +3,7 @@
 //! with the gateway and heartbeats.
 
 pub mod config;
+pub mod https_client;
 pub mod node_id;
 pub mod quic;
 pub mod registration;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use sixfold_certs::{ClusterToken, NodeTls, layout::CLUSTER_TOKEN};
+use sixfold_certs::NodeTls;
 use sixfold_node::config::{Cli, LogFormat, NodeConfig};
 use sixfold_node::quic::QuicSettings;
 use sixfold_node::registration::{Registration, RegistrationSettings};
@@ -88,10 +88,6 @@ fn init_tracing(format: LogFormat) {
 
 fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<()> {
     sixfold_certs::install_crypto_provider();
-    let (node_id, created) = sixfold_node::node_id::load_or_create(&config.data_dir)?;
-    if created {
-        tracing::info!(%node_id, data_dir = %config.data_dir.display(), "new node id created");
-    }
     let tls = NodeTls::load(&config.certs_dir).with_context(|| {
         format!(
             "cannot load the node's TLS files from {} (ca.pem, node.pem, node-key.pem; \
@@ -99,9 +95,10 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
             config.certs_dir.display()
         )
     })?;
-    let token_path = config.certs_dir.join(CLUSTER_TOKEN);
-    let token = ClusterToken::load(&token_path)
-        .with_context(|| format!("cannot load the cluster token {}", token_path.display()))?;
+    let node_id = certificate_node_id(config, &tls)?;
+    if sixfold_node::node_id::adopt(&config.data_dir, node_id)? {
+        tracing::info!(%node_id, data_dir = %config.data_dir.display(), "node id taken from the certificate and written");
+    }
 
     let (tx, events) = mpsc::channel::<Event>();
     let signal_tx = tx.clone();
@@ -147,8 +144,12 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
     let registration = Registration::start(
         RegistrationSettings {
             gateway: config.gateway.clone(),
-            token: token.as_str().to_owned(),
-            token_path: token_path.display().to_string(),
+            tls: tls.registration_config(),
+            cert_path: config
+                .certs_dir
+                .join(sixfold_certs::layout::NODE_CERT)
+                .display()
+                .to_string(),
         },
         report,
         move || {
@@ -199,6 +200,37 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
             Ok(())
         }
         Some(why) => bail!(why),
+    }
+}
+
+/// The node id the certificate names. A certificate of an older release names none: the
+/// error says how to re-issue it for the id this data dir already has.
+fn certificate_node_id(config: &NodeConfig, tls: &NodeTls) -> anyhow::Result<Uuid> {
+    let cert = config.certs_dir.join(sixfold_certs::layout::NODE_CERT);
+    match tls.identity() {
+        Ok(identity) => match identity.role {
+            sixfold_certs::PeerRole::Node(id) => Ok(id),
+            sixfold_certs::PeerRole::Gateway => bail!(
+                "{} is the gateway's certificate, not a node certificate",
+                cert.display()
+            ),
+        },
+        Err(sixfold_certs::IdentityError::NoRole) => {
+            let id = match sixfold_node::node_id::read(&config.data_dir)? {
+                Some(id) => id.to_string(),
+                None => "<new id, or omit --node-id>".to_owned(),
+            };
+            bail!(
+                "{} names no node id (a certificate from before node identities). Re-issue it \
+                 on the gateway host, keeping this node's id:\n  sixfold-gateway certs \
+                 issue-node --dir <gateway certs dir> --name {} --node-id {id} --ip <node IP> \
+                 --out <this node's certs dir> --force\nthen copy the files to {}",
+                cert.display(),
+                config.name,
+                config.certs_dir.display()
+            )
+        }
+        Err(e) => bail!("{}: {e}", cert.display()),
     }
 }
 

@@ -1,6 +1,8 @@
-//! The node's persistent identity: a UUID in `<data-dir>/node-id`, made on first start and
-//! reused after. The gateway keys placement on it, so it must never change silently: a file
-//! that exists but does not hold a UUID is an error, not a reason to make a new one.
+//! The node's persistent identity: a UUID in `<data-dir>/node-id`. The node's certificate
+//! names it (`urn:sixfold:node:<id>`) and is the authority; the file records which id the
+//! data dir's chunks belong to. The gateway keys placement on it, so it must never change
+//! silently: a file that exists but does not hold a UUID, or holds another id than the
+//! certificate, is an error, not a reason to make a new one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -27,6 +29,18 @@ pub enum NodeIdError {
         path.display()
     )]
     Invalid { path: PathBuf },
+    #[error(
+        "{} holds node id {in_file}, but the node certificate is issued for {in_cert}: this \
+         data dir belongs to another node. Re-issue the certificate for this data dir's id \
+         (sixfold-gateway certs issue-node --node-id {in_file} ... --force) or use the data \
+         dir of node {in_cert}",
+        path.display()
+    )]
+    Mismatch {
+        path: PathBuf,
+        in_file: Uuid,
+        in_cert: Uuid,
+    },
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> NodeIdError + use<> {
@@ -35,6 +49,42 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> NodeId
         action,
         path,
         source,
+    }
+}
+
+/// The id in `data_dir`'s `node-id` file, if there is one.
+pub fn read(data_dir: &Path) -> Result<Option<Uuid>, NodeIdError> {
+    let path = data_dir.join(NODE_ID_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => match Uuid::parse_str(text.trim()) {
+            Ok(id) if !id.is_nil() => Ok(Some(id)),
+            _ => Err(NodeIdError::Invalid { path }),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("read", &path)(e)),
+    }
+}
+
+/// Checks `data_dir`'s id against the certificate's `cert_id`, writing it (and creating
+/// `data_dir`) if the data dir has none yet. Returns whether the file was just written.
+pub fn adopt(data_dir: &Path, cert_id: Uuid) -> Result<bool, NodeIdError> {
+    fs::create_dir_all(data_dir).map_err(io_err("create", data_dir))?;
+    match read(data_dir)? {
+        Some(in_file) if in_file == cert_id => Ok(false),
+        Some(in_file) => Err(NodeIdError::Mismatch {
+            path: data_dir.join(NODE_ID_FILE),
+            in_file,
+            in_cert: cert_id,
+        }),
+        None => {
+            let path = data_dir.join(NODE_ID_FILE);
+            write_atomically(
+                data_dir,
+                &path,
+                format!("{}\n", cert_id.hyphenated()).as_bytes(),
+            )?;
+            Ok(true)
+        }
     }
 }
 
@@ -108,6 +158,27 @@ mod tests {
         let (got, created) = load_or_create(dir.path()).unwrap();
         assert!(!created);
         assert_eq!(got.to_string(), id);
+    }
+
+    #[test]
+    fn the_certificate_id_is_adopted_once_and_a_different_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let id = Uuid::new_v4();
+        assert_eq!(read(&data).unwrap(), None);
+        assert!(adopt(&data, id).unwrap(), "written on first start");
+        assert!(!adopt(&data, id).unwrap());
+        assert_eq!(read(&data).unwrap(), Some(id));
+        let other = Uuid::new_v4();
+        let err = adopt(&data, other).unwrap_err();
+        assert!(
+            matches!(err, NodeIdError::Mismatch { in_file, in_cert, .. } if in_file == id && in_cert == other)
+        );
+        assert!(
+            err.to_string().contains(&format!("--node-id {id}")),
+            "{err}"
+        );
+        assert_eq!(read(&data).unwrap(), Some(id), "the file is left alone");
     }
 
     #[test]

@@ -1,18 +1,20 @@
-//! Registration with the gateway and heartbeats: a plain std thread with a blocking HTTP client
-//! (ureq), so no async runtime besides the shards' monoio exists in the node.
+//! Registration with the gateway and heartbeats: a plain std thread with a small blocking
+//! HTTPS client ([`crate::https_client`]), so no async runtime besides the shards' monoio
+//! exists in the node.
 //!
-//! The thread registers (`POST /internal/nodes/register`), retrying with exponential backoff
-//! while the gateway is away, then heartbeats (`POST /internal/nodes/heartbeat`) at the interval
-//! the gateway's answer asks for. A heartbeat the gateway answers with 404 (it forgot the node)
-//! leads to a fresh registration. A refused token is logged as an error naming the token file
-//! and retried slowly, since an operator has to fix it. Each change of the link's state is
-//! logged once, not every attempt.
+//! The thread registers (`POST /internal/nodes/register` on the gateway's internal listener,
+//! mutual TLS with the node certificate), retrying with exponential backoff while the gateway
+//! is away, then heartbeats (`POST /internal/nodes/heartbeat`) at the interval the gateway's
+//! answer asks for. A heartbeat the gateway answers with 404 (it forgot the node) leads to a
+//! fresh registration. A refused certificate is logged as an error and retried slowly, since an
+//! operator has to fix it. Each change of the link's state is logged once, not every attempt.
 //!
 //! Reports go out in the newest version the gateway said it reads (its ack's
 //! `report_version`; version 1 until it said, and again after a gateway refused a newer one),
 //! so an older gateway keeps accepting this node.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,10 +23,12 @@ use sixfold_wire::registration::{
     HEARTBEAT_PATH, MIN_REPORT_VERSION, NodeReport, REGISTER_PATH, REPORT_VERSION, ReportAck,
 };
 
+use crate::https_client::HttpsClient;
+
 /// First retry delay while the gateway is away; doubles up to [`BACKOFF_MAX`].
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Retry delay when the gateway refuses the node (bad token, rejected report): a human has to
+/// Retry delay when the gateway refuses the node (certificate, rejected report): a human has to
 /// act, so the node does not hammer the gateway meanwhile.
 pub const SLOW_RETRY: Duration = Duration::from_secs(15);
 /// Heartbeat interval until the gateway says otherwise.
@@ -34,26 +38,25 @@ const MAX_HEARTBEAT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest error body kept for a log line.
-const MAX_LOGGED_BODY: u64 = 1024;
+const MAX_LOGGED_BODY: usize = 1024;
 
 /// Where and how the node reports itself.
 #[derive(Clone)]
 pub struct RegistrationSettings {
-    /// Gateway base URL, no trailing slash.
+    /// The gateway's internal listener, `https://HOST:PORT`.
     pub gateway: String,
-    /// The cluster token, sent as `Authorization: Bearer <token>`.
-    pub token: String,
-    /// Shown in the error logged when the gateway refuses the token.
-    pub token_path: String,
+    /// Mutual TLS towards it (`sixfold_certs::NodeTls::registration_config`).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Shown in the error logged when the gateway refuses the node's certificate.
+    pub cert_path: String,
 }
 
 impl std::fmt::Debug for RegistrationSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistrationSettings")
             .field("gateway", &self.gateway)
-            .field("token", &"[redacted]")
-            .field("token_path", &self.token_path)
-            .finish()
+            .field("cert_path", &self.cert_path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +93,7 @@ pub enum Outcome {
     Accepted(Option<ReportAck>),
     /// No HTTP answer at all (refused, timed out, DNS...).
     Unreachable(String),
-    /// 401 or 403: the cluster token is missing or wrong.
+    /// 401 or 403: the gateway refuses this node's certificate (or its report's node id).
     Unauthorized(String),
     /// 404: the gateway does not know the node (or the route).
     NotFound,
@@ -179,49 +182,51 @@ impl Registration {
 }
 
 struct Client {
-    agent: ureq::Agent,
+    https: Option<HttpsClient>,
     gateway: String,
-    authorization: String,
 }
 
 impl Client {
     fn new(settings: &RegistrationSettings) -> Self {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .build();
+        let https = HttpsClient::new(
+            Arc::clone(&settings.tls),
+            &settings.gateway,
+            CONNECT_TIMEOUT,
+            REQUEST_TIMEOUT,
+        );
+        if let Err(e) = &https {
+            tracing::error!(gateway = %settings.gateway, error = %e, "unusable gateway address");
+        }
         Self {
-            agent: ureq::Agent::new_with_config(config),
+            https: https.ok(),
             gateway: settings.gateway.clone(),
-            authorization: format!("Bearer {}", settings.token),
         }
     }
 
     fn post(&self, path: &str, report: &NodeReport) -> Outcome {
-        let url = format!("{}{path}", self.gateway);
-        let result = self
-            .agent
-            .post(&url)
-            .header("Authorization", &self.authorization)
-            .send_json(report);
-        let mut response = match result {
+        let Some(https) = &self.https else {
+            return Outcome::Unreachable(format!("unusable gateway address {}", self.gateway));
+        };
+        let body = match serde_json::to_vec(report) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Unreachable(format!("cannot encode the report: {e}")),
+        };
+        let response = match https.post_json(path, &body) {
             Ok(r) => r,
             Err(e) => return Outcome::Unreachable(e.to_string()),
         };
-        let status = response.status().as_u16();
+        let status = response.status;
         if (200..300).contains(&status) {
             // An ack the node cannot read is not a failure: the report was taken.
-            let ack = response.body_mut().read_json::<ReportAck>().ok();
+            let ack = serde_json::from_slice::<ReportAck>(&response.body).ok();
             classify(status, String::new(), ack)
         } else {
-            let body = response
-                .body_mut()
-                .with_config()
-                .limit(MAX_LOGGED_BODY)
-                .read_to_string()
-                .unwrap_or_default();
-            classify(status, body, None)
+            let end = response.body.len().min(MAX_LOGGED_BODY);
+            classify(
+                status,
+                String::from_utf8_lossy(&response.body[..end]).into_owned(),
+                None,
+            )
         }
     }
 }
@@ -281,7 +286,7 @@ fn run<R, F>(
                     tracing::error!(
                         url = %format!("{}{path}", client.gateway),
                         "the gateway has no registration endpoint (404); is --gateway the \
-                         sixfold gateway's HTTP address?"
+                         sixfold gateway's internal listener (internal_listen)?"
                     )
                 });
                 (Link::Refused, SLOW_RETRY)
@@ -289,11 +294,11 @@ fn run<R, F>(
             Outcome::Unauthorized(body) => {
                 log_change(link, Link::Unauthorized, || {
                     tracing::error!(
-                        token_file = %settings.token_path,
+                        cert = %settings.cert_path,
                         gateway = %client.gateway,
-                        answer = %body.trim(),
-                        "the gateway refused the cluster token: the token file must hold the \
-                         same token as the gateway's cluster.token; retrying every {}s",
+                        answer = ?body.trim(),
+                        "the gateway refused this node's certificate or node id; retrying \
+                         every {}s",
                         SLOW_RETRY.as_secs()
                     )
                 });
@@ -409,24 +414,71 @@ mod tests {
         );
     }
 
-    /// One recorded request: path, Authorization header, body.
+    /// One recorded request: path, the client certificate's common name, body.
     type Seen = Arc<Mutex<Vec<(String, String, NodeReport)>>>;
 
-    /// A one-request-per-connection HTTP server answering from a script, then 200 forever.
-    fn fake_gateway(script: Vec<(u16, &'static str)>) -> (String, Seen) {
+    /// The node's registration TLS config and a fake gateway's internal-listener config, from
+    /// one fresh cluster CA.
+    fn test_tls() -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
+        use sixfold_certs::{ClusterCa, NodeCertRequest, Validity};
+        let ca = ClusterCa::generate(Validity::ca_default()).unwrap();
+        let node = ca
+            .issue_node(
+                &NodeCertRequest {
+                    node_id: uuid::Uuid::new_v4(),
+                    name: "node-t".into(),
+                    ips: vec!["127.0.0.1".parse().unwrap()],
+                    dns_names: vec![],
+                },
+                Validity::leaf_default(),
+            )
+            .unwrap();
+        let gateway = ca.issue_gateway(Validity::leaf_default()).unwrap();
+        let roots = [ca.cert_der().clone()];
+        let client = sixfold_certs::registration_client_config(
+            &roots,
+            vec![node.cert_der().clone()],
+            node.key_der(),
+        )
+        .unwrap();
+        let server = sixfold_certs::internal_server_config(
+            &roots,
+            vec![gateway.cert_der().clone()],
+            gateway.key_der(),
+        )
+        .unwrap();
+        (Arc::new(client), Arc::new(server))
+    }
+
+    fn settings(url: String, tls: Arc<rustls::ClientConfig>) -> RegistrationSettings {
+        RegistrationSettings {
+            gateway: url,
+            tls,
+            cert_path: "/x/node.pem".into(),
+        }
+    }
+
+    /// A one-request-per-connection HTTPS server (mutual TLS, as the gateway's internal
+    /// listener) answering from a script, then 200 forever.
+    fn fake_gateway(
+        server: Arc<rustls::ServerConfig>,
+        script: Vec<(u16, &'static str)>,
+    ) -> (String, Seen) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let url = format!("https://{}", listener.local_addr().unwrap());
         let seen: Seen = Arc::default();
         let record = seen.clone();
         std::thread::spawn(move || {
             let mut script = script.into_iter();
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let Ok(tcp) = stream else { return };
+                let conn = rustls::ServerConnection::new(Arc::clone(&server)).unwrap();
+                let mut stream = rustls::StreamOwned::new(conn, tcp);
                 let mut line = String::new();
+                let mut reader = BufReader::new(&mut stream);
                 reader.read_line(&mut line).unwrap();
                 let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
-                let (mut auth, mut len) = (String::new(), 0usize);
+                let mut len = 0usize;
                 loop {
                     let mut h = String::new();
                     reader.read_line(&mut h).unwrap();
@@ -434,14 +486,18 @@ mod tests {
                         break;
                     }
                     let (k, v) = h.split_once(':').unwrap();
-                    match k.to_ascii_lowercase().as_str() {
-                        "authorization" => auth = v.trim().to_owned(),
-                        "content-length" => len = v.trim().parse().unwrap(),
-                        _ => {}
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap();
                     }
                 }
                 let mut body = vec![0; len];
                 reader.read_exact(&mut body).unwrap();
+                drop(reader);
+                let leaf = stream.conn.peer_certificates().unwrap()[0].clone();
+                let auth = sixfold_certs::parse_identity(&leaf)
+                    .unwrap()
+                    .common_name
+                    .unwrap_or_default();
                 record
                     .lock()
                     .unwrap()
@@ -455,6 +511,8 @@ mod tests {
                     text.len()
                 );
                 stream.write_all(answer.as_bytes()).unwrap();
+                stream.conn.send_close_notify();
+                let _ = stream.flush();
             }
         });
         (url, seen)
@@ -489,24 +547,24 @@ mod tests {
 
     #[test]
     fn retries_registration_through_gateway_errors_and_stops_without_heartbeat() {
-        let (url, seen) = fake_gateway(vec![
-            (503, "{}"),                          // register: gateway not ready
-            (401, r#"{"error":"unauthorized"}"#), // register: wrong token (slow retry)
-        ]);
-        // The 401 makes the thread wait SLOW_RETRY; stop it early instead and check what it
+        let (client, server) = test_tls();
+        let (url, seen) = fake_gateway(
+            server,
+            vec![
+                (503, "{}"),                       // register: gateway not ready
+                (403, r#"{"error":"forbidden"}"#), // register: refused (slow retry)
+            ],
+        );
+        // The 403 makes the thread wait SLOW_RETRY; stop it early instead and check what it
         // sent up to there.
-        let settings = RegistrationSettings {
-            gateway: url,
-            token: "tok".into(),
-            token_path: "/x/cluster.token".into(),
-        };
+        let settings = settings(url, client);
         let (ready_tx, ready_rx) = mpsc::channel();
         let reg =
             Registration::start(settings, report, move || ready_tx.send(()).unwrap()).unwrap();
         let got = wait_for(&seen, 2);
         assert!(
             got.iter()
-                .all(|(p, a, _)| p == REGISTER_PATH && a == "Bearer tok")
+                .all(|(p, cn, _)| p == REGISTER_PATH && cn == "node-t")
         );
         assert!(
             ready_rx.try_recv().is_err(),
@@ -519,15 +577,15 @@ mod tests {
 
     #[test]
     fn heartbeats_after_registering_and_registers_again_on_404() {
-        let (url, seen) = fake_gateway(vec![
-            (200, r#"{"heartbeat_interval_ms":100}"#), // register
-            (404, "{}"),                               // heartbeat: gateway forgot the node
-        ]);
-        let settings = RegistrationSettings {
-            gateway: url,
-            token: "tok".into(),
-            token_path: String::new(),
-        };
+        let (client, server) = test_tls();
+        let (url, seen) = fake_gateway(
+            server,
+            vec![
+                (200, r#"{"heartbeat_interval_ms":100}"#), // register
+                (404, "{}"),                               // heartbeat: gateway forgot the node
+            ],
+        );
+        let settings = settings(url, client);
         let (ready_tx, ready_rx) = mpsc::channel();
         let reg =
             Registration::start(settings, report, move || ready_tx.send(()).unwrap()).unwrap();
@@ -562,17 +620,17 @@ mod tests {
 
     #[test]
     fn reports_follow_the_version_the_gateway_reads() {
-        let (url, seen) = fake_gateway(vec![
-            // register: this gateway reads version 2
-            (200, r#"{"heartbeat_interval_ms":100,"report_version":2}"#),
-            // heartbeat: refused, as by an older gateway that took its place
-            (400, r#"{"error":"bad_request"}"#),
-        ]);
-        let settings = RegistrationSettings {
-            gateway: url,
-            token: "tok".into(),
-            token_path: String::new(),
-        };
+        let (client, server) = test_tls();
+        let (url, seen) = fake_gateway(
+            server,
+            vec![
+                // register: this gateway reads version 2
+                (200, r#"{"heartbeat_interval_ms":100,"report_version":2}"#),
+                // heartbeat: refused, as by an older gateway that took its place
+                (400, r#"{"error":"bad_request"}"#),
+            ],
+        );
+        let settings = settings(url, client);
         let reg = Registration::start(settings, report, || {}).unwrap();
         let got = wait_for(&seen, 4);
         reg.stop();

@@ -41,6 +41,7 @@ impl TestShard {
         let node_certs = dir.path().join("node-certs");
         init_cluster(&gw, &InitOptions::default()).unwrap();
         let req = NodeCertRequest {
+            node_id: Uuid::new_v4(),
             name: "node-test".into(),
             ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             dns_names: vec![],

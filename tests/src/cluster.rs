@@ -31,6 +31,8 @@ impl Default for ClusterOptions {
 pub struct TestCluster {
     pub port: u16,
     pub url: String,
+    /// Port of the gateway's internal (node registration, mutual TLS) listener.
+    pub internal_port: u16,
     pub gateway: Option<Proc>,
     pub nodes: Vec<Option<Proc>>,
     /// QUIC address each node's shard 0 is started with (port 0: the node picks one).
@@ -89,9 +91,11 @@ impl TestCluster {
             ],
         );
         let port = free_tcp_port();
+        let internal_port = free_tcp_port();
         let mut cluster = TestCluster {
             port,
             url: format!("http://127.0.0.1:{port}"),
+            internal_port,
             gateway: None,
             nodes: Vec::new(),
             node_listen: Vec::new(),
@@ -140,6 +144,11 @@ impl TestCluster {
         }
     }
 
+    /// What nodes take as `--gateway`: the internal listener.
+    pub fn internal_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.internal_port)
+    }
+
     pub fn gateway_dir(&self) -> PathBuf {
         self.dir.path().join("gateway")
     }
@@ -172,6 +181,8 @@ impl TestCluster {
             gw_dir.display().to_string(),
             "--listen".into(),
             format!("127.0.0.1:{}", self.port),
+            "--internal-listen".into(),
+            format!("127.0.0.1:{}", self.internal_port),
             "--config".into(),
             config.display().to_string(),
         ];
@@ -231,7 +242,7 @@ impl TestCluster {
             "--listen".into(),
             self.node_listen[i].to_string(),
             "--gateway".into(),
-            self.url.clone(),
+            self.internal_url(),
             "--shards".into(),
             "1".into(),
             "--name".into(),

@@ -446,7 +446,7 @@ async fn a_node_whose_log_cannot_be_written_keeps_running() {
         "--listen",
         "127.0.0.1:0",
         "--gateway",
-        &c.url,
+        &c.internal_url(),
         "--shards",
         "1",
         "--name",

@@ -64,7 +64,7 @@ fn assert_refused_naming(out: &Output, key: &str) {
 
 fn node_base(dir: &Path) -> String {
     format!(
-        "data_dir = {}\nlisten = \"127.0.0.1:0\"\ngateway = \"http://127.0.0.1:9\"\n",
+        "data_dir = {}\nlisten = \"127.0.0.1:0\"\ngateway = \"https://127.0.0.1:9\"\n",
         toml_path(&dir.join("node"))
     )
 }

@@ -1,5 +1,6 @@
 //! The README's first command: `sixfold-gateway dev` brings up a whole cluster, stops every child
-//! on SIGTERM, and brings back the same cluster (same node ids, same files) when run again.
+//! on SIGTERM, and brings back the same cluster (same node ids, same files) when run again, also
+//! from a data dir whose certificates predate node identities, and over HTTPS with `--tls`.
 
 mod common;
 
@@ -43,6 +44,17 @@ async fn wait_healthy(http: &reqwest::Client, url: &str, dev: &mut Proc) {
     }
 }
 
+/// Waits until dev's log says `text`: dev prints its ready lines after its own health check,
+/// which may come a moment after the test's.
+fn wait_log(dev: &mut Proc, text: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dev.log_text().contains(text) {
+        assert!(dev.is_running(), "dev exited early:\n{}", dev.log_text());
+        assert!(Instant::now() < deadline, "{what}:\n{}", dev.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 async fn node_ids(http: &reqwest::Client, url: &str) -> Vec<String> {
     let v: serde_json::Value = http
         .get(format!("{url}/nodes"))
@@ -66,7 +78,11 @@ async fn node_ids(http: &reqwest::Client, url: &str) -> Vec<String> {
 }
 
 fn start_dev(data: &Path, port: u16, run: u32) -> Proc {
-    let args = vec![
+    start_dev_with(data, port, run, &[])
+}
+
+fn start_dev_with(data: &Path, port: u16, run: u32, extra: &[&str]) -> Proc {
+    let mut args = vec![
         "dev".to_string(),
         "--data-dir".into(),
         data.display().to_string(),
@@ -75,6 +91,7 @@ fn start_dev(data: &Path, port: u16, run: u32) -> Proc {
         "--listen".into(),
         format!("127.0.0.1:{port}"),
     ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     Proc::spawn(
         "dev",
         &bin_path("sixfold-gateway"),
@@ -96,7 +113,7 @@ async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
     // dev's first run leaves an admin token in the data dir; every other request carries it.
     let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
     let http = sixfold_tests::cluster::authorized_client(token.trim());
-    assert!(dev.log_text().contains(&url), "dev prints its URL");
+    wait_log(&mut dev, &url, "dev prints its URL");
     let ids_first = node_ids(&http, &url).await;
     assert_eq!(ids_first.len(), 6);
 
@@ -135,6 +152,23 @@ async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // Certificates as the release before node identities made them (no role URI): dev
+    // re-issues them, keeping every node's id.
+    let ca = sixfold_certs::ClusterCa::load(&data.join("gateway/certs")).expect("dev CA");
+    for (cert, key) in [
+        ("gateway/certs/gateway.pem", "gateway/certs/gateway-key.pem"),
+        ("node-0/certs/node.pem", "node-0/certs/node-key.pem"),
+    ] {
+        ca.issue_server(
+            &["127.0.0.1".parse().unwrap()],
+            &[],
+            sixfold_certs::Validity::leaf_default(),
+        )
+        .unwrap()
+        .write(&data.join(cert), &data.join(key), true)
+        .unwrap();
+    }
+
     let mut dev = start_dev(&data, port, 2);
     wait_healthy(&http, &url, &mut dev).await;
     assert_eq!(
@@ -150,6 +184,65 @@ async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
         .bytes()
         .await
         .unwrap();
+    assert_eq!(body.len(), size);
+    assert_eq!(p.first_mismatch(0, &body), None);
+    assert_eq!(dev.terminate(Duration::from_secs(30)), Some(0));
+
+    // `--tls`: the same cluster over HTTPS, trusted through the cluster CA dev prints.
+    let mut dev = start_dev_with(&data, port, 3, &["--tls"]);
+    let ca_path = data.join("gateway/certs/ca.pem");
+    let https = format!("https://127.0.0.1:{port}");
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "30", "--cacert"])
+            .arg(&ca_path)
+            .args(args)
+            .output()
+            .expect("run curl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (ok, code) = curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{https}/health"),
+        ]);
+        if ok && code == "200" {
+            break;
+        }
+        assert!(dev.is_running(), "dev --tls exited:\n{}", dev.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "dev --tls not healthy:\n{}",
+            dev.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_log(
+        &mut dev,
+        &ca_path.display().to_string(),
+        "dev prints the CA for curl --cacert",
+    );
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    let copy = tmp.path().join("copy.bin");
+    let (ok, code) = curl(&[
+        "--http2",
+        "-H",
+        &auth,
+        "-o",
+        copy.to_str().unwrap(),
+        "-w",
+        "%{http_code}",
+        &format!("{https}/files/{id}"),
+    ]);
+    assert!(ok && code == "200", "{code}");
+    let body = std::fs::read(&copy).unwrap();
     assert_eq!(body.len(), size);
     assert_eq!(p.first_mismatch(0, &body), None);
     assert_eq!(dev.terminate(Duration::from_secs(30)), Some(0));

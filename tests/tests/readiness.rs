@@ -157,7 +157,7 @@ async fn node_notifies_ready_after_registering_and_stopping_on_sigterm() {
         "--listen".into(),
         "127.0.0.1:0".into(),
         "--gateway".into(),
-        cluster.url.clone(),
+        cluster.internal_url(),
         "--shards".into(),
         "1".into(),
         "--name".into(),
@@ -187,14 +187,16 @@ async fn node_notifies_ready_after_registering_and_stopping_on_sigterm() {
     .await
     .expect("wait for READY=1");
 
-    // READY=1 comes after the gateway accepted the registration: the node is listed as up.
+    // READY=1 comes after the gateway accepted the registration: the node is listed, joining
+    // or (once the gateway verified it over QUIC) up.
     let nodes = cluster.nodes_json().await;
     assert!(
         nodes
             .iter()
-            .any(|n| n["name"] == "n0" && n["state"] == "up"),
-        "node not up at READY=1: {nodes:?}"
+            .any(|n| n["name"] == "n0" && (n["state"] == "up" || n["state"] == "joining")),
+        "node not registered at READY=1: {nodes:?}"
     );
+    cluster.wait_nodes_up(1).await;
 
     // ... and its QUIC port takes data: a small file (one part) goes to it and comes back.
     let body: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();

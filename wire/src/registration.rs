@@ -1,7 +1,9 @@
 //! The node's report to the gateway (HTTP JSON, node → gateway), sent to
 //! `POST /internal/nodes/register` once at start and to `POST /internal/nodes/heartbeat`
-//! periodically, both with `Authorization: Bearer <cluster token>`. Kept here beside the QUIC
-//! protocol because it is the other half of what crosses between node and gateway.
+//! periodically, both on the gateway's internal listener over HTTPS with mutual TLS: the node's
+//! certificate names its node id, which must equal `node_id` below (the JSON is unchanged from
+//! the token release, so its versions stay as they were). Kept here beside the QUIC protocol
+//! because it is the other half of what crosses between node and gateway.
 
 use serde::{Deserialize, Serialize};
 

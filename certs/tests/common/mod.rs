@@ -69,6 +69,7 @@ pub fn ip_name(ip: &str) -> ServerName<'static> {
 
 pub fn node_request(name: &str, ips: &[&str]) -> NodeCertRequest {
     NodeCertRequest {
+        node_id: uuid::Uuid::new_v4(),
         name: name.into(),
         ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
         dns_names: vec![],

@@ -8,11 +8,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use sixfold_certs::{InitOptions, NodeCertRequest, layout};
+use sixfold_certs::{
+    IdentityError, InitOptions, NodeCertRequest, PeerRole, Validity, layout, parse_identity,
+    read_certificates,
+};
 use sixfold_gateway::auth::bootstrap::ADMIN_TOKEN_FILE;
 use sixfold_gateway::config::{GatewayConfig, LogFormat, ServeArgs};
 use sixfold_gateway::server;
 use tokio::process::{Child, Command};
+use uuid::Uuid;
 
 const DEFAULT_DATA_DIR: &str = "sixfold-data";
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
@@ -32,6 +36,10 @@ pub struct DevArgs {
     /// HTTP address of the gateway [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Serve the API over HTTPS with a certificate for 127.0.0.1 and localhost issued by the
+    /// cluster CA (`curl --cacert <data-dir>/gateway/certs/ca.pem https://...`).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// One storage node child process.
@@ -54,15 +62,25 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .map(|i| data_dir.join(format!("node-{i}")))
         .collect();
     for (i, dir) in node_dirs.iter().enumerate() {
-        ensure_node_certs(&certs_dir, &format!("node-{i}"), &dir.join("certs"))?;
+        ensure_node_certs(&certs_dir, &format!("node-{i}"), dir)?;
     }
     let node_bin = node_binary()?;
+    let (tls_cert, tls_key) = if args.tls {
+        let (cert, key) = ensure_https_cert(&certs_dir)?;
+        (Some(cert), Some(key))
+    } else {
+        (None, None)
+    };
 
     let serve_args = ServeArgs {
         data_dir: Some(gateway_dir),
         listen: Some(args.listen.unwrap_or(DEFAULT_LISTEN)),
         // At the top of the dev data dir, where the README and `admin` look for it.
         admin_token_file: Some(data_dir.join(ADMIN_TOKEN_FILE)),
+        // Any free port: the nodes are told which one.
+        internal_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
+        tls_cert,
+        tls_key,
         ..ServeArgs::default()
     };
     let config = GatewayConfig::resolve(&serve_args)?;
@@ -75,10 +93,12 @@ async fn run_cluster(
     node_dirs: Vec<PathBuf>,
 ) -> anyhow::Result<()> {
     let gateway = server::start(&config).await?;
-    let url = format!("http://{}", gateway.local_addr());
+    let scheme = if gateway.https() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", gateway.local_addr());
+    let internal_url = format!("https://{}", gateway.internal_addr());
     let mut nodes = Vec::with_capacity(node_dirs.len());
     for (i, dir) in node_dirs.iter().enumerate() {
-        match spawn_node(&node_bin, &format!("node-{i}"), dir, &url) {
+        match spawn_node(&node_bin, &format!("node-{i}"), dir, &internal_url) {
             Ok(node) => nodes.push(node),
             Err(e) => {
                 stop_nodes(&mut nodes).await;
@@ -134,11 +154,25 @@ fn print_ready(url: &str, config: &GatewayConfig, nodes: usize) {
         config.admin_token_file.display()
     );
     println!();
+    let curl = if config.tls.is_some() {
+        format!(
+            "curl --cacert {}",
+            config.certs_dir.join(layout::CA_CERT).display()
+        )
+    } else {
+        "curl".to_owned()
+    };
+    if config.tls.is_some() {
+        println!(
+            "HTTPS with a certificate from the cluster CA: {}",
+            config.certs_dir.join(layout::CA_CERT).display()
+        );
+    }
     println!(
-        "  curl -sS {auth} -X POST --data-binary @/etc/hostname -H 'X-File-Name: hostname' {url}/files"
+        "  {curl} -sS {auth} -X POST --data-binary @/etc/hostname -H 'X-File-Name: hostname' {url}/files"
     );
-    println!("  curl -sS {auth} {url}/files/<id> -o hostname.copy");
-    println!("  curl -sS {auth} {url}/nodes");
+    println!("  {curl} -sS {auth} {url}/files/<id> -o hostname.copy");
+    println!("  {curl} -sS {auth} {url}/nodes");
     println!();
     println!(
         "admin token (an admin access key): {}; more keys: sixfold-gateway admin keys create --help",
@@ -147,9 +181,16 @@ fn print_ready(url: &str, config: &GatewayConfig, nodes: usize) {
     println!("node logs: <data-dir>/node-N/node.log. Ctrl-C stops everything.");
 }
 
-/// The CA, the gateway's certificate and the token: made once, reused after.
+/// The CA and the gateway's certificate: made once, reused after. A gateway certificate of a
+/// release before roles is re-issued (dev has the CA), so an old data dir keeps working.
 fn ensure_cluster_certs(dir: &Path) -> anyhow::Result<()> {
     if dir.join(layout::CA_CERT).exists() {
+        if certificate_role(&dir.join(layout::GATEWAY_CERT))? != Some(PeerRole::Gateway) {
+            sixfold_certs::renew_gateway(dir, Validity::leaf_default()).with_context(|| {
+                format!("renewing the gateway certificate in {}", dir.display())
+            })?;
+            tracing::info!(dir = %dir.display(), "re-issued the gateway certificate with its role");
+        }
         return Ok(());
     }
     sixfold_certs::init_cluster(dir, &InitOptions::default()).with_context(|| {
@@ -162,18 +203,78 @@ fn ensure_cluster_certs(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ensure_node_certs(ca_dir: &Path, name: &str, out: &Path) -> anyhow::Result<()> {
-    if out.join(layout::NODE_CERT).exists() {
-        return Ok(());
+/// The public HTTPS certificate of `dev --tls`: for 127.0.0.1 and localhost, issued by the
+/// cluster CA (server auth only, no cluster role), made once.
+fn ensure_https_cert(certs_dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let cert = certs_dir.join("https.pem");
+    let key = certs_dir.join("https-key.pem");
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
     }
+    let ca = sixfold_certs::ClusterCa::load(certs_dir)
+        .with_context(|| format!("loading the cluster CA in {}", certs_dir.display()))?;
+    let issued = ca.issue_server(
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        &["localhost".to_owned()],
+        Validity::leaf_default(),
+    )?;
+    issued.write(&cert, &key, true)?;
+    tracing::info!(cert = %cert.display(), "issued the dev HTTPS certificate");
+    Ok((cert, key))
+}
+
+/// A node's certificate in `<node_dir>/certs`, naming the node's id. A certificate without a
+/// role (older release) is re-issued for the id already in the node's data dir, so the node
+/// keeps its identity and its chunks.
+fn ensure_node_certs(ca_dir: &Path, name: &str, node_dir: &Path) -> anyhow::Result<()> {
+    let out = node_dir.join("certs");
+    let cert = out.join(layout::NODE_CERT);
+    let legacy = match certificate_role(&cert)? {
+        Some(PeerRole::Node(_)) => return Ok(()),
+        Some(PeerRole::Gateway) => bail!("{} holds the gateway's certificate", cert.display()),
+        None => cert.exists(),
+    };
+    let node_id = existing_node_id(node_dir)?.unwrap_or_else(Uuid::new_v4);
     let req = NodeCertRequest {
+        node_id,
         name: name.to_string(),
         ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
         dns_names: vec!["localhost".to_string()],
     };
-    sixfold_certs::issue_node(ca_dir, &req, out, false)
+    sixfold_certs::issue_node(ca_dir, &req, &out, legacy)
         .with_context(|| format!("issuing the certificate of {name}"))?;
+    if legacy {
+        tracing::info!(node = name, %node_id, "re-issued a node certificate with its node id");
+    }
     Ok(())
+}
+
+/// The role a certificate file names: `None` when the file is absent or names no role.
+fn certificate_role(path: &Path) -> anyhow::Result<Option<PeerRole>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let certs = read_certificates(path)?;
+    let Some(first) = certs.first() else {
+        return Ok(None);
+    };
+    match parse_identity(first) {
+        Ok(identity) => Ok(Some(identity.role)),
+        Err(IdentityError::NoRole) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+    }
+}
+
+/// The id in a node data dir's `node-id` file (written by `sixfold-node`), if any.
+fn existing_node_id(node_dir: &Path) -> anyhow::Result<Option<Uuid>> {
+    let path = node_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Uuid::parse_str(text.trim())
+            .map(Some)
+            .with_context(|| format!("{} does not hold a node id", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// `sixfold-node` next to this executable. Under `cargo run` it may not be built yet (cargo

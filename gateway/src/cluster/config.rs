@@ -108,8 +108,6 @@ pub const DEFAULT_NODE_MAX_PARTS: u32 = 64;
 /// Configuration of [`super::Cluster`].
 #[derive(Clone)]
 pub struct ClusterConfig {
-    /// Shared secret nodes present as `Authorization: Bearer <token>` when reporting.
-    pub token: String,
     /// How often nodes are asked to heartbeat.
     pub heartbeat_interval: Duration,
     /// A node silent for this long is marked down (three missed heartbeats by default).
@@ -142,7 +140,6 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
-            token: String::new(),
             heartbeat_interval: Duration::from_secs(2),
             down_after: Duration::from_secs(6),
             session_ttl: Duration::from_secs(3600),
@@ -162,7 +159,6 @@ impl Default for ClusterConfig {
 impl fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterConfig")
-            .field("token", &"<redacted>")
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("down_after", &self.down_after)
             .field("session_ttl", &self.session_ttl)
@@ -182,9 +178,6 @@ impl fmt::Debug for ClusterConfig {
 impl ClusterConfig {
     /// Rejects settings the cluster cannot run with.
     pub fn validate(&self) -> Result<(), String> {
-        if self.token.trim().is_empty() {
-            return Err("the cluster token is empty".into());
-        }
         let positive = [
             ("heartbeat_interval", self.heartbeat_interval),
             ("down_after", self.down_after),
@@ -255,16 +248,11 @@ mod tests {
 
     #[test]
     fn validation_catches_unusable_settings() {
-        let mut cfg = ClusterConfig {
-            token: "secret".into(),
-            ..ClusterConfig::default()
-        };
+        let mut cfg = ClusterConfig::default();
         assert_eq!(cfg.validate(), Ok(()));
         cfg.down_after = Duration::from_secs(1);
         assert!(cfg.validate().is_err());
         cfg.down_after = Duration::from_secs(6);
-        cfg.token = "  ".into();
-        assert!(cfg.validate().is_err());
-        assert!(!format!("{cfg:?}").contains("secret"));
+        assert_eq!(cfg.validate(), Ok(()));
     }
 }

@@ -80,3 +80,22 @@ pub enum ClusterError {
     #[error("background task failed: {0}")]
     Task(String),
 }
+
+/// Why a node cannot be removed (`DELETE /admin/nodes/{id}`).
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveNodeError {
+    #[error("no node with this id is registered")]
+    NotFound,
+    /// The node answers heartbeats: stop it first (it would register again at once).
+    #[error("node is {state}: stop it before removing it (only a down node can be removed)")]
+    Serving { state: &'static str },
+    #[error(
+        "node still holds data: {parts} parts referenced by files or uploads, {chunks} chunks \
+         in its last report"
+    )]
+    NotEmpty { parts: usize, chunks: u64 },
+    #[error("metadata: {0}")]
+    Meta(#[from] crate::meta::MetaError),
+    #[error("metadata task failed: {0}")]
+    Task(String),
+}

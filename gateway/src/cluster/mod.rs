@@ -19,7 +19,6 @@ mod registration;
 mod registry;
 mod rpc;
 mod shard;
-mod token;
 
 #[cfg(test)]
 mod tests;
@@ -39,7 +38,7 @@ pub use config::{
     ClusterConfig, DEFAULT_NODE_MAX_PARTS, DEFAULT_ORPHAN_GRACE, ETHERNET_MTU, JUMBO_MTU,
     MAX_QUIC_MTU, MIN_QUIC_MTU, MtuSetting, ParseMtuError,
 };
-pub use error::{ClusterError, NodeError};
+pub use error::{ClusterError, NodeError, RemoveNodeError};
 pub use in_flight::{Hold, Ledger, PartHold, Reservation, Settle};
 pub use pool::ConnectionStats;
 pub use registry::NodeView;
@@ -163,10 +162,6 @@ impl Cluster {
         &self.inner.meta
     }
 
-    fn token(&self) -> &str {
-        &self.inner.cfg.token
-    }
-
     fn heartbeat_interval(&self) -> Duration {
         self.inner.cfg.heartbeat_interval
     }
@@ -207,7 +202,8 @@ impl Cluster {
     }
 
     /// The internal routes nodes report to: `POST /internal/nodes/register` and
-    /// `POST /internal/nodes/heartbeat`.
+    /// `POST /internal/nodes/heartbeat`. Serve them only on the internal listener (mutual TLS,
+    /// node certificates): they trust the identity the listener puts into each request.
     pub fn internal_router(&self) -> axum::Router {
         registration::router(self.clone())
     }
@@ -485,24 +481,30 @@ impl Cluster {
         match outcome.transition {
             Some((None, state)) => tracing::info!(
                 node = %report.id,
-                name = %report.name,
+                name = ?report.name,
                 shards = report.shard_addrs.len(),
                 ?state,
                 "node joined"
             ),
             Some((Some(from), to)) => tracing::info!(
                 node = %report.id,
-                name = %report.name,
+                name = ?report.name,
                 ?from,
                 ?to,
                 "node state changed"
             ),
             None if kind == ReportKind::Register => tracing::info!(
                 node = %report.id,
-                name = %report.name,
+                name = ?report.name,
                 "node re-registered"
             ),
             None => {}
+        }
+        if let Some(generation) = outcome.probe {
+            let cluster = self.clone();
+            let id = report.id;
+            // Bounded by the request timeout of each NodeInfo; the report is answered now.
+            tokio::spawn(async move { cluster.verify_node(id, generation).await });
         }
         if let Some(record) = outcome.persist {
             self.persist(record).await;
@@ -511,6 +513,72 @@ impl Cluster {
         {
             // Deletes queued while the node was away can go now.
             self.wake_cleanup();
+        }
+    }
+
+    /// Forgets node `id` for good: its record goes from the metadata and the registry. Only a
+    /// down node holding nothing can go: no part of a file or upload on it in the metadata,
+    /// and no chunk in its last report (which would be orphans nobody could clean up).
+    pub async fn remove_node(&self, id: Uuid) -> Result<(), RemoveNodeError> {
+        let (state, chunks) = self
+            .read()
+            .removal_facts(&id)
+            .ok_or(RemoveNodeError::NotFound)?;
+        if state != "down" {
+            return Err(RemoveNodeError::Serving { state });
+        }
+        let meta = self.inner.meta.clone();
+        let referenced = tokio::task::spawn_blocking(move || meta.referenced_chunks(&id))
+            .await
+            .map_err(|e| RemoveNodeError::Task(e.to_string()))??
+            .len();
+        if referenced > 0 || chunks > 0 {
+            return Err(RemoveNodeError::NotEmpty {
+                parts: referenced,
+                chunks,
+            });
+        }
+        let meta = self.inner.meta.clone();
+        tokio::task::spawn_blocking(move || meta.remove_node(&id))
+            .await
+            .map_err(|e| RemoveNodeError::Task(e.to_string()))??;
+        self.write().remove(&id);
+        self.inner.pool.forget_node(id);
+        tracing::info!(node = %id, "node removed");
+        Ok(())
+    }
+
+    /// Reaches every shard of `id` over QUIC (NodeInfo through the pool, which checks that the
+    /// certificate met there names `id`) and marks the node verified: only then is it up.
+    async fn verify_node(&self, id: Uuid, generation: u64) {
+        let result = async {
+            let routes = self.read().probe_routes(&id, generation).ok_or_else(|| {
+                NodeError::Unavailable("the node changed while it was being verified".into())
+            })?;
+            for &route in &routes {
+                match self.call_route(id, route, Request::NodeInfo).await? {
+                    Response::NodeInfo(_) => {}
+                    _ => return Err(unexpected_response()),
+                }
+            }
+            Ok::<usize, NodeError>(routes.len())
+        }
+        .await;
+        match result {
+            Ok(shards) => {
+                if self.write().mark_verified(&id, generation) {
+                    tracing::info!(node = %id, shards, "node verified over QUIC: up");
+                }
+            }
+            Err(error) => {
+                let retry_in = self.write().probe_failed(&id, generation, Instant::now());
+                tracing::warn!(
+                    node = %id,
+                    %error,
+                    retry_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+                    "node registered but not verified over QUIC; it stays joining (no new parts)"
+                );
+            }
         }
     }
 
@@ -523,7 +591,7 @@ impl Cluster {
         for t in changed {
             tracing::info!(
                 node = %t.id,
-                name = %t.name,
+                name = ?t.name,
                 from = ?t.from,
                 to = ?t.to,
                 "node state changed: heartbeats missed"

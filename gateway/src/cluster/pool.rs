@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{Connection, Endpoint, TokioRuntime, VarInt};
+use rustls::pki_types::CertificateDer;
+use sixfold_certs::PeerRole;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -18,6 +20,8 @@ use super::registry::Route;
 
 /// Application close code when the gateway drops a connection on purpose.
 const CLOSE_REPLACED: u32 = 0;
+/// Application close code when the peer's certificate is not the expected node's.
+const CLOSE_WRONG_IDENTITY: u32 = 1;
 
 /// Path figures of one pooled connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +130,11 @@ impl Pool {
             return Ok(conn);
         }
         slot.recent_failure(route.generation, reconnect::failures_since(queued_at, true))?;
-        match self.connect(route.addr, deadline).await {
+        let connected = self
+            .connect(route.addr, deadline)
+            .await
+            .and_then(|conn| verify_node_identity(node, route.addr, conn));
+        match connected {
             Ok(conn) => {
                 *lock(&slot.last_failure) = None;
                 let old = lock(&slot.current).replace(Pooled {
@@ -276,6 +284,43 @@ impl Slot {
         reconnect::reusable(p.generation, p.conn.close_reason().is_none(), generation)
             .then(|| p.conn.clone())
     }
+}
+
+/// Checks that the certificate the shard at `addr` presented names node `node`: a certificate
+/// from the cluster CA proves membership, only its node id proves it is *this* node (another
+/// node's address, reported in a forged registration, must not receive this node's parts).
+/// On a mismatch the connection is closed and the node counts as unreachable.
+fn verify_node_identity(
+    node: Uuid,
+    addr: SocketAddr,
+    conn: Connection,
+) -> Result<Connection, NodeError> {
+    let role = conn
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| chain.first().map(sixfold_certs::parse_identity));
+    let why = match role {
+        Some(Ok(identity)) if identity.role == PeerRole::Node(node) => return Ok(conn),
+        Some(Ok(identity)) => format!(
+            "its certificate is {} ({:?}), not node {node}",
+            identity.role, identity.common_name
+        ),
+        Some(Err(e)) => format!("its certificate names no node: {e}"),
+        None => "it presented no certificate".to_owned(),
+    };
+    tracing::warn!(
+        %node,
+        %addr,
+        reason = %why,
+        "refusing a node connection: the peer is not the registered node"
+    );
+    conn.close(
+        VarInt::from_u32(CLOSE_WRONG_IDENTITY),
+        b"wrong node identity",
+    );
+    Err(NodeError::Unavailable(format!(
+        "the shard at {addr} is not node {node}: {why}"
+    )))
 }
 
 fn unavailable_timeout(addr: SocketAddr) -> NodeError {

@@ -1,12 +1,16 @@
 //! `POST /internal/nodes/register` and `POST /internal/nodes/heartbeat`: nodes report
-//! themselves (JSON [`NodeReport`], bearer token) and learn the heartbeat interval.
+//! themselves (JSON [`NodeReport`]) and learn the heartbeat interval.
+//!
+//! Served only by the internal listener, over mutual TLS: the handshake admitted a node
+//! certificate of the cluster CA, and the listener put its identity into the request
+//! ([`PeerCert`]). The node id is the certificate's; a body naming another id is refused
+//! with 403, so one node's certificate cannot speak for another node.
 
 use std::collections::HashSet;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
@@ -17,12 +21,14 @@ use uuid::Uuid;
 
 use super::Cluster;
 use super::registry::{ReportKind, ValidReport};
-use super::token::bearer_matches;
+use crate::http::tls::PeerCert;
 
 /// Most shards a node may report (far above any core count; bounds the work per report).
 pub const MAX_SHARDS: usize = 1024;
 /// Longest node name or software string kept.
 const MAX_TEXT: usize = 256;
+/// Largest report body read (a report with [`MAX_SHARDS`] addresses is far below).
+const MAX_BODY: usize = 256 << 10;
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -49,31 +55,53 @@ pub fn router(cluster: Cluster) -> axum::Router {
         .with_state(cluster)
 }
 
-async fn register(State(cluster): State<Cluster>, headers: HeaderMap, body: Bytes) -> Response {
-    report(cluster, ReportKind::Register, &headers, &body).await
+async fn register(State(cluster): State<Cluster>, request: Request) -> Response {
+    report(cluster, ReportKind::Register, request).await
 }
 
-async fn heartbeat(State(cluster): State<Cluster>, headers: HeaderMap, body: Bytes) -> Response {
-    report(cluster, ReportKind::Heartbeat, &headers, &body).await
+async fn heartbeat(State(cluster): State<Cluster>, request: Request) -> Response {
+    report(cluster, ReportKind::Heartbeat, request).await
 }
 
-async fn report(cluster: Cluster, kind: ReportKind, headers: &HeaderMap, body: &[u8]) -> Response {
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    if !bearer_matches(auth, cluster.token()) {
-        tracing::warn!(?kind, "node report with a missing or wrong cluster token");
+async fn report(cluster: Cluster, kind: ReportKind, request: Request) -> Response {
+    let Some(peer) = request.extensions().get::<PeerCert>().cloned() else {
+        // Only reachable if the routes were mounted on a listener without mutual TLS.
+        tracing::warn!(?kind, "node report without a verified client certificate");
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong cluster token (Authorization: Bearer <token>)",
+            "node reports need a node certificate of the cluster CA (mutual TLS)",
         );
-    }
-    let report = match parse_report(body) {
+    };
+    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::warn!(?kind, error = %e, "node report body unreadable or too large");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("report body unreadable or over {MAX_BODY} bytes"),
+            );
+        }
+    };
+    let report = match parse_report(&body) {
         Ok(r) => r,
         Err(why) => {
-            tracing::warn!(?kind, %why, "rejected node report");
+            tracing::warn!(?kind, peer = %peer.0.role, %why, "rejected node report");
             return error(StatusCode::BAD_REQUEST, "bad_request", why);
         }
     };
+    if let Err(why) = authorize(&peer, &report) {
+        tracing::warn!(
+            ?kind,
+            peer = %peer.0.role,
+            peer_cn = ?peer.0.common_name,
+            claimed = %report.id,
+            name = ?report.name,
+            "refused a node report for another node than the certificate's"
+        );
+        return error(StatusCode::FORBIDDEN, "forbidden", why);
+    }
     cluster.apply_report(&report, kind).await;
     let ack = ReportAck {
         heartbeat_interval_ms: u64::try_from(cluster.heartbeat_interval().as_millis())
@@ -81,6 +109,20 @@ async fn report(cluster: Cluster, kind: ReportKind, headers: &HeaderMap, body: &
         report_version: REPORT_VERSION,
     };
     (StatusCode::OK, Json(ack)).into_response()
+}
+
+/// The certificate must be a node's, and the report about that node.
+pub fn authorize(peer: &PeerCert, report: &ValidReport) -> Result<(), String> {
+    match peer.0.role {
+        sixfold_certs::PeerRole::Node(id) if id == report.id => Ok(()),
+        sixfold_certs::PeerRole::Node(id) => Err(format!(
+            "this node certificate is issued for node {id}, the report claims node {}",
+            report.id
+        )),
+        sixfold_certs::PeerRole::Gateway => {
+            Err("the gateway's certificate cannot report as a node".into())
+        }
+    }
 }
 
 /// Decodes and checks a report body.
@@ -120,6 +162,13 @@ pub fn parse_report(body: &[u8]) -> Result<ValidReport, String> {
         }
         if !distinct.insert(*addr) {
             return Err(format!("shard address {addr} is reported twice"));
+        }
+    }
+    // Peer-supplied text ends up in logs and /nodes: control characters (a `\n` forging a
+    // log line, terminal escapes) are refused outright.
+    for (field, text) in [("name", &r.name), ("software", &r.software)] {
+        if text.chars().any(char::is_control) {
+            return Err(format!("{field} contains control characters"));
         }
     }
     let name = truncate(r.name.trim(), MAX_TEXT);
@@ -190,6 +239,22 @@ mod tests {
     }
 
     #[test]
+    fn only_the_certificate_s_own_node_may_report() {
+        let r = parse_report(&body(|_| {})).expect("valid");
+        let peer = |role| {
+            PeerCert(std::sync::Arc::new(sixfold_certs::PeerIdentity {
+                role,
+                common_name: Some("n1".into()),
+            }))
+        };
+        assert!(authorize(&peer(sixfold_certs::PeerRole::Node(r.id)), &r).is_ok());
+        let other = Uuid::new_v4();
+        let err = authorize(&peer(sixfold_certs::PeerRole::Node(other)), &r).unwrap_err();
+        assert!(err.contains(&other.to_string()), "{err}");
+        assert!(authorize(&peer(sixfold_certs::PeerRole::Gateway), &r).is_err());
+    }
+
+    #[test]
     fn bad_reports_are_refused_with_a_reason() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"{not json".to_vec(), "malformed"),
@@ -215,6 +280,14 @@ mod tests {
             ),
             (body(|v| v["extra"] = 1.into()), "malformed"),
             (body(|v| v["capacity"] = (-1).into()), "malformed"),
+            (
+                body(|v| v["name"] = "n1\nINFO forged line".into()),
+                "name contains control characters",
+            ),
+            (
+                body(|v| v["software"] = "x\u{1b}[2J".into()),
+                "software contains control characters",
+            ),
         ];
         for (b, needle) in cases {
             let err = parse_report(&b).expect_err(needle);

@@ -11,6 +11,12 @@
 //! settled, and parts acknowledged since the last two reports (see [`Held`]). A part being
 //! written can be counted twice meanwhile (the node reports preallocated chunks as used),
 //! which errs on the side of refusing, never of overcommitting.
+//!
+//! A report proves only that a holder of *some* node certificate spoke for the node id in its
+//! certificate. A node is `joining` (no new parts, not counted up) until the gateway has
+//! reached it over QUIC at the reported addresses and found that node's certificate there
+//! ([`Registry::mark_verified`]); it is verified again after it restarts, moves or comes back
+//! from down.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -79,7 +85,47 @@ struct NodeEntry {
     generation: u64,
     /// When the node's next orphan scan is due.
     next_orphan_scan: Option<Instant>,
+    /// The generation at which the gateway last verified the node over QUIC; the node is
+    /// verified while this equals `generation` (and it has not been down since).
+    verified: Option<u64>,
+    /// When a verification probe was handed out and has not reported back.
+    probing: Option<Instant>,
+    /// Probes failed in a row since the node last (re)started or moved, and the earliest time
+    /// the next may go out: a node that keeps failing is probed (and warned about) with
+    /// exponential backoff, not on every heartbeat.
+    probe_failures: u32,
+    probe_after: Option<Instant>,
+    /// New addresses a verified node reported, held until a probe finds the node's certificate
+    /// there: a report cannot move a node to addresses where it is not.
+    pending: Option<PendingMove>,
 }
+
+/// Reported addresses waiting for verification, with the generation they will get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PendingMove {
+    addrs: Vec<SocketAddr>,
+    generation: u64,
+}
+
+impl NodeEntry {
+    /// Verified at its current addresses, and not reported elsewhere meanwhile.
+    fn is_verified(&self) -> bool {
+        self.pending.is_none() && self.verified == Some(self.generation)
+    }
+
+    /// Up as placement and `/health` count it: reported up and verified.
+    fn is_up(&self) -> bool {
+        self.record.state == NodeState::Up && self.is_verified()
+    }
+}
+
+/// A verification probe is handed out again after this long without an answer (the probe
+/// itself is bounded by the request timeout; this only guards against a lost result).
+const PROBE_RETRY: Duration = Duration::from_secs(30);
+/// Wait after the first failed probe; doubles with every further failure up to
+/// [`PROBE_BACKOFF_MAX`].
+const PROBE_BACKOFF: Duration = Duration::from_millis(500);
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// What the gateway counts on a node beyond the node's last report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,6 +164,9 @@ pub struct ReportOutcome {
     pub persist: Option<NodeRecord>,
     /// Connections to this node opened before now must not be reused (it restarted or moved).
     pub reconnect: bool,
+    /// The node is not verified: probe it over QUIC and report back with
+    /// [`Registry::mark_verified`] (with this generation) or [`Registry::probe_failed`].
+    pub probe: Option<u64>,
 }
 
 /// A node's state changed without a report (it went silent).
@@ -143,8 +192,14 @@ pub struct NodeView {
     pub id: Uuid,
     pub name: String,
     pub shard_addrs: Vec<SocketAddr>,
-    /// `up`, `down`, `draining` or `read_only`.
+    /// The reported state (`up`, `down`, `draining`, `read_only`); not serialized, see
+    /// `state_name`.
+    #[serde(skip)]
     pub state: NodeState,
+    /// `up`, `joining` (reported up, not yet verified over QUIC), `down`, `draining` or
+    /// `read_only`.
+    #[serde(rename = "state")]
+    pub state_name: &'static str,
     pub capacity: u64,
     pub used: u64,
     pub free: u64,
@@ -197,6 +252,11 @@ impl Registry {
                     held: Held::default(),
                     generation,
                     next_orphan_scan: None,
+                    verified: None,
+                    probing: None,
+                    probe_failures: 0,
+                    probe_after: None,
+                    pending: None,
                 },
             );
         }
@@ -250,23 +310,52 @@ impl Registry {
                     held: Held::default(),
                     generation,
                     next_orphan_scan: Some(now + timing.orphan_scan_delay),
+                    verified: None,
+                    probing: Some(now),
+                    probe_failures: 0,
+                    probe_after: None,
+                    pending: None,
                 },
             );
             return ReportOutcome {
                 transition: Some((None, reported_state)),
                 persist: Some(record),
                 reconnect: true,
+                probe: Some(generation),
             };
         };
 
         let before = entry.record.state;
         let restarted = kind == ReportKind::Register;
-        let moved = entry.record.shard_addrs != report.shard_addrs;
+        let reported_move = entry.record.shard_addrs != report.shard_addrs;
+        // A verified node that reports other addresses keeps its known ones until the new
+        // ones are verified (see `PendingMove`); any other node takes them at once.
+        let hold_move =
+            reported_move && before != NodeState::Down && entry.verified == Some(entry.generation);
+        let moved = reported_move && !hold_move;
+        if hold_move {
+            if entry
+                .pending
+                .as_ref()
+                .is_none_or(|p| p.addrs != report.shard_addrs)
+            {
+                entry.pending = Some(PendingMove {
+                    addrs: report.shard_addrs.clone(),
+                    generation,
+                });
+                entry.probing = None;
+            }
+        } else if !reported_move {
+            // The node confirms the addresses it is verified at.
+            entry.pending = None;
+        }
         let reshaped =
             moved || entry.record.capacity != report.capacity || entry.record.name != report.name;
         let rec = &mut entry.record;
         rec.name.clone_from(&report.name);
-        rec.shard_addrs.clone_from(&report.shard_addrs);
+        if moved {
+            rec.shard_addrs.clone_from(&report.shard_addrs);
+        }
         rec.capacity = report.capacity;
         rec.used = report.used;
         rec.chunk_count = report.chunk_count;
@@ -282,10 +371,29 @@ impl Registry {
         entry.last_seen = Some(now);
         entry.held.report_arrived();
 
-        let reconnect = restarted || moved;
+        let reconnect = (restarted && !hold_move) || moved;
         if reconnect {
             entry.generation = generation;
+            // A new process or address: probe it at once, whatever failed before.
+            entry.probing = None;
+            entry.probe_failures = 0;
+            entry.probe_after = None;
         }
+        if before == NodeState::Down {
+            // Whoever answers at its addresses now must prove again that it is this node.
+            entry.verified = None;
+        }
+        let probe_stale = entry
+            .probing
+            .is_none_or(|at| now.saturating_duration_since(at) >= PROBE_RETRY);
+        let backed_off = entry.probe_after.is_none_or(|at| now >= at);
+        let probe = (!entry.is_verified() && probe_stale && backed_off).then(|| {
+            entry.probing = Some(now);
+            entry
+                .pending
+                .as_ref()
+                .map_or(entry.generation, |p| p.generation)
+        });
         // A node that (re)joins may have kept chunks the gateway has since forgotten.
         if restarted || before == NodeState::Down {
             entry.next_orphan_scan = Some(now + timing.orphan_scan_delay);
@@ -302,7 +410,62 @@ impl Registry {
             transition: (before != reported_state).then_some((Some(before), reported_state)),
             persist,
             reconnect,
+            probe,
         }
+    }
+
+    /// A probe of generation `generation` reached the node and found its certificate. Returns
+    /// true when this made the node verified (it was not before); a probe of an older
+    /// generation (the node restarted or moved meanwhile) changes nothing.
+    pub fn mark_verified(&mut self, id: &Uuid, generation: u64) -> bool {
+        let Some(entry) = self.nodes.get_mut(id) else {
+            return false;
+        };
+        if entry.record.state == NodeState::Down {
+            return false;
+        }
+        if let Some(pending) = &entry.pending {
+            if pending.generation != generation {
+                return false;
+            }
+            // The node is at its new addresses: take them (persisted with the next report).
+            let pending = entry.pending.take().map(|p| p.addrs).unwrap_or_default();
+            entry.record.shard_addrs = pending;
+            entry.generation = generation;
+            entry.last_persist = None;
+        }
+        if entry.generation != generation {
+            return false;
+        }
+        entry.probing = None;
+        entry.probe_failures = 0;
+        entry.probe_after = None;
+        let newly = !entry.is_verified();
+        entry.verified = Some(generation);
+        newly
+    }
+
+    /// A probe of `generation` failed at `now`: a report hands out another after a backoff
+    /// that doubles with each failure in a row. Returns that backoff (for the log line); a
+    /// probe of an older generation changes nothing.
+    pub fn probe_failed(&mut self, id: &Uuid, generation: u64, now: Instant) -> Duration {
+        let Some(entry) = self.nodes.get_mut(id) else {
+            return Duration::ZERO;
+        };
+        match &entry.pending {
+            // The reported addresses are not this node's: forget them, keep the known ones.
+            Some(p) if p.generation == generation => entry.pending = None,
+            Some(_) => return Duration::ZERO,
+            None if entry.generation != generation => return Duration::ZERO,
+            None => {}
+        }
+        entry.probing = None;
+        let backoff = PROBE_BACKOFF
+            .saturating_mul(1u32 << entry.probe_failures.min(16))
+            .min(PROBE_BACKOFF_MAX);
+        entry.probe_failures = entry.probe_failures.saturating_add(1);
+        entry.probe_after = Some(now + backoff);
+        backoff
     }
 
     /// Marks down every node that has been silent for `down_after` at `now`. Nodes loaded from
@@ -333,6 +496,19 @@ impl Registry {
         changed
     }
 
+    /// The node's state as `/nodes` shows it and the chunk count of its last report, for
+    /// [`super::Cluster::remove_node`].
+    pub fn removal_facts(&self, id: &Uuid) -> Option<(&'static str, u64)> {
+        self.nodes
+            .get(id)
+            .map(|e| (state_name(e), e.record.chunk_count))
+    }
+
+    /// Forgets a node (after its record was removed from the metadata).
+    pub fn remove(&mut self, id: &Uuid) -> bool {
+        self.nodes.remove(id).is_some()
+    }
+
     /// Lets a failed persist be retried with the next report.
     pub fn persist_failed(&mut self, id: &Uuid) {
         if let Some(entry) = self.nodes.get_mut(id) {
@@ -359,6 +535,23 @@ impl Registry {
             addr,
             generation: entry.generation,
         })
+    }
+
+    /// Where a verification probe of `generation` goes: the pending addresses it was handed
+    /// out for, or the known ones; `None` for a stale generation.
+    pub fn probe_routes(&self, id: &Uuid, generation: u64) -> Option<Vec<Route>> {
+        let entry = self.nodes.get(id)?;
+        let addrs = match &entry.pending {
+            Some(p) if p.generation == generation => &p.addrs,
+            _ if entry.generation == generation => &entry.record.shard_addrs,
+            _ => return None,
+        };
+        Some(
+            addrs
+                .iter()
+                .map(|&addr| Route { addr, generation })
+                .collect(),
+        )
     }
 
     /// Every shard address of node `id` (for per-shard operations such as `List`).
@@ -440,18 +633,16 @@ impl Registry {
                 capacity: e.record.capacity,
                 used: e.record.used.saturating_add(e.held.bytes()),
                 in_flight: e.held.parts,
-                eligible: e.record.state == NodeState::Up && !e.record.shard_addrs.is_empty(),
+                eligible: e.is_up() && !e.record.shard_addrs.is_empty(),
             })
             .collect();
         out.sort_by_key(|c| c.id);
         out
     }
 
+    /// Nodes up and verified.
     pub fn up_count(&self) -> usize {
-        self.nodes
-            .values()
-            .filter(|e| e.record.state == NodeState::Up)
-            .count()
+        self.nodes.values().filter(|e| e.is_up()).count()
     }
 
     /// Nodes that answer requests (up or draining), for the cleanup task.
@@ -499,6 +690,7 @@ fn view(e: &NodeEntry) -> NodeView {
         name: r.name.clone(),
         shard_addrs: r.shard_addrs.clone(),
         state: r.state,
+        state_name: state_name(e),
         capacity: r.capacity,
         used: r.used,
         free: r.capacity.saturating_sub(r.used),
@@ -513,6 +705,16 @@ fn view(e: &NodeEntry) -> NodeView {
             let at = UNIX_EPOCH + Duration::from_millis(ms);
             humantime::format_rfc3339_millis(at).to_string()
         }),
+    }
+}
+
+fn state_name(e: &NodeEntry) -> &'static str {
+    match e.record.state {
+        NodeState::Up if !e.is_verified() => "joining",
+        NodeState::Up => "up",
+        NodeState::Down => "down",
+        NodeState::Draining => "draining",
+        NodeState::ReadOnly => "read_only",
     }
 }
 
@@ -550,6 +752,124 @@ mod tests {
         }
     }
 
+    /// Applies a report and answers its probe, if any, as a successful verification.
+    fn apply(
+        reg: &mut Registry,
+        report: &ValidReport,
+        kind: ReportKind,
+        now: Instant,
+        now_ms: u64,
+    ) -> ReportOutcome {
+        let out = reg.apply_report(report, kind, now, now_ms);
+        if let Some(generation) = out.probe {
+            reg.mark_verified(&report.id, generation);
+        }
+        out
+    }
+
+    #[test]
+    fn a_registered_node_is_joining_until_verified_and_again_after_a_restart_or_down() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        let id = Uuid::from_u128(1);
+        let out = reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        let generation = out.probe.expect("a new node is probed");
+        assert_eq!(reg.up_count(), 0);
+        assert!(
+            !reg.candidates()[0].eligible,
+            "no parts before verification"
+        );
+        assert_eq!(reg.views()[0].state_name, "joining");
+        assert!(reg.route(&id, &[0; 16]).is_ok(), "the probe can reach it");
+        // One probe at a time: heartbeats meanwhile hand out none.
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 1), 0);
+        assert_eq!(out.probe, None);
+        // A failed probe: heartbeats probe again after a backoff that doubles per failure.
+        assert_eq!(
+            reg.probe_failed(&id, generation, secs(t0, 1)),
+            Duration::from_millis(500)
+        );
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 2), 0);
+        assert_eq!(out.probe, Some(generation));
+        assert_eq!(
+            reg.probe_failed(&id, generation, secs(t0, 2)),
+            Duration::from_secs(1)
+        );
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, at(2_900), 0);
+        assert_eq!(out.probe, None, "still backing off");
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, at(3_000), 0);
+        assert_eq!(out.probe, Some(generation));
+        assert!(reg.mark_verified(&id, generation));
+        assert!(!reg.mark_verified(&id, generation), "reported once");
+        assert_eq!(reg.up_count(), 1);
+        assert!(reg.candidates()[0].eligible);
+        assert_eq!(reg.views()[0].state_name, "up");
+        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 3), 0);
+        assert_eq!(out.probe, None, "verified nodes are not probed");
+        // New addresses: joining again; a probe of the old generation does not count.
+        let mut moved = report(1);
+        moved.shard_addrs.pop();
+        let out = reg.apply_report(&moved, ReportKind::Heartbeat, secs(t0, 4), 0);
+        let moved_generation = out.probe.expect("moved nodes are probed");
+        assert_ne!(moved_generation, generation);
+        assert!(!reg.mark_verified(&id, generation));
+        assert_eq!(reg.views()[0].state_name, "joining");
+        assert!(reg.mark_verified(&id, moved_generation));
+        // Down and back: verified again before it is up.
+        assert_eq!(reg.sweep(secs(t0, 20)).len(), 1);
+        assert!(!reg.mark_verified(&id, moved_generation), "not while down");
+        let out = reg.apply_report(&moved, ReportKind::Heartbeat, secs(t0, 21), 0);
+        assert_eq!(out.probe, Some(moved_generation));
+        assert_eq!(reg.up_count(), 0);
+        assert!(reg.mark_verified(&id, moved_generation));
+        assert_eq!(reg.up_count(), 1);
+    }
+
+    #[test]
+    fn a_report_cannot_move_a_verified_node_to_addresses_where_it_is_not() {
+        let mut reg = Registry::new(TIMING);
+        let t0 = Instant::now();
+        let id = Uuid::from_u128(1);
+        apply(&mut reg, &report(1), ReportKind::Register, t0, 0);
+        let known = report(1).shard_addrs;
+        let g = reg.route(&id, &[0; 16]).unwrap().generation;
+        // A report (heartbeat or registration) naming another node's addresses.
+        // (Ten seconds apart: a failed probe backs off the next one.)
+        for (at, kind) in [(1, ReportKind::Heartbeat), (11, ReportKind::Register)] {
+            let forged = ValidReport {
+                shard_addrs: report(2).shard_addrs,
+                ..report(1)
+            };
+            let out = reg.apply_report(&forged, kind, secs(t0, at), 0);
+            assert!(!out.reconnect, "{kind:?}");
+            let pending = out.probe.expect("probed");
+            assert_eq!(reg.views()[0].shard_addrs, known, "{kind:?}");
+            assert_eq!(reg.up_count(), 0, "no new parts while unverified");
+            // The probe finds another certificate there: the move is dropped, the node is
+            // up again where it is known to be.
+            reg.probe_failed(&id, pending, secs(t0, at));
+            assert_eq!(reg.views()[0].shard_addrs, known);
+            assert_eq!(reg.views()[0].state_name, "up");
+            assert_eq!(reg.route(&id, &[0; 16]).unwrap().generation, g);
+            assert!(
+                !reg.mark_verified(&id, pending),
+                "a dropped move stays dropped"
+            );
+            assert_eq!(reg.views()[0].shard_addrs, known);
+        }
+        // A pending move is also dropped when the node reports its known addresses again.
+        let forged = ValidReport {
+            shard_addrs: report(2).shard_addrs,
+            ..report(1)
+        };
+        reg.apply_report(&forged, ReportKind::Heartbeat, secs(t0, 60), 0);
+        assert_eq!(reg.up_count(), 0);
+        reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 61), 0);
+        assert_eq!(reg.up_count(), 1);
+        assert_eq!(reg.views()[0].shard_addrs, known);
+    }
+
     fn secs(t0: Instant, s: u64) -> Instant {
         t0 + Duration::from_secs(s)
     }
@@ -558,7 +878,7 @@ mod tests {
     fn registration_brings_a_node_up_and_persists_it() {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
-        let out = reg.apply_report(&report(1), ReportKind::Register, t0, 1_000);
+        let out = apply(&mut reg, &report(1), ReportKind::Register, t0, 1_000);
         assert_eq!(out.transition, Some((None, NodeState::Up)));
         assert!(out.reconnect);
         let rec = out.persist.expect("a new node is persisted");
@@ -575,27 +895,46 @@ mod tests {
     fn heartbeats_keep_a_node_up_and_persist_only_changes_or_every_interval() {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
-        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        apply(&mut reg, &report(1), ReportKind::Register, t0, 0);
         let mut r = report(1);
         r.used = 200;
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
         assert_eq!(out.transition, None);
         assert_eq!(out.persist, None, "used space alone is not worth a commit");
         assert!(!out.reconnect);
         assert_eq!(reg.candidates()[0].used, 200);
         // After the persist interval the figures are written even without a change.
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 31), 31_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 31), 31_000);
         assert_eq!(out.persist.map(|p| p.used), Some(200));
         // A capacity change is persisted at once.
         r.capacity = 2000;
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 33), 33_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 33), 33_000);
         assert_eq!(out.persist.map(|p| p.capacity), Some(2000));
         assert!(!out.reconnect);
-        // New addresses: persisted, and pooled connections are stale.
+        // New addresses: held until the node is verified there, then taken and persisted
+        // with the next report.
         r.shard_addrs.pop();
         let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 35), 35_000);
-        assert!(out.persist.is_some());
-        assert!(out.reconnect);
+        assert!(!out.reconnect);
+        let g = out.probe.expect("the new addresses are probed");
+        assert_eq!(
+            reg.views()[0].shard_addrs.len(),
+            2,
+            "not taken before verification"
+        );
+        assert_eq!(reg.views()[0].state_name, "joining");
+        assert_eq!(
+            reg.probe_routes(&r.id, g).unwrap()[0].addr,
+            r.shard_addrs[0]
+        );
+        assert!(reg.mark_verified(&r.id, g));
+        assert_eq!(reg.views()[0].shard_addrs, r.shard_addrs);
+        assert_eq!(reg.route(&r.id, &[0; 16]).unwrap().generation, g);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 36), 36_000);
+        assert_eq!(
+            out.persist.map(|p| p.shard_addrs),
+            Some(r.shard_addrs.clone())
+        );
         for s in [36, 40] {
             assert!(reg.sweep(secs(t0, s)).is_empty());
         }
@@ -605,9 +944,15 @@ mod tests {
     fn silence_marks_a_node_down_and_a_heartbeat_brings_it_back() {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
-        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
-        reg.apply_report(&report(2), ReportKind::Register, t0, 0);
-        reg.apply_report(&report(2), ReportKind::Heartbeat, secs(t0, 4), 4_000);
+        apply(&mut reg, &report(1), ReportKind::Register, t0, 0);
+        apply(&mut reg, &report(2), ReportKind::Register, t0, 0);
+        apply(
+            &mut reg,
+            &report(2),
+            ReportKind::Heartbeat,
+            secs(t0, 4),
+            4_000,
+        );
         assert!(reg.sweep(secs(t0, 5)).is_empty());
         let down = reg.sweep(secs(t0, 6));
         assert_eq!(down.len(), 1);
@@ -628,7 +973,13 @@ mod tests {
             reg.route(&Uuid::from_u128(1), &[0; 16]),
             Err(NodeError::Unavailable(_))
         ));
-        let out = reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 8), 8_000);
+        let out = apply(
+            &mut reg,
+            &report(1),
+            ReportKind::Heartbeat,
+            secs(t0, 8),
+            8_000,
+        );
         assert_eq!(out.transition, Some((Some(NodeState::Down), NodeState::Up)));
         assert!(out.persist.is_some());
         assert_eq!(reg.up_count(), 2);
@@ -638,10 +989,10 @@ mod tests {
     fn draining_nodes_serve_but_take_no_new_parts() {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
-        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        apply(&mut reg, &report(1), ReportKind::Register, t0, 0);
         let mut r = report(1);
         r.draining = true;
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
         assert_eq!(
             out.transition,
             Some((Some(NodeState::Up), NodeState::Draining))
@@ -690,7 +1041,7 @@ mod tests {
             views[0].last_heartbeat.as_deref(),
             Some("1970-01-01T00:00:00.007Z")
         );
-        let out = reg.apply_report(&report(9), ReportKind::Heartbeat, t0, 100);
+        let out = apply(&mut reg, &report(9), ReportKind::Heartbeat, t0, 100);
         assert_eq!(out.transition, Some((Some(NodeState::Down), NodeState::Up)));
     }
 
@@ -699,16 +1050,22 @@ mod tests {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
         let id = Uuid::from_u128(1);
-        reg.apply_report(&report(1), ReportKind::Register, t0, 0);
+        apply(&mut reg, &report(1), ReportKind::Register, t0, 0);
         let g1 = reg.route(&id, &[3; 16]).unwrap().generation;
         let interval = Duration::from_secs(600);
         assert!(reg.take_due_orphan_scans(secs(t0, 29), interval).is_empty());
         assert_eq!(reg.take_due_orphan_scans(secs(t0, 30), interval), vec![id]);
         assert!(reg.take_due_orphan_scans(secs(t0, 31), interval).is_empty());
         assert_eq!(reg.take_due_orphan_scans(secs(t0, 630), interval), vec![id]);
-        reg.apply_report(&report(1), ReportKind::Heartbeat, secs(t0, 631), 0);
+        apply(
+            &mut reg,
+            &report(1),
+            ReportKind::Heartbeat,
+            secs(t0, 631),
+            0,
+        );
         assert_eq!(reg.route(&id, &[3; 16]).unwrap().generation, g1);
-        let out = reg.apply_report(&report(1), ReportKind::Register, secs(t0, 632), 0);
+        let out = apply(&mut reg, &report(1), ReportKind::Register, secs(t0, 632), 0);
         assert!(out.reconnect && out.persist.is_some());
         assert_ne!(reg.route(&id, &[3; 16]).unwrap().generation, g1);
         assert!(
@@ -722,7 +1079,7 @@ mod tests {
     fn routes_follow_the_wire_shard_rule() {
         let mut reg = Registry::new(TIMING);
         let r = report(1);
-        reg.apply_report(&r, ReportKind::Register, Instant::now(), 0);
+        apply(&mut reg, &r, ReportKind::Register, Instant::now(), 0);
         for i in 0u8..64 {
             let chunk = [i; 16];
             let shard = sixfold_wire::shard_for(&chunk, 2) as usize;
@@ -751,7 +1108,7 @@ mod tests {
         let mut reg = Registry::new(TIMING);
         let t0 = Instant::now();
         for i in 1..=n {
-            reg.apply_report(&report(i), ReportKind::Register, t0, 0);
+            apply(&mut reg, &report(i), ReportKind::Register, t0, 0);
         }
         (reg, t0)
     }
@@ -801,14 +1158,20 @@ mod tests {
         // The next report may have been built before the ack (it still says 100 used): the
         // acknowledged bytes stay counted.
         for n in 1..=6 {
-            reg.apply_report(&report(n), ReportKind::Heartbeat, secs(t0, 1), 1_000);
+            apply(
+                &mut reg,
+                &report(n),
+                ReportKind::Heartbeat,
+                secs(t0, 1),
+                1_000,
+            );
         }
         assert_eq!(load(&reg), vec![(500, 0); 6]);
         // The one after is built after the ack and includes the part: only its figure counts.
         for n in 1..=6 {
             let mut r = report(n);
             r.used = 500;
-            reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
+            apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
         }
         assert_eq!(load(&reg), vec![(500, 0); 6]);
         assert_eq!(reg.views()[0].reserved, 0);
@@ -838,14 +1201,14 @@ mod tests {
             .expect("fits");
         for s in 1..=3 {
             for n in 1..=6 {
-                reg.apply_report(&report(n), ReportKind::Heartbeat, secs(t0, s), 0);
+                apply(&mut reg, &report(n), ReportKind::Heartbeat, secs(t0, s), 0);
             }
             assert_eq!(load(&reg), vec![(600, 1); 6], "after report {s}");
         }
         let view = &reg.views()[0];
         assert_eq!((view.parts_in_flight, view.reserved), (1, 300));
         // A node restart does not forget the holds of uploads still running to it.
-        reg.apply_report(&report(1), ReportKind::Register, secs(t0, 4), 0);
+        apply(&mut reg, &report(1), ReportKind::Register, secs(t0, 4), 0);
         assert_eq!(load(&reg), vec![(600, 1); 6]);
         for h in holds {
             reg.settle(h, Settle::Released);
@@ -931,7 +1294,7 @@ mod tests {
         let (mut reg, _) = cluster(6);
         let mut r = report(6);
         r.read_only = true;
-        reg.apply_report(&r, ReportKind::Heartbeat, Instant::now(), 0);
+        apply(&mut reg, &r, ReportKind::Heartbeat, Instant::now(), 0);
         assert!(matches!(
             reg.reserve(&Uuid::from_u128(5), &parts(&[10; 6]), one),
             Err(PlacementError::NotEnoughNodes { .. })
@@ -944,7 +1307,7 @@ mod tests {
         let id = Uuid::from_u128(1);
         let mut r = report(1);
         r.read_only = true;
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 1), 1_000);
         assert_eq!(
             out.transition,
             Some((Some(NodeState::Up), NodeState::ReadOnly))
@@ -960,14 +1323,14 @@ mod tests {
         assert_eq!(reg.views()[0].state, NodeState::ReadOnly);
         // Draining wins over read-only: the node is stopping either way.
         r.draining = true;
-        let out = reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
+        let out = apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 2), 2_000);
         assert_eq!(
             out.transition,
             Some((Some(NodeState::ReadOnly), NodeState::Draining))
         );
         r.draining = false;
         r.read_only = false;
-        reg.apply_report(&r, ReportKind::Heartbeat, secs(t0, 3), 3_000);
+        apply(&mut reg, &r, ReportKind::Heartbeat, secs(t0, 3), 3_000);
         assert_eq!(reg.state(&id), Some(NodeState::Up));
         assert!(reg.candidates()[0].eligible);
     }

@@ -20,7 +20,6 @@ use uuid::Uuid;
 use super::*;
 use crate::meta::{DeleteReason, Meta, PlannedPart, UploadSession};
 
-const TOKEN: &str = "test-cluster-token";
 /// Bound on how long a test waits for something that should happen in milliseconds; only
 /// a hang guard, never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -34,6 +33,12 @@ struct Pki {
 }
 
 fn pki() -> Pki {
+    pki_for(Uuid::new_v4())
+}
+
+/// The test PKI with the node certificate naming `node_id` (as `certs issue-node` does), so
+/// the pool's identity check accepts the fake node as that node.
+fn pki_for(node_id: Uuid) -> Pki {
     use rcgen::{
         BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
         KeyUsagePurpose,
@@ -49,6 +54,9 @@ fn pki() -> Pki {
     let leaf = |sans: Vec<String>, eku: ExtendedKeyUsagePurpose| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(sans).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            format!("urn:sixfold:node:{node_id}").try_into().unwrap(),
+        ));
         params.extended_key_usages = vec![eku];
         let cert = params.signed_by(&key, &ca).unwrap();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -260,10 +268,17 @@ async fn serve(mut send: SendStream, mut recv: RecvStream, store: Store, broken:
             entries.truncate(limit as usize);
             Response::List { entries, more }
         }
-        Request::NodeInfo => {
-            let e = ErrorResponse::new(op, Status::Internal, 0, "not in the fake");
-            Response::Error(e)
-        }
+        // The gateway's verification probe: any answer over a connection whose certificate
+        // names the node will do.
+        Request::NodeInfo => Response::NodeInfo(sixfold_wire::NodeInfo {
+            node_id: [0; 16],
+            shard: 0,
+            shards: 1,
+            capacity: 1 << 40,
+            used: 0,
+            chunk_count: 0,
+            in_flight: 0,
+        }),
     };
     respond(&mut send, resp).await;
     let _ = send.finish();
@@ -302,7 +317,6 @@ impl Harness {
 
 fn test_config() -> ClusterConfig {
     ClusterConfig {
-        token: TOKEN.into(),
         heartbeat_interval: Duration::from_millis(50),
         down_after: Duration::from_millis(300),
         request_timeout: Duration::from_millis(1500),
@@ -384,72 +398,91 @@ async fn read_all(mut reader: ChunkReader) -> Result<Vec<u8>, NodeError> {
 // ---------------------------------------------------------------------------------------------
 // Tests
 
+/// Calls the internal router as the internal listener does: the verified client certificate's
+/// identity (if any) in the request's extensions.
+async fn post_report(
+    router: &axum::Router,
+    path: &str,
+    peer: Option<sixfold_certs::PeerRole>,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let mut request = axum::http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    if let Some(role) = peer {
+        request
+            .extensions_mut()
+            .insert(crate::http::tls::PeerCert(Arc::new(
+                sixfold_certs::PeerIdentity {
+                    role,
+                    common_name: Some("fake".into()),
+                },
+            )));
+    }
+    let response = tower_service::Service::call(&mut router.clone(), request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
 #[tokio::test]
-async fn nodes_register_over_http_and_go_down_when_silent() {
+async fn nodes_register_with_their_certificate_and_go_down_when_silent() {
     let Pki { gateway, .. } = pki();
     // Long enough that a loaded test machine does not mark the node down between a report
     // and the assertion after it; short enough to watch it happen.
     let mut cfg = test_config();
     cfg.down_after = Duration::from_secs(1);
     let h = Harness::start(cfg, gateway).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(
-        axum::serve(listener, h.cluster.internal_router())
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future(),
-    );
-    let http = reqwest::Client::new();
+    let router = h.cluster.internal_router();
     let id = Uuid::new_v4();
+    let node = Some(sixfold_certs::PeerRole::Node(id));
     let addrs: Vec<SocketAddr> = vec![
         "127.0.0.1:7100".parse().unwrap(),
         "127.0.0.1:7101".parse().unwrap(),
     ];
     let body = parse_report_json(id, &addrs, false);
-    let post = |path: &str, token: Option<&str>, body: Vec<u8>| {
-        let mut req = http
-            .post(format!("{base}{path}"))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send()
-    };
 
-    // No token, a wrong token: 401 with a JSON error, and nothing registered.
-    for token in [None, Some("wrong")] {
-        let resp = post(REGISTER_PATH, token, body.clone()).await.unwrap();
-        assert_eq!(resp.status(), 401);
-        let err: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(err["error"], "unauthorized");
+    // No verified certificate: 401. Another node's certificate, or the gateway's: 403. Both
+    // JSON, and nothing registered.
+    let (status, err) = post_report(&router, REGISTER_PATH, None, body.clone()).await;
+    assert_eq!((status, err["error"].as_str()), (401, Some("unauthorized")));
+    for role in [
+        sixfold_certs::PeerRole::Node(Uuid::new_v4()),
+        sixfold_certs::PeerRole::Gateway,
+    ] {
+        let (status, err) = post_report(&router, HEARTBEAT_PATH, Some(role), body.clone()).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (403, Some("forbidden")),
+            "{role}"
+        );
         assert!(err["message"].is_string());
     }
     assert!(h.cluster.nodes().is_empty());
 
     // A bad body or an unknown version: 400.
-    let resp = post(REGISTER_PATH, Some(TOKEN), b"{}".to_vec())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    assert_eq!(
-        resp.json::<serde_json::Value>().await.unwrap()["error"],
-        "bad_request"
-    );
+    let (status, err) = post_report(&router, REGISTER_PATH, node, b"{}".to_vec()).await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("bad_request")));
     let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     v["version"] = 9.into();
-    let resp = post(REGISTER_PATH, Some(TOKEN), serde_json::to_vec(&v).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+    let (status, _) = post_report(
+        &router,
+        REGISTER_PATH,
+        node,
+        serde_json::to_vec(&v).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
 
-    // The right token: 200, the heartbeat interval, and the node is up and persisted.
-    let resp = post(REGISTER_PATH, Some(TOKEN), body.clone())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let ack: serde_json::Value = resp.json().await.unwrap();
+    // Its own certificate: 200, the heartbeat interval, and the node is known and persisted,
+    // but joining: nothing at its addresses proved to be it over QUIC.
+    let (status, ack) = post_report(&router, REGISTER_PATH, node, body.clone()).await;
+    assert_eq!(status, 200);
     assert_eq!(ack["heartbeat_interval_ms"], 50);
     let nodes = h.cluster.nodes();
     assert_eq!(nodes.len(), 1);
@@ -458,9 +491,9 @@ async fn nodes_register_over_http_and_go_down_when_silent() {
     assert_eq!(nodes[0].shard_addrs, addrs);
     assert!(nodes[0].last_heartbeat.is_some());
     let json = serde_json::to_value(&nodes[0]).unwrap();
-    assert_eq!(json["state"], "up");
-    assert_eq!(h.cluster.up_count(), 1);
-    assert!(h.cluster.candidates()[0].eligible);
+    assert_eq!(json["state"], "joining");
+    assert_eq!(h.cluster.up_count(), 0);
+    assert!(!h.cluster.candidates()[0].eligible);
     let stored = h
         .meta
         .get_node(&id)
@@ -481,19 +514,14 @@ async fn nodes_register_over_http_and_go_down_when_silent() {
     );
 
     // A heartbeat brings it back; a draining one takes it out of placement.
-    let resp = post(HEARTBEAT_PATH, Some(TOKEN), body.clone())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, _) = post_report(&router, HEARTBEAT_PATH, node, body.clone()).await;
+    assert_eq!(status, 200);
     assert_eq!(h.cluster.node_state(id), Some(NodeState::Up));
     let draining = parse_report_json(id, &addrs, true);
-    let resp = post(HEARTBEAT_PATH, Some(TOKEN), draining).await.unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, _) = post_report(&router, HEARTBEAT_PATH, node, draining).await;
+    assert_eq!(status, 200);
     assert_eq!(h.cluster.node_state(id), Some(NodeState::Draining));
     assert!(!h.cluster.candidates()[0].eligible);
-
-    stop.cancel();
-    server.await.unwrap().unwrap();
     h.cluster.shutdown().await;
 
     // A restarted gateway knows the node but waits for its heartbeat.
@@ -544,17 +572,19 @@ async fn an_unreachable_node_fails_fast_with_unavailable() {
 
 #[tokio::test]
 async fn put_get_stat_list_delete_against_a_node() {
+    let node = Uuid::new_v4();
     let Pki {
         gateway,
         node: node_tls,
-    } = pki();
+    } = pki_for(node);
     // Liveness is not under test here: a slow test machine must not mark the node down.
     let mut cfg = test_config();
     cfg.down_after = Duration::from_secs(3600);
     let h = Harness::start(cfg, gateway).await;
     let fake = FakeNode::start(node_tls);
-    let node = Uuid::new_v4();
     h.register(node, &[fake.addr]).await;
+    // Up only once the gateway reached it over QUIC and found node's certificate there.
+    eventually("node verified", || h.cluster.up_count() == 1).await;
 
     let file = Uuid::new_v4();
     let data = pattern(5 << 20, 7);
@@ -692,10 +722,11 @@ async fn put_get_stat_list_delete_against_a_node() {
 
 #[tokio::test]
 async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
+    let node = Uuid::new_v4();
     let Pki {
         gateway,
         node: node_tls,
-    } = pki();
+    } = pki_for(node);
     let mut cfg = test_config();
     cfg.down_after = Duration::from_secs(60);
     cfg.orphan_scan_delay = Duration::from_millis(200);
@@ -704,7 +735,6 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
     cfg.orphan_grace = Duration::ZERO;
     let h = Harness::start(cfg, gateway).await;
     let fake = FakeNode::start(node_tls);
-    let node = Uuid::new_v4();
 
     // A live upload session on this node, recorded before its bytes move (as uploads do).
     let session_file = Uuid::new_v4();
@@ -786,5 +816,29 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
     assert!(fake.has(&live_chunk));
     assert!(h.meta.get_session(&session_file).unwrap().is_some());
 
+    h.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_shard_presenting_another_nodes_certificate_is_refused() {
+    let (real, claimed) = (Uuid::new_v4(), Uuid::new_v4());
+    let Pki {
+        gateway,
+        node: node_tls,
+    } = pki_for(real);
+    let mut cfg = test_config();
+    cfg.down_after = Duration::from_secs(3600);
+    let h = Harness::start(cfg, gateway).await;
+    let fake = FakeNode::start(node_tls);
+    // A report for `claimed` naming the address where `real` listens (a forged registration).
+    h.register(claimed, &[fake.addr]).await;
+    let err = h.cluster.node_info(claimed, 0).await.unwrap_err();
+    assert!(
+        matches!(&err, NodeError::Unavailable(why) if why.contains(&format!("not node {claimed}"))),
+        "{err:?}"
+    );
+    assert_eq!(h.cluster.up_count(), 0);
+    assert_eq!(h.cluster.nodes()[0].state_name, "joining");
+    assert!(!h.cluster.candidates()[0].eligible);
     h.cluster.shutdown().await;
 }

@@ -6,6 +6,9 @@
 //! - `header_timeout` and `keepalive_timeout` close quiet connections (see [`super::conn_idle`]).
 //! - A graceful shutdown stops accepting, closes idle connections, lets running requests end,
 //!   and returns once every connection is closed.
+//! - With a [`TlsAcceptor`] ([`serve_tls`]) each connection first does a TLS handshake
+//!   (bounded by its own timeout); ALPN picks HTTP/2 or HTTP/1.1, and a verified client
+//!   certificate's identity goes into every request's extensions ([`PeerCert`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,12 +22,14 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 use super::conn_idle::{Activity, ConnTimeouts, TrackedBody, WatchedIo, expired};
+use super::tls::{PeerCert, TlsAcceptor};
 use crate::metrics::Metrics;
 
 /// How the listener serves connections.
@@ -41,12 +46,25 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// At most one warning per this interval that the connection limit is reached.
 const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Serves `app` on `listener` until `shutdown` resolves, then shuts down gracefully.
+/// Serves `app` on `listener` (plain HTTP/1.1) until `shutdown` resolves, then shuts down
+/// gracefully.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     settings: ListenerSettings,
     metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_tls(listener, app, settings, metrics, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    settings: ListenerSettings,
+    metrics: Arc<Metrics>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let max = settings.max_connections.max(1);
@@ -83,6 +101,7 @@ pub async fn serve(
             Ok((stream, _peer)) => {
                 let connection = Connection {
                     app: app.clone(),
+                    tls: tls.clone(),
                     timeouts: settings.timeouts,
                     metrics: Arc::clone(&metrics),
                     stopped: stopped.clone(),
@@ -122,6 +141,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 /// One accepted connection and what it needs to be served.
 struct Connection {
     app: Router,
+    tls: Option<TlsAcceptor>,
     timeouts: ConnTimeouts,
     metrics: Arc<Metrics>,
     stopped: watch::Receiver<bool>,
@@ -133,15 +153,48 @@ impl Connection {
     async fn serve(mut self, stream: TcpStream) {
         let _open = self.metrics.connection_opened();
         let activity = Activity::new();
-        let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&activity)));
+        let io = WatchedIo::new(stream, Arc::clone(&activity));
+        let Some(tls) = self.tls.clone() else {
+            return self.drive(TokioIo::new(io), activity, false, None).await;
+        };
+        let handshake = tokio::select! {
+            handshake = tls.accept(io) => handshake,
+            _ = self.stopped.changed() => return,
+        };
+        match handshake {
+            Ok((stream, negotiated)) => {
+                self.drive(
+                    TokioIo::new(stream),
+                    activity,
+                    negotiated.h2,
+                    negotiated.peer,
+                )
+                .await
+            }
+            Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+        }
+    }
+
+    async fn drive<I>(mut self, io: I, activity: Arc<Activity>, h2: bool, peer: Option<PeerCert>)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let service = ConnService {
             app: self.app.clone(),
             activity: Arc::clone(&activity),
+            peer,
         };
-        let conn = hyper::server::conn::http1::Builder::new()
-            // The header timeout is ours (see `conn_idle`), so hyper needs no timer.
-            .header_read_timeout(None)
-            .serve_connection(io, service);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // The header timeout is ours (see `conn_idle`), so hyper needs no timer.
+        builder.http1().header_read_timeout(None);
+        // One protocol per connection: HTTP/2 only when ALPN chose it, so plain HTTP stays
+        // HTTP/1.1 exactly as before.
+        let builder = if h2 {
+            builder.http2_only()
+        } else {
+            builder.http1_only()
+        };
+        let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
         let quiet = expired(&activity, self.timeouts);
         tokio::pin!(quiet);
@@ -174,6 +227,7 @@ impl Connection {
 struct ConnService {
     app: Router,
     activity: Arc<Activity>,
+    peer: Option<PeerCert>,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
@@ -183,8 +237,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
 
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         let open = self.activity.request_started();
-        let request: Request =
+        let mut request: Request =
             request.map(|body| Body::new(TrackedBody::new(body, Arc::clone(&open))));
+        if let Some(peer) = &self.peer {
+            request.extensions_mut().insert(peer.clone());
+        }
         let mut app = self.app.clone();
         Box::pin(async move {
             std::future::poll_fn(|cx| tower_service::Service::<Request>::poll_ready(&mut app, cx))

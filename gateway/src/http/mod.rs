@@ -15,6 +15,7 @@
 //! alone what it needs.
 
 pub mod admin_keys;
+pub mod admin_nodes;
 pub mod conn_idle;
 pub mod disposition;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 pub mod time_fmt;
+pub mod tls;
 pub mod upload_errors;
 
 use std::sync::Arc;

@@ -64,4 +64,14 @@ impl Meta {
             Ok(node)
         })
     }
+
+    /// Removes node `id`'s record (`DELETE /admin/nodes/{id}`); whether it existed. The caller
+    /// checks first that nothing references chunks on it.
+    pub fn remove_node(&self, id: &Uuid) -> Result<bool, MetaError> {
+        self.write(|txn| {
+            let mut nodes = txn.open_table(NODES)?;
+            let removed = nodes.remove(id.as_bytes())?.is_some();
+            Ok(removed)
+        })
+    }
 }

@@ -61,11 +61,25 @@ impl ShardService {
     pub async fn serve(self: Rc<Self>, endpoint: QuicEndpoint) {
         while let Some(conn) = endpoint.accept().await {
             let peer = conn.remote_address();
-            tracing::debug!(shard = self.shard, %peer, "connection accepted");
+            // The handshake already required the gateway role (see sixfold_certs::role_verify);
+            // the identity is kept for the log line of every request on this connection.
+            let identity = Rc::new(stream::PeerLabel::of(conn.peer_certificates().as_deref()));
+            tracing::debug!(
+                shard = self.shard,
+                %peer,
+                peer_role = %identity.role,
+                peer_cn = ?identity.common_name,
+                "connection accepted"
+            );
             let svc = Rc::clone(&self);
             drop(monoio::spawn(async move {
                 while let Some((recv, send)) = conn.accept_bi().await {
-                    drop(monoio::spawn(stream::handle(Rc::clone(&svc), recv, send)));
+                    drop(monoio::spawn(stream::handle(
+                        Rc::clone(&svc),
+                        Rc::clone(&identity),
+                        recv,
+                        send,
+                    )));
                 }
                 tracing::debug!(
                     shard = svc.shard,

@@ -12,6 +12,36 @@ use super::{ShardService, get, put};
 use crate::quic::{RecvStream, SendStream, StreamError};
 use crate::store::ChunkId;
 
+/// Who sent the requests of one connection, as logged with each request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PeerLabel {
+    /// `gateway`, `node <id>` or why the certificate names no role.
+    pub role: String,
+    /// The certificate's common name, peer-supplied: logged escaped (`?`).
+    pub common_name: Option<String>,
+}
+
+impl PeerLabel {
+    pub fn of(chain: Option<&[rustls::pki_types::CertificateDer<'static>]>) -> Self {
+        let Some(leaf) = chain.and_then(<[_]>::first) else {
+            return Self {
+                role: "no certificate".into(),
+                common_name: None,
+            };
+        };
+        match sixfold_certs::parse_identity(leaf) {
+            Ok(id) => Self {
+                role: id.role.to_string(),
+                common_name: id.common_name,
+            },
+            Err(e) => Self {
+                role: format!("unknown ({e})"),
+                common_name: None,
+            },
+        }
+    }
+}
+
 /// How a request ended, for its log line.
 pub(super) struct Outcome {
     /// Status name, or `aborted` when the stream broke and nobody was left to answer.
@@ -54,7 +84,12 @@ impl Outcome {
     }
 }
 
-pub(super) async fn handle(svc: Rc<ShardService>, mut recv: RecvStream, mut send: SendStream) {
+pub(super) async fn handle(
+    svc: Rc<ShardService>,
+    peer: Rc<PeerLabel>,
+    mut recv: RecvStream,
+    mut send: SendStream,
+) {
     let started = Instant::now();
     let (request, rest) = match header::read_request(&mut recv).await {
         Ok(r) => r,
@@ -73,7 +108,7 @@ pub(super) async fn handle(svc: Rc<ShardService>, mut recv: RecvStream, mut send
         Ok(outcome) => outcome,
         Err(response) => answer_error(&mut send, response, 0).await,
     };
-    log(&svc, op, chunk, &outcome, started);
+    log(&svc, &peer, op, chunk, &outcome, started);
 }
 
 /// Runs one checked request; `Err` is an answer that ends it before any body moved.
@@ -215,7 +250,14 @@ async fn refuse_header(
     }
 }
 
-fn log(svc: &ShardService, op: Op, chunk: Option<ChunkId>, outcome: &Outcome, started: Instant) {
+fn log(
+    svc: &ShardService,
+    peer: &PeerLabel,
+    op: Op,
+    chunk: Option<ChunkId>,
+    outcome: &Outcome,
+    started: Instant,
+) {
     let micros = started.elapsed().as_micros() as u64;
     let chunk = chunk.map(|c| c.to_hex()).unwrap_or_default();
     let error = outcome.error.as_deref().unwrap_or_default();
@@ -227,6 +269,8 @@ fn log(svc: &ShardService, op: Op, chunk: Option<ChunkId>, outcome: &Outcome, st
                 shard = svc.shard,
                 op = op.name(),
                 chunk,
+                peer_role = %peer.role,
+                peer_cn = ?peer.common_name,
                 status = outcome.status,
                 bytes = outcome.bytes,
                 micros,

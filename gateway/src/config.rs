@@ -112,6 +112,12 @@ pub struct ServeArgs {
     /// deleted [default: 24h].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub orphan_grace: Option<Duration>,
+    /// How often each node's chunks are listed and checked for orphans [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub orphan_scan_interval: Option<Duration>,
+    /// Delay between a node (re)registering and its first orphan scan [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub orphan_scan_delay: Option<Duration>,
     /// UDP payload size of the QUIC packets sent to nodes: `auto` (jumbo on loopback, 1452
     /// elsewhere) or 1200..=65527 [default: auto].
     #[arg(long, value_name = "BYTES|auto")]
@@ -206,6 +212,8 @@ struct FileConfig {
     down_after: Option<HumanDuration>,
     cleanup_interval: Option<HumanDuration>,
     orphan_grace: Option<HumanDuration>,
+    orphan_scan_interval: Option<HumanDuration>,
+    orphan_scan_delay: Option<HumanDuration>,
     mtu: Option<MtuSetting>,
     node_max_parts: Option<u32>,
     log_format: Option<LogFormat>,
@@ -245,6 +253,8 @@ pub struct GatewayConfig {
     pub down_after: Duration,
     pub cleanup_interval: Duration,
     pub orphan_grace: Duration,
+    pub orphan_scan_interval: Duration,
+    pub orphan_scan_delay: Duration,
     pub mtu: MtuSetting,
     pub node_max_parts: u32,
     pub log_format: LogFormat,
@@ -390,6 +400,14 @@ impl GatewayConfig {
                 .orphan_grace
                 .or(file.orphan_grace.map(|d| d.0))
                 .unwrap_or(crate::cluster::DEFAULT_ORPHAN_GRACE),
+            orphan_scan_interval: args
+                .orphan_scan_interval
+                .or(file.orphan_scan_interval.map(|d| d.0))
+                .unwrap_or(Duration::from_secs(600)),
+            orphan_scan_delay: args
+                .orphan_scan_delay
+                .or(file.orphan_scan_delay.map(|d| d.0))
+                .unwrap_or(Duration::from_secs(30)),
             mtu: args.mtu.or(file.mtu).unwrap_or_default(),
             node_max_parts: args
                 .node_max_parts

@@ -379,6 +379,11 @@ fn render_reconcile(out: &mut String, stats: &ReconcileStats) {
             "Orphan scans whose deletions the safety valve refused (most of a node unreferenced).",
             stats.refused(),
         ),
+        (
+            "sixfold_orphan_scans_skipped_total",
+            "Orphan scans not run because the node holds data the metadata cannot account for.",
+            stats.skipped_unaccounted(),
+        ),
     ] {
         header(out, name, "counter", help);
         let _ = writeln!(out, "{name} {value}");

@@ -266,6 +266,8 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         cleanup_interval: config.cleanup_interval,
         session_ttl: config.session_ttl,
         orphan_grace: config.orphan_grace,
+        orphan_scan_interval: config.orphan_scan_interval,
+        orphan_scan_delay: config.orphan_scan_delay,
         mtu: config.mtu,
         request_timeout: config.node_timeout,
         stream_window: u32::try_from(config.node_stream_window).unwrap_or(u32::MAX),

@@ -11,6 +11,7 @@ mod error;
 mod health;
 mod in_flight;
 pub mod membership;
+use membership::Membership;
 mod pool;
 mod quic_config;
 pub mod reconcile;
@@ -146,6 +147,45 @@ impl Cluster {
 
     pub fn config(&self) -> &ClusterConfig {
         &self.inner.cfg
+    }
+
+    /// Records that `report`'s node holds data this metadata cannot account for; from now on
+    /// nothing on it is deleted and `/health` says `recovery_needed`.
+    async fn mark_unaccounted(&self, report: &ValidReport, why: membership::Unaccounted) {
+        let reason = match why {
+            membership::Unaccounted::UnknownChunks(n) => {
+                format!("the node holds {n} chunks but this metadata has never known it")
+            }
+            membership::Unaccounted::OtherCluster(id) => {
+                format!("the node belongs to cluster {id}")
+            }
+        };
+        tracing::error!(
+            node = %report.id,
+            name = ?report.name,
+            chunks = report.chunk_count,
+            %reason,
+            "this node's data is not in the gateway's metadata: nothing on it will be deleted. \
+             If the metadata file was lost or replaced, stop the gateway and restore meta.redb \
+             from a backup; a node that should be emptied must be wiped by hand and removed \
+             (DELETE /admin/nodes/ID)"
+        );
+        let meta = self.meta().clone();
+        let mark = crate::meta::UnaccountedNode {
+            node_id: report.id,
+            chunk_count: report.chunk_count,
+            reason,
+            since_unix_ms: unix_ms(SystemTime::now()),
+        };
+        match tokio::task::spawn_blocking(move || meta.mark_unaccounted(&mark)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(node = %report.id, error = %e, "cannot record the unaccounted node")
+            }
+            Err(e) => {
+                tracing::error!(node = %report.id, error = %e, "cannot record the unaccounted node")
+            }
+        }
     }
 
     /// When this gateway process's cluster layer started (Unix ms).
@@ -479,13 +519,21 @@ impl Cluster {
             self.inner.pool.forget_node(report.id);
         }
         match outcome.transition {
-            Some((None, state)) => tracing::info!(
-                node = %report.id,
-                name = ?report.name,
-                shards = report.shard_addrs.len(),
-                ?state,
-                "node joined"
-            ),
+            Some((None, state)) => {
+                tracing::info!(
+                    node = %report.id,
+                    name = ?report.name,
+                    shards = report.shard_addrs.len(),
+                    ?state,
+                    "node joined"
+                );
+                // New to this metadata: judged once, on what it already holds.
+                let verdict =
+                    membership::judge(self.meta().cluster_id(), None, false, report.chunk_count);
+                if let Membership::Unaccounted(why) = verdict {
+                    self.mark_unaccounted(report, why).await;
+                }
+            }
             Some((Some(from), to)) => tracing::info!(
                 node = %report.id,
                 name = ?report.name,

@@ -151,6 +151,7 @@ pub struct ReconcileStats {
     quarantined: AtomicU64,
     deleted: AtomicU64,
     refused: AtomicU64,
+    skipped_unaccounted: AtomicU64,
 }
 
 impl ReconcileStats {
@@ -165,6 +166,10 @@ impl ReconcileStats {
     /// Scans whose deletions the safety valve refused.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+    /// Scans not run because the node's data is not accounted for by the metadata.
+    pub fn skipped_unaccounted(&self) -> u64 {
+        self.skipped_unaccounted.load(Ordering::Relaxed)
     }
 }
 
@@ -235,6 +240,16 @@ pub async fn scan_node(
     tracker: &mut OrphanTracker,
     node: Uuid,
 ) -> Result<usize, ScanError> {
+    let meta = cluster.meta().clone();
+    if blocking(move || meta.is_unaccounted(&node)).await? {
+        cluster
+            .reconcile_stats()
+            .skipped_unaccounted
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%node, "no orphan scan: the node's data is not accounted for");
+        tracker.forget(&node);
+        return Ok(0);
+    }
     let listed = list_unreferenced(cluster, node).await;
     let Listing {
         kept: candidates,

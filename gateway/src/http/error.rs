@@ -33,11 +33,13 @@ pub enum ErrorCode {
     Unauthorized,
     /// Valid credentials with too small a scope (`403`).
     Forbidden,
+    /// A node holds data the metadata cannot account for (`/health`, `503`).
+    RecoveryNeeded,
 }
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidId,
         ErrorCode::NotFound,
@@ -54,6 +56,7 @@ impl ErrorCode {
         ErrorCode::NotImplemented,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
+        ErrorCode::RecoveryNeeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +77,7 @@ impl ErrorCode {
             ErrorCode::NotImplemented => "not_implemented",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RecoveryNeeded => "recovery_needed",
         }
     }
 
@@ -93,6 +97,7 @@ impl ErrorCode {
             ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::RecoveryNeeded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -330,6 +335,7 @@ mod tests {
             (ErrorCode::NotImplemented, 501, "not_implemented"),
             (ErrorCode::Unauthorized, 401, "unauthorized"),
             (ErrorCode::Forbidden, 403, "forbidden"),
+            (ErrorCode::RecoveryNeeded, 503, "recovery_needed"),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (i, (code, status, text)) in expected.into_iter().enumerate() {

@@ -19,6 +19,9 @@ pub struct Health {
     pub error: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `recovery_needed` while a node holds data the metadata cannot account for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     pub metadata: &'static str,
     pub nodes_up: usize,
     pub nodes_needed: u32,
@@ -27,7 +30,9 @@ pub struct Health {
 /// `200` when uploads can be accepted: the metadata answers and at least `part_count` nodes
 /// are up. Otherwise `503` with the reason.
 pub async fn health(State(app): State<AppState>) -> Response {
-    let metadata = app.with_meta(|meta| meta.file_count()).await;
+    let metadata = app
+        .with_meta(|meta| Ok((meta.file_count()?, meta.unaccounted_nodes()?)))
+        .await;
     let nodes_up = app.store().up_count();
     let nodes_needed = app.part_count();
     let (status, error, message) = match &metadata {
@@ -35,6 +40,21 @@ pub async fn health(State(app): State<AppState>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             Some(ErrorCode::Internal),
             Some(format!("metadata unavailable: {}", e.message)),
+        ),
+        Ok((_, unaccounted)) if !unaccounted.is_empty() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(ErrorCode::RecoveryNeeded),
+            Some(format!(
+                "{} node(s) hold data this metadata cannot account for ({}); nothing on them is \
+                 deleted. Restore the gateway's metadata from a backup, or wipe and remove the \
+                 node(s)",
+                unaccounted.len(),
+                unaccounted
+                    .iter()
+                    .map(|n| format!("{}: {}", n.node_id, n.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
         ),
         Ok(_) if nodes_up < nodes_needed as usize => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -52,6 +72,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
             "unavailable"
         },
         error: error.map(ErrorCode::as_str),
+        reason: (error == Some(ErrorCode::RecoveryNeeded)).then_some("recovery_needed"),
         message,
         metadata: if metadata.is_ok() {
             "ok"

@@ -15,6 +15,7 @@ mod quarantine;
 mod records;
 mod sessions;
 mod tables;
+mod unaccounted;
 
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,7 @@ pub use records::{
     PendingDelete, PlannedPart, UploadSession, new_chunk_id,
 };
 pub use tables::SCHEMA_VERSION;
+pub use unaccounted::UnaccountedNode;
 
 /// Handle on the metadata database. Clones share one open database.
 #[derive(Clone)]
@@ -102,6 +104,7 @@ impl Meta {
             txn.open_table(tables::CHUNK_REFS)?;
             txn.open_table(tables::ACCESS_KEYS)?;
             txn.open_table(tables::QUARANTINE)?;
+            txn.open_table(tables::UNACCOUNTED)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
             let stored = cluster
                 .get(tables::CLUSTER_ID_KEY)?

@@ -71,6 +71,9 @@ impl Meta {
         self.write(|txn| {
             let mut nodes = txn.open_table(NODES)?;
             let removed = nodes.remove(id.as_bytes())?.is_some();
+            // A removed node holds nothing; should it come back, it is judged afresh.
+            txn.open_table(super::tables::UNACCOUNTED)?
+                .remove(id.as_bytes())?;
             Ok(removed)
         })
     }

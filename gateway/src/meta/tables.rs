@@ -36,6 +36,12 @@ pub(super) const QUARANTINE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition
 pub(super) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 pub(super) const CLUSTER_ID_KEY: &str = "id";
 
+/// Node id -> encoded [`super::UnaccountedNode`]: nodes holding data this metadata cannot
+/// account for. Nothing on them is deleted while they are listed.
+pub(super) const UNACCOUNTED: TableDefinition<&[u8; 16], &[u8]> =
+    TableDefinition::new("unaccounted_nodes");
+pub(super) const UNACCOUNTED_NAME: &str = "unaccounted_nodes";
+
 /// Access key id -> encoded [`crate::auth::AccessKey`]. Added after the first release within
 /// schema version 1: an older database simply lacks it until [`super::Meta::open`] creates it.
 pub(super) const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");

@@ -119,8 +119,32 @@ async fn https_round_trip_with_curl_over_http1_and_http2() {
         let ca = ca.display().to_string();
         let auth = format!("Authorization: Bearer {token}");
         let dir = c.dir.path().to_path_buf();
+        let token_file = c.gateway_dir().join("admin.token");
         let result = tokio::task::spawn_blocking(move || {
             wait_healthy(&base, &ca);
+            // The admin CLI speaks HTTPS too, trusting only the CA it is given.
+            let admin = |extra: &[&str]| {
+                let mut args = vec!["admin", "--gateway", &base, "--token-file"];
+                let token_file = token_file.to_str().expect("utf-8");
+                args.push(token_file);
+                args.extend_from_slice(extra);
+                args.extend_from_slice(&["keys", "list"]);
+                let out = Command::new(sixfold_tests::bin_path("sixfold-gateway"))
+                    .args(&args)
+                    // No ./sixfold-data here: the dev CA default does not apply.
+                    .current_dir(&dir)
+                    .output()
+                    .expect("run admin");
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).into_owned()
+                        + &String::from_utf8_lossy(&out.stderr),
+                )
+            };
+            let (ok, out) = admin(&["--cacert", &ca]);
+            assert!(ok && out.contains("bootstrap-admin"), "{out}");
+            let (ok, out) = admin(&[]);
+            assert!(!ok && out.contains("--cacert"), "{out}");
             // 7 MiB + 3 of varied bytes: six parts, the last one short.
             let input = dir.join("upload.bin");
             let data: Vec<u8> = (0..(7u32 << 20) + 3)

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sixfold_gateway::auth::Scope;
 use sixfold_gateway::http::admin_keys::{CreatedKey, KeyList};
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
 const DEFAULT_TOKEN_FILE: &str = "sixfold-data/admin.token";
@@ -29,6 +30,11 @@ pub struct AdminArgs {
     /// SIXFOLD_TOKEN environment variable is used before that default].
     #[arg(long, value_name = "FILE", global = true)]
     pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that an `https://` gateway's certificate must chain to, such as
+    /// the cluster CA that `dev --tls` prints [default: ./sixfold-data/gateway/certs/ca.pem if
+    /// it exists].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub cacert: Option<PathBuf>,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -60,7 +66,13 @@ pub enum KeysCommand {
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     let token = resolve_token(args.token_file.as_deref(), std::env::var(TOKEN_ENV).ok())?;
-    let client = Client::new(&args.gateway, &token);
+    sixfold_certs::install_crypto_provider();
+    let roots = if args.gateway.starts_with("https://") {
+        Some(load_roots(args.cacert.as_deref())?)
+    } else {
+        None
+    };
+    let client = Client::new(&args.gateway, &token, roots);
     match args.command {
         AdminCommand::Keys(KeysCommand::Create { scope, name }) => {
             let created: CreatedKey = client.send_json(
@@ -130,6 +142,35 @@ struct ErrorBody {
     message: String,
 }
 
+/// The CA certificates of `--cacert`, or of the dev cluster's CA when it is here.
+fn load_roots(cacert: Option<&Path>) -> anyhow::Result<Vec<Certificate<'static>>> {
+    let default = Path::new(DEFAULT_DEV_CA);
+    let path = match cacert {
+        Some(p) => p,
+        None if default.exists() => default,
+        None => anyhow::bail!(
+            "an https:// gateway needs --cacert FILE: the CA its certificate chains to \
+             (the cluster CA, <certs dir>/ca.pem)"
+        ),
+    };
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not PEM", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no certificate", path.display());
+    }
+    Ok(certs)
+}
+
+/// Where `dev` keeps its cluster CA.
+const DEFAULT_DEV_CA: &str = "sixfold-data/gateway/certs/ca.pem";
+
 struct Client {
     agent: ureq::Agent,
     base: String,
@@ -137,13 +178,22 @@ struct Client {
 }
 
 impl Client {
-    fn new(base: &str, token: &str) -> Client {
-        let agent = ureq::Agent::config_builder()
+    fn new(base: &str, token: &str, roots: Option<Vec<Certificate<'static>>>) -> Client {
+        let mut config = ureq::Agent::config_builder()
             // Error statuses carry the API's JSON error; read it rather than fail early.
             .http_status_as_error(false)
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .build()
-            .into();
+            .timeout_global(Some(REQUEST_TIMEOUT));
+        if let Some(roots) = roots {
+            // Only the given CA is trusted: a sixfold gateway's certificate comes from the
+            // cluster CA, not from a public one.
+            config = config.tls_config(
+                TlsConfig::builder()
+                    .provider(TlsProvider::Rustls)
+                    .root_certs(RootCerts::new_with_certs(&roots))
+                    .build(),
+            );
+        }
+        let agent = config.build().into();
         Client {
             agent,
             base: base.trim_end_matches('/').to_owned(),

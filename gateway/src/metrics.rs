@@ -124,7 +124,7 @@ pub struct NodeGauge {
 }
 
 /// Node states shown as a one-hot gauge per node.
-pub const NODE_STATES: [&str; 4] = ["up", "down", "draining", "read_only"];
+pub const NODE_STATES: [&str; 5] = ["up", "joining", "down", "draining", "read_only"];
 
 /// The gateway's metrics; one instance shared by all requests.
 #[derive(Debug, Default)]

@@ -135,7 +135,9 @@ impl ChunkStore for Cluster {
             .into_iter()
             .map(|n| NodeGauge {
                 id: n.id.to_string(),
-                state: state_label(n.state),
+                // As /nodes shows it: a registered node not yet verified over QUIC is
+                // `joining`, not `up`.
+                state: n.state_name,
                 capacity: n.capacity,
                 used: n.used,
             })

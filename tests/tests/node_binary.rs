@@ -4,13 +4,14 @@
 //! operations byte for byte, interrupted and resumed puts, a corrupted block on disk, restarts
 //! (SIGTERM) with and without the index file, and a client certificate from another CA.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{Connection, ReadError, VarInt};
 use sixfold_certs::GatewayTls;
 use sixfold_node::quic::QuicSettings;
@@ -141,26 +142,7 @@ impl Reply {
 
 impl Client {
     async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Result<Client, String> {
-        // The node runs `--mtu auto`: jumbo datagrams on loopback.
-        let settings = QuicSettings::loopback_jumbo();
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        let endpoint = quinn::Endpoint::new(
-            settings.endpoint_config().map_err(|e| e.to_string())?,
-            None,
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(|e| e.to_string())?;
-        let mut config = quinn::ClientConfig::new(Arc::new(
-            QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?,
-        ));
-        config.transport_config(Arc::new(settings.transport_config()));
-        // Node certificates carry their IP addresses as SANs (`issue-node --ip 127.0.0.1`).
-        let conn = endpoint
-            .connect_with(config, addr, &addr.ip().to_string())
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())?;
+        let (endpoint, conn) = common::quic_connect(addr, tls).await?;
         Ok(Client { endpoint, conn })
     }
 

@@ -8,12 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_download_matches, bounded, upload_ok};
-use quinn::crypto::rustls::QuicClientConfig;
+use common::{assert_download_matches, bounded, quic_connect, upload_ok};
 use reqwest::StatusCode;
 use sixfold_certs::{NodeTls, layout};
 use sixfold_node::https_client::{HttpsClient, HttpsResponse};
-use sixfold_node::quic::QuicSettings;
 use sixfold_tests::{ClusterOptions, TestCluster, pattern};
 use sixfold_wire::registration::{HEARTBEAT_PATH, REGISTER_PATH};
 use sixfold_wire::{Decoded, Request, Response, try_decode_response};
@@ -181,32 +179,6 @@ async fn eventually_logged(dir: &std::path::Path, needle: &str) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A quinn client with `tls`, configured as the gateway's.
-async fn quic_connect(
-    addr: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<(quinn::Endpoint, quinn::Connection), String> {
-    let settings = QuicSettings::loopback_jumbo();
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let endpoint = quinn::Endpoint::new(
-        settings.endpoint_config().map_err(|e| e.to_string())?,
-        None,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(|e| e.to_string())?;
-    let mut config = quinn::ClientConfig::new(Arc::new(
-        QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?,
-    ));
-    config.transport_config(Arc::new(settings.transport_config()));
-    let conn = endpoint
-        .connect_with(config, addr, &addr.ip().to_string())
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((endpoint, conn))
 }
 
 /// Sends one request and decodes the answer header.
@@ -407,10 +379,9 @@ async fn only_an_empty_stopped_node_can_be_removed() {
     .await;
 }
 
-/// Starts `sixfold-node` on `dir` against the cluster and waits (bounded) for it to exit;
-/// returns its log.
-fn node_exits_with(c: &TestCluster, dir: &std::path::Path, what: &str) -> String {
-    let args: Vec<String> = vec![
+/// Arguments of a one-shard node named `checked` on `dir`, registering with `c`.
+fn checked_node_args(c: &TestCluster, dir: &std::path::Path) -> Vec<String> {
+    vec![
         "--data-dir".into(),
         dir.display().to_string(),
         "--listen".into(),
@@ -421,7 +392,13 @@ fn node_exits_with(c: &TestCluster, dir: &std::path::Path, what: &str) -> String
         "1".into(),
         "--name".into(),
         "checked".into(),
-    ];
+    ]
+}
+
+/// Starts `sixfold-node` on `dir` against the cluster and waits (bounded) for it to exit;
+/// returns its log.
+fn node_exits_with(c: &TestCluster, dir: &std::path::Path, what: &str) -> String {
+    let args = checked_node_args(c, dir);
     let mut proc = sixfold_tests::Proc::spawn(
         what,
         &sixfold_tests::bin_path("sixfold-node"),
@@ -512,18 +489,7 @@ async fn a_node_takes_its_id_from_its_certificate_and_refuses_a_mismatch() {
         std::fs::write(&node_cert, kept_cert).expect("restore cert");
         std::fs::write(&node_key, kept_key).expect("restore key");
         std::fs::remove_file(dir.join("node-id")).expect("remove node-id");
-        let args: Vec<String> = vec![
-            "--data-dir".into(),
-            dir.display().to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--gateway".into(),
-            c.internal_url(),
-            "--shards".into(),
-            "1".into(),
-            "--name".into(),
-            "checked".into(),
-        ];
+        let args = checked_node_args(&c, &dir);
         let mut node = sixfold_tests::Proc::spawn(
             "checked",
             &sixfold_tests::bin_path("sixfold-node"),

@@ -3,11 +3,15 @@
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use quinn::crypto::rustls::QuicClientConfig;
 use reqwest::StatusCode;
 use serde_json::Value;
+use sixfold_node::quic::QuicSettings;
 use sixfold_tests::{Pattern, TestCluster};
 use tokio::sync::mpsc;
 
@@ -238,4 +242,32 @@ pub async fn node_index(c: &TestCluster, json_index: usize) -> usize {
     name.strip_prefix("node-")
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("unexpected node name {name}"))
+}
+
+/// A quinn client connection to a node shard at `addr` with `tls`, configured as the gateway's
+/// (the node runs `--mtu auto`: jumbo datagrams on loopback). Node certificates carry their IP
+/// addresses as SANs, so the address is the server name.
+pub async fn quic_connect(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(quinn::Endpoint, quinn::Connection), String> {
+    let settings = QuicSettings::loopback_jumbo();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let endpoint = quinn::Endpoint::new(
+        settings.endpoint_config().map_err(|e| e.to_string())?,
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut config = quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?,
+    ));
+    config.transport_config(Arc::new(settings.transport_config()));
+    let conn = endpoint
+        .connect_with(config, addr, &addr.ip().to_string())
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((endpoint, conn))
 }

@@ -29,7 +29,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
-use sixfold_wire::{ChunkId, ChunkInfo, ChunkMeta, NodeInfo, Request, Response, Status};
+use sixfold_wire::{
+    ChunkId, ChunkInfo, ChunkMark, ChunkMeta, FileFacts, InventoryEntry, MAX_INVENTORY_LIMIT,
+    MAX_MARKS, NodeInfo, Request, Response, Status,
+};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -255,9 +258,11 @@ impl Cluster {
         node: Uuid,
         chunk_id: ChunkId,
         meta: ChunkMeta,
+        facts: Option<FileFacts>,
         body: mpsc::Receiver<Bytes>,
     ) -> Result<PutAck, NodeError> {
-        self.put_chunk_from(node, chunk_id, meta, 0, body).await
+        self.put_chunk_from(node, chunk_id, meta, 0, facts, body)
+            .await
     }
 
     /// Like [`Cluster::put_chunk`], continuing an interrupted put at `resume_from` (the
@@ -275,6 +280,7 @@ impl Cluster {
         chunk_id: ChunkId,
         meta: ChunkMeta,
         resume_from: u64,
+        facts: Option<FileFacts>,
         mut body: mpsc::Receiver<Bytes>,
     ) -> Result<PutAck, NodeError> {
         let expected = meta.length.saturating_sub(resume_from);
@@ -296,6 +302,7 @@ impl Cluster {
                 chunk_id,
                 meta,
                 resume_from,
+                facts,
                 first,
                 &mut body,
                 deadline,
@@ -354,6 +361,71 @@ impl Cluster {
                 ..
             }) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Records commit marks on `node`, one request per shard (and per [`MAX_MARKS`]), durably
+    /// when this returns `Ok`; returns how many the node recorded (marks for chunks it does not
+    /// hold are not).
+    pub async fn mark_chunks(&self, node: Uuid, marks: Vec<ChunkMark>) -> Result<usize, NodeError> {
+        let shards = self.shard_count(node)?;
+        let mut by_shard: std::collections::BTreeMap<usize, Vec<ChunkMark>> = Default::default();
+        for m in marks {
+            by_shard
+                .entry(usize::from(sixfold_wire::shard_for(
+                    &m.chunk_id,
+                    shards as u16,
+                )))
+                .or_default()
+                .push(m);
+        }
+        let mut recorded = 0;
+        for (shard, marks) in by_shard {
+            for batch in marks.chunks(usize::from(MAX_MARKS)) {
+                let req = Request::Mark {
+                    marks: batch.to_vec(),
+                };
+                match self.call_shard(node, shard, req).await? {
+                    Response::Mark { recorded: n } => recorded += usize::from(n),
+                    _ => return Err(unexpected_response()),
+                }
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// One inventory page of shard `shard` of `node`: chunks after `after` with their header
+    /// facts and commit marks.
+    pub async fn inventory(
+        &self,
+        node: Uuid,
+        shard: usize,
+        after: Option<ChunkId>,
+    ) -> Result<(Vec<InventoryEntry>, bool), NodeError> {
+        let req = Request::Inventory {
+            after,
+            limit: MAX_INVENTORY_LIMIT,
+        };
+        match self.call_shard(node, shard, req).await? {
+            Response::Inventory { entries, more } => Ok((entries, more)),
+            _ => Err(unexpected_response()),
+        }
+    }
+
+    /// Has the node read a chunk whole and check it against its crcs; its length and crc32c.
+    /// The deadline grows with the chunk (at 50 MB/s, on top of the request timeout).
+    pub async fn verify_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+        length: u64,
+    ) -> Result<(u64, u32), NodeError> {
+        let route = self.read().route(&node, &chunk_id)?;
+        let deadline = self.deadline() + Duration::from_millis(length / 50_000);
+        let streams = self.open_stream(node, route, deadline).await?;
+        match rpc::call(streams, Request::Verify { chunk_id }, deadline).await? {
+            Response::Verify { length, crc32c } => Ok((length, crc32c)),
+            _ => Err(unexpected_response()),
         }
     }
 

@@ -10,6 +10,7 @@ mod deletes;
 mod error;
 mod files;
 mod keys;
+mod marks;
 mod nodes;
 mod quarantine;
 mod records;
@@ -30,6 +31,7 @@ use uuid::Uuid;
 
 pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use error::MetaError;
+pub use marks::{CommitMark, PendingMark};
 pub use quarantine::QuarantineMark;
 pub use records::{
     AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, PartRecord,
@@ -105,6 +107,7 @@ impl Meta {
             txn.open_table(tables::ACCESS_KEYS)?;
             txn.open_table(tables::QUARANTINE)?;
             txn.open_table(tables::UNACCOUNTED)?;
+            txn.open_table(tables::PENDING_MARKS)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
             let stored = cluster
                 .get(tables::CLUSTER_ID_KEY)?

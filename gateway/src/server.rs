@@ -304,7 +304,10 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         edge_limits(config),
         config.auth_policy(),
     );
-    let app = router(state, crate::http::admin_nodes::router(cluster.clone()));
+    let admin = crate::http::admin_nodes::router(cluster.clone()).merge(
+        crate::http::admin_recover::router(crate::recovery::Recovery::new(cluster.clone())),
+    );
+    let app = router(state, admin);
     let (stop, stopped) = oneshot::channel::<()>();
     // Both listeners stop together: the internal one when the public one's stop fires.
     let (internal_stop, internal_stopped) = tokio::sync::watch::channel(false);

@@ -35,6 +35,10 @@ pub enum Endpoint {
     RevokeKey { id: String },
     /// `DELETE /admin/nodes/{id}`.
     RemoveNode { id: String },
+    /// `POST /admin/recover`: rebuild the metadata from the nodes.
+    StartRecovery,
+    /// `GET /admin/recover`: the rebuild's progress and report.
+    RecoveryStatus,
     /// `/internal/*`: the nodes' registration and heartbeats, authenticated by the cluster
     /// token (and, later, certificates on their own listener), not by access keys.
     Internal,
@@ -88,6 +92,8 @@ impl Endpoint {
             ["admin", "nodes", node] if delete && !node.is_empty() => {
                 Endpoint::RemoveNode { id: id(node) }
             }
+            ["admin", "recover"] if post => Endpoint::StartRecovery,
+            ["admin", "recover"] if get => Endpoint::RecoveryStatus,
             ["admin", ..] => Endpoint::UnknownAdmin,
             _ => Endpoint::Unknown,
         }
@@ -111,6 +117,8 @@ impl Endpoint {
             | Endpoint::ListKeys
             | Endpoint::RevokeKey { .. }
             | Endpoint::RemoveNode { .. }
+            | Endpoint::StartRecovery
+            | Endpoint::RecoveryStatus
             | Endpoint::UnknownAdmin => Access::Scope(Scope::Admin),
         }
     }
@@ -233,6 +241,18 @@ mod tests {
                 Method::DELETE,
                 format!("/admin/nodes/{ID}"),
                 Endpoint::RemoveNode { id: id() },
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/recover".into(),
+                Endpoint::StartRecovery,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/recover".into(),
+                Endpoint::RecoveryStatus,
                 admin(),
             ),
             (

@@ -14,6 +14,7 @@ mod marks;
 mod nodes;
 mod quarantine;
 mod records;
+mod restore;
 mod sessions;
 mod tables;
 mod unaccounted;
@@ -37,6 +38,7 @@ pub use records::{
     AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, PartRecord,
     PendingDelete, PlannedPart, UploadSession, new_chunk_id,
 };
+pub use restore::Restored;
 pub use tables::SCHEMA_VERSION;
 pub use unaccounted::UnaccountedNode;
 

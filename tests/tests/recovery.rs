@@ -169,6 +169,16 @@ async fn admin_recover_brings_back_committed_files_and_nothing_deleted_or_uncomm
     })
     .await;
 
+    // Every node keeps the id of the cluster it joined.
+    let node_dirs: Vec<_> = (0..6).map(|i| c.node_dir(i)).collect();
+    bounded("the nodes keep the cluster id", async {
+        while !node_dirs.iter().all(|d| d.join("cluster_id").exists()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let kept_id = std::fs::read_to_string(node_dirs[0].join("cluster_id")).expect("cluster id");
+
     // The gateway dies before the cut upload's 201, and its metadata is lost.
     lose_metadata(&mut c, 6).await;
     drop(tx);
@@ -223,6 +233,26 @@ async fn admin_recover_brings_back_committed_files_and_nothing_deleted_or_uncomm
     );
     let (status, body) = health(&c).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The rebuilt metadata took the nodes' cluster id: after a restart they are members, not
+    // strangers, and the cluster stays healthy. The nodes kept their id.
+    if let Some(mut gateway) = c.gateway.take() {
+        gateway.kill9();
+    }
+    c.start_gateway();
+    c.wait_nodes_up(6).await;
+    bounded("healthy after a restart", async {
+        while health(&c).await.0 != StatusCode::OK {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    for d in &node_dirs {
+        assert_eq!(
+            std::fs::read_to_string(d.join("cluster_id")).expect("id"),
+            kept_id
+        );
+    }
 
     // The restored files are whole files again: they can be deleted like any other.
     let r = c

@@ -74,6 +74,8 @@ struct Inner {
     /// When this gateway process started (Unix ms): sessions recorded earlier are leftovers of
     /// a process that died. One gateway per metadata store, for now.
     started_unix_ms: u64,
+    /// The cluster id each node last reported keeping (report version 3).
+    claims: Mutex<std::collections::HashMap<Uuid, Uuid>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -124,6 +126,7 @@ impl Cluster {
             tasks: Mutex::new(Vec::new()),
             reconcile: Arc::default(),
             started_unix_ms,
+            claims: Mutex::default(),
         });
         let tasks = vec![
             tokio::spawn(health::run(Arc::downgrade(&inner))),
@@ -583,12 +586,44 @@ impl Cluster {
     }
 
     /// Applies a node report and persists what changed.
-    async fn apply_report(&self, report: &ValidReport, kind: ReportKind) {
+    /// Returns the cluster id to tell the node: on registration, to a node whose data this
+    /// metadata accounts for.
+    async fn apply_report(&self, report: &ValidReport, kind: ReportKind) -> Option<Uuid> {
+        if let Some(claim) = report.cluster_id {
+            self.inner
+                .claims
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(report.id, claim);
+        }
         let outcome =
             self.write()
                 .apply_report(report, kind, Instant::now(), unix_ms(SystemTime::now()));
         if outcome.reconnect {
             self.inner.pool.forget_node(report.id);
+        }
+        let joined = matches!(outcome.transition, Some((None, _)));
+        // Judged when the node joins or registers (starts): what it holds against what this
+        // metadata knows, and the cluster id it keeps against ours.
+        let mut tell = None;
+        if joined || kind == ReportKind::Register {
+            let ours = self.meta().cluster_id();
+            let verdict = membership::judge(ours, report.cluster_id, !joined, report.chunk_count);
+            match verdict {
+                Membership::Unaccounted(why) => self.mark_unaccounted(report, why).await,
+                Membership::Joins if report.cluster_id.is_none() => {
+                    let meta = self.meta().clone();
+                    let id = report.id;
+                    let flagged = tokio::task::spawn_blocking(move || meta.is_unaccounted(&id))
+                        .await
+                        .map_or(true, |r| r.unwrap_or(true));
+                    // A node whose data is not accounted for never learns this id.
+                    if !flagged {
+                        tell = Some(ours);
+                    }
+                }
+                Membership::Joins | Membership::Member => {}
+            }
         }
         match outcome.transition {
             Some((None, state)) => {
@@ -599,12 +634,6 @@ impl Cluster {
                     ?state,
                     "node joined"
                 );
-                // New to this metadata: judged once, on what it already holds.
-                let verdict =
-                    membership::judge(self.meta().cluster_id(), None, false, report.chunk_count);
-                if let Membership::Unaccounted(why) = verdict {
-                    self.mark_unaccounted(report, why).await;
-                }
             }
             Some((Some(from), to)) => tracing::info!(
                 node = %report.id,
@@ -634,6 +663,16 @@ impl Cluster {
             // Deletes queued while the node was away can go now.
             self.wake_cleanup();
         }
+        tell
+    }
+
+    /// The cluster ids the nodes report keeping, by node.
+    pub fn claimed_cluster_ids(&self) -> std::collections::HashMap<Uuid, Uuid> {
+        self.inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Forgets node `id` for good: its record goes from the metadata and the registry. Only a

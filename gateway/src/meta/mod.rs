@@ -46,7 +46,8 @@ pub use unaccounted::UnaccountedNode;
 #[derive(Clone)]
 pub struct Meta {
     db: Arc<Database>,
-    cluster_id: Uuid,
+    /// Shared by every clone: a rebuild may adopt the id the nodes keep.
+    cluster_id: Arc<std::sync::RwLock<Uuid>>,
 }
 
 impl fmt::Debug for Meta {
@@ -81,11 +82,11 @@ impl Meta {
                 "cannot check or narrow the mode of the metadata file, which holds access key secrets"
             ),
         }
-        let mut meta = Meta {
+        let meta = Meta {
             db: Arc::new(db),
-            cluster_id: Uuid::nil(),
+            cluster_id: Arc::new(std::sync::RwLock::new(Uuid::nil())),
         };
-        meta.cluster_id = meta.write(|txn| {
+        let id = meta.write(|txn| {
             let mut schema = txn.open_table(tables::SCHEMA)?;
             let found = schema.get(tables::SCHEMA_VERSION_KEY)?.map(|v| v.value());
             match found {
@@ -127,6 +128,10 @@ impl Meta {
                 }
             }
         })?;
+        *meta
+            .cluster_id
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
         tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");
         Ok(meta)
     }
@@ -134,7 +139,26 @@ impl Meta {
     /// The identity of the cluster this metadata describes: a new metadata file is a new
     /// cluster, which nodes that joined another one can tell.
     pub fn cluster_id(&self) -> Uuid {
-        self.cluster_id
+        *self
+            .cluster_id
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes `id` as the cluster's identity: a rebuild from nodes that all keep `id` makes this
+    /// metadata theirs again.
+    pub fn adopt_cluster_id(&self, id: Uuid) -> Result<(), MetaError> {
+        self.write(|txn| {
+            txn.open_table(tables::CLUSTER)?
+                .insert(tables::CLUSTER_ID_KEY, id.as_bytes().as_slice())?;
+            Ok(())
+        })?;
+        *self
+            .cluster_id
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
+        tracing::warn!(cluster_id = %id, "cluster identity adopted from the nodes");
+        Ok(())
     }
 
     /// Runs `body` in one write transaction: committed (durably) if it returns `Ok`, rolled back

@@ -38,6 +38,10 @@ pub enum RecoveryError {
     NodeNotReady(Uuid, &'static str),
     #[error("node {0}: {1}")]
     Node(Uuid, NodeError),
+    #[error(
+        "the nodes keep the ids of several clusters ({0}): a rebuild needs the nodes of one cluster; remove the others first"
+    )]
+    SeveralClusters(String),
     #[error("metadata: {0}")]
     Meta(#[from] MetaError),
     #[error("metadata task failed: {0}")]
@@ -194,6 +198,18 @@ impl Recovery {
             .find(|n| n.state == NodeState::Down || n.state_name == "joining")
         {
             return Err(RecoveryError::NodeNotReady(n.id, n.state_name));
+        }
+        // The nodes' chunks were written under the cluster id they keep: the rebuilt metadata
+        // takes it, so that they are members again.
+        let claims = cluster.claimed_cluster_ids();
+        let claimed: std::collections::BTreeSet<Uuid> = nodes
+            .iter()
+            .filter_map(|n| claims.get(&n.id))
+            .copied()
+            .collect();
+        if claimed.len() > 1 {
+            let list: Vec<String> = claimed.iter().map(Uuid::to_string).collect();
+            return Err(RecoveryError::SeveralClusters(list.join(", ")));
         }
         self.update(|s| s.nodes = nodes.len());
         tracing::warn!(
@@ -357,6 +373,11 @@ impl Recovery {
         for (node, marks) in by_node {
             let n = meta_call(cluster, move |m| m.update_quarantine(&node, &marks, &[])).await?;
             report.chunks_quarantined += n as u64;
+        }
+        if let Some(id) = claimed.first().copied()
+            && id != cluster.meta().cluster_id()
+        {
+            meta_call(cluster, move |m| m.adopt_cluster_id(id)).await?;
         }
         for node in &nodes {
             let id = node.id;

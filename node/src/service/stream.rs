@@ -287,6 +287,11 @@ fn log(
 ) {
     let micros = started.elapsed().as_micros() as u64;
     let chunk = chunk.map(|c| c.to_hex()).unwrap_or_default();
+    // A put that also keeps the file's facts is a put to whoever traces a file's parts.
+    let op_name = match op {
+        Op::PutFile => Op::Put.name(),
+        other => other.name(),
+    };
     let error = outcome.error.as_deref().unwrap_or_default();
     // `tracing::event!` needs its level as a constant: one expansion per level.
     macro_rules! line {
@@ -294,7 +299,7 @@ fn log(
             tracing::event!(
                 $level,
                 shard = svc.shard,
-                op = op.name(),
+                op = op_name,
                 chunk,
                 peer_role = %peer.role,
                 peer_cn = ?peer.common_name,

@@ -13,8 +13,8 @@ use futures_util::future::join_all;
 use sixfold_wire::{ChunkMark, Mark, MarkKind};
 use uuid::Uuid;
 
-use crate::chunk_store::SharedStore;
 use crate::meta::{ChunkId, CommitMark, FileRecord, Meta};
+use crate::node_client::SharedNodeClient;
 
 /// How long an upload waits for its marks before answering 201 anyway.
 pub const COMMIT_MARK_WAIT: Duration = Duration::from_secs(5);
@@ -34,7 +34,12 @@ pub fn wire_mark(chunk_id: ChunkId, m: &CommitMark) -> ChunkMark {
 
 /// Sends the marks of a just committed file to its nodes, all at once, for at most `wait`, and
 /// clears those acknowledged from the metadata. Returns how many were acknowledged.
-pub async fn deliver(store: &SharedStore, meta: &Meta, file: &FileRecord, wait: Duration) -> usize {
+pub async fn deliver(
+    store: &SharedNodeClient,
+    meta: &Meta,
+    file: &FileRecord,
+    wait: Duration,
+) -> usize {
     let Some(mark) = CommitMark::of(file) else {
         return 0;
     };

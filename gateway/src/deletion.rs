@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use uuid::Uuid;
 
-use crate::chunk_store::SharedStore;
 use crate::meta::{ChunkId, FileRecord, Meta};
+use crate::node_client::SharedNodeClient;
 
 /// How long a `DELETE` waits for its nodes before it answers anyway.
 pub const DELETE_WAIT: Duration = Duration::from_secs(5);
@@ -20,7 +20,7 @@ pub const DELETE_WAIT: Duration = Duration::from_secs(5);
 /// the cleanup is woken for the rest.
 pub async fn delete_chunks_now(
     meta: &Meta,
-    store: &SharedStore,
+    store: &SharedNodeClient,
     file: &FileRecord,
     wait: Duration,
 ) -> usize {

@@ -3,7 +3,6 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
-pub mod chunk_store;
 pub mod cluster;
 pub mod commit_marks;
 pub mod config;
@@ -12,6 +11,7 @@ pub mod download;
 pub mod http;
 pub mod meta;
 pub mod metrics;
+pub mod node_client;
 pub mod placement;
 pub mod recovery;
 pub mod server;

@@ -30,11 +30,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
-use crate::chunk_store::SharedStore;
-use crate::chunk_store::memory::{Fault, MemoryStore};
 use crate::download::open_body;
 use crate::meta::{FileRecord, Meta};
 use crate::metrics::Metrics;
+use crate::node_client::SharedNodeClient;
+use crate::node_client::memory::{Fault, MemoryNodes};
 use crate::split::SplitPolicy;
 use crate::upload::spool_budget::SpoolBudget;
 use crate::upload::{FileInfo, UploadSettings, Uploader};
@@ -80,8 +80,8 @@ struct World {
     seed: u64,
     step: usize,
     rng: Rng,
-    store: MemoryStore,
-    shared: SharedStore,
+    store: MemoryNodes,
+    shared: SharedNodeClient,
     meta: Meta,
     uploader: Uploader,
     metrics: Arc<Metrics>,
@@ -97,8 +97,8 @@ impl World {
         let mut rng = Rng(seed);
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = Meta::open(dir.path().join("meta.redb")).expect("meta");
-        let store = MemoryStore::with_node_ids((0..NODES).map(|_| rng.uuid()).collect::<Vec<_>>());
-        let shared: SharedStore = Arc::new(store.clone());
+        let store = MemoryNodes::with_node_ids((0..NODES).map(|_| rng.uuid()).collect::<Vec<_>>());
+        let shared: SharedNodeClient = Arc::new(store.clone());
         let metrics = Arc::new(Metrics::new());
         let settings = UploadSettings {
             max_file_size: 1 << 30,

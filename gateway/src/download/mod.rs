@@ -15,7 +15,7 @@ pub mod stream;
 pub use plan::{Fetch, plan_fetches};
 pub use stream::open_body;
 
-use crate::chunk_store::StoreError;
+use crate::node_client::NodeCallError;
 
 /// Why a download stream was cut off.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum DownloadError {
     Node {
         index: u32,
         #[source]
-        source: StoreError,
+        source: NodeCallError,
     },
     #[error("part {index}: checksum mismatch (stored {expected:08x}, read {actual:08x})")]
     ChecksumMismatch {

@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 
 use super::DownloadError;
 use super::plan::{Fetch, plan_fetches};
-use crate::chunk_store::{ChunkStream, SharedStore, StoreError};
 use crate::meta::FileRecord;
 use crate::metrics::{DownloadOutcome, Metrics};
+use crate::node_client::{ChunkStream, NodeCallError, SharedNodeClient};
 
 /// Frames queued between the part reader and the HTTP connection.
 const RESPONSE_CHANNEL_FRAMES: usize = 8;
@@ -27,7 +27,7 @@ const RESPONSE_CHANNEL_FRAMES: usize = 8;
 /// is sent): a stream fed by a task that stops as soon as the stream is dropped (client gone).
 /// `permit` (the download's admission slot) is held until the task ends.
 pub async fn open_body<P: Send + 'static>(
-    store: SharedStore,
+    store: SharedNodeClient,
     metrics: Arc<Metrics>,
     file: &FileRecord,
     start: u64,
@@ -84,7 +84,10 @@ impl<T> Future for AbortOnDrop<T> {
     }
 }
 
-fn open(store: &SharedStore, fetch: &Fetch) -> AbortOnDrop<Result<ChunkStream, StoreError>> {
+fn open(
+    store: &SharedNodeClient,
+    fetch: &Fetch,
+) -> AbortOnDrop<Result<ChunkStream, NodeCallError>> {
     let opening = store.get_chunk(fetch.node, fetch.chunk_id, fetch.offset, fetch.len);
     AbortOnDrop(tokio::spawn(opening))
 }
@@ -114,7 +117,7 @@ async fn fail(tx: &Sender, error: DownloadError) -> DownloadOutcome {
 }
 
 async fn produce(
-    store: &SharedStore,
+    store: &SharedNodeClient,
     metrics: &Metrics,
     fetches: &[Fetch],
     first: Option<ChunkStream>,
@@ -122,7 +125,7 @@ async fn produce(
     sent: &mut u64,
 ) -> DownloadOutcome {
     let mut opened = first;
-    let mut next: Option<AbortOnDrop<Result<ChunkStream, StoreError>>> = None;
+    let mut next: Option<AbortOnDrop<Result<ChunkStream, NodeCallError>>> = None;
     for (i, fetch) in fetches.iter().enumerate() {
         let mut stream = match (opened.take(), next.take()) {
             (Some(stream), _) => stream,

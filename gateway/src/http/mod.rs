@@ -22,6 +22,7 @@ pub mod disposition;
 pub mod error;
 pub mod files;
 pub mod listener;
+pub mod node_directory;
 pub mod range;
 mod request_guard;
 mod request_log;
@@ -41,9 +42,9 @@ use uuid::Uuid;
 
 use crate::admission::{Admission, AdmissionLimits, Refused};
 use crate::auth::AuthPolicy;
-use crate::chunk_store::SharedStore;
 use crate::meta::{Meta, MetaError};
 use crate::metrics::Metrics;
+use crate::node_client::{NodeClient, SharedNodeClient};
 use crate::upload::{UploadSettings, Uploader};
 use error::{ApiError, ErrorCode};
 
@@ -92,7 +93,8 @@ pub struct AppState {
 
 struct AppInner {
     meta: Meta,
-    store: SharedStore,
+    store: SharedNodeClient,
+    directory: Arc<dyn node_directory::NodeDirectory>,
     metrics: Arc<Metrics>,
     uploader: Uploader,
     uploads: Admission,
@@ -104,18 +106,19 @@ struct AppInner {
 }
 
 impl AppState {
-    pub fn new(
+    /// `nodes` serves both the data path and the node views.
+    pub fn new<N: NodeClient + node_directory::NodeDirectory>(
         meta: Meta,
-        store: SharedStore,
+        store: Arc<N>,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
     ) -> Self {
         Self::with_limits(meta, store, metrics, settings, EdgeLimits::default())
     }
 
-    pub fn with_limits(
+    pub fn with_limits<N: NodeClient + node_directory::NodeDirectory>(
         meta: Meta,
-        store: SharedStore,
+        store: Arc<N>,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
         limits: EdgeLimits,
@@ -130,20 +133,23 @@ impl AppState {
         )
     }
 
-    pub fn with_policy(
+    pub fn with_policy<N: NodeClient + node_directory::NodeDirectory>(
         meta: Meta,
-        store: SharedStore,
+        nodes: Arc<N>,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
         limits: EdgeLimits,
         auth: AuthPolicy,
     ) -> Self {
         let part_count = settings.split.part_count;
+        let directory: Arc<dyn node_directory::NodeDirectory> = nodes.clone();
+        let store: SharedNodeClient = nodes;
         let uploader = Uploader::new(meta.clone(), store.clone(), metrics.clone(), settings);
         AppState {
             inner: Arc::new(AppInner {
                 meta,
                 store,
+                directory,
                 metrics,
                 uploader,
                 uploads: Admission::new("upload", limits.uploads),
@@ -158,7 +164,12 @@ impl AppState {
         &self.inner.meta
     }
 
-    pub fn store(&self) -> &SharedStore {
+    /// How the nodes are shown (`/nodes`, `/metrics`).
+    pub fn directory(&self) -> &dyn node_directory::NodeDirectory {
+        self.inner.directory.as_ref()
+    }
+
+    pub fn store(&self) -> &SharedNodeClient {
         &self.inner.store
     }
 

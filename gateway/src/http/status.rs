@@ -87,13 +87,13 @@ pub async fn health(State(app): State<AppState>) -> Response {
 
 /// `GET /nodes`.
 pub async fn nodes(State(app): State<AppState>) -> Response {
-    Json(app.store().nodes_json()).into_response()
+    Json(app.directory().nodes_json()).into_response()
 }
 
 /// `GET /metrics`, Prometheus text format.
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let files = app.with_meta(|meta| meta.file_count()).await.ok();
-    let mut text = app.metrics().render(&app.store().node_gauges(), files);
+    let mut text = app.metrics().render(&app.directory().node_gauges(), files);
     crate::admission::render_all(&mut text, &[app.uploads(), app.downloads()]);
     (
         [(

@@ -11,10 +11,9 @@ use tokio::sync::oneshot;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::{AppState, router};
-use crate::chunk_store::SharedStore;
-use crate::chunk_store::memory::{Fault, MemoryStore};
 use crate::meta::Meta;
 use crate::metrics::Metrics;
+use crate::node_client::memory::{Fault, MemoryNodes};
 use crate::split::SplitPolicy;
 use crate::upload::UploadSettings;
 use crate::upload::spool_budget::SpoolBudget;
@@ -27,7 +26,7 @@ struct Server {
     client: reqwest::Client,
     /// `Authorization: Bearer <admin token>\r\n`, for requests written by hand.
     auth_line: String,
-    store: MemoryStore,
+    store: MemoryNodes,
     meta: Meta,
     dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -42,7 +41,7 @@ impl Server {
     async fn start_with(nodes: usize, tweak: impl FnOnce(&mut UploadSettings)) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = Meta::open(dir.path().join("meta.redb")).expect("meta");
-        let store = MemoryStore::with_nodes(nodes);
+        let store = MemoryNodes::with_nodes(nodes);
         let mut settings = UploadSettings {
             max_file_size: 1 << 30,
             split: SplitPolicy {
@@ -56,8 +55,12 @@ impl Server {
             body_idle_timeout: Duration::from_secs(30),
         };
         tweak(&mut settings);
-        let shared: SharedStore = Arc::new(store.clone());
-        let state = AppState::new(meta.clone(), shared, Arc::new(Metrics::new()), settings);
+        let state = AppState::new(
+            meta.clone(),
+            Arc::new(store.clone()),
+            Arc::new(Metrics::new()),
+            settings,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

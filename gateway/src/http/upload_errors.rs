@@ -53,18 +53,18 @@ impl From<UploadError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk_store::StoreError;
+    use crate::node_client::NodeCallError;
     use uuid::Uuid;
 
     #[test]
     fn a_full_node_is_507_and_busy_nodes_are_503_with_retry_after() {
-        let full = UploadError::Node(StoreError {
+        let full = UploadError::Node(NodeCallError {
             node: Uuid::nil(),
             kind: Status::DiskFull.name(),
             message: "node answered disk_full".into(),
         });
         assert_eq!(code_of(&full), ErrorCode::InsufficientStorage);
-        let other = UploadError::Node(StoreError {
+        let other = UploadError::Node(NodeCallError {
             node: Uuid::nil(),
             kind: "stream",
             message: "reset".into(),

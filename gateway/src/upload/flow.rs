@@ -6,7 +6,7 @@
 
 use super::UploadError;
 use super::pipeline::{FeedError, PartCrcs};
-use crate::chunk_store::{PutAck, StoreError};
+use crate::node_client::{NodeCallError, PutAck};
 
 /// What to do after an event.
 #[derive(Debug)]
@@ -62,7 +62,7 @@ impl UploadFlow {
     }
 
     /// The writer of `part` finished.
-    pub fn writer_done(&mut self, part: usize, result: Result<PutAck, StoreError>) -> Step {
+    pub fn writer_done(&mut self, part: usize, result: Result<PutAck, NodeCallError>) -> Step {
         let Some(slot) = self.acks.get_mut(part) else {
             return Step::Abort(UploadError::Internal(format!(
                 "a writer reported part {part} of {}",
@@ -129,8 +129,8 @@ mod tests {
         }
     }
 
-    fn node_error() -> StoreError {
-        StoreError {
+    fn node_error() -> NodeCallError {
+        NodeCallError {
             node: Uuid::nil(),
             kind: "unavailable",
             message: "gone".into(),

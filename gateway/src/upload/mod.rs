@@ -43,12 +43,12 @@ pub use feed::{BodyObserver, WholeBody, checksum_hex};
 use pipeline::{FeedError, drive, start_writers};
 use spool::Spool;
 
-use crate::chunk_store::{SharedStore, StoreError};
 use crate::cluster::Reservation;
 use crate::meta::{
     AckMismatch, FileRecord, Meta, MetaError, PartRecord, PlannedPart, UploadSession, unix_ms_now,
 };
 use crate::metrics::Metrics;
+use crate::node_client::{NodeCallError, SharedNodeClient};
 use crate::placement::PlacementError;
 use crate::split::{PartRange, SplitPolicy, plan};
 
@@ -86,7 +86,7 @@ pub enum UploadError {
     #[error("{0}")]
     Feed(#[from] FeedError),
     #[error("{0}")]
-    Node(#[from] StoreError),
+    Node(#[from] NodeCallError),
     #[error("{0}")]
     Ack(#[from] AckMismatch),
     #[error("metadata: {0}")]
@@ -143,7 +143,7 @@ fn session_lifetime_ms(ttl: Duration, size: u64) -> u64 {
 #[derive(Clone)]
 pub struct Uploader {
     meta: Meta,
-    store: SharedStore,
+    store: SharedNodeClient,
     metrics: Arc<Metrics>,
     settings: Arc<UploadSettings>,
     /// Where new file ids come from: random, or a seeded sequence in the simulation, since a
@@ -166,7 +166,7 @@ struct OpenSession {
     /// the session is dropped otherwise.
     reservation: Option<Reservation>,
     meta: Meta,
-    store: SharedStore,
+    store: SharedNodeClient,
 }
 
 impl OpenSession {
@@ -195,7 +195,7 @@ impl Drop for OpenSession {
     }
 }
 
-async fn abort_session(meta: Meta, store: SharedStore, file_id: Uuid) {
+async fn abort_session(meta: Meta, store: SharedNodeClient, file_id: Uuid) {
     match tokio::task::spawn_blocking(move || meta.abort_session(&file_id)).await {
         Ok(Ok(chunks)) => {
             tracing::debug!(%file_id, chunks = chunks.len(), "upload session aborted");
@@ -211,7 +211,7 @@ async fn abort_session(meta: Meta, store: SharedStore, file_id: Uuid) {
 impl Uploader {
     pub fn new(
         meta: Meta,
-        store: SharedStore,
+        store: SharedNodeClient,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
     ) -> Self {
@@ -441,7 +441,7 @@ impl Uploader {
     async fn finish(
         &self,
         session: OpenSession,
-        result: Result<(Vec<u32>, Vec<crate::chunk_store::PutAck>), UploadError>,
+        result: Result<(Vec<u32>, Vec<crate::node_client::PutAck>), UploadError>,
         checksum: String,
         size: u64,
     ) -> Result<FileRecord, UploadError> {

@@ -344,10 +344,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::chunk_store::SharedStore;
-    use crate::chunk_store::memory::MemoryStore;
     use crate::meta::Meta;
     use crate::metrics::Metrics;
+    use crate::node_client::SharedNodeClient;
+    use crate::node_client::memory::MemoryNodes;
     use crate::split::SplitPolicy;
     use crate::upload::UploadSettings;
     use crate::upload::spool_budget::SpoolBudget;
@@ -356,7 +356,7 @@ mod tests {
 
     fn uploader(dir: &std::path::Path, budget: Arc<SpoolBudget>) -> Uploader {
         let meta = Meta::open(dir.join("meta.redb")).expect("meta");
-        let store: SharedStore = Arc::new(MemoryStore::with_nodes(6));
+        let store: SharedNodeClient = Arc::new(MemoryNodes::with_nodes(6));
         let settings = UploadSettings {
             max_file_size: 1 << 30,
             split: SplitPolicy {

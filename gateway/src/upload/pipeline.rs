@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::UploadError;
 use super::flow::{Step, UploadFlow};
-use crate::chunk_store::{PutAck, SharedStore, StoreError};
 use crate::meta::PlannedPart;
+use crate::node_client::{NodeCallError, PutAck, SharedNodeClient};
 
 /// Frames queued per part between the feeder and the node writer. Small: memory per upload is
 /// this times the frame size, whatever the file size.
@@ -52,7 +52,7 @@ pub enum FeedError {
 /// What the feeder computed over the bytes it sent: the crc32c of every part, in plan order.
 pub type PartCrcs = Vec<u32>;
 
-type WriterResult = (usize, Result<PutAck, StoreError>);
+type WriterResult = (usize, Result<PutAck, NodeCallError>);
 
 /// One running `put_chunk` per planned part. Dropping this aborts the ones still running.
 pub struct PartWriters {
@@ -71,7 +71,7 @@ impl Drop for PartWriters {
 
 /// Starts a writer per part; returns them and, in plan order, the sender feeding each.
 pub fn start_writers(
-    store: &SharedStore,
+    store: &SharedNodeClient,
     file_id: Uuid,
     parts: &[PlannedPart],
     facts: &FileFacts,

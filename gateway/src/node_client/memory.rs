@@ -1,4 +1,4 @@
-//! An in-memory [`ChunkStore`] for tests: nodes that keep chunks in a map, with switches to
+//! An in-memory [`NodeClient`] for tests: nodes that keep chunks in a map, with switches to
 //! make a node fail writes, lie in its acknowledgement, or hand back corrupted bytes.
 
 use std::collections::HashMap;
@@ -11,9 +11,8 @@ use sixfold_wire::{ChunkId, ChunkMeta};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{ChunkStore, ChunkStream, PutAck, StoreError};
+use super::{ChunkStream, NodeCallError, NodeClient, PutAck};
 use crate::cluster::{Hold, Ledger, Reservation, Settle};
-use crate::metrics::NodeGauge;
 use crate::placement::{Candidate, PlacementError, PlacementOptions, place};
 use crate::split::PartRange;
 
@@ -50,14 +49,14 @@ struct Shared {
 
 /// See the module docs. Clones share the nodes.
 #[derive(Debug, Clone, Default)]
-pub struct MemoryStore {
+pub struct MemoryNodes {
     shared: Arc<Mutex<Shared>>,
     wakes: Arc<AtomicUsize>,
     /// Frame size of reads.
     read_frame: usize,
 }
 
-impl MemoryStore {
+impl MemoryNodes {
     /// `n` up nodes of 1 TiB each.
     pub fn with_nodes(n: usize) -> Self {
         Self::with_node_ids((0..n).map(|_| Uuid::new_v4()))
@@ -65,7 +64,7 @@ impl MemoryStore {
 
     /// Up nodes of 1 TiB each with the given ids (fixed ids make placement reproducible).
     pub fn with_node_ids(ids: impl IntoIterator<Item = Uuid>) -> Self {
-        let store = MemoryStore {
+        let store = MemoryNodes {
             read_frame: 4096,
             ..Self::default()
         };
@@ -144,12 +143,29 @@ impl MemoryStore {
     }
 
     /// How often the cleanup was woken.
+    /// Each node: id, up, capacity, chunks, bytes held (for the HTTP layer's views).
+    pub fn node_summaries(&self) -> Vec<(Uuid, bool, u64, usize, u64)> {
+        self.lock()
+            .nodes
+            .iter()
+            .map(|(id, n)| {
+                (
+                    *id,
+                    n.up,
+                    n.capacity,
+                    n.chunks.len(),
+                    n.chunks.values().map(|c| c.len() as u64).sum(),
+                )
+            })
+            .collect()
+    }
+
     pub fn wakes(&self) -> usize {
         self.wakes.load(Ordering::Relaxed)
     }
 
-    fn error(node: Uuid, kind: &'static str, message: &str) -> StoreError {
-        StoreError {
+    fn error(node: Uuid, kind: &'static str, message: &str) -> NodeCallError {
+        NodeCallError {
             node,
             kind,
             message: message.to_owned(),
@@ -164,7 +180,7 @@ impl Ledger for Unaccounted {
     fn settle(&self, _hold: Hold, _how: Settle) {}
 }
 
-impl ChunkStore for MemoryStore {
+impl NodeClient for MemoryNodes {
     fn candidates(&self) -> Vec<Candidate> {
         self.lock()
             .nodes
@@ -210,7 +226,7 @@ impl ChunkStore for MemoryStore {
         meta: ChunkMeta,
         _facts: Option<sixfold_wire::FileFacts>,
         mut body: mpsc::Receiver<Bytes>,
-    ) -> BoxFuture<'static, Result<PutAck, StoreError>> {
+    ) -> BoxFuture<'static, Result<PutAck, NodeCallError>> {
         let store = self.clone();
         Box::pin(async move {
             let fault = {
@@ -266,7 +282,7 @@ impl ChunkStore for MemoryStore {
         &self,
         node: Uuid,
         marks: Vec<sixfold_wire::ChunkMark>,
-    ) -> BoxFuture<'static, Result<usize, StoreError>> {
+    ) -> BoxFuture<'static, Result<usize, NodeCallError>> {
         let store = self.clone();
         Box::pin(async move {
             let mut s = store.lock();
@@ -291,7 +307,7 @@ impl ChunkStore for MemoryStore {
         &self,
         node: Uuid,
         chunk_id: ChunkId,
-    ) -> BoxFuture<'static, Result<(), StoreError>> {
+    ) -> BoxFuture<'static, Result<(), NodeCallError>> {
         let store = self.clone();
         Box::pin(async move {
             let mut s = store.lock();
@@ -313,7 +329,7 @@ impl ChunkStore for MemoryStore {
         chunk_id: ChunkId,
         offset: u64,
         len: u64,
-    ) -> BoxFuture<'static, Result<ChunkStream, StoreError>> {
+    ) -> BoxFuture<'static, Result<ChunkStream, NodeCallError>> {
         let store = self.clone();
         Box::pin(async move {
             let (fault, data) = {
@@ -338,7 +354,7 @@ impl ChunkStore for MemoryStore {
                 section = copy.freeze();
             }
             let frame = store.read_frame.max(1);
-            let mut frames: Vec<Result<Bytes, StoreError>> = Vec::new();
+            let mut frames: Vec<Result<Bytes, NodeCallError>> = Vec::new();
             let mut at = 0;
             while at < section.len() {
                 let to = (at + frame).min(section.len());
@@ -356,35 +372,5 @@ impl ChunkStore for MemoryStore {
 
     fn wake_cleanup(&self) {
         self.wakes.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn nodes_json(&self) -> serde_json::Value {
-        let s = self.lock();
-        serde_json::Value::Array(
-            s.nodes
-                .iter()
-                .map(|(id, n)| {
-                    serde_json::json!({
-                        "id": id,
-                        "state": if n.up { "up" } else { "down" },
-                        "capacity": n.capacity,
-                        "part_count": n.chunks.len(),
-                    })
-                })
-                .collect(),
-        )
-    }
-
-    fn node_gauges(&self) -> Vec<NodeGauge> {
-        self.lock()
-            .nodes
-            .iter()
-            .map(|(id, n)| NodeGauge {
-                id: id.to_string(),
-                state: if n.up { "up" } else { "down" },
-                capacity: n.capacity,
-                used: n.chunks.values().map(|c| c.len() as u64).sum(),
-            })
-            .collect()
     }
 }

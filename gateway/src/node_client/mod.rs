@@ -1,6 +1,9 @@
-//! What the HTTP data path needs from the node cluster, as a trait: candidates for placement,
-//! writing a part as a stream of `Bytes`, reading a part back as a stream, and waking the
-//! cleanup. [`crate::cluster::Cluster`] implements it over QUIC; tests use an in-memory store.
+//! What the data path needs from the nodes, as a trait ([`NodeClient`]): candidates for
+//! placement and reservations, writing a part as a stream of `Bytes`, reading a part back as a
+//! stream, commit marks, deletes, and waking the cleanup. Nothing of presentation: how nodes
+//! are shown in `/nodes` and `/metrics` is the HTTP layer's
+//! ([`crate::http::node_directory`]). [`crate::cluster::Cluster`] implements it over QUIC;
+//! tests use in-memory nodes ([`memory::MemoryNodes`]).
 
 use std::sync::Arc;
 
@@ -12,7 +15,6 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::cluster::Reservation;
-use crate::metrics::NodeGauge;
 use crate::placement::{Candidate, PlacementError};
 use crate::split::PartRange;
 
@@ -22,17 +24,13 @@ pub mod memory;
 
 pub use cluster::state_label;
 
-/// A node's acknowledgement of a durable part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PutAck {
-    pub length: u64,
-    pub crc32c: u32,
-}
+/// A node's acknowledgement of a durable part (the QUIC layer's, unchanged).
+pub use crate::cluster::PutAck;
 
 /// A request to a node failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("node {node}: {message}")]
-pub struct StoreError {
+pub struct NodeCallError {
     pub node: Uuid,
     /// Short stable name (`unavailable`, `timeout`, `checksum_mismatch`, ...), for logs.
     pub kind: &'static str,
@@ -40,10 +38,10 @@ pub struct StoreError {
 }
 
 /// The bytes of one part (or a range of it), in order.
-pub type ChunkStream = BoxStream<'static, Result<Bytes, StoreError>>;
+pub type ChunkStream = BoxStream<'static, Result<Bytes, NodeCallError>>;
 
-/// The node cluster as the data path sees it.
-pub trait ChunkStore: Send + Sync + 'static {
+/// The nodes as the data path sees them.
+pub trait NodeClient: Send + Sync + 'static {
     /// Every known node as a placement candidate.
     fn candidates(&self) -> Vec<Candidate>;
 
@@ -67,7 +65,7 @@ pub trait ChunkStore: Send + Sync + 'static {
         meta: ChunkMeta,
         facts: Option<FileFacts>,
         body: mpsc::Receiver<Bytes>,
-    ) -> BoxFuture<'static, Result<PutAck, StoreError>>;
+    ) -> BoxFuture<'static, Result<PutAck, NodeCallError>>;
 
     /// Records commit marks on a node, durably once `Ok`; how many it recorded (it skips
     /// chunks it does not hold).
@@ -75,7 +73,7 @@ pub trait ChunkStore: Send + Sync + 'static {
         &self,
         node: Uuid,
         marks: Vec<ChunkMark>,
-    ) -> BoxFuture<'static, Result<usize, StoreError>>;
+    ) -> BoxFuture<'static, Result<usize, NodeCallError>>;
 
     /// Deletes a chunk now, durably once `Ok`; a chunk the node does not hold counts as
     /// deleted.
@@ -83,7 +81,7 @@ pub trait ChunkStore: Send + Sync + 'static {
         &self,
         node: Uuid,
         chunk_id: ChunkId,
-    ) -> BoxFuture<'static, Result<(), StoreError>>;
+    ) -> BoxFuture<'static, Result<(), NodeCallError>>;
 
     /// Opens `len` bytes of a part from `offset`; the stream reads ahead a bounded amount.
     fn get_chunk(
@@ -92,17 +90,11 @@ pub trait ChunkStore: Send + Sync + 'static {
         chunk_id: ChunkId,
         offset: u64,
         len: u64,
-    ) -> BoxFuture<'static, Result<ChunkStream, StoreError>>;
+    ) -> BoxFuture<'static, Result<ChunkStream, NodeCallError>>;
 
     /// Asks the cleanup to process the delete queue now.
     fn wake_cleanup(&self);
-
-    /// `GET /nodes`.
-    fn nodes_json(&self) -> serde_json::Value;
-
-    /// Per-node figures for `/metrics`.
-    fn node_gauges(&self) -> Vec<NodeGauge>;
 }
 
-/// Shared handle on the store.
-pub type SharedStore = Arc<dyn ChunkStore>;
+/// Shared handle on the nodes.
+pub type SharedNodeClient = Arc<dyn NodeClient>;

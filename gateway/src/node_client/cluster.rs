@@ -1,4 +1,4 @@
-//! [`ChunkStore`] over the QUIC cluster layer.
+//! [`NodeClient`] over the QUIC cluster layer.
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -6,18 +6,17 @@ use sixfold_wire::{ChunkId, ChunkMark, ChunkMeta, FileFacts};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{ChunkStore, ChunkStream, PutAck, StoreError};
+use super::{ChunkStream, NodeCallError, NodeClient, PutAck};
 use std::pin::Pin;
 use std::time::Duration;
 
 use crate::cluster::{ChunkReader, Cluster, NodeError, Reservation};
 use crate::meta::NodeState;
-use crate::metrics::NodeGauge;
 use crate::placement::{Candidate, PlacementError};
 use crate::split::PartRange;
 
-fn store_error(node: Uuid, e: NodeError) -> StoreError {
-    StoreError {
+fn store_error(node: Uuid, e: NodeError) -> NodeCallError {
+    NodeCallError {
         node,
         kind: e.kind(),
         message: e.to_string(),
@@ -53,7 +52,7 @@ impl WatchedRead {
     }
 }
 
-impl ChunkStore for Cluster {
+impl NodeClient for Cluster {
     fn candidates(&self) -> Vec<Candidate> {
         Cluster::candidates(self)
     }
@@ -77,16 +76,12 @@ impl ChunkStore for Cluster {
         meta: ChunkMeta,
         facts: Option<FileFacts>,
         body: mpsc::Receiver<Bytes>,
-    ) -> BoxFuture<'static, Result<PutAck, StoreError>> {
+    ) -> BoxFuture<'static, Result<PutAck, NodeCallError>> {
         let cluster = self.clone();
         Box::pin(async move {
-            let ack = Cluster::put_chunk(&cluster, node, chunk_id, meta, facts, body)
+            Cluster::put_chunk(&cluster, node, chunk_id, meta, facts, body)
                 .await
-                .map_err(|e| store_error(node, e))?;
-            Ok(PutAck {
-                length: ack.length,
-                crc32c: ack.crc32c,
-            })
+                .map_err(|e| store_error(node, e))
         })
     }
 
@@ -94,7 +89,7 @@ impl ChunkStore for Cluster {
         &self,
         node: Uuid,
         marks: Vec<ChunkMark>,
-    ) -> BoxFuture<'static, Result<usize, StoreError>> {
+    ) -> BoxFuture<'static, Result<usize, NodeCallError>> {
         let cluster = self.clone();
         Box::pin(async move {
             Cluster::mark_chunks(&cluster, node, marks)
@@ -107,7 +102,7 @@ impl ChunkStore for Cluster {
         &self,
         node: Uuid,
         chunk_id: ChunkId,
-    ) -> BoxFuture<'static, Result<(), StoreError>> {
+    ) -> BoxFuture<'static, Result<(), NodeCallError>> {
         let cluster = self.clone();
         Box::pin(async move {
             Cluster::delete_chunk(&cluster, node, chunk_id)
@@ -122,7 +117,7 @@ impl ChunkStore for Cluster {
         chunk_id: ChunkId,
         offset: u64,
         len: u64,
-    ) -> BoxFuture<'static, Result<ChunkStream, StoreError>> {
+    ) -> BoxFuture<'static, Result<ChunkStream, NodeCallError>> {
         let cluster = self.clone();
         Box::pin(async move {
             let opening = Cluster::get_chunk(&cluster, node, chunk_id, offset, len);
@@ -148,26 +143,5 @@ impl ChunkStore for Cluster {
 
     fn wake_cleanup(&self) {
         Cluster::wake_cleanup(self);
-    }
-
-    fn nodes_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.nodes()).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot serialize the node list");
-            serde_json::Value::Array(Vec::new())
-        })
-    }
-
-    fn node_gauges(&self) -> Vec<NodeGauge> {
-        self.nodes()
-            .into_iter()
-            .map(|n| NodeGauge {
-                id: n.id.to_string(),
-                // As /nodes shows it: a registered node not yet verified over QUIC is
-                // `joining`, not `up`.
-                state: n.state_name,
-                capacity: n.capacity,
-                used: n.used,
-            })
-            .collect()
     }
 }

@@ -5,6 +5,7 @@
 //! `tokio::task::spawn_blocking`. Every write is one redb transaction committed with redb's
 //! default `Durability::Immediate`, so a returned `Ok` is on disk.
 
+mod backup;
 mod codec;
 mod deletes;
 mod error;
@@ -13,6 +14,7 @@ mod keys;
 mod nodes;
 mod quarantine;
 mod records;
+mod restored;
 mod sessions;
 mod tables;
 mod unaccounted;
@@ -28,6 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
+pub use backup::{SnapshotInfo, SnapshotReport, read_snapshot_info};
 pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use error::MetaError;
 pub use quarantine::QuarantineMark;
@@ -35,6 +38,7 @@ pub use records::{
     AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, PartRecord,
     PendingDelete, PlannedPart, UploadSession, new_chunk_id,
 };
+pub use restored::{RestoredSnapshot, restored_reason};
 pub use tables::SCHEMA_VERSION;
 pub use unaccounted::UnaccountedNode;
 
@@ -122,6 +126,8 @@ impl Meta {
                 }
             }
         })?;
+        // A file restored from a backup: mark its nodes before anything can clean them.
+        meta.adopt_restored_snapshot()?;
         tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");
         Ok(meta)
     }

@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod chunk_store;
 pub mod cluster;
 pub mod config;

@@ -35,6 +35,8 @@ pub enum Endpoint {
     RevokeKey { id: String },
     /// `DELETE /admin/nodes/{id}`.
     RemoveNode { id: String },
+    /// `POST /admin/backup`: a snapshot of the metadata (every key's secret in it).
+    Backup,
     /// `/internal/*`: the nodes' registration and heartbeats, authenticated by the cluster
     /// token (and, later, certificates on their own listener), not by access keys.
     Internal,
@@ -88,6 +90,7 @@ impl Endpoint {
             ["admin", "nodes", node] if delete && !node.is_empty() => {
                 Endpoint::RemoveNode { id: id(node) }
             }
+            ["admin", "backup"] if post => Endpoint::Backup,
             ["admin", ..] => Endpoint::UnknownAdmin,
             _ => Endpoint::Unknown,
         }
@@ -111,6 +114,7 @@ impl Endpoint {
             | Endpoint::ListKeys
             | Endpoint::RevokeKey { .. }
             | Endpoint::RemoveNode { .. }
+            | Endpoint::Backup
             | Endpoint::UnknownAdmin => Access::Scope(Scope::Admin),
         }
     }
@@ -233,6 +237,18 @@ mod tests {
                 Method::DELETE,
                 format!("/admin/nodes/{ID}"),
                 Endpoint::RemoveNode { id: id() },
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/backup".into(),
+                Endpoint::Backup,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/backup".into(),
+                Endpoint::UnknownAdmin,
                 admin(),
             ),
             (

@@ -44,6 +44,12 @@ pub enum AdminCommand {
     /// Manage access keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write a consistent snapshot of the gateway's metadata to FILE (mode 0600: it holds
+    /// every access key's secret), taken while the gateway serves. Restore: see docs/deploy.md.
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -106,6 +112,21 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Keys(KeysCommand::Revoke { id }) => {
             client.send_empty("DELETE", &format!("/admin/keys/{id}"))?;
             eprintln!("revoked access key {id}");
+        }
+        AdminCommand::Backup { out } => {
+            let written = super::admin_backup::fetch(
+                &client.backup_agent(),
+                &client.url("/admin/backup"),
+                &client.bearer,
+                &out,
+            )?;
+            eprintln!(
+                "wrote {} ({} bytes), a snapshot taken at {} of cluster {}",
+                out.display(),
+                written.bytes,
+                written.taken_at,
+                written.info.cluster_id
+            );
         }
     }
     Ok(())
@@ -175,32 +196,63 @@ struct Client {
     agent: ureq::Agent,
     base: String,
     bearer: String,
+    roots: Option<Vec<Certificate<'static>>>,
 }
 
 impl Client {
     fn new(base: &str, token: &str, roots: Option<Vec<Certificate<'static>>>) -> Client {
-        let mut config = ureq::Agent::config_builder()
-            // Error statuses carry the API's JSON error; read it rather than fail early.
-            .http_status_as_error(false)
-            .timeout_global(Some(REQUEST_TIMEOUT));
+        let agent = agent(roots.as_ref(), |c| c.timeout_global(Some(REQUEST_TIMEOUT)));
+        Client {
+            agent,
+            base: base.trim_end_matches('/').to_owned(),
+            bearer: format!("Bearer {token}"),
+            roots,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An agent for a backup download: a snapshot of a large metadata takes a while to make
+    /// and to send, so it is bounded by stalls (no byte for that long), not by one total.
+    fn backup_agent(&self) -> ureq::Agent {
+        agent(self.roots.as_ref(), |c| {
+            c.timeout_global(None)
+                .timeout_connect(Some(REQUEST_TIMEOUT))
+                .timeout_per_read(Some(super::admin_backup::STALL_TIMEOUT))
+        })
+    }
+}
+
+/// An agent trusting `roots` (for https), with `timeouts` applied.
+fn agent(
+    roots: Option<&Vec<Certificate<'static>>>,
+    timeouts: impl FnOnce(
+        ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+    ) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+) -> ureq::Agent {
+    {
+        let mut config = timeouts(
+            ureq::Agent::config_builder()
+                // Error statuses carry the API's JSON error; read it rather than fail early.
+                .http_status_as_error(false),
+        );
         if let Some(roots) = roots {
             // Only the given CA is trusted: a sixfold gateway's certificate comes from the
             // cluster CA, not from a public one.
             config = config.tls_config(
                 TlsConfig::builder()
                     .provider(TlsProvider::Rustls)
-                    .root_certs(RootCerts::new_with_certs(&roots))
+                    .root_certs(RootCerts::new_with_certs(roots))
                     .build(),
             );
         }
-        let agent = config.build().into();
-        Client {
-            agent,
-            base: base.trim_end_matches('/').to_owned(),
-            bearer: format!("Bearer {token}"),
-        }
+        config.build().into()
     }
+}
 
+impl Client {
     /// Sends a request (with `body` as JSON for POST) and decodes a 2xx JSON answer.
     fn send_json<T: serde::de::DeserializeOwned>(
         &self,

@@ -23,6 +23,10 @@ use crate::meta::{Meta, MetaError, SnapshotReport};
 /// A snapshot slower than this is logged at WARN: it held a read transaction that long, which
 /// keeps redb from reusing the pages written meanwhile.
 const SLOW_SNAPSHOT: Duration = Duration::from_secs(10);
+/// Longest a caller waits for a snapshot. The copy itself cannot be cancelled (it is blocking
+/// I/O): past this the caller gets an error, and the copy ends on its own, keeping the permit
+/// (so abandoned copies never pile up) and counting its own outcome.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// Why a backup failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,8 @@ pub enum BackupError {
     },
     #[error("backup task: {0}")]
     Task(String),
+    #[error("the snapshot took longer than {}; it goes on in the background", humantime::format_duration(*.0))]
+    TimedOut(Duration),
 }
 
 fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BackupError + 'a {
@@ -152,7 +158,7 @@ impl Backups {
             .try_acquire_owned()
             .map_err(|_| BackupError::Busy)?;
         let stats = Arc::clone(&self.inner.stats);
-        let outcome = tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             // The permit lives as long as the work, even if the caller stops waiting.
             let _permit = permit;
             let result = work();
@@ -172,11 +178,11 @@ impl Backups {
                 }
             }
             result
-        })
-        .await;
-        match outcome {
-            Ok(result) => result,
-            Err(e) => {
+        });
+        match tokio::time::timeout(SNAPSHOT_WAIT, task).await {
+            Err(_) => Err(BackupError::TimedOut(SNAPSHOT_WAIT)),
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => {
                 self.inner.stats.failed.fetch_add(1, Ordering::Relaxed);
                 Err(BackupError::Task(e.to_string()))
             }

@@ -213,7 +213,14 @@ async fn periodic_backups_appear_in_backup_dir_and_only_the_newest_are_kept() {
     let f = upload(&c, "kept", pattern(50), 2 * MIB).await;
     let snapshots = |dir: &Path| -> Vec<PathBuf> {
         let mut found: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(entries) => entries.map(|e| e.expect("entry").path()).collect(),
+            // Not the hidden temp file of a round being written.
+            Ok(entries) => entries
+                .map(|e| e.expect("entry").path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+                })
+                .collect(),
             Err(_) => Vec::new(),
         };
         found.sort();
@@ -222,17 +229,19 @@ async fn periodic_backups_appear_in_backup_dir_and_only_the_newest_are_kept() {
     // Two rounds after the upload, and four in all: past `backup_keep`, so pruning has run.
     let ok_before = counter(&c, "sixfold_backups_total{result=\"ok\"}").await;
     let want = (ok_before + 2).max(4);
-    bounded("four periodic backups", async {
-        while counter(&c, "sixfold_backups_total{result=\"ok\"}").await < want {
+    // A round counts its snapshot when it is in place and prunes right after: wait for both.
+    let found = bounded("four periodic backups, pruned to two", async {
+        loop {
+            let found = snapshots(&dir);
+            if counter(&c, "sixfold_backups_total{result=\"ok\"}").await >= want
+                && (1..=2).contains(&found.len())
+            {
+                return found;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await;
-    let found = snapshots(&dir);
-    assert!(
-        (1..=2).contains(&found.len()),
-        "backup_keep = 2 but found {found:?}"
-    );
     for path in &found {
         let name = path
             .file_name()

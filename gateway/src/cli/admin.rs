@@ -78,6 +78,9 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    if let AdminCommand::Backup { out } = &args.command {
+        return super::admin_backup::run(&args.gateway, &token, roots.as_deref(), out);
+    }
     let client = Client::new(&args.gateway, &token, roots);
     match args.command {
         AdminCommand::Keys(KeysCommand::Create { scope, name }) => {
@@ -113,21 +116,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             client.send_empty("DELETE", &format!("/admin/keys/{id}"))?;
             eprintln!("revoked access key {id}");
         }
-        AdminCommand::Backup { out } => {
-            let written = super::admin_backup::fetch(
-                &client.backup_agent(),
-                &client.url("/admin/backup"),
-                &client.bearer,
-                &out,
-            )?;
-            eprintln!(
-                "wrote {} ({} bytes), a snapshot taken at {} of cluster {}",
-                out.display(),
-                written.bytes,
-                written.taken_at,
-                written.info.cluster_id
-            );
-        }
+        AdminCommand::Backup { .. } => {} // handled above: it streams a file, not JSON
     }
     Ok(())
 }
@@ -196,63 +185,32 @@ struct Client {
     agent: ureq::Agent,
     base: String,
     bearer: String,
-    roots: Option<Vec<Certificate<'static>>>,
 }
 
 impl Client {
     fn new(base: &str, token: &str, roots: Option<Vec<Certificate<'static>>>) -> Client {
-        let agent = agent(roots.as_ref(), |c| c.timeout_global(Some(REQUEST_TIMEOUT)));
-        Client {
-            agent,
-            base: base.trim_end_matches('/').to_owned(),
-            bearer: format!("Bearer {token}"),
-            roots,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// An agent for a backup download: a snapshot of a large metadata takes a while to make
-    /// and to send, so it is bounded by stalls (no byte for that long), not by one total.
-    fn backup_agent(&self) -> ureq::Agent {
-        agent(self.roots.as_ref(), |c| {
-            c.timeout_global(None)
-                .timeout_connect(Some(REQUEST_TIMEOUT))
-                .timeout_per_read(Some(super::admin_backup::STALL_TIMEOUT))
-        })
-    }
-}
-
-/// An agent trusting `roots` (for https), with `timeouts` applied.
-fn agent(
-    roots: Option<&Vec<Certificate<'static>>>,
-    timeouts: impl FnOnce(
-        ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
-    ) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
-) -> ureq::Agent {
-    {
-        let mut config = timeouts(
-            ureq::Agent::config_builder()
-                // Error statuses carry the API's JSON error; read it rather than fail early.
-                .http_status_as_error(false),
-        );
+        let mut config = ureq::Agent::config_builder()
+            // Error statuses carry the API's JSON error; read it rather than fail early.
+            .http_status_as_error(false)
+            .timeout_global(Some(REQUEST_TIMEOUT));
         if let Some(roots) = roots {
             // Only the given CA is trusted: a sixfold gateway's certificate comes from the
             // cluster CA, not from a public one.
             config = config.tls_config(
                 TlsConfig::builder()
                     .provider(TlsProvider::Rustls)
-                    .root_certs(RootCerts::new_with_certs(roots))
+                    .root_certs(RootCerts::new_with_certs(&roots))
                     .build(),
             );
         }
-        config.build().into()
+        let agent = config.build().into();
+        Client {
+            agent,
+            base: base.trim_end_matches('/').to_owned(),
+            bearer: format!("Bearer {token}"),
+        }
     }
-}
 
-impl Client {
     /// Sends a request (with `body` as JSON for POST) and decodes a 2xx JSON answer.
     fn send_json<T: serde::de::DeserializeOwned>(
         &self,

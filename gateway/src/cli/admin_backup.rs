@@ -6,30 +6,73 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sixfold_gateway::backup::{sync_parent, temp_path_for};
 use sixfold_gateway::http::admin_backup::SNAPSHOT_TAKEN_HEADER;
 use sixfold_gateway::meta::{SnapshotInfo, read_snapshot_info};
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 /// Longest wait for the next byte of the answer (the gateway writes the whole snapshot before
 /// it answers, so the first byte takes longest).
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(300);
+const STALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest wait for the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest error body read.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
 /// What was written.
 #[derive(Debug)]
-pub struct Written {
-    pub bytes: u64,
-    pub taken_at: String,
-    pub info: SnapshotInfo,
+struct Written {
+    bytes: u64,
+    taken_at: String,
+    info: SnapshotInfo,
+}
+
+/// `admin backup --out OUT` against the gateway at `base` (`roots`: the CA of an https one).
+pub fn run(
+    base: &str,
+    token: &str,
+    roots: Option<&[Certificate<'static>]>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let url = format!("{}/admin/backup", base.trim_end_matches('/'));
+    let written = fetch(&agent(roots), &url, &format!("Bearer {token}"), out)?;
+    eprintln!(
+        "wrote {} ({} bytes), a snapshot taken at {} of cluster {}",
+        out.display(),
+        written.bytes,
+        written.taken_at,
+        written.info.cluster_id
+    );
+    Ok(())
+}
+
+/// A snapshot of a large metadata takes a while to make and to send, so the download is bounded
+/// by stalls (no byte for [`STALL_TIMEOUT`]), not by one total like the other admin requests.
+fn agent(roots: Option<&[Certificate<'static>]>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        // Error statuses carry the API's JSON error; read it rather than fail early.
+        .http_status_as_error(false)
+        .timeout_global(None)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_per_read(Some(STALL_TIMEOUT));
+    if let Some(roots) = roots {
+        // Only the given CA is trusted, as for the other admin commands.
+        config = config.tls_config(
+            TlsConfig::builder()
+                .provider(TlsProvider::Rustls)
+                .root_certs(RootCerts::new_with_certs(roots))
+                .build(),
+        );
+    }
+    config.build().into()
 }
 
 /// Downloads the snapshot at `url` into `out`.
-pub fn fetch(agent: &ureq::Agent, url: &str, bearer: &str, out: &Path) -> anyhow::Result<Written> {
+fn fetch(agent: &ureq::Agent, url: &str, bearer: &str, out: &Path) -> anyhow::Result<Written> {
     let response = agent
         .post(url)
         .header("Authorization", bearer)
@@ -86,7 +129,7 @@ pub fn fetch(agent: &ureq::Agent, url: &str, bearer: &str, out: &Path) -> anyhow
 }
 
 /// Copies `body` (of `length` bytes) into the new file `temp` and syncs it.
-fn write_temp(temp: &PathBuf, body: &mut impl io::Read, length: u64) -> anyhow::Result<u64> {
+fn write_temp(temp: &Path, body: &mut impl io::Read, length: u64) -> anyhow::Result<u64> {
     // A temp file of an earlier interrupted run with our pid is stale.
     let _ = std::fs::remove_file(temp);
     let mut file: File = std::fs::OpenOptions::new()

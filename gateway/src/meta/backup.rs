@@ -149,7 +149,7 @@ impl Meta {
         let source = self.db.begin_read()?;
         let info = SnapshotInfo {
             taken_unix_ms: unix_ms_now(),
-            cluster_id: self.cluster_id,
+            cluster_id: self.cluster_id(),
             release: env!("CARGO_PKG_VERSION").to_owned(),
             schema_version: tables::SCHEMA_VERSION,
         };

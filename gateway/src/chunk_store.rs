@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use sixfold_wire::{ChunkId, ChunkMeta};
+use sixfold_wire::{ChunkId, ChunkMark, ChunkMeta, FileFacts};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -58,14 +58,32 @@ pub trait ChunkStore: Send + Sync + 'static {
     fn reserve(&self, file_id: &Uuid, parts: &[PartRange]) -> Result<Reservation, PlacementError>;
 
     /// Writes a part: the bytes arrive on `body` (closed after the last one) and the future
-    /// resolves once the node has acknowledged the part as durable.
+    /// resolves once the node has acknowledged the part as durable. `facts` go into the
+    /// chunk's header, for a rebuild of the metadata from the nodes.
     fn put_chunk(
         &self,
         node: Uuid,
         chunk_id: ChunkId,
         meta: ChunkMeta,
+        facts: Option<FileFacts>,
         body: mpsc::Receiver<Bytes>,
     ) -> BoxFuture<'static, Result<PutAck, StoreError>>;
+
+    /// Records commit marks on a node, durably once `Ok`; how many it recorded (it skips
+    /// chunks it does not hold).
+    fn mark_chunks(
+        &self,
+        node: Uuid,
+        marks: Vec<ChunkMark>,
+    ) -> BoxFuture<'static, Result<usize, StoreError>>;
+
+    /// Deletes a chunk now, durably once `Ok`; a chunk the node does not hold counts as
+    /// deleted.
+    fn delete_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
 
     /// Opens `len` bytes of a part from `offset`; the stream reads ahead a bounded amount.
     fn get_chunk(

@@ -314,9 +314,12 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         edge_limits(config),
         config.auth_policy(),
     );
-    let admin_routes = crate::http::admin_nodes::router(cluster.clone())
+    let admin = crate::http::admin_nodes::router(cluster.clone())
+        .merge(crate::http::admin_recover::router(
+            crate::recovery::Recovery::new(cluster.clone()),
+        ))
         .merge(crate::http::admin_backup::router(backups));
-    let app = router(state, admin_routes);
+    let app = router(state, admin);
     let (stop, stopped) = oneshot::channel::<()>();
     // Both listeners stop together: the internal one when the public one's stop fires.
     let (internal_stop, internal_stopped) = tokio::sync::watch::channel(false);

@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
                 file_offset: 0,
                 length: len,
             };
-            let mut w = store.put(*id, meta, 0).await?;
+            let mut w = store.put(*id, meta, 0, None).await?;
             let mut left = len;
             while left > 0 {
                 let n = left.min(piece.len() as u64) as usize;

@@ -2,6 +2,7 @@
 //! its own QUIC endpoint and io_uring + O_DIRECT chunk store; a std thread registers the node
 //! with the gateway and heartbeats.
 
+pub mod cluster_id;
 pub mod config;
 pub mod https_client;
 pub mod node_id;

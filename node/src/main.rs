@@ -139,7 +139,16 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
 
     let report_node = Arc::clone(&node);
     let name = config.name.clone();
-    let report = move |draining| build_report(&report_node, node_id, &name, &advertised, draining);
+    let cluster_id = Arc::new(
+        sixfold_node::cluster_id::ClusterId::load(&config.data_dir)
+            .context("cannot read the cluster id in the data dir")?,
+    );
+    let report_cluster = Arc::clone(&cluster_id);
+    let report = move |draining| {
+        let mut r = build_report(&report_node, node_id, &name, &advertised, draining);
+        r.cluster_id = report_cluster.get().map(|id| id.hyphenated().to_string());
+        r
+    };
     let registered_tx = tx.clone();
     let registration = Registration::start(
         RegistrationSettings {
@@ -150,6 +159,7 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
                 .join(sixfold_certs::layout::NODE_CERT)
                 .display()
                 .to_string(),
+            cluster_id,
         },
         report,
         move || {
@@ -409,6 +419,7 @@ fn build_report(
         draining,
         read_only: node.read_only(),
         software: env!("CARGO_PKG_VERSION").to_owned(),
+        cluster_id: None,
     }
 }
 

@@ -49,6 +49,8 @@ pub struct RegistrationSettings {
     pub tls: Arc<rustls::ClientConfig>,
     /// Shown in the error logged when the gateway refuses the node's certificate.
     pub cert_path: String,
+    /// Where the id of the cluster the node joined is kept; the gateway's ack may set it.
+    pub cluster_id: Arc<crate::cluster_id::ClusterId>,
 }
 
 impl std::fmt::Debug for RegistrationSettings {
@@ -261,6 +263,7 @@ fn run<R, F>(
                     interval = Duration::from_millis(ack.heartbeat_interval_ms)
                         .clamp(MIN_HEARTBEAT, MAX_HEARTBEAT);
                     gateway_version = ack.report_version.min(REPORT_VERSION);
+                    adopt_cluster_id(settings, ack.cluster_id.as_deref());
                 }
                 if phase == Phase::Register || link != Link::Registered {
                     tracing::info!(
@@ -362,6 +365,25 @@ fn run<R, F>(
     }
 }
 
+/// Keeps the cluster id a gateway told, when the node has none yet.
+fn adopt_cluster_id(settings: &RegistrationSettings, told: Option<&str>) {
+    let Some(told) = told else { return };
+    match uuid::Uuid::parse_str(told) {
+        Ok(id) => match settings.cluster_id.adopt(id) {
+            Ok(true) => {
+                tracing::info!(cluster_id = %id, "joined the cluster; its id is kept in the data dir")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(cluster_id = %id, error = %e, "cannot keep the cluster id in the data dir; will try again")
+            }
+        },
+        Err(e) => {
+            tracing::warn!(told = ?told, error = %e, "the gateway sent a malformed cluster id")
+        }
+    }
+}
+
 fn log_change(from: Link, to: Link, log: impl FnOnce()) {
     if from != to {
         log();
@@ -390,6 +412,7 @@ mod tests {
         let ack = ReportAck {
             heartbeat_interval_ms: 7,
             report_version: 1,
+            cluster_id: None,
         };
         assert_eq!(
             classify(200, String::new(), Some(ack.clone())),
@@ -455,6 +478,12 @@ mod tests {
             gateway: url,
             tls,
             cert_path: "/x/node.pem".into(),
+            cluster_id: Arc::new(
+                crate::cluster_id::ClusterId::load(
+                    &std::env::temp_dir().join("sixfold-no-such-dir"),
+                )
+                .expect("no cluster id file"),
+            ),
         }
     }
 
@@ -531,6 +560,7 @@ mod tests {
             draining,
             read_only: true,
             software: "test".into(),
+            cluster_id: None,
         }
     }
 

@@ -233,6 +233,7 @@ fn put(id: [u8; 16], length: u64, resume_from: u64) -> Request {
         chunk_id: id,
         meta: meta(length),
         resume_from,
+        facts: None,
     }
 }
 

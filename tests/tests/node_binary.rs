@@ -305,6 +305,7 @@ fn put_request(id: ChunkId, length: u64, resume_from: u64) -> Request {
         chunk_id: id,
         meta: meta(length),
         resume_from,
+        facts: None,
     }
 }
 

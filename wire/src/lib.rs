@@ -13,6 +13,7 @@
 //! Decoding any byte string yields either a message or a [`WireError`]; it never panics.
 
 mod error;
+mod facts;
 mod frame;
 pub mod registration;
 mod request;
@@ -21,6 +22,10 @@ mod shard;
 mod types;
 
 pub use error::WireError;
+pub use facts::{
+    ChunkMark, FileFacts, InventoryEntry, MAX_FACT_LEN, MAX_INVENTORY_LIMIT, MAX_MARKS, Mark,
+    MarkKind,
+};
 pub use frame::{MAX_HEADER_LEN, MIN_HEADER_LEN, PREFIX_LEN, PROTOCOL_VERSION, header_len};
 pub use request::{MAX_LIST_LIMIT, Op, Request};
 pub use response::{ErrorResponse, MAX_MESSAGE_LEN, Response};

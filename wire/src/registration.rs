@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 pub const REGISTER_PATH: &str = "/internal/nodes/register";
 pub const HEARTBEAT_PATH: &str = "/internal/nodes/heartbeat";
 /// Newest version of the JSON below; the gateway refuses reports of a version it does not
-/// know. 1: every field without a "since" note. 2: `read_only`.
+/// know. 1: every field without a "since" note. 2: `read_only`. 3: `cluster_id`.
 ///
 /// Version 1 gateways refuse unknown fields, so a node sends version 2 only to a gateway whose
 /// [`ReportAck::report_version`] says it reads it, and otherwise
 /// [`NodeReport::for_version`]`(1)`, which keeps the meaning of the new fields where it can.
-pub const REPORT_VERSION: u32 = 2;
+pub const REPORT_VERSION: u32 = 3;
 /// Oldest report version gateways still read.
 pub const MIN_REPORT_VERSION: u32 = 1;
 
@@ -42,6 +42,10 @@ pub struct NodeReport {
     pub read_only: bool,
     /// The node's software version, for operators.
     pub software: String,
+    /// Since version 3. The id of the cluster the node joined (kept in its data dir), absent
+    /// until a gateway told it one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
 }
 
 impl NodeReport {
@@ -56,6 +60,9 @@ impl NodeReport {
                 self.used = self.used.max(self.capacity);
             }
             self.read_only = false;
+        }
+        if version < 3 {
+            self.cluster_id = None;
         }
         self
     }
@@ -76,6 +83,10 @@ pub struct ReportAck {
     /// The newest report version the gateway reads (absent, i.e. 1, from older gateways).
     #[serde(default = "version_one")]
     pub report_version: u32,
+    /// The cluster's id, for a node that keeps none yet to keep (sent only to nodes whose data
+    /// the gateway's metadata accounts for; absent from older gateways).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -118,6 +129,7 @@ mod tests {
             draining: false,
             read_only,
             software: "sixfold-node 0.2.0".into(),
+            cluster_id: Some("0c1a2b3c-4d5e-4f60-8a1b-2c3d4e5f6071".into()),
         }
     }
 
@@ -150,10 +162,19 @@ mod tests {
         let new = ReportAck {
             heartbeat_interval_ms: 500,
             report_version: REPORT_VERSION,
+            cluster_id: Some("0c1a2b3c-4d5e-4f60-8a1b-2c3d4e5f6071".into()),
         };
         let old: ReportAckV1 = serde_json::from_slice(&serde_json::to_vec(&new).unwrap())
             .expect("an old node reads a new ack");
         assert_eq!(old.heartbeat_interval_ms, 500);
+    }
+
+    #[test]
+    fn a_version_2_gateway_gets_no_cluster_id() {
+        let v2 = report(false).for_version(2);
+        assert_eq!((v2.version, v2.cluster_id), (2, None));
+        let v3 = serde_json::to_value(report(false)).unwrap();
+        assert_eq!(v3["cluster_id"], "0c1a2b3c-4d5e-4f60-8a1b-2c3d4e5f6071");
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! body for a complete one.
 
 use crate::WireError;
+use crate::facts::{
+    InventoryEntry, MAX_INVENTORY_LIMIT, MAX_MARKS, read_facts, read_mark, write_facts, write_mark,
+};
 use crate::frame::{FrameReader, FrameWriter};
 use crate::request::{MAX_LIST_LIMIT, Op, read_meta, write_meta};
 use crate::types::{ChunkInfo, ChunkState, NodeInfo, Status};
@@ -33,6 +36,19 @@ pub enum Response {
         more: bool,
     },
     NodeInfo(NodeInfo),
+    /// The marks recorded (durable on the node); marks for chunks it does not hold are not.
+    Mark {
+        recorded: u16,
+    },
+    Inventory {
+        entries: Vec<InventoryEntry>,
+        more: bool,
+    },
+    /// Every block and the body crc verified; the chunk's length and crc32c.
+    Verify {
+        length: u64,
+        crc32c: u32,
+    },
     Error(ErrorResponse),
 }
 
@@ -77,6 +93,9 @@ impl Response {
             Response::Stat(_) => Op::Stat,
             Response::List { .. } => Op::List,
             Response::NodeInfo(_) => Op::NodeInfo,
+            Response::Mark { .. } => Op::Mark,
+            Response::Inventory { .. } => Op::Inventory,
+            Response::Verify { .. } => Op::Verify,
             Response::Error(e) => e.op,
         }
     }
@@ -97,7 +116,8 @@ impl Response {
     }
 
     /// Appends the encoded header to `out`. Panics only on a programming error: an
-    /// `ErrorResponse` with `Status::Ok`, or a `List` page longer than [`MAX_LIST_LIMIT`].
+    /// `ErrorResponse` with `Status::Ok`, or a `List` or `Inventory` page longer than its limit.
+    /// A `PutFile` request is answered with `Response::Put` (operation `Put`).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut w = FrameWriter::new(out, self.status().code());
         w.u8(self.op() as u8);
@@ -128,6 +148,41 @@ impl Response {
                     .u64(n.used)
                     .u64(n.chunk_count)
                     .u32(n.in_flight);
+            }
+            Response::Mark { recorded } => {
+                w.u16(*recorded);
+            }
+            Response::Inventory { entries, more } => {
+                assert!(
+                    entries.len() <= MAX_INVENTORY_LIMIT as usize,
+                    "inventory page too long"
+                );
+                w.u8(u8::from(*more)).u32(entries.len() as u32);
+                for e in entries {
+                    write_info(&mut w, &e.info);
+                    w.u16(e.header_version);
+                    match &e.facts {
+                        Some(f) => {
+                            w.u8(1);
+                            write_facts(&mut w, f);
+                        }
+                        None => {
+                            w.u8(0);
+                        }
+                    }
+                    match &e.mark {
+                        Some(m) => {
+                            w.u8(1);
+                            write_mark(&mut w, m);
+                        }
+                        None => {
+                            w.u8(0);
+                        }
+                    }
+                }
+            }
+            Response::Verify { length, crc32c } => {
+                w.u64(*length).u32(*crc32c);
             }
             Response::Error(e) => {
                 assert!(e.status != Status::Ok, "error response with status ok");
@@ -172,7 +227,7 @@ impl Response {
             })
         } else {
             match op {
-                Op::Put => Response::Put {
+                Op::Put | Op::PutFile => Response::Put {
                     length: r.u64("length")?,
                     crc32c: r.u32("crc32c")?,
                 },
@@ -205,6 +260,50 @@ impl Response {
                     }
                     Response::List { entries, more }
                 }
+                Op::Mark => {
+                    let recorded = r.u16("recorded")?;
+                    if recorded > MAX_MARKS {
+                        return Err(WireError::InvalidField {
+                            field: "recorded",
+                            reason: "more than 256 marks",
+                        });
+                    }
+                    Response::Mark { recorded }
+                }
+                Op::Inventory => {
+                    let more = read_flag(&mut r, "more")?;
+                    let count = r.u32("count")?;
+                    if count > MAX_INVENTORY_LIMIT {
+                        return Err(WireError::InvalidField {
+                            field: "count",
+                            reason: "more than 24 entries",
+                        });
+                    }
+                    let mut entries = Vec::with_capacity(count as usize);
+                    for _ in 0..count {
+                        let info = read_info(&mut r)?;
+                        let header_version = r.u16("header_version")?;
+                        let facts = match read_flag(&mut r, "facts_present")? {
+                            true => Some(read_facts(&mut r)?),
+                            false => None,
+                        };
+                        let mark = match read_flag(&mut r, "mark_present")? {
+                            true => Some(read_mark(&mut r)?),
+                            false => None,
+                        };
+                        entries.push(InventoryEntry {
+                            info,
+                            header_version,
+                            facts,
+                            mark,
+                        });
+                    }
+                    Response::Inventory { entries, more }
+                }
+                Op::Verify => Response::Verify {
+                    length: r.u64("length")?,
+                    crc32c: r.u32("crc32c")?,
+                },
                 Op::NodeInfo => Response::NodeInfo(NodeInfo {
                     node_id: r.id("node_id")?,
                     shard: r.u16("shard")?,
@@ -218,6 +317,17 @@ impl Response {
         };
         r.end()?;
         Ok((resp, len))
+    }
+}
+
+fn read_flag(r: &mut FrameReader<'_>, field: &'static str) -> Result<bool, WireError> {
+    match r.u8(field)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(WireError::InvalidField {
+            field,
+            reason: "must be 0 or 1",
+        }),
     }
 }
 
@@ -287,5 +397,48 @@ mod tests {
         let max =
             crate::frame::PREFIX_LEN + 1 + 1 + 4 + CHUNK_INFO_LEN * MAX_LIST_LIMIT as usize + 4;
         assert!(max <= crate::frame::MAX_HEADER_LEN, "{max}");
+    }
+
+    #[test]
+    fn a_full_inventory_page_of_longest_names_fits_in_a_header() {
+        let long = "n".repeat(crate::facts::MAX_FACT_LEN);
+        let entry = InventoryEntry {
+            info: ChunkInfo {
+                chunk_id: [1; 16],
+                meta: crate::ChunkMeta {
+                    file_id: [2; 16],
+                    part_index: 0,
+                    part_count: 1,
+                    file_offset: 0,
+                    length: 9,
+                },
+                durable_len: 9,
+                crc32c: 3,
+                state: ChunkState::Complete,
+            },
+            header_version: 2,
+            facts: Some(crate::FileFacts {
+                name: long.clone(),
+                content_type: Some(long),
+                created_unix_ms: 5,
+            }),
+            mark: Some(crate::Mark {
+                kind: crate::MarkKind::Committed,
+                file_size: 9,
+                checksum: [7; 16],
+                unix_ms: 6,
+            }),
+        };
+        let page = Response::Inventory {
+            entries: vec![entry; MAX_INVENTORY_LIMIT as usize],
+            more: true,
+        };
+        let bytes = page.to_vec();
+        assert!(
+            bytes.len() <= crate::frame::MAX_HEADER_LEN,
+            "{}",
+            bytes.len()
+        );
+        assert_eq!(Response::decode(&bytes).unwrap().0, page);
     }
 }

@@ -26,6 +26,7 @@ fn meta() -> impl Strategy<Value = ChunkMeta> {
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (id(), meta(), any::<u64>()).prop_map(|(chunk_id, meta, r)| Request::Put {
+            facts: None,
             chunk_id,
             meta,
             resume_from: if meta.length == 0 {
@@ -44,7 +45,64 @@ fn request() -> impl Strategy<Value = Request> {
         (proptest::option::of(id()), 1u32..=MAX_LIST_LIMIT)
             .prop_map(|(after, limit)| Request::List { after, limit }),
         Just(Request::NodeInfo),
+        (id(), meta(), facts()).prop_map(|(chunk_id, meta, facts)| Request::Put {
+            facts: Some(facts),
+            chunk_id,
+            meta,
+            resume_from: 0,
+        }),
+        proptest::collection::vec(chunk_mark(), 1..20).prop_map(|marks| Request::Mark { marks }),
+        (proptest::option::of(id()), 1u32..=MAX_INVENTORY_LIMIT)
+            .prop_map(|(after, limit)| Request::Inventory { after, limit }),
+        id().prop_map(|chunk_id| Request::Verify { chunk_id }),
     ]
+}
+
+fn facts() -> impl Strategy<Value = FileFacts> {
+    (
+        ".{0,40}",
+        proptest::option::of("[a-z/+.-]{1,30}"),
+        any::<u64>(),
+    )
+        .prop_map(|(name, content_type, created_unix_ms)| FileFacts {
+            name,
+            content_type,
+            created_unix_ms,
+        })
+}
+
+fn mark() -> impl Strategy<Value = Mark> {
+    (any::<bool>(), any::<u64>(), id(), any::<u64>()).prop_map(
+        |(committed, file_size, checksum, unix_ms)| Mark {
+            kind: if committed {
+                MarkKind::Committed
+            } else {
+                MarkKind::Deleted
+            },
+            file_size,
+            checksum,
+            unix_ms,
+        },
+    )
+}
+
+fn chunk_mark() -> impl Strategy<Value = ChunkMark> {
+    (id(), mark()).prop_map(|(chunk_id, mark)| ChunkMark { chunk_id, mark })
+}
+
+fn inventory_entry() -> impl Strategy<Value = InventoryEntry> {
+    (
+        info(),
+        1u16..=2,
+        proptest::option::of(facts()),
+        proptest::option::of(mark()),
+    )
+        .prop_map(|(info, header_version, facts, mark)| InventoryEntry {
+            info,
+            header_version,
+            facts,
+            mark,
+        })
 }
 
 fn state() -> impl Strategy<Value = ChunkState> {
@@ -75,6 +133,10 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Op::Stat),
         Just(Op::List),
         Just(Op::NodeInfo),
+        Just(Op::PutFile),
+        Just(Op::Mark),
+        Just(Op::Inventory),
+        Just(Op::Verify),
     ]
 }
 
@@ -120,6 +182,16 @@ fn response() -> impl Strategy<Value = Response> {
                     })
                 }
             ),
+        any::<u16>().prop_map(|n| Response::Mark {
+            recorded: n % (MAX_MARKS + 1)
+        }),
+        (
+            proptest::collection::vec(inventory_entry(), 0..=MAX_INVENTORY_LIMIT as usize),
+            any::<bool>()
+        )
+            .prop_map(|(entries, more)| Response::Inventory { entries, more }),
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(length, crc32c)| Response::Verify { length, crc32c }),
         (op(), error_status(), any::<u64>(), ".{0,80}").prop_map(|(op, status, detail, msg)| {
             Response::Error(ErrorResponse::new(op, status, detail, msg))
         }),
@@ -261,6 +333,7 @@ fn known_errors_are_typed() {
             length: 10,
         },
         resume_from: 0,
+        facts: None,
     }
     .to_vec();
     let mut fields = put[PREFIX_LEN..put.len() - 4].to_vec();
@@ -286,6 +359,7 @@ fn put_body_length_is_what_remains_after_resume() {
             length: 10,
         },
         resume_from: 4,
+        facts: None,
     };
     assert_eq!(req.body_len(), 6);
     assert_eq!(req.chunk_id(), Some(&[1; 16]));

@@ -37,6 +37,10 @@ pub enum Endpoint {
     RemoveNode { id: String },
     /// `POST /admin/backup`: a snapshot of the metadata (every key's secret in it).
     Backup,
+    /// `POST /admin/recover`: rebuild the metadata from the nodes.
+    StartRecovery,
+    /// `GET /admin/recover`: the rebuild's progress and report.
+    RecoveryStatus,
     /// `/internal/*`: the nodes' registration and heartbeats, authenticated by the cluster
     /// token (and, later, certificates on their own listener), not by access keys.
     Internal,
@@ -91,6 +95,8 @@ impl Endpoint {
                 Endpoint::RemoveNode { id: id(node) }
             }
             ["admin", "backup"] if post => Endpoint::Backup,
+            ["admin", "recover"] if post => Endpoint::StartRecovery,
+            ["admin", "recover"] if get => Endpoint::RecoveryStatus,
             ["admin", ..] => Endpoint::UnknownAdmin,
             _ => Endpoint::Unknown,
         }
@@ -115,6 +121,8 @@ impl Endpoint {
             | Endpoint::RevokeKey { .. }
             | Endpoint::RemoveNode { .. }
             | Endpoint::Backup
+            | Endpoint::StartRecovery
+            | Endpoint::RecoveryStatus
             | Endpoint::UnknownAdmin => Access::Scope(Scope::Admin),
         }
     }
@@ -249,6 +257,18 @@ mod tests {
                 Method::GET,
                 "/admin/backup".into(),
                 Endpoint::UnknownAdmin,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/recover".into(),
+                Endpoint::StartRecovery,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/recover".into(),
+                Endpoint::RecoveryStatus,
                 admin(),
             ),
             (

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use sixfold_wire::{ChunkId, ChunkMeta};
+use sixfold_wire::{ChunkId, ChunkMark, ChunkMeta, FileFacts};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -75,17 +75,44 @@ impl ChunkStore for Cluster {
         node: Uuid,
         chunk_id: ChunkId,
         meta: ChunkMeta,
+        facts: Option<FileFacts>,
         body: mpsc::Receiver<Bytes>,
     ) -> BoxFuture<'static, Result<PutAck, StoreError>> {
         let cluster = self.clone();
         Box::pin(async move {
-            let ack = Cluster::put_chunk(&cluster, node, chunk_id, meta, body)
+            let ack = Cluster::put_chunk(&cluster, node, chunk_id, meta, facts, body)
                 .await
                 .map_err(|e| store_error(node, e))?;
             Ok(PutAck {
                 length: ack.length,
                 crc32c: ack.crc32c,
             })
+        })
+    }
+
+    fn mark_chunks(
+        &self,
+        node: Uuid,
+        marks: Vec<ChunkMark>,
+    ) -> BoxFuture<'static, Result<usize, StoreError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            Cluster::mark_chunks(&cluster, node, marks)
+                .await
+                .map_err(|e| store_error(node, e))
+        })
+    }
+
+    fn delete_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            Cluster::delete_chunk(&cluster, node, chunk_id)
+                .await
+                .map_err(|e| store_error(node, e))
         })
     }
 

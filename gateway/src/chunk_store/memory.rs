@@ -40,6 +40,7 @@ struct NodeState {
     fault: Fault,
     capacity: u64,
     chunks: HashMap<ChunkId, Bytes>,
+    marks: HashMap<ChunkId, sixfold_wire::Mark>,
 }
 
 #[derive(Debug, Default)]
@@ -207,6 +208,7 @@ impl ChunkStore for MemoryStore {
         node: Uuid,
         chunk_id: ChunkId,
         meta: ChunkMeta,
+        _facts: Option<sixfold_wire::FileFacts>,
         mut body: mpsc::Receiver<Bytes>,
     ) -> BoxFuture<'static, Result<PutAck, StoreError>> {
         let store = self.clone();
@@ -257,6 +259,51 @@ impl ChunkStore for MemoryStore {
                 length: meta.length,
                 crc32c,
             })
+        })
+    }
+
+    fn mark_chunks(
+        &self,
+        node: Uuid,
+        marks: Vec<sixfold_wire::ChunkMark>,
+    ) -> BoxFuture<'static, Result<usize, StoreError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let mut s = store.lock();
+            let Some((_, n)) = s.nodes.iter_mut().find(|(id, _)| *id == node) else {
+                return Err(Self::error(node, "unknown_node", "unknown node"));
+            };
+            if !n.up {
+                return Err(Self::error(node, "unavailable", "node is down"));
+            }
+            let mut recorded = 0;
+            for m in marks {
+                if n.chunks.contains_key(&m.chunk_id) {
+                    n.marks.insert(m.chunk_id, m.mark);
+                    recorded += 1;
+                }
+            }
+            Ok(recorded)
+        })
+    }
+
+    fn delete_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let mut s = store.lock();
+            let Some((_, n)) = s.nodes.iter_mut().find(|(id, _)| *id == node) else {
+                return Err(Self::error(node, "unknown_node", "unknown node"));
+            };
+            if !n.up {
+                return Err(Self::error(node, "unavailable", "node is down"));
+            }
+            n.chunks.remove(&chunk_id);
+            n.marks.remove(&chunk_id);
+            Ok(())
         })
     }
 

@@ -50,6 +50,16 @@ pub enum AdminCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Rebuild the metadata from the nodes (after the metadata was lost, or restored from an
+    /// older backup): waits, printing progress, and prints the report as JSON.
+    Recover {
+        /// Start the rebuild and return at once (follow it with `GET /admin/recover`).
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this long (the rebuild goes on in the gateway).
+        #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -117,8 +127,58 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             eprintln!("revoked access key {id}");
         }
         AdminCommand::Backup { .. } => {} // handled above: it streams a file, not JSON
+        AdminCommand::Recover { no_wait, timeout } => recover(&client, no_wait, timeout)?,
     }
     Ok(())
+}
+
+/// How often `admin recover` asks for progress.
+const RECOVER_POLL: Duration = Duration::from_millis(500);
+
+fn recover(client: &Client, no_wait: bool, timeout: Duration) -> anyhow::Result<()> {
+    let started: serde_json::Value = client.send_json("POST", "/admin/recover", &json!({}))?;
+    eprintln!("rebuild of the metadata from the nodes started");
+    if no_wait {
+        println!("{started:#}");
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let status: serde_json::Value = client.send_json("GET", "/admin/recover", &())?;
+        match status["state"].as_str() {
+            Some("done") => {
+                eprintln!("rebuild finished");
+                println!("{:#}", status["report"]);
+                return Ok(());
+            }
+            Some("failed") => bail!(
+                "the rebuild failed: {}",
+                status["error"].as_str().unwrap_or("no reason given")
+            ),
+            _ => {}
+        }
+        let line = format!(
+            "{}: nodes {}/{}, chunks found {}, verified {}/{}",
+            status["phase"].as_str().unwrap_or("starting"),
+            status["nodes_read"],
+            status["nodes"],
+            status["chunks_found"],
+            status["chunks_verified"],
+            status["chunks_to_verify"]
+        );
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "still running after {}; follow it with GET /admin/recover",
+                humantime::format_duration(timeout)
+            );
+        }
+        std::thread::sleep(RECOVER_POLL);
+    }
 }
 
 /// The token: from `--token-file`, else the environment, else the dev data dir's file.

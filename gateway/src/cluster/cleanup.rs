@@ -51,6 +51,7 @@ pub(super) async fn pass(cluster: &Cluster, tracker: &mut OrphanTracker) {
     }
     for node in cluster.serving_nodes() {
         drain_node(cluster, node).await;
+        deliver_marks(cluster, node).await;
     }
     let due = cluster.due_orphan_scans();
     for node in due {
@@ -137,6 +138,48 @@ async fn expire_sessions(cluster: &Cluster) -> Result<(), MetaError> {
         if !full {
             return Ok(());
         }
+    }
+}
+
+/// Marks fetched from the metadata per round trip.
+const MARK_BATCH: usize = 256;
+
+/// Sends `node` the commit marks it has not acknowledged yet (a commit whose marks did not all
+/// arrive before its 201), until none are left or the node stops answering.
+async fn deliver_marks(cluster: &Cluster, node: Uuid) {
+    let mut delivered = 0usize;
+    loop {
+        let batch = match meta_call(cluster, move |m| m.pending_marks(&node, MARK_BATCH)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "reading the pending commit marks failed");
+                return;
+            }
+        };
+        if batch.is_empty() {
+            break;
+        }
+        let full = batch.len() == MARK_BATCH;
+        let marks = batch
+            .iter()
+            .map(|p| crate::commit_marks::wire_mark(p.chunk_id, &p.mark))
+            .collect();
+        if let Err(e) = cluster.mark_chunks(node, marks).await {
+            tracing::info!(%node, error = %e, "commit marks not delivered; they wait");
+            break;
+        }
+        let done: Vec<(Uuid, [u8; 16])> = batch.iter().map(|p| (node, p.chunk_id)).collect();
+        delivered += done.len();
+        if let Err(e) = meta_call(cluster, move |m| m.marks_delivered(&done)).await {
+            tracing::warn!(%node, error = %e, "recording delivered commit marks failed");
+            return;
+        }
+        if !full {
+            break;
+        }
+    }
+    if delivered > 0 {
+        tracing::info!(%node, delivered, "delivered pending commit marks");
     }
 }
 

@@ -29,7 +29,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
-use sixfold_wire::{ChunkId, ChunkInfo, ChunkMeta, NodeInfo, Request, Response, Status};
+use sixfold_wire::{
+    ChunkId, ChunkInfo, ChunkMark, ChunkMeta, FileFacts, InventoryEntry, MAX_INVENTORY_LIMIT,
+    MAX_MARKS, NodeInfo, Request, Response, Status,
+};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -71,6 +74,8 @@ struct Inner {
     /// When this gateway process started (Unix ms): sessions recorded earlier are leftovers of
     /// a process that died. One gateway per metadata store, for now.
     started_unix_ms: u64,
+    /// The cluster id each node last reported keeping (report version 3).
+    claims: Mutex<std::collections::HashMap<Uuid, Uuid>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -121,6 +126,7 @@ impl Cluster {
             tasks: Mutex::new(Vec::new()),
             reconcile: Arc::default(),
             started_unix_ms,
+            claims: Mutex::default(),
         });
         let tasks = vec![
             tokio::spawn(health::run(Arc::downgrade(&inner))),
@@ -255,9 +261,11 @@ impl Cluster {
         node: Uuid,
         chunk_id: ChunkId,
         meta: ChunkMeta,
+        facts: Option<FileFacts>,
         body: mpsc::Receiver<Bytes>,
     ) -> Result<PutAck, NodeError> {
-        self.put_chunk_from(node, chunk_id, meta, 0, body).await
+        self.put_chunk_from(node, chunk_id, meta, 0, facts, body)
+            .await
     }
 
     /// Like [`Cluster::put_chunk`], continuing an interrupted put at `resume_from` (the
@@ -275,6 +283,7 @@ impl Cluster {
         chunk_id: ChunkId,
         meta: ChunkMeta,
         resume_from: u64,
+        facts: Option<FileFacts>,
         mut body: mpsc::Receiver<Bytes>,
     ) -> Result<PutAck, NodeError> {
         let expected = meta.length.saturating_sub(resume_from);
@@ -296,6 +305,7 @@ impl Cluster {
                 chunk_id,
                 meta,
                 resume_from,
+                facts,
                 first,
                 &mut body,
                 deadline,
@@ -354,6 +364,71 @@ impl Cluster {
                 ..
             }) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Records commit marks on `node`, one request per shard (and per [`MAX_MARKS`]), durably
+    /// when this returns `Ok`; returns how many the node recorded (marks for chunks it does not
+    /// hold are not).
+    pub async fn mark_chunks(&self, node: Uuid, marks: Vec<ChunkMark>) -> Result<usize, NodeError> {
+        let shards = self.shard_count(node)?;
+        let mut by_shard: std::collections::BTreeMap<usize, Vec<ChunkMark>> = Default::default();
+        for m in marks {
+            by_shard
+                .entry(usize::from(sixfold_wire::shard_for(
+                    &m.chunk_id,
+                    shards as u16,
+                )))
+                .or_default()
+                .push(m);
+        }
+        let mut recorded = 0;
+        for (shard, marks) in by_shard {
+            for batch in marks.chunks(usize::from(MAX_MARKS)) {
+                let req = Request::Mark {
+                    marks: batch.to_vec(),
+                };
+                match self.call_shard(node, shard, req).await? {
+                    Response::Mark { recorded: n } => recorded += usize::from(n),
+                    _ => return Err(unexpected_response()),
+                }
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// One inventory page of shard `shard` of `node`: chunks after `after` with their header
+    /// facts and commit marks.
+    pub async fn inventory(
+        &self,
+        node: Uuid,
+        shard: usize,
+        after: Option<ChunkId>,
+    ) -> Result<(Vec<InventoryEntry>, bool), NodeError> {
+        let req = Request::Inventory {
+            after,
+            limit: MAX_INVENTORY_LIMIT,
+        };
+        match self.call_shard(node, shard, req).await? {
+            Response::Inventory { entries, more } => Ok((entries, more)),
+            _ => Err(unexpected_response()),
+        }
+    }
+
+    /// Has the node read a chunk whole and check it against its crcs; its length and crc32c.
+    /// The deadline grows with the chunk (at 50 MB/s, on top of the request timeout).
+    pub async fn verify_chunk(
+        &self,
+        node: Uuid,
+        chunk_id: ChunkId,
+        length: u64,
+    ) -> Result<(u64, u32), NodeError> {
+        let route = self.read().route(&node, &chunk_id)?;
+        let deadline = self.deadline() + Duration::from_millis(length / 50_000);
+        let streams = self.open_stream(node, route, deadline).await?;
+        match rpc::call(streams, Request::Verify { chunk_id }, deadline).await? {
+            Response::Verify { length, crc32c } => Ok((length, crc32c)),
+            _ => Err(unexpected_response()),
         }
     }
 
@@ -511,12 +586,44 @@ impl Cluster {
     }
 
     /// Applies a node report and persists what changed.
-    async fn apply_report(&self, report: &ValidReport, kind: ReportKind) {
+    /// Returns the cluster id to tell the node: on registration, to a node whose data this
+    /// metadata accounts for.
+    async fn apply_report(&self, report: &ValidReport, kind: ReportKind) -> Option<Uuid> {
+        if let Some(claim) = report.cluster_id {
+            self.inner
+                .claims
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(report.id, claim);
+        }
         let outcome =
             self.write()
                 .apply_report(report, kind, Instant::now(), unix_ms(SystemTime::now()));
         if outcome.reconnect {
             self.inner.pool.forget_node(report.id);
+        }
+        let joined = matches!(outcome.transition, Some((None, _)));
+        // Judged when the node joins or registers (starts): what it holds against what this
+        // metadata knows, and the cluster id it keeps against ours.
+        let mut tell = None;
+        if joined || kind == ReportKind::Register {
+            let ours = self.meta().cluster_id();
+            let verdict = membership::judge(ours, report.cluster_id, !joined, report.chunk_count);
+            match verdict {
+                Membership::Unaccounted(why) => self.mark_unaccounted(report, why).await,
+                Membership::Joins if report.cluster_id.is_none() => {
+                    let meta = self.meta().clone();
+                    let id = report.id;
+                    let flagged = tokio::task::spawn_blocking(move || meta.is_unaccounted(&id))
+                        .await
+                        .map_or(true, |r| r.unwrap_or(true));
+                    // A node whose data is not accounted for never learns this id.
+                    if !flagged {
+                        tell = Some(ours);
+                    }
+                }
+                Membership::Joins | Membership::Member => {}
+            }
         }
         match outcome.transition {
             Some((None, state)) => {
@@ -527,12 +634,6 @@ impl Cluster {
                     ?state,
                     "node joined"
                 );
-                // New to this metadata: judged once, on what it already holds.
-                let verdict =
-                    membership::judge(self.meta().cluster_id(), None, false, report.chunk_count);
-                if let Membership::Unaccounted(why) = verdict {
-                    self.mark_unaccounted(report, why).await;
-                }
             }
             Some((Some(from), to)) => tracing::info!(
                 node = %report.id,
@@ -562,6 +663,16 @@ impl Cluster {
             // Deletes queued while the node was away can go now.
             self.wake_cleanup();
         }
+        tell
+    }
+
+    /// The cluster ids the nodes report keeping, by node.
+    pub fn claimed_cluster_ids(&self) -> std::collections::HashMap<Uuid, Uuid> {
+        self.inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Forgets node `id` for good: its record goes from the metadata and the registry. Only a

@@ -102,11 +102,12 @@ async fn report(cluster: Cluster, kind: ReportKind, request: Request) -> Respons
         );
         return error(StatusCode::FORBIDDEN, "forbidden", why);
     }
-    cluster.apply_report(&report, kind).await;
+    let tell = cluster.apply_report(&report, kind).await;
     let ack = ReportAck {
         heartbeat_interval_ms: u64::try_from(cluster.heartbeat_interval().as_millis())
             .unwrap_or(u64::MAX),
         report_version: REPORT_VERSION,
+        cluster_id: tell.map(|id| id.hyphenated().to_string()),
     };
     (StatusCode::OK, Json(ack)).into_response()
 }
@@ -139,6 +140,15 @@ pub fn parse_report(body: &[u8]) -> Result<ValidReport, String> {
     if r.version < 2 && r.read_only {
         return Err("read_only needs node report version 2".into());
     }
+    if r.version < 3 && r.cluster_id.is_some() {
+        return Err("cluster_id needs node report version 3".into());
+    }
+    let cluster_id = match &r.cluster_id {
+        Some(text) => Some(
+            Uuid::parse_str(text).map_err(|e| format!("cluster_id {text:?} is not a UUID: {e}"))?,
+        ),
+        None => None,
+    };
     let id = Uuid::parse_str(&r.node_id)
         .map_err(|e| format!("node_id {:?} is not a UUID: {e}", r.node_id))?;
     if id.is_nil() {
@@ -187,6 +197,7 @@ pub fn parse_report(body: &[u8]) -> Result<ValidReport, String> {
         draining: r.draining,
         read_only: r.read_only,
         software: truncate(r.software.trim(), MAX_TEXT),
+        cluster_id,
     })
 }
 
@@ -236,6 +247,30 @@ mod tests {
         }))
         .expect("valid");
         assert!(r.read_only);
+        // Version 3 names the cluster the node joined.
+        let r = parse_report(&body(|v| {
+            v["version"] = 3.into();
+            v["cluster_id"] = "0c1a2b3c-4d5e-4f60-8a1b-2c3d4e5f6071".into();
+        }))
+        .expect("valid");
+        assert_eq!(
+            r.cluster_id.map(|id| id.to_string()).as_deref(),
+            Some("0c1a2b3c-4d5e-4f60-8a1b-2c3d4e5f6071")
+        );
+        assert!(
+            parse_report(&body(
+                |v| v["cluster_id"] = "0c1a2b3c-4d5e-4f60-8a1b-2c3d4e5f6071".into()
+            ))
+            .is_err(),
+            "cluster_id in version 1"
+        );
+        assert!(
+            parse_report(&body(|v| {
+                v["version"] = 3.into();
+                v["cluster_id"] = "nope".into();
+            }))
+            .is_err()
+        );
     }
 
     #[test]
@@ -258,7 +293,7 @@ mod tests {
     fn bad_reports_are_refused_with_a_reason() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"{not json".to_vec(), "malformed"),
-            (body(|v| v["version"] = 3.into()), "version 3"),
+            (body(|v| v["version"] = 4.into()), "version 4"),
             (body(|v| v["version"] = 0.into()), "version 0"),
             (
                 body(|v| v["read_only"] = true.into()),

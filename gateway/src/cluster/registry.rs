@@ -47,6 +47,8 @@ pub struct ValidReport {
     /// The node's disk is full: it serves reads and deletes, takes no new parts.
     pub read_only: bool,
     pub software: String,
+    /// The id of the cluster the node joined, as kept in its data dir (report version 3).
+    pub cluster_id: Option<Uuid>,
 }
 
 /// Which endpoint a report arrived on.
@@ -749,6 +751,7 @@ mod tests {
             draining: false,
             read_only: false,
             software: "sixfold-node 0.1.0".into(),
+            cluster_id: None,
         }
     }
 

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use quinn::{ReadError, RecvStream, SendStream, VarInt, WriteError};
 use sixfold_wire::{
-    ChunkId, ChunkMeta, Decoded, Op, Request, Response, Status, WireError, try_decode_response,
+    ChunkId, ChunkMeta, Decoded, FileFacts, Op, Request, Response, Status, WireError,
+    try_decode_response,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -131,7 +132,9 @@ async fn read_header(recv: &mut RecvStream, op: Op) -> Result<Response, NodeErro
             }
         }
     };
-    if response.op() != op {
+    // A `PutFile` succeeds with a `Put` answer; its errors name `PutFile`.
+    let answers = response.op() == op || (op == Op::PutFile && response.op() == Op::Put);
+    if !answers {
         return Err(NodeError::Protocol(WireError::InvalidField {
             field: "op",
             reason: "the response answers another operation",
@@ -157,6 +160,10 @@ fn unexpected(op: Op) -> NodeError {
             Op::Stat => "expected a stat response",
             Op::List => "expected a list response",
             Op::NodeInfo => "expected a node info response",
+            Op::PutFile => "expected a put response",
+            Op::Mark => "expected a mark response",
+            Op::Inventory => "expected an inventory response",
+            Op::Verify => "expected a verify response",
         },
     })
 }
@@ -170,6 +177,7 @@ pub async fn put(
     chunk_id: ChunkId,
     meta: ChunkMeta,
     resume_from: u64,
+    facts: Option<FileFacts>,
     first: Option<Bytes>,
     body: &mut mpsc::Receiver<Bytes>,
     deadline: Instant,
@@ -185,7 +193,9 @@ pub async fn put(
         chunk_id,
         meta,
         resume_from,
+        facts,
     };
+    let op = req.op();
     let expected = req.body_len();
     let mut out = Outgoing::new(send);
     with_deadline(deadline, write_header(out.get()?, &req)).await?;
@@ -220,7 +230,7 @@ pub async fn put(
                 // The node refused the body; its response header says why.
                 out.abandon();
                 let after = Instant::now() + timeout;
-                return match with_deadline(after, read_header(&mut recv, Op::Put)).await {
+                return match with_deadline(after, read_header(&mut recv, op)).await {
                     Err(e @ NodeError::Status { .. }) => Err(e),
                     _ => Err(reset_error(code, sent)),
                 };
@@ -233,7 +243,7 @@ pub async fn put(
     }
     out.finish()?;
     let after = Instant::now() + timeout;
-    match with_deadline(after, read_header(&mut recv, Op::Put)).await? {
+    match with_deadline(after, read_header(&mut recv, op)).await? {
         Response::Put { length, crc32c } => Ok(PutAck { length, crc32c }),
         _ => Err(unexpected(Op::Put)),
     }

@@ -279,6 +279,15 @@ async fn serve(mut send: SendStream, mut recv: RecvStream, store: Store, broken:
             chunk_count: 0,
             in_flight: 0,
         }),
+        // Commit marks and the rebuild's requests are exercised against the real node.
+        Request::Mark { .. } | Request::Inventory { .. } | Request::Verify { .. } => {
+            Response::Error(ErrorResponse::new(
+                op,
+                Status::BadRequest,
+                0,
+                "not served by the fake node",
+            ))
+        }
     };
     respond(&mut send, resp).await;
     let _ = send.finish();
@@ -550,7 +559,13 @@ async fn an_unreachable_node_fails_fast_with_unavailable() {
     let guard = tokio::time::timeout(PATIENCE, async {
         let put = h
             .cluster
-            .put_chunk(node, [1; 16], chunk_meta(file, 10), feed(pattern(10, 1), 4))
+            .put_chunk(
+                node,
+                [1; 16],
+                chunk_meta(file, 10),
+                None,
+                feed(pattern(10, 1), 4),
+            )
             .await;
         assert!(matches!(put, Err(NodeError::Unavailable(_))), "{put:?}");
         let get = h.cluster.get_chunk(node, [1; 16], 0, 10).await;
@@ -602,7 +617,7 @@ async fn put_get_stat_list_delete_against_a_node() {
     assert_eq!(h.cluster.candidates()[0].free(), (1u64 << 40) - part.len);
     let ack = h
         .cluster
-        .put_chunk(node, chunk, meta, feed(data.clone(), 256 << 10))
+        .put_chunk(node, chunk, meta, None, feed(data.clone(), 256 << 10))
         .await
         .unwrap();
     reservation.acknowledged();
@@ -687,7 +702,7 @@ async fn put_get_stat_list_delete_against_a_node() {
     drop(tx);
     let short = h
         .cluster
-        .put_chunk(node, [3; 16], chunk_meta(file, 100), rx)
+        .put_chunk(node, [3; 16], chunk_meta(file, 100), None, rx)
         .await
         .unwrap_err();
     assert!(

@@ -478,8 +478,9 @@ pub async fn file_meta(
     Ok(response)
 }
 
-/// `DELETE /files/{id}`: the file disappears at once; its chunks are queued for deletion and
-/// the cleanup is woken to remove them now (or later, from nodes that are down).
+/// `DELETE /files/{id}`: the file disappears at once; its chunks are deleted from their nodes
+/// before the answer (for a bounded time, see [`crate::deletion`]), and those that could not be
+/// stay queued for the cleanup (nodes that are down).
 pub async fn delete(
     State(app): State<AppState>,
     Path(raw_id): Path<String>,
@@ -489,7 +490,13 @@ pub async fn delete(
     let Some(file) = removed else {
         return Err(ApiError::not_found(format!("no file {id}")));
     };
-    app.store().wake_cleanup();
+    crate::deletion::delete_chunks_now(
+        app.meta(),
+        app.store(),
+        &file,
+        crate::deletion::DELETE_WAIT,
+    )
+    .await;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.extensions_mut().insert(RequestSummary {
         file_id: Some(id),

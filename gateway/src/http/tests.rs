@@ -364,8 +364,10 @@ async fn meta_list_and_delete() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.bytes().await.expect("body").is_empty());
 
-    // Delete: 204, then gone everywhere; the cleanup is woken.
+    // Delete: 204, then gone everywhere. Every node is up, so the chunks are gone from them
+    // before the answer, nothing is left queued and the cleanup has nothing to do.
     let wakes = server.store.wakes();
+    let chunks = server.store.chunk_count();
     let response = server
         .client
         .delete(server.url(&format!("/files/{a_id}")))
@@ -373,8 +375,9 @@ async fn meta_list_and_delete() {
         .await
         .expect("delete");
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(server.store.wakes(), wakes + 1);
-    assert_eq!(server.meta.delete_queue_len().expect("queue"), 3);
+    assert_eq!(server.store.chunk_count(), chunks - 3);
+    assert_eq!(server.store.wakes(), wakes);
+    assert_eq!(server.meta.delete_queue_len().expect("queue"), 0);
     assert_eq!(
         error_code(server.get(&format!("/files/{a_id}")).await).await,
         (StatusCode::NOT_FOUND, "not_found".into())
@@ -387,6 +390,42 @@ async fn meta_list_and_delete() {
         .expect("delete");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(server.files(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_delete_with_a_node_down_deletes_the_other_parts_now_and_queues_the_rest() {
+    let server = Server::start(6).await;
+    let a = server.upload_ok("a.txt", data(3000, 2)).await;
+    let a_id = a["id"].as_str().expect("id");
+    let meta: Value = server
+        .get(&format!("/files/{a_id}/meta"))
+        .await
+        .json()
+        .await
+        .expect("meta");
+    let down: uuid::Uuid = meta["parts"][1]["node_id"]
+        .as_str()
+        .expect("node")
+        .parse()
+        .expect("uuid");
+    server.store.set_up(down, false);
+    let wakes = server.store.wakes();
+    let chunks = server.store.chunk_count();
+    let response = server
+        .client
+        .delete(server.url(&format!("/files/{a_id}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(server.store.chunk_count(), chunks - 2);
+    assert_eq!(server.meta.delete_queue_len().expect("queue"), 1);
+    assert_eq!(
+        server.store.wakes(),
+        wakes + 1,
+        "the cleanup is woken for the rest"
+    );
     server.stop().await;
 }
 

@@ -70,6 +70,7 @@ impl Meta {
                 refs.remove(&key)?;
                 queue.insert(&key, entry.as_slice())?;
             }
+            super::marks::forget_for_delete(txn, &file)?;
             Ok(Some(file))
         })
     }

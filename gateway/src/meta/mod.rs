@@ -11,9 +11,11 @@ mod deletes;
 mod error;
 mod files;
 mod keys;
+mod marks;
 mod nodes;
 mod quarantine;
 mod records;
+mod restore;
 mod restored;
 mod sessions;
 mod tables;
@@ -33,11 +35,13 @@ use uuid::Uuid;
 pub use backup::{SnapshotInfo, SnapshotReport, read_snapshot_info};
 pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use error::MetaError;
+pub use marks::{CommitMark, PendingMark};
 pub use quarantine::QuarantineMark;
 pub use records::{
     AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, PartRecord,
     PendingDelete, PlannedPart, UploadSession, new_chunk_id,
 };
+pub use restore::Restored;
 pub use restored::{RestoredSnapshot, restored_reason};
 pub use tables::SCHEMA_VERSION;
 pub use unaccounted::UnaccountedNode;
@@ -46,7 +50,8 @@ pub use unaccounted::UnaccountedNode;
 #[derive(Clone)]
 pub struct Meta {
     db: Arc<Database>,
-    cluster_id: Uuid,
+    /// Shared by every clone: a rebuild may adopt the id the nodes keep.
+    cluster_id: Arc<std::sync::RwLock<Uuid>>,
 }
 
 impl fmt::Debug for Meta {
@@ -81,11 +86,11 @@ impl Meta {
                 "cannot check or narrow the mode of the metadata file, which holds access key secrets"
             ),
         }
-        let mut meta = Meta {
+        let meta = Meta {
             db: Arc::new(db),
-            cluster_id: Uuid::nil(),
+            cluster_id: Arc::new(std::sync::RwLock::new(Uuid::nil())),
         };
-        meta.cluster_id = meta.write(|txn| {
+        let id = meta.write(|txn| {
             let mut schema = txn.open_table(tables::SCHEMA)?;
             let found = schema.get(tables::SCHEMA_VERSION_KEY)?.map(|v| v.value());
             match found {
@@ -109,6 +114,7 @@ impl Meta {
             txn.open_table(tables::ACCESS_KEYS)?;
             txn.open_table(tables::QUARANTINE)?;
             txn.open_table(tables::UNACCOUNTED)?;
+            txn.open_table(tables::PENDING_MARKS)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
             let stored = cluster
                 .get(tables::CLUSTER_ID_KEY)?
@@ -126,6 +132,10 @@ impl Meta {
                 }
             }
         })?;
+        *meta
+            .cluster_id
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
         // A file restored from a backup: mark its nodes before anything can clean them.
         meta.adopt_restored_snapshot()?;
         tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");
@@ -135,7 +145,26 @@ impl Meta {
     /// The identity of the cluster this metadata describes: a new metadata file is a new
     /// cluster, which nodes that joined another one can tell.
     pub fn cluster_id(&self) -> Uuid {
-        self.cluster_id
+        *self
+            .cluster_id
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes `id` as the cluster's identity: a rebuild from nodes that all keep `id` makes this
+    /// metadata theirs again.
+    pub fn adopt_cluster_id(&self, id: Uuid) -> Result<(), MetaError> {
+        self.write(|txn| {
+            txn.open_table(tables::CLUSTER)?
+                .insert(tables::CLUSTER_ID_KEY, id.as_bytes().as_slice())?;
+            Ok(())
+        })?;
+        *self
+            .cluster_id
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
+        tracing::warn!(cluster_id = %id, "cluster identity adopted from the nodes");
+        Ok(())
     }
 
     /// Runs `body` in one write transaction: committed (durably) if it returns `Ok`, rolled back

@@ -246,6 +246,7 @@ impl Meta {
             let value = encode(&file).map_err(MetaError::corrupt(FILES_NAME))?;
             sessions.remove(key)?;
             files.insert(key, value.as_slice())?;
+            super::marks::record_for_commit(txn, &file)?;
             // The chunk references already name this id; they now belong to the file.
             Ok(file)
         })

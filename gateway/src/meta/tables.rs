@@ -42,6 +42,12 @@ pub(super) const UNACCOUNTED: TableDefinition<&[u8; 16], &[u8]> =
     TableDefinition::new("unaccounted_nodes");
 pub(super) const UNACCOUNTED_NAME: &str = "unaccounted_nodes";
 
+/// Node id ‖ chunk id -> encoded commit mark ([`super::marks`]): marks of committed files not
+/// yet acknowledged by their nodes. Added after schema version 1's first release; opening an
+/// older database creates it empty.
+pub(super) const PENDING_MARKS: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("pending_marks");
+
 /// Access key id -> encoded [`crate::auth::AccessKey`]. Added after the first release within
 /// schema version 1: an older database simply lacks it until [`super::Meta::open`] creates it.
 pub(super) const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
@@ -67,6 +73,7 @@ pub(super) const SNAPSHOT_TABLES: &[&dyn super::backup::SnapshotTable] = &[
     &QUARANTINE,
     &UNACCOUNTED,
     &ACCESS_KEYS,
+    &PENDING_MARKS,
 ];
 
 /// Key of a chunk on a node.

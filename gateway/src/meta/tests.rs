@@ -360,6 +360,42 @@ fn abort_queues_exactly_the_session_chunks() {
 }
 
 #[test]
+fn a_commit_records_a_pending_mark_per_part_until_delivered_or_deleted() {
+    let (_dir, meta) = fresh();
+    let s = session(7 * 1024 * 1024);
+    meta.begin_session(&s).expect("begin");
+    assert_eq!(meta.pending_mark_count().expect("count"), 0);
+    let file = meta
+        .commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 7 * 1024 * 1024)
+        .expect("commit");
+    assert_eq!(
+        meta.pending_mark_count().expect("count"),
+        s.parts.len() as u64
+    );
+    let first = &s.parts[0];
+    let pending = meta.pending_marks(&first.node_id, 10).expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].chunk_id, first.chunk_id);
+    assert_eq!(Some(pending[0].mark), CommitMark::of(&file));
+    assert_eq!(pending[0].mark.file_size, 7 * 1024 * 1024);
+
+    meta.marks_delivered(&[(first.node_id, first.chunk_id)])
+        .expect("delivered");
+    assert!(
+        meta.pending_marks(&first.node_id, 10)
+            .expect("pending")
+            .is_empty()
+    );
+    assert_eq!(
+        meta.pending_mark_count().expect("count"),
+        s.parts.len() as u64 - 1
+    );
+    // A deleted file's marks are no longer worth sending.
+    meta.delete_file(&s.file_id).expect("delete");
+    assert_eq!(meta.pending_mark_count().expect("count"), 0);
+}
+
+#[test]
 fn delete_file_queues_its_chunks() {
     let (_dir, meta) = fresh();
     let s = session(7 * 1024 * 1024);

@@ -25,21 +25,28 @@ use crate::meta::{ChunkId, PartRecord};
 pub struct FileFacts {
     pub name: String,
     pub content_type: Option<String>,
-    pub size: u64,
-    /// xxh3-128, 32 lowercase hex digits.
-    pub checksum: String,
+    /// When the upload began.
     pub created_unix_ms: u64,
 }
 
+/// What a commit mark says: only known once the file was committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub size: u64,
+    /// xxh3-128, 32 lowercase hex digits.
+    pub checksum: String,
+    pub committed_unix_ms: u64,
+}
+
 /// The commit state a chunk was last told of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitMark {
     /// A version 1 chunk: nothing is known.
     Unknown,
     /// Written by an upload not (yet) known to have committed.
     Uploading,
     /// Its file was committed.
-    Committed,
+    Committed(Committed),
     /// Its file was deleted.
     Deleted,
 }
@@ -69,9 +76,12 @@ pub struct FoundChunk {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoredFile {
     pub id: Uuid,
-    /// `None`: only version 1 chunks; the file is named after its id and its checksum must be
-    /// computed from its bytes before it is served.
+    /// `None`: only version 1 chunks; the file is named after its id.
     pub facts: Option<FileFacts>,
+    /// `None`: only version 1 chunks; the checksum must be computed from the bytes before the
+    /// file is served.
+    pub committed: Option<Committed>,
+    pub size: u64,
     /// In part order, clipped to the file's size.
     pub parts: Vec<PartRecord>,
 }
@@ -105,7 +115,27 @@ pub struct RebuildPlan {
     pub restore: Vec<RestoredFile>,
     pub not_restored: Vec<Unrestored>,
     /// Chunks no restored file uses: kept aside, never served.
-    pub quarantine: Vec<(Uuid, ChunkId)>,
+    pub quarantine: Vec<Aside>,
+}
+
+/// A chunk set aside, with what its header says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aside {
+    pub node: Uuid,
+    pub chunk_id: ChunkId,
+    pub file_id: Uuid,
+    pub part_index: u32,
+}
+
+impl Aside {
+    fn of(c: &FoundChunk) -> Aside {
+        Aside {
+            node: c.node,
+            chunk_id: c.chunk_id,
+            file_id: c.file_id,
+            part_index: c.part_index,
+        }
+    }
 }
 
 /// Applies the rules to every chunk found.
@@ -116,7 +146,7 @@ pub fn plan_rebuild(found: &[FoundChunk]) -> RebuildPlan {
         if chunk.complete && chunk.verified {
             by_file.entry(chunk.file_id).or_default().push(chunk);
         } else {
-            plan.quarantine.push((chunk.node, chunk.chunk_id));
+            plan.quarantine.push(Aside::of(chunk));
         }
     }
     for (file_id, chunks) in by_file {
@@ -126,8 +156,7 @@ pub fn plan_rebuild(found: &[FoundChunk]) -> RebuildPlan {
                 plan.restore.push(file);
             }
             Err(why) => {
-                plan.quarantine
-                    .extend(chunks.iter().map(|c| (c.node, c.chunk_id)));
+                plan.quarantine.extend(chunks.iter().map(|c| Aside::of(c)));
                 plan.not_restored.push(Unrestored {
                     file_id,
                     why,
@@ -139,14 +168,15 @@ pub fn plan_rebuild(found: &[FoundChunk]) -> RebuildPlan {
     plan
 }
 
-type Assembled = (RestoredFile, Vec<(Uuid, ChunkId)>);
+type Assembled = (RestoredFile, Vec<Aside>);
 
 fn assemble(file_id: Uuid, chunks: &[&FoundChunk]) -> Result<Assembled, NotRestored> {
     if chunks.iter().any(|c| c.commit == CommitMark::Deleted) {
         return Err(NotRestored::Deleted);
     }
     let any_v2 = chunks.iter().any(|c| c.commit != CommitMark::Unknown);
-    if any_v2 && !chunks.iter().any(|c| c.commit == CommitMark::Committed) {
+    let committed = agreed_commit(chunks)?;
+    if any_v2 && committed.is_none() {
         return Err(NotRestored::NeverCommitted);
     }
     let count = chunks[0].part_count;
@@ -182,7 +212,7 @@ fn assemble(file_id: Uuid, chunks: &[&FoundChunk]) -> Result<Assembled, NotResto
                     "copies of part {index} disagree on its offset"
                 )));
             }
-            extra.push((other.node, other.chunk_id));
+            extra.push(Aside::of(other));
         }
         if first.offset != offset {
             return Err(NotRestored::Inconsistent(format!(
@@ -203,13 +233,13 @@ fn assemble(file_id: Uuid, chunks: &[&FoundChunk]) -> Result<Assembled, NotResto
             stored_len: None,
         });
     }
-    let size = match &facts {
+    let size = match &committed {
         // A streamed form's chunks may run on past the file (its closing boundary).
-        Some(f) if f.size <= offset => f.size,
-        Some(f) => {
+        Some(c) if c.size <= offset => c.size,
+        Some(c) => {
             return Err(NotRestored::Inconsistent(format!(
                 "the parts hold {offset} bytes, the file has {}",
-                f.size
+                c.size
             )));
         }
         None => offset,
@@ -219,10 +249,31 @@ fn assemble(file_id: Uuid, chunks: &[&FoundChunk]) -> Result<Assembled, NotResto
         RestoredFile {
             id: file_id,
             facts,
+            committed,
+            size,
             parts,
         },
         extra,
     ))
+}
+
+/// The commit every committed mark of a set agrees on.
+fn agreed_commit(chunks: &[&FoundChunk]) -> Result<Option<Committed>, NotRestored> {
+    let mut found: Option<&Committed> = None;
+    for c in chunks {
+        if let CommitMark::Committed(m) = &c.commit {
+            match found {
+                None => found = Some(m),
+                Some(f) if f.size == m.size && f.checksum == m.checksum => {}
+                Some(_) => {
+                    return Err(NotRestored::Inconsistent(
+                        "the commit marks disagree on the file's size or checksum".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(found.cloned())
 }
 
 /// The file facts every version 2 chunk of a set agrees on.
@@ -235,7 +286,7 @@ fn agreed_facts(chunks: &[&FoundChunk]) -> Result<Option<FileFacts>, NotRestored
             (Some(a), Some(b)) if a == b => {}
             (Some(_), Some(_)) => {
                 return Err(NotRestored::Inconsistent(
-                    "the chunks disagree on the file's name, size or checksum".into(),
+                    "the chunks disagree on the file's name, content type or start".into(),
                 ));
             }
         }
@@ -253,10 +304,16 @@ mod tests {
         FileFacts {
             name: "report.pdf".into(),
             content_type: Some("application/pdf".into()),
-            size: 30,
-            checksum: "0123456789abcdef0123456789abcdef".into(),
             created_unix_ms: 1_700_000_000_000,
         }
+    }
+
+    fn committed(size: u64) -> CommitMark {
+        CommitMark::Committed(Committed {
+            size,
+            checksum: "0123456789abcdef0123456789abcdef".into(),
+            committed_unix_ms: 1_700_000_000_500,
+        })
     }
 
     /// Part `index` of three 10-byte parts, version 2, committed, on node `index + 1`.
@@ -273,8 +330,15 @@ mod tests {
             offset: u64::from(index) * 10,
             length: 10,
             file: Some(facts()),
-            commit: CommitMark::Committed,
+            commit: committed(30),
         }
+    }
+
+    fn aside(plan: &RebuildPlan) -> Vec<(Uuid, ChunkId)> {
+        plan.quarantine
+            .iter()
+            .map(|a| (a.node, a.chunk_id))
+            .collect()
     }
 
     fn set() -> Vec<FoundChunk> {
@@ -289,6 +353,11 @@ mod tests {
         let file = &plan.restore[0];
         assert_eq!(file.id, FILE);
         assert_eq!(file.facts, Some(facts()));
+        assert_eq!(file.size, 30);
+        assert_eq!(
+            file.committed.as_ref().map(|c| c.checksum.as_str()),
+            Some("0123456789abcdef0123456789abcdef")
+        );
         let offsets: Vec<(u64, u64)> = file.parts.iter().map(|p| (p.offset, p.len)).collect();
         assert_eq!(offsets, [(0, 10), (10, 10), (20, 10)]);
         assert_eq!(file.parts[1].node_id, Uuid::from_u128(2));
@@ -315,7 +384,7 @@ mod tests {
         let plan = plan_rebuild(&chunks);
         assert_eq!(plan.restore.len(), 1);
         assert_eq!(plan.restore[0].parts[2].node_id, Uuid::from_u128(3));
-        assert_eq!(plan.quarantine, vec![(Uuid::from_u128(99), [42; 16])]);
+        assert_eq!(aside(&plan), vec![(Uuid::from_u128(99), [42; 16])]);
 
         // Two verified copies with different bytes: which one is the file is unknowable.
         let mut chunks = set();
@@ -339,7 +408,7 @@ mod tests {
         let plan = plan_rebuild(&chunks);
         assert_eq!(plan.restore.len(), 1);
         assert_eq!(plan.restore[0].parts[0].node_id, Uuid::from_u128(1));
-        assert_eq!(plan.quarantine, vec![(Uuid::from_u128(50), [1; 16])]);
+        assert_eq!(aside(&plan), vec![(Uuid::from_u128(50), [1; 16])]);
 
         let mut chunks = set();
         chunks[0].verified = false;
@@ -373,8 +442,18 @@ mod tests {
             NotRestored::NeverCommitted
         );
         // The commit mark reached one node before the crash: the file was committed.
-        chunks[0].commit = CommitMark::Committed;
+        chunks[0].commit = committed(30);
         assert_eq!(plan_rebuild(&chunks).restore.len(), 1);
+        // Marks that disagree on the checksum make the set inconsistent.
+        chunks[1].commit = CommitMark::Committed(Committed {
+            size: 30,
+            checksum: "ffffffffffffffffffffffffffffffff".into(),
+            committed_unix_ms: 1,
+        });
+        assert!(matches!(
+            plan_rebuild(&chunks).not_restored[0].why,
+            NotRestored::Inconsistent(_)
+        ));
     }
 
     #[test]
@@ -394,6 +473,8 @@ mod tests {
         }
         let plan = plan_rebuild(&chunks);
         assert_eq!(plan.restore[0].facts, None);
+        assert_eq!(plan.restore[0].committed, None);
+        assert_eq!(plan.restore[0].size, 30);
         assert_eq!(plan.restore[0].parts.len(), 3);
     }
 
@@ -428,9 +509,7 @@ mod tests {
         // Parts holding fewer bytes than the file has.
         let mut chunks = set();
         for c in &mut chunks {
-            if let Some(f) = c.file.as_mut() {
-                f.size = 31;
-            }
+            c.commit = committed(31);
         }
         assert!(matches!(
             plan_rebuild(&chunks).not_restored[0].why,
@@ -442,9 +521,7 @@ mod tests {
     fn a_streamed_form_is_clipped_to_the_file_size() {
         let mut chunks = set();
         for c in &mut chunks {
-            if let Some(f) = c.file.as_mut() {
-                f.size = 15;
-            }
+            c.commit = committed(15);
         }
         let plan = plan_rebuild(&chunks);
         let parts = &plan.restore[0].parts;

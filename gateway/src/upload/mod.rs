@@ -110,6 +110,17 @@ fn check_name(name: Option<&str>) -> Result<(), UploadError> {
     }
 }
 
+/// Every chunk header keeps the content type (at most [`MAX_NAME_BYTES`] there too).
+fn check_content_type(content_type: Option<&str>) -> Result<(), UploadError> {
+    match content_type {
+        Some(c) if c.len() > MAX_NAME_BYTES => Err(UploadError::BadRequest(format!(
+            "the content type is {} bytes long; at most {MAX_NAME_BYTES} bytes are accepted",
+            c.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a spool failure is the disk being full.
 pub fn is_no_space(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
@@ -147,6 +158,8 @@ pub type FileIds = Arc<dyn Fn() -> Uuid + Send + Sync>;
 struct OpenSession {
     file_id: Uuid,
     parts: Vec<PlannedPart>,
+    /// What every chunk's header records of the file, for a rebuild from the nodes.
+    facts: sixfold_wire::FileFacts,
     /// Cleared by a commit; if still set when dropped, the session is aborted.
     armed: bool,
     /// Space and in-flight slots on the parts' nodes: acknowledged at commit, released when
@@ -267,7 +280,8 @@ impl Uploader {
     {
         let session = self.begin(info, planned, multipart).await?;
         let ranges = session.ranges();
-        let (writers, senders) = start_writers(&self.store, session.file_id, &session.parts);
+        let (writers, senders) =
+            start_writers(&self.store, session.file_id, &session.parts, &session.facts);
         let feed = feed::feed_body(
             body,
             planned,
@@ -362,7 +376,8 @@ impl Uploader {
         }
         let session = self.begin(info, size, false).await?;
         let ranges = session.ranges();
-        let (writers, senders) = start_writers(&self.store, session.file_id, &session.parts);
+        let (writers, senders) =
+            start_writers(&self.store, session.file_id, &session.parts, &session.facts);
         let result = drive(feed::feed_spool(&body, &ranges, senders), writers).await;
         drop(body);
         self.finish(session, result, checksum, size).await
@@ -377,6 +392,7 @@ impl Uploader {
         multipart: bool,
     ) -> Result<OpenSession, UploadError> {
         check_name(info.name.as_deref())?;
+        check_content_type(info.content_type.as_deref())?;
         let file_id = (self.file_ids)();
         let ranges = plan(size, &self.settings.split);
         let reservation = self.store.reserve(&file_id, &ranges)?;
@@ -406,6 +422,11 @@ impl Uploader {
         stored?;
         Ok(OpenSession {
             file_id,
+            facts: sixfold_wire::FileFacts {
+                name: session.name,
+                content_type: session.content_type,
+                created_unix_ms: session.created_unix_ms,
+            },
             parts: session.parts,
             armed: true,
             reservation: Some(reservation),
@@ -457,6 +478,13 @@ impl Uploader {
                 if let Some(r) = session.reservation.take() {
                     r.acknowledged();
                 }
+                crate::commit_marks::deliver(
+                    &self.store,
+                    &self.meta,
+                    &record,
+                    crate::commit_marks::COMMIT_MARK_WAIT,
+                )
+                .await;
                 Ok(record)
             }
             Ok(Err(e)) => {

@@ -6,7 +6,7 @@ use std::future::Future;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use sixfold_wire::ChunkMeta;
+use sixfold_wire::{ChunkMeta, FileFacts};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 use uuid::Uuid;
@@ -74,6 +74,7 @@ pub fn start_writers(
     store: &SharedStore,
     file_id: Uuid,
     parts: &[PlannedPart],
+    facts: &FileFacts,
 ) -> (PartWriters, Vec<mpsc::Sender<Bytes>>) {
     let part_count = u32::try_from(parts.len()).unwrap_or(u32::MAX);
     let running = FuturesUnordered::new();
@@ -88,7 +89,7 @@ pub fn start_writers(
             file_offset: part.offset,
             length: part.len,
         };
-        let put = store.put_chunk(part.node_id, part.chunk_id, meta, rx);
+        let put = store.put_chunk(part.node_id, part.chunk_id, meta, Some(facts.clone()), rx);
         let handle = tokio::spawn(async move { (position, put.await) });
         aborts.push(handle.abort_handle());
         running.push(handle);

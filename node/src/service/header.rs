@@ -146,6 +146,7 @@ mod tests {
                 length: 10,
             },
             resume_from: 0,
+            facts: None,
         }
         .to_vec()
     }

@@ -24,22 +24,28 @@ use super::put_end::{self, PutEnd, Reply, WriterEnd};
 use super::rules::{self, BodyPiece};
 use super::stream::{Outcome, answer_error, durable_len, respond};
 use crate::quic::{RecvStream, SendStream};
-use crate::store::{ChunkId, PutWriter};
+use crate::store::{ChunkId, FileFacts, PutWriter};
 
 /// A put whose client sends nothing for this long is interrupted (keep-alives would otherwise
 /// hold the chunk, and a later resume would find it busy).
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What a `Put` or `PutFile` header asks for.
+pub(super) struct PutArgs {
+    pub id: ChunkId,
+    pub meta: ChunkMeta,
+    pub resume_from: u64,
+    pub facts: Option<FileFacts>,
+}
+
 pub(super) async fn handle(
     svc: &Rc<ShardService>,
-    id: ChunkId,
-    meta: ChunkMeta,
-    resume_from: u64,
+    args: PutArgs,
     first: Bytes,
     recv: &mut RecvStream,
     send: &mut SendStream,
 ) -> Outcome {
-    let (end, writer) = receive(svc, id, meta, resume_from, first, recv).await;
+    let (end, writer) = receive(svc, args, first, recv).await;
     // The one exit: what each ending does is decided in `put_end`.
     let effects = put_end::effects(end);
     let durable = match (effects.writer, writer) {
@@ -71,15 +77,19 @@ pub(super) async fn handle(
 /// writer is handed back while it is still open (the body did not all arrive).
 async fn receive(
     svc: &ShardService,
-    id: ChunkId,
-    meta: ChunkMeta,
-    resume_from: u64,
+    args: PutArgs,
     first: Bytes,
     recv: &mut RecvStream,
 ) -> (PutEnd, Option<PutWriter>) {
+    let PutArgs {
+        id,
+        meta,
+        resume_from,
+        facts,
+    } = args;
     let mut writer = match svc
         .store
-        .put(id, rules::to_store_meta(&meta), resume_from)
+        .put(id, rules::to_store_meta(&meta), resume_from, facts)
         .await
     {
         Ok(w) => w,

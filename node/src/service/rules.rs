@@ -7,6 +7,22 @@ use crate::store::{self, StoreError};
 
 /// Why a request is answered with an error before any store work.
 pub fn check_request(request: &Request, shard: u16, shards: u16) -> Result<(), ErrorResponse> {
+    if let Request::Mark { marks } = request
+        && let Some(m) = marks
+            .iter()
+            .find(|m| shard_for(&m.chunk_id, shards) != shard)
+    {
+        return Err(ErrorResponse::new(
+            request.op(),
+            Status::BadRequest,
+            0,
+            format!(
+                "wrong shard: marked chunk {} belongs to shard {} of {shards}, this is shard {shard}",
+                hex(&m.chunk_id),
+                shard_for(&m.chunk_id, shards)
+            ),
+        ));
+    }
     if let Some(id) = request.chunk_id() {
         let owner = shard_for(id, shards);
         if owner != shard {
@@ -72,6 +88,54 @@ pub fn to_store_meta(m: &sixfold_wire::ChunkMeta) -> store::ChunkMeta {
         part_count: m.part_count,
         file_offset: m.file_offset,
         length: m.length,
+    }
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    store::ChunkId(*id).to_hex()
+}
+
+pub fn to_store_facts(f: sixfold_wire::FileFacts) -> store::FileFacts {
+    store::FileFacts {
+        name: f.name,
+        content_type: f.content_type,
+        created_unix_ms: f.created_unix_ms,
+    }
+}
+
+pub fn to_store_mark(m: &sixfold_wire::ChunkMark) -> (store::ChunkId, store::CommitMark) {
+    (
+        store::ChunkId(m.chunk_id),
+        store::CommitMark {
+            kind: match m.mark.kind {
+                sixfold_wire::MarkKind::Committed => store::MarkKind::Committed,
+                sixfold_wire::MarkKind::Deleted => store::MarkKind::Deleted,
+            },
+            file_size: m.mark.file_size,
+            checksum: m.mark.checksum,
+            unix_ms: m.mark.unix_ms,
+        },
+    )
+}
+
+pub fn to_inventory_entry(item: store::InventoryItem) -> sixfold_wire::InventoryEntry {
+    sixfold_wire::InventoryEntry {
+        info: to_chunk_info(&item.stat),
+        header_version: item.header_version,
+        facts: item.facts.map(|f| sixfold_wire::FileFacts {
+            name: f.name,
+            content_type: f.content_type,
+            created_unix_ms: f.created_unix_ms,
+        }),
+        mark: item.mark.map(|m| sixfold_wire::Mark {
+            kind: match m.kind {
+                store::MarkKind::Committed => sixfold_wire::MarkKind::Committed,
+                store::MarkKind::Deleted => sixfold_wire::MarkKind::Deleted,
+            },
+            file_size: m.file_size,
+            checksum: m.checksum,
+            unix_ms: m.unix_ms,
+        }),
     }
 }
 

@@ -136,10 +136,15 @@ async fn serve(
             chunk_id,
             meta,
             resume_from,
+            facts,
         } => {
-            return Ok(
-                put::handle(svc, ChunkId(chunk_id), meta, resume_from, rest, recv, send).await,
-            );
+            let args = put::PutArgs {
+                id: ChunkId(chunk_id),
+                meta,
+                resume_from,
+                facts: facts.map(rules::to_store_facts),
+            };
+            return Ok(put::handle(svc, args, rest, recv, send).await);
         }
         Request::Get {
             chunk_id,
@@ -163,6 +168,28 @@ async fn serve(
             let page = store.list(after.map(ChunkId), limit as usize + 1);
             let (entries, more) = rules::list_page(page, limit);
             Response::List { entries, more }
+        }
+        Request::Mark { marks } => {
+            let marks: Vec<_> = marks.iter().map(rules::to_store_mark).collect();
+            let recorded = store.mark(&marks).await.map_err(store_err)?;
+            Response::Mark {
+                recorded: recorded as u16,
+            }
+        }
+        Request::Inventory { after, limit } => {
+            let mut items = store
+                .inventory(after.map(ChunkId), limit as usize + 1)
+                .await;
+            let more = items.len() > limit as usize;
+            items.truncate(limit as usize);
+            Response::Inventory {
+                entries: items.into_iter().map(rules::to_inventory_entry).collect(),
+                more,
+            }
+        }
+        Request::Verify { chunk_id } => {
+            let (length, crc32c) = store.verify(ChunkId(chunk_id)).await.map_err(store_err)?;
+            Response::Verify { length, crc32c }
         }
         Request::NodeInfo => {
             let usage = store.usage();
@@ -292,5 +319,5 @@ fn log(
 /// lists and node info come from the gateway's own probing and reconciliation, and at info
 /// they would bury those lines.
 fn moves_data(op: Op) -> bool {
-    matches!(op, Op::Put | Op::Get | Op::Delete)
+    matches!(op, Op::Put | Op::PutFile | Op::Get | Op::Delete | Op::Mark)
 }

@@ -16,11 +16,15 @@ use super::format::{BLOCK_SIZE, Layout};
 use super::index_codec::{self, LogRecord};
 use super::index_log::IndexLog;
 use super::local_sync::{Event, Notify};
+use super::marks_log::{self, MarksLog};
 use super::put::{PutState, PutWriter};
 use super::read::ChunkReader;
 use super::recovery::{self, OpenReport};
 use super::space::Space;
-use super::types::{ChunkId, ChunkMeta, ChunkStat, StoreConfig, Usage};
+use super::types::{
+    ChunkId, ChunkMeta, ChunkStat, ChunkState, CommitMark, FileFacts, InventoryItem, StoreConfig,
+    Usage,
+};
 
 /// Directory of shard `n` under a node's data directory.
 pub fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
@@ -45,6 +49,9 @@ pub(crate) struct StoreInner {
     pool: BufferPool,
     index: RefCell<BTreeMap<ChunkId, ChunkStat>>,
     log: IndexLog,
+    /// The latest commit mark of each chunk that has one; in step with `marks_log`.
+    marks: RefCell<HashMap<ChunkId, CommitMark>>,
+    marks_log: MarksLog,
     slots: RefCell<HashMap<ChunkId, Rc<ChunkSlot>>>,
     janitor: Rc<Janitor>,
     report: OpenReport,
@@ -65,6 +72,7 @@ impl ChunkStore {
         validate_config(&config)?;
         let dir = dir.into();
         let opened = recovery::open_dir_and_index(&dir, &config).await?;
+        let (marks, marks_log) = open_marks(&dir, &opened.index).await?;
         let janitor = Rc::new(Janitor::default());
         let space = Space::new(opened.chunks_dir.clone());
         let inner = Rc::new(StoreInner {
@@ -74,6 +82,8 @@ impl ChunkStore {
             pool: opened.pool,
             index: RefCell::new(opened.index),
             log: opened.log,
+            marks: RefCell::new(marks),
+            marks_log,
             slots: RefCell::new(HashMap::new()),
             janitor: janitor.clone(),
             report: opened.report,
@@ -107,17 +117,21 @@ impl ChunkStore {
     /// receiving; `BadRequest` for invalid meta or meta differing from the stored chunk;
     /// `DiskFull` if the space cannot be reserved, or at once, before any file is created,
     /// while the filesystem is full ([`ChunkStore::is_full`]).
+    ///
+    /// `facts` go into the chunk's header (version 2); a resumed put keeps those the chunk was
+    /// created with.
     pub async fn put(
         &self,
         chunk_id: ChunkId,
         meta: ChunkMeta,
         resume_from: u64,
+        facts: Option<FileFacts>,
     ) -> Result<PutWriter, StoreError> {
         // Measured again only while full, so space freed since is seen by the next put.
         if self.inner.space.is_full() && self.inner.space.check() {
             return Err(StoreError::DiskFull);
         }
-        let st = PutState::begin(&self.inner, chunk_id, meta, resume_from).await?;
+        let st = PutState::begin(&self.inner, chunk_id, meta, resume_from, facts).await?;
         Ok(PutWriter::new(st))
     }
 
@@ -166,6 +180,117 @@ impl ChunkStore {
             .collect()
     }
 
+    /// Records commit marks, durably on `Ok`. Marks for chunks that are not held Complete are
+    /// skipped; returns how many were recorded.
+    pub async fn mark(&self, marks: &[(ChunkId, CommitMark)]) -> Result<usize, StoreError> {
+        let inner = &self.inner;
+        let held: Vec<&(ChunkId, CommitMark)> = {
+            let index = inner.index.borrow();
+            marks
+                .iter()
+                .filter(|(id, _)| {
+                    index
+                        .get(id)
+                        .is_some_and(|s| s.state == ChunkState::Complete)
+                })
+                .collect()
+        };
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let mut records = Vec::with_capacity(held.len() * 57);
+        let mut previous = Vec::with_capacity(held.len());
+        {
+            let mut map = inner.marks.borrow_mut();
+            for (id, m) in &held {
+                marks_log::encode_record(id, m, &mut records);
+                previous.push((*id, map.insert(*id, *m)));
+            }
+        }
+        let live = inner.marks.borrow().len();
+        let res = inner
+            .marks_log
+            .append(records, held.len() as u64, live, || {
+                marks_log::encode_snapshot(inner.marks.borrow().iter())
+            })
+            .await;
+        if let Err(e) = res {
+            // Not durable: forget them again, so the inventory never reports a mark a restart
+            // would lose. The gateway sends them again.
+            let mut map = inner.marks.borrow_mut();
+            for (id, old) in previous {
+                match old {
+                    Some(m) => map.insert(id, m),
+                    None => map.remove(&id),
+                };
+            }
+            return Err(StoreError::Io(e));
+        }
+        Ok(held.len())
+    }
+
+    /// The latest commit mark of a chunk.
+    pub fn mark_of(&self, chunk_id: ChunkId) -> Option<CommitMark> {
+        self.inner.marks.borrow().get(&chunk_id).copied()
+    }
+
+    /// Up to `limit` chunks after `after`, with the facts of their headers (read again from
+    /// disk) and their commit marks: what a rebuild of the gateway's metadata starts from.
+    pub async fn inventory(&self, after: Option<ChunkId>, limit: usize) -> Vec<InventoryItem> {
+        let stats = self.list(after, limit);
+        let mut items = Vec::with_capacity(stats.len());
+        for stat in stats {
+            let header = match chunk_file::open_direct(
+                &self.inner.chunk_path(&stat.chunk_id),
+                false,
+            )
+            .await
+            {
+                Ok(file) => chunk_file::read_header(&file, self.pool()).await,
+                Err(e) => Err(StoreError::Io(e)),
+            };
+            let (header_version, facts) = match header {
+                Ok(h) if h.stat == stat => (h.version(), h.facts),
+                Ok(_) => (0, None),
+                Err(e) => {
+                    tracing::warn!(chunk = %stat.chunk_id, error = %e, "cannot read a chunk header for the inventory");
+                    (0, None)
+                }
+            };
+            items.push(InventoryItem {
+                stat,
+                header_version,
+                facts,
+                mark: self.mark_of(stat.chunk_id),
+            });
+        }
+        items
+    }
+
+    /// Reads a Complete chunk whole, checking every block against its table entry and the
+    /// whole body against the header's crc; returns its length and crc32c.
+    pub async fn verify(&self, chunk_id: ChunkId) -> Result<(u64, u32), StoreError> {
+        let stat = self.stat(chunk_id)?;
+        if stat.state != ChunkState::Complete {
+            return Err(StoreError::NotFound);
+        }
+        let mut reader = self.read(chunk_id, 0, stat.meta.length).await?;
+        let mut crc = 0u32;
+        let mut seen = 0u64;
+        while let Some(piece) = reader.next().await {
+            let piece = piece?;
+            crc = crc32c::crc32c_append(crc, &piece);
+            seen += piece.len() as u64;
+        }
+        if seen != stat.meta.length || crc != stat.crc32c {
+            return Err(StoreError::Corrupt(format!(
+                "the body reads back as {seen} bytes with crc32c {crc:08x}, the header says {} bytes, {:08x}",
+                stat.meta.length, stat.crc32c
+            )));
+        }
+        Ok((seen, crc))
+    }
+
     /// Whether the filesystem was full when last measured: new puts are refused, reads and
     /// deletes served.
     pub fn is_full(&self) -> bool {
@@ -189,6 +314,50 @@ impl ChunkStore {
             in_flight_puts: self.inner.slots.borrow().len() as u64,
         }
     }
+}
+
+/// Loads the shard's commit marks, keeps those of chunks the index holds, and rewrites the log
+/// as a snapshot of them. A log that cannot be read is moved aside, never deleted: its marks
+/// may still be read by hand.
+async fn open_marks(
+    dir: &Path,
+    index: &BTreeMap<ChunkId, ChunkStat>,
+) -> Result<(HashMap<ChunkId, CommitMark>, MarksLog), StoreError> {
+    let mut marks = match MarksLog::load(dir).await? {
+        Ok(loaded) => {
+            if loaded.damaged > 0 || loaded.torn_tail > 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    damaged = loaded.damaged,
+                    torn_tail_bytes = loaded.torn_tail,
+                    "commit marks log had damaged records or a torn last append; kept the rest"
+                );
+            }
+            loaded.marks
+        }
+        Err(e) => {
+            let aside = dir.join(format!(
+                "{}.unreadable-{}",
+                marks_log::MARKS_FILE,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+            ));
+            tracing::error!(
+                dir = %dir.display(),
+                error = %e,
+                aside = %aside.display(),
+                "commit marks log unreadable; moved aside and starting with no marks"
+            );
+            std::fs::rename(dir.join(marks_log::MARKS_FILE), &aside)?;
+            HashMap::new()
+        }
+    };
+    marks.retain(|id, _| index.contains_key(id));
+    let dir_fd = Rc::new(chunk_file::open_dir(dir).await?);
+    let snapshot = marks_log::encode_snapshot(marks.iter());
+    let log = MarksLog::create(dir, dir_fd, snapshot).await?;
+    Ok((marks, log))
 }
 
 fn validate_config(c: &StoreConfig) -> Result<(), StoreError> {
@@ -273,8 +442,10 @@ impl StoreInner {
     }
 
     /// Forgets a chunk; the removal is durable in the log on return (see STORAGE-FORMAT.md).
+    /// Its commit mark goes with it (the marks log drops it at its next rewrite).
     pub(crate) async fn record_remove(&self, id: ChunkId) {
         self.index.borrow_mut().remove(&id);
+        self.marks.borrow_mut().remove(&id);
         self.append_log(LogRecord::Remove(id), true).await;
     }
 

@@ -1,14 +1,27 @@
-//! Chunk file format, version 1: pure encode/decode of the header and the crc32c table.
+//! Chunk file format, versions 1 and 2: pure encode/decode of the header and the crc32c
+//! table. Version 2 adds the file's facts (name, content type, upload start) for a rebuild of
+//! the gateway's metadata from the nodes; a chunk put without facts is still written as
+//! version 1.
 //!
 //! The byte layout is specified in `node/STORAGE-FORMAT.md`; keep the two in step. Decoding
 //! never panics on arbitrary input: every failure is a typed [`FormatError`].
 
-use super::types::{ChunkId, ChunkMeta, ChunkStat, ChunkState};
+use super::types::{ChunkId, ChunkMeta, ChunkStat, ChunkState, FileFacts};
 
 /// First 8 bytes of every chunk file.
 pub const MAGIC: [u8; 8] = *b"SIXFCHNK";
-/// The version this code writes. Readers accept every version listed in `decode_header`.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest version this code writes (for chunks put with file facts; version 1 without).
+/// Readers accept every version listed in `decode_header`.
+pub const FORMAT_VERSION: u16 = 2;
+const VERSION_1: u16 = 1;
+/// Longest name and content type a version 2 header holds, in bytes.
+pub const MAX_FACT_LEN: usize = 1024;
+const CREATED_AT: usize = 108;
+const NAME_LEN_AT: usize = 116;
+const CONTENT_TYPE_PRESENT_AT: usize = 118;
+const CONTENT_TYPE_LEN_AT: usize = 120;
+const NAME_AT: usize = 128;
+const CONTENT_TYPE_AT: usize = NAME_AT + MAX_FACT_LEN;
 /// O_DIRECT alignment of every offset and length the store submits.
 pub const ALIGN: u64 = 4096;
 /// Size of the header block at offset 0.
@@ -37,6 +50,8 @@ pub enum FormatError {
     InvalidField { field: &'static str, value: u64 },
     #[error("crc table checksum mismatch")]
     TableChecksum,
+    #[error("invalid file facts in the header: {0}")]
+    InvalidFacts(&'static str),
     #[error("crc table region holds {have} bytes, {need} needed")]
     TableTooShort { have: usize, need: usize },
 }
@@ -93,16 +108,29 @@ pub fn round_up(v: u64, align: u64) -> u64 {
     v.div_ceil(align) * align
 }
 
-/// Decoded chunk header: the chunk's stat plus the checksum of its crc table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Decoded chunk header: the chunk's stat, the checksum of its crc table, and (version 2) the
+/// facts of its file.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkHeader {
     pub stat: ChunkStat,
     /// crc32c of the little-endian table entries of the durable blocks.
     pub table_crc32c: u32,
+    /// Present: written as version 2; absent: version 1.
+    pub facts: Option<FileFacts>,
+}
+
+impl ChunkHeader {
+    pub fn version(&self) -> u16 {
+        if self.facts.is_some() {
+            FORMAT_VERSION
+        } else {
+            VERSION_1
+        }
+    }
 }
 
 /// Writes the header into `out[..HEADER_SIZE]` (unused bytes zeroed). Fails only for a length
-/// no layout exists for.
+/// no layout exists for, or facts longer than a header holds.
 ///
 /// Panics if `out` is shorter than [`HEADER_SIZE`] (a caller bug, never data dependent).
 pub fn encode_header(h: &ChunkHeader, out: &mut [u8]) -> Result<(), FormatError> {
@@ -111,7 +139,7 @@ pub fn encode_header(h: &ChunkHeader, out: &mut [u8]) -> Result<(), FormatError>
     let out = &mut out[..HEADER_SIZE];
     out.fill(0);
     out[0..8].copy_from_slice(&MAGIC);
-    out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[8..10].copy_from_slice(&h.version().to_le_bytes());
     // 10..12 flags, zero in version 1.
     out[12..16].copy_from_slice(&(BLOCK_SIZE as u32).to_le_bytes());
     out[16..32].copy_from_slice(&s.chunk_id.0);
@@ -129,6 +157,9 @@ pub fn encode_header(h: &ChunkHeader, out: &mut [u8]) -> Result<(), FormatError>
         ChunkState::Writing => STATE_WRITING,
         ChunkState::Complete => STATE_COMPLETE,
     };
+    if let Some(f) = &h.facts {
+        encode_facts(f, out)?;
+    }
     let crc = crc32c::crc32c(&out[..HEADER_CRC_AT]);
     out[HEADER_CRC_AT..HEADER_SIZE].copy_from_slice(&crc.to_le_bytes());
     Ok(())
@@ -146,13 +177,59 @@ pub fn decode_header(b: &[u8]) -> Result<ChunkHeader, FormatError> {
     // The version is checked before the checksum: a later version may place its checksum
     // elsewhere, and "unsupported version" is the useful answer then.
     let version = u16_at(b, 8);
-    if version != FORMAT_VERSION {
+    if version != VERSION_1 && version != FORMAT_VERSION {
         return Err(FormatError::UnsupportedVersion(version));
     }
     if crc32c::crc32c(&b[..HEADER_CRC_AT]) != u32_at(b, HEADER_CRC_AT) {
         return Err(FormatError::HeaderChecksum);
     }
-    decode_v1_fields(b)
+    let mut header = decode_v1_fields(b)?;
+    if version == FORMAT_VERSION {
+        header.facts = Some(decode_facts(b)?);
+    }
+    Ok(header)
+}
+
+fn encode_facts(f: &FileFacts, out: &mut [u8]) -> Result<(), FormatError> {
+    let ct = f.content_type.as_deref();
+    if f.name.len() > MAX_FACT_LEN || ct.is_some_and(|c| c.len() > MAX_FACT_LEN) {
+        return Err(FormatError::InvalidFacts(
+            "name or content type longer than 1024 bytes",
+        ));
+    }
+    out[CREATED_AT..CREATED_AT + 8].copy_from_slice(&f.created_unix_ms.to_le_bytes());
+    out[NAME_LEN_AT..NAME_LEN_AT + 2].copy_from_slice(&(f.name.len() as u16).to_le_bytes());
+    out[NAME_AT..NAME_AT + f.name.len()].copy_from_slice(f.name.as_bytes());
+    if let Some(ct) = ct {
+        out[CONTENT_TYPE_PRESENT_AT] = 1;
+        out[CONTENT_TYPE_LEN_AT..CONTENT_TYPE_LEN_AT + 2]
+            .copy_from_slice(&(ct.len() as u16).to_le_bytes());
+        out[CONTENT_TYPE_AT..CONTENT_TYPE_AT + ct.len()].copy_from_slice(ct.as_bytes());
+    }
+    Ok(())
+}
+
+fn decode_facts(b: &[u8]) -> Result<FileFacts, FormatError> {
+    let text = |at: usize, len: usize| -> Result<String, FormatError> {
+        if len > MAX_FACT_LEN {
+            return Err(FormatError::InvalidFacts("a length is over 1024 bytes"));
+        }
+        std::str::from_utf8(&b[at..at + len])
+            .map(str::to_owned)
+            .map_err(|_| FormatError::InvalidFacts("not UTF-8"))
+    };
+    let name = text(NAME_AT, usize::from(u16_at(b, NAME_LEN_AT)))?;
+    let ct_len = usize::from(u16_at(b, CONTENT_TYPE_LEN_AT));
+    let content_type = match b[CONTENT_TYPE_PRESENT_AT] {
+        0 if ct_len == 0 => None,
+        1 => Some(text(CONTENT_TYPE_AT, ct_len)?),
+        _ => return Err(FormatError::InvalidFacts("bad content type presence flag")),
+    };
+    Ok(FileFacts {
+        name,
+        content_type,
+        created_unix_ms: u64_at(b, CREATED_AT),
+    })
 }
 
 fn decode_v1_fields(b: &[u8]) -> Result<ChunkHeader, FormatError> {
@@ -207,6 +284,7 @@ fn decode_v1_fields(b: &[u8]) -> Result<ChunkHeader, FormatError> {
             state,
         },
         table_crc32c: u32_at(b, 100),
+        facts: None,
     })
 }
 
@@ -297,6 +375,7 @@ mod tests {
                 state,
             },
             table_crc32c: 0x0123_4567,
+            facts: None,
         }
     }
 
@@ -342,10 +421,84 @@ mod tests {
     #[test]
     fn wrong_version_is_rejected_even_with_valid_checksum() {
         let mut b = encoded(&sample(ChunkState::Complete, 77, 77));
-        b[8..10].copy_from_slice(&2u16.to_le_bytes());
+        b[8..10].copy_from_slice(&3u16.to_le_bytes());
         let crc = crc32c::crc32c(&b[..HEADER_CRC_AT]);
         b[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode_header(&b), Err(FormatError::UnsupportedVersion(2)));
+        assert_eq!(decode_header(&b), Err(FormatError::UnsupportedVersion(3)));
+    }
+
+    fn facts() -> FileFacts {
+        FileFacts {
+            name: "réport 2026.pdf".into(),
+            content_type: Some("application/pdf".into()),
+            created_unix_ms: 1_780_000_000_123,
+        }
+    }
+
+    #[test]
+    fn version_2_headers_carry_the_file_facts() {
+        let mut h = sample(ChunkState::Complete, 77, 77);
+        h.facts = Some(facts());
+        let b = encoded(&h);
+        assert_eq!(u16_at(&b, 8), 2);
+        assert_eq!(decode_header(&b), Ok(h.clone()));
+        h.facts = Some(FileFacts {
+            name: "n".repeat(MAX_FACT_LEN),
+            content_type: None,
+            created_unix_ms: 0,
+        });
+        assert_eq!(decode_header(&encoded(&h)), Ok(h.clone()));
+        h.facts = Some(FileFacts {
+            name: "n".repeat(MAX_FACT_LEN + 1),
+            content_type: None,
+            created_unix_ms: 0,
+        });
+        let mut out = vec![0u8; HEADER_SIZE];
+        assert!(matches!(
+            encode_header(&h, &mut out),
+            Err(FormatError::InvalidFacts(_))
+        ));
+    }
+
+    #[test]
+    fn a_chunk_put_without_facts_is_still_written_as_version_1() {
+        let b = encoded(&sample(ChunkState::Complete, 77, 77));
+        assert_eq!(u16_at(&b, 8), 1);
+    }
+
+    /// A version 1 header built field by field from STORAGE-FORMAT.md §2.1, as the first
+    /// release wrote it, without this release's encoder.
+    #[test]
+    fn a_version_1_header_of_the_first_release_decodes() {
+        let mut b = vec![0u8; HEADER_SIZE];
+        b[0..8].copy_from_slice(b"SIXFCHNK");
+        b[8..10].copy_from_slice(&1u16.to_le_bytes());
+        b[12..16].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        b[16..32].copy_from_slice(&[0x11; 16]);
+        b[32..48].copy_from_slice(&[0x22; 16]);
+        b[48..52].copy_from_slice(&3u32.to_le_bytes());
+        b[52..56].copy_from_slice(&6u32.to_le_bytes());
+        b[56..64].copy_from_slice(&300u64.to_le_bytes());
+        b[64..72].copy_from_slice(&100u64.to_le_bytes());
+        b[72..80].copy_from_slice(&100u64.to_le_bytes());
+        b[80..88].copy_from_slice(&4096u64.to_le_bytes());
+        b[88..96].copy_from_slice(&8192u64.to_le_bytes());
+        b[96..100].copy_from_slice(&0xabcd_ef01u32.to_le_bytes());
+        b[100..104].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+        b[104] = 2;
+        let crc = crc32c::crc32c(&b[..4092]);
+        b[4092..].copy_from_slice(&crc.to_le_bytes());
+        let h = decode_header(&b).unwrap();
+        assert_eq!(h.version(), 1);
+        assert_eq!(h.facts, None);
+        assert_eq!(h.stat.chunk_id, ChunkId([0x11; 16]));
+        assert_eq!(h.stat.meta.file_id, [0x22; 16]);
+        assert_eq!((h.stat.meta.part_index, h.stat.meta.part_count), (3, 6));
+        assert_eq!((h.stat.meta.file_offset, h.stat.meta.length), (300, 100));
+        assert_eq!((h.stat.crc32c, h.table_crc32c), (0xabcd_ef01, 0x1234_5678));
+        assert_eq!(h.stat.state, ChunkState::Complete);
+        // And this release writes the same bytes for it.
+        assert_eq!(encoded(&h), b);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!   backpressure) → [`PutWriter::finish`] (durable on return) or [`PutWriter::interrupt`].
 //! - read: [`ChunkStore::read`] → [`ChunkReader::next`] until `None`.
 //! - [`ChunkStore::stat`], [`ChunkStore::delete`], [`ChunkStore::list`], [`ChunkStore::usage`].
+//! - commit marks and the rebuild's view: [`ChunkStore::mark`], [`ChunkStore::inventory`],
+//!   [`ChunkStore::verify`] (see `marks_log.rs`).
 //! - [`ChunkStore::is_full`]: a full filesystem makes the shard read-only for new puts; it
 //!   opens all the same (see `space.rs`).
 //!
@@ -27,6 +29,7 @@ mod format;
 mod index_codec;
 mod index_log;
 mod local_sync;
+mod marks_log;
 mod put;
 mod read;
 mod recovery;
@@ -45,4 +48,7 @@ pub use put::PutWriter;
 pub use read::ChunkReader;
 pub use recovery::{IndexSource, OpenReport};
 pub use space::{MIN_FREE_BYTES, available_bytes};
-pub use types::{ChunkId, ChunkMeta, ChunkStat, ChunkState, PutDone, StoreConfig, Usage};
+pub use types::{
+    ChunkId, ChunkMeta, ChunkStat, ChunkState, CommitMark, FileFacts, InventoryItem, MarkKind,
+    PutDone, StoreConfig, Usage,
+};

@@ -15,7 +15,7 @@ use super::chunk_file;
 use super::chunk_store::{SlotGuard, StoreInner};
 use super::error::StoreError;
 use super::format::{self, BLOCK_SIZE, ChunkHeader, Layout, MAX_CHUNK_LEN};
-use super::types::{ChunkId, ChunkMeta, ChunkStat, ChunkState, PutDone};
+use super::types::{ChunkId, ChunkMeta, ChunkStat, ChunkState, FileFacts, PutDone};
 
 /// An open put. Feed the body with [`write`](PutWriter::write), then call
 /// [`finish`](PutWriter::finish). If the stream breaks, call [`interrupt`](PutWriter::interrupt)
@@ -137,6 +137,8 @@ pub(crate) struct PutState {
     slot: SlotGuard,
     id: ChunkId,
     meta: ChunkMeta,
+    /// Written into every header of the chunk (version 2); `None` writes version 1.
+    facts: Option<FileFacts>,
     layout: Layout,
     path: PathBuf,
     file: Rc<File>,
@@ -167,6 +169,7 @@ impl PutState {
         id: ChunkId,
         meta: ChunkMeta,
         resume_from: u64,
+        facts: Option<FileFacts>,
     ) -> Result<PutState, StoreError> {
         validate_meta(&meta, resume_from)?;
         let layout =
@@ -188,7 +191,7 @@ impl PutState {
                     StoreError::BadRequest("chunk exists with different meta".into())
                 });
             }
-            return Self::create(store, slot, id, meta, layout, path).await;
+            return Self::create(store, slot, id, meta, facts, layout, path).await;
         }
         let Some(s) = existing else {
             return Err(StoreError::Conflict { durable_len: 0 });
@@ -216,6 +219,7 @@ impl PutState {
         slot: SlotGuard,
         id: ChunkId,
         meta: ChunkMeta,
+        facts: Option<FileFacts>,
         layout: Layout,
         path: PathBuf,
     ) -> Result<PutState, StoreError> {
@@ -230,6 +234,7 @@ impl PutState {
         let header = ChunkHeader {
             stat,
             table_crc32c: format::table_crc(&[]),
+            facts: facts.clone(),
         };
         let prepared = async {
             chunk_file::preallocate(&file, layout.file_len())?;
@@ -249,6 +254,7 @@ impl PutState {
             slot,
             id,
             meta,
+            facts,
             layout,
             path,
             file: Rc::new(file),
@@ -274,10 +280,11 @@ impl PutState {
     ) -> Result<PutState, StoreError> {
         let file = chunk_file::open_direct(&path, true).await?;
         match Self::load_durable(store, &file, &known, &layout).await {
-            Ok(Some(block_crcs)) => Ok(PutState {
+            Ok(Some((block_crcs, facts))) => Ok(PutState {
                 slot,
                 id: known.chunk_id,
                 meta: known.meta,
+                facts,
                 layout,
                 path,
                 file: Rc::new(file),
@@ -307,13 +314,14 @@ impl PutState {
         }
     }
 
-    /// The crcs of the durable blocks, verified; None if the header differs from `known`.
+    /// The crcs of the durable blocks, verified, and the facts the chunk was created with;
+    /// None if the header differs from `known`.
     async fn load_durable(
         store: &Rc<StoreInner>,
         file: &File,
         known: &ChunkStat,
         layout: &Layout,
-    ) -> Result<Option<Vec<u32>>, StoreError> {
+    ) -> Result<Option<(Vec<u32>, Option<FileFacts>)>, StoreError> {
         let header = chunk_file::read_header(file, store.pool()).await?;
         if header.stat != *known {
             store.record_upsert(header.stat).await;
@@ -329,7 +337,7 @@ impl PutState {
                 "crc table does not match the header's body crc".into(),
             ));
         }
-        Ok(Some(block_crcs))
+        Ok(Some((block_crcs, header.facts)))
     }
 
     pub(crate) fn chunk_id(&self) -> ChunkId {
@@ -479,6 +487,7 @@ impl PutState {
         let header = ChunkHeader {
             stat,
             table_crc32c: format::table_crc(crcs),
+            facts: self.facts.clone(),
         };
         chunk_file::write_header(&self.file, store.pool(), &header).await?;
         self.file.sync_data().await?;

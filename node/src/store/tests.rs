@@ -80,7 +80,7 @@ async fn feed(w: &mut PutWriter, body: &[u8], piece: usize) {
 
 async fn put_all(store: &ChunkStore, cid: ChunkId, body: &[u8]) -> PutDone {
     let mut w = store
-        .put(cid, meta(body.len() as u64), 0)
+        .put(cid, meta(body.len() as u64), 0, None)
         .await
         .expect("put");
     feed(&mut w, body, 100_003).await;
@@ -243,7 +243,7 @@ fn interrupted_put_resumes_to_an_identical_crc() {
         let len = 2 * MIB + MIB / 2 + 17;
         let body = data(len, 7);
         let cid = id(1);
-        let mut w = store.put(cid, meta(len), 0).await.unwrap();
+        let mut w = store.put(cid, meta(len), 0, None).await.unwrap();
         let sent = (2 * MIB + 300_000) as usize;
         feed(&mut w, &body[..sent], 65_536).await;
         assert_eq!(store.usage().in_flight_puts, 1);
@@ -258,7 +258,7 @@ fn interrupted_put_resumes_to_an_identical_crc() {
             Err(StoreError::NotComplete { durable_len }) if durable_len == 2 * MIB
         ));
 
-        let mut w = store.put(cid, meta(len), 2 * MIB).await.unwrap();
+        let mut w = store.put(cid, meta(len), 2 * MIB, None).await.unwrap();
         assert_eq!(w.received(), 2 * MIB);
         feed(&mut w, &body[2 * MIB as usize..], 77_777).await;
         let done = w.finish().await.unwrap();
@@ -276,12 +276,12 @@ fn interrupted_after_the_last_whole_block_resumes_with_no_more_bytes() {
         let store = open(dir.path()).await;
         let len = 2 * MIB;
         let body = data(len, 21);
-        let mut w = store.put(id(4), meta(len), 0).await.unwrap();
+        let mut w = store.put(id(4), meta(len), 0, None).await.unwrap();
         feed(&mut w, &body, 1 << 20).await;
         assert_eq!(w.interrupt().await.unwrap(), len);
         let st = store.stat(id(4)).unwrap();
         assert_eq!((st.state, st.durable_len), (ChunkState::Writing, len));
-        let w = store.put(id(4), meta(len), len).await.unwrap();
+        let w = store.put(id(4), meta(len), len, None).await.unwrap();
         assert_eq!(w.finish().await.unwrap().crc32c, crc32c::crc32c(&body));
         assert!(read_all(&store, id(4), 0, len).await.unwrap() == body);
     });
@@ -357,7 +357,10 @@ fn a_put_waiting_for_the_network_holds_no_buffer() {
         let count = capacity + 2;
         let mut writers = Vec::new();
         for i in 0..count {
-            let mut w = store.put(id(50 + i as u8), meta(MIB + 5), 0).await.unwrap();
+            let mut w = store
+                .put(id(50 + i as u8), meta(MIB + 5), 0, None)
+                .await
+                .unwrap();
             w.write(Bytes::from(vec![i as u8; (MIB / 2) as usize]))
                 .await
                 .unwrap();
@@ -383,7 +386,7 @@ fn write_waits_for_a_buffer_and_a_cancelled_write_poisons_the_put() {
     let dir = tmp();
     run(async {
         let store = open(dir.path()).await;
-        let mut w = store.put(id(1), meta(2 * MIB), 0).await.unwrap();
+        let mut w = store.put(id(1), meta(2 * MIB), 0, None).await.unwrap();
         let held: Vec<PooledBuf> = (0..store.pool().capacity())
             .map(|_| store.pool().try_acquire().expect("free buffer"))
             .collect();
@@ -418,12 +421,12 @@ fn resume_of_a_chunk_with_a_damaged_header_restarts_from_zero() {
         let store = open(dir.path()).await;
         let len = 2 * MIB + 1;
         let body = data(len, 13);
-        let mut w = store.put(id(1), meta(len), 0).await.unwrap();
+        let mut w = store.put(id(1), meta(len), 0, None).await.unwrap();
         feed(&mut w, &body[..MIB as usize], 1 << 20).await;
         assert_eq!(w.interrupt().await.unwrap(), MIB);
         flip_byte(&chunk_path(&store.inner_chunks_dir(), &id(1)), 40);
         assert!(matches!(
-            store.put(id(1), meta(len), MIB).await.err(),
+            store.put(id(1), meta(len), MIB, None).await.err(),
             Some(StoreError::Conflict { durable_len: 0 })
         ));
         let done = put_all(&store, id(1), &body).await;
@@ -439,13 +442,13 @@ fn dropped_writer_is_checkpointed_and_resumable() {
         let len = 3 * MIB;
         let body = data(len, 11);
         let cid = id(2);
-        let mut w = store.put(cid, meta(len), 0).await.unwrap();
+        let mut w = store.put(cid, meta(len), 0, None).await.unwrap();
         feed(&mut w, &body[..(MIB + 10) as usize], 300_000).await;
         drop(w);
         // The next put on the chunk waits for the background checkpoint, then sees its result.
-        let err = store.put(cid, meta(len), 5).await.err();
+        let err = store.put(cid, meta(len), 5, None).await.err();
         assert!(matches!(err, Some(StoreError::Conflict { durable_len }) if durable_len == MIB));
-        let mut w = store.put(cid, meta(len), MIB).await.unwrap();
+        let mut w = store.put(cid, meta(len), MIB, None).await.unwrap();
         feed(&mut w, &body[MIB as usize..], 1 << 20).await;
         assert_eq!(w.finish().await.unwrap().crc32c, crc32c::crc32c(&body));
     });
@@ -462,14 +465,14 @@ fn put_conflicts_and_bad_requests() {
 
         // Resume of an unknown chunk: nothing is durable.
         assert!(matches!(
-            store.put(cid, meta(len), MIB).await.err(),
+            store.put(cid, meta(len), MIB, None).await.err(),
             Some(StoreError::Conflict { durable_len: 0 })
         ));
 
-        let mut w = store.put(cid, meta(len), 0).await.unwrap();
+        let mut w = store.put(cid, meta(len), 0, None).await.unwrap();
         // A second put while the first is receiving is refused.
         assert!(matches!(
-            store.put(cid, meta(len), 0).await.err(),
+            store.put(cid, meta(len), 0, None).await.err(),
             Some(StoreError::Busy)
         ));
         assert!(matches!(store.delete(cid).await, Err(StoreError::Busy)));
@@ -478,19 +481,19 @@ fn put_conflicts_and_bad_requests() {
 
         for wrong in [4096, 2 * MIB] {
             assert!(matches!(
-                store.put(cid, meta(len), wrong).await.err(),
+                store.put(cid, meta(len), wrong, None).await.err(),
                 Some(StoreError::Conflict { durable_len }) if durable_len == MIB
             ));
         }
         let mut other = meta(len);
         other.part_index = 2;
         assert!(matches!(
-            store.put(cid, other, MIB).await.err(),
+            store.put(cid, other, MIB, None).await.err(),
             Some(StoreError::BadRequest(_))
         ));
 
         // Restart from zero is allowed for a Writing chunk.
-        let mut w = store.put(cid, meta(len), 0).await.unwrap();
+        let mut w = store.put(cid, meta(len), 0, None).await.unwrap();
         assert_eq!(store.stat(cid).unwrap().durable_len, 0);
         feed(&mut w, &body, 1 << 20).await;
         // More bytes than declared.
@@ -500,7 +503,7 @@ fn put_conflicts_and_bad_requests() {
         ));
         drop(w);
 
-        let mut w = store.put(cid, meta(len), 0).await.unwrap();
+        let mut w = store.put(cid, meta(len), 0, None).await.unwrap();
         feed(&mut w, &body[..100], 100).await;
         // Fewer bytes than declared.
         assert!(matches!(w.finish().await, Err(StoreError::BadRequest(_))));
@@ -510,22 +513,25 @@ fn put_conflicts_and_bad_requests() {
         // A Complete chunk reports its whole length, whatever the requested offset.
         for from in [0, MIB] {
             assert!(matches!(
-                store.put(cid, meta(len), from).await.err(),
+                store.put(cid, meta(len), from, None).await.err(),
                 Some(StoreError::Conflict { durable_len }) if durable_len == len
             ));
         }
         assert!(matches!(
-            store.put(cid, other, 0).await.err(),
+            store.put(cid, other, 0, None).await.err(),
             Some(StoreError::BadRequest(_))
         ));
         let mut bad = meta(1);
         bad.part_index = 6;
         assert!(matches!(
-            store.put(id(9), bad, 0).await.err(),
+            store.put(id(9), bad, 0, None).await.err(),
             Some(StoreError::BadRequest(_))
         ));
         assert!(matches!(
-            store.put(id(9), meta(MAX_CHUNK_LEN + 1), 0).await.err(),
+            store
+                .put(id(9), meta(MAX_CHUNK_LEN + 1), 0, None)
+                .await
+                .err(),
             Some(StoreError::BadRequest(_))
         ));
     });
@@ -590,7 +596,7 @@ fn rebuild_after(damage: impl FnOnce(&Path), reason_contains: &str) {
         let store = open(dir.path()).await;
         put_all(&store, id(1), &data(MIB + 3, 1)).await;
         put_all(&store, id(2), &data(0, 2)).await;
-        let mut w = store.put(id(3), meta(2 * MIB), 0).await.unwrap();
+        let mut w = store.put(id(3), meta(2 * MIB), 0, None).await.unwrap();
         feed(&mut w, &data(MIB, 3), 1 << 20).await;
         assert_eq!(w.interrupt().await.unwrap(), MIB);
         store.list(None, 100)
@@ -627,7 +633,10 @@ fn reopen_keeps_every_chunk_and_resume_point() {
             put_all(&store, id(n), &data(u64::from(n) * 70_000, u64::from(n))).await;
         }
         store.delete(id(2)).await.unwrap();
-        let mut w = store.put(id(7), meta(body.len() as u64), 0).await.unwrap();
+        let mut w = store
+            .put(id(7), meta(body.len() as u64), 0, None)
+            .await
+            .unwrap();
         feed(&mut w, &body[..(2 * MIB + 5) as usize], 1 << 19).await;
         assert_eq!(w.interrupt().await.unwrap(), 2 * MIB);
         store.list(None, 100)
@@ -644,7 +653,7 @@ fn reopen_keeps_every_chunk_and_resume_point() {
             assert!(read_all(&store, id(n), 0, len).await.unwrap() == data(len, u64::from(n)));
         }
         let mut w = store
-            .put(id(7), meta(body.len() as u64), 2 * MIB)
+            .put(id(7), meta(body.len() as u64), 2 * MIB, None)
             .await
             .unwrap();
         feed(&mut w, &body[2 * MIB as usize..], 1 << 20).await;
@@ -723,7 +732,7 @@ fn disk_full_leaves_no_partial_chunk() {
         run(async {
             let store = open(&mnt).await;
             put_all(&store, id(1), &data(3 * MIB, 1)).await;
-            let err = store.put(id(2), meta(16 * MIB), 0).await.err();
+            let err = store.put(id(2), meta(16 * MIB), 0, None).await.err();
             assert!(matches!(err, Some(StoreError::DiskFull)), "{err:?}");
             assert!(!chunk_path(&store.inner_chunks_dir(), &id(2)).exists());
             assert!(matches!(store.stat(id(2)), Err(StoreError::NotFound)));
@@ -778,7 +787,7 @@ fn a_store_opens_on_a_full_disk_serves_reads_and_takes_puts_once_space_is_back()
             assert!(store.is_full());
             let back = read_all(&store, id(1), 0, keep.len() as u64).await.unwrap();
             assert!(back == keep, "reads are served on a full disk");
-            let err = store.put(id(3), meta(64 * 1024), 0).await.err();
+            let err = store.put(id(3), meta(64 * 1024), 0, None).await.err();
             assert!(matches!(err, Some(StoreError::DiskFull)), "{err:?}");
             assert!(!chunk_path(&store.inner_chunks_dir(), &id(3)).exists());
             // A delete frees space: the next put measures again and goes through.
@@ -811,4 +820,147 @@ fn flip_byte(path: &Path, at: u64) {
     b[0] ^= 0x40;
     f.write_all_at(&b, at).unwrap();
     f.sync_all().unwrap();
+}
+
+fn facts() -> FileFacts {
+    FileFacts {
+        name: "holiday video.mp4".into(),
+        content_type: Some("video/mp4".into()),
+        created_unix_ms: 1_780_000_000_000,
+    }
+}
+
+fn committed(n: u8) -> CommitMark {
+    CommitMark {
+        kind: MarkKind::Committed,
+        file_size: 6 * MIB,
+        checksum: [n; 16],
+        unix_ms: 1_780_000_000_500,
+    }
+}
+
+#[test]
+fn commit_marks_and_file_facts_survive_a_reopen_and_show_in_the_inventory() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let body = data(MIB + 7, 1);
+        // A version 2 chunk with facts, a version 1 chunk without, and one still Writing.
+        let mut w = store
+            .put(id(1), meta(body.len() as u64), 0, Some(facts()))
+            .await
+            .unwrap();
+        feed(&mut w, &body, 65_536).await;
+        w.finish().await.unwrap();
+        put_all(&store, id(2), &body).await;
+        let mut w = store.put(id(3), meta(2 * MIB), 0, None).await.unwrap();
+        feed(&mut w, &body[..MIB as usize], 65_536).await;
+        w.interrupt().await.unwrap();
+
+        let recorded = store
+            .mark(&[
+                (id(1), committed(1)),
+                (id(2), committed(2)),
+                (id(3), committed(3)),
+                (id(9), committed(9)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            recorded, 2,
+            "only Complete chunks the store holds are marked"
+        );
+        drop(store);
+
+        let store = open(dir.path()).await;
+        let items = store.inventory(None, 10).await;
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].stat.chunk_id, id(1));
+        assert_eq!(items[0].header_version, 2);
+        assert_eq!(items[0].facts, Some(facts()));
+        assert_eq!(items[0].mark, Some(committed(1)));
+        assert_eq!(items[1].header_version, 1);
+        assert_eq!(items[1].facts, None);
+        assert_eq!(items[1].mark, Some(committed(2)));
+        assert_eq!(items[2].mark, None);
+        assert_eq!(items[2].stat.state, ChunkState::Writing);
+
+        // A deleted chunk loses its mark, and a reopen does not bring it back.
+        store.delete(id(2)).await.unwrap();
+        assert_eq!(store.mark_of(id(2)), None);
+        drop(store);
+        let store = open(dir.path()).await;
+        assert_eq!(store.mark_of(id(2)), None);
+        assert_eq!(store.mark_of(id(1)), Some(committed(1)));
+    });
+}
+
+#[test]
+fn a_resumed_put_keeps_the_facts_it_was_created_with() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let len = 2 * MIB + 3;
+        let body = data(len, 4);
+        let mut w = store.put(id(1), meta(len), 0, Some(facts())).await.unwrap();
+        feed(&mut w, &body[..MIB as usize], 65_536).await;
+        assert_eq!(w.interrupt().await.unwrap(), MIB);
+        let mut w = store.put(id(1), meta(len), MIB, None).await.unwrap();
+        feed(&mut w, &body[MIB as usize..], 65_536).await;
+        w.finish().await.unwrap();
+        let items = store.inventory(None, 1).await;
+        assert_eq!(items[0].facts, Some(facts()));
+        assert_eq!(read_all(&store, id(1), 0, len).await.unwrap(), body);
+    });
+}
+
+#[test]
+fn verify_reads_the_whole_chunk_and_finds_a_flipped_byte() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let len = 3 * MIB + 11;
+        let body = data(len, 5);
+        let done = put_all(&store, id(1), &body).await;
+        assert_eq!(store.verify(id(1)).await.unwrap(), (len, done.crc32c));
+        let path = chunk_path(&store.inner_chunks_dir(), &id(1));
+        flip_byte(
+            &path,
+            Layout::for_length(len).unwrap().body_offset + 2 * MIB + 5,
+        );
+        assert!(matches!(
+            store.verify(id(1)).await,
+            Err(StoreError::ChecksumMismatch { block: 2 })
+        ));
+        assert!(matches!(
+            store.verify(id(8)).await,
+            Err(StoreError::NotFound)
+        ));
+    });
+}
+
+#[test]
+fn a_torn_marks_log_tail_is_dropped_at_open_and_later_marks_still_count() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let body = data(100, 6);
+        put_all(&store, id(1), &body).await;
+        put_all(&store, id(2), &body).await;
+        store.mark(&[(id(1), committed(1))]).await.unwrap();
+        drop(store);
+        // A crash in the middle of an append: half a record at the end.
+        let log = dir.path().join("marks.log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        bytes.extend_from_slice(&[0x39; 20]);
+        std::fs::write(&log, &bytes).unwrap();
+
+        let store = open(dir.path()).await;
+        assert_eq!(store.mark_of(id(1)), Some(committed(1)));
+        store.mark(&[(id(2), committed(2))]).await.unwrap();
+        drop(store);
+        let store = open(dir.path()).await;
+        assert_eq!(store.mark_of(id(1)), Some(committed(1)));
+        assert_eq!(store.mark_of(id(2)), Some(committed(2)));
+    });
 }

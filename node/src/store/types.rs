@@ -73,6 +73,44 @@ pub struct ChunkMeta {
     pub length: u64,
 }
 
+/// The file a chunk belongs to, kept in a version 2 header so that the gateway's metadata can
+/// be rebuilt from the nodes alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileFacts {
+    pub name: String,
+    pub content_type: Option<String>,
+    /// When the upload began (unix milliseconds).
+    pub created_unix_ms: u64,
+}
+
+/// What became of a chunk's file, as the gateway told the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkKind {
+    Committed,
+    Deleted,
+}
+
+/// A commit mark: kept in the shard's `marks.log`, reported by the inventory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitMark {
+    pub kind: MarkKind,
+    /// The committed file's size.
+    pub file_size: u64,
+    /// xxh3-128 of the whole file; zero for `Deleted`.
+    pub checksum: [u8; 16],
+    pub unix_ms: u64,
+}
+
+/// One chunk as the inventory reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InventoryItem {
+    pub stat: ChunkStat,
+    /// 1 or 2; 0 when the header could not be read again (the chunk is then not trusted).
+    pub header_version: u16,
+    pub facts: Option<FileFacts>,
+    pub mark: Option<CommitMark>,
+}
+
 /// Lifecycle of a chunk file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkState {

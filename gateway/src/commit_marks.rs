@@ -1,0 +1,72 @@
+//! Commit marks on the nodes: after a file's metadata commit, each of its chunks is told that
+//! its file was committed, with the file's size and checksum. A rebuild of the metadata from
+//! the nodes alone restores a file only when one of its chunks carries such a mark, so an
+//! upload that never answered 201 does not come back.
+//!
+//! The commit records the marks as pending in the same transaction as the file
+//! ([`crate::meta::Meta::pending_marks`]). The upload sends them before it answers 201, waiting
+//! a bounded time; whatever a node did not acknowledge, the cleanup sends later.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use sixfold_wire::{ChunkMark, Mark, MarkKind};
+use uuid::Uuid;
+
+use crate::chunk_store::SharedStore;
+use crate::meta::{ChunkId, CommitMark, FileRecord, Meta};
+
+/// How long an upload waits for its marks before answering 201 anyway.
+pub const COMMIT_MARK_WAIT: Duration = Duration::from_secs(5);
+
+/// The wire form of a pending mark.
+pub fn wire_mark(chunk_id: ChunkId, m: &CommitMark) -> ChunkMark {
+    ChunkMark {
+        chunk_id,
+        mark: Mark {
+            kind: MarkKind::Committed,
+            file_size: m.file_size,
+            checksum: m.checksum,
+            unix_ms: m.committed_unix_ms,
+        },
+    }
+}
+
+/// Sends the marks of a just committed file to its nodes, all at once, for at most `wait`, and
+/// clears those acknowledged from the metadata. Returns how many were acknowledged.
+pub async fn deliver(store: &SharedStore, meta: &Meta, file: &FileRecord, wait: Duration) -> usize {
+    let Some(mark) = CommitMark::of(file) else {
+        return 0;
+    };
+    let sends = file.parts.iter().map(|p| {
+        let (node, chunk) = (p.node_id, p.chunk_id);
+        let sent = store.mark_chunks(node, vec![wire_mark(chunk, &mark)]);
+        async move {
+            match tokio::time::timeout(wait, sent).await {
+                Ok(Ok(_)) => Some((node, chunk)),
+                Ok(Err(e)) => {
+                    tracing::info!(file_id = %file.id, %node, error = %e, "commit mark not delivered; the cleanup sends it again");
+                    None
+                }
+                Err(_) => {
+                    tracing::info!(file_id = %file.id, %node, "commit mark not acknowledged in time; the cleanup sends it again");
+                    None
+                }
+            }
+        }
+    });
+    let delivered: Vec<(Uuid, ChunkId)> = join_all(sends).await.into_iter().flatten().collect();
+    let n = delivered.len();
+    let meta = meta.clone();
+    match tokio::task::spawn_blocking(move || meta.marks_delivered(&delivered)).await {
+        Ok(Ok(())) => {}
+        // Harmless: a mark sent twice is recorded twice.
+        Ok(Err(e)) => {
+            tracing::warn!(file_id = %file.id, error = %e, "clearing delivered commit marks failed")
+        }
+        Err(e) => {
+            tracing::warn!(file_id = %file.id, error = %e, "clearing delivered commit marks failed")
+        }
+    }
+    n
+}

@@ -138,10 +138,13 @@ async fn a_restored_backup_serves_every_file_committed_before_it_and_deletes_not
         .expect("join")
         .expect("held upload");
     assert_eq!(answer.status(), StatusCode::CREATED);
-    let held_id = answer.json::<serde_json::Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let answer: serde_json::Value = answer.json().await.expect("json");
+    let held = Uploaded {
+        id: answer["id"].as_str().expect("id").to_owned(),
+        pattern: held_pattern,
+        len: held_len,
+        checksum: answer["checksum"].as_str().expect("checksum").to_owned(),
+    };
     let after = upload(&c, "after", pattern(40), 6 * MIB).await;
     bounded("31 chunks reported", async {
         while total_chunks(&c).await != 31 {
@@ -164,7 +167,7 @@ async fn a_restored_backup_serves_every_file_committed_before_it_and_deletes_not
         assert_served(&c, f).await;
     }
     // Files committed after it are not in the restored metadata (a rebuild brings them back).
-    for id in [&held_id, &after.id] {
+    for id in [&held.id, &after.id] {
         let (status, _, _) = download(&c, id, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
     }
@@ -195,6 +198,43 @@ async fn a_restored_backup_serves_every_file_committed_before_it_and_deletes_not
     assert_served(&c, &before[0]).await;
     let new = upload(&c, "after-restore", pattern(60), 6 * MIB).await;
     assert_served(&c, &new).await;
+
+    // `admin recover` brings back what was committed after the backup (the upload in flight
+    // during it included), leaves the rest as it is, and the cluster is healthy again.
+    let report = admin_recover(&c).await;
+    assert_eq!(report["files_restored"], 2, "{report}");
+    assert_eq!(report["sets_not_restored"], 0, "{report}");
+    for f in before.iter().chain([&held, &after, &new]) {
+        assert_served(&c, f).await;
+    }
+    let health = c
+        .http
+        .get(format!("{}/health", c.url))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+/// Runs `sixfold-gateway admin recover` and returns its JSON report.
+async fn admin_recover(c: &TestCluster) -> serde_json::Value {
+    let token_file = c.gateway_dir().join("admin.token");
+    let url = c.url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(bin_path("sixfold-gateway"))
+            .args(["admin", "recover", "--timeout", "2m", "--gateway", &url])
+            .arg("--token-file")
+            .arg(token_file)
+            .env_remove("SIXFOLD_TOKEN")
+            .current_dir(std::env::temp_dir())
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run admin recover");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "admin recover failed: {stderr}");
+    serde_json::from_slice(&output.stdout).expect("the report is JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ pub use sixfold_units::{ByteSize, HumanDuration, parse_byte_size};
 
 use crate::auth::bootstrap::ADMIN_TOKEN_FILE;
 use crate::auth::{Anonymous, AuthPolicy};
+use crate::backup::settings::BackupSettings;
 use crate::cluster::{DEFAULT_NODE_MAX_PARTS, MtuSetting};
 use crate::split::SplitPolicy;
 
@@ -193,6 +194,17 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    // --- Periodic backups (issue 13) ---
+    /// Directory for periodic snapshots of the metadata, `meta-<UTC time>.redb` [default:
+    /// none, no periodic backup].
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Time between two periodic snapshots, at least 1s [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub backup_interval: Option<Duration>,
+    /// Periodic snapshots kept in backup_dir; older ones are removed [default: 24].
+    #[arg(long, value_name = "N")]
+    pub backup_keep: Option<usize>,
 }
 
 /// The config file: the same settings as [`ServeArgs`], all optional.
@@ -235,6 +247,10 @@ struct FileConfig {
     internal_listen: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    // Periodic backups
+    backup_dir: Option<PathBuf>,
+    backup_interval: Option<HumanDuration>,
+    backup_keep: Option<usize>,
 }
 
 /// Everything `serve` runs with, defaults applied and checked.
@@ -277,6 +293,8 @@ pub struct GatewayConfig {
     pub internal_listen: SocketAddr,
     /// Certificate and key of the public API; `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Periodic snapshots of the metadata.
+    pub backup: BackupSettings,
 }
 
 /// PEM files of the public HTTPS listener.
@@ -357,7 +375,13 @@ impl GatewayConfig {
                 return Err(invalid("tls_cert", "tls_key is set but tls_cert is not"));
             }
         };
+        let backup = BackupSettings::resolve(
+            args.backup_dir.clone().or(file.backup_dir),
+            args.backup_interval.or(file.backup_interval.map(|d| d.0)),
+            args.backup_keep.or(file.backup_keep),
+        )?;
         let config = GatewayConfig {
+            backup,
             internal_listen,
             tls,
             listen,
@@ -530,6 +554,7 @@ impl GatewayConfig {
                 "must be between 64KiB and 1GiB",
             ));
         }
+        self.backup.validate()?;
         Ok(())
     }
 

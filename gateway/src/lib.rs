@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod commit_marks;
 pub mod config;

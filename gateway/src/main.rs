@@ -3,7 +3,7 @@
 //! - `sixfold-gateway serve --data-dir DIR [--listen ADDR] [--config FILE] ...`
 //! - `sixfold-gateway dev ...`: a complete local cluster in one command
 //! - `sixfold-gateway certs ...`: the cluster PKI
-//! - `sixfold-gateway admin ...`: the admin API of a running gateway (access keys)
+//! - `sixfold-gateway admin ...`: the admin API of a running gateway (access keys, backups)
 
 mod cli;
 mod readiness;
@@ -37,7 +37,8 @@ enum Command {
     /// Manage the cluster certificates and token.
     #[command(subcommand)]
     Certs(cli::certs::CertsCommand),
-    /// Administer a running gateway over HTTP (access keys), with an admin token.
+    /// Administer a running gateway over HTTP (access keys, metadata backups), with an admin
+    /// token.
     Admin(cli::admin::AdminArgs),
 }
 

@@ -145,6 +145,8 @@ pub struct Metrics {
     panics: AtomicU64,
     /// The orphan reconciler's counters, once the cluster layer runs.
     reconcile: std::sync::OnceLock<Arc<ReconcileStats>>,
+    /// The metadata backups' counters, once the gateway serves.
+    backups: std::sync::OnceLock<Arc<crate::backup::BackupStats>>,
 }
 
 impl Metrics {
@@ -208,6 +210,11 @@ impl Metrics {
     /// Shows the cluster's orphan reconciler in the rendered metrics.
     pub fn attach_reconcile(&self, stats: Arc<ReconcileStats>) {
         let _ = self.reconcile.set(stats);
+    }
+
+    /// Shows the metadata backups in the rendered metrics.
+    pub fn attach_backups(&self, stats: Arc<crate::backup::BackupStats>) {
+        let _ = self.backups.set(stats);
     }
 
     /// A request handler panicked (answered 500).
@@ -309,6 +316,9 @@ impl Metrics {
         if let Some(stats) = self.reconcile.get() {
             render_reconcile(&mut out, stats);
         }
+        if let Some(stats) = self.backups.get() {
+            render_backups(&mut out, stats);
+        }
         if let Some(files) = files {
             header(&mut out, "sixfold_files", "gauge", "Committed files.");
             let _ = writeln!(out, "sixfold_files {files}");
@@ -386,6 +396,34 @@ fn render_reconcile(out: &mut String, stats: &ReconcileStats) {
         ),
     ] {
         header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
+/// The metadata backups' lines (`POST /admin/backup` and the periodic ones together).
+fn render_backups(out: &mut String, stats: &crate::backup::BackupStats) {
+    header(
+        out,
+        "sixfold_backups_total",
+        "counter",
+        "Metadata snapshots taken, by result.",
+    );
+    for (result, value) in [("ok", stats.ok()), ("failed", stats.failed())] {
+        let _ = writeln!(out, "sixfold_backups_total{{result=\"{result}\"}} {value}");
+    }
+    for (name, help, value) in [
+        (
+            "sixfold_backup_last_success_unix_ms",
+            "When the last successful metadata snapshot was taken (0: none since start).",
+            stats.last_ok_unix_ms(),
+        ),
+        (
+            "sixfold_backup_last_records",
+            "Records the last successful metadata snapshot copied.",
+            stats.last_records(),
+        ),
+    ] {
+        header(out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
     }
 }

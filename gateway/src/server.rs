@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::admission::AdmissionLimits;
+use crate::backup::Backups;
+use crate::backup::periodic::PeriodicBackups;
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::config::GatewayConfig;
 use crate::http::conn_idle::ConnTimeouts;
@@ -165,6 +167,8 @@ pub struct RunningGateway {
     internal_addr: SocketAddr,
     https: bool,
     cluster: Cluster,
+    /// Periodic metadata snapshots, when `backup_dir` is set.
+    periodic_backups: Option<PeriodicBackups>,
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<io::Result<()>>,
     internal: JoinHandle<io::Result<()>>,
@@ -203,6 +207,9 @@ impl RunningGateway {
     /// Waits for the HTTP server to end (after a shutdown), then stops the cluster layer.
     async fn wait(self) -> Result<(), ServeError> {
         let served = (&mut { self.http }).await;
+        if let Some(periodic) = self.periodic_backups {
+            periodic.stop().await;
+        }
         match (&mut { self.internal }).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "internal listener ended with an error"),
@@ -296,6 +303,9 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let internal_addr = internal_listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
     metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
+    let backups = Backups::new(meta.clone(), config.spool_dir());
+    metrics.attach_backups(Arc::clone(backups.stats()));
+    let periodic_backups = PeriodicBackups::start(backups.clone(), &config.backup);
     let state = AppState::with_policy(
         meta,
         Arc::new(cluster.clone()),
@@ -304,9 +314,11 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         edge_limits(config),
         config.auth_policy(),
     );
-    let admin = crate::http::admin_nodes::router(cluster.clone()).merge(
-        crate::http::admin_recover::router(crate::recovery::Recovery::new(cluster.clone())),
-    );
+    let admin = crate::http::admin_nodes::router(cluster.clone())
+        .merge(crate::http::admin_recover::router(
+            crate::recovery::Recovery::new(cluster.clone()),
+        ))
+        .merge(crate::http::admin_backup::router(backups));
     let app = router(state, admin);
     let (stop, stopped) = oneshot::channel::<()>();
     // Both listeners stop together: the internal one when the public one's stop fires.
@@ -351,6 +363,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         internal_addr,
         https,
         cluster,
+        periodic_backups,
         stop: Some(stop),
         http,
         internal,

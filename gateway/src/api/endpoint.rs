@@ -35,6 +35,8 @@ pub enum Endpoint {
     RevokeKey { id: String },
     /// `DELETE /admin/nodes/{id}`.
     RemoveNode { id: String },
+    /// `POST /admin/backup`: a snapshot of the metadata (every key's secret in it).
+    Backup,
     /// `POST /admin/recover`: rebuild the metadata from the nodes.
     StartRecovery,
     /// `GET /admin/recover`: the rebuild's progress and report.
@@ -92,6 +94,7 @@ impl Endpoint {
             ["admin", "nodes", node] if delete && !node.is_empty() => {
                 Endpoint::RemoveNode { id: id(node) }
             }
+            ["admin", "backup"] if post => Endpoint::Backup,
             ["admin", "recover"] if post => Endpoint::StartRecovery,
             ["admin", "recover"] if get => Endpoint::RecoveryStatus,
             ["admin", ..] => Endpoint::UnknownAdmin,
@@ -117,6 +120,7 @@ impl Endpoint {
             | Endpoint::ListKeys
             | Endpoint::RevokeKey { .. }
             | Endpoint::RemoveNode { .. }
+            | Endpoint::Backup
             | Endpoint::StartRecovery
             | Endpoint::RecoveryStatus
             | Endpoint::UnknownAdmin => Access::Scope(Scope::Admin),
@@ -241,6 +245,18 @@ mod tests {
                 Method::DELETE,
                 format!("/admin/nodes/{ID}"),
                 Endpoint::RemoveNode { id: id() },
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/backup".into(),
+                Endpoint::Backup,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/backup".into(),
+                Endpoint::UnknownAdmin,
                 admin(),
             ),
             (

@@ -44,6 +44,12 @@ pub enum AdminCommand {
     /// Manage access keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write a consistent snapshot of the gateway's metadata to FILE (mode 0600: it holds
+    /// every access key's secret), taken while the gateway serves. Restore: see docs/deploy.md.
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Rebuild the metadata from the nodes (after the metadata was lost, or restored from an
     /// older backup): waits, printing progress, and prints the report as JSON.
     Recover {
@@ -82,6 +88,9 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    if let AdminCommand::Backup { out } = &args.command {
+        return super::admin_backup::run(&args.gateway, &token, roots.as_deref(), out);
+    }
     let client = Client::new(&args.gateway, &token, roots);
     match args.command {
         AdminCommand::Keys(KeysCommand::Create { scope, name }) => {
@@ -117,6 +126,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             client.send_empty("DELETE", &format!("/admin/keys/{id}"))?;
             eprintln!("revoked access key {id}");
         }
+        AdminCommand::Backup { .. } => {} // handled above: it streams a file, not JSON
         AdminCommand::Recover { no_wait, timeout } => recover(&client, no_wait, timeout)?,
     }
     Ok(())

@@ -3,5 +3,6 @@
 //! edge over the library, like the HTTP API.
 
 pub mod admin;
+pub mod admin_backup;
 pub mod certs;
 pub mod dev;

@@ -14,6 +14,7 @@
 //! Every request passes [`crate::api::authorize`] first, which decides from the method and path
 //! alone what it needs.
 
+pub mod admin_backup;
 pub mod admin_keys;
 pub mod admin_nodes;
 pub mod admin_recover;

@@ -5,6 +5,7 @@
 //! `tokio::task::spawn_blocking`. Every write is one redb transaction committed with redb's
 //! default `Durability::Immediate`, so a returned `Ok` is on disk.
 
+mod backup;
 mod codec;
 mod deletes;
 mod error;
@@ -15,6 +16,7 @@ mod nodes;
 mod quarantine;
 mod records;
 mod restore;
+mod restored;
 mod sessions;
 mod tables;
 mod unaccounted;
@@ -30,6 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
+pub use backup::{SnapshotInfo, SnapshotReport, read_snapshot_info};
 pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use error::MetaError;
 pub use marks::{CommitMark, PendingMark};
@@ -39,6 +42,7 @@ pub use records::{
     PendingDelete, PlannedPart, UploadSession, new_chunk_id,
 };
 pub use restore::Restored;
+pub use restored::{RestoredSnapshot, restored_reason};
 pub use tables::SCHEMA_VERSION;
 pub use unaccounted::UnaccountedNode;
 
@@ -132,6 +136,8 @@ impl Meta {
             .cluster_id
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
+        // A file restored from a backup: mark its nodes before anything can clean them.
+        meta.adopt_restored_snapshot()?;
         tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");
         Ok(meta)
     }

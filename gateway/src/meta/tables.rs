@@ -59,6 +59,23 @@ pub(super) const NODES_NAME: &str = "nodes";
 pub(super) const DELETE_QUEUE_NAME: &str = "delete_queue";
 pub(super) const QUARANTINE_NAME: &str = "quarantine";
 
+/// Every table of the metadata, as a snapshot (`backup.rs`) copies them. A table added above
+/// must be added here too, or backups silently lose it: `backup/tests.rs` fails on any table a
+/// populated database has that this list lacks.
+pub(super) const SNAPSHOT_TABLES: &[&dyn super::backup::SnapshotTable] = &[
+    &SCHEMA,
+    &CLUSTER,
+    &SESSIONS,
+    &FILES,
+    &NODES,
+    &DELETE_QUEUE,
+    &CHUNK_REFS,
+    &QUARANTINE,
+    &UNACCOUNTED,
+    &ACCESS_KEYS,
+    &PENDING_MARKS,
+];
+
 /// Key of a chunk on a node.
 pub(super) fn chunk_key(node_id: &Uuid, chunk_id: &ChunkId) -> [u8; 32] {
     let mut key = [0u8; 32];

@@ -172,9 +172,9 @@ impl Cluster {
             chunks = report.chunk_count,
             %reason,
             "this node's data is not in the gateway's metadata: nothing on it will be deleted. \
-             If the metadata file was lost or replaced, stop the gateway and restore meta.redb \
-             from a backup; a node that should be emptied must be wiped by hand and removed \
-             (DELETE /admin/nodes/ID)"
+             If the metadata file was lost or replaced (or restored from a backup), run \
+             `sixfold-gateway admin recover` to rebuild it from the nodes; a node that should \
+             be emptied must be wiped by hand and removed (DELETE /admin/nodes/ID)"
         );
         let meta = self.meta().clone();
         let mark = crate::meta::UnaccountedNode {

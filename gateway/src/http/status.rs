@@ -46,8 +46,8 @@ pub async fn health(State(app): State<AppState>) -> Response {
             Some(ErrorCode::RecoveryNeeded),
             Some(format!(
                 "{} node(s) hold data this metadata cannot account for ({}); nothing on them is \
-                 deleted. Restore the gateway's metadata from a backup, or wipe and remove the \
-                 node(s)",
+                 deleted. Run `sixfold-gateway admin recover` (POST /admin/recover) to rebuild \
+                 the metadata from the nodes, or wipe and remove the node(s)",
                 unaccounted.len(),
                 unaccounted
                     .iter()

@@ -19,4 +19,5 @@ pub mod server;
 #[cfg(test)]
 mod sim;
 pub mod split;
+pub mod time_fmt;
 pub mod upload;

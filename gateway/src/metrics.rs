@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::cluster::reconcile::ReconcileStats;
-use crate::http::error::ErrorCode;
 
 /// How an upload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,18 +38,6 @@ impl UploadOutcome {
             UploadOutcome::Unavailable => "unavailable",
             UploadOutcome::NodeError => "node_error",
             UploadOutcome::Internal => "internal",
-        }
-    }
-
-    /// The outcome an error code stands for.
-    pub fn from_code(code: ErrorCode) -> Self {
-        match code {
-            ErrorCode::NotEnoughNodes | ErrorCode::InsufficientStorage => {
-                UploadOutcome::Unavailable
-            }
-            ErrorCode::NodeError => UploadOutcome::NodeError,
-            ErrorCode::Internal => UploadOutcome::Internal,
-            _ => UploadOutcome::ClientError,
         }
     }
 }
@@ -131,7 +118,6 @@ pub const NODE_STATES: [&str; 5] = ["up", "joining", "down", "draining", "read_o
 pub struct Metrics {
     uploads: [AtomicU64; UploadOutcome::ALL.len()],
     downloads: [AtomicU64; DownloadOutcome::ALL.len()],
-    errors: [AtomicU64; ErrorCode::ALL.len()],
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     uploads_in_flight: AtomicI64,
@@ -160,11 +146,6 @@ impl Metrics {
 
     pub fn download_finished(&self, outcome: DownloadOutcome) {
         self.downloads[outcome as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts an error response by code.
-    pub fn error(&self, code: ErrorCode) {
-        self.errors[code.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn add_bytes_in(&self, n: u64) {
@@ -261,20 +242,6 @@ impl Metrics {
                 "sixfold_downloads_total{{outcome=\"{}\"}} {}",
                 outcome.label(),
                 get(&self.downloads[outcome as usize])
-            );
-        }
-        header(
-            &mut out,
-            "sixfold_errors_total",
-            "counter",
-            "Error responses, by error code.",
-        );
-        for code in ErrorCode::ALL {
-            let _ = writeln!(
-                out,
-                "sixfold_errors_total{{kind=\"{}\"}} {}",
-                code.as_str(),
-                get(&self.errors[code.index()])
             );
         }
         for (name, help, value) in [
@@ -550,9 +517,8 @@ mod tests {
         let m = Metrics::new();
         m.upload_finished(UploadOutcome::Ok);
         m.upload_finished(UploadOutcome::Ok);
-        m.upload_finished(UploadOutcome::from_code(ErrorCode::NotEnoughNodes));
+        m.upload_finished(UploadOutcome::Unavailable);
         m.download_finished(DownloadOutcome::ChecksumMismatch);
-        m.error(ErrorCode::TooLarge);
         m.add_bytes_in(10);
         m.add_bytes_out(7);
         m.checksum_mismatch();
@@ -570,8 +536,6 @@ mod tests {
         );
         assert!(text.contains("sixfold_uploads_total{outcome=\"unavailable\"} 1"));
         assert!(text.contains("sixfold_downloads_total{outcome=\"checksum_mismatch\"} 1"));
-        assert!(text.contains("sixfold_errors_total{kind=\"too_large\"} 1"));
-        assert!(text.contains("sixfold_errors_total{kind=\"not_found\"} 0"));
         assert!(text.contains("sixfold_bytes_in_total 10"));
         assert!(text.contains("sixfold_bytes_out_total 7"));
         assert!(text.contains("sixfold_checksum_mismatches_total 1"));

@@ -14,8 +14,8 @@ use axum::routing::post;
 use tokio_util::io::ReaderStream;
 
 use super::error::{ApiError, ErrorCode};
-use super::time_fmt::rfc3339_from_unix_ms;
 use crate::backup::{BackupError, Backups};
+use crate::time_fmt::rfc3339_from_unix_ms;
 
 /// Header saying when the snapshot in the body was taken (RFC 3339).
 pub const SNAPSHOT_TAKEN_HEADER: &str = "x-sixfold-snapshot-taken";

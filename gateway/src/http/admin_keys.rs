@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
-use super::time_fmt::rfc3339_from_unix_ms;
 use crate::auth::key::validate_name;
 use crate::auth::{AccessKey, KeyId, Principal, Scope};
 use crate::meta::unix_ms_now;
+use crate::time_fmt::rfc3339_from_unix_ms;
 
 /// `POST /admin/keys` body.
 #[derive(Debug, Deserialize)]

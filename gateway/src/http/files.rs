@@ -15,13 +15,13 @@ use super::disposition::content_disposition;
 use super::error::{ApiError, ErrorCode};
 use super::range::{RangeDecision, decide};
 use super::request_log::{LoggedByStream, RequestSummary};
-use super::time_fmt::rfc3339_from_unix_ms;
 use super::{AppState, parse_id};
 use crate::auth::presign::{self, READ_METHOD_CLASS};
 use crate::auth::{AuthError, Principal};
 use crate::download;
 use crate::meta::{FileRecord, unix_ms_now};
 use crate::metrics::UploadOutcome;
+use crate::time_fmt::rfc3339_from_unix_ms;
 use crate::upload::drain::RequestBody;
 use crate::upload::form::{boundary_from_content_type, percent_decode};
 use crate::upload::multipart::MULTIPART_OVERHEAD_ALLOWANCE;
@@ -297,7 +297,7 @@ pub async fn upload(State(app): State<AppState>, request: Request) -> Result<Res
         };
         let outcome = match &result {
             Ok(_) => UploadOutcome::Ok,
-            Err(e) => UploadOutcome::from_code(super::upload_errors::code_of(e)),
+            Err(e) => super::upload_errors::outcome_of(super::upload_errors::code_of(e)),
         };
         metrics.upload_finished(outcome);
         result

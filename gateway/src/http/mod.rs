@@ -21,6 +21,7 @@ pub mod admin_recover;
 pub mod conn_idle;
 pub mod disposition;
 pub mod error;
+pub mod error_counts;
 pub mod files;
 pub mod listener;
 pub mod node_directory;
@@ -30,7 +31,6 @@ mod request_log;
 pub mod status;
 #[cfg(test)]
 mod tests;
-pub mod time_fmt;
 pub mod tls;
 pub mod upload_errors;
 
@@ -97,6 +97,8 @@ struct AppInner {
     store: SharedNodeClient,
     directory: Arc<dyn node_directory::NodeDirectory>,
     metrics: Arc<Metrics>,
+    /// Error responses of this surface, by code (`sixfold_errors_total`).
+    errors: error_counts::ErrorCounts,
     uploader: Uploader,
     uploads: Admission,
     downloads: Admission,
@@ -152,6 +154,7 @@ impl AppState {
                 store,
                 directory,
                 metrics,
+                errors: error_counts::ErrorCounts::default(),
                 uploader,
                 uploads: Admission::new("upload", limits.uploads),
                 downloads: Admission::new("download", limits.downloads),
@@ -163,6 +166,10 @@ impl AppState {
 
     pub fn meta(&self) -> &Meta {
         &self.inner.meta
+    }
+
+    pub fn error_counts(&self) -> &error_counts::ErrorCounts {
+        &self.inner.errors
     }
 
     /// How the nodes are shown (`/nodes`, `/metrics`).

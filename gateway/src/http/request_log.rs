@@ -36,7 +36,7 @@ pub async fn log_request(State(app): State<AppState>, request: Request, next: Ne
     let response = next.run(request).await;
     let code = response.extensions().get::<ErrorCode>().copied();
     if let Some(code) = code {
-        app.metrics().error(code);
+        app.error_counts().count(code);
     }
     if response.extensions().get::<LoggedByStream>().is_some() {
         return response;

@@ -95,6 +95,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     let files = app.with_meta(|meta| meta.file_count()).await.ok();
     let mut text = app.metrics().render(&app.directory().node_gauges(), files);
     crate::admission::render_all(&mut text, &[app.uploads(), app.downloads()]);
+    app.error_counts().render(&mut text);
     (
         [(
             header::CONTENT_TYPE,

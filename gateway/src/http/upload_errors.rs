@@ -5,6 +5,7 @@
 use sixfold_wire::Status;
 
 use super::error::{ApiError, ErrorCode};
+use crate::metrics::UploadOutcome;
 use crate::placement::PlacementError;
 use crate::upload::pipeline::FeedError;
 use crate::upload::{UploadError, is_no_space};
@@ -12,6 +13,16 @@ use crate::upload::{UploadError, is_no_space};
 /// `Retry-After` of an upload refused because nodes are at `node_max_parts`: parts finish in
 /// seconds, so a slot is likely free by then.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+/// The outcome `/metrics` counts for an upload that failed with `code`.
+pub fn outcome_of(code: ErrorCode) -> UploadOutcome {
+    match code {
+        ErrorCode::NotEnoughNodes | ErrorCode::InsufficientStorage => UploadOutcome::Unavailable,
+        ErrorCode::NodeError => UploadOutcome::NodeError,
+        ErrorCode::Internal => UploadOutcome::Internal,
+        _ => UploadOutcome::ClientError,
+    }
+}
 
 /// The API error code of an upload failure.
 pub fn code_of(e: &UploadError) -> ErrorCode {

@@ -38,7 +38,7 @@ pub fn restored_reason(taken_unix_ms: u64) -> String {
     format!(
         "the metadata was restored from a backup taken at {}; files committed after it may \
          have chunks on this node",
-        crate::http::time_fmt::rfc3339_from_unix_ms(taken_unix_ms)
+        crate::time_fmt::rfc3339_from_unix_ms(taken_unix_ms)
     )
 }
 
@@ -108,7 +108,7 @@ impl Meta {
             })
         })?;
         tracing::error!(
-            taken_at = %crate::http::time_fmt::rfc3339_from_unix_ms(info.taken_unix_ms),
+            taken_at = %crate::time_fmt::rfc3339_from_unix_ms(info.taken_unix_ms),
             taken_by = %info.release,
             nodes_marked = restored.nodes_marked,
             sessions_dropped = restored.sessions_dropped,

@@ -35,6 +35,8 @@ pub enum Endpoint {
     RevokeKey { id: String },
     /// `DELETE /admin/nodes/{id}`.
     RemoveNode { id: String },
+    /// `PATCH /admin/nodes/{id}`: the operator's state of a node.
+    SetNodeState { id: String },
     /// `POST /admin/backup`: a snapshot of the metadata (every key's secret in it).
     Backup,
     /// `POST /admin/recover`: rebuild the metadata from the nodes.
@@ -67,6 +69,7 @@ impl Endpoint {
         let get = *method == Method::GET || *method == Method::HEAD;
         let post = *method == Method::POST;
         let delete = *method == Method::DELETE;
+        let patch = *method == Method::PATCH;
         let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
         let id = |s: &str| s.to_owned();
         match segments.as_slice() {
@@ -94,6 +97,9 @@ impl Endpoint {
             ["admin", "nodes", node] if delete && !node.is_empty() => {
                 Endpoint::RemoveNode { id: id(node) }
             }
+            ["admin", "nodes", node] if patch && !node.is_empty() => {
+                Endpoint::SetNodeState { id: id(node) }
+            }
             ["admin", "backup"] if post => Endpoint::Backup,
             ["admin", "recover"] if post => Endpoint::StartRecovery,
             ["admin", "recover"] if get => Endpoint::RecoveryStatus,
@@ -120,6 +126,7 @@ impl Endpoint {
             | Endpoint::ListKeys
             | Endpoint::RevokeKey { .. }
             | Endpoint::RemoveNode { .. }
+            | Endpoint::SetNodeState { .. }
             | Endpoint::Backup
             | Endpoint::StartRecovery
             | Endpoint::RecoveryStatus
@@ -257,6 +264,12 @@ mod tests {
                 Method::GET,
                 "/admin/backup".into(),
                 Endpoint::UnknownAdmin,
+                admin(),
+            ),
+            (
+                Method::PATCH,
+                format!("/admin/nodes/{ID}"),
+                Endpoint::SetNodeState { id: id() },
                 admin(),
             ),
             (

@@ -44,6 +44,9 @@ pub enum AdminCommand {
     /// Manage access keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// See the nodes and set their state.
+    #[command(subcommand)]
+    Nodes(NodesCommand),
     /// Write a consistent snapshot of the gateway's metadata to FILE (mode 0600: it holds
     /// every access key's secret), taken while the gateway serves. Restore: see docs/deploy.md.
     Backup {
@@ -59,6 +62,32 @@ pub enum AdminCommand {
         /// Give up waiting after this long (the rebuild goes on in the gateway).
         #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = humantime::parse_duration)]
         timeout: Duration,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NodesCommand {
+    /// Every node with its state.
+    List,
+    /// No new parts; its parts are to be moved off. Kept over restarts.
+    Drain {
+        #[arg(value_name = "NODE_ID")]
+        id: String,
+    },
+    /// Serves reads, gets no new parts. Kept over restarts.
+    ReadOnly {
+        #[arg(value_name = "NODE_ID")]
+        id: String,
+    },
+    /// Back to taking new parts (clears drain and read-only).
+    Up {
+        #[arg(value_name = "NODE_ID")]
+        id: String,
+    },
+    /// Forget a node for good: only a stopped node that holds nothing.
+    Remove {
+        #[arg(value_name = "NODE_ID")]
+        id: String,
     },
 }
 
@@ -126,9 +155,50 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             client.send_empty("DELETE", &format!("/admin/keys/{id}"))?;
             eprintln!("revoked access key {id}");
         }
+        AdminCommand::Nodes(NodesCommand::List) => {
+            let nodes: Vec<serde_json::Value> = client.send_json("GET", "/nodes", &())?;
+            println!(
+                "{:<36}  {:<10}  {:<10}  {:>10}  NAME",
+                "ID", "STATE", "SET", "CHUNKS"
+            );
+            for n in nodes {
+                println!(
+                    "{:<36}  {:<10}  {:<10}  {:>10}  {}",
+                    n["id"].as_str().unwrap_or("?"),
+                    n["state"].as_str().unwrap_or("?"),
+                    n["operator_state"].as_str().unwrap_or("-"),
+                    n["chunk_count"],
+                    n["name"].as_str().unwrap_or("")
+                );
+            }
+        }
+        AdminCommand::Nodes(NodesCommand::Drain { id }) => {
+            set_node_state(&client, &id, "draining")?
+        }
+        AdminCommand::Nodes(NodesCommand::ReadOnly { id }) => {
+            set_node_state(&client, &id, "read_only")?
+        }
+        AdminCommand::Nodes(NodesCommand::Up { id }) => set_node_state(&client, &id, "up")?,
+        AdminCommand::Nodes(NodesCommand::Remove { id }) => {
+            client.send_empty("DELETE", &format!("/admin/nodes/{id}"))?;
+            eprintln!("removed node {id}");
+        }
         AdminCommand::Backup { .. } => {} // handled above: it streams a file, not JSON
         AdminCommand::Recover { no_wait, timeout } => recover(&client, no_wait, timeout)?,
     }
+    Ok(())
+}
+
+fn set_node_state(client: &Client, id: &str, state: &str) -> anyhow::Result<()> {
+    let node: serde_json::Value = client.send_json(
+        "PATCH",
+        &format!("/admin/nodes/{id}"),
+        &json!({ "state": state }),
+    )?;
+    eprintln!(
+        "node {id} is now {}",
+        node["state"].as_str().unwrap_or(state)
+    );
     Ok(())
 }
 
@@ -298,6 +368,11 @@ impl Client {
             ("POST", Some(body)) => self
                 .agent
                 .post(&url)
+                .header("Authorization", &self.bearer)
+                .send_json(body),
+            ("PATCH", Some(body)) => self
+                .agent
+                .patch(&url)
                 .header("Authorization", &self.bearer)
                 .send_json(body),
             ("DELETE", _) => self

@@ -666,6 +666,32 @@ impl Cluster {
         tell
     }
 
+    /// Sets (or with `None` clears) the state an operator chose for node `id` and persists it
+    /// before returning, so that it outlasts a restart of the gateway. `None` for an unknown
+    /// node.
+    pub async fn set_operator_state(
+        &self,
+        id: Uuid,
+        operator: Option<crate::meta::OperatorState>,
+    ) -> Result<Option<NodeView>, crate::meta::MetaError> {
+        let Some((record, change)) = self.write().set_operator_state(&id, operator) else {
+            return Ok(None);
+        };
+        let meta = self.inner.meta.clone();
+        let stored = record.clone();
+        tokio::task::spawn_blocking(move || meta.upsert_node(&stored))
+            .await
+            .map_err(|e| crate::meta::MetaError::InvalidRecord(format!("metadata task: {e}")))??;
+        tracing::warn!(
+            node = %id,
+            name = ?record.name,
+            operator_state = ?operator,
+            change = ?change,
+            "operator set the node's state"
+        );
+        Ok(self.nodes().into_iter().find(|n| n.id == id))
+    }
+
     /// The cluster ids the nodes report keeping, by node.
     pub fn claimed_cluster_ids(&self) -> std::collections::HashMap<Uuid, Uuid> {
         self.inner

@@ -29,7 +29,7 @@ use uuid::Uuid;
 use super::error::NodeError;
 use super::in_flight::{Hold, Settle};
 use super::shard::shard_addr;
-use crate::meta::{NodeRecord, NodeState};
+use crate::meta::{NodeRecord, NodeState, OperatorState, effective_state};
 use crate::placement::{Candidate, PlacementError, PlacementOptions, place};
 use crate::split::PartRange;
 
@@ -75,6 +75,9 @@ pub struct Timing {
 #[derive(Debug)]
 struct NodeEntry {
     record: NodeRecord,
+    /// The state the node itself last reported (up, stopping, disk full); `record.state` is
+    /// this with the operator's state applied ([`effective_state`]).
+    reported: NodeState,
     software: String,
     /// When the last report arrived (`None` for nodes loaded from metadata and not yet heard).
     last_seen: Option<Instant>,
@@ -202,6 +205,9 @@ pub struct NodeView {
     /// `read_only`.
     #[serde(rename = "state")]
     pub state_name: &'static str,
+    /// The state an operator set (`read_only`, `draining`), if any: it outlasts restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_state: Option<OperatorState>,
     pub capacity: u64,
     pub used: u64,
     pub free: u64,
@@ -248,6 +254,7 @@ impl Registry {
                 record.id,
                 NodeEntry {
                     record,
+                    reported: NodeState::Down,
                     software: String::new(),
                     last_seen: None,
                     last_persist: None,
@@ -301,11 +308,13 @@ impl Registry {
                 state: reported_state,
                 registered_unix_ms: now_ms,
                 last_heartbeat_unix_ms: now_ms,
+                operator_state: None,
             };
             self.nodes.insert(
                 report.id,
                 NodeEntry {
                     record: record.clone(),
+                    reported: reported_state,
                     software: report.software.clone(),
                     last_seen: Some(now),
                     last_persist: Some(now),
@@ -328,6 +337,8 @@ impl Registry {
         };
 
         let before = entry.record.state;
+        entry.reported = reported_state;
+        let state = effective_state(reported_state, entry.record.operator_state);
         let restarted = kind == ReportKind::Register;
         let reported_move = entry.record.shard_addrs != report.shard_addrs;
         // A verified node that reports other addresses keeps its known ones until the new
@@ -362,7 +373,7 @@ impl Registry {
         rec.used = report.used;
         rec.chunk_count = report.chunk_count;
         rec.in_flight = report.in_flight;
-        rec.state = reported_state;
+        rec.state = state;
         rec.last_heartbeat_unix_ms = now_ms;
         if restarted {
             rec.registered_unix_ms = now_ms;
@@ -404,16 +415,39 @@ impl Registry {
         let stale = entry
             .last_persist
             .is_none_or(|at| now.saturating_duration_since(at) >= timing.persist_interval);
-        let persist = (restarted || reshaped || before != reported_state || stale).then(|| {
+        let persist = (restarted || reshaped || before != state || stale).then(|| {
             entry.last_persist = Some(now);
             entry.record.clone()
         });
         ReportOutcome {
-            transition: (before != reported_state).then_some((Some(before), reported_state)),
+            transition: (before != state).then_some((Some(before), state)),
             persist,
             reconnect,
             probe,
         }
+    }
+
+    /// Sets (or with `None` clears) the operator's state of node `id`. Returns the record to
+    /// persist and the change of the node's state, if any; `None` for an unknown node. A down
+    /// node stays down; the state applies once it reports again.
+    pub fn set_operator_state(
+        &mut self,
+        id: &Uuid,
+        operator: Option<OperatorState>,
+    ) -> Option<(NodeRecord, Option<(NodeState, NodeState)>)> {
+        let entry = self.nodes.get_mut(id)?;
+        entry.record.operator_state = operator;
+        let before = entry.record.state;
+        // Down is detected, not reported: it ends with the node's next report.
+        let after = match before {
+            NodeState::Down => NodeState::Down,
+            _ => effective_state(entry.reported, operator),
+        };
+        entry.record.state = after;
+        Some((
+            entry.record.clone(),
+            (before != after).then_some((before, after)),
+        ))
     }
 
     /// A probe of generation `generation` reached the node and found its certificate. Returns
@@ -693,6 +727,7 @@ fn view(e: &NodeEntry) -> NodeView {
         shard_addrs: r.shard_addrs.clone(),
         state: r.state,
         state_name: state_name(e),
+        operator_state: r.operator_state,
         capacity: r.capacity,
         used: r.used,
         free: r.capacity.saturating_sub(r.used),
@@ -1026,6 +1061,7 @@ mod tests {
             state: NodeState::Up,
             registered_unix_ms: 5,
             last_heartbeat_unix_ms: 7,
+            operator_state: None,
         };
         reg.load([rec.clone()]);
         assert_eq!(reg.state(&rec.id), Some(NodeState::Down));
@@ -1302,6 +1338,72 @@ mod tests {
             reg.reserve(&Uuid::from_u128(5), &parts(&[10; 6]), one),
             Err(PlacementError::NotEnoughNodes { .. })
         ));
+    }
+
+    #[test]
+    fn an_operator_state_holds_across_reports_and_outlasts_a_down_spell() {
+        let (mut reg, t0) = cluster(1);
+        let id = Uuid::from_u128(1);
+        let (record, change) = reg
+            .set_operator_state(&id, Some(OperatorState::ReadOnly))
+            .expect("known node");
+        assert_eq!(record.operator_state, Some(OperatorState::ReadOnly));
+        assert_eq!(change, Some((NodeState::Up, NodeState::ReadOnly)));
+        assert_eq!(reg.up_count(), 0);
+        assert!(!reg.candidates()[0].eligible);
+        // The node keeps reporting up: it stays read-only.
+        let out = apply(
+            &mut reg,
+            &report(1),
+            ReportKind::Register,
+            secs(t0, 1),
+            1_000,
+        );
+        assert_eq!(out.transition, None);
+        assert_eq!(reg.views()[0].state_name, "read_only");
+        assert_eq!(reg.views()[0].operator_state, Some(OperatorState::ReadOnly));
+        // Draining replaces read-only; it outlasts a down spell and applies at the next report.
+        reg.set_operator_state(&id, Some(OperatorState::Draining));
+        let down = reg.sweep(secs(t0, 3600));
+        assert_eq!(down.len(), 1);
+        let (_, change) = reg
+            .set_operator_state(&id, Some(OperatorState::Draining))
+            .unwrap();
+        assert_eq!(change, None, "a down node stays down");
+        assert_eq!(reg.state(&id), Some(NodeState::Down));
+        let out = apply(
+            &mut reg,
+            &report(1),
+            ReportKind::Register,
+            secs(t0, 3601),
+            2_000,
+        );
+        assert_eq!(
+            out.transition,
+            Some((Some(NodeState::Down), NodeState::Draining))
+        );
+        assert_eq!(
+            out.persist.map(|r| r.operator_state),
+            Some(Some(OperatorState::Draining))
+        );
+        // Cleared: up again, unless the node itself says its disk is full.
+        let (_, change) = reg.set_operator_state(&id, None).unwrap();
+        assert_eq!(change, Some((NodeState::Draining, NodeState::Up)));
+        assert_eq!(reg.up_count(), 1);
+        let mut full = report(1);
+        full.read_only = true;
+        apply(
+            &mut reg,
+            &full,
+            ReportKind::Heartbeat,
+            secs(t0, 3602),
+            3_000,
+        );
+        reg.set_operator_state(&id, Some(OperatorState::ReadOnly));
+        let (_, change) = reg.set_operator_state(&id, None).unwrap();
+        assert_eq!(change, None, "still full: read-only by its own report");
+        assert_eq!(reg.state(&id), Some(NodeState::ReadOnly));
+        assert!(reg.set_operator_state(&Uuid::from_u128(99), None).is_none());
     }
 
     #[test]

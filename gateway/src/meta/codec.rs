@@ -94,6 +94,7 @@ mod tests {
             state: NodeState::ReadOnly,
             registered_unix_ms: 1,
             last_heartbeat_unix_ms: 2,
+            operator_state: None,
         };
         let back: NodeRecord = decode(&encode(&node).expect("encode")).expect("decode");
         assert_eq!(back, node);

@@ -38,8 +38,8 @@ pub use error::MetaError;
 pub use marks::{CommitMark, PendingMark};
 pub use quarantine::QuarantineMark;
 pub use records::{
-    AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, PartRecord,
-    PendingDelete, PlannedPart, UploadSession, new_chunk_id,
+    AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, OperatorState,
+    PartRecord, PendingDelete, PlannedPart, UploadSession, effective_state, new_chunk_id,
 };
 pub use restore::Restored;
 pub use restored::{RestoredSnapshot, restored_reason};

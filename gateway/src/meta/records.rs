@@ -241,6 +241,31 @@ pub struct NodeRecord {
     pub state: NodeState,
     pub registered_unix_ms: u64,
     pub last_heartbeat_unix_ms: u64,
+    /// A state the operator set (`PATCH /admin/nodes/{id}`); kept over restarts of the gateway
+    /// and of the node. Absent in records written before operators could set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_state: Option<OperatorState>,
+}
+
+/// What an operator can make of a node; `up` is the absence of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorState {
+    /// Serves reads, gets no new parts.
+    ReadOnly,
+    /// Serves reads, gets no new parts, and is to be emptied.
+    Draining,
+}
+
+/// The state placement and `/nodes` go by: a down node is down whatever was set; otherwise the
+/// stronger of what the node reports (stopping, disk full) and what the operator set.
+pub fn effective_state(reported: NodeState, operator: Option<OperatorState>) -> NodeState {
+    match (reported, operator) {
+        (NodeState::Down, _) => NodeState::Down,
+        (NodeState::Draining, _) | (_, Some(OperatorState::Draining)) => NodeState::Draining,
+        (NodeState::ReadOnly, _) | (_, Some(OperatorState::ReadOnly)) => NodeState::ReadOnly,
+        (NodeState::Up, None) => NodeState::Up,
+    }
 }
 
 /// Why a chunk is queued for deletion.
@@ -313,6 +338,49 @@ mod hex16 {
 mod tests {
     use super::*;
     use crate::split::{SplitPolicy, plan};
+
+    #[test]
+    fn the_effective_state_of_every_reported_and_operator_state() {
+        use NodeState::*;
+        use OperatorState as O;
+        let cases = [
+            (Up, None, Up),
+            (Up, Some(O::ReadOnly), ReadOnly),
+            (Up, Some(O::Draining), Draining),
+            (ReadOnly, None, ReadOnly),
+            (ReadOnly, Some(O::ReadOnly), ReadOnly),
+            (ReadOnly, Some(O::Draining), Draining),
+            (Draining, None, Draining),
+            (Draining, Some(O::ReadOnly), Draining),
+            (Draining, Some(O::Draining), Draining),
+            (Down, None, Down),
+            (Down, Some(O::ReadOnly), Down),
+            (Down, Some(O::Draining), Down),
+        ];
+        for (reported, operator, want) in cases {
+            assert_eq!(
+                effective_state(reported, operator),
+                want,
+                "{reported:?} {operator:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_node_record_of_the_previous_release_has_no_operator_state() {
+        let old = br#"{"id":"6f1c2a0e-8a4b-4c55-9d7e-0a1b2c3d4e5f","name":"n","shard_addrs":["127.0.0.1:7000"],"capacity":1,"used":0,"chunk_count":0,"in_flight":0,"state":"up","registered_unix_ms":1,"last_heartbeat_unix_ms":2}"#;
+        let r: NodeRecord = serde_json::from_slice(old).expect("decodes");
+        assert_eq!(r.operator_state, None);
+        let mut with = r.clone();
+        with.operator_state = Some(OperatorState::Draining);
+        let json = serde_json::to_string(&with).expect("encodes");
+        assert!(json.contains(r#""operator_state":"draining""#), "{json}");
+        assert!(
+            !serde_json::to_string(&r)
+                .expect("encodes")
+                .contains("operator_state")
+        );
+    }
 
     #[test]
     fn chunk_ids_are_fresh() {

@@ -54,6 +54,7 @@ fn node(name: &str) -> NodeRecord {
         state: NodeState::Up,
         registered_unix_ms: 5,
         last_heartbeat_unix_ms: 6,
+        operator_state: None,
     }
 }
 

@@ -26,6 +26,7 @@ fn node(id: Uuid) -> NodeRecord {
         state: NodeState::Up,
         registered_unix_ms: 5,
         last_heartbeat_unix_ms: 6,
+        operator_state: None,
     }
 }
 

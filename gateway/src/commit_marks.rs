@@ -9,12 +9,10 @@
 
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use sixfold_wire::{ChunkMark, Mark, MarkKind};
-use uuid::Uuid;
 
 use crate::meta::{ChunkId, CommitMark, FileRecord, Meta};
-use crate::node_client::SharedNodeClient;
+use crate::node_client::{SharedNodeClient, on_each_part};
 
 /// How long an upload waits for its marks before answering 201 anyway.
 pub const COMMIT_MARK_WAIT: Duration = Duration::from_secs(5);
@@ -43,24 +41,17 @@ pub async fn deliver(
     let Some(mark) = CommitMark::of(file) else {
         return 0;
     };
-    let sends = file.parts.iter().map(|p| {
-        let (node, chunk) = (p.node_id, p.chunk_id);
-        let sent = store.mark_chunks(node, vec![wire_mark(chunk, &mark)]);
-        async move {
-            match tokio::time::timeout(wait, sent).await {
-                Ok(Ok(_)) => Some((node, chunk)),
-                Ok(Err(e)) => {
-                    tracing::info!(file_id = %file.id, %node, error = %e, "commit mark not delivered; the cleanup sends it again");
-                    None
-                }
-                Err(_) => {
-                    tracing::info!(file_id = %file.id, %node, "commit mark not acknowledged in time; the cleanup sends it again");
-                    None
-                }
-            }
-        }
-    });
-    let delivered: Vec<(Uuid, ChunkId)> = join_all(sends).await.into_iter().flatten().collect();
+    let delivered = on_each_part(
+        file.id,
+        file.parts.iter().map(|p| (p.node_id, p.chunk_id)),
+        wait,
+        "commit mark not delivered",
+        |node, chunk| {
+            let sent = store.mark_chunks(node, vec![wire_mark(chunk, &mark)]);
+            Box::pin(async move { sent.await.map(drop) })
+        },
+    )
+    .await;
     let n = delivered.len();
     let meta = meta.clone();
     match tokio::task::spawn_blocking(move || meta.marks_delivered(&delivered)).await {

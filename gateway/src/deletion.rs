@@ -6,11 +6,8 @@
 
 use std::time::Duration;
 
-use futures_util::future::join_all;
-use uuid::Uuid;
-
-use crate::meta::{ChunkId, FileRecord, Meta};
-use crate::node_client::SharedNodeClient;
+use crate::meta::{FileRecord, Meta};
+use crate::node_client::{SharedNodeClient, on_each_part};
 
 /// How long a `DELETE` waits for its nodes before it answers anyway.
 pub const DELETE_WAIT: Duration = Duration::from_secs(5);
@@ -24,24 +21,14 @@ pub async fn delete_chunks_now(
     file: &FileRecord,
     wait: Duration,
 ) -> usize {
-    let deletes = file.parts.iter().map(|p| {
-        let (node, chunk) = (p.node_id, p.chunk_id);
-        let deleting = store.delete_chunk(node, chunk);
-        async move {
-            match tokio::time::timeout(wait, deleting).await {
-                Ok(Ok(())) => Some((node, chunk)),
-                Ok(Err(e)) => {
-                    tracing::info!(file_id = %file.id, %node, error = %e, "chunk not deleted now; it stays queued");
-                    None
-                }
-                Err(_) => {
-                    tracing::info!(file_id = %file.id, %node, "chunk delete not answered in time; it stays queued");
-                    None
-                }
-            }
-        }
-    });
-    let done: Vec<(Uuid, ChunkId)> = join_all(deletes).await.into_iter().flatten().collect();
+    let done = on_each_part(
+        file.id,
+        file.parts.iter().map(|p| (p.node_id, p.chunk_id)),
+        wait,
+        "chunk not deleted now",
+        |node, chunk| store.delete_chunk(node, chunk),
+    )
+    .await;
     let n = done.len();
     if n < file.parts.len() {
         store.wake_cleanup();

@@ -143,6 +143,23 @@ impl MemoryNodes {
     }
 
     /// How often the cleanup was woken.
+    /// Runs `f` on node `node` if it is known and up; the errors a real node call would give
+    /// otherwise.
+    fn with_up_node<T>(
+        &self,
+        node: Uuid,
+        f: impl FnOnce(&mut NodeState) -> T,
+    ) -> Result<T, NodeCallError> {
+        let mut s = self.lock();
+        let Some((_, n)) = s.nodes.iter_mut().find(|(id, _)| *id == node) else {
+            return Err(Self::error(node, "unknown_node", "unknown node"));
+        };
+        if !n.up {
+            return Err(Self::error(node, "unavailable", "node is down"));
+        }
+        Ok(f(n))
+    }
+
     /// Each node: id, up, capacity, chunks, bytes held (for the HTTP layer's views).
     pub fn node_summaries(&self) -> Vec<(Uuid, bool, u64, usize, u64)> {
         self.lock()
@@ -285,21 +302,16 @@ impl NodeClient for MemoryNodes {
     ) -> BoxFuture<'static, Result<usize, NodeCallError>> {
         let store = self.clone();
         Box::pin(async move {
-            let mut s = store.lock();
-            let Some((_, n)) = s.nodes.iter_mut().find(|(id, _)| *id == node) else {
-                return Err(Self::error(node, "unknown_node", "unknown node"));
-            };
-            if !n.up {
-                return Err(Self::error(node, "unavailable", "node is down"));
-            }
-            let mut recorded = 0;
-            for m in marks {
-                if n.chunks.contains_key(&m.chunk_id) {
-                    n.marks.insert(m.chunk_id, m.mark);
-                    recorded += 1;
+            store.with_up_node(node, |n| {
+                let mut recorded = 0;
+                for m in marks {
+                    if n.chunks.contains_key(&m.chunk_id) {
+                        n.marks.insert(m.chunk_id, m.mark);
+                        recorded += 1;
+                    }
                 }
-            }
-            Ok(recorded)
+                recorded
+            })
         })
     }
 
@@ -310,16 +322,10 @@ impl NodeClient for MemoryNodes {
     ) -> BoxFuture<'static, Result<(), NodeCallError>> {
         let store = self.clone();
         Box::pin(async move {
-            let mut s = store.lock();
-            let Some((_, n)) = s.nodes.iter_mut().find(|(id, _)| *id == node) else {
-                return Err(Self::error(node, "unknown_node", "unknown node"));
-            };
-            if !n.up {
-                return Err(Self::error(node, "unavailable", "node is down"));
-            }
-            n.chunks.remove(&chunk_id);
-            n.marks.remove(&chunk_id);
-            Ok(())
+            store.with_up_node(node, |n| {
+                n.chunks.remove(&chunk_id);
+                n.marks.remove(&chunk_id);
+            })
         })
     }
 

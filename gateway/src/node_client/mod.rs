@@ -96,5 +96,41 @@ pub trait NodeClient: Send + Sync + 'static {
     fn wake_cleanup(&self);
 }
 
+/// Calls every `(node, chunk)` at once, each for at most `wait`, and returns those that
+/// succeeded. A failure or timeout is logged at info as `not_done` ("commit mark not
+/// delivered", ...) with the file and node; the caller leaves those to the cleanup.
+pub async fn on_each_part<F>(
+    file_id: Uuid,
+    parts: impl IntoIterator<Item = (Uuid, ChunkId)>,
+    wait: std::time::Duration,
+    not_done: &'static str,
+    call: F,
+) -> Vec<(Uuid, ChunkId)>
+where
+    F: Fn(Uuid, ChunkId) -> BoxFuture<'static, Result<(), NodeCallError>>,
+{
+    let calls = parts.into_iter().map(|(node, chunk)| {
+        let sent = call(node, chunk);
+        async move {
+            match tokio::time::timeout(wait, sent).await {
+                Ok(Ok(())) => Some((node, chunk)),
+                Ok(Err(e)) => {
+                    tracing::info!(%file_id, %node, error = %e, "{not_done}; the cleanup sees to it");
+                    None
+                }
+                Err(_) => {
+                    tracing::info!(%file_id, %node, waited_ms = wait.as_millis() as u64, "{not_done} in time; the cleanup sees to it");
+                    None
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// Shared handle on the nodes.
 pub type SharedNodeClient = Arc<dyn NodeClient>;

@@ -166,8 +166,13 @@ impl IndexLog {
 }
 
 /// Writes `bytes` to `tmp`, syncs, and renames it over `path`. A failed write removes `tmp`, so
-/// a full disk is not left fuller.
-async fn write_snapshot(tmp: &Path, path: &Path, dir: &File, bytes: Vec<u8>) -> io::Result<File> {
+/// a full disk is not left fuller. Shared with the commit marks log.
+pub(crate) async fn write_snapshot(
+    tmp: &Path,
+    path: &Path,
+    dir: &File,
+    bytes: Vec<u8>,
+) -> io::Result<File> {
     let res = write_snapshot_file(tmp, path, dir, bytes).await;
     if res.is_err() {
         let _ = std::fs::remove_file(tmp);

@@ -15,8 +15,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use monoio::fs::{File, OpenOptions};
+use monoio::fs::File;
 
+use super::index_log::write_snapshot;
 use super::local_sync::Semaphore;
 use super::types::{ChunkId, CommitMark, MarkKind};
 
@@ -213,30 +214,6 @@ impl MarksLog {
         self.records.set(total);
         Ok(())
     }
-}
-
-async fn write_snapshot(tmp: &Path, path: &Path, dir: &File, bytes: Vec<u8>) -> io::Result<File> {
-    let res = async {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(tmp)
-            .await?;
-        let (res, _) = file.write_all_at(bytes, 0).await;
-        res?;
-        file.sync_all().await?;
-        // As in index_log.rs: a plain rename (rare: open and compaction only).
-        std::fs::rename(tmp, path)?;
-        dir.sync_all().await?;
-        Ok(file)
-    }
-    .await;
-    if res.is_err() {
-        let _ = std::fs::remove_file(tmp);
-    }
-    res
 }
 
 #[cfg(test)]

@@ -193,6 +193,11 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    // --- S3 (issue 14) ---
+    /// Address of the S3-compatible API (path-style, SigV4 with the access keys; HTTPS with
+    /// --tls-cert like the main API) [default: none, no S3 listener; `dev`: 127.0.0.1:9000].
+    #[arg(long, value_name = "ADDR")]
+    pub s3_listen: Option<SocketAddr>,
 }
 
 /// The config file: the same settings as [`ServeArgs`], all optional.
@@ -235,6 +240,8 @@ struct FileConfig {
     internal_listen: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    // S3
+    s3_listen: Option<SocketAddr>,
 }
 
 /// Everything `serve` runs with, defaults applied and checked.
@@ -277,6 +284,9 @@ pub struct GatewayConfig {
     pub internal_listen: SocketAddr,
     /// Certificate and key of the public API; `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
+    // S3
+    /// The S3-compatible listener; `None`: none.
+    pub s3_listen: Option<SocketAddr>,
 }
 
 /// PEM files of the public HTTPS listener.
@@ -358,6 +368,7 @@ impl GatewayConfig {
             }
         };
         let config = GatewayConfig {
+            s3_listen: args.s3_listen.or(file.s3_listen),
             internal_listen,
             tls,
             listen,

@@ -12,6 +12,7 @@ pub mod meta;
 pub mod metrics;
 pub mod placement;
 pub mod recovery;
+pub mod s3;
 pub mod server;
 #[cfg(test)]
 mod sim;

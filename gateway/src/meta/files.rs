@@ -2,7 +2,7 @@
 
 use std::ops::Bound;
 
-use redb::ReadableTableMetadata;
+use redb::{ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
 use super::codec::{decode, encode};
@@ -50,32 +50,39 @@ impl Meta {
     /// Removes file `id` and queues its chunks for deletion, in one transaction. Returns the
     /// removed record (its parts say which chunks to delete now), or `None` if there was none.
     pub fn delete_file(&self, id: &Uuid) -> Result<Option<FileRecord>, MetaError> {
-        self.write(|txn| {
-            let mut files = txn.open_table(FILES)?;
-            let Some(value) = files.remove(id.as_bytes())? else {
-                return Ok(None);
-            };
-            let file: FileRecord = decode(value.value()).map_err(MetaError::corrupt(FILES_NAME))?;
-            drop(value);
-            let entry = encode(&DeleteEntry {
-                file_id: Some(*id),
-                reason: DeleteReason::FileDeleted,
-                enqueued_unix_ms: unix_ms_now(),
-            })
-            .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
-            let mut refs = txn.open_table(CHUNK_REFS)?;
-            let mut queue = txn.open_table(DELETE_QUEUE)?;
-            for p in &file.parts {
-                let key = chunk_key(&p.node_id, &p.chunk_id);
-                refs.remove(&key)?;
-                queue.insert(&key, entry.as_slice())?;
-            }
-            Ok(Some(file))
-        })
+        self.write(|txn| remove_file_in(txn, id))
     }
 
     /// Number of committed files.
     pub fn file_count(&self) -> Result<u64, MetaError> {
         self.read(|txn| Ok(txn.open_table(FILES)?.len()?))
     }
+}
+
+/// Removes file `id` and queues its chunks for deletion, inside `txn` (so that callers can join
+/// it with other changes, as S3 objects made of several files do).
+pub(super) fn remove_file_in(
+    txn: &WriteTransaction,
+    id: &Uuid,
+) -> Result<Option<FileRecord>, MetaError> {
+    let mut files = txn.open_table(FILES)?;
+    let Some(value) = files.remove(id.as_bytes())? else {
+        return Ok(None);
+    };
+    let file: FileRecord = decode(value.value()).map_err(MetaError::corrupt(FILES_NAME))?;
+    drop(value);
+    let entry = encode(&DeleteEntry {
+        file_id: Some(*id),
+        reason: DeleteReason::FileDeleted,
+        enqueued_unix_ms: unix_ms_now(),
+    })
+    .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+    let mut refs = txn.open_table(CHUNK_REFS)?;
+    let mut queue = txn.open_table(DELETE_QUEUE)?;
+    for p in &file.parts {
+        let key = chunk_key(&p.node_id, &p.chunk_id);
+        refs.remove(&key)?;
+        queue.insert(&key, entry.as_slice())?;
+    }
+    Ok(Some(file))
 }

@@ -5,14 +5,18 @@
 //! `tokio::task::spawn_blocking`. Every write is one redb transaction committed with redb's
 //! default `Durability::Immediate`, so a returned `Ok` is on disk.
 
+mod buckets;
 mod codec;
 mod deletes;
 mod error;
 mod files;
 mod keys;
+mod multipart;
 mod nodes;
 mod quarantine;
 mod records;
+mod s3_objects;
+pub mod s3_records;
 mod sessions;
 mod tables;
 mod unaccounted;
@@ -30,10 +34,15 @@ use uuid::Uuid;
 
 pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use error::MetaError;
+pub use multipart::check_completion;
 pub use quarantine::QuarantineMark;
 pub use records::{
     AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, PartRecord,
     PendingDelete, PlannedPart, UploadSession, new_chunk_id,
+};
+pub use s3_records::{
+    BucketRecord, CompletedPartRef, ListEntry, ListPage, ListQuery, MultipartRecord, ObjectRecord,
+    ObjectStoreError, Segment, UploadedPart,
 };
 pub use tables::SCHEMA_VERSION;
 pub use unaccounted::UnaccountedNode;
@@ -105,6 +114,7 @@ impl Meta {
             txn.open_table(tables::ACCESS_KEYS)?;
             txn.open_table(tables::QUARANTINE)?;
             txn.open_table(tables::UNACCOUNTED)?;
+            buckets::create_s3_tables(txn)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
             let stored = cluster
                 .get(tables::CLUSTER_ID_KEY)?

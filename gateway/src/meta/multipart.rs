@@ -254,13 +254,16 @@ pub fn check_completion<'a>(
             "the upload must name at least one part".into(),
         ));
     }
+    // Order first, then presence and ETags, then sizes: each refusal names the first problem
+    // a client should fix.
+    if listed
+        .windows(2)
+        .any(|w| w[1].part_number <= w[0].part_number)
+    {
+        return Err(ObjectStoreError::InvalidPartOrder);
+    }
     let mut chosen = Vec::with_capacity(listed.len());
-    let mut previous = 0u32;
-    for (i, wanted) in listed.iter().enumerate() {
-        if wanted.part_number <= previous {
-            return Err(ObjectStoreError::InvalidPartOrder);
-        }
-        previous = wanted.part_number;
+    for wanted in listed {
         let part = stored.get(&wanted.part_number).ok_or_else(|| {
             ObjectStoreError::InvalidPart(format!("part {} was not uploaded", wanted.part_number))
         })?;
@@ -272,13 +275,16 @@ pub fn check_completion<'a>(
                 wanted.part_number
             )));
         }
-        if i + 1 < listed.len() && part.size < MIN_PART_SIZE {
-            return Err(ObjectStoreError::EntityTooSmall {
-                part_number: part.part_number,
-                size: part.size,
-            });
-        }
         chosen.push(part);
+    }
+    if let Some(small) = chosen[..chosen.len() - 1]
+        .iter()
+        .find(|p| p.size < MIN_PART_SIZE)
+    {
+        return Err(ObjectStoreError::EntityTooSmall {
+            part_number: small.part_number,
+            size: small.size,
+        });
     }
     Ok(chosen)
 }

@@ -130,11 +130,21 @@ impl S3 {
     }
 
     fn aws_with(&self, secret: &str, extra_env: &[(&str, &str)], args: &[&str]) -> Output {
+        self.aws_as(&self.key_id, secret, extra_env, args)
+    }
+
+    fn aws_as(
+        &self,
+        key_id: &str,
+        secret: &str,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Output {
         let mut cmd = Command::new("aws");
         cmd.arg("--endpoint-url")
             .arg(&self.endpoint)
             .args(args)
-            .env("AWS_ACCESS_KEY_ID", &self.key_id)
+            .env("AWS_ACCESS_KEY_ID", key_id)
             .env("AWS_SECRET_ACCESS_KEY", secret)
             .env("AWS_CONFIG_FILE", self.path("aws-config"))
             .env("AWS_SHARED_CREDENTIALS_FILE", self.path("no-credentials"))
@@ -362,6 +372,42 @@ async fn aws_cli_round_trips_and_errors() {
         "{}",
         text(&unimplemented)
     );
+
+    // Scopes apply: a read key lists and gets, and may not put; a revoked key is unknown.
+    let created: serde_json::Value = s
+        .cluster
+        .http
+        .post(format!("{}/admin/keys", s.cluster.url))
+        .json(&serde_json::json!({"name": "s3-reader", "scope": "read"}))
+        .send()
+        .await
+        .expect("POST /admin/keys")
+        .json()
+        .await
+        .expect("json");
+    let token = created["token"].as_str().expect("token");
+    let (reader_id, reader_secret) = token.split_once('.').expect("<id>.<secret>");
+    check(
+        s.aws_as(
+            reader_id,
+            reader_secret,
+            &[],
+            &["s3", "ls", "s3://cli/when_required/"],
+        ),
+        "read key lists",
+    );
+    let denied = s.aws_as(
+        reader_id,
+        reader_secret,
+        &[],
+        &[
+            "s3",
+            "cp",
+            small_path.to_str().expect("utf-8"),
+            "s3://cli/by-reader",
+        ],
+    );
+    assert!(text(&denied).contains("AccessDenied"), "{}", text(&denied));
 
     // The objects are sixfold files: the native API lists them.
     let files: serde_json::Value = s

@@ -54,7 +54,24 @@ pub fn router(app: AppState) -> Router {
         tracing::warn!(error = ?e, "s3: request failed below the S3 layer");
         (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     });
-    Router::new().fallback_service(service)
+    Router::new()
+        .fallback_service(service)
+        .layer(axum::middleware::from_fn(log_request))
+}
+
+/// One log line per S3 request (the native API's request log is tied to its error codes).
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(%method, path, status, elapsed_ms, "s3 request");
+    response
 }
 
 /// Aborts multipart uploads older than `ttl`, every minute, until the task is dropped: their

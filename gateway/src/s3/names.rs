@@ -27,7 +27,7 @@ pub fn encode_token(marker: &str) -> String {
 
 /// Inverse of [`encode_token`]; `None` for a token this gateway did not make.
 pub fn decode_token(token: &str) -> Option<String> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())

@@ -818,6 +818,20 @@ impl S3 for SixfoldS3 {
                 })
             })
             .collect::<S3Result<Vec<_>>>()?;
+        // Objects obey the same size limit as files.
+        let (_, uploaded) = self.meta(move |m| m.list_parts(&upload_id)).await?;
+        let total: u64 = uploaded
+            .iter()
+            .filter(|p| listed_parts.iter().any(|l| l.part_number == p.part_number))
+            .map(|p| p.size)
+            .sum();
+        let limit = self.app.uploader().settings().max_file_size;
+        if total > limit {
+            return Err(S3Error::with_message(
+                S3ErrorCode::EntityTooLarge,
+                format!("the object would be {total} bytes; the limit is {limit}"),
+            ));
+        }
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
         let record = self
             .meta(move |m| {

@@ -421,6 +421,8 @@ async fn aws_cli_round_trips_and_errors() {
         .await
         .expect("json");
     assert!(files.to_string().contains("small.bin"), "{files}");
+    // Multipart segments are files too, but not listed there.
+    assert!(!files.to_string().contains(".s3-multipart/"), "{files}");
 }
 
 #[tokio::test]

@@ -10,6 +10,10 @@ use super::records::{DeleteEntry, DeleteReason, FileRecord};
 use super::tables::{CHUNK_REFS, DELETE_QUEUE, DELETE_QUEUE_NAME, FILES, FILES_NAME, chunk_key};
 use super::{Meta, MetaError, unix_ms_now};
 
+/// Files whose name starts with this are not listed by `GET /files` (they are still served by
+/// id): the S3 layer names its multipart segments so.
+pub const HIDDEN_NAME_PREFIX: &str = ".s3-multipart/";
+
 impl Meta {
     /// The committed file `id`, if any.
     pub fn get_file(&self, id: &Uuid) -> Result<Option<FileRecord>, MetaError> {
@@ -42,6 +46,34 @@ impl Meta {
             {
                 let (_, value) = row?;
                 page.push(decode(value.value()).map_err(MetaError::corrupt(FILES_NAME))?);
+            }
+            Ok(page)
+        })
+    }
+
+    /// [`Meta::list_files`] without the files named with [`HIDDEN_NAME_PREFIX`] (the S3
+    /// layer's multipart segments): what `GET /files` lists. Pages stay full and `after` works
+    /// the same, the hidden files are skipped as the range is read.
+    pub fn list_listed_files(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<FileRecord>, MetaError> {
+        self.read(|txn| {
+            let files = txn.open_table(FILES)?;
+            let after = after.map(Uuid::into_bytes);
+            let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+            let mut page = Vec::with_capacity(limit.min(1024));
+            for row in files.range::<&[u8; 16]>((start, Bound::Unbounded))? {
+                if page.len() >= limit {
+                    break;
+                }
+                let (_, value) = row?;
+                let file: FileRecord =
+                    decode(value.value()).map_err(MetaError::corrupt(FILES_NAME))?;
+                if !file.name.starts_with(HIDDEN_NAME_PREFIX) {
+                    page.push(file);
+                }
             }
             Ok(page)
         })

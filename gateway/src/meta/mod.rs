@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use error::MetaError;
+pub use files::HIDDEN_NAME_PREFIX;
 pub use multipart::check_completion;
 pub use quarantine::QuarantineMark;
 pub use records::{

@@ -298,6 +298,45 @@ mod tests {
     }
 
     #[test]
+    fn hidden_segment_files_are_not_listed_but_pages_stay_full() {
+        let (_dir, meta) = fresh();
+        let mut visible = Vec::new();
+        for i in 0..20 {
+            let f = file(&meta, 1);
+            if i % 3 == 0 {
+                // What the S3 layer names its segments.
+                meta.write(|txn| {
+                    let mut files = txn.open_table(FILES)?;
+                    let mut hidden = f.clone();
+                    hidden.name = format!("{}x/{i}", super::super::HIDDEN_NAME_PREFIX);
+                    let value = encode(&hidden).map_err(MetaError::corrupt(FILES_NAME))?;
+                    files.insert(f.id.as_bytes(), value.as_slice())?;
+                    Ok(())
+                })
+                .expect("hide");
+            } else {
+                visible.push(f.id);
+            }
+        }
+        visible.sort();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = meta.list_listed_files(after, 4).expect("list");
+            assert!(
+                page.len() == 4 || (page.len() < 4 && seen.len() + page.len() == visible.len())
+            );
+            seen.extend(page.iter().map(|f| f.id));
+            match page.last() {
+                Some(last) if page.len() == 4 => after = Some(last.id),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, visible);
+        assert_eq!(meta.list_files(None, 100).expect("all").len(), 20);
+    }
+
+    #[test]
     fn multipart_completes_into_segments_and_aborts_clean() {
         let (_dir, meta) = fresh();
         meta.create_bucket("b", 1).expect("bucket");

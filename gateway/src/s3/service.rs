@@ -20,8 +20,8 @@ use super::read::open_object;
 use crate::http::AppState;
 use crate::meta::s3_records::MAX_PART_NUMBER;
 use crate::meta::{
-    CompletedPartRef, FileRecord, ListEntry, ListQuery, Meta, MultipartRecord, ObjectRecord,
-    ObjectStoreError, Segment, UploadedPart, unix_ms_now,
+    CompletedPartRef, FileRecord, HIDDEN_NAME_PREFIX, ListEntry, ListQuery, Meta, MultipartRecord,
+    ObjectRecord, ObjectStoreError, Segment, UploadedPart, unix_ms_now,
 };
 use crate::metrics::UploadOutcome;
 use crate::upload::FileInfo;
@@ -724,7 +724,7 @@ impl S3 for SixfoldS3 {
         });
         let (file, digests) = self
             .store_body(
-                format!(".s3-multipart/{upload_id}/{number}"),
+                format!("{HIDDEN_NAME_PREFIX}{upload_id}/{number}"),
                 upload.content_type.clone(),
                 body,
                 len,
@@ -770,7 +770,7 @@ impl S3 for SixfoldS3 {
             .copy_range(
                 &input.copy_source,
                 input.copy_source_range.as_deref(),
-                format!(".s3-multipart/{upload_id}/{number}"),
+                format!("{HIDDEN_NAME_PREFIX}{upload_id}/{number}"),
                 upload.content_type.clone(),
             )
             .await?;

@@ -59,7 +59,8 @@ pub fn router(app: AppState) -> Router {
         .layer(axum::middleware::from_fn(log_request))
 }
 
-/// One log line per S3 request (the native API's request log is tied to its error codes).
+/// One log line per S3 request (the native API's request log is tied to its error codes); the
+/// request body drains when dropped unread.
 async fn log_request(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -67,7 +68,30 @@ async fn log_request(
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
+    // A request refused before its body was read (NoSuchBucket on a PUT) would otherwise leave
+    // the unread bytes to reset the connection, or a keep-alive client reusing it to race its
+    // close: the rest of the body is drained, bounded, as the native API does. Not when the
+    // client waits for `100 Continue` (botocore does for PUTs): after a final answer it never
+    // sends the body, and a drain would eat its next request; that connection is closed instead.
+    let expects_continue = request
+        .headers()
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let request =
+        if expects_continue || http_body::Body::size_hint(request.body()).exact() == Some(0) {
+            request
+        } else {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::Body::from_stream(crate::upload::drain::RequestBody::new(body));
+            axum::extract::Request::from_parts(parts, body)
+        };
+    let mut response = next.run(request).await;
+    if expects_continue && !response.status().is_success() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     let status = response.status().as_u16();
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::info!(%method, path, status, elapsed_ms, "s3 request");

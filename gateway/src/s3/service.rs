@@ -17,6 +17,7 @@ use super::names::{
     decode_token, encode_token, etag, listed, multipart_etag, timestamp, unquote, valid_bucket_name,
 };
 use super::read::open_object;
+use crate::admission::Permit;
 use crate::http::AppState;
 use crate::meta::s3_records::MAX_PART_NUMBER;
 use crate::meta::{
@@ -70,6 +71,7 @@ impl SixfoldS3 {
     /// do, so that a client going away cannot cancel it half-way.
     async fn store_body<S, E>(
         &self,
+        permit: Permit,
         name: String,
         content_type: Option<String>,
         body: S,
@@ -81,12 +83,6 @@ impl SixfoldS3 {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
-        let permit = self
-            .app
-            .uploads()
-            .admit()
-            .await
-            .map_err(errors::from_refused)?;
         let checked = CheckedBody::new(body, expected, trailers);
         let outcome = checked.outcome();
         let uploader = self.app.uploader().clone();
@@ -120,20 +116,36 @@ impl SixfoldS3 {
         }
     }
 
-    /// Reads bytes `start..start + len` of object (`record`, `files`) as a stream, holding a
-    /// download slot while it runs.
+    /// An upload slot, taken before anything else of the upload is held.
+    async fn upload_slot(&self) -> S3Result<Permit> {
+        self.app
+            .uploads()
+            .admit()
+            .await
+            .map_err(errors::from_refused)
+    }
+
+    /// Reads bytes `start..start + len` of an object made of `files` as a stream, holding a
+    /// download slot while it runs (`admit`), or none: a copy holds the upload slot of its
+    /// destination only, so that it never holds one slot while it waits for another.
     async fn object_body(
         &self,
         files: Vec<FileRecord>,
         start: u64,
         len: u64,
+        admit: bool,
     ) -> S3Result<StreamingBlob> {
-        let permit = self
-            .app
-            .downloads()
-            .admit()
-            .await
-            .map_err(errors::from_refused)?;
+        let permit = if admit {
+            Some(
+                self.app
+                    .downloads()
+                    .admit()
+                    .await
+                    .map_err(errors::from_refused)?,
+            )
+        } else {
+            None
+        };
         let body = open_object(
             self.app.store().clone(),
             Arc::clone(self.app.metrics()),
@@ -178,9 +190,11 @@ impl SixfoldS3 {
                 (r.start, r.end - r.start)
             }
         };
-        let body = self.object_body(files, start, len).await?;
+        let permit = self.upload_slot().await?;
+        let body = self.object_body(files, start, len, false).await?;
         let (file, digests) = self
             .store_body(
+                permit,
                 name,
                 content_type,
                 body,
@@ -444,8 +458,10 @@ impl S3 for SixfoldS3 {
         let body = input.body.unwrap_or_else(|| {
             StreamingBlob::wrap(futures_util::stream::empty::<Result<Bytes, std::io::Error>>())
         });
+        let permit = self.upload_slot().await?;
         let (file, digests) = self
             .store_body(
+                permit,
                 input.key.clone(),
                 input.content_type.clone(),
                 body,
@@ -502,7 +518,7 @@ impl S3 for SixfoldS3 {
         )?;
         let (start, len, ranged) =
             requested_range(&record, input.range.as_ref(), input.part_number)?;
-        let body = self.object_body(files, start, len).await?;
+        let body = self.object_body(files, start, len, true).await?;
         Ok(S3Response::new(GetObjectOutput {
             body: Some(body),
             accept_ranges: Some("bytes".into()),
@@ -722,8 +738,10 @@ impl S3 for SixfoldS3 {
         let body = input.body.unwrap_or_else(|| {
             StreamingBlob::wrap(futures_util::stream::empty::<Result<Bytes, std::io::Error>>())
         });
+        let permit = self.upload_slot().await?;
         let (file, digests) = self
             .store_body(
+                permit,
                 format!("{HIDDEN_NAME_PREFIX}{upload_id}/{number}"),
                 upload.content_type.clone(),
                 body,

@@ -74,15 +74,18 @@ impl SixfoldS3 {
         permit: Permit,
         name: String,
         content_type: Option<String>,
-        body: S,
-        len: Option<u64>,
-        expected: Expected,
-        trailers: Option<TrailingHeaders>,
+        incoming: Incoming<S>,
     ) -> S3Result<(FileRecord, Digests)>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
+        let Incoming {
+            body,
+            len,
+            expected,
+            trailers,
+        } = incoming;
         let checked = CheckedBody::new(body, expected, trailers);
         let outcome = checked.outcome();
         let uploader = self.app.uploader().clone();
@@ -197,10 +200,12 @@ impl SixfoldS3 {
                 permit,
                 name,
                 content_type,
-                body,
-                Some(len),
-                Expected::default(),
-                None,
+                Incoming {
+                    body,
+                    len: Some(len),
+                    expected: Expected::default(),
+                    trailers: None,
+                },
             )
             .await?;
         Ok((record, file, digests))
@@ -209,6 +214,14 @@ impl SixfoldS3 {
     fn wake_cleanup(&self) {
         self.app.store().wake_cleanup();
     }
+}
+
+/// A request body on its way into a file: its announced length and what it must match.
+struct Incoming<S> {
+    body: S,
+    len: Option<u64>,
+    expected: Expected,
+    trailers: Option<TrailingHeaders>,
 }
 
 fn checksum_of(d: &Digests, algo: super::body::Algo) -> Option<String> {
@@ -464,10 +477,12 @@ impl S3 for SixfoldS3 {
                 permit,
                 input.key.clone(),
                 input.content_type.clone(),
-                body,
-                len,
-                expected,
-                trailers,
+                Incoming {
+                    body,
+                    len,
+                    expected,
+                    trailers,
+                },
             )
             .await?;
         let record = ObjectRecord {
@@ -744,10 +759,12 @@ impl S3 for SixfoldS3 {
                 permit,
                 format!("{HIDDEN_NAME_PREFIX}{upload_id}/{number}"),
                 upload.content_type.clone(),
-                body,
-                len,
-                expected,
-                trailers,
+                Incoming {
+                    body,
+                    len,
+                    expected,
+                    trailers,
+                },
             )
             .await?;
         let part = UploadedPart {

@@ -205,6 +205,11 @@ pub struct ServeArgs {
     /// Periodic snapshots kept in backup_dir; older ones are removed [default: 24].
     #[arg(long, value_name = "N")]
     pub backup_keep: Option<usize>,
+    // --- S3 (issue 14) ---
+    /// Address of the S3-compatible API (path-style, SigV4 with the access keys; HTTPS with
+    /// --tls-cert like the main API) [default: none, no S3 listener; `dev`: 127.0.0.1:9000].
+    #[arg(long, value_name = "ADDR")]
+    pub s3_listen: Option<SocketAddr>,
 }
 
 /// The config file: the same settings as [`ServeArgs`], all optional.
@@ -251,6 +256,8 @@ struct FileConfig {
     backup_dir: Option<PathBuf>,
     backup_interval: Option<HumanDuration>,
     backup_keep: Option<usize>,
+    // S3
+    s3_listen: Option<SocketAddr>,
 }
 
 /// Everything `serve` runs with, defaults applied and checked.
@@ -295,6 +302,9 @@ pub struct GatewayConfig {
     pub tls: Option<TlsFiles>,
     /// Periodic snapshots of the metadata.
     pub backup: BackupSettings,
+    // S3
+    /// The S3-compatible listener; `None`: none.
+    pub s3_listen: Option<SocketAddr>,
 }
 
 /// PEM files of the public HTTPS listener.
@@ -382,6 +392,7 @@ impl GatewayConfig {
         )?;
         let config = GatewayConfig {
             backup,
+            s3_listen: args.s3_listen.or(file.s3_listen),
             internal_listen,
             tls,
             listen,

@@ -172,6 +172,10 @@ pub struct RunningGateway {
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<io::Result<()>>,
     internal: JoinHandle<io::Result<()>>,
+    /// The S3 listener's address and task, when `s3_listen` is set.
+    s3: Option<(SocketAddr, JoinHandle<io::Result<()>>)>,
+    /// Aborts forgotten multipart uploads; stopped with the listeners.
+    s3_sweep: Option<JoinHandle<()>>,
 }
 
 impl RunningGateway {
@@ -184,6 +188,11 @@ impl RunningGateway {
     /// `--gateway https://<this>`.
     pub fn internal_addr(&self) -> SocketAddr {
         self.internal_addr
+    }
+
+    /// The address of the S3 listener, if there is one.
+    pub fn s3_addr(&self) -> Option<SocketAddr> {
+        self.s3.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Whether the public API is served over HTTPS.
@@ -209,6 +218,16 @@ impl RunningGateway {
         let served = (&mut { self.http }).await;
         if let Some(periodic) = self.periodic_backups {
             periodic.stop().await;
+        }
+        if let Some((_, s3)) = self.s3 {
+            match s3.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "S3 listener ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "S3 listener task failed"),
+            }
+        }
+        if let Some(sweep) = self.s3_sweep {
+            sweep.abort();
         }
         match (&mut { self.internal }).await {
             Ok(Ok(())) => {}
@@ -299,6 +318,16 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let listener = listeners
         .pop()
         .ok_or_else(|| ServeError::Task("no listener".into()))?;
+    let s3_listener = match config.s3_listen {
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(source) => {
+                cluster.shutdown().await;
+                return Err(ServeError::Bind { addr, source });
+            }
+        },
+        None => None,
+    };
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     let internal_addr = internal_listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
@@ -319,12 +348,14 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
             crate::recovery::Recovery::new(cluster.clone()),
         ))
         .merge(crate::http::admin_backup::router(backups));
-    let app = router(state, admin);
+    let app = router(state.clone(), admin);
     let (stop, stopped) = oneshot::channel::<()>();
     // Both listeners stop together: the internal one when the public one's stop fires.
     let (internal_stop, internal_stopped) = tokio::sync::watch::channel(false);
     let settings = listener_settings(config);
     let https = public_tls.is_some();
+    // The S3 listener (if any) serves with the same TLS and stops with the public one.
+    let (public_tls_s3, s3_stopped) = (public_tls.clone(), internal_stop.subscribe());
     let http_metrics = Arc::clone(&metrics);
     let http = tokio::spawn(async move {
         let served =
@@ -335,6 +366,34 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         let _ = internal_stop.send(true);
         served
     });
+    let (s3, s3_sweep) = match s3_listener {
+        Some(s3_listener) => {
+            let s3_addr = s3_listener.local_addr().map_err(ServeError::Http)?;
+            let s3_app = crate::s3::router(state.clone());
+            let (s3_metrics, s3_tls) = (Arc::clone(&metrics), public_tls_s3);
+            let mut stopped = s3_stopped;
+            let task = tokio::spawn(async move {
+                listener::serve_tls(
+                    s3_listener,
+                    s3_app,
+                    settings,
+                    s3_metrics,
+                    s3_tls,
+                    async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    },
+                )
+                .await
+            });
+            let sweep = tokio::spawn(crate::s3::sweep_uploads(
+                state.clone(),
+                crate::s3::MULTIPART_UPLOAD_TTL,
+            ));
+            tracing::info!(s3_listen = %s3_addr, "S3 API serving");
+            (Some((s3_addr, task)), Some(sweep))
+        }
+        None => (None, None),
+    };
     let internal_app = cluster.internal_router();
     let internal = tokio::spawn(async move {
         let mut stopped = internal_stopped;
@@ -367,6 +426,8 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         stop: Some(stop),
         http,
         internal,
+        s3,
+        s3_sweep,
     })
 }
 

@@ -90,6 +90,9 @@ fn start_dev_with(data: &Path, port: u16, run: u32, extra: &[&str]) -> Proc {
         "6".into(),
         "--listen".into(),
         format!("127.0.0.1:{port}"),
+        // Not dev's default 9000, which another cluster on this machine may hold.
+        "--s3-listen".into(),
+        format!("127.0.0.1:{}", free_tcp_port()),
     ];
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     Proc::spawn(
@@ -114,6 +117,18 @@ async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
     let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
     let http = sixfold_tests::cluster::authorized_client(token.trim());
     wait_log(&mut dev, &url, "dev prints its URL");
+    // ... and the same key as AWS credentials for the S3 listener, private.
+    let credentials = std::fs::read_to_string(data.join("credentials")).unwrap();
+    let (key_id, secret) = token.trim().split_once('.').unwrap();
+    assert!(credentials.contains(&format!("aws_access_key_id = {key_id}\n")));
+    assert!(credentials.contains(&format!("aws_secret_access_key = {secret}\n")));
+    assert!(credentials.contains("[default]") && credentials.contains("region = us-east-1"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("credentials"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     let ids_first = node_ids(&http, &url).await;
     assert_eq!(ids_first.len(), 6);
 

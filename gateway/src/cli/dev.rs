@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 const DEFAULT_DATA_DIR: &str = "sixfold-data";
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+const DEFAULT_S3_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000);
 const NODE_BINARY: &str = "sixfold-node";
 /// How long a node may take to stop after SIGTERM before it is killed.
 const NODE_STOP_GRACE: Duration = Duration::from_secs(15);
@@ -40,6 +41,9 @@ pub struct DevArgs {
     /// cluster CA (`curl --cacert <data-dir>/gateway/certs/ca.pem https://...`).
     #[arg(long)]
     pub tls: bool,
+    /// Address of the S3-compatible API [default: 127.0.0.1:9000].
+    #[arg(long, value_name = "ADDR")]
+    pub s3_listen: Option<SocketAddr>,
 }
 
 /// One storage node child process.
@@ -81,6 +85,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         internal_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
         tls_cert,
         tls_key,
+        s3_listen: Some(args.s3_listen.unwrap_or(DEFAULT_S3_LISTEN)),
         ..ServeArgs::default()
     };
     let config = GatewayConfig::resolve(&serve_args)?;
@@ -93,6 +98,15 @@ async fn run_cluster(
     node_dirs: Vec<PathBuf>,
 ) -> anyhow::Result<()> {
     let gateway = server::start(&config).await?;
+    let credentials = config
+        .admin_token_file
+        .with_file_name(sixfold_gateway::s3::credentials::CREDENTIALS_FILE);
+    if let Err(e) = sixfold_gateway::s3::credentials::write_from_token_file(
+        &config.admin_token_file,
+        &credentials,
+    ) {
+        tracing::warn!(path = %credentials.display(), error = %e, "cannot write the S3 credentials file");
+    }
     let scheme = if gateway.https() { "https" } else { "http" };
     let url = format!("{scheme}://{}", gateway.local_addr());
     let internal_url = format!("https://{}", gateway.internal_addr());
@@ -114,7 +128,12 @@ async fn run_cluster(
         () = server::shutdown_signal() => Err(anyhow::anyhow!("interrupted while starting")),
     };
     match outcome {
-        Ok(()) => print_ready(&url, &config, nodes.len()),
+        Ok(()) => {
+            print_ready(&url, &config, nodes.len());
+            if let Some(addr) = gateway.s3_addr() {
+                print_s3(scheme, addr, &credentials);
+            }
+        }
         Err(e) => {
             stop_nodes(&mut nodes).await;
             gateway.shutdown().await?;
@@ -179,6 +198,18 @@ fn print_ready(url: &str, config: &GatewayConfig, nodes: usize) {
         config.admin_token_file.display()
     );
     println!("node logs: <data-dir>/node-N/node.log. Ctrl-C stops everything.");
+}
+
+fn print_s3(scheme: &str, addr: SocketAddr, credentials: &Path) {
+    println!();
+    println!(
+        "S3 API: {scheme}://{addr} (path style, region us-east-1; credentials: the admin key)"
+    );
+    let env = format!("AWS_SHARED_CREDENTIALS_FILE={}", credentials.display());
+    let endpoint = format!("--endpoint-url {scheme}://{addr}");
+    println!("  {env} aws {endpoint} s3 mb s3://demo");
+    println!("  {env} aws {endpoint} s3 cp /etc/hostname s3://demo/hostname");
+    println!("  {env} aws {endpoint} s3 ls s3://demo");
 }
 
 /// The CA and the gateway's certificate: made once, reused after. A gateway certificate of a

@@ -587,7 +587,7 @@ pub async fn list(State(app): State<AppState>, request: Request) -> Result<Respo
         Some(text) => Some(parse_id(text)?),
     };
     let page = app
-        .with_meta(move |meta| meta.list_files(after, limit))
+        .with_meta(move |meta| meta.list_listed_files(after, limit))
         .await?;
     let next_after = if page.len() == limit {
         page.last().map(|f| f.id)

@@ -6,17 +6,21 @@
 //! default `Durability::Immediate`, so a returned `Ok` is on disk.
 
 mod backup;
+mod buckets;
 mod codec;
 mod deletes;
 mod error;
 mod files;
 mod keys;
 mod marks;
+mod multipart;
 mod nodes;
 mod quarantine;
 mod records;
 mod restore;
 mod restored;
+mod s3_objects;
+pub mod s3_records;
 mod sessions;
 mod tables;
 mod unaccounted;
@@ -35,7 +39,9 @@ use uuid::Uuid;
 pub use backup::{SnapshotInfo, SnapshotReport, read_snapshot_info};
 pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use error::MetaError;
+pub use files::HIDDEN_NAME_PREFIX;
 pub use marks::{CommitMark, PendingMark};
+pub use multipart::check_completion;
 pub use quarantine::QuarantineMark;
 pub use records::{
     AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, OperatorState,
@@ -43,6 +49,10 @@ pub use records::{
 };
 pub use restore::Restored;
 pub use restored::{RestoredSnapshot, restored_reason};
+pub use s3_records::{
+    BucketRecord, CompletedPartRef, ListEntry, ListPage, ListQuery, MultipartRecord, ObjectRecord,
+    ObjectStoreError, Segment, UploadedPart,
+};
 pub use tables::SCHEMA_VERSION;
 pub use unaccounted::UnaccountedNode;
 
@@ -115,6 +125,7 @@ impl Meta {
             txn.open_table(tables::QUARANTINE)?;
             txn.open_table(tables::UNACCOUNTED)?;
             txn.open_table(tables::PENDING_MARKS)?;
+            buckets::create_s3_tables(txn)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
             let stored = cluster
                 .get(tables::CLUSTER_ID_KEY)?

@@ -74,6 +74,10 @@ pub(super) const SNAPSHOT_TABLES: &[&dyn super::backup::SnapshotTable] = &[
     &UNACCOUNTED,
     &ACCESS_KEYS,
     &PENDING_MARKS,
+    &super::buckets::BUCKETS,
+    &super::buckets::OBJECTS,
+    &super::buckets::UPLOADS,
+    &super::buckets::PARTS,
 ];
 
 /// Key of a chunk on a node.

@@ -108,6 +108,47 @@ fn populated() -> Populated {
     // access_keys
     meta.insert_key(&AccessKey::generate("k", Scope::Read, 9).expect("key"))
         .expect("insert key");
+    // s3_buckets, s3_objects (an object of the committed file), s3_uploads, s3_parts
+    meta.create_bucket("photos", 10).expect("bucket");
+    meta.put_object(
+        "photos",
+        "a/b.jpg",
+        &crate::meta::ObjectRecord {
+            size: file.size,
+            etag: "00".into(),
+            content_type: None,
+            last_modified_unix_ms: 11,
+            segments: vec![crate::meta::Segment {
+                file_id: file.id,
+                size: file.size,
+            }],
+            user_metadata: Default::default(),
+        },
+    )
+    .expect("object");
+    let upload = crate::meta::MultipartRecord {
+        upload_id: Uuid::new_v4(),
+        bucket: "photos".into(),
+        key: "big.bin".into(),
+        content_type: None,
+        initiated_unix_ms: 12,
+        user_metadata: Default::default(),
+    };
+    meta.create_multipart(&upload).expect("multipart");
+    let part_session = session(1 << 20, &nodes);
+    meta.begin_session(&part_session).expect("begin");
+    let part_file = commit(&meta, &part_session);
+    meta.put_part(
+        &upload.upload_id,
+        &crate::meta::UploadedPart {
+            part_number: 1,
+            file_id: part_file.id,
+            size: part_file.size,
+            etag: "11".into(),
+            last_modified_unix_ms: 13,
+        },
+    )
+    .expect("part");
     Populated {
         _dir: dir,
         path,

@@ -1,0 +1,434 @@
+//! S3 objects in the metadata: object key -> ordered list of segment files, per bucket.
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+
+use super::buckets::{BUCKETS, OBJECTS, OBJECTS_NAME, remove_files_in};
+use super::codec::{decode, encode};
+use super::records::FileRecord;
+use super::s3_records::{
+    ListPage, ListQuery, ObjectRecord, ObjectStoreError, bucket_range_end, list_start, object_key,
+    paginate, split_object_key,
+};
+use super::tables::{FILES, FILES_NAME};
+use super::{Meta, MetaError};
+
+fn bucket_exists(
+    txn_buckets: &impl ReadableTable<&'static str, &'static [u8]>,
+    bucket: &str,
+) -> Result<bool, MetaError> {
+    Ok(txn_buckets.get(bucket)?.is_some())
+}
+
+/// Stores `record` under `bucket`/`key` inside `txn`, replacing (and removing the files of) any
+/// object there. If the bucket is gone, the record's own files are removed and the call fails.
+pub(super) fn put_object_in(
+    txn: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    record: &ObjectRecord,
+) -> Result<Option<ObjectRecord>, ObjectStoreError> {
+    let buckets = txn.open_table(BUCKETS)?;
+    if !bucket_exists(&buckets, bucket)? {
+        return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));
+    }
+    drop(buckets);
+    let value = encode(record).map_err(MetaError::corrupt(OBJECTS_NAME))?;
+    let mut objects = txn.open_table(OBJECTS)?;
+    let stored_key = object_key(bucket, key);
+    let old = match objects.insert(stored_key.as_slice(), value.as_slice())? {
+        Some(old) => {
+            Some(decode::<ObjectRecord>(old.value()).map_err(MetaError::corrupt(OBJECTS_NAME))?)
+        }
+        None => None,
+    };
+    drop(objects);
+    if let Some(old) = &old {
+        let kept: Vec<_> = record.file_ids().collect();
+        remove_files_in(txn, old.file_ids().filter(|id| !kept.contains(id)))?;
+    }
+    Ok(old)
+}
+
+impl Meta {
+    /// Records object `bucket`/`key` as `record` (whose segment files are committed), in one
+    /// transaction that also removes the replaced object's files. A missing bucket fails with
+    /// [`ObjectStoreError::NoSuchBucket`], and then the record's files are removed, so that an
+    /// upload racing a bucket deletion leaves nothing behind.
+    pub fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        record: &ObjectRecord,
+    ) -> Result<Option<ObjectRecord>, ObjectStoreError> {
+        let result = self.s3_write(|txn| put_object_in(txn, bucket, key, record));
+        if let Err(ObjectStoreError::NoSuchBucket(_)) = &result {
+            self.write(|txn| remove_files_in(txn, record.file_ids()))?;
+        }
+        result
+    }
+
+    /// Object `bucket`/`key` and its segments' files, from one snapshot.
+    pub fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectRecord, Vec<FileRecord>), ObjectStoreError> {
+        self.s3_read(|txn| {
+            let record = object_in(txn, bucket, key)?;
+            let files = txn.open_table(FILES)?;
+            let mut segments = Vec::with_capacity(record.segments.len());
+            for segment in &record.segments {
+                let Some(value) = files.get(segment.file_id.as_bytes())? else {
+                    return Err(MetaError::InvalidRecord(format!(
+                        "object {bucket}/{key}: segment file {} is missing",
+                        segment.file_id
+                    ))
+                    .into());
+                };
+                let file: FileRecord =
+                    decode(value.value()).map_err(MetaError::corrupt(FILES_NAME))?;
+                segments.push(file);
+            }
+            Ok((record, segments))
+        })
+    }
+
+    /// Object `bucket`/`key` without its files.
+    pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord, ObjectStoreError> {
+        self.s3_read(|txn| object_in(txn, bucket, key))
+    }
+
+    /// Removes object `bucket`/`key` and its files. Returns whether there was one; a missing
+    /// bucket is an error, a missing key is not (as in S3).
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ObjectStoreError> {
+        self.s3_write(|txn| {
+            let buckets = txn.open_table(BUCKETS)?;
+            if !bucket_exists(&buckets, bucket)? {
+                return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));
+            }
+            drop(buckets);
+            let mut objects = txn.open_table(OBJECTS)?;
+            let removed = match objects.remove(object_key(bucket, key).as_slice())? {
+                Some(v) => Some(
+                    decode::<ObjectRecord>(v.value()).map_err(MetaError::corrupt(OBJECTS_NAME))?,
+                ),
+                None => None,
+            };
+            drop(objects);
+            match removed {
+                Some(record) => {
+                    remove_files_in(txn, record.file_ids())?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+    }
+
+    /// One page of `bucket`'s objects (see [`paginate`]).
+    pub fn list_objects(
+        &self,
+        bucket: &str,
+        query: &ListQuery,
+    ) -> Result<ListPage<ObjectRecord>, ObjectStoreError> {
+        self.s3_read(|txn| {
+            let buckets = txn.open_table(BUCKETS)?;
+            if !bucket_exists(&buckets, bucket)? {
+                return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));
+            }
+            let objects = txn.open_table(OBJECTS)?;
+            let start = object_key(bucket, &list_start(query));
+            let end = bucket_range_end(bucket);
+            let rows = objects.range(start.as_slice()..end.as_slice())?.map(
+                |row| -> Result<(String, ObjectRecord), ObjectStoreError> {
+                    let (k, v) = row.map_err(MetaError::from)?;
+                    let key = split_object_key(bucket, k.value())
+                        .ok_or_else(|| {
+                            MetaError::InvalidRecord("an object key is not UTF-8".into())
+                        })?
+                        .to_owned();
+                    let record = decode(v.value()).map_err(MetaError::corrupt(OBJECTS_NAME))?;
+                    Ok((key, record))
+                },
+            );
+            paginate(rows, query)
+        })
+    }
+}
+
+fn object_in(
+    txn: &ReadTransaction,
+    bucket: &str,
+    key: &str,
+) -> Result<ObjectRecord, ObjectStoreError> {
+    let buckets = txn.open_table(BUCKETS)?;
+    if !bucket_exists(&buckets, bucket)? {
+        return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));
+    }
+    let objects = txn.open_table(OBJECTS)?;
+    let Some(value) = objects.get(object_key(bucket, key).as_slice())? else {
+        return Err(ObjectStoreError::NoSuchKey(key.to_owned()));
+    };
+    Ok(decode(value.value()).map_err(MetaError::corrupt(OBJECTS_NAME))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use uuid::Uuid;
+
+    use super::super::s3_records::{
+        CompletedPartRef, ListEntry, MIN_PART_SIZE, MultipartRecord, UploadedPart,
+    };
+    use super::super::{PlannedPart, UploadSession};
+    use super::*;
+    use crate::split::{SplitPolicy, plan};
+
+    fn fresh() -> (tempfile::TempDir, Meta) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = Meta::open(dir.path().join("meta.redb")).expect("open");
+        (dir, meta)
+    }
+
+    /// Commits a file of `size` bytes, as an upload would.
+    fn file(meta: &Meta, size: u64) -> FileRecord {
+        let ranges = plan(size, &SplitPolicy::default());
+        let nodes: Vec<Uuid> = ranges.iter().map(|_| Uuid::new_v4()).collect();
+        let session = UploadSession {
+            file_id: Uuid::new_v4(),
+            name: "f".into(),
+            content_type: None,
+            size: Some(size),
+            created_unix_ms: 1,
+            expires_unix_ms: u64::MAX,
+            parts: PlannedPart::plan(&ranges, &nodes).expect("plan"),
+            multipart: false,
+        };
+        meta.begin_session(&session).expect("begin");
+        let acks = session
+            .parts
+            .iter()
+            .map(|p| p.verify_ack(p.len, 7, 7).expect("ack"))
+            .collect();
+        meta.commit_session(
+            &session.file_id,
+            acks,
+            "0123456789abcdef0123456789abcdef".into(),
+            size,
+        )
+        .expect("commit")
+    }
+
+    fn object(files: &[&FileRecord]) -> ObjectRecord {
+        ObjectRecord {
+            size: files.iter().map(|f| f.size).sum(),
+            etag: "e".into(),
+            content_type: None,
+            last_modified_unix_ms: 1,
+            segments: files
+                .iter()
+                .map(|f| super::super::s3_records::Segment {
+                    file_id: f.id,
+                    size: f.size,
+                })
+                .collect(),
+            user_metadata: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn objects_replace_delete_and_list_with_their_files() {
+        let (_dir, meta) = fresh();
+        let a = file(&meta, 10);
+        assert!(matches!(
+            meta.put_object("b", "k", &object(&[&a])),
+            Err(ObjectStoreError::NoSuchBucket(_))
+        ));
+        // The refused object's file is gone.
+        assert_eq!(meta.get_file(&a.id).expect("get"), None);
+        meta.create_bucket("b", 1).expect("bucket");
+        assert!(matches!(
+            meta.create_bucket("b", 1),
+            Err(ObjectStoreError::BucketExists(_))
+        ));
+        let a = file(&meta, 10);
+        assert_eq!(
+            meta.put_object("b", "k", &object(&[&a])).expect("put"),
+            None
+        );
+        let (got, files) = meta.get_object("b", "k").expect("get");
+        assert_eq!((got.size, files.len()), (10, 1));
+        // Replacing deletes the old file.
+        let b = file(&meta, 20);
+        assert!(
+            meta.put_object("b", "k", &object(&[&b]))
+                .expect("put")
+                .is_some()
+        );
+        assert_eq!(meta.get_file(&a.id).expect("get"), None);
+        assert!(matches!(
+            meta.delete_bucket("b"),
+            Err(ObjectStoreError::BucketNotEmpty(_))
+        ));
+        let c = file(&meta, 1);
+        meta.put_object("b", "dir/x", &object(&[&c])).expect("put");
+        let page = meta
+            .list_objects(
+                "b",
+                &ListQuery {
+                    delimiter: Some("/".into()),
+                    max_keys: 10,
+                    ..ListQuery::default()
+                },
+            )
+            .expect("list");
+        let names: Vec<&str> = page.entries.iter().map(ListEntry::name).collect();
+        assert_eq!(names, ["dir/", "k"]);
+        assert!(meta.delete_object("b", "k").expect("delete"));
+        assert!(!meta.delete_object("b", "k").expect("delete again"));
+        assert_eq!(meta.get_file(&b.id).expect("get"), None);
+        assert!(matches!(
+            meta.get_object("b", "k"),
+            Err(ObjectStoreError::NoSuchKey(_))
+        ));
+        meta.delete_object("b", "dir/x").expect("delete");
+        meta.delete_bucket("b").expect("empty bucket");
+        assert!(meta.list_buckets().expect("list").is_empty());
+    }
+
+    #[test]
+    fn hidden_segment_files_are_not_listed_but_pages_stay_full() {
+        let (_dir, meta) = fresh();
+        let mut visible = Vec::new();
+        for i in 0..20 {
+            let f = file(&meta, 1);
+            if i % 3 == 0 {
+                // What the S3 layer names its segments.
+                meta.write(|txn| {
+                    let mut files = txn.open_table(FILES)?;
+                    let mut hidden = f.clone();
+                    hidden.name = format!("{}x/{i}", super::super::HIDDEN_NAME_PREFIX);
+                    let value = encode(&hidden).map_err(MetaError::corrupt(FILES_NAME))?;
+                    files.insert(f.id.as_bytes(), value.as_slice())?;
+                    Ok(())
+                })
+                .expect("hide");
+            } else {
+                visible.push(f.id);
+            }
+        }
+        visible.sort();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = meta.list_listed_files(after, 4).expect("list");
+            assert!(
+                page.len() == 4 || (page.len() < 4 && seen.len() + page.len() == visible.len())
+            );
+            seen.extend(page.iter().map(|f| f.id));
+            match page.last() {
+                Some(last) if page.len() == 4 => after = Some(last.id),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, visible);
+        assert_eq!(meta.list_files(None, 100).expect("all").len(), 20);
+    }
+
+    #[test]
+    fn multipart_completes_into_segments_and_aborts_clean() {
+        let (_dir, meta) = fresh();
+        meta.create_bucket("b", 1).expect("bucket");
+        let upload = MultipartRecord {
+            upload_id: Uuid::new_v4(),
+            bucket: "b".into(),
+            key: "big".into(),
+            content_type: None,
+            initiated_unix_ms: 5,
+            user_metadata: BTreeMap::new(),
+        };
+        meta.create_multipart(&upload).expect("create");
+        let id = upload.upload_id;
+        let part = |meta: &Meta, n: u32, size: u64| {
+            let f = file(meta, size);
+            let p = UploadedPart {
+                part_number: n,
+                file_id: f.id,
+                size,
+                etag: format!("etag{n}"),
+                last_modified_unix_ms: 1,
+            };
+            meta.put_part(&id, &p).expect("part");
+            f
+        };
+        let first = part(&meta, 1, MIN_PART_SIZE);
+        let replaced = part(&meta, 2, 3);
+        let second = part(&meta, 2, 4);
+        // Re-uploading part 2 deleted the first version's file.
+        assert_eq!(meta.get_file(&replaced.id).expect("get"), None);
+        let unlisted = part(&meta, 3, 9);
+        let refs = [1, 2].map(|n| CompletedPartRef {
+            part_number: n,
+            etag: Some(format!("etag{n}")),
+        });
+        let object = meta
+            .complete_multipart(&id, "b", "big", &refs, 9, |parts| {
+                format!("x-{}", parts.len())
+            })
+            .expect("complete");
+        assert_eq!(object.etag, "x-2");
+        assert_eq!(object.size, MIN_PART_SIZE + 4);
+        let (_, files) = meta.get_object("b", "big").expect("get");
+        assert_eq!(
+            files.iter().map(|f| f.id).collect::<Vec<_>>(),
+            [first.id, second.id]
+        );
+        assert_eq!(meta.get_file(&unlisted.id).expect("get"), None);
+        assert!(matches!(
+            meta.list_parts(&id),
+            Err(ObjectStoreError::NoSuchUpload(_))
+        ));
+        // A part arriving after the completion is refused and its file removed.
+        let late = file(&meta, 2);
+        let p = UploadedPart {
+            part_number: 4,
+            file_id: late.id,
+            size: 2,
+            etag: "late".into(),
+            last_modified_unix_ms: 1,
+        };
+        assert!(matches!(
+            meta.put_part(&id, &p),
+            Err(ObjectStoreError::NoSuchUpload(_))
+        ));
+        assert_eq!(meta.get_file(&late.id).expect("get"), None);
+
+        // Abort removes the upload and its parts' files; the sweep finds old uploads.
+        let upload = MultipartRecord {
+            upload_id: Uuid::new_v4(),
+            ..upload
+        };
+        meta.create_multipart(&upload).expect("create");
+        let f = file(&meta, 1);
+        meta.put_part(
+            &upload.upload_id,
+            &UploadedPart {
+                part_number: 1,
+                file_id: f.id,
+                size: 1,
+                etag: "e".into(),
+                last_modified_unix_ms: 1,
+            },
+        )
+        .expect("part");
+        assert_eq!(
+            meta.multipart_started_before(6).expect("old"),
+            vec![upload.upload_id]
+        );
+        assert!(meta.multipart_started_before(5).expect("old").is_empty());
+        assert_eq!(meta.abort_multipart(&upload.upload_id).expect("abort"), 1);
+        assert_eq!(meta.get_file(&f.id).expect("get"), None);
+        assert!(meta.list_multipart_uploads("b").expect("list").is_empty());
+    }
+}

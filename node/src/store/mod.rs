@@ -42,7 +42,9 @@ mod tests;
 pub use aligned_buf::AlignedBuf;
 pub use buffer_pool::{BufferPool, PooledBuf};
 pub use chunk_store::{CHUNK_BLOCK_SIZE, ChunkStore, shard_dir};
-pub use error::StoreError;
+pub use error::{
+    BlockError, DeleteError, MarkError, OpenError, PutError, ReadError, StatError, VerifyError,
+};
 pub use format::{FORMAT_VERSION, MAX_CHUNK_LEN};
 pub use put::PutWriter;
 pub use read::ChunkReader;

@@ -11,6 +11,9 @@
 //! - [`ChunkStore::stat`], [`ChunkStore::delete`], [`ChunkStore::list`], [`ChunkStore::usage`].
 //! - commit marks and the rebuild's view: [`ChunkStore::mark`], [`ChunkStore::inventory`],
 //!   [`ChunkStore::verify`] (see `marks_log.rs`).
+//! - errors: one enum per operation ([`PutError`] for every step of a put, [`ReadError`] and
+//!   [`BlockError`] for opening a read and for each of its blocks, ...), so that the protocol
+//!   layer maps each exhaustively.
 //! - [`ChunkStore::is_full`]: a full filesystem makes the shard read-only for new puts; it
 //!   opens all the same (see `space.rs`).
 //!

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use sixfold_wire::{Op, Response};
+use sixfold_wire::Response;
 
 use super::ShardService;
 use super::rules;
@@ -20,16 +20,15 @@ pub(super) async fn handle(
     len: u64,
     send: &mut SendStream,
 ) -> Outcome {
-    let op = Op::Get;
     let mut reader = match svc.store.read(id, offset, len).await {
         Ok(r) => r,
-        Err(e) => return answer_error(send, rules::store_error_response(op, &e, None), 0).await,
+        Err(e) => return answer_error(send, rules::read_error_response(&e), 0).await,
     };
     let first = match reader.next().await {
         None => bytes::Bytes::new(),
         Some(Ok(piece)) => piece,
         Some(Err(e)) => {
-            return answer_error(send, rules::store_error_response(op, &e, None), 0).await;
+            return answer_error(send, rules::block_error_response(&e), 0).await;
         }
     };
     let mut sent = first.len() as u64;
@@ -49,7 +48,7 @@ pub(super) async fn handle(
                 sent += n;
             }
             Err(e) => {
-                let response = rules::store_error_response(op, &e, None);
+                let response = rules::block_error_response(&e);
                 let _ = send.reset(response.status.code());
                 return Outcome::failed(
                     response.status,

@@ -5,7 +5,7 @@
 //! shared with other threads is the shard's [`crate::shard::ShardStats`] counters and the node's
 //! stop flags.
 //!
-//! - [`rules`]: pure request checks and `StoreError` → wire status mapping.
+//! - [`rules`]: pure request checks, and one store error → wire status mapping per operation.
 //! - [`put_end`]: pure mapping of how a put ends to what the handler does about it.
 //! - [`header`]: reading a request header off a stream.
 //! - [`stream`]: dispatch and the small requests; [`put`] and [`get`]: the streaming ones.

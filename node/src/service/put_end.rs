@@ -8,7 +8,7 @@ use sixfold_wire::{ErrorResponse, Op, Response, Status};
 
 use super::put::BODY_IDLE_TIMEOUT;
 use super::rules;
-use crate::store::StoreError;
+use crate::store::PutError;
 
 /// Every way a put ends. `received` counts body bytes taken from the stream (after
 /// `resume_from`), `body_len` those the header announced.
@@ -17,7 +17,7 @@ pub enum PutEnd {
     /// The store would not open the put; `durable_len` is the chunk's, for the `Conflict` a
     /// busy chunk gets.
     Refused {
-        error: StoreError,
+        error: PutError,
         durable_len: Option<u64>,
     },
     /// The client finished the stream before the whole body.
@@ -29,9 +29,9 @@ pub enum PutEnd {
     /// The client sent more than the header announced.
     TooLong { received: u64, body_len: u64 },
     /// The store failed to take a piece of the body.
-    WriteFailed { received: u64, error: StoreError },
+    WriteFailed { received: u64, error: PutError },
     /// The whole body arrived, but the store could not finish the chunk.
-    FinishFailed { body_len: u64, error: StoreError },
+    FinishFailed { body_len: u64, error: PutError },
     /// The store synced the whole chunk.
     Stored {
         body_len: u64,
@@ -117,7 +117,7 @@ pub fn effects(end: PutEnd) -> PutEffects {
     };
     match end {
         PutEnd::Refused { error, durable_len } => {
-            let response = rules::store_error_response(Op::Put, &error, durable_len);
+            let response = rules::put_error_response(&error, durable_len);
             PutEffects {
                 writer: WriterEnd::Gone,
                 stop: Some(response.status),
@@ -163,10 +163,10 @@ pub fn effects(end: PutEnd) -> PutEffects {
             bytes: received,
         },
         PutEnd::WriteFailed { received, error } => {
-            let response = rules::store_error_response(Op::Put, &error, None);
+            let response = rules::put_error_response(&error, None);
             PutEffects {
                 // After DiskFull the writer already removed the partial chunk.
-                writer: if matches!(error, StoreError::DiskFull) {
+                writer: if matches!(error, PutError::DiskFull) {
                     WriterEnd::Discard
                 } else {
                     WriterEnd::KeepPrefix
@@ -179,7 +179,7 @@ pub fn effects(end: PutEnd) -> PutEffects {
         PutEnd::FinishFailed { body_len, error } => PutEffects {
             writer: WriterEnd::Gone,
             stop: None,
-            answer: store_answer(rules::store_error_response(Op::Put, &error, None)),
+            answer: store_answer(rules::put_error_response(&error, None)),
             bytes: body_len,
         },
         PutEnd::Stored {
@@ -269,7 +269,7 @@ mod tests {
         };
         let cases: Vec<(PutEnd, WriterEnd, Option<Status>, Reply, u64)> = vec![
             (
-                refused(StoreError::Busy, Some(1 << 20)),
+                refused(PutError::Busy, Some(1 << 20)),
                 Gone,
                 Some(Status::Conflict),
                 error(
@@ -280,7 +280,7 @@ mod tests {
                 0,
             ),
             (
-                refused(StoreError::Conflict { durable_len: 5 }, Some(9)),
+                refused(PutError::Conflict { durable_len: 5 }, Some(9)),
                 Gone,
                 Some(Status::Conflict),
                 error(
@@ -291,7 +291,7 @@ mod tests {
                 0,
             ),
             (
-                refused(StoreError::DiskFull, None),
+                refused(PutError::DiskFull, None),
                 Gone,
                 Some(Status::DiskFull),
                 error(Status::DiskFull, 0, "disk full"),
@@ -348,35 +348,35 @@ mod tests {
                 90,
             ),
             (
-                write_failed(StoreError::DiskFull),
+                write_failed(PutError::DiskFull),
                 Discard,
                 Some(Status::DiskFull),
                 error(Status::DiskFull, 0, "disk full"),
                 50,
             ),
             (
-                write_failed(StoreError::Io(std::io::Error::other("z"))),
+                write_failed(PutError::Io(std::io::Error::other("z"))),
                 KeepPrefix,
                 Some(Status::Internal),
                 error(Status::Internal, 0, "I/O error: z"),
                 50,
             ),
             (
-                write_failed(StoreError::BadRequest("put failed earlier".into())),
+                write_failed(PutError::BadRequest("put failed earlier".into())),
                 KeepPrefix,
                 bad,
                 error(Status::BadRequest, 0, "bad request: put failed earlier"),
                 50,
             ),
             (
-                finish_failed(StoreError::DiskFull),
+                finish_failed(PutError::DiskFull),
                 Gone,
                 None,
                 error(Status::DiskFull, 0, "disk full"),
                 100,
             ),
             (
-                finish_failed(StoreError::Corrupt("header".into())),
+                finish_failed(PutError::Corrupt("header".into())),
                 Gone,
                 None,
                 error(Status::Internal, 0, "corrupt chunk store data: header"),

@@ -3,7 +3,9 @@
 
 use sixfold_wire::{ChunkInfo, ErrorResponse, Op, Request, Status, shard_for};
 
-use crate::store::{self, StoreError};
+use crate::store::{
+    self, BlockError, DeleteError, MarkError, PutError, ReadError, StatError, VerifyError,
+};
 
 /// Why a request is answered with an error before any store work.
 pub fn check_request(request: &Request, shard: u16, shards: u16) -> Result<(), ErrorResponse> {
@@ -52,23 +54,81 @@ pub fn header_refusal(kind: Option<u8>, reason: &str) -> Option<ErrorResponse> {
     ))
 }
 
-/// The wire answer to a failed store operation. `durable_len` is the chunk's durable length
+// One answer function per store operation, each an exhaustive match without a wildcard: a
+// new store error does not compile until it has a status here (and a row in the tests).
+
+/// The answer to a put that failed at any step. `durable_len` is the chunk's durable length
 /// when known, for the `Conflict` a busy chunk gets.
-pub fn store_error_response(op: Op, error: &StoreError, durable_len: Option<u64>) -> ErrorResponse {
+pub fn put_error_response(error: &PutError, durable_len: Option<u64>) -> ErrorResponse {
     let (status, detail) = match error {
-        StoreError::NotFound => (Status::NotFound, 0),
-        // Not readable yet: the protocol calls that not found, for Get.
-        StoreError::NotComplete { .. } => (Status::NotFound, 0),
-        StoreError::Conflict { durable_len } => (Status::Conflict, *durable_len),
+        PutError::Conflict { durable_len } => (Status::Conflict, *durable_len),
         // Another put holds the chunk: a conflict with its state; the client may stat and
         // resume once that put ends.
-        StoreError::Busy => (Status::Conflict, durable_len.unwrap_or(0)),
-        StoreError::ChecksumMismatch { block } => (Status::ChecksumMismatch, *block),
-        StoreError::DiskFull => (Status::DiskFull, 0),
-        StoreError::BadRequest(_) => (Status::BadRequest, 0),
-        StoreError::Corrupt(_) | StoreError::Io(_) => (Status::Internal, 0),
+        PutError::Busy => (Status::Conflict, durable_len.unwrap_or(0)),
+        PutError::DiskFull => (Status::DiskFull, 0),
+        PutError::BadRequest(_) => (Status::BadRequest, 0),
+        PutError::Corrupt(_) => (Status::Internal, 0),
+        PutError::Io(_) => (Status::Internal, 0),
     };
-    ErrorResponse::new(op, status, detail, error.to_string())
+    ErrorResponse::new(Op::Put, status, detail, error.to_string())
+}
+
+/// The answer to a `Get` whose range could not be opened.
+pub fn read_error_response(error: &ReadError) -> ErrorResponse {
+    let (status, detail) = match error {
+        ReadError::NotFound => (Status::NotFound, 0),
+        // Not readable yet: the protocol calls that not found, for Get.
+        ReadError::NotComplete { .. } => (Status::NotFound, 0),
+        ReadError::BadRequest(_) => (Status::BadRequest, 0),
+        ReadError::Corrupt(_) => (Status::Internal, 0),
+        ReadError::Io(_) => (Status::Internal, 0),
+    };
+    ErrorResponse::new(Op::Get, status, detail, error.to_string())
+}
+
+/// The answer (or, once the body started, the reset code) for a `Get` block that failed.
+pub fn block_error_response(error: &BlockError) -> ErrorResponse {
+    let (status, detail) = match error {
+        BlockError::ChecksumMismatch { block } => (Status::ChecksumMismatch, *block),
+        BlockError::Corrupt(_) => (Status::Internal, 0),
+        BlockError::Io(_) => (Status::Internal, 0),
+    };
+    ErrorResponse::new(Op::Get, status, detail, error.to_string())
+}
+
+pub fn stat_error_response(error: &StatError) -> ErrorResponse {
+    let (status, detail) = match error {
+        StatError::NotFound => (Status::NotFound, 0),
+    };
+    ErrorResponse::new(Op::Stat, status, detail, error.to_string())
+}
+
+/// The answer to a failed `Delete`. `durable_len` is the chunk's durable length when known,
+/// for the `Conflict` a busy chunk gets.
+pub fn delete_error_response(error: &DeleteError, durable_len: Option<u64>) -> ErrorResponse {
+    let (status, detail) = match error {
+        DeleteError::NotFound => (Status::NotFound, 0),
+        DeleteError::Busy => (Status::Conflict, durable_len.unwrap_or(0)),
+        DeleteError::Io(_) => (Status::Internal, 0),
+    };
+    ErrorResponse::new(Op::Delete, status, detail, error.to_string())
+}
+
+pub fn mark_error_response(error: &MarkError) -> ErrorResponse {
+    let (status, detail) = match error {
+        MarkError::Io(_) => (Status::Internal, 0),
+    };
+    ErrorResponse::new(Op::Mark, status, detail, error.to_string())
+}
+
+pub fn verify_error_response(error: &VerifyError) -> ErrorResponse {
+    let (status, detail) = match error {
+        VerifyError::NotFound => (Status::NotFound, 0),
+        VerifyError::ChecksumMismatch { block } => (Status::ChecksumMismatch, *block),
+        VerifyError::Corrupt(_) => (Status::Internal, 0),
+        VerifyError::Io(_) => (Status::Internal, 0),
+    };
+    ErrorResponse::new(Op::Verify, status, detail, error.to_string())
 }
 
 /// Whether a failed request needs someone's attention (logged at warn: node failures, and bad
@@ -235,59 +295,184 @@ mod tests {
         assert_eq!(check_request(&get, 0, 1), Ok(()));
     }
 
+    /// One row of an error table: the answer, the error's message, and the op, status and
+    /// detail expected.
+    fn assert_answer(r: ErrorResponse, message: String, expected: (Op, Status, u64)) {
+        assert_eq!((r.op, r.status, r.detail), expected, "{message}");
+        assert_eq!(r.message, message);
+        // Every mapped error encodes to a valid response header.
+        let bytes = sixfold_wire::Response::Error(r.clone()).to_vec();
+        let (back, _) = sixfold_wire::Response::decode(&bytes).unwrap();
+        assert_eq!(back, sixfold_wire::Response::Error(r));
+    }
+
+    fn io(why: &str) -> std::io::Error {
+        std::io::Error::other(why.to_string())
+    }
+
     #[test]
-    fn store_errors_map_to_statuses_and_details() {
-        let cases: Vec<(StoreError, Option<u64>, Status, u64)> = vec![
-            (StoreError::NotFound, None, Status::NotFound, 0),
+    fn put_errors_map_to_statuses_and_details() {
+        let cases: Vec<(PutError, Option<u64>, Status, u64)> = vec![
             (
-                StoreError::NotComplete { durable_len: 7 },
-                None,
-                Status::NotFound,
-                0,
-            ),
-            (
-                StoreError::Conflict {
+                PutError::Conflict {
                     durable_len: 3 << 20,
                 },
                 None,
                 Status::Conflict,
                 3 << 20,
             ),
-            (StoreError::Busy, Some(1 << 20), Status::Conflict, 1 << 20),
-            (StoreError::Busy, None, Status::Conflict, 0),
+            // The chunk's own durable length, not the one the busy chunk is asked about.
             (
-                StoreError::ChecksumMismatch { block: 5 },
-                None,
-                Status::ChecksumMismatch,
+                PutError::Conflict { durable_len: 5 },
+                Some(9),
+                Status::Conflict,
                 5,
             ),
-            (StoreError::DiskFull, None, Status::DiskFull, 0),
+            (PutError::Busy, Some(1 << 20), Status::Conflict, 1 << 20),
+            (PutError::Busy, None, Status::Conflict, 0),
+            (PutError::DiskFull, None, Status::DiskFull, 0),
             (
-                StoreError::BadRequest("x".into()),
+                PutError::BadRequest("x".into()),
                 None,
                 Status::BadRequest,
                 0,
             ),
-            (StoreError::Corrupt("y".into()), None, Status::Internal, 0),
-            (
-                StoreError::Io(std::io::Error::other("z")),
-                None,
-                Status::Internal,
-                0,
-            ),
+            (PutError::Corrupt("y".into()), None, Status::Internal, 0),
+            (PutError::Io(io("z")), None, Status::Internal, 0),
         ];
         for (error, durable, status, detail) in cases {
-            let r = store_error_response(Op::Put, &error, durable);
-            assert_eq!(
-                (r.op, r.status, r.detail),
-                (Op::Put, status, detail),
-                "{error:?}"
-            );
-            assert_eq!(r.message, error.to_string());
-            // Every mapped error encodes to a valid response header.
-            let bytes = sixfold_wire::Response::Error(r.clone()).to_vec();
-            let (back, _) = sixfold_wire::Response::decode(&bytes).unwrap();
-            assert_eq!(back, sixfold_wire::Response::Error(r));
+            let r = put_error_response(&error, durable);
+            assert_answer(r, error.to_string(), (Op::Put, status, detail));
+        }
+    }
+
+    #[test]
+    fn read_errors_map_to_statuses_and_details() {
+        let cases: Vec<(ReadError, Status, u64)> = vec![
+            (ReadError::NotFound, Status::NotFound, 0),
+            (
+                ReadError::NotComplete { durable_len: 7 },
+                Status::NotFound,
+                0,
+            ),
+            (ReadError::BadRequest("x".into()), Status::BadRequest, 0),
+            (ReadError::Corrupt("y".into()), Status::Internal, 0),
+            (ReadError::Io(io("z")), Status::Internal, 0),
+        ];
+        for (error, status, detail) in cases {
+            let r = read_error_response(&error);
+            assert_answer(r, error.to_string(), (Op::Get, status, detail));
+        }
+    }
+
+    #[test]
+    fn block_errors_map_to_statuses_and_details() {
+        let cases: Vec<(BlockError, Status, u64)> = vec![
+            (
+                BlockError::ChecksumMismatch { block: 5 },
+                Status::ChecksumMismatch,
+                5,
+            ),
+            (BlockError::Corrupt("y".into()), Status::Internal, 0),
+            (BlockError::Io(io("z")), Status::Internal, 0),
+        ];
+        for (error, status, detail) in cases {
+            let r = block_error_response(&error);
+            assert_answer(r, error.to_string(), (Op::Get, status, detail));
+        }
+    }
+
+    #[test]
+    fn stat_errors_map_to_statuses_and_details() {
+        let cases: Vec<(StatError, Status, u64)> = vec![(StatError::NotFound, Status::NotFound, 0)];
+        for (error, status, detail) in cases {
+            let r = stat_error_response(&error);
+            assert_answer(r, error.to_string(), (Op::Stat, status, detail));
+        }
+    }
+
+    #[test]
+    fn delete_errors_map_to_statuses_and_details() {
+        let cases: Vec<(DeleteError, Option<u64>, Status, u64)> = vec![
+            (DeleteError::NotFound, None, Status::NotFound, 0),
+            (DeleteError::Busy, Some(1 << 20), Status::Conflict, 1 << 20),
+            (DeleteError::Busy, None, Status::Conflict, 0),
+            (DeleteError::Io(io("z")), None, Status::Internal, 0),
+        ];
+        for (error, durable, status, detail) in cases {
+            let r = delete_error_response(&error, durable);
+            assert_answer(r, error.to_string(), (Op::Delete, status, detail));
+        }
+    }
+
+    #[test]
+    fn mark_errors_map_to_statuses_and_details() {
+        let cases: Vec<(MarkError, Status, u64)> =
+            vec![(MarkError::Io(io("z")), Status::Internal, 0)];
+        for (error, status, detail) in cases {
+            let r = mark_error_response(&error);
+            assert_answer(r, error.to_string(), (Op::Mark, status, detail));
+        }
+    }
+
+    #[test]
+    fn verify_errors_map_to_statuses_and_details() {
+        let cases: Vec<(VerifyError, Status, u64)> = vec![
+            (VerifyError::NotFound, Status::NotFound, 0),
+            (
+                VerifyError::ChecksumMismatch { block: 5 },
+                Status::ChecksumMismatch,
+                5,
+            ),
+            (VerifyError::Corrupt("y".into()), Status::Internal, 0),
+            (VerifyError::Io(io("z")), Status::Internal, 0),
+        ];
+        for (error, status, detail) in cases {
+            let r = verify_error_response(&error);
+            assert_answer(r, error.to_string(), (Op::Verify, status, detail));
+        }
+    }
+
+    /// The messages the wire carries, as they read before the errors were split per
+    /// operation: clients and operators see the same text.
+    #[test]
+    fn error_messages_read_as_before() {
+        let cases: Vec<(String, &str)> = vec![
+            (ReadError::NotFound.to_string(), "chunk not found"),
+            (
+                ReadError::NotComplete { durable_len: 7 }.to_string(),
+                "chunk is not complete (durable length 7)",
+            ),
+            (
+                PutError::Conflict { durable_len: 5 }.to_string(),
+                "conflict: the chunk's durable length is 5",
+            ),
+            (
+                PutError::Busy.to_string(),
+                "chunk is busy: another put is in progress",
+            ),
+            (
+                DeleteError::Busy.to_string(),
+                "chunk is busy: another put is in progress",
+            ),
+            (
+                BlockError::ChecksumMismatch { block: 5 }.to_string(),
+                "checksum mismatch in block 5",
+            ),
+            (PutError::DiskFull.to_string(), "disk full"),
+            (
+                ReadError::BadRequest("x".into()).to_string(),
+                "bad request: x",
+            ),
+            (
+                VerifyError::Corrupt("y".into()).to_string(),
+                "corrupt chunk store data: y",
+            ),
+            (MarkError::Io(io("z")).to_string(), "I/O error: z"),
+            (StatError::NotFound.to_string(), "chunk not found"),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
         }
     }
 

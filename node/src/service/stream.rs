@@ -130,7 +130,6 @@ async fn serve(
         ));
     }
     let store = &svc.store;
-    let store_err = |e| rules::store_error_response(op, &e, None);
     let response = match request {
         Request::Put {
             chunk_id,
@@ -158,11 +157,13 @@ async fn serve(
                     svc.refresh_stats();
                     Response::Delete
                 }
-                Err(e) => return Err(rules::store_error_response(op, &e, durable_len(svc, id))),
+                Err(e) => return Err(rules::delete_error_response(&e, durable_len(svc, id))),
             }
         }
         Request::Stat { chunk_id } => Response::Stat(rules::to_chunk_info(
-            &store.stat(ChunkId(chunk_id)).map_err(store_err)?,
+            &store
+                .stat(ChunkId(chunk_id))
+                .map_err(|e| rules::stat_error_response(&e))?,
         )),
         Request::List { after, limit } => {
             let page = store.list(after.map(ChunkId), limit as usize + 1);
@@ -171,7 +172,10 @@ async fn serve(
         }
         Request::Mark { marks } => {
             let marks: Vec<_> = marks.iter().map(rules::to_store_mark).collect();
-            let recorded = store.mark(&marks).await.map_err(store_err)?;
+            let recorded = store
+                .mark(&marks)
+                .await
+                .map_err(|e| rules::mark_error_response(&e))?;
             Response::Mark {
                 recorded: recorded as u16,
             }
@@ -188,7 +192,10 @@ async fn serve(
             }
         }
         Request::Verify { chunk_id } => {
-            let (length, crc32c) = store.verify(ChunkId(chunk_id)).await.map_err(store_err)?;
+            let (length, crc32c) = store
+                .verify(ChunkId(chunk_id))
+                .await
+                .map_err(|e| rules::verify_error_response(&e))?;
             Response::Verify { length, crc32c }
         }
         Request::NodeInfo => {

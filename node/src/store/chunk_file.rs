@@ -10,7 +10,7 @@ use monoio::buf::IoBufMut;
 use monoio::fs::{File, OpenOptions};
 
 use super::buffer_pool::{BufferPool, PooledBuf};
-use super::error::StoreError;
+use super::error::{FileError, PutError};
 use super::format::{self, ALIGN, ChunkHeader, HEADER_SIZE, Layout};
 use super::types::ChunkId;
 
@@ -95,17 +95,18 @@ pub(crate) async fn write_header(
     file: &File,
     pool: &BufferPool,
     header: &ChunkHeader,
-) -> Result<(), StoreError> {
+) -> Result<(), PutError> {
     let mut buf = pool.acquire().await;
     buf.set_len(HEADER_SIZE);
+    // Only a put writes headers, and what cannot be encoded is what it was asked to store.
     format::encode_header(header, buf.as_mut_slice())
-        .map_err(|e| StoreError::BadRequest(e.to_string()))?;
+        .map_err(|e| PutError::BadRequest(e.to_string()))?;
     let (res, _buf) = file.write_all_at(buf, 0).await;
     res?;
     Ok(())
 }
 
-pub(crate) async fn read_header(file: &File, pool: &BufferPool) -> Result<ChunkHeader, StoreError> {
+pub(crate) async fn read_header(file: &File, pool: &BufferPool) -> Result<ChunkHeader, FileError> {
     let buf = pool.acquire().await;
     let (res, buf) = read_exact_direct(file, buf, 0, HEADER_SIZE, HEADER_SIZE).await;
     res?;
@@ -118,7 +119,7 @@ pub(crate) async fn write_table(
     pool: &BufferPool,
     layout: &Layout,
     crcs: &[u32],
-) -> Result<(), StoreError> {
+) -> io::Result<()> {
     if crcs.is_empty() {
         return Ok(());
     }
@@ -128,8 +129,7 @@ pub(crate) async fn write_table(
     buf.as_mut_slice().fill(0);
     format::encode_table(crcs, buf.as_mut_slice());
     let (res, _buf) = file.write_all_at(buf, layout.table_offset).await;
-    res?;
-    Ok(())
+    res
 }
 
 /// Reads the first `count` table entries and checks them against the header's table crc.
@@ -139,7 +139,7 @@ pub(crate) async fn read_table(
     layout: &Layout,
     count: u64,
     expected_crc: u32,
-) -> Result<Vec<u32>, StoreError> {
+) -> Result<Vec<u32>, FileError> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -189,10 +189,10 @@ pub(crate) async fn read_exact_direct(
 }
 
 /// A chunk file shorter than its header promises is damaged, not an I/O failure.
-pub(crate) fn short_read_is_corrupt(e: io::Error, what: &str) -> StoreError {
+pub(crate) fn short_read_is_corrupt(e: io::Error, what: &str) -> FileError {
     if e.kind() == io::ErrorKind::UnexpectedEof {
-        StoreError::Corrupt(format!("chunk file ends inside its {what}"))
+        FileError::Corrupt(format!("chunk file ends inside its {what}"))
     } else {
-        e.into()
+        FileError::Io(e)
     }
 }

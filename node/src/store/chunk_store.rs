@@ -11,7 +11,10 @@ use monoio::fs::File;
 
 use super::buffer_pool::BufferPool;
 use super::chunk_file;
-use super::error::StoreError;
+use super::error::{
+    ChunkBusy, DeleteError, FileError, MarkError, OpenError, PutError, ReadError, StatError,
+    VerifyError,
+};
 use super::format::{BLOCK_SIZE, Layout};
 use super::index_codec::{self, LogRecord};
 use super::index_log::IndexLog;
@@ -68,7 +71,7 @@ impl ChunkStore {
     pub async fn open(
         dir: impl Into<PathBuf>,
         config: StoreConfig,
-    ) -> Result<ChunkStore, StoreError> {
+    ) -> Result<ChunkStore, OpenError> {
         validate_config(&config)?;
         let dir = dir.into();
         let opened = recovery::open_dir_and_index(&dir, &config).await?;
@@ -126,10 +129,10 @@ impl ChunkStore {
         meta: ChunkMeta,
         resume_from: u64,
         facts: Option<FileFacts>,
-    ) -> Result<PutWriter, StoreError> {
+    ) -> Result<PutWriter, PutError> {
         // Measured again only while full, so space freed since is seen by the next put.
         if self.inner.space.is_full() && self.inner.space.check() {
-            return Err(StoreError::DiskFull);
+            return Err(PutError::DiskFull);
         }
         let st = PutState::begin(&self.inner, chunk_id, meta, resume_from, facts).await?;
         Ok(PutWriter::new(st))
@@ -141,29 +144,31 @@ impl ChunkStore {
         chunk_id: ChunkId,
         offset: u64,
         len: u64,
-    ) -> Result<ChunkReader, StoreError> {
+    ) -> Result<ChunkReader, ReadError> {
         ChunkReader::open(&self.inner, chunk_id, offset, len).await
     }
 
-    pub fn stat(&self, chunk_id: ChunkId) -> Result<ChunkStat, StoreError> {
+    pub fn stat(&self, chunk_id: ChunkId) -> Result<ChunkStat, StatError> {
         self.inner
             .index
             .borrow()
             .get(&chunk_id)
             .copied()
-            .ok_or(StoreError::NotFound)
+            .ok_or(StatError::NotFound)
     }
 
     /// Removes a chunk (Complete or Writing). `NotFound` if absent; `Busy` while a put on it
     /// is receiving. Durable on return.
-    pub async fn delete(&self, chunk_id: ChunkId) -> Result<(), StoreError> {
+    pub async fn delete(&self, chunk_id: ChunkId) -> Result<(), DeleteError> {
         let inner = &self.inner;
         let _slot = inner.lock_chunk(chunk_id, true).await?;
         if !inner.index.borrow().contains_key(&chunk_id) {
-            return Err(StoreError::NotFound);
+            return Err(DeleteError::NotFound);
         }
-        inner.remove_chunk_file(chunk_id).await?;
-        Ok(())
+        inner
+            .remove_chunk_file(chunk_id)
+            .await
+            .map_err(DeleteError::Io)
     }
 
     /// Up to `limit` chunks (Complete and Writing) with ids greater than `after`, in id order.
@@ -182,7 +187,7 @@ impl ChunkStore {
 
     /// Records commit marks, durably on `Ok`. Marks for chunks that are not held Complete are
     /// skipped; returns how many were recorded.
-    pub async fn mark(&self, marks: &[(ChunkId, CommitMark)]) -> Result<usize, StoreError> {
+    pub async fn mark(&self, marks: &[(ChunkId, CommitMark)]) -> Result<usize, MarkError> {
         let inner = &self.inner;
         let held: Vec<&(ChunkId, CommitMark)> = {
             let index = inner.index.borrow();
@@ -224,7 +229,7 @@ impl ChunkStore {
                     None => map.remove(&id),
                 };
             }
-            return Err(StoreError::Io(e));
+            return Err(MarkError::Io(e));
         }
         Ok(held.len())
     }
@@ -247,7 +252,7 @@ impl ChunkStore {
             .await
             {
                 Ok(file) => chunk_file::read_header(&file, self.pool()).await,
-                Err(e) => Err(StoreError::Io(e)),
+                Err(e) => Err(FileError::Io(e)),
             };
             let (header_version, facts) = match header {
                 Ok(h) if h.stat == stat => (h.version(), h.facts),
@@ -269,10 +274,10 @@ impl ChunkStore {
 
     /// Reads a Complete chunk whole, checking every block against its table entry and the
     /// whole body against the header's crc; returns its length and crc32c.
-    pub async fn verify(&self, chunk_id: ChunkId) -> Result<(u64, u32), StoreError> {
+    pub async fn verify(&self, chunk_id: ChunkId) -> Result<(u64, u32), VerifyError> {
         let stat = self.stat(chunk_id)?;
         if stat.state != ChunkState::Complete {
-            return Err(StoreError::NotFound);
+            return Err(VerifyError::NotFound);
         }
         let mut reader = self.read(chunk_id, 0, stat.meta.length).await?;
         let mut crc = 0u32;
@@ -283,7 +288,7 @@ impl ChunkStore {
             seen += piece.len() as u64;
         }
         if seen != stat.meta.length || crc != stat.crc32c {
-            return Err(StoreError::Corrupt(format!(
+            return Err(VerifyError::Corrupt(format!(
                 "the body reads back as {seen} bytes with crc32c {crc:08x}, the header says {} bytes, {:08x}",
                 stat.meta.length, stat.crc32c
             )));
@@ -322,7 +327,7 @@ impl ChunkStore {
 async fn open_marks(
     dir: &Path,
     index: &BTreeMap<ChunkId, ChunkStat>,
-) -> Result<(HashMap<ChunkId, CommitMark>, MarksLog), StoreError> {
+) -> Result<(HashMap<ChunkId, CommitMark>, MarksLog), OpenError> {
     let mut marks = match MarksLog::load(dir).await? {
         Ok(loaded) => {
             if loaded.damaged > 0 || loaded.torn_tail > 0 {
@@ -360,15 +365,15 @@ async fn open_marks(
     Ok((marks, log))
 }
 
-fn validate_config(c: &StoreConfig) -> Result<(), StoreError> {
+fn validate_config(c: &StoreConfig) -> Result<(), OpenError> {
     if c.buffer_count < 2
         || c.writes_in_flight == 0
         || c.reads_in_flight == 0
         || c.writes_in_flight >= c.buffer_count
         || c.reads_in_flight > c.buffer_count
     {
-        return Err(StoreError::BadRequest(format!(
-            "invalid store config {c:?}: need buffer_count >= 2, \
+        return Err(OpenError::InvalidConfig(format!(
+            "{c:?}: need buffer_count >= 2, \
              1 <= writes_in_flight < buffer_count, 1 <= reads_in_flight <= buffer_count"
         )));
     }
@@ -414,7 +419,7 @@ impl StoreInner {
         self: &Rc<Self>,
         id: ChunkId,
         closing: bool,
-    ) -> Result<SlotGuard, StoreError> {
+    ) -> Result<SlotGuard, ChunkBusy> {
         loop {
             let existing = self.slots.borrow().get(&id).cloned();
             match existing {
@@ -429,7 +434,7 @@ impl StoreInner {
                     });
                 }
                 Some(s) if s.closing.get() => s.released.wait().await,
-                Some(_) => return Err(StoreError::Busy),
+                Some(_) => return Err(ChunkBusy),
             }
         }
     }
@@ -474,13 +479,13 @@ impl StoreInner {
     }
 
     /// Unlinks a chunk file, makes that durable, and forgets the chunk.
-    pub(crate) async fn remove_chunk_file(&self, id: ChunkId) -> Result<(), StoreError> {
+    pub(crate) async fn remove_chunk_file(&self, id: ChunkId) -> io::Result<()> {
         match monoio::fs::remove_file(self.chunk_path(&id)).await {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::Io(e)),
+            Err(e) => return Err(e),
         }
-        self.sync_chunks_dir().await.map_err(StoreError::Io)?;
+        self.sync_chunks_dir().await?;
         self.record_remove(id).await;
         Ok(())
     }

@@ -11,6 +11,9 @@
 //! - [`ChunkStore::stat`], [`ChunkStore::delete`], [`ChunkStore::list`], [`ChunkStore::usage`].
 //! - commit marks and the rebuild's view: [`ChunkStore::mark`], [`ChunkStore::inventory`],
 //!   [`ChunkStore::verify`] (see `marks_log.rs`).
+//! - errors: one enum per operation ([`PutError`] for every step of a put, [`ReadError`] and
+//!   [`BlockError`] for opening a read and for each of its blocks, ...), so that the protocol
+//!   layer maps each exhaustively.
 //! - [`ChunkStore::is_full`]: a full filesystem makes the shard read-only for new puts; it
 //!   opens all the same (see `space.rs`).
 //!
@@ -42,7 +45,9 @@ mod tests;
 pub use aligned_buf::AlignedBuf;
 pub use buffer_pool::{BufferPool, PooledBuf};
 pub use chunk_store::{CHUNK_BLOCK_SIZE, ChunkStore, shard_dir};
-pub use error::StoreError;
+pub use error::{
+    BlockError, DeleteError, MarkError, OpenError, PutError, ReadError, StatError, VerifyError,
+};
 pub use format::{FORMAT_VERSION, MAX_CHUNK_LEN};
 pub use put::PutWriter;
 pub use read::ChunkReader;

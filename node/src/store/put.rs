@@ -13,7 +13,7 @@ use monoio::task::JoinHandle;
 
 use super::chunk_file;
 use super::chunk_store::{SlotGuard, StoreInner};
-use super::error::StoreError;
+use super::error::{FileError, PutError};
 use super::format::{self, BLOCK_SIZE, ChunkHeader, Layout, MAX_CHUNK_LEN};
 use super::types::{ChunkId, ChunkMeta, ChunkStat, ChunkState, FileFacts, PutDone};
 
@@ -49,12 +49,12 @@ impl PutWriter {
     /// Fails with `BadRequest` when more bytes arrive than declared and with `DiskFull` (the
     /// partial chunk is removed) when space runs out. After an error, only `interrupt` or
     /// dropping the writer make sense.
-    pub async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+    pub async fn write(&mut self, data: Bytes) -> Result<(), PutError> {
         let Some(st) = self.st.as_mut() else {
-            return Err(StoreError::BadRequest("put is already closed".into()));
+            return Err(PutError::BadRequest("put is already closed".into()));
         };
         if st.failed {
-            return Err(StoreError::BadRequest("put failed earlier".into()));
+            return Err(PutError::BadRequest("put failed earlier".into()));
         }
         // Poisoned until this write completes: a write future dropped midway may have lost a
         // block, so the put must not finish; its checkpoint only counts confirmed writes.
@@ -64,11 +64,11 @@ impl PutWriter {
                 st.failed = false;
                 Ok(())
             }
-            Err(StoreError::DiskFull) => {
+            Err(PutError::DiskFull) => {
                 if let Some(st) = self.st.take() {
                     st.remove_partial().await;
                 }
-                Err(StoreError::DiskFull)
+                Err(PutError::DiskFull)
             }
             Err(e) => {
                 st.failed = true;
@@ -79,20 +79,20 @@ impl PutWriter {
 
     /// Checks that exactly the declared length arrived, writes the tail, syncs, marks the chunk
     /// Complete and syncs again. The part is durable when this returns `Ok`.
-    pub async fn finish(mut self) -> Result<PutDone, StoreError> {
+    pub async fn finish(mut self) -> Result<PutDone, PutError> {
         let Some(mut st) = self.st.take() else {
-            return Err(StoreError::BadRequest("put is already closed".into()));
+            return Err(PutError::BadRequest("put is already closed".into()));
         };
         let res = if st.failed {
-            Err(StoreError::BadRequest("put failed earlier".into()))
+            Err(PutError::BadRequest("put failed earlier".into()))
         } else {
             st.finish().await
         };
         match res {
             Ok(done) => Ok(done),
-            Err(StoreError::DiskFull) => {
+            Err(PutError::DiskFull) => {
                 st.remove_partial().await;
-                Err(StoreError::DiskFull)
+                Err(PutError::DiskFull)
             }
             Err(e) => {
                 st.slot().set_closing();
@@ -106,13 +106,13 @@ impl PutWriter {
 
     /// The stream broke: keeps every whole block that is written, syncs, and records the
     /// durable length in the header (state stays Writing). Returns that durable length.
-    pub async fn interrupt(mut self) -> Result<u64, StoreError> {
+    pub async fn interrupt(mut self) -> Result<u64, PutError> {
         match self.st.take() {
             Some(st) => {
                 st.slot().set_closing();
                 st.checkpoint().await
             }
-            None => Err(StoreError::BadRequest("put is already closed".into())),
+            None => Err(PutError::BadRequest("put is already closed".into())),
         }
     }
 }
@@ -170,10 +170,10 @@ impl PutState {
         meta: ChunkMeta,
         resume_from: u64,
         facts: Option<FileFacts>,
-    ) -> Result<PutState, StoreError> {
+    ) -> Result<PutState, PutError> {
         validate_meta(&meta, resume_from)?;
         let layout =
-            Layout::for_length(meta.length).map_err(|e| StoreError::BadRequest(e.to_string()))?;
+            Layout::for_length(meta.length).map_err(|e| PutError::BadRequest(e.to_string()))?;
         let slot = store.lock_chunk(id, false).await?;
         let existing = store.stat(&id);
         let path = store.chunk_path(&id);
@@ -184,30 +184,30 @@ impl PutState {
                 && s.state == ChunkState::Complete
             {
                 return Err(if s.meta == meta {
-                    StoreError::Conflict {
+                    PutError::Conflict {
                         durable_len: s.meta.length,
                     }
                 } else {
-                    StoreError::BadRequest("chunk exists with different meta".into())
+                    PutError::BadRequest("chunk exists with different meta".into())
                 });
             }
             return Self::create(store, slot, id, meta, facts, layout, path).await;
         }
         let Some(s) = existing else {
-            return Err(StoreError::Conflict { durable_len: 0 });
+            return Err(PutError::Conflict { durable_len: 0 });
         };
         if s.meta != meta {
-            return Err(StoreError::BadRequest(
+            return Err(PutError::BadRequest(
                 "meta differs from the stored chunk".into(),
             ));
         }
         if s.state == ChunkState::Complete {
-            return Err(StoreError::Conflict {
+            return Err(PutError::Conflict {
                 durable_len: s.meta.length,
             });
         }
         if s.durable_len != resume_from {
-            return Err(StoreError::Conflict {
+            return Err(PutError::Conflict {
                 durable_len: s.durable_len,
             });
         }
@@ -222,7 +222,7 @@ impl PutState {
         facts: Option<FileFacts>,
         layout: Layout,
         path: PathBuf,
-    ) -> Result<PutState, StoreError> {
+    ) -> Result<PutState, PutError> {
         let file = chunk_file::create_direct(&path).await?;
         let stat = ChunkStat {
             chunk_id: id,
@@ -277,7 +277,7 @@ impl PutState {
         known: ChunkStat,
         layout: Layout,
         path: PathBuf,
-    ) -> Result<PutState, StoreError> {
+    ) -> Result<PutState, PutError> {
         let file = chunk_file::open_direct(&path, true).await?;
         match Self::load_durable(store, &file, &known, &layout).await {
             Ok(Some((block_crcs, facts))) => Ok(PutState {
@@ -301,16 +301,16 @@ impl PutState {
             }),
             // The header is the truth and the index was behind (e.g. a finish whose last sync
             // failed): it has been adopted; the caller retries from what it says.
-            Ok(None) => Err(StoreError::Conflict {
+            Ok(None) => Err(PutError::Conflict {
                 durable_len: store.stat(&known.chunk_id).map_or(0, |s| s.durable_len),
             }),
-            Err(StoreError::Corrupt(why)) => {
+            Err(FileError::Corrupt(why)) => {
                 // Nothing verifiable to resume from: have the client start over (a put from 0
                 // recreates the file).
                 tracing::warn!(chunk = %known.chunk_id, %why, "cannot resume a damaged chunk");
-                Err(StoreError::Conflict { durable_len: 0 })
+                Err(PutError::Conflict { durable_len: 0 })
             }
-            Err(e) => Err(e),
+            Err(FileError::Io(e)) => Err(e.into()),
         }
     }
 
@@ -321,7 +321,7 @@ impl PutState {
         file: &File,
         known: &ChunkStat,
         layout: &Layout,
-    ) -> Result<Option<(Vec<u32>, Option<FileFacts>)>, StoreError> {
+    ) -> Result<Option<(Vec<u32>, Option<FileFacts>)>, FileError> {
         let header = chunk_file::read_header(file, store.pool()).await?;
         if header.stat != *known {
             store.record_upsert(header.stat).await;
@@ -333,7 +333,7 @@ impl PutState {
             chunk_file::read_table(file, store.pool(), layout, blocks, header.table_crc32c).await?,
         );
         if format::combine_block_crcs(&block_crcs, layout) != known.crc32c {
-            return Err(StoreError::Corrupt(
+            return Err(FileError::Corrupt(
                 "crc table does not match the header's body crc".into(),
             ));
         }
@@ -352,10 +352,10 @@ impl PutState {
         self.slot.store()
     }
 
-    async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+    async fn write(&mut self, data: Bytes) -> Result<(), PutError> {
         let len = data.len() as u64;
         if len > self.meta.length - self.received {
-            return Err(StoreError::BadRequest(format!(
+            return Err(PutError::BadRequest(format!(
                 "body longer than the declared {} bytes",
                 self.meta.length
             )));
@@ -375,7 +375,7 @@ impl PutState {
     /// Copies the first `n` pending bytes (a whole block, or the short last one) into a pool
     /// buffer (padded to alignment) and submits its write without waiting for it, after
     /// waiting for the oldest write if the in-flight limit is reached.
-    async fn submit_block(&mut self, n: usize) -> Result<(), StoreError> {
+    async fn submit_block(&mut self, n: usize) -> Result<(), PutError> {
         if n == 0 {
             return Ok(());
         }
@@ -400,7 +400,7 @@ impl PutState {
             }
         }
         if left > 0 {
-            return Err(StoreError::Corrupt(format!(
+            return Err(PutError::Corrupt(format!(
                 "internal: a block of {n} bytes did not fit its {} byte buffer",
                 buf.capacity()
             )));
@@ -422,7 +422,7 @@ impl PutState {
         Ok(())
     }
 
-    async fn await_oldest(&mut self) -> Result<(), StoreError> {
+    async fn await_oldest(&mut self) -> Result<(), PutError> {
         let Some(h) = self.in_flight.pop_front() else {
             return Ok(());
         };
@@ -439,7 +439,7 @@ impl PutState {
         }
     }
 
-    async fn drain(&mut self) -> Result<(), StoreError> {
+    async fn drain(&mut self) -> Result<(), PutError> {
         let mut first_err = None;
         while !self.in_flight.is_empty() {
             if let Err(e) = self.await_oldest().await {
@@ -449,9 +449,9 @@ impl PutState {
         first_err.map_or(Ok(()), Err)
     }
 
-    async fn finish(&mut self) -> Result<PutDone, StoreError> {
+    async fn finish(&mut self) -> Result<PutDone, PutError> {
         if self.received != self.meta.length {
-            return Err(StoreError::BadRequest(format!(
+            return Err(PutError::BadRequest(format!(
                 "body ended after {} of {} bytes",
                 self.received, self.meta.length
             )));
@@ -471,7 +471,7 @@ impl PutState {
     /// Writes the table, syncs the data, writes the header for `durable` bytes in `state`,
     /// syncs again and records the new stat. The first sync orders body and table before the
     /// header, so a header never claims bytes that are not on disk.
-    async fn persist(&mut self, durable: u64, state: ChunkState) -> Result<ChunkStat, StoreError> {
+    async fn persist(&mut self, durable: u64, state: ChunkState) -> Result<ChunkStat, PutError> {
         let blocks = format::blocks_for(durable) as usize;
         let crcs = &self.block_crcs[..blocks];
         let store = self.slot.store().clone();
@@ -501,7 +501,7 @@ impl PutState {
     }
 
     /// Makes every whole block written so far durable and records it (state stays Writing).
-    pub(crate) async fn checkpoint(mut self) -> Result<u64, StoreError> {
+    pub(crate) async fn checkpoint(mut self) -> Result<u64, PutError> {
         self.pending.clear();
         // Failures only shorten the durable prefix; they are already counted.
         let _ = self.drain().await;
@@ -512,9 +512,9 @@ impl PutState {
         }
         match self.persist(durable, ChunkState::Writing).await {
             Ok(_) => Ok(durable),
-            Err(StoreError::DiskFull) => {
+            Err(PutError::DiskFull) => {
                 self.remove_partial().await;
-                Err(StoreError::DiskFull)
+                Err(PutError::DiskFull)
             }
             Err(e) => Err(e),
         }
@@ -532,26 +532,26 @@ impl PutState {
     }
 }
 
-fn validate_meta(meta: &ChunkMeta, resume_from: u64) -> Result<(), StoreError> {
+fn validate_meta(meta: &ChunkMeta, resume_from: u64) -> Result<(), PutError> {
     if meta.part_count == 0 || meta.part_index >= meta.part_count {
-        return Err(StoreError::BadRequest(format!(
+        return Err(PutError::BadRequest(format!(
             "part index {} out of range for {} parts",
             meta.part_index, meta.part_count
         )));
     }
     if meta.length > MAX_CHUNK_LEN {
-        return Err(StoreError::BadRequest(format!(
+        return Err(PutError::BadRequest(format!(
             "chunk length {} exceeds the maximum {MAX_CHUNK_LEN}",
             meta.length
         )));
     }
     if meta.file_offset.checked_add(meta.length).is_none() {
-        return Err(StoreError::BadRequest(
+        return Err(PutError::BadRequest(
             "file offset + length overflows".into(),
         ));
     }
     if resume_from > meta.length {
-        return Err(StoreError::BadRequest(format!(
+        return Err(PutError::BadRequest(format!(
             "resume offset {resume_from} beyond length {}",
             meta.length
         )));

@@ -12,12 +12,12 @@ use monoio::task::JoinHandle;
 use super::buffer_pool::{BufferPool, PooledBuf};
 use super::chunk_file;
 use super::chunk_store::StoreInner;
-use super::error::StoreError;
+use super::error::{BlockError, ReadError};
 use super::format::{self, ALIGN, BLOCK_SIZE, Layout};
 use super::types::{ChunkId, ChunkState};
 
 /// One block being read and verified; its pool buffer is back in the pool when this finishes.
-type BlockRead = JoinHandle<Result<Bytes, StoreError>>;
+type BlockRead = JoinHandle<Result<Bytes, BlockError>>;
 
 /// A verified stream of one chunk range, as `Bytes` pieces of at most one block, in order.
 ///
@@ -51,10 +51,10 @@ impl ChunkReader {
         id: ChunkId,
         offset: u64,
         len: u64,
-    ) -> Result<ChunkReader, StoreError> {
-        let stat = store.stat(&id).ok_or(StoreError::NotFound)?;
+    ) -> Result<ChunkReader, ReadError> {
+        let stat = store.stat(&id).ok_or(ReadError::NotFound)?;
         if stat.state != ChunkState::Complete {
-            return Err(StoreError::NotComplete {
+            return Err(ReadError::NotComplete {
                 durable_len: stat.durable_len,
             });
         }
@@ -63,14 +63,14 @@ impl ChunkReader {
             .checked_add(len)
             .filter(|&e| e <= length)
             .ok_or_else(|| {
-                StoreError::BadRequest(format!(
+                ReadError::BadRequest(format!(
                     "range {offset}+{len} outside the chunk's {length} bytes"
                 ))
             })?;
-        let layout = Layout::for_length(length).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let layout = Layout::for_length(length).map_err(|e| ReadError::Corrupt(e.to_string()))?;
         let file = match chunk_file::open_direct(&store.chunk_path(&id), false).await {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ReadError::NotFound),
             Err(e) => return Err(e.into()),
         };
         let (first_block, last_block) = if len == 0 {
@@ -83,7 +83,7 @@ impl ChunkReader {
         } else {
             let header = chunk_file::read_header(&file, store.pool()).await?;
             if header.stat != stat {
-                return Err(StoreError::Corrupt(
+                return Err(ReadError::Corrupt(
                     "chunk header differs from the index".into(),
                 ));
             }
@@ -125,7 +125,7 @@ impl ChunkReader {
 
     /// The next verified piece, `None` at the end. After an error (`ChecksumMismatch{block}`,
     /// `Corrupt`, `Io`) the reader is finished: no byte of a bad block is ever returned.
-    pub async fn next(&mut self) -> Option<Result<Bytes, StoreError>> {
+    pub async fn next(&mut self) -> Option<Result<Bytes, BlockError>> {
         if self.done {
             return None;
         }
@@ -196,13 +196,13 @@ struct BlockCheck {
 }
 
 impl BlockCheck {
-    fn verify(&self, res: io::Result<()>, buf: &PooledBuf) -> Result<Bytes, StoreError> {
+    fn verify(&self, res: io::Result<()>, buf: &PooledBuf) -> Result<Bytes, BlockError> {
         res.map_err(|e| chunk_file::short_read_is_corrupt(e, "body"))?;
         let block = self.block;
         let data = &buf.as_slice()[..self.block_len];
         if crc32c::crc32c(data) != self.expected {
             tracing::warn!(chunk = %self.chunk_id, block, "chunk block checksum mismatch; not served");
-            return Err(StoreError::ChecksumMismatch { block });
+            return Err(BlockError::ChecksumMismatch { block });
         }
         let block_start = block * BLOCK_SIZE;
         let lo = (self.start.max(block_start) - block_start) as usize;

@@ -10,7 +10,7 @@ use monoio::fs::File;
 
 use super::buffer_pool::BufferPool;
 use super::chunk_file;
-use super::error::StoreError;
+use super::error::{FileError, OpenError};
 use super::format::{BLOCK_SIZE, HEADER_SIZE};
 use super::index_codec;
 use super::index_log::{IndexLog, LoadError};
@@ -57,7 +57,7 @@ pub(crate) struct Opened {
 pub(crate) async fn open_dir_and_index(
     dir: &Path,
     config: &StoreConfig,
-) -> Result<Opened, StoreError> {
+) -> Result<Opened, OpenError> {
     let chunks_dir = dir.join(CHUNKS_DIR);
     // Startup only: plain blocking calls are fine here.
     std::fs::create_dir_all(&chunks_dir)?;
@@ -197,7 +197,7 @@ impl Scan<'_> {
         }
     }
 
-    async fn read_header_block(&self, path: &Path) -> Result<HeaderBlock, StoreError> {
+    async fn read_header_block(&self, path: &Path) -> Result<HeaderBlock, FileError> {
         let file = chunk_file::open_direct(path, false).await?;
         let buf = self.pool.acquire().await;
         let (res, buf) =
@@ -209,7 +209,7 @@ impl Scan<'_> {
                 return if all_zero {
                     Ok(HeaderBlock::NeverWritten)
                 } else {
-                    Err(StoreError::Corrupt(
+                    Err(FileError::Corrupt(
                         "chunk file shorter than its header".into(),
                     ))
                 };
@@ -246,7 +246,7 @@ fn list_chunk_files(chunks_dir: &Path) -> io::Result<BTreeSet<ChunkId>> {
 
 /// Takes an exclusive advisory lock on `<dir>/lock`, so two stores (in one process or two)
 /// never share a shard directory. Released when the returned file is closed.
-fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+fn lock_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
     use std::os::fd::AsRawFd;
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -260,19 +260,15 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     }
     let e = io::Error::last_os_error();
     if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Err(StoreError::Io(io::Error::new(
-            io::ErrorKind::ResourceBusy,
-            format!(
-                "shard directory {} is in use by another store",
-                dir.display()
-            ),
-        )));
+        return Err(OpenError::Locked {
+            dir: dir.to_path_buf(),
+        });
     }
     Err(e.into())
 }
 
 /// Fails early, with a clear message, on a filesystem without O_DIRECT (e.g. old tmpfs).
-async fn probe_o_direct(chunks_dir: &Path) -> Result<(), StoreError> {
+async fn probe_o_direct(chunks_dir: &Path) -> Result<(), OpenError> {
     let path = chunks_dir.join(PROBE_FILE);
     let res = chunk_file::create_direct(&path).await;
     let _ = std::fs::remove_file(&path);
@@ -284,13 +280,9 @@ async fn probe_o_direct(chunks_dir: &Path) -> Result<(), StoreError> {
             tracing::debug!(dir = %chunks_dir.display(), "disk full: O_DIRECT probe skipped");
             Ok(())
         }
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(StoreError::Io(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "the filesystem of {} does not support O_DIRECT",
-                chunks_dir.display()
-            ),
-        ))),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(OpenError::NoDirectIo {
+            dir: chunks_dir.to_path_buf(),
+        }),
         Err(e) => Err(e.into()),
     }
 }

@@ -87,16 +87,28 @@ async fn put_all(store: &ChunkStore, cid: ChunkId, body: &[u8]) -> PutDone {
     w.finish().await.expect("finish")
 }
 
+/// What reading a range whole fails with: opening it, or one of its blocks.
+#[derive(Debug)]
+enum ReadAllError {
+    // Read only through `Debug`, when a test fails.
+    #[allow(dead_code)]
+    Open(ReadError),
+    Block(BlockError),
+}
+
 async fn read_all(
     store: &ChunkStore,
     cid: ChunkId,
     off: u64,
     len: u64,
-) -> Result<Vec<u8>, StoreError> {
-    let mut r = store.read(cid, off, len).await?;
+) -> Result<Vec<u8>, ReadAllError> {
+    let mut r = store
+        .read(cid, off, len)
+        .await
+        .map_err(ReadAllError::Open)?;
     let mut out = Vec::new();
     while let Some(piece) = r.next().await {
-        let piece = piece?;
+        let piece = piece.map_err(ReadAllError::Block)?;
         assert!(piece.len() as u64 <= MIB);
         out.extend_from_slice(&piece);
     }
@@ -179,11 +191,11 @@ fn range_reads_cross_block_boundaries() {
         }
         assert!(matches!(
             store.read(id(1), len - 1, 2).await,
-            Err(StoreError::BadRequest(_))
+            Err(ReadError::BadRequest(_))
         ));
         assert!(matches!(
             store.read(id(9), 0, 1).await,
-            Err(StoreError::NotFound)
+            Err(ReadError::NotFound)
         ));
     });
 }
@@ -212,14 +224,14 @@ fn stat_list_delete_and_usage() {
         assert_eq!(before.chunk_count, 5);
         assert_eq!(before.in_flight_puts, 0);
         store.delete(id(3)).await.unwrap();
-        assert!(matches!(store.stat(id(3)), Err(StoreError::NotFound)));
+        assert!(matches!(store.stat(id(3)), Err(StatError::NotFound)));
         assert!(matches!(
             store.delete(id(3)).await,
-            Err(StoreError::NotFound)
+            Err(DeleteError::NotFound)
         ));
         assert!(matches!(
             store.read(id(3), 0, 1).await,
-            Err(StoreError::NotFound)
+            Err(ReadError::NotFound)
         ));
         assert!(!chunk_path(&store.inner_chunks_dir(), &id(3)).exists());
         let after = store.usage();
@@ -255,7 +267,7 @@ fn interrupted_put_resumes_to_an_identical_crc() {
         assert_eq!(st.crc32c, crc32c::crc32c(&body[..2 * MIB as usize]));
         assert!(matches!(
             store.read(cid, 0, 1).await,
-            Err(StoreError::NotComplete { durable_len }) if durable_len == 2 * MIB
+            Err(ReadError::NotComplete { durable_len }) if durable_len == 2 * MIB
         ));
 
         let mut w = store.put(cid, meta(len), 2 * MIB, None).await.unwrap();
@@ -294,7 +306,7 @@ fn a_shard_directory_is_opened_by_one_store_at_a_time() {
         let store = open(dir.path()).await;
         let second = ChunkStore::open(dir.path(), small_config()).await;
         assert!(
-            matches!(&second, Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::ResourceBusy),
+            matches!(&second, Err(OpenError::Locked { .. })),
             "second open must fail"
         );
         drop(store);
@@ -407,7 +419,7 @@ fn write_waits_for_a_buffer_and_a_cancelled_write_poisons_the_put() {
         drop(held);
         assert!(matches!(
             w.write(Bytes::from_static(b"x")).await,
-            Err(StoreError::BadRequest(_))
+            Err(PutError::BadRequest(_))
         ));
         assert_eq!(w.interrupt().await.unwrap(), 0);
         assert_eq!(store.pool().available(), store.pool().capacity());
@@ -427,7 +439,7 @@ fn resume_of_a_chunk_with_a_damaged_header_restarts_from_zero() {
         flip_byte(&chunk_path(&store.inner_chunks_dir(), &id(1)), 40);
         assert!(matches!(
             store.put(id(1), meta(len), MIB, None).await.err(),
-            Some(StoreError::Conflict { durable_len: 0 })
+            Some(PutError::Conflict { durable_len: 0 })
         ));
         let done = put_all(&store, id(1), &body).await;
         assert_eq!(done.crc32c, crc32c::crc32c(&body));
@@ -447,7 +459,7 @@ fn dropped_writer_is_checkpointed_and_resumable() {
         drop(w);
         // The next put on the chunk waits for the background checkpoint, then sees its result.
         let err = store.put(cid, meta(len), 5, None).await.err();
-        assert!(matches!(err, Some(StoreError::Conflict { durable_len }) if durable_len == MIB));
+        assert!(matches!(err, Some(PutError::Conflict { durable_len }) if durable_len == MIB));
         let mut w = store.put(cid, meta(len), MIB, None).await.unwrap();
         feed(&mut w, &body[MIB as usize..], 1 << 20).await;
         assert_eq!(w.finish().await.unwrap().crc32c, crc32c::crc32c(&body));
@@ -466,30 +478,30 @@ fn put_conflicts_and_bad_requests() {
         // Resume of an unknown chunk: nothing is durable.
         assert!(matches!(
             store.put(cid, meta(len), MIB, None).await.err(),
-            Some(StoreError::Conflict { durable_len: 0 })
+            Some(PutError::Conflict { durable_len: 0 })
         ));
 
         let mut w = store.put(cid, meta(len), 0, None).await.unwrap();
         // A second put while the first is receiving is refused.
         assert!(matches!(
             store.put(cid, meta(len), 0, None).await.err(),
-            Some(StoreError::Busy)
+            Some(PutError::Busy)
         ));
-        assert!(matches!(store.delete(cid).await, Err(StoreError::Busy)));
+        assert!(matches!(store.delete(cid).await, Err(DeleteError::Busy)));
         feed(&mut w, &body[..MIB as usize], 4096).await;
         assert_eq!(w.interrupt().await.unwrap(), MIB);
 
         for wrong in [4096, 2 * MIB] {
             assert!(matches!(
                 store.put(cid, meta(len), wrong, None).await.err(),
-                Some(StoreError::Conflict { durable_len }) if durable_len == MIB
+                Some(PutError::Conflict { durable_len }) if durable_len == MIB
             ));
         }
         let mut other = meta(len);
         other.part_index = 2;
         assert!(matches!(
             store.put(cid, other, MIB, None).await.err(),
-            Some(StoreError::BadRequest(_))
+            Some(PutError::BadRequest(_))
         ));
 
         // Restart from zero is allowed for a Writing chunk.
@@ -499,14 +511,14 @@ fn put_conflicts_and_bad_requests() {
         // More bytes than declared.
         assert!(matches!(
             w.write(Bytes::from_static(b"x")).await,
-            Err(StoreError::BadRequest(_))
+            Err(PutError::BadRequest(_))
         ));
         drop(w);
 
         let mut w = store.put(cid, meta(len), 0, None).await.unwrap();
         feed(&mut w, &body[..100], 100).await;
         // Fewer bytes than declared.
-        assert!(matches!(w.finish().await, Err(StoreError::BadRequest(_))));
+        assert!(matches!(w.finish().await, Err(PutError::BadRequest(_))));
         assert_eq!(store.stat(cid).unwrap().state, ChunkState::Writing);
 
         put_all(&store, cid, &body).await;
@@ -514,25 +526,25 @@ fn put_conflicts_and_bad_requests() {
         for from in [0, MIB] {
             assert!(matches!(
                 store.put(cid, meta(len), from, None).await.err(),
-                Some(StoreError::Conflict { durable_len }) if durable_len == len
+                Some(PutError::Conflict { durable_len }) if durable_len == len
             ));
         }
         assert!(matches!(
             store.put(cid, other, 0, None).await.err(),
-            Some(StoreError::BadRequest(_))
+            Some(PutError::BadRequest(_))
         ));
         let mut bad = meta(1);
         bad.part_index = 6;
         assert!(matches!(
             store.put(id(9), bad, 0, None).await.err(),
-            Some(StoreError::BadRequest(_))
+            Some(PutError::BadRequest(_))
         ));
         assert!(matches!(
             store
                 .put(id(9), meta(MAX_CHUNK_LEN + 1), 0, None)
                 .await
                 .err(),
-            Some(StoreError::BadRequest(_))
+            Some(PutError::BadRequest(_))
         ));
     });
 }
@@ -555,7 +567,7 @@ fn flipped_body_byte_is_never_served() {
         assert!(first[..] == body[..MIB as usize]);
         assert!(matches!(
             r.next().await,
-            Some(Err(StoreError::ChecksumMismatch { block: 1 }))
+            Some(Err(BlockError::ChecksumMismatch { block: 1 }))
         ));
         assert!(r.next().await.is_none(), "nothing after a mismatch");
 
@@ -565,7 +577,9 @@ fn flipped_body_byte_is_never_served() {
         // A range inside the bad block fails without bytes.
         assert!(matches!(
             read_all(&store, cid, MIB + 1, 10).await,
-            Err(StoreError::ChecksumMismatch { block: 1 })
+            Err(ReadAllError::Block(BlockError::ChecksumMismatch {
+                block: 1
+            }))
         ));
     });
 }
@@ -733,9 +747,9 @@ fn disk_full_leaves_no_partial_chunk() {
             let store = open(&mnt).await;
             put_all(&store, id(1), &data(3 * MIB, 1)).await;
             let err = store.put(id(2), meta(16 * MIB), 0, None).await.err();
-            assert!(matches!(err, Some(StoreError::DiskFull)), "{err:?}");
+            assert!(matches!(err, Some(PutError::DiskFull)), "{err:?}");
             assert!(!chunk_path(&store.inner_chunks_dir(), &id(2)).exists());
-            assert!(matches!(store.stat(id(2)), Err(StoreError::NotFound)));
+            assert!(matches!(store.stat(id(2)), Err(StatError::NotFound)));
             assert_eq!(store.list(None, 10).len(), 1);
         })
     });
@@ -788,7 +802,7 @@ fn a_store_opens_on_a_full_disk_serves_reads_and_takes_puts_once_space_is_back()
             let back = read_all(&store, id(1), 0, keep.len() as u64).await.unwrap();
             assert!(back == keep, "reads are served on a full disk");
             let err = store.put(id(3), meta(64 * 1024), 0, None).await.err();
-            assert!(matches!(err, Some(StoreError::DiskFull)), "{err:?}");
+            assert!(matches!(err, Some(PutError::DiskFull)), "{err:?}");
             assert!(!chunk_path(&store.inner_chunks_dir(), &id(3)).exists());
             // A delete frees space: the next put measures again and goes through.
             store.delete(id(2)).await.expect("delete on a full disk");
@@ -930,11 +944,11 @@ fn verify_reads_the_whole_chunk_and_finds_a_flipped_byte() {
         );
         assert!(matches!(
             store.verify(id(1)).await,
-            Err(StoreError::ChecksumMismatch { block: 2 })
+            Err(VerifyError::ChecksumMismatch { block: 2 })
         ));
         assert!(matches!(
             store.verify(id(8)).await,
-            Err(StoreError::NotFound)
+            Err(VerifyError::NotFound)
         ));
     });
 }

@@ -100,11 +100,11 @@ impl S3 {
         let (key_id, secret) = token.split_once('.').expect("token is <id>.<secret>");
         let work = cluster.dir.path().join("s3-work");
         std::fs::create_dir_all(&work).expect("work dir");
-        // aws-cli's own settings: multipart above 5 MiB in 5 MiB parts, so that small files
-        // exercise it.
+        // aws-cli's own settings: multipart above 5 MiB, in 8 MiB parts, 10 at once (the
+        // issue's 100 MiB transfer).
         std::fs::write(
             work.join("aws-config"),
-            "[default]\nregion = us-east-1\ns3 =\n  multipart_threshold = 5MB\n  multipart_chunksize = 5MB\n  max_concurrent_requests = 4\n",
+            "[default]\nregion = us-east-1\ns3 =\n  multipart_threshold = 5MB\n  multipart_chunksize = 8MB\n  max_concurrent_requests = 10\n",
         )
         .expect("aws config");
         S3 {
@@ -173,9 +173,9 @@ async fn aws_cli_round_trips_and_errors() {
     let ls = check(s.aws(&["s3", "ls"]), "ls buckets");
     assert!(String::from_utf8_lossy(&ls.stdout).contains("cli"));
 
-    // Small (one PUT) and 20 MiB (four 5 MiB parts), in both checksum modes.
+    // Small (one PUT) and 100 MiB (thirteen 8 MiB parts, ten at once), in both checksum modes.
     let small = data(700_000, 1);
-    let big = data(20 * MIB + 4321, 2);
+    let big = data(100 * MIB + 4321, 2);
     let small_path = s.write("up/small.bin", &small);
     let big_path = s.write("up/big.bin", &big);
     for mode in ["when_supported", "when_required"] {
@@ -212,7 +212,7 @@ async fn aws_cli_round_trips_and_errors() {
     let head: serde_json::Value = serde_json::from_slice(&head.stdout).expect("json");
     assert_eq!(head["ContentLength"], big.len());
     assert!(
-        head["ETag"].as_str().is_some_and(|e| e.ends_with("-5\"")),
+        head["ETag"].as_str().is_some_and(|e| e.ends_with("-13\"")),
         "{head}"
     );
 
@@ -227,14 +227,14 @@ async fn aws_cli_round_trips_and_errors() {
             "--key",
             "when_supported/big.bin",
             "--range",
-            "bytes=5242000-5243000",
+            "bytes=8388000-8389000",
             ranged.to_str().expect("utf-8"),
         ]),
         "ranged get-object",
     );
     assert_eq!(
         std::fs::read(&ranged).expect("read"),
-        &big[5_242_000..=5_243_000]
+        &big[8_388_000..=8_389_000]
     );
 
     // sync of a folder, then ls and rm.

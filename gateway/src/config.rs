@@ -295,6 +295,10 @@ pub struct GatewayConfig {
     pub anonymous: Anonymous,
     pub protect_metrics: bool,
     pub admin_token_file: PathBuf,
+    /// When the metadata holds no key but the token file exists (left by a lost or replaced
+    /// metadata file): `false` refuses to start (serve), `true` moves the stale file aside
+    /// and writes a new first token (dev, whose data dir is the operator's own).
+    pub replace_stale_admin_token: bool,
     // TLS and node identity
     /// The internal (registration) listener, mutual TLS.
     pub internal_listen: SocketAddr,
@@ -492,6 +496,7 @@ impl GatewayConfig {
             anonymous: args.anonymous.or(file.anonymous).unwrap_or_default(),
             protect_metrics: args.protect_metrics || file.protect_metrics.unwrap_or(false),
             admin_token_file,
+            replace_stale_admin_token: false,
         };
         config.validate()?;
         Ok(config)

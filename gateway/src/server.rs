@@ -280,8 +280,13 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
             source,
         })?;
     let (bootstrap_meta, token_file) = (meta.clone(), config.admin_token_file.clone());
+    let stale = if config.replace_stale_admin_token {
+        crate::auth::bootstrap::StaleToken::MoveAside
+    } else {
+        crate::auth::bootstrap::StaleToken::Refuse
+    };
     tokio::task::spawn_blocking(move || {
-        crate::auth::bootstrap::ensure_first_admin(&bootstrap_meta, &token_file)
+        crate::auth::bootstrap::ensure_first_admin(&bootstrap_meta, &token_file, stale)
     })
     .await
     .map_err(|e| ServeError::Task(format!("first admin key task: {e}")))??;

@@ -261,4 +261,75 @@ async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
     assert_eq!(body.len(), size);
     assert_eq!(p.first_mismatch(0, &body), None);
     assert_eq!(dev.terminate(Duration::from_secs(30)), Some(0));
+
+    // The metadata file is lost: dev starts anyway with a new first admin token (the old one
+    // kept aside), says recovery_needed, and `admin recover` brings the file back.
+    std::fs::remove_file(data.join("gateway/meta.redb")).unwrap();
+    let mut dev = start_dev(&data, port, 4);
+    let new_token = loop {
+        match std::fs::read_to_string(data.join("admin.token")) {
+            Ok(t) if t != token => break t,
+            _ => {
+                assert!(dev.is_running(), "dev exited early:\n{}", dev.log_text());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let stale: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("admin.token.stale-")
+        })
+        .collect();
+    assert_eq!(stale.len(), 1);
+    assert_eq!(std::fs::read_to_string(stale[0].path()).unwrap(), token);
+    let http = sixfold_tests::cluster::authorized_client(new_token.trim());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = http.get(format!("{url}/health")).send().await;
+        if let Ok(r) = r
+            && r.status() == StatusCode::SERVICE_UNAVAILABLE
+            && r.text()
+                .await
+                .unwrap_or_default()
+                .contains("recovery_needed")
+        {
+            break;
+        }
+        assert!(dev.is_running(), "dev exited early:\n{}", dev.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no recovery_needed:\n{}",
+            dev.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = std::process::Command::new(sixfold_tests::bin_path("sixfold-gateway"))
+        .args(["admin", "recover", "--timeout", "2m", "--gateway", &url])
+        .arg("--token-file")
+        .arg(data.join("admin.token"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["files_restored"], 1, "{report}");
+    wait_healthy(&http, &url, &mut dev).await;
+    let body = http
+        .get(format!("{url}/files/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), size);
+    assert_eq!(p.first_mismatch(0, &body), None);
+    assert_eq!(dev.terminate(Duration::from_secs(30)), Some(0));
 }

@@ -38,15 +38,44 @@ pub enum BootstrapError {
     },
 }
 
+/// What to do with a token file found while the metadata holds no key (the file belonged to a
+/// metadata file that was lost or replaced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleToken {
+    /// Refuse to start: the operator decides (`serve`).
+    Refuse,
+    /// Rename it `<name>.stale-<unix ms>` (kept, never deleted) and write a new one (`dev`).
+    MoveAside,
+}
+
 /// If the metadata holds no access key at all, makes an admin key named `bootstrap-admin` and
 /// writes its token to `token_path` (mode 0600, created exclusively, never overwritten).
 /// Returns the new key's id, or `None` when keys existed. Blocking.
-pub fn ensure_first_admin(meta: &Meta, token_path: &Path) -> Result<Option<KeyId>, BootstrapError> {
+pub fn ensure_first_admin(
+    meta: &Meta,
+    token_path: &Path,
+    stale: StaleToken,
+) -> Result<Option<KeyId>, BootstrapError> {
     if meta.key_count()? > 0 {
         return Ok(None);
     }
     if token_path.exists() {
-        return Err(BootstrapError::TokenFileExists(token_path.to_path_buf()));
+        if stale == StaleToken::Refuse {
+            return Err(BootstrapError::TokenFileExists(token_path.to_path_buf()));
+        }
+        let mut aside = token_path.as_os_str().to_owned();
+        aside.push(format!(".stale-{}", unix_ms_now()));
+        let aside = PathBuf::from(aside);
+        std::fs::rename(token_path, &aside).map_err(|source| BootstrapError::Write {
+            path: aside.clone(),
+            source,
+        })?;
+        tracing::warn!(
+            stale = %token_path.display(),
+            moved_to = %aside.display(),
+            "the metadata has no access keys: the old admin token belonged to an earlier \
+             metadata file and was moved aside; a new one is written"
+        );
     }
     let key = AccessKey::generate(BOOTSTRAP_KEY_NAME, Scope::Admin, unix_ms_now())?;
     let text = format!("{}\n", key.token().expose());
@@ -92,7 +121,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = Meta::open(dir.path().join("meta.redb")).expect("meta");
         let path = dir.path().join(ADMIN_TOKEN_FILE);
-        let id = ensure_first_admin(&meta, &path)
+        let id = ensure_first_admin(&meta, &path, StaleToken::Refuse)
             .expect("bootstrap")
             .expect("made");
         let text = std::fs::read_to_string(&path).expect("token file");
@@ -107,7 +136,10 @@ mod tests {
 
         // A second start changes nothing, even with the file gone.
         std::fs::remove_file(&path).expect("rm");
-        assert_eq!(ensure_first_admin(&meta, &path).expect("again"), None);
+        assert_eq!(
+            ensure_first_admin(&meta, &path, StaleToken::Refuse).expect("again"),
+            None
+        );
         assert!(!path.exists());
         assert_eq!(meta.key_count().expect("count"), 1);
     }
@@ -118,9 +150,30 @@ mod tests {
         let meta = Meta::open(dir.path().join("meta.redb")).expect("meta");
         let path = dir.path().join(ADMIN_TOKEN_FILE);
         std::fs::write(&path, "old\n").expect("write");
-        let err = ensure_first_admin(&meta, &path).expect_err("stale file");
+        let err = ensure_first_admin(&meta, &path, StaleToken::Refuse).expect_err("stale file");
         assert!(matches!(err, BootstrapError::TokenFileExists(_)), "{err}");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "old\n");
         assert_eq!(meta.key_count().expect("count"), 0);
+    }
+
+    #[test]
+    fn dev_moves_a_stale_token_file_aside_and_writes_a_new_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = Meta::open(dir.path().join("meta.redb")).expect("meta");
+        let path = dir.path().join(ADMIN_TOKEN_FILE);
+        std::fs::write(&path, "old\n").expect("write");
+        let id = ensure_first_admin(&meta, &path, StaleToken::MoveAside)
+            .expect("bootstrap")
+            .expect("a new key");
+        let token = std::fs::read_to_string(&path).expect("read");
+        assert!(token.starts_with(id.as_str()), "{token}");
+        let aside: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&format!("{ADMIN_TOKEN_FILE}.stale-")))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        let kept = std::fs::read_to_string(dir.path().join(&aside[0])).expect("read");
+        assert_eq!(kept, "old\n", "the old token is kept, not deleted");
     }
 }

@@ -88,7 +88,10 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         s3_listen: Some(args.s3_listen.unwrap_or(DEFAULT_S3_LISTEN)),
         ..ServeArgs::default()
     };
-    let config = GatewayConfig::resolve(&serve_args)?;
+    let mut config = GatewayConfig::resolve(&serve_args)?;
+    // The dev data dir is the developer's own: a new metadata file gets a new first admin
+    // token, the old one is kept aside.
+    config.replace_stale_admin_token = true;
     crate::runtime()?.block_on(run_cluster(config, node_bin, node_dirs))
 }
 

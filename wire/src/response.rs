@@ -227,7 +227,15 @@ impl Response {
             })
         } else {
             match op {
-                Op::Put | Op::PutFile => Response::Put {
+                // A PutFile succeeds with a Put answer: one success form per outcome keeps
+                // every decoded header re-encodable to its own bytes.
+                Op::PutFile => {
+                    return Err(WireError::InvalidField {
+                        field: "op",
+                        reason: "a PutFile succeeds with a Put answer",
+                    });
+                }
+                Op::Put => Response::Put {
                     length: r.u64("length")?,
                     crc32c: r.u32("crc32c")?,
                 },
@@ -363,6 +371,7 @@ fn read_info(r: &mut FrameReader<'_>) -> Result<ChunkInfo, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::PREFIX_LEN;
 
     const CHUNK_INFO_LEN: usize = 16 + 16 + 4 + 4 + 8 + 8 + 8 + 4 + 1;
 
@@ -397,6 +406,27 @@ mod tests {
         let max =
             crate::frame::PREFIX_LEN + 1 + 1 + 4 + CHUNK_INFO_LEN * MAX_LIST_LIMIT as usize + 4;
         assert!(max <= crate::frame::MAX_HEADER_LEN, "{max}");
+    }
+
+    #[test]
+    fn a_put_file_succeeds_only_as_a_put() {
+        let put = Response::Put {
+            length: 5,
+            crc32c: 6,
+        }
+        .to_vec();
+        assert_eq!(put[PREFIX_LEN], Op::Put as u8);
+        // The same success header naming PutFile (the fuzzer's find): refused, since it would
+        // re-encode as a Put.
+        let mut file = put.clone();
+        file[PREFIX_LEN] = Op::PutFile as u8;
+        let at = file.len() - 4;
+        let crc = crc32c::crc32c(&file[..at]);
+        file[at..].copy_from_slice(&crc.to_le_bytes());
+        assert!(Response::decode(&file).is_err());
+        // Errors of a PutFile name it.
+        let e = Response::Error(ErrorResponse::new(Op::PutFile, Status::DiskFull, 0, "full"));
+        assert_eq!(Response::decode(&e.to_vec()).unwrap().0, e);
     }
 
     #[test]

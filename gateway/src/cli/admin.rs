@@ -386,6 +386,16 @@ impl Client {
                 .header("Authorization", &self.bearer)
                 .call(),
         };
+        // A pooled keep-alive connection the gateway closed just as this request went out
+        // fails at once: a GET changes nothing, so it is sent once more on a new connection.
+        let sent = match sent {
+            Err(ureq::Error::Io(_)) | Err(ureq::Error::ConnectionFailed) if method == "GET" => self
+                .agent
+                .get(&url)
+                .header("Authorization", &self.bearer)
+                .call(),
+            other => other,
+        };
         let mut response = sent.with_context(|| format!("cannot reach the gateway at {url}"))?;
         let status = response.status();
         let text = response

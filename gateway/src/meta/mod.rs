@@ -13,6 +13,7 @@ mod error;
 mod files;
 mod keys;
 mod marks;
+mod moves;
 mod multipart;
 mod nodes;
 mod quarantine;
@@ -41,6 +42,7 @@ pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use error::MetaError;
 pub use files::HIDDEN_NAME_PREFIX;
 pub use marks::{CommitMark, PendingMark};
+pub use moves::{BeginOutcome, MoveRecord, MoveState, SwapOutcome};
 pub use multipart::check_completion;
 pub use quarantine::QuarantineMark;
 pub use records::{
@@ -125,6 +127,7 @@ impl Meta {
             txn.open_table(tables::QUARANTINE)?;
             txn.open_table(tables::UNACCOUNTED)?;
             txn.open_table(tables::PENDING_MARKS)?;
+            txn.open_table(tables::MOVES)?;
             buckets::create_s3_tables(txn)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
             let stored = cluster

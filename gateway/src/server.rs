@@ -176,6 +176,8 @@ pub struct RunningGateway {
     s3: Option<(SocketAddr, JoinHandle<io::Result<()>>)>,
     /// Aborts forgotten multipart uploads; stopped with the listeners.
     s3_sweep: Option<JoinHandle<()>>,
+    /// Moves parts between nodes; stopped before the cluster layer.
+    rebalancer: crate::rebalance::job::Rebalancer,
 }
 
 impl RunningGateway {
@@ -234,6 +236,7 @@ impl RunningGateway {
             Ok(Err(e)) => tracing::warn!(error = %e, "internal listener ended with an error"),
             Err(e) => tracing::warn!(error = %e, "internal listener task failed"),
         }
+        self.rebalancer.stop();
         self.cluster.shutdown().await;
         match served {
             Ok(Ok(())) => Ok(()),
@@ -340,6 +343,24 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let backups = Backups::new(meta.clone(), config.spool_dir());
     metrics.attach_backups(Arc::clone(backups.stats()));
     let periodic_backups = PeriodicBackups::start(backups.clone(), &config.backup);
+    let rebalancer = match crate::rebalance::job::Rebalancer::start(
+        meta.clone(),
+        Arc::new(cluster.clone()),
+        Arc::new(cluster.clone()),
+        config.rebalance,
+    )
+    .await
+    {
+        Ok(job) => job,
+        Err(source) => {
+            cluster.shutdown().await;
+            return Err(ServeError::Meta {
+                path: config.meta_path(),
+                source,
+            });
+        }
+    };
+    metrics.attach_rebalance(rebalancer.clone());
     let state = AppState::with_policy(
         meta,
         Arc::new(cluster.clone()),
@@ -352,7 +373,8 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         .merge(crate::http::admin_recover::router(
             crate::recovery::Recovery::new(cluster.clone()),
         ))
-        .merge(crate::http::admin_backup::router(backups));
+        .merge(crate::http::admin_backup::router(backups))
+        .merge(crate::http::admin_rebalance::router(rebalancer.clone()));
     let app = router(state.clone(), admin);
     let (stop, stopped) = oneshot::channel::<()>();
     // Both listeners stop together: the internal one when the public one's stop fires.
@@ -433,6 +455,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         internal,
         s3,
         s3_sweep,
+        rebalancer,
     })
 }
 

@@ -43,6 +43,11 @@ pub enum Endpoint {
     StartRecovery,
     /// `GET /admin/recover`: the rebuild's progress and report.
     RecoveryStatus,
+    /// `GET /admin/rebalance`: the rebalance job's progress.
+    RebalanceStatus,
+    /// `POST /admin/rebalance`, `POST /admin/rebalance/{pause,resume}`, `PATCH
+    /// /admin/rebalance`: start, pause, resume, limits.
+    ControlRebalance,
     /// `/internal/*`: the nodes' registration and heartbeats, authenticated by the cluster
     /// token (and, later, certificates on their own listener), not by access keys.
     Internal,
@@ -103,6 +108,9 @@ impl Endpoint {
             ["admin", "backup"] if post => Endpoint::Backup,
             ["admin", "recover"] if post => Endpoint::StartRecovery,
             ["admin", "recover"] if get => Endpoint::RecoveryStatus,
+            ["admin", "rebalance"] if get => Endpoint::RebalanceStatus,
+            ["admin", "rebalance"] if post || patch => Endpoint::ControlRebalance,
+            ["admin", "rebalance", "pause" | "resume"] if post => Endpoint::ControlRebalance,
             ["admin", ..] => Endpoint::UnknownAdmin,
             _ => Endpoint::Unknown,
         }
@@ -130,6 +138,8 @@ impl Endpoint {
             | Endpoint::Backup
             | Endpoint::StartRecovery
             | Endpoint::RecoveryStatus
+            | Endpoint::RebalanceStatus
+            | Endpoint::ControlRebalance
             | Endpoint::UnknownAdmin => Access::Scope(Scope::Admin),
         }
     }
@@ -382,6 +392,30 @@ mod tests {
             (
                 Method::POST,
                 "/admin/rebalance".into(),
+                Endpoint::ControlRebalance,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/rebalance".into(),
+                Endpoint::RebalanceStatus,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/rebalance/pause".into(),
+                Endpoint::ControlRebalance,
+                admin(),
+            ),
+            (
+                Method::PATCH,
+                "/admin/rebalance".into(),
+                Endpoint::ControlRebalance,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/rebalance/go".into(),
                 Endpoint::UnknownAdmin,
                 admin(),
             ),

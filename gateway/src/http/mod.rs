@@ -17,6 +17,7 @@
 pub mod admin_backup;
 pub mod admin_keys;
 pub mod admin_nodes;
+pub mod admin_rebalance;
 pub mod admin_recover;
 pub mod conn_idle;
 pub mod disposition;

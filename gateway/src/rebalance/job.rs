@@ -53,6 +53,9 @@ pub struct RebalanceSettings {
     pub grace: Duration,
 }
 
+// The threshold is checked to be a number in 0..=1 (never NaN), so equality is total.
+impl Eq for RebalanceSettings {}
+
 impl Default for RebalanceSettings {
     fn default() -> Self {
         RebalanceSettings {
@@ -253,6 +256,12 @@ pub struct Rebalancer {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Rebalancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rebalancer").finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     meta: Meta,
     store: SharedNodeClient,
@@ -320,7 +329,9 @@ impl Rebalancer {
                 paused: AtomicBool::new(false),
                 resumed: Notify::new(),
                 progress: Arc::new(Progress::default()),
-                pending: std::sync::Mutex::new(None),
+                // A run the previous process did not finish goes on: converging again moves
+                // what it had left (and nothing it already moved).
+                pending: std::sync::Mutex::new((!rolled.is_empty()).then_some(Trigger::NodeAdded)),
                 kick: Notify::new(),
                 status_meta: std::sync::Mutex::new((None, None)),
                 busy: std::sync::Mutex::new(HashMap::new()),

@@ -82,12 +82,23 @@ async fn rebalance_status(c: &TestCluster) -> Value {
     r.json().await.expect("status json")
 }
 
-/// Waits until a run started by `trigger` has finished; returns its status.
-async fn finished_run(c: &TestCluster, trigger: &str) -> Value {
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Waits until a run started by `trigger` at or after `since_ms` has finished; returns its
+/// status.
+async fn finished_run(c: &TestCluster, trigger: &str, since_ms: u64) -> Value {
     bounded(&format!("a {trigger} rebalance runs to its end"), async {
         loop {
             let s = rebalance_status(c).await;
-            if s["trigger"] == trigger && s["state"] == "idle" && s["finished_unix_ms"].is_u64() {
+            if s["trigger"] == trigger
+                && s["state"] == "idle"
+                && s["finished_unix_ms"].is_u64()
+                && s["started_unix_ms"].as_u64().unwrap_or(0) >= since_ms
+            {
                 return s;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -198,9 +209,10 @@ async fn a_seventh_node_takes_its_share_and_a_drained_node_empties_and_is_remove
     let (stop, reads, reading) = reader(&c, &files);
 
     // A seventh node: the rebalance starts by itself.
+    let since = now_ms();
     let newcomer = c.add_node();
     c.wait_nodes_up(7).await;
-    let run = finished_run(&c, "node_added").await;
+    let run = finished_run(&c, "node_added", since).await;
     assert_eq!(run["mode"], "converge", "{run}");
     assert_eq!(run["parts_failed"], 0, "{run}");
     let after = placement(&c, &files).await;
@@ -269,9 +281,10 @@ async fn a_seventh_node_takes_its_share_and_a_drained_node_empties_and_is_remove
         .to_owned();
     let on_drained = after.values().filter(|p| p.contains(&drained)).count() as u64;
     assert!(on_drained > 0);
+    let since = now_ms();
     let (ok, _, err) = admin(&c, &["nodes", "drain", &drained]);
     assert!(ok, "{err}");
-    let run = finished_run(&c, "draining").await;
+    let run = finished_run(&c, "draining", since).await;
     assert_eq!(run["mode"], "drain_only", "{run}");
     assert_eq!(
         (run["parts_done"].as_u64(), run["parts_failed"].as_u64()),
@@ -377,6 +390,7 @@ async fn kill_9_of_the_gateway_mid_move_loses_and_duplicates_nothing() {
     if let Some(mut gw) = c.gateway.take() {
         gw.kill9();
     }
+    let since = now_ms();
     c.start_gateway();
     c.wait_nodes_up(7).await;
     // Every file is whole right after the restart, with its parts on distinct nodes.
@@ -399,8 +413,12 @@ async fn kill_9_of_the_gateway_mid_move_loses_and_duplicates_nothing() {
         ),
         (Some(0), Some(4))
     );
-    let run = finished_run(&c, "node_added").await;
+    let run = finished_run(&c, "node_added", since).await;
     assert_eq!(run["parts_failed"], 0, "{run}");
+    assert!(
+        run["parts_done"].as_u64().unwrap_or(0) > 0,
+        "the run did not go on: {run}"
+    );
     let placed = placement(&c, &files).await;
     assert_eq!(
         placed.values().map(|p| p.len() as u64).sum::<u64>(),
@@ -410,6 +428,7 @@ async fn kill_9_of_the_gateway_mid_move_loses_and_duplicates_nothing() {
     // No copy is left over and no part is missing: one chunk per part on the nodes.
     chunks_settle(&c, total_parts).await;
     // A second run finds nothing to move.
+    let since = now_ms();
     let r = c
         .http
         .post(format!("{}/admin/rebalance", c.url))
@@ -418,6 +437,6 @@ async fn kill_9_of_the_gateway_mid_move_loses_and_duplicates_nothing() {
         .await
         .expect("post");
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let again = finished_run(&c, "on_demand").await;
+    let again = finished_run(&c, "on_demand", since).await;
     assert_eq!(again["parts_planned"], 0, "{again}");
 }

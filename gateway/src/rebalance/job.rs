@@ -36,6 +36,9 @@ use crate::node_client::SharedNodeClient;
 const FILE_PAGE: usize = 512;
 /// Frames queued between the source read and the target write of one move.
 const COPY_FRAMES: usize = 4;
+/// How long an interrupted run waits at start for every node to be back before it goes on
+/// with those that are.
+const RESUME_WAIT: Duration = Duration::from_secs(60);
 /// How often the job looks at the nodes (new ones, drains) and at sources due for release.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -275,6 +278,9 @@ struct Inner {
     progress: Arc<Progress>,
     /// What the next run is for (the strongest trigger seen since the last run began).
     pending: std::sync::Mutex<Option<Trigger>>,
+    /// A run the previous process did not finish is to go on once the nodes are back: a plan
+    /// made while they still count as down would move nothing.
+    resume: AtomicBool,
     kick: Notify,
     status_meta: std::sync::Mutex<(Option<Mode>, Option<&'static str>)>,
     /// Moves running per node (source and target both count).
@@ -329,9 +335,8 @@ impl Rebalancer {
                 paused: AtomicBool::new(false),
                 resumed: Notify::new(),
                 progress: Arc::new(Progress::default()),
-                // A run the previous process did not finish goes on: converging again moves
-                // what it had left (and nothing it already moved).
-                pending: std::sync::Mutex::new((!rolled.is_empty()).then_some(Trigger::NodeAdded)),
+                pending: std::sync::Mutex::new(None),
+                resume: AtomicBool::new(!rolled.is_empty()),
                 kick: Notify::new(),
                 status_meta: std::sync::Mutex::new((None, None)),
                 busy: std::sync::Mutex::new(HashMap::new()),
@@ -471,9 +476,18 @@ impl Rebalancer {
     async fn run(self) {
         let mut known: Option<HashSet<Uuid>> = None;
         let mut draining: HashSet<Uuid> = HashSet::new();
+        let resume_by = Instant::now() + RESUME_WAIT;
         loop {
             self.release_sources().await;
             let nodes = self.inner.nodes.plan_nodes();
+            // Converging again moves what the interrupted run had left, and nothing it moved.
+            if self.inner.resume.load(Ordering::Relaxed)
+                && (nodes.iter().all(|n| n.state != NodeState::Down) || Instant::now() >= resume_by)
+            {
+                self.inner.resume.store(false, Ordering::Relaxed);
+                tracing::info!("rebalance: resuming the run the previous process did not finish");
+                self.trigger(Trigger::NodeAdded);
+            }
             let ids: HashSet<Uuid> = nodes.iter().map(|n| n.id).collect();
             match &mut known {
                 // The nodes known at start are not new.
@@ -870,34 +884,45 @@ impl Rebalancer {
             .await
             .map_err(|e| format!("reading the source: {e}"))?;
         let (tx, rx) = mpsc::channel::<Bytes>(COPY_FRAMES);
-        let put = self
-            .inner
-            .store
-            .put_chunk(m.to, to_chunk, meta, Some(facts), rx);
-        tokio::pin!(put);
+        // The writer runs as its own task, so it drains the channel while the feed below waits
+        // on the rate limit or a full channel; dropped (aborted) on any early return.
+        let put = AbortOnDrop(tokio::spawn(self.inner.store.put_chunk(
+            m.to,
+            to_chunk,
+            meta,
+            Some(facts),
+            rx,
+        )));
         let mut crc = 0u32;
         let mut sent = 0u64;
-        let mut tx = Some(tx);
-        let ack = loop {
-            tokio::select! {
-                acked = &mut put => break acked.map_err(|e| format!("writing the copy: {e}"))?,
-                next = source.next(), if tx.is_some() => match next {
-                    Some(Ok(bytes)) => {
-                        self.throttle(bytes.len() as u64).await;
-                        crc = crc32c::crc32c_append(crc, &bytes);
-                        sent += bytes.len() as u64;
-                        self.inner.progress.bytes_copied.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                        let Some(sender) = &tx else { continue };
-                        if sender.send(bytes).await.is_err() {
-                            // The writer stopped: its result says why.
-                            tx = None;
-                        }
-                    }
-                    Some(Err(e)) => return Err(format!("reading the source: {e}")),
-                    None => tx = None,
-                },
+        loop {
+            let next = tokio::select! {
+                next = source.next() => next,
                 () = self.inner.shutdown.cancelled() => return Err("the gateway is stopping".into()),
+            };
+            match next {
+                Some(Ok(bytes)) => {
+                    self.throttle(bytes.len() as u64).await;
+                    crc = crc32c::crc32c_append(crc, &bytes);
+                    sent += bytes.len() as u64;
+                    self.inner
+                        .progress
+                        .bytes_copied
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    if tx.send(bytes).await.is_err() {
+                        // The writer stopped: its result says why.
+                        break;
+                    }
+                }
+                Some(Err(e)) => return Err(format!("reading the source: {e}")),
+                None => break,
             }
+        }
+        drop(tx);
+        let ack = match put.wait().await {
+            Ok(Ok(ack)) => ack,
+            Ok(Err(e)) => return Err(format!("writing the copy: {e}")),
+            Err(e) => return Err(format!("the copy's writer task: {e}")),
         };
         if sent != len || ack.length != len {
             return Err(format!(
@@ -927,6 +952,21 @@ impl Rebalancer {
             tokio::time::timeout(COMMIT_MARK_WAIT, sent).await,
             Ok(Ok(n)) if n > 0
         )
+    }
+}
+
+/// A spawned task that is aborted if dropped before it was awaited.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn wait(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -971,19 +1011,4 @@ fn stronger(a: Option<Trigger>, b: Trigger) -> Trigger {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_stronger_trigger_wins() {
-        assert_eq!(stronger(None, Trigger::Draining), Trigger::Draining);
-        assert_eq!(
-            stronger(Some(Trigger::NodeAdded), Trigger::Draining),
-            Trigger::NodeAdded
-        );
-        assert_eq!(
-            stronger(Some(Trigger::Draining), Trigger::OnDemand { force: true }),
-            Trigger::OnDemand { force: true }
-        );
-    }
-}
+mod tests;

@@ -19,7 +19,7 @@ fn nodes(count: u128) -> Vec<PlanNode> {
 }
 
 fn file_id(n: u64) -> Uuid {
-    Uuid::from_u64_pair(0x0f11_e5, n)
+    Uuid::from_u64_pair(0x000f_11e5, n)
 }
 
 /// `count` files of six parts, each at its ideal node over `nodes`.

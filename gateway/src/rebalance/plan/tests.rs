@@ -106,7 +106,7 @@ fn parts_on(files: &[PlanFile], node: &Uuid) -> usize {
 #[test]
 fn a_seventh_node_takes_about_a_seventh_of_the_parts_and_little_else_moves() {
     let six = nodes(6);
-    let mut files = placed(6_000, &six);
+    let mut files = placed(3_000, &six);
     let mut seven = six.clone();
     seven.push(node(6, 64 * GIB));
     let newcomer = seven[6].id;
@@ -134,10 +134,10 @@ fn a_seventh_node_takes_about_a_seventh_of_the_parts_and_little_else_moves() {
 #[test]
 fn a_drain_moves_every_part_off_the_node_and_nothing_else() {
     let mut seven = nodes(7);
-    let mut files = placed(3_000, &seven);
+    let mut files = placed(1_500, &seven);
     let drained = seven[2].id;
     let before = parts_on(&files, &drained);
-    assert!(before > 2_000);
+    assert!(before > 1_000);
     seven[2].state = NodeState::Draining;
     let moves = plan(&files, &seven, Mode::DrainOnly);
     assert_eq!(moves.len(), before);
@@ -150,7 +150,7 @@ fn a_drain_moves_every_part_off_the_node_and_nothing_else() {
 #[test]
 fn converging_with_a_draining_node_moves_its_parts_only() {
     let mut seven = nodes(7);
-    let mut files = placed(3_000, &seven);
+    let mut files = placed(1_500, &seven);
     let drained = seven[4].id;
     let holding: HashSet<Uuid> = files
         .iter()
@@ -174,7 +174,7 @@ fn converging_with_a_draining_node_moves_its_parts_only() {
 #[test]
 fn a_larger_node_draws_a_larger_share_and_the_result_is_stable() {
     let mut cluster = nodes(12);
-    let mut files = placed(4_000, &cluster);
+    let mut files = placed(2_000, &cluster);
     let even = parts_on(&files, &cluster[0].id) as f64;
     cluster[0].capacity *= 2;
     let moves = plan(&files, &cluster, Mode::Converge);
@@ -209,7 +209,7 @@ fn a_larger_node_draws_a_larger_share_and_the_result_is_stable() {
 fn no_two_parts_of_a_file_ever_share_a_node_and_files_end_on_their_winners() {
     for count in [7u128, 8, 9, 13] {
         let cluster = nodes(count);
-        let mut files = scrambled(1_500, &cluster);
+        let mut files = scrambled(600, &cluster);
         let moves = plan(&files, &cluster, Mode::Converge);
         assert!(!moves.is_empty());
         run_checked(&mut files, &moves);
@@ -232,7 +232,7 @@ fn planning_the_planned_result_moves_nothing_in_either_mode() {
     cluster[1].state = NodeState::Draining;
     cluster[5].state = NodeState::Draining;
     for mode in [Mode::DrainOnly, Mode::Converge] {
-        let mut files = scrambled(1_000, &cluster);
+        let mut files = scrambled(500, &cluster);
         let moves = plan(&files, &cluster, mode);
         run_checked(&mut files, &moves);
         assert!(plan(&files, &cluster, mode).is_empty(), "{mode:?}");
@@ -244,7 +244,7 @@ fn planning_the_planned_result_moves_nothing_in_either_mode() {
 #[test]
 fn parts_on_down_read_only_or_unknown_nodes_stay_and_block_their_node() {
     let mut cluster = nodes(8);
-    let files = scrambled(1_000, &cluster);
+    let files = scrambled(500, &cluster);
     cluster[0].state = NodeState::Down;
     cluster[1].state = NodeState::ReadOnly;
     let unknown = cluster.remove(2).id;

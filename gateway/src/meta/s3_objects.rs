@@ -60,9 +60,9 @@ impl Meta {
         key: &str,
         record: &ObjectRecord,
     ) -> Result<Option<ObjectRecord>, ObjectStoreError> {
-        let result = self.s3_write(|txn| put_object_in(txn, bucket, key, record));
+        let result = self.write_as(|txn| put_object_in(txn, bucket, key, record));
         if let Err(ObjectStoreError::NoSuchBucket(_)) = &result {
-            self.write(|txn| remove_files_in(txn, record.file_ids()))?;
+            self.write_as(|txn| remove_files_in(txn, record.file_ids()))?;
         }
         result
     }
@@ -73,7 +73,7 @@ impl Meta {
         bucket: &str,
         key: &str,
     ) -> Result<(ObjectRecord, Vec<FileRecord>), ObjectStoreError> {
-        self.s3_read(|txn| {
+        self.read_as(|txn| {
             let record = object_in(txn, bucket, key)?;
             let files = txn.open_table(FILES)?;
             let mut segments = Vec::with_capacity(record.segments.len());
@@ -95,13 +95,13 @@ impl Meta {
 
     /// Object `bucket`/`key` without its files.
     pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord, ObjectStoreError> {
-        self.s3_read(|txn| object_in(txn, bucket, key))
+        self.read_as(|txn| object_in(txn, bucket, key))
     }
 
     /// Removes object `bucket`/`key` and its files. Returns whether there was one; a missing
     /// bucket is an error, a missing key is not (as in S3).
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ObjectStoreError> {
-        self.s3_write(|txn| {
+        self.write_as(|txn| {
             let buckets = txn.open_table(BUCKETS)?;
             if !bucket_exists(&buckets, bucket)? {
                 return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));
@@ -131,7 +131,7 @@ impl Meta {
         bucket: &str,
         query: &ListQuery,
     ) -> Result<ListPage<ObjectRecord>, ObjectStoreError> {
-        self.s3_read(|txn| {
+        self.read_as(|txn| {
             let buckets = txn.open_table(BUCKETS)?;
             if !bucket_exists(&buckets, bucket)? {
                 return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));

@@ -8,6 +8,8 @@
 mod backup;
 mod buckets;
 mod codec;
+#[cfg(test)]
+pub mod conformance;
 mod deletes;
 mod error;
 mod files;

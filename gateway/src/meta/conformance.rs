@@ -12,10 +12,11 @@
 //! Backend-specific behaviour (file modes, schema versions on disk, reopening a file) stays in
 //! the backend's own tests.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use uuid::Uuid;
 
+use super::s3_records::MIN_PART_SIZE;
 use super::*;
 use crate::split::{SplitPolicy, plan};
 
@@ -578,13 +579,221 @@ pub async fn nodes_are_registered_and_updated(meta: &dyn MetaStore) {
     assert_eq!(meta.get_node(&unknown).await.expect("get"), None);
 }
 
+/// Commits a file of `size` bytes, as an upload would.
+async fn file(meta: &dyn MetaStore, size: u64) -> FileRecord {
+    let s = UploadSession {
+        name: "f".into(),
+        content_type: None,
+        expires_unix_ms: u64::MAX,
+        ..session(size)
+    };
+    meta.begin_session(&s).await.expect("begin");
+    meta.commit_session(&s.file_id, acks(&s), CHECKSUM.into(), size)
+        .await
+        .expect("commit")
+}
+
+/// Uploads part `n` of multipart upload `id` as a file of `size` bytes.
+async fn part(meta: &dyn MetaStore, id: &Uuid, n: u32, size: u64) -> FileRecord {
+    let f = file(meta, size).await;
+    let p = UploadedPart {
+        part_number: n,
+        file_id: f.id,
+        size,
+        etag: format!("etag{n}"),
+        last_modified_unix_ms: 1,
+    };
+    meta.put_part(id, &p).await.expect("part");
+    f
+}
+
+fn object(files: &[&FileRecord]) -> ObjectRecord {
+    ObjectRecord {
+        size: files.iter().map(|f| f.size).sum(),
+        etag: "e".into(),
+        content_type: None,
+        last_modified_unix_ms: 1,
+        segments: files
+            .iter()
+            .map(|f| Segment {
+                file_id: f.id,
+                size: f.size,
+            })
+            .collect(),
+        user_metadata: BTreeMap::new(),
+    }
+}
+
+pub async fn objects_replace_delete_and_list_with_their_files(meta: &dyn MetaStore) {
+    let a = file(meta, 10).await;
+    assert!(matches!(
+        meta.put_object("b", "k", &object(&[&a])).await,
+        Err(ObjectStoreError::NoSuchBucket(_))
+    ));
+    // The refused object's file is gone.
+    assert_eq!(meta.get_file(&a.id).await.expect("get"), None);
+    meta.create_bucket("b", 1).await.expect("bucket");
+    assert!(matches!(
+        meta.create_bucket("b", 1).await,
+        Err(ObjectStoreError::BucketExists(_))
+    ));
+    let a = file(meta, 10).await;
+    assert_eq!(
+        meta.put_object("b", "k", &object(&[&a]))
+            .await
+            .expect("put"),
+        None
+    );
+    let (got, files) = meta.get_object("b", "k").await.expect("get");
+    assert_eq!((got.size, files.len()), (10, 1));
+    // Replacing deletes the old file.
+    let b = file(meta, 20).await;
+    assert!(
+        meta.put_object("b", "k", &object(&[&b]))
+            .await
+            .expect("put")
+            .is_some()
+    );
+    assert_eq!(meta.get_file(&a.id).await.expect("get"), None);
+    assert!(matches!(
+        meta.delete_bucket("b").await,
+        Err(ObjectStoreError::BucketNotEmpty(_))
+    ));
+    let c = file(meta, 1).await;
+    meta.put_object("b", "dir/x", &object(&[&c]))
+        .await
+        .expect("put");
+    let page = meta
+        .list_objects(
+            "b",
+            &ListQuery {
+                delimiter: Some("/".into()),
+                max_keys: 10,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .expect("list");
+    let names: Vec<&str> = page.entries.iter().map(ListEntry::name).collect();
+    assert_eq!(names, ["dir/", "k"]);
+    assert!(meta.delete_object("b", "k").await.expect("delete"));
+    assert!(!meta.delete_object("b", "k").await.expect("delete again"));
+    assert_eq!(meta.get_file(&b.id).await.expect("get"), None);
+    assert!(matches!(
+        meta.get_object("b", "k").await,
+        Err(ObjectStoreError::NoSuchKey(_))
+    ));
+    meta.delete_object("b", "dir/x").await.expect("delete");
+    meta.delete_bucket("b").await.expect("empty bucket");
+    assert!(meta.list_buckets().await.expect("list").is_empty());
+}
+
+pub async fn multipart_completes_into_segments_and_aborts_clean(meta: &dyn MetaStore) {
+    meta.create_bucket("b", 1).await.expect("bucket");
+    let upload = MultipartRecord {
+        upload_id: Uuid::new_v4(),
+        bucket: "b".into(),
+        key: "big".into(),
+        content_type: None,
+        initiated_unix_ms: 5,
+        user_metadata: BTreeMap::new(),
+    };
+    meta.create_multipart(&upload).await.expect("create");
+    let id = upload.upload_id;
+    let first = part(meta, &id, 1, MIN_PART_SIZE).await;
+    let replaced = part(meta, &id, 2, 3).await;
+    let second = part(meta, &id, 2, 4).await;
+    // Re-uploading part 2 deleted the first version's file.
+    assert_eq!(meta.get_file(&replaced.id).await.expect("get"), None);
+    let unlisted = part(meta, &id, 3, 9).await;
+    let refs = [1, 2].map(|n| CompletedPartRef {
+        part_number: n,
+        etag: Some(format!("etag{n}")),
+    });
+    let object = meta
+        .complete_multipart(&id, "b", "big", &refs, 9, |parts| {
+            format!("x-{}", parts.len())
+        })
+        .await
+        .expect("complete");
+    assert_eq!(object.etag, "x-2");
+    assert_eq!(object.size, MIN_PART_SIZE + 4);
+    let (_, files) = meta.get_object("b", "big").await.expect("get");
+    assert_eq!(
+        files.iter().map(|f| f.id).collect::<Vec<_>>(),
+        [first.id, second.id]
+    );
+    assert_eq!(meta.get_file(&unlisted.id).await.expect("get"), None);
+    assert!(matches!(
+        meta.list_parts(&id).await,
+        Err(ObjectStoreError::NoSuchUpload(_))
+    ));
+    // A part arriving after the completion is refused and its file removed.
+    let late = file(meta, 2).await;
+    let p = UploadedPart {
+        part_number: 4,
+        file_id: late.id,
+        size: 2,
+        etag: "late".into(),
+        last_modified_unix_ms: 1,
+    };
+    assert!(matches!(
+        meta.put_part(&id, &p).await,
+        Err(ObjectStoreError::NoSuchUpload(_))
+    ));
+    assert_eq!(meta.get_file(&late.id).await.expect("get"), None);
+
+    // Abort removes the upload and its parts' files; the sweep finds old uploads.
+    let upload = MultipartRecord {
+        upload_id: Uuid::new_v4(),
+        ..upload
+    };
+    meta.create_multipart(&upload).await.expect("create");
+    let f = file(meta, 1).await;
+    meta.put_part(
+        &upload.upload_id,
+        &UploadedPart {
+            part_number: 1,
+            file_id: f.id,
+            size: 1,
+            etag: "e".into(),
+            last_modified_unix_ms: 1,
+        },
+    )
+    .await
+    .expect("part");
+    assert_eq!(
+        meta.multipart_started_before(6).await.expect("old"),
+        vec![upload.upload_id]
+    );
+    assert!(
+        meta.multipart_started_before(5)
+            .await
+            .expect("old")
+            .is_empty()
+    );
+    assert_eq!(
+        meta.abort_multipart(&upload.upload_id)
+            .await
+            .expect("abort"),
+        1
+    );
+    assert_eq!(meta.get_file(&f.id).await.expect("get"), None);
+    assert!(
+        meta.list_multipart_uploads("b")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
 /// Runs every case of the suite as its own `#[tokio::test]`, each on a fresh store from
 /// `$fresh` (an async fn returning `Option<Fixture>`; `None` skips).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! conformance_suite {
     ($fresh:path) => {
-        $crate::conformance_cases!($fresh; commit_turns_the_session_into_a_file, empty_file_commits_without_parts, a_mismatched_commit_changes_nothing, announced_size_must_match_at_commit, a_streamed_form_commits_the_file_inside_its_planned_bytes, commit_of_an_unknown_session_is_not_found, begin_refuses_reused_ids_and_bad_plans, abort_queues_exactly_the_session_chunks, a_commit_records_a_pending_mark_per_part_until_delivered_or_deleted, delete_file_queues_its_chunks, referenced_chunks_cover_files_and_live_sessions, pending_deletes_respects_the_limit, list_paging_returns_each_file_once_in_order, nodes_are_registered_and_updated);
+        $crate::conformance_cases!($fresh; commit_turns_the_session_into_a_file, empty_file_commits_without_parts, a_mismatched_commit_changes_nothing, announced_size_must_match_at_commit, a_streamed_form_commits_the_file_inside_its_planned_bytes, commit_of_an_unknown_session_is_not_found, begin_refuses_reused_ids_and_bad_plans, abort_queues_exactly_the_session_chunks, a_commit_records_a_pending_mark_per_part_until_delivered_or_deleted, delete_file_queues_its_chunks, referenced_chunks_cover_files_and_live_sessions, pending_deletes_respects_the_limit, objects_replace_delete_and_list_with_their_files, multipart_completes_into_segments_and_aborts_clean, list_paging_returns_each_file_once_in_order, nodes_are_registered_and_updated);
     };
 }
 

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::Cluster;
 use super::error::NodeError;
-use crate::meta::{QuarantineMark, unix_ms_now};
+use crate::meta::QuarantineMark;
 
 /// A scan deleting more than this share of a node's chunks is refused: it more likely means
 /// the metadata is missing or stale than that the node is mostly garbage. There is no
@@ -281,7 +281,13 @@ pub async fn scan_node(
         }
     }
     let ttl = cluster.config().session_ttl;
-    let orphans = tracker.observe(node, &candidates, &live_sessions, Instant::now(), ttl);
+    let orphans = tracker.observe(
+        node,
+        &candidates,
+        &live_sessions,
+        cluster.clock().now().into_std(),
+        ttl,
+    );
     let orphans: Vec<ChunkInfo> = {
         let ids: HashSet<ChunkId> = orphans.into_iter().collect();
         candidates
@@ -303,7 +309,7 @@ pub async fn scan_node(
     let plan = plan_quarantine(
         &orphans,
         &marks,
-        unix_ms_now(),
+        cluster.clock().unix_ms(),
         cluster.config().orphan_grace,
     );
     let stats = cluster.reconcile_stats();

@@ -9,6 +9,11 @@
 //! from the metadata, where the cleanup aborts what the dead process left; and time passing
 //! beyond the session TTL, after which the cleanup expires what was never finished.
 //!
+//! Stray chunks (a write whose record was lost) are put on nodes behind the metadata's back;
+//! the orphan scan (`reconcile::scan`, over the in-memory nodes' listings) must quarantine
+//! them, delete them only after the grace period, and never queue a chunk that a file or a
+//! live session references.
+//!
 //! Time is tokio's, paused (`start_paused`): the one clock ([`crate::clock::TokioClock`]) that
 //! stamps sessions and files moves only when a step moves it, so expiry is exact and every run
 //! of a seed is the same. The cleanup's own code runs: `cleanup::expire_sessions` for restarts
@@ -40,8 +45,9 @@ use uuid::Uuid;
 
 use crate::clock::{SharedClock, TokioClock};
 use crate::cluster::cleanup::{deliver_marks, drain_node, expire_sessions};
+use crate::cluster::reconcile::{OrphanTracker, ReconcileStats, ScanPorts, scan};
 use crate::download::open_body;
-use crate::meta::{FileRecord, Meta, SharedMeta};
+use crate::meta::{ChunkId, FileRecord, Meta, SharedMeta};
 use crate::metrics::Metrics;
 use crate::node_client::SharedNodeClient;
 use crate::node_client::memory::{Fault, MemoryNodes};
@@ -102,6 +108,11 @@ struct World {
     metrics: Arc<Metrics>,
     /// Committed and not deleted: id → content seed.
     expected: BTreeMap<Uuid, (u64, u64)>,
+    /// The orphan scan's memory and counters, as the cleanup keeps them.
+    tracker: OrphanTracker,
+    reconcile_stats: ReconcileStats,
+    /// Chunks put on nodes behind the metadata's back, not yet removed by the orphan scan.
+    strays: HashSet<(Uuid, ChunkId)>,
     /// Crashed uploads leak their futures (no destructor may run); kept so they stay alive.
     crashed: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     _dir: tempfile::TempDir,
@@ -109,6 +120,8 @@ struct World {
 
 /// Sessions live this long unless finished.
 const SESSION_TTL: Duration = Duration::from_secs(3600);
+/// Orphans wait this long in quarantine before the scan deletes them.
+const ORPHAN_GRACE: Duration = Duration::from_secs(600);
 
 impl World {
     fn new(seed: u64) -> World {
@@ -152,6 +165,9 @@ impl World {
             uploader,
             metrics,
             expected: BTreeMap::new(),
+            tracker: OrphanTracker::default(),
+            reconcile_stats: ReconcileStats::default(),
+            strays: HashSet::new(),
             crashed: Vec::new(),
             _dir: dir,
         }
@@ -343,6 +359,41 @@ impl World {
         }
     }
 
+    /// A node gains a chunk nothing knows of (a write whose record was lost).
+    fn stray(&mut self) {
+        let node = self.random_node();
+        let chunk_id: ChunkId = self.rng.uuid().into_bytes();
+        let len = self.rng.below(4096);
+        let meta = sixfold_wire::ChunkMeta {
+            file_id: self.rng.uuid().into_bytes(),
+            part_index: 0,
+            part_count: 1,
+            file_offset: 0,
+            length: len,
+        };
+        let bytes = Bytes::from(content(self.rng.next(), len));
+        self.store.put_stray(node, chunk_id, meta, bytes);
+        self.strays.insert((node, chunk_id));
+    }
+
+    /// The orphan scan over every node (as the cleanup runs it when a scan is due), then the
+    /// delete pass for what it queued.
+    async fn reconcile(&mut self) {
+        let ports = ScanPorts {
+            meta: self.port.as_ref(),
+            lister: &self.store,
+            clock: self.clock.as_ref(),
+            stats: &self.reconcile_stats,
+            session_ttl: SESSION_TTL,
+            orphan_grace: ORPHAN_GRACE,
+        };
+        for node in self.store.node_ids() {
+            // A down node cannot be listed: its scan fails and waits for the next round.
+            let _ = scan(&ports, &mut self.tracker, node).await;
+        }
+        self.process_deletes().await;
+    }
+
     /// The cleanup's delete and commit-mark passes over every node (what a cleanup round does
     /// for the nodes that answer).
     async fn process_deletes(&mut self) {
@@ -350,6 +401,9 @@ impl World {
             drain_node(self.port.as_ref(), self.shared.as_ref(), node).await;
             deliver_marks(self.port.as_ref(), self.shared.as_ref(), node).await;
         }
+        let store = &self.store;
+        self.strays
+            .retain(|(node, chunk)| store.chunk(*node, chunk).is_some());
     }
 
     async fn delete(&mut self) {
@@ -499,11 +553,20 @@ impl World {
                         "a chunk of a committed file is queued for deletion on {node}"
                     ));
                 }
+                if live.contains(&(node, d.chunk_id)) {
+                    self.fail(format!(
+                        "a chunk of a live upload session is queued for deletion on {node}"
+                    ));
+                }
                 queued.insert((node, d.chunk_id));
             }
         }
         for chunk in self.store.all_chunks() {
-            if !referenced.contains(&chunk) && !live.contains(&chunk) && !queued.contains(&chunk) {
+            if !referenced.contains(&chunk)
+                && !live.contains(&chunk)
+                && !queued.contains(&chunk)
+                && !self.strays.contains(&chunk)
+            {
                 self.fail(format!(
                     "chunk {:?} on node {} is accounted for by nothing",
                     chunk.1, chunk.0
@@ -519,13 +582,12 @@ impl World {
                 0..=4 => self.upload().await,
                 5..=6 => self.download().await,
                 7 => self.delete().await,
-                8 => {
-                    if self.rng.chance(50) {
-                        self.process_deletes().await
-                    } else {
-                        self.time_passes().await
-                    }
-                }
+                8 => match self.rng.below(4) {
+                    0 => self.process_deletes().await,
+                    1 => self.time_passes().await,
+                    2 => self.stray(),
+                    _ => self.reconcile().await,
+                },
                 _ => self.restart().await,
             }
             self.check();
@@ -536,6 +598,19 @@ impl World {
         self.restart().await;
         self.process_deletes().await;
         self.check();
+        // Strays are quarantined by a first scan, deleted by one after the grace period.
+        for _ in 0..2 {
+            self.reconcile().await;
+            tokio::time::advance(ORPHAN_GRACE + Duration::from_secs(1)).await;
+        }
+        self.reconcile().await;
+        self.check();
+        if !self.strays.is_empty() && self.reconcile_stats.refused() == 0 {
+            self.fail(format!(
+                "{} stray chunks outlived the orphan scan",
+                self.strays.len()
+            ));
+        }
         for node in self.store.node_ids() {
             match self.meta.pending_marks(&node, 1) {
                 Ok(left) if left.is_empty() => {}
@@ -548,7 +623,7 @@ impl World {
             .keys()
             .map(|id| self.file(id).parts.len())
             .sum();
-        if self.store.chunk_count() != kept {
+        if self.store.chunk_count() != kept + self.strays.len() {
             self.fail(format!(
                 "{} chunks stored, {kept} belong to committed files",
                 self.store.chunk_count()

@@ -51,6 +51,8 @@ pub struct RegistrationSettings {
     pub cert_path: String,
     /// Where the id of the cluster the node joined is kept; the gateway's ack may set it.
     pub cluster_id: Arc<crate::cluster_id::ClusterId>,
+    /// Called when the gateway's answer asks for a scrub pass now.
+    pub on_scrub_now: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl std::fmt::Debug for RegistrationSettings {
@@ -264,6 +266,9 @@ fn run<R, F>(
                         .clamp(MIN_HEARTBEAT, MAX_HEARTBEAT);
                     gateway_version = ack.report_version.min(REPORT_VERSION);
                     adopt_cluster_id(settings, ack.cluster_id.as_deref());
+                    if ack.scrub_now {
+                        (settings.on_scrub_now)();
+                    }
                 }
                 if phase == Phase::Register || link != Link::Registered {
                     tracing::info!(
@@ -413,6 +418,7 @@ mod tests {
             heartbeat_interval_ms: 7,
             report_version: 1,
             cluster_id: None,
+            scrub_now: false,
         };
         assert_eq!(
             classify(200, String::new(), Some(ack.clone())),
@@ -484,6 +490,7 @@ mod tests {
                 )
                 .expect("no cluster id file"),
             ),
+            on_scrub_now: Arc::new(|| {}),
         }
     }
 
@@ -561,6 +568,7 @@ mod tests {
             read_only: true,
             software: "test".into(),
             cluster_id: None,
+            scrub: None,
         }
     }
 

@@ -350,7 +350,11 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         .merge(crate::http::admin_recover::router(
             crate::recovery::Recovery::new(cluster.clone()),
         ))
-        .merge(crate::http::admin_backup::router(backups));
+        .merge(crate::http::admin_backup::router(backups))
+        .merge(crate::http::admin_scrub::router(
+            cluster.clone(),
+            state.meta().clone(),
+        ));
     let app = router(state.clone(), admin);
     let (stop, stopped) = oneshot::channel::<()>();
     // Both listeners stop together: the internal one when the public one's stop fires.

@@ -12,7 +12,7 @@
 pub mod plan;
 pub mod stream;
 
-pub use plan::{Fetch, plan_fetches};
+pub use plan::{Fetch, damaged_fetch, plan_fetches};
 pub use stream::open_body;
 
 use crate::node_client::NodeCallError;

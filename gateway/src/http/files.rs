@@ -76,6 +76,9 @@ pub struct FileMeta {
     pub created: String,
     pub checksum: String,
     pub parts: Vec<PartView>,
+    /// Set when a node found a part corrupt or unreadable: the file is not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<super::admin_scrub::DamageView>,
 }
 
 /// An entry of `GET /files`.
@@ -124,6 +127,7 @@ impl From<&FileRecord> for FileMeta {
                     stored_length: p.stored_len,
                 })
                 .collect(),
+            damaged: None,
         }
     }
 }
@@ -360,6 +364,7 @@ pub async fn download(
         }
         RangeDecision::Unsatisfiable => return Err(ApiError::unsatisfiable_range(file.size)),
     };
+    refuse_damaged(&app, &file, start, len).await?;
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_LENGTH, len)
@@ -419,6 +424,31 @@ pub async fn download(
     Ok(response)
 }
 
+/// A read of a part a node found corrupt or unreadable is refused before any header of
+/// success: `503 file_damaged`, instead of a `200` cut off where the bad block starts.
+async fn refuse_damaged(
+    app: &AppState,
+    file: &FileRecord,
+    start: u64,
+    len: u64,
+) -> Result<(), ApiError> {
+    let Some(damage) = app.meta().get_damage(&file.id).await? else {
+        return Ok(());
+    };
+    let fetches = download::plan_fetches(file, start, len);
+    let Some(fetch) = download::damaged_fetch(&fetches, &damage) else {
+        return Ok(());
+    };
+    Err(ApiError::new(
+        ErrorCode::FileDamaged,
+        format!(
+            "part {} of file {} was found corrupt or unreadable on node {}; it is not served. \
+             Replace the file from a source copy (upload it again) or delete it",
+            fetch.index, file.id, fetch.node
+        ),
+    ))
+}
+
 /// `Retry-After` of a download refused because a node it needs is down or not answering: about
 /// the time a restarted node needs to register again.
 const NODE_DOWN_RETRY_SECS: u64 = 5;
@@ -471,7 +501,14 @@ pub async fn file_meta(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw_id)?;
     let file = get_file(&app, id).await?;
-    let mut response = Json(FileMeta::from(&file)).into_response();
+    let mut meta = FileMeta::from(&file);
+    meta.damaged = app
+        .meta()
+        .get_damage(&id)
+        .await?
+        .as_ref()
+        .map(super::admin_scrub::DamageView::from);
+    let mut response = Json(meta).into_response();
     response.extensions_mut().insert(RequestSummary {
         file_id: Some(id),
         size: Some(file.size),

@@ -263,7 +263,15 @@ fn print_scrub_status(status: &ScrubStatus) {
         let pass = if n.requested { "requested" } else { pass };
         println!(
             "{:<36}  {:<9}  {:<8}  {:>15}  {:>21}  {:>5}  {:>10}  {:>9}  {}",
-            n.node_id, n.state, pass, chunks, bytes, found, n.checksum_mismatches, n.io_errors, when
+            n.node_id,
+            n.state,
+            pass,
+            chunks,
+            bytes,
+            found,
+            n.checksum_mismatches,
+            n.io_errors,
+            when
         );
     }
 }

@@ -222,7 +222,11 @@ impl Cluster {
     /// Takes a node's scrub report (report version 4): kept for `/nodes`, `/metrics` and
     /// `GET /admin/scrub`, and the files owning newly reported damaged chunks are marked
     /// damaged. A metadata failure is logged; the next heartbeat reports the chunks again.
-    pub async fn apply_scrub(&self, node: Uuid, report: Option<sixfold_wire::registration::ScrubReport>) {
+    pub async fn apply_scrub(
+        &self,
+        node: Uuid,
+        report: Option<sixfold_wire::registration::ScrubReport>,
+    ) {
         let new = self.scrub_board().update(node, report);
         if new.is_empty() {
             return;

@@ -98,7 +98,8 @@ impl ScrubBoard {
             entry.report = None;
             return Vec::new();
         };
-        let reported: Vec<ChunkDamage> = report.damaged.iter().filter_map(to_chunk_damage).collect();
+        let reported: Vec<ChunkDamage> =
+            report.damaged.iter().filter_map(to_chunk_damage).collect();
         // Chunks no longer reported (deleted, or found clean again) are forgotten.
         let still: HashSet<ChunkId> = reported.iter().map(|d| d.chunk_id).collect();
         entry.handled.retain(|c| still.contains(c));
@@ -192,7 +193,12 @@ mod tests {
             [1, 2]
         );
         assert_eq!(
-            (new[0].damage, new[0].block, new[0].found_by, new[0].found_unix_ms),
+            (
+                new[0].damage,
+                new[0].block,
+                new[0].found_by,
+                new[0].found_unix_ms
+            ),
             (DamageKind::ChecksumMismatch, Some(3), FoundBy::Scrub, 7)
         );
         board.handled(node, [1; 16]);

@@ -310,7 +310,11 @@ async fn damaged(
 }
 
 /// The per-node scrub figures and the damaged file count, in Prometheus text format.
-pub fn render_metrics(out: &mut String, nodes: &[(String, ScrubReport)], damaged_files: Option<u64>) {
+pub fn render_metrics(
+    out: &mut String,
+    nodes: &[(String, ScrubReport)],
+    damaged_files: Option<u64>,
+) {
     let families: [(&str, &str, &str, fn(&ScrubReport) -> u64); 8] = [
         (
             "sixfold_node_checksum_mismatches_total",

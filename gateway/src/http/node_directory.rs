@@ -54,7 +54,10 @@ impl NodeDirectory for Cluster {
 /// the node holds) to the `/nodes` list.
 fn add_scrub(
     nodes: &mut serde_json::Value,
-    status: &[(crate::cluster::NodeView, crate::cluster::scrub::NodeScrubStatus)],
+    status: &[(
+        crate::cluster::NodeView,
+        crate::cluster::scrub::NodeScrubStatus,
+    )],
 ) {
     let Some(list) = nodes.as_array_mut() else {
         return;

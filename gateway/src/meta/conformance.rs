@@ -636,11 +636,22 @@ pub async fn a_damaged_part_marks_its_file_until_it_is_deleted(meta: &dyn MetaSt
         .await
         .expect("mark");
     assert_eq!(outcomes, [DamageOutcome::Unreferenced]);
-    let damage = meta.get_damage(&file.id).await.expect("get").expect("marked");
+    let damage = meta
+        .get_damage(&file.id)
+        .await
+        .expect("get")
+        .expect("marked");
     assert_eq!(damage.parts.len(), 1);
     let p = &damage.parts[0];
     assert_eq!(
-        (p.index, p.node_id, p.chunk_id, p.block, p.found_unix_ms, p.marked_unix_ms),
+        (
+            p.index,
+            p.node_id,
+            p.chunk_id,
+            p.block,
+            p.found_unix_ms,
+            p.marked_unix_ms
+        ),
         (2, part.node_id, part.chunk_id, Some(1), 5, 9)
     );
     assert_eq!(meta.damaged_count().await.expect("count"), 1);

@@ -8,9 +8,9 @@
 mod backup;
 mod buckets;
 mod codec;
-mod damaged;
 #[cfg(test)]
 pub mod conformance;
+mod damaged;
 mod deletes;
 mod error;
 mod files;

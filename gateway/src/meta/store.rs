@@ -25,10 +25,10 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    BucketRecord, ChunkDamage, ChunkId, DamageOutcome, DamagedFile, CompletedPartRef, DeleteReason, FileRecord, ListPage, ListQuery, Meta,
-    MetaError, MultipartRecord, NodeRecord, NodeState, ObjectRecord, ObjectStoreError, PartRecord,
-    PendingDelete, PendingMark, QuarantineMark, Restored, UnaccountedNode, UploadSession,
-    UploadedPart,
+    BucketRecord, ChunkDamage, ChunkId, CompletedPartRef, DamageOutcome, DamagedFile, DeleteReason,
+    FileRecord, ListPage, ListQuery, Meta, MetaError, MultipartRecord, NodeRecord, NodeState,
+    ObjectRecord, ObjectStoreError, PartRecord, PendingDelete, PendingMark, QuarantineMark,
+    Restored, UnaccountedNode, UploadSession, UploadedPart,
 };
 use crate::auth::{AccessKey, KeyId};
 

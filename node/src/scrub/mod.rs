@@ -127,7 +127,14 @@ async fn run_pass(
     scrub
         .lock()
         .shard_started(shard, round, chunks, bytes, unix_ms_now());
-    tracing::info!(shard, pass = round, chunks, bytes, rate, "scrub pass started");
+    tracing::info!(
+        shard,
+        pass = round,
+        chunks,
+        bytes,
+        rate,
+        "scrub pass started"
+    );
     let start = Instant::now();
     let mut due = Duration::ZERO;
     let mut after = None;
@@ -142,10 +149,13 @@ async fn run_pass(
             let id = stat.chunk_id;
             let result = store
                 .verify_paced(id, async |n| {
-                    let (next, wait) = pace(due, start.elapsed(), n, rate);
+                    let (next, mut wait) = pace(due, start.elapsed(), n, rate);
                     due = next;
-                    if !wait.is_zero() {
-                        monoio::time::sleep(wait).await;
+                    // In slices, so that a slow rate does not hold up a stop.
+                    while !wait.is_zero() && !stopping() {
+                        let slice = wait.min(POLL);
+                        monoio::time::sleep(slice).await;
+                        wait -= slice;
                     }
                     !stopping()
                 })

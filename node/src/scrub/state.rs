@@ -429,7 +429,12 @@ mod tests {
         // Shard 1 has not started: the pass runs on.
         let pass = s.pass().unwrap();
         assert_eq!(
-            (pass.chunks_done, pass.chunks_total, pass.found, pass.ended_unix_ms),
+            (
+                pass.chunks_done,
+                pass.chunks_total,
+                pass.found,
+                pass.ended_unix_ms
+            ),
             (2, 2, 1, None)
         );
         assert!(s.running());

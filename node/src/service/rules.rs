@@ -438,7 +438,10 @@ mod tests {
     #[test]
     fn failed_reads_say_what_is_wrong_with_the_chunk() {
         assert_eq!(read_damage(&ReadError::NotFound), None);
-        assert_eq!(read_damage(&ReadError::NotComplete { durable_len: 1 }), None);
+        assert_eq!(
+            read_damage(&ReadError::NotComplete { durable_len: 1 }),
+            None
+        );
         assert_eq!(read_damage(&ReadError::BadRequest("r".into())), None);
         assert_eq!(
             read_damage(&ReadError::Corrupt("table".into())),

@@ -482,6 +482,8 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.stream_window, DEFAULT_STREAM_WINDOW);
         assert_eq!(c.io_buffers, DEFAULT_IO_BUFFERS);
+        assert_eq!(c.scrub_rate, DEFAULT_SCRUB_RATE);
+        assert_eq!(c.scrub_interval, DEFAULT_SCRUB_INTERVAL);
         assert!(c.name.ends_with(":/tmp/n1"), "{}", c.name);
         assert_eq!(c.listen_addr(1), "127.0.0.1:7001".parse().unwrap());
         assert_eq!(c.shard_dir(1), PathBuf::from("/tmp/n1/shard-1"));
@@ -508,6 +510,8 @@ mod tests {
             log_format = "json"
             stream_window = "1MiB"
             io_buffers = 8
+            scrub_rate = "0"
+            scrub_interval = "1d"
             "#,
             &["--shards", "3", "--capacity", "10GiB", "--io-buffers", "4"],
         );
@@ -523,6 +527,20 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.stream_window, 1 << 20);
         assert_eq!(c.io_buffers, 4);
+        assert_eq!(
+            (c.scrub_rate, c.scrub_interval),
+            (0, Duration::from_secs(86_400))
+        );
+        let flags = NodeConfig::resolve(&cli(&[
+            BASE,
+            &["--scrub-rate", "4MiB", "--scrub-interval", "0s"],
+        ]
+        .concat()))
+        .unwrap();
+        assert_eq!(
+            (flags.scrub_rate, flags.scrub_interval),
+            (4 << 20, Duration::ZERO)
+        );
         // Forwarded ports: shard n is advertised at the advertised base + n.
         assert_eq!(
             c.advertised_addr(2, "10.0.0.5:7102".parse().unwrap()),

@@ -309,13 +309,21 @@ async fn damaged(
     Json(DamagedList { files, next_after }).into_response()
 }
 
+/// A metric family: name, type, help, and how a node's report gives its value.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ScrubReport) -> u64,
+);
+
 /// The per-node scrub figures and the damaged file count, in Prometheus text format.
 pub fn render_metrics(
     out: &mut String,
     nodes: &[(String, ScrubReport)],
     damaged_files: Option<u64>,
 ) {
-    let families: [(&str, &str, &str, fn(&ScrubReport) -> u64); 8] = [
+    let families: [Family; 8] = [
         (
             "sixfold_node_checksum_mismatches_total",
             "counter",

@@ -683,4 +683,31 @@ mod tests {
             [(1, false, 10), (2, true, 1), (1, false, 10), (1, false, 10)]
         );
     }
+
+    #[test]
+    fn a_scrub_asked_for_in_an_ack_is_started_once() {
+        let (client, server) = test_tls();
+        let (url, seen) = fake_gateway(
+            server,
+            vec![
+                (200, r#"{"heartbeat_interval_ms":100,"report_version":4}"#),
+                (
+                    200,
+                    r#"{"heartbeat_interval_ms":100,"report_version":4,"scrub_now":true}"#,
+                ),
+            ],
+        );
+        let asked = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let count = Arc::clone(&asked);
+        let settings = RegistrationSettings {
+            on_scrub_now: Arc::new(move || {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+            ..settings(url, client)
+        };
+        let reg = Registration::start(settings, report, || {}).unwrap();
+        wait_for(&seen, 4);
+        reg.stop();
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }

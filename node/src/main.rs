@@ -110,10 +110,14 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
     let node = NodeShared::with_scrub(
         node_id,
         config.shards,
-        sixfold_node::scrub::ScrubSettings {
-            rate: config.scrub_rate,
-            interval: config.scrub_interval,
-        },
+        sixfold_node::scrub::ScrubShared::in_data_dir(
+            sixfold_node::scrub::ScrubSettings {
+                rate: config.scrub_rate,
+                interval: config.scrub_interval,
+            },
+            config.shards,
+            &config.data_dir,
+        ),
     );
     let threads = start_shards(config, &node, tls.server_config(), &tx)?;
     let bound = match wait_listening(config, &events) {

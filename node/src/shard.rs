@@ -65,12 +65,16 @@ pub struct Totals {
 impl NodeShared {
     /// A node that does not scrub (see [`NodeShared::with_scrub`]).
     pub fn new(node_id: Uuid, shards: u16) -> Arc<Self> {
-        Self::with_scrub(node_id, shards, ScrubSettings::OFF)
+        Self::with_scrub(
+            node_id,
+            shards,
+            ScrubShared::new(ScrubSettings::OFF, shards),
+        )
     }
 
-    pub fn with_scrub(node_id: Uuid, shards: u16, scrub: ScrubSettings) -> Arc<Self> {
+    pub fn with_scrub(node_id: Uuid, shards: u16, scrub: ScrubShared) -> Arc<Self> {
         Arc::new(Self {
-            scrub: ScrubShared::new(scrub, shards),
+            scrub,
             node_id,
             shards,
             capacity: AtomicU64::new(0),

@@ -10,8 +10,10 @@
 //! The decisions are pure and tested in [`state`]; this module only holds the shared state and
 //! does the I/O.
 
+pub mod last_pass;
 pub mod state;
 
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,12 +31,25 @@ const PAGE: usize = 256;
 #[derive(Debug)]
 pub struct ScrubShared {
     state: Mutex<ScrubState>,
+    /// Where the last pass's end is kept (`None`: not kept, as in tests).
+    last_pass_file: Option<PathBuf>,
 }
 
 impl ScrubShared {
     pub fn new(settings: ScrubSettings, shards: u16) -> Self {
         Self {
-            state: Mutex::new(ScrubState::new(settings, shards, unix_ms_now())),
+            state: Mutex::new(ScrubState::new(settings, shards, unix_ms_now(), None)),
+            last_pass_file: None,
+        }
+    }
+
+    /// A scrub that keeps its last pass's end in `<data_dir>/scrub_last_pass`.
+    pub fn in_data_dir(settings: ScrubSettings, shards: u16, data_dir: &std::path::Path) -> Self {
+        let file = last_pass::path(data_dir);
+        let last = last_pass::load(&file);
+        Self {
+            state: Mutex::new(ScrubState::new(settings, shards, unix_ms_now(), last)),
+            last_pass_file: Some(file),
         }
     }
 
@@ -59,10 +74,20 @@ impl ScrubShared {
     }
 
     /// What the heartbeat reports; starts the periodic pass when it is due.
+    /// Also keeps the end of a pass that finished in the data dir (this runs on the heartbeat
+    /// thread, where a small blocking write is fine).
     pub fn report(&self) -> ScrubReport {
         let mut state = self.lock();
         if state.tick(unix_ms_now()) {
             tracing::info!(pass = state.round(), "periodic scrub pass starting");
+        }
+        if let (Some(end), Some(file)) = (state.unpersisted_end(), &self.last_pass_file) {
+            match last_pass::store(file, end) {
+                Ok(()) => state.persisted(end),
+                Err(e) => {
+                    tracing::warn!(path = %file.display(), error = %e, "cannot keep the scrub's last pass end; will retry")
+                }
+            }
         }
         state.report()
     }

@@ -107,11 +107,21 @@ pub struct ScrubState {
     shards: Vec<ShardPass>,
     damaged: BTreeMap<[u8; 16], Entry>,
     damaged_dropped: u64,
+    /// The last pass end written to the data dir.
+    persisted_end: Option<u64>,
 }
 
 impl ScrubState {
-    pub fn new(settings: ScrubSettings, shards: u16, now_unix_ms: u64) -> Self {
+    /// `last_end_unix_ms`: when the last pass ended, as kept in the data dir from an earlier
+    /// run of the node, so that restarts do not put the next pass off.
+    pub fn new(
+        settings: ScrubSettings,
+        shards: u16,
+        now_unix_ms: u64,
+        last_end_unix_ms: Option<u64>,
+    ) -> Self {
         Self {
+            persisted_end: last_end_unix_ms,
             settings,
             started_unix_ms: now_unix_ms,
             checksum_mismatches: 0,
@@ -120,7 +130,7 @@ impl ScrubState {
             bytes_scrubbed: 0,
             passes: 0,
             round: 0,
-            last_end_unix_ms: None,
+            last_end_unix_ms,
             shards: vec![ShardPass::default(); usize::from(shards.max(1))],
             damaged: BTreeMap::new(),
             damaged_dropped: 0,
@@ -129,6 +139,17 @@ impl ScrubState {
 
     pub fn settings(&self) -> ScrubSettings {
         self.settings
+    }
+
+    /// The end of the last finished pass, when it is not yet written to the data dir.
+    pub fn unpersisted_end(&self) -> Option<u64> {
+        self.last_end_unix_ms
+            .filter(|&end| Some(end) != self.persisted_end)
+    }
+
+    /// `end` is written to the data dir.
+    pub fn persisted(&mut self, end: u64) {
+        self.persisted_end = Some(end);
     }
 
     /// The latest pass the shards should have run.
@@ -413,7 +434,7 @@ mod tests {
 
     #[test]
     fn a_pass_counts_what_it_finds_and_the_book_reports_it() {
-        let mut s = ScrubState::new(ON, 2, 1_000);
+        let mut s = ScrubState::new(ON, 2, 1_000, None);
         assert!(s.pass().is_none());
         assert!(s.request());
         assert!(!s.request(), "a pass already runs");
@@ -461,7 +482,7 @@ mod tests {
 
     #[test]
     fn reads_count_too_and_deleted_or_clean_chunks_leave_the_book() {
-        let mut s = ScrubState::new(ScrubSettings::OFF, 1, 0);
+        let mut s = ScrubState::new(ScrubSettings::OFF, 1, 0, None);
         s.read_failed(id(1), Damage::ChecksumMismatch, Some(0), 5);
         s.read_failed(id(1), Damage::ChecksumMismatch, Some(0), 9);
         s.read_failed(id(2), Damage::Unreadable, None, 6);
@@ -481,7 +502,7 @@ mod tests {
 
     #[test]
     fn the_book_is_bounded() {
-        let mut s = ScrubState::new(ON, 1, 0);
+        let mut s = ScrubState::new(ON, 1, 0, None);
         for n in 0..(MAX_DAMAGED_REPORTED + 3) {
             let mut raw = [0u8; 16];
             raw[..8].copy_from_slice(&(n as u64).to_be_bytes());
@@ -495,7 +516,7 @@ mod tests {
 
     #[test]
     fn periodic_passes_start_an_interval_after_the_last_one_ended() {
-        let mut s = ScrubState::new(ON, 1, 1_000);
+        let mut s = ScrubState::new(ON, 1, 1_000, None);
         assert!(!s.tick(1_000 + 3_599_999));
         assert!(s.tick(1_000 + 3_600_000));
         assert!(!s.tick(u64::MAX), "one runs");
@@ -512,9 +533,25 @@ mod tests {
             },
             1,
             0,
+            None,
         );
         assert!(!s.tick(u64::MAX));
         assert!(s.request());
+    }
+
+    #[test]
+    fn the_last_pass_end_kept_from_an_earlier_run_times_the_next_pass() {
+        // Restarted 10 s after a pass that ended at 5 000 000: due an interval after it.
+        let mut s = ScrubState::new(ON, 1, 5_010_000, Some(5_000_000));
+        assert_eq!(s.unpersisted_end(), None);
+        assert!(!s.tick(5_000_000 + 3_599_999));
+        assert!(s.tick(5_000_000 + 3_600_000));
+        s.shard_started(0, 1, 0, 0, 8_600_000);
+        assert_eq!(s.unpersisted_end(), None, "not finished");
+        s.shard_finished(0, 1, 8_700_000);
+        assert_eq!(s.unpersisted_end(), Some(8_700_000));
+        s.persisted(8_700_000);
+        assert_eq!(s.unpersisted_end(), None);
     }
 
     #[test]

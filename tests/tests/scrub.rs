@@ -165,6 +165,14 @@ async fn a_flipped_byte_is_found_by_scrub_without_a_read_and_the_file_is_damaged
         assert!(Instant::now() < deadline, "passes not finished: {status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Each node keeps when its pass ended, for the schedule over restarts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(0..6).all(|i| c.node_dir(i).join("scrub_last_pass").exists()) {
+        assert!(Instant::now() < deadline, "scrub_last_pass not written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kept = std::fs::read_to_string(c.node_dir(0).join("scrub_last_pass")).expect("read");
+    assert!(kept.starts_with("1 "), "{kept:?}");
     let metrics = metrics_text(&c).await;
     let line = format!("sixfold_node_checksum_mismatches_total{{node=\"{node_id}\"}} 1");
     assert!(

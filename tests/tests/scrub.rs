@@ -261,3 +261,67 @@ async fn a_flipped_byte_is_found_by_scrub_without_a_read_and_the_file_is_damaged
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// With the scrub off, a read that meets a bad block is what finds it: the node counts it and
+/// reports it, and the file is marked damaged from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_meets_a_bad_block_marks_the_file_damaged_when_the_scrub_is_off() {
+    let c = TestCluster::start(ClusterOptions {
+        nodes: 6,
+        gateway_config: "heartbeat_interval = \"300ms\"\n".into(),
+        node_args: ["--scrub-rate", "0"].map(String::from).to_vec(),
+    })
+    .await;
+    let len = 6 * MIB;
+    let id = upload_ok(&c, "read.bin", pattern(1600), len).await;
+    let part = meta(&c, &id).await["parts"][0].clone();
+    let node_id = part["node_id"].as_str().expect("node").to_owned();
+    let path = chunk_path(&c, &node_id, part["chunk_id"].as_str().expect("chunk")).await;
+    let file_len = std::fs::metadata(&path).expect("chunk file").len();
+    // The first byte of the body: the first block of the first part.
+    flip_byte(&path, file_len - MIB);
+
+    // The scrub is off: asking for one starts nothing.
+    let resp = c
+        .http
+        .post(format!("{}/admin/scrub", c.url))
+        .send()
+        .await
+        .expect("start scrub");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    // The bad first block is refused by its node before any header of success.
+    let (status, _, _) = download(&c, &id, None).await;
+    assert!(status.is_server_error(), "{status}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let damaged = loop {
+        if let Some(d) = meta(&c, &id).await.get("damaged") {
+            break d.clone();
+        }
+        assert!(Instant::now() < deadline, "not reported damaged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(damaged["parts"][0]["index"], 0, "{damaged}");
+    assert_eq!(damaged["parts"][0]["found_by"], "read", "{damaged}");
+    assert_eq!(damaged["parts"][0]["block"], 0, "{damaged}");
+    let resp = c
+        .http
+        .get(format!("{}/files/{id}", c.url))
+        .send()
+        .await
+        .expect("download");
+    assert_error(resp, StatusCode::SERVICE_UNAVAILABLE, "file_damaged").await;
+    let status = get_json(&c, "/admin/scrub").await;
+    for n in status["nodes"].as_array().expect("nodes") {
+        assert_eq!(n["rate"], 0, "{n}");
+        assert_eq!(n["passes"], 0, "{n}");
+        assert_eq!(n["chunks_scrubbed"], 0, "{n}");
+    }
+    let n = status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["node_id"] == node_id.as_str())
+        .expect("node")
+        .clone();
+    assert!(n["checksum_mismatches"].as_u64() >= Some(1), "{n}");
+}

@@ -378,7 +378,11 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         .merge(crate::http::admin_recover::router(
             crate::recovery::Recovery::new(cluster.clone()),
         ))
-        .merge(crate::http::admin_backup::router(backups));
+        .merge(crate::http::admin_backup::router(backups))
+        .merge(crate::http::admin_scrub::router(
+            cluster.clone(),
+            state.meta().clone(),
+        ));
     let full_app = router(state.clone(), admin);
     // With an admin listener of its own, the public one refuses the admin paths.
     let app = match admin_listener {

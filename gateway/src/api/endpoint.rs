@@ -43,6 +43,12 @@ pub enum Endpoint {
     StartRecovery,
     /// `GET /admin/recover`: the rebuild's progress and report.
     RecoveryStatus,
+    /// `POST /admin/scrub`: every node starts a scrub pass now.
+    StartScrub,
+    /// `GET /admin/scrub`: the nodes' scrub progress.
+    ScrubStatus,
+    /// `GET /admin/damaged`: files with a part found corrupt or unreadable.
+    ListDamaged,
     /// `/internal/*`: the nodes' registration and heartbeats, authenticated by the cluster
     /// token (and, later, certificates on their own listener), not by access keys.
     Internal,
@@ -103,6 +109,9 @@ impl Endpoint {
             ["admin", "backup"] if post => Endpoint::Backup,
             ["admin", "recover"] if post => Endpoint::StartRecovery,
             ["admin", "recover"] if get => Endpoint::RecoveryStatus,
+            ["admin", "scrub"] if post => Endpoint::StartScrub,
+            ["admin", "scrub"] if get => Endpoint::ScrubStatus,
+            ["admin", "damaged"] if get => Endpoint::ListDamaged,
             ["admin", ..] => Endpoint::UnknownAdmin,
             _ => Endpoint::Unknown,
         }
@@ -130,6 +139,9 @@ impl Endpoint {
             | Endpoint::Backup
             | Endpoint::StartRecovery
             | Endpoint::RecoveryStatus
+            | Endpoint::StartScrub
+            | Endpoint::ScrubStatus
+            | Endpoint::ListDamaged
             | Endpoint::UnknownAdmin => Access::Scope(Scope::Admin),
         }
     }
@@ -282,6 +294,30 @@ mod tests {
                 Method::GET,
                 "/admin/recover".into(),
                 Endpoint::RecoveryStatus,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/scrub".into(),
+                Endpoint::StartScrub,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/scrub".into(),
+                Endpoint::ScrubStatus,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/damaged".into(),
+                Endpoint::ListDamaged,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/damaged".into(),
+                Endpoint::UnknownAdmin,
                 admin(),
             ),
             (

@@ -10,6 +10,7 @@ mod buckets;
 mod codec;
 #[cfg(test)]
 pub mod conformance;
+mod damaged;
 mod deletes;
 mod error;
 mod files;
@@ -41,6 +42,7 @@ use uuid::Uuid;
 
 pub use backup::{SnapshotInfo, SnapshotReport, read_snapshot_info};
 pub use codec::{CodecError, RECORD_FORMAT_V1};
+pub use damaged::{ChunkDamage, DamageKind, DamageOutcome, DamagedFile, DamagedPart, FoundBy};
 pub use error::MetaError;
 pub use files::HIDDEN_NAME_PREFIX;
 pub use marks::{CommitMark, PendingMark};
@@ -159,6 +161,7 @@ impl Meta {
             txn.open_table(tables::QUARANTINE)?;
             txn.open_table(tables::UNACCOUNTED)?;
             txn.open_table(tables::PENDING_MARKS)?;
+            txn.open_table(tables::DAMAGED)?;
             buckets::create_s3_tables(txn)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
             let stored = cluster

@@ -300,7 +300,7 @@ pub(super) struct DeleteEntry {
 }
 
 /// Chunk ids as 32 lowercase hex digits rather than a JSON array of 16 numbers.
-mod hex16 {
+pub(super) mod hex16 {
     use serde::de::Error as _;
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -150,6 +150,20 @@ fn populated() -> Populated {
         },
     )
     .expect("part");
+    // damaged_files
+    let damaged = &part_file.parts[0];
+    meta.mark_damaged(
+        &damaged.node_id,
+        &[crate::meta::ChunkDamage {
+            chunk_id: damaged.chunk_id,
+            damage: crate::meta::DamageKind::ChecksumMismatch,
+            block: Some(0),
+            found_by: crate::meta::FoundBy::Scrub,
+            found_unix_ms: 14,
+        }],
+        15,
+    )
+    .expect("damaged");
     Populated {
         _dir: dir,
         path,

@@ -15,6 +15,7 @@ pub mod meta;
 pub mod metrics;
 pub mod node_client;
 pub mod placement;
+pub mod rebalance;
 pub mod recovery;
 pub mod s3;
 pub mod server;

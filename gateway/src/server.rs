@@ -178,6 +178,8 @@ pub struct RunningGateway {
     s3_sweep: Option<JoinHandle<()>>,
     /// The admin listener's address and task, when `admin_listen` is set.
     admin: Option<(SocketAddr, JoinHandle<io::Result<()>>)>,
+    /// Moves parts between nodes; stopped before the cluster layer.
+    rebalancer: crate::rebalance::job::Rebalancer,
 }
 
 impl RunningGateway {
@@ -248,6 +250,7 @@ impl RunningGateway {
             Ok(Err(e)) => tracing::warn!(error = %e, "internal listener ended with an error"),
             Err(e) => tracing::warn!(error = %e, "internal listener task failed"),
         }
+        self.rebalancer.stop();
         self.cluster.shutdown().await;
         match served {
             Ok(Ok(())) => Ok(()),
@@ -363,9 +366,27 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let internal_addr = internal_listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
     metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
-    let backups = Backups::new(redb, config.spool_dir());
+    let backups = Backups::new(redb.clone(), config.spool_dir());
     metrics.attach_backups(Arc::clone(backups.stats()));
     let periodic_backups = PeriodicBackups::start(backups.clone(), &config.backup);
+    let rebalancer = match crate::rebalance::job::Rebalancer::start(
+        redb.clone(),
+        Arc::new(cluster.clone()),
+        Arc::new(cluster.clone()),
+        config.rebalance,
+    )
+    .await
+    {
+        Ok(job) => job,
+        Err(source) => {
+            cluster.shutdown().await;
+            return Err(ServeError::Meta {
+                path: config.meta_path(),
+                source,
+            });
+        }
+    };
+    metrics.attach_rebalance(rebalancer.clone());
     let state = AppState::with_policy(
         meta,
         Arc::new(cluster.clone()),
@@ -382,7 +403,8 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         .merge(crate::http::admin_scrub::router(
             cluster.clone(),
             state.meta().clone(),
-        ));
+        ))
+        .merge(crate::http::admin_rebalance::router(rebalancer.clone()));
     let full_app = router(state.clone(), admin);
     // With an admin listener of its own, the public one refuses the admin paths.
     let app = match admin_listener {
@@ -495,6 +517,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         s3,
         s3_sweep,
         admin: admin_task,
+        rebalancer,
     })
 }
 

@@ -49,6 +49,11 @@ pub enum Endpoint {
     ScrubStatus,
     /// `GET /admin/damaged`: files with a part found corrupt or unreadable.
     ListDamaged,
+    /// `GET /admin/rebalance`: the rebalance job's progress.
+    RebalanceStatus,
+    /// `POST /admin/rebalance`, `POST /admin/rebalance/{pause,resume}`, `PATCH
+    /// /admin/rebalance`: start, pause, resume, limits.
+    ControlRebalance,
     /// `/internal/*`: the nodes' registration and heartbeats, authenticated by the cluster
     /// token (and, later, certificates on their own listener), not by access keys.
     Internal,
@@ -112,6 +117,9 @@ impl Endpoint {
             ["admin", "scrub"] if post => Endpoint::StartScrub,
             ["admin", "scrub"] if get => Endpoint::ScrubStatus,
             ["admin", "damaged"] if get => Endpoint::ListDamaged,
+            ["admin", "rebalance"] if get => Endpoint::RebalanceStatus,
+            ["admin", "rebalance"] if post || patch => Endpoint::ControlRebalance,
+            ["admin", "rebalance", "pause" | "resume"] if post => Endpoint::ControlRebalance,
             ["admin", ..] => Endpoint::UnknownAdmin,
             _ => Endpoint::Unknown,
         }
@@ -142,6 +150,8 @@ impl Endpoint {
             | Endpoint::StartScrub
             | Endpoint::ScrubStatus
             | Endpoint::ListDamaged
+            | Endpoint::RebalanceStatus
+            | Endpoint::ControlRebalance
             | Endpoint::UnknownAdmin => Access::Scope(Scope::Admin),
         }
     }
@@ -418,6 +428,30 @@ mod tests {
             (
                 Method::POST,
                 "/admin/rebalance".into(),
+                Endpoint::ControlRebalance,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/rebalance".into(),
+                Endpoint::RebalanceStatus,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/rebalance/pause".into(),
+                Endpoint::ControlRebalance,
+                admin(),
+            ),
+            (
+                Method::PATCH,
+                "/admin/rebalance".into(),
+                Endpoint::ControlRebalance,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/rebalance/go".into(),
                 Endpoint::UnknownAdmin,
                 admin(),
             ),

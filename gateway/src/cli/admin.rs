@@ -48,6 +48,9 @@ pub enum AdminCommand {
     /// See the nodes and set their state.
     #[command(subcommand)]
     Nodes(NodesCommand),
+    /// Move parts between nodes: start, follow, pause, resume, change the limits.
+    #[command(subcommand)]
+    Rebalance(RebalanceCommand),
     /// Write a consistent snapshot of the gateway's metadata to FILE (mode 0600: it holds
     /// every access key's secret), taken while the gateway serves. Restore: see docs/deploy.md.
     Backup {
@@ -107,6 +110,35 @@ pub enum NodesCommand {
     Remove {
         #[arg(value_name = "NODE_ID")]
         id: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RebalanceCommand {
+    /// Ask for a run: it moves parts towards their winners when the fill spread exceeds the
+    /// threshold (or with --force), else only off draining nodes.
+    Start {
+        /// Move parts towards their winners whatever the fill spread.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The job's figures; with --watch, a progress line until it is idle.
+    Status {
+        #[arg(long)]
+        watch: bool,
+    },
+    /// No new move starts (running ones finish).
+    Pause,
+    /// Moves start again.
+    Resume,
+    /// Change the rate and/or the concurrency per node, now.
+    Limits {
+        /// Bytes per second over all moves (like 10MiB), 0 = unlimited.
+        #[arg(long, value_name = "BYTES")]
+        rate: Option<String>,
+        /// Moves at once per node.
+        #[arg(long, value_name = "N")]
+        concurrency: Option<u32>,
     },
 }
 
@@ -225,7 +257,69 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             let list: serde_json::Value = client.send_json("GET", "/admin/damaged", &())?;
             println!("{list:#}");
         }
+        AdminCommand::Rebalance(command) => rebalance(&client, command)?,
     }
+    Ok(())
+}
+
+/// How often `admin rebalance status --watch` asks for progress.
+const REBALANCE_POLL: Duration = Duration::from_millis(500);
+
+fn rebalance(client: &Client, command: RebalanceCommand) -> anyhow::Result<()> {
+    use super::admin_rebalance::{progress_line, status_text};
+    use std::io::{IsTerminal, Write};
+    let status: serde_json::Value = match command {
+        RebalanceCommand::Start { force } => {
+            let s = client.send_json("POST", "/admin/rebalance", &json!({ "force": force }))?;
+            eprintln!("rebalance asked for");
+            s
+        }
+        RebalanceCommand::Pause => {
+            client.send_json("POST", "/admin/rebalance/pause", &json!({}))?
+        }
+        RebalanceCommand::Resume => {
+            client.send_json("POST", "/admin/rebalance/resume", &json!({}))?
+        }
+        RebalanceCommand::Limits { rate, concurrency } => {
+            let mut body = serde_json::Map::new();
+            if let Some(rate) = rate {
+                body.insert("rate".into(), json!(rate));
+            }
+            if let Some(c) = concurrency {
+                body.insert("concurrency".into(), json!(c));
+            }
+            if body.is_empty() {
+                bail!("give --rate, --concurrency or both");
+            }
+            client.send_json("PATCH", "/admin/rebalance", &body)?
+        }
+        RebalanceCommand::Status { watch: false } => {
+            client.send_json("GET", "/admin/rebalance", &())?
+        }
+        RebalanceCommand::Status { watch: true } => {
+            let terminal = std::io::stderr().is_terminal();
+            let mut last = String::new();
+            loop {
+                let s: serde_json::Value = client.send_json("GET", "/admin/rebalance", &())?;
+                let line = progress_line(&s, 30);
+                if terminal {
+                    eprint!("\r{line}\x1b[K");
+                    let _ = std::io::stderr().flush();
+                } else if line != last {
+                    eprintln!("{line}");
+                }
+                last = line;
+                if s["state"] == "idle" {
+                    if terminal {
+                        eprintln!();
+                    }
+                    break s;
+                }
+                std::thread::sleep(REBALANCE_POLL);
+            }
+        }
+    };
+    print!("{}", status_text(&status));
     Ok(())
 }
 

@@ -19,6 +19,7 @@ pub mod admin_backup;
 pub mod admin_edge;
 pub mod admin_keys;
 pub mod admin_nodes;
+pub mod admin_rebalance;
 pub mod admin_recover;
 pub mod admin_scrub;
 pub mod conn_idle;

@@ -16,6 +16,7 @@ mod error;
 mod files;
 mod keys;
 mod marks;
+mod moves;
 mod multipart;
 mod nodes;
 mod quarantine;
@@ -46,6 +47,7 @@ pub use damaged::{ChunkDamage, DamageKind, DamageOutcome, DamagedFile, DamagedPa
 pub use error::MetaError;
 pub use files::HIDDEN_NAME_PREFIX;
 pub use marks::{CommitMark, PendingMark};
+pub use moves::{BeginOutcome, MoveRecord, MoveState, SwapOutcome};
 pub use multipart::check_completion;
 pub use quarantine::QuarantineMark;
 pub use records::{
@@ -162,6 +164,7 @@ impl Meta {
             txn.open_table(tables::UNACCOUNTED)?;
             txn.open_table(tables::PENDING_MARKS)?;
             txn.open_table(tables::DAMAGED)?;
+            txn.open_table(tables::MOVES)?;
             buckets::create_s3_tables(txn)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
             let stored = cluster

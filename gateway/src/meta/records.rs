@@ -278,6 +278,8 @@ pub enum DeleteReason {
     FileDeleted,
     /// Found on a node without any file or session referencing it.
     Orphan,
+    /// The source of a part the rebalancer moved, after its grace period.
+    Moved,
 }
 
 /// A chunk waiting to be removed from its node.

@@ -57,6 +57,11 @@ pub(super) const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::ne
 /// it empty.
 pub(super) const DAMAGED: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("damaged_files");
 pub(super) const DAMAGED_NAME: &str = "damaged_files";
+/// Target node ‖ target chunk id -> encoded [`super::moves::MoveRecord`]: part moves of the
+/// rebalancer in progress. Added after schema version 1's first release; opening an older
+/// database creates it empty.
+pub(super) const MOVES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("moves");
+pub(super) const MOVES_NAME: &str = "moves";
 
 pub(super) const ACCESS_KEYS_NAME: &str = "access_keys";
 pub(super) const SESSIONS_NAME: &str = "sessions";
@@ -86,6 +91,7 @@ pub(super) const SNAPSHOT_TABLES: &[&dyn super::backup::SnapshotTable] = &[
     &super::buckets::PARTS,
     &super::buckets::OBJECT_IDS,
     &DAMAGED,
+    &MOVES,
 ];
 
 /// Key of a chunk on a node.

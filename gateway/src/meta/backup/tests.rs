@@ -164,6 +164,12 @@ fn populated() -> Populated {
         15,
     )
     .expect("damaged");
+    // moves (a part of the committed file being copied to a seventh node)
+    let from = file.parts[0].node_id;
+    let begun = meta
+        .begin_move(&file.id, 0, &from, &Uuid::from_u128(7), [0x3c; 16], 14)
+        .expect("begin move");
+    assert!(matches!(begun, BeginOutcome::Recorded(_)), "{begun:?}");
     Populated {
         _dir: dir,
         path,

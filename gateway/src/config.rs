@@ -210,6 +210,11 @@ pub struct ServeArgs {
     /// --tls-cert like the main API) [default: none, no S3 listener; `dev`: 127.0.0.1:9000].
     #[arg(long, value_name = "ADDR")]
     pub s3_listen: Option<SocketAddr>,
+    /// Address of a listener of its own for the admin API (`/admin/...`, the same TLS as the
+    /// main API); when set, the main listener refuses admin paths [default: none, the admin
+    /// API is on the main listener].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
     // --- Rebalancing (issue 15) ---
     /// Bytes per second the rebalancer moves over all nodes, 0 = unlimited; changeable at run
     /// time with `admin rebalance` [default: 64MiB].
@@ -274,6 +279,7 @@ struct FileConfig {
     backup_keep: Option<usize>,
     // S3
     s3_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     // Rebalancing
     rebalance_rate: Option<ByteSize>,
     rebalance_concurrency: Option<u32>,
@@ -330,6 +336,8 @@ pub struct GatewayConfig {
     // S3
     /// The S3-compatible listener; `None`: none.
     pub s3_listen: Option<SocketAddr>,
+    /// The admin API's own listener; `None`: on the main listener.
+    pub admin_listen: Option<SocketAddr>,
     /// The rebalancer's rate, concurrency, threshold and grace period.
     pub rebalance: crate::rebalance::job::RebalanceSettings,
 }
@@ -420,6 +428,7 @@ impl GatewayConfig {
         let config = GatewayConfig {
             backup,
             s3_listen: args.s3_listen.or(file.s3_listen),
+            admin_listen: args.admin_listen.or(file.admin_listen),
             rebalance: {
                 let d = crate::rebalance::job::RebalanceSettings::default();
                 crate::rebalance::job::RebalanceSettings {

@@ -24,7 +24,7 @@ use crate::http::conn_idle::ConnTimeouts;
 use crate::http::listener::{self, ListenerSettings};
 use crate::http::tls::{HANDSHAKE_TIMEOUT, TlsAcceptor};
 use crate::http::{AppState, EdgeLimits, router};
-use crate::meta::{Meta, MetaError};
+use crate::meta::{Meta, MetaError, SharedMeta};
 use crate::metrics::Metrics;
 use crate::upload::UploadSettings;
 use crate::upload::spool::clear_spool_dir;
@@ -176,6 +176,8 @@ pub struct RunningGateway {
     s3: Option<(SocketAddr, JoinHandle<io::Result<()>>)>,
     /// Aborts forgotten multipart uploads; stopped with the listeners.
     s3_sweep: Option<JoinHandle<()>>,
+    /// The admin listener's address and task, when `admin_listen` is set.
+    admin: Option<(SocketAddr, JoinHandle<io::Result<()>>)>,
     /// Moves parts between nodes; stopped before the cluster layer.
     rebalancer: crate::rebalance::job::Rebalancer,
 }
@@ -195,6 +197,11 @@ impl RunningGateway {
     /// The address of the S3 listener, if there is one.
     pub fn s3_addr(&self) -> Option<SocketAddr> {
         self.s3.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The address of the admin API's own listener, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Whether the public API is served over HTTPS.
@@ -230,6 +237,13 @@ impl RunningGateway {
         }
         if let Some(sweep) = self.s3_sweep {
             sweep.abort();
+        }
+        if let Some((_, admin)) = self.admin {
+            match admin.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "admin listener ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "admin listener task failed"),
+            }
         }
         match (&mut { self.internal }).await {
             Ok(Ok(())) => {}
@@ -273,26 +287,27 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     };
     let internal_tls = TlsAcceptor::new(tls.internal_server_config(), HANDSHAKE_TIMEOUT);
 
+    // The one clock every component of this process reads.
+    let clock = crate::clock::system();
     let meta_path = config.meta_path();
     let opening = meta_path.clone();
-    let meta = tokio::task::spawn_blocking(move || Meta::open(opening))
+    let meta_clock = clock.clone();
+    let meta = tokio::task::spawn_blocking(move || Meta::open_with_clock(opening, meta_clock))
         .await
         .map_err(|e| ServeError::Task(format!("metadata open task: {e}")))?
         .map_err(|source| ServeError::Meta {
             path: meta_path.clone(),
             source,
         })?;
-    let (bootstrap_meta, token_file) = (meta.clone(), config.admin_token_file.clone());
     let stale = if config.replace_stale_admin_token {
         crate::auth::bootstrap::StaleToken::MoveAside
     } else {
         crate::auth::bootstrap::StaleToken::Refuse
     };
-    tokio::task::spawn_blocking(move || {
-        crate::auth::bootstrap::ensure_first_admin(&bootstrap_meta, &token_file, stale)
-    })
-    .await
-    .map_err(|e| ServeError::Task(format!("first admin key task: {e}")))??;
+    let redb = meta;
+    let meta: SharedMeta = Arc::new(redb.clone());
+    crate::auth::bootstrap::ensure_first_admin(meta.as_ref(), &config.admin_token_file, stale)
+        .await?;
 
     let cluster_config = ClusterConfig {
         heartbeat_interval: config.heartbeat_interval,
@@ -306,6 +321,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         request_timeout: config.node_timeout,
         stream_window: u32::try_from(config.node_stream_window).unwrap_or(u32::MAX),
         node_max_parts: config.node_max_parts,
+        clock: clock.clone(),
         ..ClusterConfig::default()
     };
     let cluster = Cluster::start(cluster_config, meta.clone(), tls.client_config()).await?;
@@ -336,15 +352,25 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         },
         None => None,
     };
+    let admin_listener = match config.admin_listen {
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(source) => {
+                cluster.shutdown().await;
+                return Err(ServeError::Bind { addr, source });
+            }
+        },
+        None => None,
+    };
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     let internal_addr = internal_listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
     metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
-    let backups = Backups::new(meta.clone(), config.spool_dir());
+    let backups = Backups::new(redb.clone(), config.spool_dir());
     metrics.attach_backups(Arc::clone(backups.stats()));
     let periodic_backups = PeriodicBackups::start(backups.clone(), &config.backup);
     let rebalancer = match crate::rebalance::job::Rebalancer::start(
-        meta.clone(),
+        redb.clone(),
         Arc::new(cluster.clone()),
         Arc::new(cluster.clone()),
         config.rebalance,
@@ -374,8 +400,19 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
             crate::recovery::Recovery::new(cluster.clone()),
         ))
         .merge(crate::http::admin_backup::router(backups))
+        .merge(crate::http::admin_scrub::router(
+            cluster.clone(),
+            state.meta().clone(),
+        ))
         .merge(crate::http::admin_rebalance::router(rebalancer.clone()));
-    let app = router(state.clone(), admin);
+    let full_app = router(state.clone(), admin);
+    // With an admin listener of its own, the public one refuses the admin paths.
+    let app = match admin_listener {
+        Some(_) => full_app.clone().layer(axum::middleware::from_fn(
+            crate::http::admin_edge::refuse_admin,
+        )),
+        None => full_app.clone(),
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     // Both listeners stop together: the internal one when the public one's stop fires.
     let (internal_stop, internal_stopped) = tokio::sync::watch::channel(false);
@@ -383,6 +420,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let https = public_tls.is_some();
     // The S3 listener (if any) serves with the same TLS and stops with the public one.
     let (public_tls_s3, s3_stopped) = (public_tls.clone(), internal_stop.subscribe());
+    let (public_tls_admin, admin_stopped) = (public_tls.clone(), internal_stop.subscribe());
     let http_metrics = Arc::clone(&metrics);
     let http = tokio::spawn(async move {
         let served =
@@ -421,6 +459,29 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         }
         None => (None, None),
     };
+    let admin_task = match admin_listener {
+        Some(admin_listener) => {
+            let admin_addr = admin_listener.local_addr().map_err(ServeError::Http)?;
+            let admin_metrics = Arc::clone(&metrics);
+            let mut stopped = admin_stopped;
+            let task = tokio::spawn(async move {
+                listener::serve_tls(
+                    admin_listener,
+                    full_app,
+                    settings,
+                    admin_metrics,
+                    public_tls_admin,
+                    async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    },
+                )
+                .await
+            });
+            tracing::info!(admin_listen = %admin_addr, "admin API serving on its own listener");
+            Some((admin_addr, task))
+        }
+        None => None,
+    };
     let internal_app = cluster.internal_router();
     let internal = tokio::spawn(async move {
         let mut stopped = internal_stopped;
@@ -455,6 +516,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         internal,
         s3,
         s3_sweep,
+        admin: admin_task,
         rebalancer,
     })
 }

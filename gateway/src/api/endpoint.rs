@@ -43,6 +43,12 @@ pub enum Endpoint {
     StartRecovery,
     /// `GET /admin/recover`: the rebuild's progress and report.
     RecoveryStatus,
+    /// `POST /admin/scrub`: every node starts a scrub pass now.
+    StartScrub,
+    /// `GET /admin/scrub`: the nodes' scrub progress.
+    ScrubStatus,
+    /// `GET /admin/damaged`: files with a part found corrupt or unreadable.
+    ListDamaged,
     /// `GET /admin/rebalance`: the rebalance job's progress.
     RebalanceStatus,
     /// `POST /admin/rebalance`, `POST /admin/rebalance/{pause,resume}`, `PATCH
@@ -108,6 +114,9 @@ impl Endpoint {
             ["admin", "backup"] if post => Endpoint::Backup,
             ["admin", "recover"] if post => Endpoint::StartRecovery,
             ["admin", "recover"] if get => Endpoint::RecoveryStatus,
+            ["admin", "scrub"] if post => Endpoint::StartScrub,
+            ["admin", "scrub"] if get => Endpoint::ScrubStatus,
+            ["admin", "damaged"] if get => Endpoint::ListDamaged,
             ["admin", "rebalance"] if get => Endpoint::RebalanceStatus,
             ["admin", "rebalance"] if post || patch => Endpoint::ControlRebalance,
             ["admin", "rebalance", "pause" | "resume"] if post => Endpoint::ControlRebalance,
@@ -138,6 +147,9 @@ impl Endpoint {
             | Endpoint::Backup
             | Endpoint::StartRecovery
             | Endpoint::RecoveryStatus
+            | Endpoint::StartScrub
+            | Endpoint::ScrubStatus
+            | Endpoint::ListDamaged
             | Endpoint::RebalanceStatus
             | Endpoint::ControlRebalance
             | Endpoint::UnknownAdmin => Access::Scope(Scope::Admin),
@@ -292,6 +304,30 @@ mod tests {
                 Method::GET,
                 "/admin/recover".into(),
                 Endpoint::RecoveryStatus,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/scrub".into(),
+                Endpoint::StartScrub,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/scrub".into(),
+                Endpoint::ScrubStatus,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/damaged".into(),
+                Endpoint::ListDamaged,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/damaged".into(),
+                Endpoint::UnknownAdmin,
                 admin(),
             ),
             (

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sixfold_gateway::auth::Scope;
 use sixfold_gateway::http::admin_keys::{CreatedKey, KeyList};
+use sixfold_gateway::http::admin_scrub::{ScrubStarted, ScrubStatus};
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
@@ -65,6 +66,24 @@ pub enum AdminCommand {
         /// Give up waiting after this long (the rebuild goes on in the gateway).
         #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = humantime::parse_duration)]
         timeout: Duration,
+    },
+    /// The nodes' background scrub.
+    #[command(subcommand)]
+    Scrub(ScrubCommand),
+    /// Files marked damaged (a part found corrupt or unreadable), as JSON.
+    Damaged,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ScrubCommand {
+    /// Every serving node starts a scrub pass now (in its next heartbeat answer).
+    Start,
+    /// Each node's current or last pass: chunks and bytes verified of total, start, end,
+    /// damaged chunks found; and its counters.
+    Status {
+        /// Print the gateway's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -217,6 +236,27 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Backup { .. } => {} // handled above: it streams a file, not JSON
         AdminCommand::Recover { no_wait, timeout } => recover(&client, no_wait, timeout)?,
+        AdminCommand::Scrub(ScrubCommand::Start) => {
+            let started: ScrubStarted = client.send_json("POST", "/admin/scrub", &json!({}))?;
+            eprintln!(
+                "scrub pass requested on {} node(s); follow it with `admin scrub status`",
+                started.requested.len()
+            );
+        }
+        AdminCommand::Scrub(ScrubCommand::Status { json }) => {
+            let status: serde_json::Value = client.send_json("GET", "/admin/scrub", &())?;
+            if json {
+                println!("{status:#}");
+            } else {
+                let status: ScrubStatus = serde_json::from_value(status)
+                    .context("unexpected answer to GET /admin/scrub")?;
+                print_scrub_status(&status);
+            }
+        }
+        AdminCommand::Damaged => {
+            let list: serde_json::Value = client.send_json("GET", "/admin/damaged", &())?;
+            println!("{list:#}");
+        }
         AdminCommand::Rebalance(command) => rebalance(&client, command)?,
     }
     Ok(())
@@ -294,6 +334,40 @@ fn set_node_state(client: &Client, id: &str, state: &str) -> anyhow::Result<()> 
         node["state"].as_str().unwrap_or(state)
     );
     Ok(())
+}
+
+fn print_scrub_status(status: &ScrubStatus) {
+    println!(
+        "{:<36}  {:<9}  {:<8}  {:>15}  {:>21}  {:>5}  {:>10}  {:>9}  STARTED / ENDED",
+        "NODE", "STATE", "PASS", "CHUNKS", "BYTES", "FOUND", "MISMATCHES", "IO_ERRORS"
+    );
+    for n in &status.nodes {
+        let (pass, chunks, bytes, found, when) = match &n.pass {
+            Some(p) => (
+                if p.running { "running" } else { "done" },
+                format!("{}/{}", p.chunks_done, p.chunks_total),
+                format!("{}/{}", p.bytes_done, p.bytes_total),
+                p.found.to_string(),
+                format!("{} / {}", p.started, p.ended.as_deref().unwrap_or("-")),
+            ),
+            None if !n.reports => ("unknown", "-".into(), "-".into(), "-".into(), "-".into()),
+            None if n.rate == 0 => ("off", "-".into(), "-".into(), "-".into(), "-".into()),
+            None => ("none yet", "-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let pass = if n.requested { "requested" } else { pass };
+        println!(
+            "{:<36}  {:<9}  {:<8}  {:>15}  {:>21}  {:>5}  {:>10}  {:>9}  {}",
+            n.node_id,
+            n.state,
+            pass,
+            chunks,
+            bytes,
+            found,
+            n.checksum_mismatches,
+            n.io_errors,
+            when
+        );
+    }
 }
 
 /// How often `admin recover` asks for progress.

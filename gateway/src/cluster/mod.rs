@@ -5,7 +5,7 @@
 //!
 //! [`Cluster`] is the handle the HTTP layer uses; it is cheap to clone.
 
-mod cleanup;
+pub(crate) mod cleanup;
 mod config;
 mod error;
 mod health;
@@ -19,13 +19,14 @@ mod reconnect;
 mod registration;
 mod registry;
 mod rpc;
+pub mod scrub;
 mod shard;
 
 #[cfg(test)]
 mod tests;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
@@ -49,10 +50,10 @@ pub use registry::NodeView;
 pub use rpc::{ChunkReader, PutAck};
 pub use shard::shard_addr;
 
-use crate::meta::{Meta, NodeState};
+use crate::meta::{NodeState, SharedMeta};
 use crate::placement::Candidate;
 use pool::Pool;
-use registry::{Registry, ReportKind, Route, Timing, ValidReport, unix_ms};
+use registry::{Registry, ReportKind, Route, Timing, ValidReport};
 
 /// Handle on the cluster layer. Clones share one state.
 #[derive(Clone)]
@@ -62,7 +63,7 @@ pub struct Cluster {
 
 struct Inner {
     cfg: ClusterConfig,
-    meta: Meta,
+    meta: SharedMeta,
     registry: RwLock<Registry>,
     pool: Pool,
     wake: Arc<Notify>,
@@ -76,6 +77,8 @@ struct Inner {
     started_unix_ms: u64,
     /// The cluster id each node last reported keeping (report version 3).
     claims: Mutex<std::collections::HashMap<Uuid, Uuid>>,
+    /// What the nodes report of their scrub, and the operator's requests for a pass.
+    scrub: Mutex<scrub::ScrubBoard>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -97,16 +100,13 @@ impl Cluster {
     /// `sixfold/1`.
     pub async fn start(
         cfg: ClusterConfig,
-        meta: Meta,
+        meta: SharedMeta,
         tls: impl Into<Arc<rustls::ClientConfig>>,
     ) -> Result<Cluster, ClusterError> {
         cfg.validate().map_err(ClusterError::Config)?;
-        let started_unix_ms = registry::unix_ms(std::time::SystemTime::now());
+        let started_unix_ms = cfg.clock.unix_ms();
         let tls = quic_config::quic_tls(tls.into())?;
-        let loader = meta.clone();
-        let records = tokio::task::spawn_blocking(move || loader.list_nodes())
-            .await
-            .map_err(|e| ClusterError::Task(e.to_string()))??;
+        let records = meta.list_nodes().await?;
         let mut registry = Registry::new(Timing {
             down_after: cfg.down_after,
             persist_interval: cfg.persist_interval,
@@ -127,6 +127,7 @@ impl Cluster {
             reconcile: Arc::default(),
             started_unix_ms,
             claims: Mutex::default(),
+            scrub: Mutex::default(),
         });
         let tasks = vec![
             tokio::spawn(health::run(Arc::downgrade(&inner))),
@@ -176,21 +177,14 @@ impl Cluster {
              `sixfold-gateway admin recover` to rebuild it from the nodes; a node that should \
              be emptied must be wiped by hand and removed (DELETE /admin/nodes/ID)"
         );
-        let meta = self.meta().clone();
         let mark = crate::meta::UnaccountedNode {
             node_id: report.id,
             chunk_count: report.chunk_count,
             reason,
-            since_unix_ms: unix_ms(SystemTime::now()),
+            since_unix_ms: self.clock().unix_ms(),
         };
-        match tokio::task::spawn_blocking(move || meta.mark_unaccounted(&mark)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(node = %report.id, error = %e, "cannot record the unaccounted node")
-            }
-            Err(e) => {
-                tracing::error!(node = %report.id, error = %e, "cannot record the unaccounted node")
-            }
+        if let Err(e) = self.meta().mark_unaccounted(&mark).await {
+            tracing::error!(node = %report.id, error = %e, "cannot record the unaccounted node")
         }
     }
 
@@ -204,7 +198,12 @@ impl Cluster {
         &self.inner.reconcile
     }
 
-    pub(crate) fn meta(&self) -> &Meta {
+    /// The clock every deadline and stamp of the cluster layer reads.
+    pub fn clock(&self) -> &crate::clock::SharedClock {
+        &self.inner.cfg.clock
+    }
+
+    pub(crate) fn meta(&self) -> &SharedMeta {
         &self.inner.meta
     }
 
@@ -218,6 +217,89 @@ impl Cluster {
     }
 
     /// Every known node, for `GET /nodes`.
+    fn scrub_board(&self) -> std::sync::MutexGuard<'_, scrub::ScrubBoard> {
+        self.inner
+            .scrub
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a node's scrub report (report version 4): kept for `/nodes`, `/metrics` and
+    /// `GET /admin/scrub`, and the files owning newly reported damaged chunks are marked
+    /// damaged. A metadata failure is logged; the next heartbeat reports the chunks again.
+    pub async fn apply_scrub(
+        &self,
+        node: Uuid,
+        report: Option<sixfold_wire::registration::ScrubReport>,
+    ) {
+        let new = self.scrub_board().update(node, report);
+        if new.is_empty() {
+            return;
+        }
+        let now = self.clock().unix_ms();
+        match self.meta().mark_damaged(&node, &new, now).await {
+            Ok(outcomes) => {
+                let mut board = self.scrub_board();
+                for (report, outcome) in new.iter().zip(outcomes) {
+                    let chunk = scrub::ChunkHex(&report.chunk_id);
+                    match outcome {
+                        crate::meta::DamageOutcome::Marked { file_id, index } => {
+                            tracing::error!(%node, chunk = %chunk, %file_id, part = index, damage = ?report.damage, block = ?report.block, found_by = ?report.found_by, "file marked damaged: a node found one of its parts corrupt or unreadable");
+                        }
+                        crate::meta::DamageOutcome::AlreadyMarked { .. } => {}
+                        crate::meta::DamageOutcome::Unreferenced => {
+                            tracing::warn!(%node, chunk = %chunk, damage = ?report.damage, "a node reports a damaged chunk that no file references");
+                        }
+                        // Asked again with the next report.
+                        crate::meta::DamageOutcome::InUpload => continue,
+                    }
+                    board.handled(node, report.chunk_id);
+                }
+            }
+            Err(e) => {
+                tracing::error!(%node, chunks = new.len(), error = %e, "cannot mark the files of damaged chunks; will retry");
+            }
+        }
+    }
+
+    /// Asks every node that serves (up, read-only or draining, and verified) for a scrub pass,
+    /// handed over in its next heartbeat answer. Returns the nodes asked.
+    pub fn request_scrub(&self) -> Vec<Uuid> {
+        let nodes: Vec<Uuid> = self
+            .nodes()
+            .into_iter()
+            .filter(|n| matches!(n.state_name, "up" | "read_only" | "draining"))
+            .map(|n| n.id)
+            .collect();
+        self.scrub_board().request(&nodes, self.clock().unix_ms());
+        tracing::info!(nodes = nodes.len(), "scrub pass requested");
+        nodes
+    }
+
+    /// Whether the heartbeat answer to `node` asks for a scrub pass (once per request).
+    pub fn take_scrub_request(&self, node: Uuid) -> bool {
+        self.scrub_board()
+            .take_request(node, self.clock().unix_ms())
+    }
+
+    /// Every known node's scrub, with its state, for `GET /admin/scrub`.
+    pub fn scrub_status(&self) -> Vec<(NodeView, scrub::NodeScrubStatus)> {
+        let views = self.nodes();
+        let board = self.scrub_board();
+        views
+            .into_iter()
+            .map(|v| {
+                let status = board.status(v.id);
+                (v, status)
+            })
+            .collect()
+    }
+
+    /// The last scrub report of every node that sent one.
+    pub fn scrub_reports(&self) -> Vec<(Uuid, sixfold_wire::registration::ScrubReport)> {
+        self.scrub_board().reports()
+    }
+
     pub fn nodes(&self) -> Vec<NodeView> {
         self.read().views()
     }
@@ -496,15 +578,11 @@ impl Cluster {
             }
         }
         let records = self.read().records();
-        let meta = self.inner.meta.clone();
-        let persisted = tokio::task::spawn_blocking(move || {
-            records.iter().try_for_each(|r| meta.upsert_node(r))
-        })
-        .await;
-        match persisted {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "persisting nodes at shutdown failed"),
-            Err(e) => tracing::warn!(error = %e, "persisting nodes at shutdown failed"),
+        for record in &records {
+            if let Err(e) = self.meta().upsert_node(record).await {
+                tracing::warn!(error = %e, "persisting nodes at shutdown failed");
+                break;
+            }
         }
         self.inner
             .pool
@@ -596,9 +674,12 @@ impl Cluster {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(report.id, claim);
         }
-        let outcome =
-            self.write()
-                .apply_report(report, kind, Instant::now(), unix_ms(SystemTime::now()));
+        let outcome = self.write().apply_report(
+            report,
+            kind,
+            self.clock().now().into_std(),
+            self.clock().unix_ms(),
+        );
         if outcome.reconnect {
             self.inner.pool.forget_node(report.id);
         }
@@ -612,11 +693,7 @@ impl Cluster {
             match verdict {
                 Membership::Unaccounted(why) => self.mark_unaccounted(report, why).await,
                 Membership::Joins if report.cluster_id.is_none() => {
-                    let meta = self.meta().clone();
-                    let id = report.id;
-                    let flagged = tokio::task::spawn_blocking(move || meta.is_unaccounted(&id))
-                        .await
-                        .map_or(true, |r| r.unwrap_or(true));
+                    let flagged = self.meta().is_unaccounted(&report.id).await.unwrap_or(true);
                     // A node whose data is not accounted for never learns this id.
                     if !flagged {
                         tell = Some(ours);
@@ -677,11 +754,7 @@ impl Cluster {
         let Some((record, change)) = self.write().set_operator_state(&id, operator) else {
             return Ok(None);
         };
-        let meta = self.inner.meta.clone();
-        let stored = record.clone();
-        tokio::task::spawn_blocking(move || meta.upsert_node(&stored))
-            .await
-            .map_err(|e| crate::meta::MetaError::InvalidRecord(format!("metadata task: {e}")))??;
+        self.meta().upsert_node(&record).await?;
         tracing::warn!(
             node = %id,
             name = ?record.name,
@@ -712,21 +785,14 @@ impl Cluster {
         if state != "down" {
             return Err(RemoveNodeError::Serving { state });
         }
-        let meta = self.inner.meta.clone();
-        let referenced = tokio::task::spawn_blocking(move || meta.referenced_chunks(&id))
-            .await
-            .map_err(|e| RemoveNodeError::Task(e.to_string()))??
-            .len();
+        let referenced = self.meta().referenced_count(&id).await?;
         if referenced > 0 || chunks > 0 {
             return Err(RemoveNodeError::NotEmpty {
                 parts: referenced,
                 chunks,
             });
         }
-        let meta = self.inner.meta.clone();
-        tokio::task::spawn_blocking(move || meta.remove_node(&id))
-            .await
-            .map_err(|e| RemoveNodeError::Task(e.to_string()))??;
+        self.meta().remove_node(&id).await?;
         self.write().remove(&id);
         self.inner.pool.forget_node(id);
         tracing::info!(node = %id, "node removed");
@@ -756,7 +822,9 @@ impl Cluster {
                 }
             }
             Err(error) => {
-                let retry_in = self.write().probe_failed(&id, generation, Instant::now());
+                let retry_in =
+                    self.write()
+                        .probe_failed(&id, generation, self.clock().now().into_std());
                 tracing::warn!(
                     node = %id,
                     %error,
@@ -769,7 +837,7 @@ impl Cluster {
 
     /// Marks silent nodes down.
     async fn sweep(&self) {
-        let changed = self.write().sweep(Instant::now());
+        let changed = self.write().sweep(self.clock().now().into_std());
         if changed.iter().any(|t| t.to == NodeState::Down) {
             self.inner.down.send_modify(|generation| *generation += 1);
         }
@@ -786,13 +854,9 @@ impl Cluster {
     }
 
     async fn persist(&self, record: crate::meta::NodeRecord) {
-        let meta = self.inner.meta.clone();
         let id = record.id;
-        let result = tokio::task::spawn_blocking(move || meta.upsert_node(&record)).await;
-        let error = match result {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
+        let Err(error) = self.meta().upsert_node(&record).await else {
+            return;
         };
         tracing::warn!(node = %id, %error, "persisting node record failed; will retry");
         self.write().persist_failed(&id);
@@ -804,7 +868,8 @@ impl Cluster {
 
     fn due_orphan_scans(&self) -> Vec<Uuid> {
         let interval = self.inner.cfg.orphan_scan_interval;
-        self.write().take_due_orphan_scans(Instant::now(), interval)
+        self.write()
+            .take_due_orphan_scans(self.clock().now().into_std(), interval)
     }
 }
 

@@ -10,15 +10,18 @@
 //! | `POST /files/{id}/presign` | [`files::presign`] |
 //! | `GET /nodes`, `GET /health`, `GET /metrics` | [`status`] |
 //! | `POST`/`GET /admin/keys`, `DELETE /admin/keys/{id}` | [`admin_keys`] |
+//! | `POST`/`GET /admin/scrub`, `GET /admin/damaged` | [`admin_scrub`] |
 //!
 //! Every request passes [`crate::api::authorize`] first, which decides from the method and path
 //! alone what it needs.
 
 pub mod admin_backup;
+pub mod admin_edge;
 pub mod admin_keys;
 pub mod admin_nodes;
 pub mod admin_rebalance;
 pub mod admin_recover;
+pub mod admin_scrub;
 pub mod conn_idle;
 pub mod disposition;
 pub mod error;
@@ -29,6 +32,7 @@ pub mod node_directory;
 pub mod range;
 mod request_guard;
 mod request_log;
+pub mod served;
 pub mod status;
 #[cfg(test)]
 mod tests;
@@ -44,7 +48,7 @@ use uuid::Uuid;
 
 use crate::admission::{Admission, AdmissionLimits, Refused};
 use crate::auth::AuthPolicy;
-use crate::meta::{Meta, MetaError};
+use crate::meta::{MetaError, SharedMeta};
 use crate::metrics::Metrics;
 use crate::node_client::{NodeClient, SharedNodeClient};
 use crate::upload::{UploadSettings, Uploader};
@@ -76,6 +80,15 @@ impl Default for EdgeLimits {
     }
 }
 
+/// A metadata failure behind a native API request: logged, and answered as an internal error
+/// (the client can do nothing about it but retry).
+impl From<MetaError> for ApiError {
+    fn from(e: MetaError) -> Self {
+        tracing::error!(error = %e, "metadata error");
+        ApiError::internal(format!("metadata: {e}"))
+    }
+}
+
 impl From<Refused> for ApiError {
     fn from(refused: Refused) -> Self {
         let retry = refused.retry_after_secs();
@@ -94,7 +107,7 @@ pub struct AppState {
 }
 
 struct AppInner {
-    meta: Meta,
+    meta: SharedMeta,
     store: SharedNodeClient,
     directory: Arc<dyn node_directory::NodeDirectory>,
     metrics: Arc<Metrics>,
@@ -112,7 +125,7 @@ struct AppInner {
 impl AppState {
     /// `nodes` serves both the data path and the node views.
     pub fn new<N: NodeClient + node_directory::NodeDirectory>(
-        meta: Meta,
+        meta: SharedMeta,
         store: Arc<N>,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
@@ -121,7 +134,7 @@ impl AppState {
     }
 
     pub fn with_limits<N: NodeClient + node_directory::NodeDirectory>(
-        meta: Meta,
+        meta: SharedMeta,
         store: Arc<N>,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
@@ -138,7 +151,7 @@ impl AppState {
     }
 
     pub fn with_policy<N: NodeClient + node_directory::NodeDirectory>(
-        meta: Meta,
+        meta: SharedMeta,
         nodes: Arc<N>,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
@@ -165,7 +178,7 @@ impl AppState {
         }
     }
 
-    pub fn meta(&self) -> &Meta {
+    pub fn meta(&self) -> &SharedMeta {
         &self.inner.meta
     }
 
@@ -206,22 +219,6 @@ impl AppState {
 
     pub fn auth_policy(&self) -> &AuthPolicy {
         &self.inner.auth
-    }
-
-    /// Runs a metadata call on the blocking pool.
-    pub async fn with_meta<T, F>(&self, call: F) -> Result<T, ApiError>
-    where
-        F: FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
-        T: Send + 'static,
-    {
-        let meta = self.inner.meta.clone();
-        tokio::task::spawn_blocking(move || call(&meta))
-            .await
-            .map_err(|e| ApiError::internal(format!("metadata task failed: {e}")))?
-            .map_err(|e| {
-                tracing::error!(error = %e, "metadata error");
-                ApiError::internal(format!("metadata: {e}"))
-            })
     }
 }
 

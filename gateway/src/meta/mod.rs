@@ -8,6 +8,9 @@
 mod backup;
 mod buckets;
 mod codec;
+#[cfg(test)]
+pub mod conformance;
+mod damaged;
 mod deletes;
 mod error;
 mod files;
@@ -23,6 +26,7 @@ mod restored;
 mod s3_objects;
 pub mod s3_records;
 mod sessions;
+mod store;
 mod tables;
 mod unaccounted;
 
@@ -32,13 +36,14 @@ mod tests;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::clock::SharedClock;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 pub use backup::{SnapshotInfo, SnapshotReport, read_snapshot_info};
 pub use codec::{CodecError, RECORD_FORMAT_V1};
+pub use damaged::{ChunkDamage, DamageKind, DamageOutcome, DamagedFile, DamagedPart, FoundBy};
 pub use error::MetaError;
 pub use files::HIDDEN_NAME_PREFIX;
 pub use marks::{CommitMark, PendingMark};
@@ -52,9 +57,10 @@ pub use records::{
 pub use restore::Restored;
 pub use restored::{RestoredSnapshot, restored_reason};
 pub use s3_records::{
-    BucketRecord, CompletedPartRef, ListEntry, ListPage, ListQuery, MultipartRecord, ObjectRecord,
-    ObjectStoreError, Segment, UploadedPart,
+    BucketRecord, CompletedPartRef, ListEntry, ListPage, ListQuery, MultipartRecord, ObjectById,
+    ObjectRecord, ObjectStoreError, Segment, UploadedPart,
 };
+pub use store::{MetaStore, MultipartEtag, SharedMeta, TaskLost};
 pub use tables::SCHEMA_VERSION;
 pub use unaccounted::UnaccountedNode;
 
@@ -64,6 +70,8 @@ pub struct Meta {
     db: Arc<Database>,
     /// Shared by every clone: a rebuild may adopt the id the nodes keep.
     cluster_id: Arc<std::sync::RwLock<Uuid>>,
+    /// What stamps the records (commit times, queue entries).
+    clock: SharedClock,
 }
 
 impl fmt::Debug for Meta {
@@ -80,6 +88,11 @@ impl Meta {
     /// The file holds the access keys' secrets: it is created mode 0600, and a wider mode found
     /// on open is narrowed to 0600 with a warning.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MetaError> {
+        Self::open_with_clock(path, crate::clock::system())
+    }
+
+    /// [`Meta::open`], stamping records with `clock`'s time.
+    pub fn open_with_clock(path: impl AsRef<Path>, clock: SharedClock) -> Result<Self, MetaError> {
         let path = path.as_ref();
         create_private(path)?;
         let db = Database::create(path)?;
@@ -98,9 +111,32 @@ impl Meta {
                 "cannot check or narrow the mode of the metadata file, which holds access key secrets"
             ),
         }
+        let meta = Self::init(db, clock)?;
+        tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");
+        Ok(meta)
+    }
+
+    /// A metadata store that lives in memory only: for simulations and tests, which want the
+    /// real transactions and checks without a file.
+    pub fn open_in_memory() -> Result<Self, MetaError> {
+        Self::open_in_memory_with_clock(crate::clock::system())
+    }
+
+    /// [`Meta::open_in_memory`], stamping records with `clock`'s time (a simulation's).
+    pub fn open_in_memory_with_clock(clock: SharedClock) -> Result<Self, MetaError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(redb::Error::from)?;
+        Self::init(db, clock)
+    }
+
+    /// Creates the tables of a new database (or checks the schema of an old one) and loads
+    /// the cluster identity.
+    fn init(db: Database, clock: SharedClock) -> Result<Self, MetaError> {
         let meta = Meta {
             db: Arc::new(db),
             cluster_id: Arc::new(std::sync::RwLock::new(Uuid::nil())),
+            clock,
         };
         let id = meta.write(|txn| {
             let mut schema = txn.open_table(tables::SCHEMA)?;
@@ -127,6 +163,7 @@ impl Meta {
             txn.open_table(tables::QUARANTINE)?;
             txn.open_table(tables::UNACCOUNTED)?;
             txn.open_table(tables::PENDING_MARKS)?;
+            txn.open_table(tables::DAMAGED)?;
             txn.open_table(tables::MOVES)?;
             buckets::create_s3_tables(txn)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
@@ -152,7 +189,6 @@ impl Meta {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
         // A file restored from a backup: mark its nodes before anything can clean them.
         meta.adopt_restored_snapshot()?;
-        tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");
         Ok(meta)
     }
 
@@ -187,10 +223,19 @@ impl Meta {
         &self,
         body: impl FnOnce(&WriteTransaction) -> Result<T, MetaError>,
     ) -> Result<T, MetaError> {
-        let txn = self.db.begin_write()?;
+        self.write_as(body)
+    }
+
+    /// [`Meta::write`] for operations whose errors wrap [`MetaError`] (S3's): their refusals
+    /// roll the transaction back too.
+    fn write_as<T, E: From<MetaError>>(
+        &self,
+        body: impl FnOnce(&WriteTransaction) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = self.db.begin_write().map_err(MetaError::from)?;
         match body(&txn) {
             Ok(value) => {
-                txn.commit()?;
+                txn.commit().map_err(MetaError::from)?;
                 Ok(value)
             }
             Err(e) => {
@@ -207,7 +252,15 @@ impl Meta {
         &self,
         body: impl FnOnce(&ReadTransaction) -> Result<T, MetaError>,
     ) -> Result<T, MetaError> {
-        let txn = self.db.begin_read()?;
+        self.read_as(body)
+    }
+
+    /// [`Meta::read`] for operations whose errors wrap [`MetaError`].
+    fn read_as<T, E: From<MetaError>>(
+        &self,
+        body: impl FnOnce(&ReadTransaction) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = self.db.begin_read().map_err(MetaError::from)?;
         body(&txn)
     }
 }
@@ -229,9 +282,8 @@ fn create_private(path: &Path) -> Result<(), MetaError> {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
+/// Milliseconds since the Unix epoch now, by the system clock: for edges that stamp what a
+/// client sees (key creation, S3 times); the flows take their [`crate::clock::Clock`].
 pub fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    crate::clock::unix_ms(std::time::SystemTime::now())
 }

@@ -52,6 +52,11 @@ pub(super) const PENDING_MARKS: TableDefinition<&[u8; 32], &[u8]> =
 /// schema version 1: an older database simply lacks it until [`super::Meta::open`] creates it.
 pub(super) const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
 
+/// File id -> encoded [`super::DamagedFile`]: files with a part a node found corrupt or
+/// unreadable. Added after schema version 1's first release; opening an older database creates
+/// it empty.
+pub(super) const DAMAGED: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("damaged_files");
+pub(super) const DAMAGED_NAME: &str = "damaged_files";
 /// Target node ‖ target chunk id -> encoded [`super::moves::MoveRecord`]: part moves of the
 /// rebalancer in progress. Added after schema version 1's first release; opening an older
 /// database creates it empty.
@@ -84,6 +89,8 @@ pub(super) const SNAPSHOT_TABLES: &[&dyn super::backup::SnapshotTable] = &[
     &super::buckets::OBJECTS,
     &super::buckets::UPLOADS,
     &super::buckets::PARTS,
+    &super::buckets::OBJECT_IDS,
+    &DAMAGED,
     &MOVES,
 ];
 

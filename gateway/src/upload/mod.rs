@@ -43,9 +43,10 @@ pub use feed::{BodyObserver, WholeBody, checksum_hex};
 use pipeline::{FeedError, drive, start_writers};
 use spool::Spool;
 
+use crate::clock::SharedClock;
 use crate::cluster::Reservation;
 use crate::meta::{
-    AckMismatch, FileRecord, Meta, MetaError, PartRecord, PlannedPart, UploadSession, unix_ms_now,
+    AckMismatch, FileRecord, MetaError, PartRecord, PlannedPart, SharedMeta, UploadSession,
 };
 use crate::metrics::Metrics;
 use crate::node_client::{NodeCallError, SharedNodeClient};
@@ -142,13 +143,15 @@ fn session_lifetime_ms(ttl: Duration, size: u64) -> u64 {
 /// Runs uploads. Cheap to clone.
 #[derive(Clone)]
 pub struct Uploader {
-    meta: Meta,
+    meta: SharedMeta,
     store: SharedNodeClient,
     metrics: Arc<Metrics>,
     settings: Arc<UploadSettings>,
     /// Where new file ids come from: random, or a seeded sequence in the simulation, since a
     /// file's id decides its placement.
     file_ids: FileIds,
+    /// What stamps sessions (created, expires).
+    clock: SharedClock,
 }
 
 /// A source of new file ids.
@@ -165,7 +168,7 @@ struct OpenSession {
     /// Space and in-flight slots on the parts' nodes: acknowledged at commit, released when
     /// the session is dropped otherwise.
     reservation: Option<Reservation>,
-    meta: Meta,
+    meta: SharedMeta,
     store: SharedNodeClient,
 }
 
@@ -195,22 +198,21 @@ impl Drop for OpenSession {
     }
 }
 
-async fn abort_session(meta: Meta, store: SharedNodeClient, file_id: Uuid) {
-    match tokio::task::spawn_blocking(move || meta.abort_session(&file_id)).await {
-        Ok(Ok(chunks)) => {
+async fn abort_session(meta: SharedMeta, store: SharedNodeClient, file_id: Uuid) {
+    match meta.abort_session(&file_id).await {
+        Ok(chunks) => {
             tracing::debug!(%file_id, chunks = chunks.len(), "upload session aborted");
             store.wake_cleanup();
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::warn!(%file_id, error = %e, "cannot abort upload session; the cleanup will expire it");
         }
-        Err(e) => tracing::warn!(%file_id, error = %e, "abort task failed"),
     }
 }
 
 impl Uploader {
     pub fn new(
-        meta: Meta,
+        meta: SharedMeta,
         store: SharedNodeClient,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
@@ -221,7 +223,14 @@ impl Uploader {
             metrics,
             settings: Arc::new(settings),
             file_ids: Arc::new(Uuid::new_v4),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// This uploader stamping sessions with `clock` (a simulation's).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// This uploader with file ids from `source` (a seeded sequence makes placement
@@ -400,7 +409,7 @@ impl Uploader {
         let parts = PlannedPart::plan(&ranges, &nodes).ok_or_else(|| {
             UploadError::Internal("placement returned the wrong node count".into())
         })?;
-        let now = unix_ms_now();
+        let now = self.clock.unix_ms();
         let ttl_ms = session_lifetime_ms(self.settings.session_ttl, size);
         let session = UploadSession {
             file_id,
@@ -412,14 +421,7 @@ impl Uploader {
             parts,
             multipart,
         };
-        let meta = self.meta.clone();
-        let (session, stored) = tokio::task::spawn_blocking(move || {
-            let stored = meta.begin_session(&session);
-            (session, stored)
-        })
-        .await
-        .map_err(|e| UploadError::Internal(format!("metadata task: {e}")))?;
-        stored?;
+        self.meta.begin_session(&session).await?;
         Ok(OpenSession {
             file_id,
             facts: sixfold_wire::FileFacts {
@@ -464,15 +466,12 @@ impl Uploader {
                 return Err(e);
             }
         };
-        let meta = self.meta.clone();
-        let file_id = session.file_id;
-        let committed = tokio::task::spawn_blocking(move || {
-            meta.commit_session(&file_id, records, checksum, size)
-        })
-        .await
-        .map_err(|e| UploadError::Internal(format!("metadata task: {e}")));
+        let committed = self
+            .meta
+            .commit_session(&session.file_id, records, checksum, size)
+            .await;
         match committed {
-            Ok(Ok(record)) => {
+            Ok(record) => {
                 let mut session = session;
                 session.armed = false;
                 if let Some(r) = session.reservation.take() {
@@ -480,20 +479,16 @@ impl Uploader {
                 }
                 crate::commit_marks::deliver(
                     &self.store,
-                    &self.meta,
+                    self.meta.as_ref(),
                     &record,
                     crate::commit_marks::COMMIT_MARK_WAIT,
                 )
                 .await;
                 Ok(record)
             }
-            Ok(Err(e)) => {
-                session.abort().await;
-                Err(e.into())
-            }
             Err(e) => {
                 session.abort().await;
-                Err(e)
+                Err(e.into())
             }
         }
     }

@@ -123,6 +123,7 @@ fn populated() -> Populated {
                 size: file.size,
             }],
             user_metadata: Default::default(),
+            id: Some(Uuid::new_v4()),
         },
     )
     .expect("object");
@@ -149,6 +150,20 @@ fn populated() -> Populated {
         },
     )
     .expect("part");
+    // damaged_files
+    let damaged = &part_file.parts[0];
+    meta.mark_damaged(
+        &damaged.node_id,
+        &[crate::meta::ChunkDamage {
+            chunk_id: damaged.chunk_id,
+            damage: crate::meta::DamageKind::ChecksumMismatch,
+            block: Some(0),
+            found_by: crate::meta::FoundBy::Scrub,
+            found_unix_ms: 14,
+        }],
+        15,
+    )
+    .expect("damaged");
     // moves (a part of the committed file being copied to a seventh node)
     let from = file.parts[0].node_id;
     let begun = meta

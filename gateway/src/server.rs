@@ -370,7 +370,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     metrics.attach_backups(Arc::clone(backups.stats()));
     let periodic_backups = PeriodicBackups::start(backups.clone(), &config.backup);
     let rebalancer = match crate::rebalance::job::Rebalancer::start(
-        redb.clone(),
+        meta.clone(),
         Arc::new(cluster.clone()),
         Arc::new(cluster.clone()),
         config.rebalance,

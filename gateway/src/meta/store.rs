@@ -25,10 +25,11 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    BucketRecord, ChunkDamage, ChunkId, CompletedPartRef, DamageOutcome, DamagedFile, DeleteReason,
-    FileRecord, ListPage, ListQuery, Meta, MetaError, MultipartRecord, NodeRecord, NodeState,
-    ObjectById, ObjectRecord, ObjectStoreError, PartRecord, PendingDelete, PendingMark,
-    QuarantineMark, Restored, UnaccountedNode, UploadSession, UploadedPart,
+    BeginOutcome, BucketRecord, ChunkDamage, ChunkId, CompletedPartRef, DamageOutcome, DamagedFile,
+    DeleteReason, FileRecord, ListPage, ListQuery, Meta, MetaError, MoveRecord, MultipartRecord,
+    NodeRecord, NodeState, ObjectById, ObjectRecord, ObjectStoreError, PartRecord, PendingDelete,
+    PendingMark, QuarantineMark, Restored, SwapOutcome, UnaccountedNode, UploadSession,
+    UploadedPart,
 };
 use crate::auth::{AccessKey, KeyId};
 
@@ -186,6 +187,49 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<DamagedFile>, MetaError>;
     async fn damaged_count(&self) -> Result<u64, MetaError>;
+
+    // ---- part moves of the rebalancer (`moves.rs`) ----
+
+    /// Step 1 of a move: records it and protects the target chunk id, if the file still has
+    /// part `part_index` on `from_node`.
+    async fn begin_move(
+        &self,
+        file_id: &Uuid,
+        part_index: u32,
+        from_node: &Uuid,
+        to_node: &Uuid,
+        to_chunk: ChunkId,
+        now_unix_ms: u64,
+    ) -> Result<BeginOutcome, MetaError>;
+    /// In one transaction: the file names the verified copy (compare-and-swap of the part's
+    /// location), or, the file deleted or changed, the copy is queued for deletion.
+    async fn swap_move(
+        &self,
+        to_node: &Uuid,
+        to_chunk: &ChunkId,
+        mark_delivered: bool,
+        release_after_unix_ms: u64,
+        now_unix_ms: u64,
+    ) -> Result<SwapOutcome, MetaError>;
+    /// A move that failed before its swap: its copy is queued for deletion.
+    async fn abandon_move(
+        &self,
+        to_node: &Uuid,
+        to_chunk: &ChunkId,
+        now_unix_ms: u64,
+    ) -> Result<bool, MetaError>;
+    /// On start: every move still copying is rolled back.
+    async fn roll_back_unfinished_moves(
+        &self,
+        now_unix_ms: u64,
+    ) -> Result<Vec<MoveRecord>, MetaError>;
+    /// Sources of swapped moves past their grace period go to the delete queue.
+    async fn release_moved_sources(
+        &self,
+        now_unix_ms: u64,
+    ) -> Result<Vec<(Uuid, ChunkId)>, MetaError>;
+    async fn list_moves(&self) -> Result<Vec<MoveRecord>, MetaError>;
+    async fn move_count(&self) -> Result<u64, MetaError>;
 
     // ---- access keys ----
 
@@ -548,6 +592,76 @@ impl MetaStore for Meta {
 
     async fn damaged_count(&self) -> Result<u64, MetaError> {
         on_redb!(self, |m| m.damaged_count())
+    }
+
+    async fn begin_move(
+        &self,
+        file_id: &Uuid,
+        part_index: u32,
+        from_node: &Uuid,
+        to_node: &Uuid,
+        to_chunk: ChunkId,
+        now_unix_ms: u64,
+    ) -> Result<BeginOutcome, MetaError> {
+        let (file_id, from_node, to_node) = (*file_id, *from_node, *to_node);
+        on_redb!(self, |m| m.begin_move(
+            &file_id,
+            part_index,
+            &from_node,
+            &to_node,
+            to_chunk,
+            now_unix_ms
+        ))
+    }
+
+    async fn swap_move(
+        &self,
+        to_node: &Uuid,
+        to_chunk: &ChunkId,
+        mark_delivered: bool,
+        release_after_unix_ms: u64,
+        now_unix_ms: u64,
+    ) -> Result<SwapOutcome, MetaError> {
+        let (to_node, to_chunk) = (*to_node, *to_chunk);
+        on_redb!(self, |m| m.swap_move(
+            &to_node,
+            &to_chunk,
+            mark_delivered,
+            release_after_unix_ms,
+            now_unix_ms
+        ))
+    }
+
+    async fn abandon_move(
+        &self,
+        to_node: &Uuid,
+        to_chunk: &ChunkId,
+        now_unix_ms: u64,
+    ) -> Result<bool, MetaError> {
+        let (to_node, to_chunk) = (*to_node, *to_chunk);
+        on_redb!(self, |m| m.abandon_move(&to_node, &to_chunk, now_unix_ms))
+    }
+
+    async fn roll_back_unfinished_moves(
+        &self,
+        now_unix_ms: u64,
+    ) -> Result<Vec<MoveRecord>, MetaError> {
+        on_redb!(self, |m| m.roll_back_unfinished_moves(now_unix_ms))
+    }
+
+    async fn release_moved_sources(
+        &self,
+        now_unix_ms: u64,
+    ) -> Result<Vec<(Uuid, ChunkId)>, MetaError> {
+        on_redb!(self, |m| m.release_moved_sources(now_unix_ms))
+    }
+
+    async fn list_moves(&self) -> Result<Vec<MoveRecord>, MetaError> {
+        on_redb!(self, |m| m.list_moves())
+    }
+
+    async fn move_count(&self) -> Result<u64, MetaError> {
+        on_redb!(self, |m| m.move_count())
     }
 
     async fn insert_key(&self, key: &AccessKey) -> Result<(), MetaError> {

@@ -27,8 +27,8 @@ use uuid::Uuid;
 use super::plan::{self, Mode, Move, PlanFile, PlanNode, PlanPart, Trigger};
 use crate::commit_marks::{COMMIT_MARK_WAIT, wire_mark};
 use crate::meta::{
-    BeginOutcome, CommitMark, FileRecord, Meta, MetaError, NodeState, SwapOutcome, new_chunk_id,
-    unix_ms_now,
+    BeginOutcome, CommitMark, FileRecord, MetaError, NodeState, SharedMeta, SwapOutcome,
+    new_chunk_id, unix_ms_now,
 };
 use crate::node_client::SharedNodeClient;
 
@@ -266,7 +266,7 @@ impl std::fmt::Debug for Rebalancer {
 }
 
 struct Inner {
-    meta: Meta,
+    meta: SharedMeta,
     store: SharedNodeClient,
     nodes: Arc<dyn NodeSource>,
     rate: AtomicU64,
@@ -301,16 +301,12 @@ pub enum SettingsError {
 impl Rebalancer {
     /// Rolls back the moves a previous process left unfinished, then starts the job.
     pub async fn start(
-        meta: Meta,
+        meta: SharedMeta,
         store: SharedNodeClient,
         nodes: Arc<dyn NodeSource>,
         settings: RebalanceSettings,
     ) -> Result<Rebalancer, MetaError> {
-        let m = meta.clone();
-        let rolled =
-            tokio::task::spawn_blocking(move || m.roll_back_unfinished_moves(unix_ms_now()))
-                .await
-                .map_err(|e| MetaError::InvalidRecord(format!("metadata task failed: {e}")))??;
+        let rolled = meta.roll_back_unfinished_moves(unix_ms_now()).await?;
         for m in &rolled {
             tracing::warn!(
                 file_id = %m.file_id,
@@ -416,12 +412,12 @@ impl Rebalancer {
 
     /// The figures of `GET /admin/rebalance`.
     pub async fn status(&self) -> Status {
-        let meta = self.inner.meta.clone();
-        let recorded = tokio::task::spawn_blocking(move || meta.move_count())
+        let recorded = self
+            .inner
+            .meta
+            .move_count()
             .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_else(|| self.inner.progress.recorded.load(Ordering::Relaxed));
+            .unwrap_or_else(|_| self.inner.progress.recorded.load(Ordering::Relaxed));
         let p = &self.inner.progress;
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let running = p.running.load(Ordering::Relaxed);
@@ -535,19 +531,9 @@ impl Rebalancer {
         }
     }
 
-    async fn meta<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
-    ) -> Result<T, MetaError> {
-        let meta = self.inner.meta.clone();
-        tokio::task::spawn_blocking(move || f(&meta))
-            .await
-            .map_err(|e| MetaError::InvalidRecord(format!("metadata task failed: {e}")))?
-    }
-
     async fn release_sources(&self) {
         let now = unix_ms_now();
-        match self.meta(|m| m.move_count()).await {
+        match self.inner.meta.move_count().await {
             Ok(0) => {
                 self.inner.progress.recorded.store(0, Ordering::Relaxed);
                 return;
@@ -558,7 +544,7 @@ impl Rebalancer {
                 return;
             }
         }
-        match self.meta(move |m| m.release_moved_sources(now)).await {
+        match self.inner.meta.release_moved_sources(now).await {
             Ok(released) if !released.is_empty() => {
                 tracing::info!(
                     sources = released.len(),
@@ -579,7 +565,7 @@ impl Rebalancer {
         mode: Mode,
         after: Option<Uuid>,
     ) -> Result<(Vec<Move>, Option<Uuid>), MetaError> {
-        let page: Vec<FileRecord> = self.meta(move |m| m.list_files(after, FILE_PAGE)).await?;
+        let page: Vec<FileRecord> = self.inner.meta.list_files(after, FILE_PAGE).await?;
         let next = if page.len() == FILE_PAGE {
             page.last().map(|f| f.id)
         } else {
@@ -779,9 +765,9 @@ impl Rebalancer {
         let to_chunk = new_chunk_id();
         let now = unix_ms_now();
         let begun = self
-            .meta(move |meta| {
-                meta.begin_move(&m.file_id, m.part_index, &m.from, &m.to, to_chunk, now)
-            })
+            .inner
+            .meta
+            .begin_move(&m.file_id, m.part_index, &m.from, &m.to, to_chunk, now)
             .await;
         let file = match begun {
             Ok(BeginOutcome::Recorded(file)) => file,
@@ -808,18 +794,15 @@ impl Rebalancer {
                     u64::try_from(self.inner.grace.as_millis()).unwrap_or(u64::MAX),
                 );
                 let now = unix_ms_now();
-                self.meta(move |meta| {
-                    meta.swap_move(&m.to, &to_chunk, delivered, release_after, now)
-                })
-                .await
+                self.inner
+                    .meta
+                    .swap_move(&m.to, &to_chunk, delivered, release_after, now)
+                    .await
             }
             Err(why) => {
                 tracing::warn!(file_id = %m.file_id, part = m.part_index, from = %m.from, to = %m.to, error = %why, "rebalance: copy failed; the part stays where it is");
                 let now = unix_ms_now();
-                if let Err(e) = self
-                    .meta(move |meta| meta.abandon_move(&m.to, &to_chunk, now))
-                    .await
-                {
+                if let Err(e) = self.inner.meta.abandon_move(&m.to, &to_chunk, now).await {
                     tracing::warn!(error = %e, "rebalance: dropping the failed copy failed; it is rolled back at the next start");
                 }
                 self.inner.store.wake_cleanup();

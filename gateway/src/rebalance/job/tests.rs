@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::meta::{PlannedPart, UploadSession};
+use crate::meta::{Meta, PlannedPart, UploadSession};
 use crate::node_client::NodeClient;
 use crate::node_client::memory::{Fault, MemoryNodes};
 use crate::split::{SplitPolicy, plan as split};
@@ -153,7 +153,7 @@ async fn a_run_moves_parts_to_a_new_node_keeps_every_byte_and_releases_sources()
     // The seventh node fails its writes at first: those moves fail and change nothing.
     nodes.set_fault(ids[6], Fault::FailWrites);
     let job = Rebalancer::start(
-        meta.clone(),
+        Arc::new(meta.clone()),
         Arc::new(nodes.clone()),
         source.clone(),
         RebalanceSettings {
@@ -261,7 +261,7 @@ async fn pause_holds_new_moves_and_limits_change_at_run_time() {
         states: Mutex::new(HashMap::new()),
     });
     let job = Rebalancer::start(
-        meta.clone(),
+        Arc::new(meta.clone()),
         Arc::new(nodes.clone()),
         source,
         RebalanceSettings::default(),

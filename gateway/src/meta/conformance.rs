@@ -899,13 +899,117 @@ pub async fn a_damaged_part_marks_its_file_until_it_is_deleted(meta: &dyn MetaSt
     assert_eq!(meta.damaged_count().await.expect("count"), 0);
 }
 
+/// A rebalancer's move: recorded, swapped by compare-and-swap, its source released after the
+/// grace period; a move whose file went meanwhile drops its copy; unfinished moves roll back.
+pub async fn a_move_swaps_the_part_and_releases_its_source_after_the_grace(meta: &dyn MetaStore) {
+    let s = session(6 << 20);
+    meta.begin_session(&s).await.expect("begin");
+    let file = meta
+        .commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 6 << 20)
+        .await
+        .expect("commit");
+    let (src, chunk) = (file.parts[1].node_id, file.parts[1].chunk_id);
+    let target = Uuid::new_v4();
+    let copy = [0xc1; 16];
+    assert_eq!(
+        meta.begin_move(&file.id, 1, &src, &target, copy, 10)
+            .await
+            .expect("begin move"),
+        BeginOutcome::Recorded(file.clone())
+    );
+    // A part that is not where the move thinks is not moved.
+    assert!(matches!(
+        meta.begin_move(&file.id, 2, &src, &target, [0xc2; 16], 10)
+            .await
+            .expect("stale"),
+        BeginOutcome::Stale(_)
+    ));
+    assert_eq!(meta.move_count().await.expect("count"), 1);
+    assert!(
+        meta.referenced_among(&target, &[copy])
+            .await
+            .expect("refs")
+            .contains(&copy)
+    );
+    assert_eq!(
+        meta.swap_move(&target, &copy, true, 100, 20)
+            .await
+            .expect("swap"),
+        SwapOutcome::Swapped
+    );
+    let now = meta.get_file(&file.id).await.expect("get").expect("file");
+    assert_eq!(
+        (now.parts[1].node_id, now.parts[1].chunk_id),
+        (target, copy)
+    );
+    assert!(
+        meta.release_moved_sources(99)
+            .await
+            .expect("early")
+            .is_empty()
+    );
+    assert!(
+        meta.referenced_among(&src, &[chunk])
+            .await
+            .expect("refs")
+            .contains(&chunk)
+    );
+    assert_eq!(
+        meta.release_moved_sources(100).await.expect("due"),
+        vec![(src, chunk)]
+    );
+    assert_eq!(queued(meta, [src]).await, HashSet::from([(src, chunk)]));
+    assert_eq!(meta.move_count().await.expect("count"), 0);
+
+    // The file deleted during the copy: the copy is queued instead.
+    let copy2 = [0xc3; 16];
+    let (src2, target2) = (now.parts[2].node_id, Uuid::new_v4());
+    meta.begin_move(&file.id, 2, &src2, &target2, copy2, 30)
+        .await
+        .expect("begin");
+    meta.delete_file(&file.id).await.expect("delete");
+    assert!(matches!(
+        meta.swap_move(&target2, &copy2, true, 100, 40)
+            .await
+            .expect("swap"),
+        SwapOutcome::Abandoned(_)
+    ));
+    assert!(queued(meta, [target2]).await.contains(&(target2, copy2)));
+
+    // An unfinished move rolls back.
+    let t = session(6 << 20);
+    meta.begin_session(&t).await.expect("begin");
+    let other = meta
+        .commit_session(&t.file_id, acks(&t), CHECKSUM.into(), 6 << 20)
+        .await
+        .expect("commit");
+    let copy3 = [0xc4; 16];
+    meta.begin_move(&other.id, 0, &other.parts[0].node_id, &target, copy3, 50)
+        .await
+        .expect("begin");
+    assert_eq!(meta.list_moves().await.expect("list").len(), 1);
+    let rolled = meta
+        .roll_back_unfinished_moves(60)
+        .await
+        .expect("roll back");
+    assert_eq!(rolled.len(), 1);
+    assert!(queued(meta, [target]).await.contains(&(target, copy3)));
+    assert_eq!(meta.get_file(&other.id).await.expect("get"), Some(other));
+    assert!(
+        !meta
+            .abandon_move(&target, &copy3, 70)
+            .await
+            .expect("abandon")
+    );
+}
+
 /// Runs every case of the suite as its own `#[tokio::test]`, each on a fresh store from
 /// `$fresh` (an async fn returning `Option<Fixture>`; `None` skips).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! conformance_suite {
     ($fresh:path) => {
-        $crate::conformance_cases!($fresh; commit_turns_the_session_into_a_file, empty_file_commits_without_parts, a_mismatched_commit_changes_nothing, announced_size_must_match_at_commit, a_streamed_form_commits_the_file_inside_its_planned_bytes, commit_of_an_unknown_session_is_not_found, begin_refuses_reused_ids_and_bad_plans, abort_queues_exactly_the_session_chunks, a_commit_records_a_pending_mark_per_part_until_delivered_or_deleted, delete_file_queues_its_chunks, referenced_chunks_cover_files_and_live_sessions, pending_deletes_respects_the_limit, objects_replace_delete_and_list_with_their_files, multipart_completes_into_segments_and_aborts_clean, list_paging_returns_each_file_once_in_order, nodes_are_registered_and_updated, a_damaged_part_marks_its_file_until_it_is_deleted);
+        $crate::conformance_cases!($fresh; commit_turns_the_session_into_a_file, empty_file_commits_without_parts, a_mismatched_commit_changes_nothing, announced_size_must_match_at_commit, a_streamed_form_commits_the_file_inside_its_planned_bytes, commit_of_an_unknown_session_is_not_found, begin_refuses_reused_ids_and_bad_plans, abort_queues_exactly_the_session_chunks, a_commit_records_a_pending_mark_per_part_until_delivered_or_deleted, delete_file_queues_its_chunks, referenced_chunks_cover_files_and_live_sessions, pending_deletes_respects_the_limit, objects_replace_delete_and_list_with_their_files, multipart_completes_into_segments_and_aborts_clean, list_paging_returns_each_file_once_in_order, nodes_are_registered_and_updated, a_damaged_part_marks_its_file_until_it_is_deleted, a_move_swaps_the_part_and_releases_its_source_after_the_grace);
     };
 }
 

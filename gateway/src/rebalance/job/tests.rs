@@ -294,3 +294,47 @@ async fn pause_holds_new_moves_and_limits_change_at_run_time() {
     assert_eq!(s.parts_done, s.parts_planned);
     job.stop();
 }
+
+#[tokio::test]
+async fn moves_keep_to_the_rate_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = Meta::open(dir.path().join("meta.redb")).expect("open");
+    let ids: Vec<Uuid> = (1..=7).map(|n| Uuid::from_u128(0x7a7e_0000 + n)).collect();
+    let nodes = MemoryNodes::with_node_ids(ids.clone());
+    for n in 0..12 {
+        store_file(&meta, &nodes, &ids[..6], n, 6 * 64 * 1024).await;
+    }
+    let source = Arc::new(States {
+        nodes: nodes.clone(),
+        states: Mutex::new(HashMap::new()),
+    });
+    const RATE: u64 = 2 << 20;
+    let job = Rebalancer::start(
+        Arc::new(meta.clone()),
+        Arc::new(nodes.clone()),
+        source,
+        RebalanceSettings {
+            rate: RATE,
+            concurrency: 4,
+            threshold: 0.05,
+            grace: Duration::from_secs(3600),
+        },
+    )
+    .await
+    .expect("start");
+    let t0 = unix_ms_now();
+    let started = Instant::now();
+    job.trigger(Trigger::NodeAdded);
+    let s = wait_idle(&job, t0).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(s.bytes_done > 0, "{s:?}");
+    // A ratio, not a speed: the bytes moved over the time taken stay within the limit (plus
+    // the tenth of a second of credit the pacing allows). A slow machine only lowers it.
+    let ratio = s.bytes_done as f64 / elapsed / RATE as f64;
+    let allowance = 1.0 + (RATE as f64 / 10.0) / s.bytes_done as f64;
+    assert!(
+        ratio <= 1.05 * allowance,
+        "moved at {ratio:.2} times the limit"
+    );
+    job.stop();
+}

@@ -66,7 +66,7 @@ pub(super) type RawRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// A table a snapshot copies, whatever its key and value types, so that every table fits in one
 /// list.
-pub(super) trait SnapshotTable {
+pub(crate) trait SnapshotTable {
     fn table_name(&self) -> &str;
     /// Copies every record of this table in `from` into `to` (batches of [`COPY_BATCH`]
     /// records, each its own write transaction); returns how many. A table `from` lacks is

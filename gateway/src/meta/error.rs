@@ -39,10 +39,14 @@ pub enum MetaError {
     /// redb failed (I/O, corruption, database locked by another process, ...).
     #[error("metadata storage: {0}")]
     Storage(#[from] redb::Error),
+    /// PostgreSQL failed (connection, pool, query, or a transaction that kept meeting
+    /// serialization failures), with the PostgreSQL backend (`crate::meta_postgres`).
+    #[error("metadata storage (PostgreSQL): {0}")]
+    Postgres(#[from] crate::meta_postgres::PgError),
 }
 
 impl MetaError {
-    pub(super) fn corrupt(table: &'static str) -> impl FnOnce(CodecError) -> MetaError {
+    pub(crate) fn corrupt(table: &'static str) -> impl FnOnce(CodecError) -> MetaError {
         move |source| MetaError::Corrupt { table, source }
     }
 }

@@ -5,24 +5,24 @@
 //! `tokio::task::spawn_blocking`. Every write is one redb transaction committed with redb's
 //! default `Durability::Immediate`, so a returned `Ok` is on disk.
 
-mod backup;
-mod buckets;
-mod codec;
+pub(crate) mod backup;
+pub(crate) mod buckets;
+pub(crate) mod codec;
 mod deletes;
 mod error;
 mod files;
 mod keys;
-mod marks;
+pub(crate) mod marks;
 mod multipart;
 mod nodes;
 mod quarantine;
-mod records;
+pub(crate) mod records;
 mod restore;
 mod restored;
 mod s3_objects;
 pub mod s3_records;
-mod sessions;
-mod tables;
+pub(crate) mod sessions;
+pub(crate) mod tables;
 mod unaccounted;
 
 #[cfg(test)]

@@ -4,14 +4,14 @@
 //! upload that never answered 201 does not come back.
 //!
 //! The commit records the marks as pending in the same transaction as the file
-//! ([`crate::meta::Meta::pending_marks`]). The upload sends them before it answers 201, waiting
+//! ([`crate::meta::MetaStore::pending_marks`]). The upload sends them before it answers 201, waiting
 //! a bounded time; whatever a node did not acknowledge, the cleanup sends later.
 
 use std::time::Duration;
 
 use sixfold_wire::{ChunkMark, Mark, MarkKind};
 
-use crate::meta::{ChunkId, CommitMark, FileRecord, Meta};
+use crate::meta::{ChunkId, CommitMark, FileRecord, MetaStore};
 use crate::node_client::{SharedNodeClient, on_each_part};
 
 /// How long an upload waits for its marks before answering 201 anyway.
@@ -34,7 +34,7 @@ pub fn wire_mark(chunk_id: ChunkId, m: &CommitMark) -> ChunkMark {
 /// clears those acknowledged from the metadata. Returns how many were acknowledged.
 pub async fn deliver(
     store: &SharedNodeClient,
-    meta: &Meta,
+    meta: &dyn MetaStore,
     file: &FileRecord,
     wait: Duration,
 ) -> usize {
@@ -53,16 +53,9 @@ pub async fn deliver(
     )
     .await;
     let n = delivered.len();
-    let meta = meta.clone();
-    match tokio::task::spawn_blocking(move || meta.marks_delivered(&delivered)).await {
-        Ok(Ok(())) => {}
-        // Harmless: a mark sent twice is recorded twice.
-        Ok(Err(e)) => {
-            tracing::warn!(file_id = %file.id, error = %e, "clearing delivered commit marks failed")
-        }
-        Err(e) => {
-            tracing::warn!(file_id = %file.id, error = %e, "clearing delivered commit marks failed")
-        }
+    // Harmless when it fails: a mark sent twice is recorded twice.
+    if let Err(e) = meta.marks_delivered(&delivered).await {
+        tracing::warn!(file_id = %file.id, error = %e, "clearing delivered commit marks failed")
     }
     n
 }

@@ -6,17 +6,17 @@
 
 use std::time::Duration;
 
-use crate::meta::{FileRecord, Meta};
+use crate::meta::{FileRecord, MetaStore};
 use crate::node_client::{SharedNodeClient, on_each_part};
 
 /// How long a `DELETE` waits for its nodes before it answers anyway.
 pub const DELETE_WAIT: Duration = Duration::from_secs(5);
 
-/// Deletes the chunks of a file whose record was just removed ([`Meta::delete_file`]), and
+/// Deletes the chunks of a file whose record was just removed ([`MetaStore::delete_file`]), and
 /// drops them from the delete queue. Returns how many of its parts are gone from their nodes;
 /// the cleanup is woken for the rest.
 pub async fn delete_chunks_now(
-    meta: &Meta,
+    meta: &dyn MetaStore,
     store: &SharedNodeClient,
     file: &FileRecord,
     wait: Duration,
@@ -33,19 +33,12 @@ pub async fn delete_chunks_now(
     if n < file.parts.len() {
         store.wake_cleanup();
     }
-    let meta = meta.clone();
-    let recorded = tokio::task::spawn_blocking(move || {
-        done.iter()
-            .try_for_each(|(node, chunk)| meta.complete_delete(node, chunk).map(drop))
-    })
-    .await;
-    match recorded {
-        Ok(Ok(())) => {}
-        // The queue then still lists them; a later delete of an absent chunk is a success.
-        Ok(Err(e)) => {
-            tracing::warn!(file_id = %file.id, error = %e, "recording deleted chunks failed")
+    for (node, chunk) in &done {
+        // The queue then still lists it; a later delete of an absent chunk is a success.
+        if let Err(e) = meta.complete_delete(node, chunk).await {
+            tracing::warn!(file_id = %file.id, error = %e, "recording deleted chunks failed");
+            break;
         }
-        Err(e) => tracing::warn!(file_id = %file.id, error = %e, "recording deleted chunks failed"),
     }
     n
 }

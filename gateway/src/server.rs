@@ -24,7 +24,7 @@ use crate::http::conn_idle::ConnTimeouts;
 use crate::http::listener::{self, ListenerSettings};
 use crate::http::tls::{HANDSHAKE_TIMEOUT, TlsAcceptor};
 use crate::http::{AppState, EdgeLimits, router};
-use crate::meta::{Meta, MetaError};
+use crate::meta::{Meta, MetaError, SharedMeta};
 use crate::metrics::Metrics;
 use crate::upload::UploadSettings;
 use crate::upload::spool::clear_spool_dir;
@@ -279,17 +279,15 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
             path: meta_path.clone(),
             source,
         })?;
-    let (bootstrap_meta, token_file) = (meta.clone(), config.admin_token_file.clone());
     let stale = if config.replace_stale_admin_token {
         crate::auth::bootstrap::StaleToken::MoveAside
     } else {
         crate::auth::bootstrap::StaleToken::Refuse
     };
-    tokio::task::spawn_blocking(move || {
-        crate::auth::bootstrap::ensure_first_admin(&bootstrap_meta, &token_file, stale)
-    })
-    .await
-    .map_err(|e| ServeError::Task(format!("first admin key task: {e}")))??;
+    let redb = meta;
+    let meta: SharedMeta = Arc::new(redb.clone());
+    crate::auth::bootstrap::ensure_first_admin(meta.as_ref(), &config.admin_token_file, stale)
+        .await?;
 
     let cluster_config = ClusterConfig {
         heartbeat_interval: config.heartbeat_interval,
@@ -337,7 +335,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let internal_addr = internal_listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
     metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
-    let backups = Backups::new(meta.clone(), config.spool_dir());
+    let backups = Backups::new(redb, config.spool_dir());
     metrics.attach_backups(Arc::clone(backups.stats()));
     let periodic_backups = PeriodicBackups::start(backups.clone(), &config.backup);
     let state = AppState::with_policy(

@@ -113,11 +113,16 @@ impl World {
             body_idle_timeout: Duration::from_secs(30),
         };
         let ids = Arc::new(AtomicU64::new(rng.next()));
-        let uploader = Uploader::new(meta.clone(), shared.clone(), metrics.clone(), settings)
-            .with_file_ids(Arc::new(move || {
-                let n = ids.fetch_add(1, Ordering::Relaxed);
-                Uuid::from_u64_pair(n.rotate_left(17) ^ 0x5158_4c44, n)
-            }));
+        let uploader = Uploader::new(
+            Arc::new(meta.clone()),
+            shared.clone(),
+            metrics.clone(),
+            settings,
+        )
+        .with_file_ids(Arc::new(move || {
+            let n = ids.fetch_add(1, Ordering::Relaxed);
+            Uuid::from_u64_pair(n.rotate_left(17) ^ 0x5158_4c44, n)
+        }));
         World {
             seed,
             step: 0,

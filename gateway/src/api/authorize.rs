@@ -99,7 +99,8 @@ async fn authenticate(
 
 /// The key with this id; an unknown id is the same `401` as a wrong secret.
 async fn lookup(app: &AppState, id: KeyId) -> Result<AccessKey, ApiError> {
-    app.with_meta(move |meta| meta.get_key(&id))
+    app.meta()
+        .get_key(&id)
         .await?
         .ok_or_else(|| AuthError::BadCredentials.into())
 }

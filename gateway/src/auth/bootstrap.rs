@@ -9,7 +9,9 @@ use super::key::AccessKey;
 use super::scope::Scope;
 use super::secret_file;
 use super::token::{KeyId, RngError};
-use crate::meta::{Meta, MetaError, unix_ms_now};
+#[cfg(test)]
+use crate::meta::Meta;
+use crate::meta::{MetaError, MetaStore, unix_ms_now};
 
 /// Name of the key made on first start.
 pub const BOOTSTRAP_KEY_NAME: &str = "bootstrap-admin";
@@ -50,13 +52,13 @@ pub enum StaleToken {
 
 /// If the metadata holds no access key at all, makes an admin key named `bootstrap-admin` and
 /// writes its token to `token_path` (mode 0600, created exclusively, never overwritten).
-/// Returns the new key's id, or `None` when keys existed. Blocking.
-pub fn ensure_first_admin(
-    meta: &Meta,
+/// Returns the new key's id, or `None` when keys existed.
+pub async fn ensure_first_admin(
+    meta: &dyn MetaStore,
     token_path: &Path,
     stale: StaleToken,
 ) -> Result<Option<KeyId>, BootstrapError> {
-    if meta.key_count()? > 0 {
+    if meta.key_count().await? > 0 {
         return Ok(None);
     }
     if token_path.exists() {
@@ -91,7 +93,7 @@ pub fn ensure_first_admin(
             }
         }
     })?;
-    match meta.insert_first_key(&key) {
+    match meta.insert_first_key(&key).await {
         Ok(true) => {}
         stored => {
             if let Err(e) = std::fs::remove_file(token_path) {
@@ -116,12 +118,13 @@ mod tests {
     use crate::auth::Token;
     use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn first_start_makes_one_admin_key_and_its_token_file() {
+    #[tokio::test]
+    async fn first_start_makes_one_admin_key_and_its_token_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = Meta::open(dir.path().join("meta.redb")).expect("meta");
         let path = dir.path().join(ADMIN_TOKEN_FILE);
         let id = ensure_first_admin(&meta, &path, StaleToken::Refuse)
+            .await
             .expect("bootstrap")
             .expect("made");
         let text = std::fs::read_to_string(&path).expect("token file");
@@ -137,32 +140,37 @@ mod tests {
         // A second start changes nothing, even with the file gone.
         std::fs::remove_file(&path).expect("rm");
         assert_eq!(
-            ensure_first_admin(&meta, &path, StaleToken::Refuse).expect("again"),
+            ensure_first_admin(&meta, &path, StaleToken::Refuse)
+                .await
+                .expect("again"),
             None
         );
         assert!(!path.exists());
         assert_eq!(meta.key_count().expect("count"), 1);
     }
 
-    #[test]
-    fn a_stale_token_file_is_not_overwritten() {
+    #[tokio::test]
+    async fn a_stale_token_file_is_not_overwritten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = Meta::open(dir.path().join("meta.redb")).expect("meta");
         let path = dir.path().join(ADMIN_TOKEN_FILE);
         std::fs::write(&path, "old\n").expect("write");
-        let err = ensure_first_admin(&meta, &path, StaleToken::Refuse).expect_err("stale file");
+        let err = ensure_first_admin(&meta, &path, StaleToken::Refuse)
+            .await
+            .expect_err("stale file");
         assert!(matches!(err, BootstrapError::TokenFileExists(_)), "{err}");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "old\n");
         assert_eq!(meta.key_count().expect("count"), 0);
     }
 
-    #[test]
-    fn dev_moves_a_stale_token_file_aside_and_writes_a_new_one() {
+    #[tokio::test]
+    async fn dev_moves_a_stale_token_file_aside_and_writes_a_new_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = Meta::open(dir.path().join("meta.redb")).expect("meta");
         let path = dir.path().join(ADMIN_TOKEN_FILE);
         std::fs::write(&path, "old\n").expect("write");
         let id = ensure_first_admin(&meta, &path, StaleToken::MoveAside)
+            .await
             .expect("bootstrap")
             .expect("a new key");
         let token = std::fs::read_to_string(&path).expect("read");

@@ -63,19 +63,6 @@ pub(super) async fn pass(cluster: &Cluster, tracker: &mut OrphanTracker) {
     }
 }
 
-async fn meta_call<T: Send + 'static>(
-    cluster: &Cluster,
-    f: impl FnOnce(&crate::meta::Meta) -> Result<T, MetaError> + Send + 'static,
-) -> Result<T, MetaError> {
-    let meta = cluster.meta().clone();
-    match tokio::task::spawn_blocking(move || f(&meta)).await {
-        Ok(r) => r,
-        Err(e) => Err(MetaError::InvalidRecord(format!(
-            "metadata task failed: {e}"
-        ))),
-    }
-}
-
 /// Sessions read per metadata transaction.
 const SESSION_PAGE: usize = 256;
 
@@ -113,7 +100,7 @@ async fn expire_sessions(cluster: &Cluster) -> Result<(), MetaError> {
     let started = cluster.started_unix_ms();
     let mut after = None;
     loop {
-        let page = meta_call(cluster, move |m| m.sessions_page(after, SESSION_PAGE)).await?;
+        let page = cluster.meta().sessions_page(after, SESSION_PAGE).await?;
         let full = page.len() == SESSION_PAGE;
         after = page.last().map(|s| s.file_id);
         for session in page {
@@ -126,7 +113,7 @@ async fn expire_sessions(cluster: &Cluster) -> Result<(), MetaError> {
                 continue;
             };
             let file_id = session.file_id;
-            let chunks = meta_call(cluster, move |m| m.abort_session(&file_id)).await?;
+            let chunks = cluster.meta().abort_session(&file_id).await?;
             tracing::info!(
                 %file_id,
                 name = ?session.name,
@@ -149,7 +136,7 @@ const MARK_BATCH: usize = 256;
 async fn deliver_marks(cluster: &Cluster, node: Uuid) {
     let mut delivered = 0usize;
     loop {
-        let batch = match meta_call(cluster, move |m| m.pending_marks(&node, MARK_BATCH)).await {
+        let batch = match cluster.meta().pending_marks(&node, MARK_BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(%node, error = %e, "reading the pending commit marks failed");
@@ -170,7 +157,7 @@ async fn deliver_marks(cluster: &Cluster, node: Uuid) {
         }
         let done: Vec<(Uuid, [u8; 16])> = batch.iter().map(|p| (node, p.chunk_id)).collect();
         delivered += done.len();
-        if let Err(e) = meta_call(cluster, move |m| m.marks_delivered(&done)).await {
+        if let Err(e) = cluster.meta().marks_delivered(&done).await {
             tracing::warn!(%node, error = %e, "recording delivered commit marks failed");
             return;
         }
@@ -188,8 +175,7 @@ async fn drain_node(cluster: &Cluster, node: Uuid) {
     let started = Instant::now();
     let mut deleted = 0usize;
     loop {
-        let batch = match meta_call(cluster, move |m| m.pending_deletes(&node, DELETE_BATCH)).await
-        {
+        let batch = match cluster.meta().pending_deletes(&node, DELETE_BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(%node, error = %e, "reading the delete queue failed");
@@ -233,12 +219,12 @@ async fn drain_node(cluster: &Cluster, node: Uuid) {
         deleted += done.len();
         if !done.is_empty() {
             let n = done.len();
-            let r = meta_call(cluster, move |m| {
+            let r = async {
                 for chunk in &done {
-                    m.complete_delete(&node, chunk)?;
+                    cluster.meta().complete_delete(&node, chunk).await?;
                 }
-                Ok(())
-            })
+                Ok::<(), MetaError>(())
+            }
             .await;
             if let Err(e) = r {
                 tracing::warn!(%node, error = %e, deleted = n, "recording finished deletes failed");

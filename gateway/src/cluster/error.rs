@@ -77,8 +77,6 @@ pub enum ClusterError {
     Io(#[from] std::io::Error),
     #[error("TLS configuration cannot be used for QUIC: {0}")]
     Tls(String),
-    #[error("background task failed: {0}")]
-    Task(String),
 }
 
 /// Why a node cannot be removed (`DELETE /admin/nodes/{id}`).
@@ -93,9 +91,7 @@ pub enum RemoveNodeError {
         "node still holds data: {parts} parts referenced by files or uploads, {chunks} chunks \
          in its last report"
     )]
-    NotEmpty { parts: usize, chunks: u64 },
+    NotEmpty { parts: u64, chunks: u64 },
     #[error("metadata: {0}")]
     Meta(#[from] crate::meta::MetaError),
-    #[error("metadata task failed: {0}")]
-    Task(String),
 }

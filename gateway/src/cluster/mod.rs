@@ -49,7 +49,7 @@ pub use registry::NodeView;
 pub use rpc::{ChunkReader, PutAck};
 pub use shard::shard_addr;
 
-use crate::meta::{Meta, NodeState};
+use crate::meta::{NodeState, SharedMeta};
 use crate::placement::Candidate;
 use pool::Pool;
 use registry::{Registry, ReportKind, Route, Timing, ValidReport, unix_ms};
@@ -62,7 +62,7 @@ pub struct Cluster {
 
 struct Inner {
     cfg: ClusterConfig,
-    meta: Meta,
+    meta: SharedMeta,
     registry: RwLock<Registry>,
     pool: Pool,
     wake: Arc<Notify>,
@@ -97,16 +97,13 @@ impl Cluster {
     /// `sixfold/1`.
     pub async fn start(
         cfg: ClusterConfig,
-        meta: Meta,
+        meta: SharedMeta,
         tls: impl Into<Arc<rustls::ClientConfig>>,
     ) -> Result<Cluster, ClusterError> {
         cfg.validate().map_err(ClusterError::Config)?;
         let started_unix_ms = registry::unix_ms(std::time::SystemTime::now());
         let tls = quic_config::quic_tls(tls.into())?;
-        let loader = meta.clone();
-        let records = tokio::task::spawn_blocking(move || loader.list_nodes())
-            .await
-            .map_err(|e| ClusterError::Task(e.to_string()))??;
+        let records = meta.list_nodes().await?;
         let mut registry = Registry::new(Timing {
             down_after: cfg.down_after,
             persist_interval: cfg.persist_interval,
@@ -176,21 +173,14 @@ impl Cluster {
              `sixfold-gateway admin recover` to rebuild it from the nodes; a node that should \
              be emptied must be wiped by hand and removed (DELETE /admin/nodes/ID)"
         );
-        let meta = self.meta().clone();
         let mark = crate::meta::UnaccountedNode {
             node_id: report.id,
             chunk_count: report.chunk_count,
             reason,
             since_unix_ms: unix_ms(SystemTime::now()),
         };
-        match tokio::task::spawn_blocking(move || meta.mark_unaccounted(&mark)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(node = %report.id, error = %e, "cannot record the unaccounted node")
-            }
-            Err(e) => {
-                tracing::error!(node = %report.id, error = %e, "cannot record the unaccounted node")
-            }
+        if let Err(e) = self.meta().mark_unaccounted(&mark).await {
+            tracing::error!(node = %report.id, error = %e, "cannot record the unaccounted node")
         }
     }
 
@@ -204,7 +194,7 @@ impl Cluster {
         &self.inner.reconcile
     }
 
-    pub(crate) fn meta(&self) -> &Meta {
+    pub(crate) fn meta(&self) -> &SharedMeta {
         &self.inner.meta
     }
 
@@ -496,15 +486,11 @@ impl Cluster {
             }
         }
         let records = self.read().records();
-        let meta = self.inner.meta.clone();
-        let persisted = tokio::task::spawn_blocking(move || {
-            records.iter().try_for_each(|r| meta.upsert_node(r))
-        })
-        .await;
-        match persisted {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "persisting nodes at shutdown failed"),
-            Err(e) => tracing::warn!(error = %e, "persisting nodes at shutdown failed"),
+        for record in &records {
+            if let Err(e) = self.meta().upsert_node(record).await {
+                tracing::warn!(error = %e, "persisting nodes at shutdown failed");
+                break;
+            }
         }
         self.inner
             .pool
@@ -612,11 +598,7 @@ impl Cluster {
             match verdict {
                 Membership::Unaccounted(why) => self.mark_unaccounted(report, why).await,
                 Membership::Joins if report.cluster_id.is_none() => {
-                    let meta = self.meta().clone();
-                    let id = report.id;
-                    let flagged = tokio::task::spawn_blocking(move || meta.is_unaccounted(&id))
-                        .await
-                        .map_or(true, |r| r.unwrap_or(true));
+                    let flagged = self.meta().is_unaccounted(&report.id).await.unwrap_or(true);
                     // A node whose data is not accounted for never learns this id.
                     if !flagged {
                         tell = Some(ours);
@@ -677,11 +659,7 @@ impl Cluster {
         let Some((record, change)) = self.write().set_operator_state(&id, operator) else {
             return Ok(None);
         };
-        let meta = self.inner.meta.clone();
-        let stored = record.clone();
-        tokio::task::spawn_blocking(move || meta.upsert_node(&stored))
-            .await
-            .map_err(|e| crate::meta::MetaError::InvalidRecord(format!("metadata task: {e}")))??;
+        self.meta().upsert_node(&record).await?;
         tracing::warn!(
             node = %id,
             name = ?record.name,
@@ -712,21 +690,14 @@ impl Cluster {
         if state != "down" {
             return Err(RemoveNodeError::Serving { state });
         }
-        let meta = self.inner.meta.clone();
-        let referenced = tokio::task::spawn_blocking(move || meta.referenced_chunks(&id))
-            .await
-            .map_err(|e| RemoveNodeError::Task(e.to_string()))??
-            .len();
+        let referenced = self.meta().referenced_count(&id).await?;
         if referenced > 0 || chunks > 0 {
             return Err(RemoveNodeError::NotEmpty {
                 parts: referenced,
                 chunks,
             });
         }
-        let meta = self.inner.meta.clone();
-        tokio::task::spawn_blocking(move || meta.remove_node(&id))
-            .await
-            .map_err(|e| RemoveNodeError::Task(e.to_string()))??;
+        self.meta().remove_node(&id).await?;
         self.write().remove(&id);
         self.inner.pool.forget_node(id);
         tracing::info!(node = %id, "node removed");
@@ -786,13 +757,9 @@ impl Cluster {
     }
 
     async fn persist(&self, record: crate::meta::NodeRecord) {
-        let meta = self.inner.meta.clone();
         let id = record.id;
-        let result = tokio::task::spawn_blocking(move || meta.upsert_node(&record)).await;
-        let error = match result {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
+        let Err(error) = self.meta().upsert_node(&record).await else {
+            return;
         };
         tracing::warn!(node = %id, %error, "persisting node record failed; will retry");
         self.write().persist_failed(&id);

@@ -215,8 +215,7 @@ async fn list_unreferenced(cluster: &Cluster, node: Uuid) -> Result<Listing, Sca
                 return Err(NodeError::Stream("list pages do not ascend".into()).into());
             }
             let ids: Vec<ChunkId> = entries.iter().map(|e| e.chunk_id).collect();
-            let meta = cluster.meta().clone();
-            let referenced = blocking(move || meta.referenced_among(&node, &ids)).await?;
+            let referenced = cluster.meta().referenced_among(&node, &ids).await?;
             for entry in entries {
                 if !referenced.contains(&entry.chunk_id) {
                     listing.unreferenced += 1;
@@ -240,8 +239,7 @@ pub async fn scan_node(
     tracker: &mut OrphanTracker,
     node: Uuid,
 ) -> Result<usize, ScanError> {
-    let meta = cluster.meta().clone();
-    if blocking(move || meta.is_unaccounted(&node)).await? {
+    if cluster.meta().is_unaccounted(&node).await? {
         cluster
             .reconcile_stats()
             .skipped_unaccounted
@@ -265,24 +263,23 @@ pub async fn scan_node(
     // With no candidates the scan goes on all the same: any quarantine marks left are released.
     // References read after the listing cover every upload that began before it.
     let ids: Vec<ChunkId> = candidates.iter().map(|c| c.chunk_id).collect();
-    let meta = cluster.meta().clone();
-    let referenced = blocking(move || meta.referenced_among(&node, &ids)).await?;
+    let referenced = cluster.meta().referenced_among(&node, &ids).await?;
     let candidates: Vec<ChunkInfo> = candidates
         .into_iter()
         .filter(|c| !referenced.contains(&c.chunk_id))
         .collect();
     let file_ids: HashSet<FileId> = candidates.iter().map(|c| c.meta.file_id).collect();
-    let meta = cluster.meta().clone();
-    let live_sessions = blocking(move || {
-        let mut live = HashSet::new();
-        for f in file_ids {
-            if meta.get_session(&Uuid::from_bytes(f))?.is_some() {
-                live.insert(f);
-            }
+    let mut live_sessions = HashSet::new();
+    for f in file_ids {
+        if cluster
+            .meta()
+            .get_session(&Uuid::from_bytes(f))
+            .await?
+            .is_some()
+        {
+            live_sessions.insert(f);
         }
-        Ok(live)
-    })
-    .await?;
+    }
     let ttl = cluster.config().session_ttl;
     let orphans = tracker.observe(node, &candidates, &live_sessions, Instant::now(), ttl);
     let orphans: Vec<ChunkInfo> = {
@@ -292,21 +289,17 @@ pub async fn scan_node(
             .filter(|c| ids.contains(&c.chunk_id))
             .collect()
     };
-    let meta = cluster.meta().clone();
-    let marks = blocking(move || {
-        let mut marks = HashMap::new();
-        let mut after = None;
-        loop {
-            let page = meta.quarantined(&node, after, MARK_PAGE)?;
-            let full = page.len() == MARK_PAGE;
-            after = page.last().map(|(c, _)| *c);
-            marks.extend(page);
-            if !full {
-                return Ok(marks);
-            }
+    let mut marks = HashMap::new();
+    let mut after = None;
+    loop {
+        let page = cluster.meta().quarantined(&node, after, MARK_PAGE).await?;
+        let full = page.len() == MARK_PAGE;
+        after = page.last().map(|(c, _)| *c);
+        marks.extend(page);
+        if !full {
+            break;
         }
-    })
-    .await?;
+    }
     let plan = plan_quarantine(
         &orphans,
         &marks,
@@ -327,9 +320,10 @@ pub async fn scan_node(
         );
     }
     if !plan.add.is_empty() || !plan.release.is_empty() {
-        let meta = cluster.meta().clone();
-        let (add, release) = (plan.add.clone(), plan.release.clone());
-        let marked = blocking(move || meta.update_quarantine(&node, &add, &release)).await?;
+        let marked = cluster
+            .meta()
+            .update_quarantine(&node, &plan.add, &plan.release)
+            .await?;
         stats
             .quarantined
             .fetch_add(marked as u64, Ordering::Relaxed);
@@ -350,9 +344,7 @@ pub async fn scan_node(
         );
         return Ok(0);
     }
-    let meta = cluster.meta().clone();
-    let ripe = plan.ripe;
-    let queued = blocking(move || meta.delete_quarantined(&node, &ripe)).await?;
+    let queued = cluster.meta().delete_quarantined(&node, &plan.ripe).await?;
     for (chunk, mark) in &queued {
         tracing::warn!(
             %node,
@@ -370,17 +362,6 @@ pub async fn scan_node(
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Runs a metadata call on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::meta::MetaError> + Send + 'static,
-) -> Result<T, ScanError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ScanError::Meta(e)),
-        Err(e) => Err(ScanError::Task(e.to_string())),
-    }
 }
 
 #[cfg(test)]

@@ -306,7 +306,9 @@ impl Harness {
     async fn start(cfg: ClusterConfig, tls: rustls::ClientConfig) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let meta = Meta::open(dir.path().join("meta.redb")).unwrap();
-        let cluster = Cluster::start(cfg, meta.clone(), tls).await.unwrap();
+        let cluster = Cluster::start(cfg, std::sync::Arc::new(meta.clone()), tls)
+            .await
+            .unwrap();
         Harness {
             cluster,
             meta,
@@ -535,7 +537,7 @@ async fn nodes_register_with_their_certificate_and_go_down_when_silent() {
 
     // A restarted gateway knows the node but waits for its heartbeat.
     let meta = h.meta.clone();
-    let again = Cluster::start(test_config(), meta, pki().gateway)
+    let again = Cluster::start(test_config(), std::sync::Arc::new(meta), pki().gateway)
         .await
         .unwrap();
     assert_eq!(again.nodes().len(), 1);

@@ -84,7 +84,7 @@ pub async fn create(
     let key = AccessKey::generate(&request.name, request.scope, unix_ms_now())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let stored = key.clone();
-    app.with_meta(move |meta| meta.insert_key(&stored)).await?;
+    app.meta().insert_key(&stored).await?;
     tracing::info!(
         key_id = %key.id,
         name = %key.name,
@@ -112,7 +112,7 @@ pub async fn create(
 
 /// `GET /admin/keys`: every key, revoked ones included, without secrets.
 pub async fn list(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let keys = app.with_meta(|meta| meta.list_keys()).await?;
+    let keys = app.meta().list_keys().await?;
     Ok(Json(KeyList {
         keys: keys.iter().map(KeyView::from).collect(),
     })
@@ -132,7 +132,8 @@ pub async fn revoke(
     };
     let id = KeyId::parse(&raw_id).map_err(|_| not_found())?;
     let revoked = app
-        .with_meta(move |meta| meta.revoke_key(&id, unix_ms_now()))
+        .meta()
+        .revoke_key(&id, unix_ms_now())
         .await?
         .ok_or_else(not_found)?;
     tracing::info!(

@@ -47,9 +47,7 @@ async fn remove_node(State(cluster): State<Cluster>, Path(id): Path<String>) -> 
                 RemoveNodeError::NotEmpty { .. } | RemoveNodeError::Serving { .. } => {
                     (StatusCode::CONFLICT, "node_not_empty")
                 }
-                RemoveNodeError::Meta(_) | RemoveNodeError::Task(_) => {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-                }
+                RemoveNodeError::Meta(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             };
             error(status, code, e.to_string())
         }

@@ -458,7 +458,8 @@ fn content_type_value(stored: Option<&str>) -> HeaderValue {
 }
 
 async fn get_file(app: &AppState, id: Uuid) -> Result<FileRecord, ApiError> {
-    app.with_meta(move |meta| meta.get_file(&id))
+    app.meta()
+        .get_file(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no file {id}")))
 }
@@ -486,12 +487,12 @@ pub async fn delete(
     Path(raw_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw_id)?;
-    let removed = app.with_meta(move |meta| meta.delete_file(&id)).await?;
+    let removed = app.meta().delete_file(&id).await?;
     let Some(file) = removed else {
         return Err(ApiError::not_found(format!("no file {id}")));
     };
     crate::deletion::delete_chunks_now(
-        app.meta(),
+        app.meta().as_ref(),
         app.store(),
         &file,
         crate::deletion::DELETE_WAIT,
@@ -586,9 +587,7 @@ pub async fn list(State(app): State<AppState>, request: Request) -> Result<Respo
         None | Some("") => None,
         Some(text) => Some(parse_id(text)?),
     };
-    let page = app
-        .with_meta(move |meta| meta.list_listed_files(after, limit))
-        .await?;
+    let page = app.meta().list_listed_files(after, limit).await?;
     let next_after = if page.len() == limit {
         page.last().map(|f| f.id)
     } else {

@@ -43,7 +43,7 @@ use uuid::Uuid;
 
 use crate::admission::{Admission, AdmissionLimits, Refused};
 use crate::auth::AuthPolicy;
-use crate::meta::{Meta, MetaError};
+use crate::meta::{MetaError, SharedMeta};
 use crate::metrics::Metrics;
 use crate::node_client::{NodeClient, SharedNodeClient};
 use crate::upload::{UploadSettings, Uploader};
@@ -75,6 +75,15 @@ impl Default for EdgeLimits {
     }
 }
 
+/// A metadata failure behind a native API request: logged, and answered as an internal error
+/// (the client can do nothing about it but retry).
+impl From<MetaError> for ApiError {
+    fn from(e: MetaError) -> Self {
+        tracing::error!(error = %e, "metadata error");
+        ApiError::internal(format!("metadata: {e}"))
+    }
+}
+
 impl From<Refused> for ApiError {
     fn from(refused: Refused) -> Self {
         let retry = refused.retry_after_secs();
@@ -93,7 +102,7 @@ pub struct AppState {
 }
 
 struct AppInner {
-    meta: Meta,
+    meta: SharedMeta,
     store: SharedNodeClient,
     directory: Arc<dyn node_directory::NodeDirectory>,
     metrics: Arc<Metrics>,
@@ -111,7 +120,7 @@ struct AppInner {
 impl AppState {
     /// `nodes` serves both the data path and the node views.
     pub fn new<N: NodeClient + node_directory::NodeDirectory>(
-        meta: Meta,
+        meta: SharedMeta,
         store: Arc<N>,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
@@ -120,7 +129,7 @@ impl AppState {
     }
 
     pub fn with_limits<N: NodeClient + node_directory::NodeDirectory>(
-        meta: Meta,
+        meta: SharedMeta,
         store: Arc<N>,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
@@ -137,7 +146,7 @@ impl AppState {
     }
 
     pub fn with_policy<N: NodeClient + node_directory::NodeDirectory>(
-        meta: Meta,
+        meta: SharedMeta,
         nodes: Arc<N>,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
@@ -164,7 +173,7 @@ impl AppState {
         }
     }
 
-    pub fn meta(&self) -> &Meta {
+    pub fn meta(&self) -> &SharedMeta {
         &self.inner.meta
     }
 
@@ -205,22 +214,6 @@ impl AppState {
 
     pub fn auth_policy(&self) -> &AuthPolicy {
         &self.inner.auth
-    }
-
-    /// Runs a metadata call on the blocking pool.
-    pub async fn with_meta<T, F>(&self, call: F) -> Result<T, ApiError>
-    where
-        F: FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
-        T: Send + 'static,
-    {
-        let meta = self.inner.meta.clone();
-        tokio::task::spawn_blocking(move || call(&meta))
-            .await
-            .map_err(|e| ApiError::internal(format!("metadata task failed: {e}")))?
-            .map_err(|e| {
-                tracing::error!(error = %e, "metadata error");
-                ApiError::internal(format!("metadata: {e}"))
-            })
     }
 }
 

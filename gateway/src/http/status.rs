@@ -30,9 +30,13 @@ pub struct Health {
 /// `200` when uploads can be accepted: the metadata answers and at least `part_count` nodes
 /// are up. Otherwise `503` with the reason.
 pub async fn health(State(app): State<AppState>) -> Response {
-    let metadata = app
-        .with_meta(|meta| Ok((meta.file_count()?, meta.unaccounted_nodes()?)))
-        .await;
+    let metadata: Result<_, ApiError> = async {
+        Ok((
+            app.meta().file_count().await?,
+            app.meta().unaccounted_nodes().await?,
+        ))
+    }
+    .await;
     let nodes_up = app.store().up_count();
     let nodes_needed = app.part_count();
     let (status, error, message) = match &metadata {
@@ -92,7 +96,7 @@ pub async fn nodes(State(app): State<AppState>) -> Response {
 
 /// `GET /metrics`, Prometheus text format.
 pub async fn metrics(State(app): State<AppState>) -> Response {
-    let files = app.with_meta(|meta| meta.file_count()).await.ok();
+    let files = app.meta().file_count().await.ok();
     let mut text = app.metrics().render(&app.directory().node_gauges(), files);
     crate::admission::render_all(&mut text, &[app.uploads(), app.downloads()]);
     app.error_counts().render(&mut text);

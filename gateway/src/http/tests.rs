@@ -56,7 +56,7 @@ impl Server {
         };
         tweak(&mut settings);
         let state = AppState::new(
-            meta.clone(),
+            Arc::new(meta.clone()),
             Arc::new(store.clone()),
             Arc::new(Metrics::new()),
             settings,

@@ -95,7 +95,7 @@ impl<K: Key + 'static, V: Value + 'static> SnapshotTable for TableDefinition<'st
             // Only the last commit of the whole file needs to reach the disk (it is synced
             // then): a crash before it leaves a temp file that is never renamed into place.
             txn.set_durability(Durability::None)
-                .map_err(|e| MetaError::Storage(e.into()))?;
+                .map_err(|e| MetaError::from(redb::Error::from(e)))?;
             let mut in_batch = 0usize;
             let mut done = false;
             {

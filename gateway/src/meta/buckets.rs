@@ -1,7 +1,7 @@
 //! S3 buckets in the metadata, and the tables of the S3 model (see [`super::s3_records`] for the
 //! key layouts). The tables are created on open: older databases gain them empty.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::codec::{decode, encode};
 use super::files::remove_file_in;
@@ -31,35 +31,6 @@ pub(super) fn create_s3_tables(txn: &WriteTransaction) -> Result<(), MetaError> 
 }
 
 impl Meta {
-    /// [`Meta::write`] for S3 operations, whose refusals roll the transaction back too.
-    pub(super) fn s3_write<T>(
-        &self,
-        body: impl FnOnce(&WriteTransaction) -> Result<T, ObjectStoreError>,
-    ) -> Result<T, ObjectStoreError> {
-        let txn = self.db.begin_write()?;
-        match body(&txn) {
-            Ok(value) => {
-                txn.commit()?;
-                Ok(value)
-            }
-            Err(e) => {
-                if let Err(abort) = txn.abort() {
-                    tracing::warn!(error = %abort, "metadata transaction abort failed");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// [`Meta::read`] for S3 operations.
-    pub(super) fn s3_read<T>(
-        &self,
-        body: impl FnOnce(&redb::ReadTransaction) -> Result<T, ObjectStoreError>,
-    ) -> Result<T, ObjectStoreError> {
-        let txn = self.db.begin_read()?;
-        body(&txn)
-    }
-
     /// Makes bucket `name` (already validated as an S3 bucket name).
     pub fn create_bucket(
         &self,
@@ -71,7 +42,7 @@ impl Meta {
             created_unix_ms: now_unix_ms,
         };
         let value = encode(&record).map_err(MetaError::corrupt(BUCKETS_NAME))?;
-        self.s3_write(|txn| {
+        self.write_as(|txn| {
             let mut buckets = txn.open_table(BUCKETS)?;
             if buckets.get(name)?.is_some() {
                 return Err(ObjectStoreError::BucketExists(name.to_owned()));
@@ -82,7 +53,7 @@ impl Meta {
     }
 
     pub fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, ObjectStoreError> {
-        self.s3_read(|txn| {
+        self.read_as(|txn| {
             let buckets = txn.open_table(BUCKETS)?;
             let Some(value) = buckets.get(name)? else {
                 return Ok(None);
@@ -95,7 +66,7 @@ impl Meta {
 
     /// Every bucket, in name order.
     pub fn list_buckets(&self) -> Result<Vec<BucketRecord>, ObjectStoreError> {
-        self.s3_read(|txn| {
+        self.read_as(|txn| {
             let buckets = txn.open_table(BUCKETS)?;
             let mut out = Vec::new();
             for row in buckets.iter()? {
@@ -109,7 +80,7 @@ impl Meta {
     /// Removes bucket `name` if it holds no object; its multipart uploads in progress are
     /// aborted in the same transaction (their part files queued for deletion).
     pub fn delete_bucket(&self, name: &str) -> Result<(), ObjectStoreError> {
-        self.s3_write(|txn| {
+        self.write_as(|txn| {
             let mut buckets = txn.open_table(BUCKETS)?;
             if buckets.remove(name)?.is_none() {
                 return Err(ObjectStoreError::NoSuchBucket(name.to_owned()));

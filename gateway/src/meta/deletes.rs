@@ -103,9 +103,24 @@ impl Meta {
         })
     }
 
-    /// Every chunk on `node_id` that a committed file or a live upload session references. A
-    /// chunk on the node outside this set (and older than any live session) is an orphan.
-    /// Loads the node's whole set: background work uses [`Meta::referenced_among`] per page.
+    /// How many chunks on `node_id` a committed file or a live upload session references,
+    /// counted without holding them (bounded memory whatever the node holds).
+    pub fn referenced_count(&self, node_id: &Uuid) -> Result<u64, MetaError> {
+        let (lo, hi) = node_key_bounds(node_id);
+        self.read(|txn| {
+            let refs = txn.open_table(CHUNK_REFS)?;
+            let mut count = 0u64;
+            for row in refs.range::<&[u8; 32]>(&lo..=&hi)? {
+                row?;
+                count += 1;
+            }
+            Ok(count)
+        })
+    }
+
+    /// Every chunk on `node_id` that a file or a live session references: loads the node's whole
+    /// set, so only tests use it.
+    #[cfg(test)]
     pub fn referenced_chunks(&self, node_id: &Uuid) -> Result<HashSet<ChunkId>, MetaError> {
         let (lo, hi) = node_key_bounds(node_id);
         self.read(|txn| {

@@ -36,13 +36,22 @@ pub enum MetaError {
     /// The database file itself (creating it, narrowing its mode).
     #[error("metadata file: {0}")]
     File(#[source] std::io::Error),
-    /// redb failed (I/O, corruption, database locked by another process, ...).
+    /// The backend failed (I/O, corruption, database locked by another process, a lost
+    /// connection, ...). Boxed so that no backend's error type leaks past the metadata port.
     #[error("metadata storage: {0}")]
-    Storage(#[from] redb::Error),
-    /// PostgreSQL failed (connection, pool, query, or a transaction that kept meeting
-    /// serialization failures), with the PostgreSQL backend (`crate::meta_postgres`).
-    #[error("metadata storage (PostgreSQL): {0}")]
-    Postgres(#[from] crate::meta_postgres::PgError),
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend does not offer this operation (for example a redb snapshot of PostgreSQL).
+    #[error("the {backend} metadata backend cannot {operation}")]
+    Unsupported {
+        backend: &'static str,
+        operation: &'static str,
+    },
+}
+
+impl From<redb::Error> for MetaError {
+    fn from(e: redb::Error) -> Self {
+        MetaError::Storage(Box::new(e))
+    }
 }
 
 impl MetaError {
@@ -56,7 +65,7 @@ macro_rules! from_redb {
     ($($t:ty),* $(,)?) => {$(
         impl From<$t> for MetaError {
             fn from(e: $t) -> Self {
-                MetaError::Storage(e.into())
+                MetaError::from(redb::Error::from(e))
             }
         }
     )*};

@@ -8,6 +8,8 @@
 pub(crate) mod backup;
 pub(crate) mod buckets;
 pub(crate) mod codec;
+#[cfg(test)]
+pub mod conformance;
 mod deletes;
 mod error;
 mod files;
@@ -22,6 +24,7 @@ mod restored;
 mod s3_objects;
 pub mod s3_records;
 pub(crate) mod sessions;
+mod store;
 pub(crate) mod tables;
 mod unaccounted;
 
@@ -53,6 +56,7 @@ pub use s3_records::{
     BucketRecord, CompletedPartRef, ListEntry, ListPage, ListQuery, MultipartRecord, ObjectRecord,
     ObjectStoreError, Segment, UploadedPart,
 };
+pub use store::{MetaStore, MultipartEtag, SharedMeta, TaskLost};
 pub use tables::SCHEMA_VERSION;
 pub use unaccounted::UnaccountedNode;
 
@@ -96,6 +100,23 @@ impl Meta {
                 "cannot check or narrow the mode of the metadata file, which holds access key secrets"
             ),
         }
+        let meta = Self::init(db)?;
+        tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");
+        Ok(meta)
+    }
+
+    /// A metadata store that lives in memory only: for simulations and tests, which want the
+    /// real transactions and checks without a file.
+    pub fn open_in_memory() -> Result<Self, MetaError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(redb::Error::from)?;
+        Self::init(db)
+    }
+
+    /// Creates the tables of a new database (or checks the schema of an old one) and loads
+    /// the cluster identity.
+    fn init(db: Database) -> Result<Self, MetaError> {
         let meta = Meta {
             db: Arc::new(db),
             cluster_id: Arc::new(std::sync::RwLock::new(Uuid::nil())),
@@ -149,7 +170,6 @@ impl Meta {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
         // A file restored from a backup: mark its nodes before anything can clean them.
         meta.adopt_restored_snapshot()?;
-        tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");
         Ok(meta)
     }
 
@@ -184,10 +204,19 @@ impl Meta {
         &self,
         body: impl FnOnce(&WriteTransaction) -> Result<T, MetaError>,
     ) -> Result<T, MetaError> {
-        let txn = self.db.begin_write()?;
+        self.write_as(body)
+    }
+
+    /// [`Meta::write`] for operations whose errors wrap [`MetaError`] (S3's): their refusals
+    /// roll the transaction back too.
+    fn write_as<T, E: From<MetaError>>(
+        &self,
+        body: impl FnOnce(&WriteTransaction) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = self.db.begin_write().map_err(MetaError::from)?;
         match body(&txn) {
             Ok(value) => {
-                txn.commit()?;
+                txn.commit().map_err(MetaError::from)?;
                 Ok(value)
             }
             Err(e) => {
@@ -204,7 +233,15 @@ impl Meta {
         &self,
         body: impl FnOnce(&ReadTransaction) -> Result<T, MetaError>,
     ) -> Result<T, MetaError> {
-        let txn = self.db.begin_read()?;
+        self.read_as(body)
+    }
+
+    /// [`Meta::read`] for operations whose errors wrap [`MetaError`].
+    fn read_as<T, E: From<MetaError>>(
+        &self,
+        body: impl FnOnce(&ReadTransaction) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = self.db.begin_read().map_err(MetaError::from)?;
         body(&txn)
     }
 }

@@ -66,7 +66,7 @@ impl Meta {
     /// Records a new multipart upload (its bucket must exist).
     pub fn create_multipart(&self, record: &MultipartRecord) -> Result<(), ObjectStoreError> {
         let value = encode(record).map_err(MetaError::corrupt(UPLOADS_NAME))?;
-        self.s3_write(|txn| {
+        self.write_as(|txn| {
             let buckets = txn.open_table(BUCKETS)?;
             if buckets.get(record.bucket.as_str())?.is_none() {
                 return Err(ObjectStoreError::NoSuchBucket(record.bucket.clone()));
@@ -82,7 +82,7 @@ impl Meta {
         &self,
         upload_id: &Uuid,
     ) -> Result<Option<MultipartRecord>, ObjectStoreError> {
-        self.s3_read(|txn| upload_in(&txn.open_table(UPLOADS)?, upload_id))
+        self.read_as(|txn| upload_in(&txn.open_table(UPLOADS)?, upload_id))
     }
 
     /// Records `part` (a committed file) of upload `upload_id`; a part already stored under
@@ -91,7 +91,7 @@ impl Meta {
     /// [`ObjectStoreError::NoSuchUpload`].
     pub fn put_part(&self, upload_id: &Uuid, part: &UploadedPart) -> Result<(), ObjectStoreError> {
         let value = encode(part).map_err(MetaError::corrupt(PARTS_NAME))?;
-        let result = self.s3_write(|txn| {
+        let result = self.write_as(|txn| {
             if upload_in(&txn.open_table(UPLOADS)?, upload_id)?.is_none() {
                 return Err(ObjectStoreError::NoSuchUpload(upload_id.to_string()));
             }
@@ -111,7 +111,7 @@ impl Meta {
             Ok(())
         });
         if let Err(ObjectStoreError::NoSuchUpload(_)) = &result {
-            self.write(|txn| remove_files_in(txn, [part.file_id]))?;
+            self.write_as(|txn| remove_files_in(txn, [part.file_id]))?;
         }
         result
     }
@@ -121,7 +121,7 @@ impl Meta {
         &self,
         upload_id: &Uuid,
     ) -> Result<(MultipartRecord, Vec<UploadedPart>), ObjectStoreError> {
-        self.s3_read(|txn| {
+        self.read_as(|txn| {
             let upload = upload_in(&txn.open_table(UPLOADS)?, upload_id)?
                 .ok_or_else(|| ObjectStoreError::NoSuchUpload(upload_id.to_string()))?;
             let parts = parts_in(&txn.open_table(PARTS)?, upload_id)?;
@@ -134,7 +134,7 @@ impl Meta {
         &self,
         bucket: &str,
     ) -> Result<Vec<MultipartRecord>, ObjectStoreError> {
-        self.s3_read(|txn| {
+        self.read_as(|txn| {
             if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
                 return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));
             }
@@ -161,7 +161,7 @@ impl Meta {
 
     /// Aborts upload `upload_id`: its records go, its part files are queued for deletion.
     pub fn abort_multipart(&self, upload_id: &Uuid) -> Result<usize, ObjectStoreError> {
-        self.s3_write(|txn| {
+        self.write_as(|txn| {
             abort_in(txn, upload_id)?
                 .ok_or_else(|| ObjectStoreError::NoSuchUpload(upload_id.to_string()))
         })
@@ -172,7 +172,7 @@ impl Meta {
         &self,
         before_unix_ms: u64,
     ) -> Result<Vec<Uuid>, ObjectStoreError> {
-        self.s3_read(|txn| {
+        self.read_as(|txn| {
             let uploads = txn.open_table(UPLOADS)?;
             let mut out = Vec::new();
             for row in uploads.iter()? {
@@ -201,7 +201,7 @@ impl Meta {
         now_unix_ms: u64,
         etag: impl FnOnce(&[&UploadedPart]) -> String,
     ) -> Result<ObjectRecord, ObjectStoreError> {
-        self.s3_write(|txn| {
+        self.write_as(|txn| {
             let mut uploads = txn.open_table(UPLOADS)?;
             let upload = upload_in(&uploads, upload_id)?
                 .filter(|u| u.bucket == bucket && u.key == key)

@@ -60,9 +60,9 @@ impl Meta {
         key: &str,
         record: &ObjectRecord,
     ) -> Result<Option<ObjectRecord>, ObjectStoreError> {
-        let result = self.s3_write(|txn| put_object_in(txn, bucket, key, record));
+        let result = self.write_as(|txn| put_object_in(txn, bucket, key, record));
         if let Err(ObjectStoreError::NoSuchBucket(_)) = &result {
-            self.write(|txn| remove_files_in(txn, record.file_ids()))?;
+            self.write_as(|txn| remove_files_in(txn, record.file_ids()))?;
         }
         result
     }
@@ -73,7 +73,7 @@ impl Meta {
         bucket: &str,
         key: &str,
     ) -> Result<(ObjectRecord, Vec<FileRecord>), ObjectStoreError> {
-        self.s3_read(|txn| {
+        self.read_as(|txn| {
             let record = object_in(txn, bucket, key)?;
             let files = txn.open_table(FILES)?;
             let mut segments = Vec::with_capacity(record.segments.len());
@@ -95,13 +95,13 @@ impl Meta {
 
     /// Object `bucket`/`key` without its files.
     pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord, ObjectStoreError> {
-        self.s3_read(|txn| object_in(txn, bucket, key))
+        self.read_as(|txn| object_in(txn, bucket, key))
     }
 
     /// Removes object `bucket`/`key` and its files. Returns whether there was one; a missing
     /// bucket is an error, a missing key is not (as in S3).
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ObjectStoreError> {
-        self.s3_write(|txn| {
+        self.write_as(|txn| {
             let buckets = txn.open_table(BUCKETS)?;
             if !bucket_exists(&buckets, bucket)? {
                 return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));
@@ -131,7 +131,7 @@ impl Meta {
         bucket: &str,
         query: &ListQuery,
     ) -> Result<ListPage<ObjectRecord>, ObjectStoreError> {
-        self.s3_read(|txn| {
+        self.read_as(|txn| {
             let buckets = txn.open_table(BUCKETS)?;
             if !bucket_exists(&buckets, bucket)? {
                 return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));
@@ -174,13 +174,9 @@ fn object_in(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use uuid::Uuid;
 
-    use super::super::s3_records::{
-        CompletedPartRef, ListEntry, MIN_PART_SIZE, MultipartRecord, UploadedPart,
-    };
     use super::super::{PlannedPart, UploadSession};
     use super::*;
     use crate::split::{SplitPolicy, plan};
@@ -220,83 +216,6 @@ mod tests {
         .expect("commit")
     }
 
-    fn object(files: &[&FileRecord]) -> ObjectRecord {
-        ObjectRecord {
-            size: files.iter().map(|f| f.size).sum(),
-            etag: "e".into(),
-            content_type: None,
-            last_modified_unix_ms: 1,
-            segments: files
-                .iter()
-                .map(|f| super::super::s3_records::Segment {
-                    file_id: f.id,
-                    size: f.size,
-                })
-                .collect(),
-            user_metadata: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn objects_replace_delete_and_list_with_their_files() {
-        let (_dir, meta) = fresh();
-        let a = file(&meta, 10);
-        assert!(matches!(
-            meta.put_object("b", "k", &object(&[&a])),
-            Err(ObjectStoreError::NoSuchBucket(_))
-        ));
-        // The refused object's file is gone.
-        assert_eq!(meta.get_file(&a.id).expect("get"), None);
-        meta.create_bucket("b", 1).expect("bucket");
-        assert!(matches!(
-            meta.create_bucket("b", 1),
-            Err(ObjectStoreError::BucketExists(_))
-        ));
-        let a = file(&meta, 10);
-        assert_eq!(
-            meta.put_object("b", "k", &object(&[&a])).expect("put"),
-            None
-        );
-        let (got, files) = meta.get_object("b", "k").expect("get");
-        assert_eq!((got.size, files.len()), (10, 1));
-        // Replacing deletes the old file.
-        let b = file(&meta, 20);
-        assert!(
-            meta.put_object("b", "k", &object(&[&b]))
-                .expect("put")
-                .is_some()
-        );
-        assert_eq!(meta.get_file(&a.id).expect("get"), None);
-        assert!(matches!(
-            meta.delete_bucket("b"),
-            Err(ObjectStoreError::BucketNotEmpty(_))
-        ));
-        let c = file(&meta, 1);
-        meta.put_object("b", "dir/x", &object(&[&c])).expect("put");
-        let page = meta
-            .list_objects(
-                "b",
-                &ListQuery {
-                    delimiter: Some("/".into()),
-                    max_keys: 10,
-                    ..ListQuery::default()
-                },
-            )
-            .expect("list");
-        let names: Vec<&str> = page.entries.iter().map(ListEntry::name).collect();
-        assert_eq!(names, ["dir/", "k"]);
-        assert!(meta.delete_object("b", "k").expect("delete"));
-        assert!(!meta.delete_object("b", "k").expect("delete again"));
-        assert_eq!(meta.get_file(&b.id).expect("get"), None);
-        assert!(matches!(
-            meta.get_object("b", "k"),
-            Err(ObjectStoreError::NoSuchKey(_))
-        ));
-        meta.delete_object("b", "dir/x").expect("delete");
-        meta.delete_bucket("b").expect("empty bucket");
-        assert!(meta.list_buckets().expect("list").is_empty());
-    }
-
     #[test]
     fn hidden_segment_files_are_not_listed_but_pages_stay_full() {
         let (_dir, meta) = fresh();
@@ -334,101 +253,5 @@ mod tests {
         }
         assert_eq!(seen, visible);
         assert_eq!(meta.list_files(None, 100).expect("all").len(), 20);
-    }
-
-    #[test]
-    fn multipart_completes_into_segments_and_aborts_clean() {
-        let (_dir, meta) = fresh();
-        meta.create_bucket("b", 1).expect("bucket");
-        let upload = MultipartRecord {
-            upload_id: Uuid::new_v4(),
-            bucket: "b".into(),
-            key: "big".into(),
-            content_type: None,
-            initiated_unix_ms: 5,
-            user_metadata: BTreeMap::new(),
-        };
-        meta.create_multipart(&upload).expect("create");
-        let id = upload.upload_id;
-        let part = |meta: &Meta, n: u32, size: u64| {
-            let f = file(meta, size);
-            let p = UploadedPart {
-                part_number: n,
-                file_id: f.id,
-                size,
-                etag: format!("etag{n}"),
-                last_modified_unix_ms: 1,
-            };
-            meta.put_part(&id, &p).expect("part");
-            f
-        };
-        let first = part(&meta, 1, MIN_PART_SIZE);
-        let replaced = part(&meta, 2, 3);
-        let second = part(&meta, 2, 4);
-        // Re-uploading part 2 deleted the first version's file.
-        assert_eq!(meta.get_file(&replaced.id).expect("get"), None);
-        let unlisted = part(&meta, 3, 9);
-        let refs = [1, 2].map(|n| CompletedPartRef {
-            part_number: n,
-            etag: Some(format!("etag{n}")),
-        });
-        let object = meta
-            .complete_multipart(&id, "b", "big", &refs, 9, |parts| {
-                format!("x-{}", parts.len())
-            })
-            .expect("complete");
-        assert_eq!(object.etag, "x-2");
-        assert_eq!(object.size, MIN_PART_SIZE + 4);
-        let (_, files) = meta.get_object("b", "big").expect("get");
-        assert_eq!(
-            files.iter().map(|f| f.id).collect::<Vec<_>>(),
-            [first.id, second.id]
-        );
-        assert_eq!(meta.get_file(&unlisted.id).expect("get"), None);
-        assert!(matches!(
-            meta.list_parts(&id),
-            Err(ObjectStoreError::NoSuchUpload(_))
-        ));
-        // A part arriving after the completion is refused and its file removed.
-        let late = file(&meta, 2);
-        let p = UploadedPart {
-            part_number: 4,
-            file_id: late.id,
-            size: 2,
-            etag: "late".into(),
-            last_modified_unix_ms: 1,
-        };
-        assert!(matches!(
-            meta.put_part(&id, &p),
-            Err(ObjectStoreError::NoSuchUpload(_))
-        ));
-        assert_eq!(meta.get_file(&late.id).expect("get"), None);
-
-        // Abort removes the upload and its parts' files; the sweep finds old uploads.
-        let upload = MultipartRecord {
-            upload_id: Uuid::new_v4(),
-            ..upload
-        };
-        meta.create_multipart(&upload).expect("create");
-        let f = file(&meta, 1);
-        meta.put_part(
-            &upload.upload_id,
-            &UploadedPart {
-                part_number: 1,
-                file_id: f.id,
-                size: 1,
-                etag: "e".into(),
-                last_modified_unix_ms: 1,
-            },
-        )
-        .expect("part");
-        assert_eq!(
-            meta.multipart_started_before(6).expect("old"),
-            vec![upload.upload_id]
-        );
-        assert!(meta.multipart_started_before(5).expect("old").is_empty());
-        assert_eq!(meta.abort_multipart(&upload.upload_id).expect("abort"), 1);
-        assert_eq!(meta.get_file(&f.id).expect("get"), None);
-        assert!(meta.list_multipart_uploads("b").expect("list").is_empty());
     }
 }

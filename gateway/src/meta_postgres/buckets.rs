@@ -97,10 +97,7 @@ impl PostgresMeta {
 }
 
 /// Removes the files `ids` (segments of a replaced or deleted object) inside `tx`.
-pub(super) async fn remove_files_in(
-    tx: &Tx<'_>,
-    ids: impl IntoIterator<Item = Uuid>,
-) -> Result<usize, MetaError> {
+pub(super) async fn remove_files_in(tx: &Tx<'_>, ids: Vec<Uuid>) -> Result<usize, MetaError> {
     let mut removed = 0;
     for id in ids {
         if remove_file_in(tx, &id).await?.is_some() {

@@ -100,37 +100,24 @@ impl PostgresMeta {
         node_id: &Uuid,
         chunk_ids: &[ChunkId],
     ) -> Result<HashSet<ChunkId>, MetaError> {
+        let keys: Vec<Vec<u8>> = chunk_ids
+            .iter()
+            .map(|c| chunk_key(node_id, c).to_vec())
+            .collect();
         pg_read!(self, MetaError, |tx| {
             let mut out = HashSet::new();
-            for chunk_id in chunk_ids {
-                if tx
-                    .contains(Table::ChunkRefs, &chunk_key(node_id, chunk_id))
-                    .await?
-                {
-                    out.insert(*chunk_id);
-                }
+            for key in tx.present_among(Table::ChunkRefs, &keys).await? {
+                out.insert(split_key("chunk_refs", &key)?.1);
             }
             Ok(out)
         })
     }
 
-    /// See [`crate::meta::Meta::referenced_chunks`].
-    pub async fn referenced_chunks(&self, node_id: &Uuid) -> Result<HashSet<ChunkId>, MetaError> {
+    /// See [`crate::meta::Meta::referenced_count`]: counted by the server, nothing loaded.
+    pub async fn referenced_count(&self, node_id: &Uuid) -> Result<u64, MetaError> {
         let (lo, hi) = node_key_bounds(node_id);
         pg_read!(self, MetaError, |tx| {
-            let rows = tx
-                .range(
-                    Table::ChunkRefs,
-                    Bound::Included(&lo[..]),
-                    Bound::Included(&hi[..]),
-                    None,
-                )
-                .await?;
-            let mut out = HashSet::with_capacity(rows.len());
-            for (k, _) in rows {
-                out.insert(split_key("chunk_refs", &k)?.1);
-            }
-            Ok(out)
+            Ok(tx.count_between(Table::ChunkRefs, &lo, &hi).await?)
         })
     }
 }

@@ -247,6 +247,36 @@ impl<'a> Tx<'a> {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Number of rows with keys in `[lo, hi]`.
+    pub(crate) async fn count_between(
+        &self,
+        t: Table,
+        lo: &[u8],
+        hi: &[u8],
+    ) -> Result<u64, PgError> {
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE k >= $1 AND k <= $2",
+            t.name()
+        );
+        let rows = self.query(&sql, &[&lo, &hi]).await?;
+        let n: i64 = rows.first().map_or(0, |r| r.get(0));
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Which of `keys` the table has (one statement, whatever their number).
+    pub(crate) async fn present_among(
+        &self,
+        t: Table,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>, PgError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT k FROM {} WHERE k = ANY($1)", t.name());
+        let rows = self.query(&sql, &[&keys]).await?;
+        Ok(rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+    }
+
     /// Whether the table has no row.
     pub(crate) async fn is_empty(&self, t: Table) -> Result<bool, PgError> {
         let sql = format!("SELECT 1 FROM {} LIMIT 1", t.name());

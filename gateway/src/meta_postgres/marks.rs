@@ -43,7 +43,7 @@ pub(super) async fn forget_for_delete(tx: &Tx<'_>, file: &FileRecord) -> Result<
 /// Splits a stored 32-byte chunk key.
 pub(super) fn split_key(table: &'static str, key: &[u8]) -> Result<(Uuid, ChunkId), MetaError> {
     let key: &[u8; 32] = key.try_into().map_err(|_| {
-        MetaError::Postgres(super::PgError::Row {
+        MetaError::from(super::PgError::Row {
             table,
             what: format!("a key of {} bytes, not 32", key.len()),
         })

@@ -20,7 +20,9 @@
 //! Each write that is one redb transaction in `crate::meta` is one PostgreSQL transaction at
 //! SERIALIZABLE here, with the same checks in the same order (the pure checks are shared, see
 //! `crate::meta::sessions`). A transaction that fails with a serialization failure (SQLSTATE
-//! 40001) or a deadlock (40P01) is run again from the start, up to [`MAX_ATTEMPTS`] times.
+//! 40001) or a deadlock (40P01) is run again from the start, up to [`MAX_ATTEMPTS`] times
+//! with a growing wait ([`retry_delay`]). Sequential scans are off for the gateway's sessions,
+//! so that the predicate locks stay on index pages (see [`PostgresMeta::open`]).
 //! Reads of more than one statement run in one REPEATABLE READ READ ONLY transaction (one
 //! snapshot, as a redb read transaction). Statements are prepared once per connection
 //! (`prepare_cached`).
@@ -38,6 +40,7 @@ mod restore;
 mod s3_objects;
 pub mod schema;
 mod sessions;
+mod store;
 mod unaccounted;
 
 use std::fmt;
@@ -55,7 +58,14 @@ use crate::meta::s3_records::ObjectStoreError;
 pub(crate) use kv::{Table, Tx};
 
 /// Attempts of one transaction that keeps meeting serialization failures.
-pub const MAX_ATTEMPTS: u32 = 10;
+pub const MAX_ATTEMPTS: u32 = 20;
+
+/// Wait before attempt `attempt + 1` of a transaction: doubling from 2 ms up to 128 ms, plus a
+/// few milliseconds of jitter so that two transactions that clashed do not clash again in step.
+pub fn retry_delay(attempt: u32, jitter_ms: u8) -> Duration {
+    let base = 1u64 << attempt.clamp(1, 7);
+    Duration::from_millis(base + u64::from(jitter_ms % 8))
+}
 
 /// How to reach the database and how many connections to keep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,21 +142,15 @@ impl From<deadpool_postgres::PoolError> for PgError {
     }
 }
 
+impl From<PgError> for MetaError {
+    fn from(e: PgError) -> Self {
+        MetaError::Storage(Box::new(e))
+    }
+}
+
 impl From<PgError> for ObjectStoreError {
     fn from(e: PgError) -> Self {
-        ObjectStoreError::Meta(MetaError::Postgres(e))
-    }
-}
-
-impl From<tokio_postgres::Error> for MetaError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        MetaError::Postgres(PgError::Db(e))
-    }
-}
-
-impl From<tokio_postgres::Error> for ObjectStoreError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        ObjectStoreError::Meta(MetaError::Postgres(PgError::Db(e)))
+        ObjectStoreError::Meta(MetaError::from(e))
     }
 }
 
@@ -157,7 +161,12 @@ pub(crate) trait Retryable {
 
 impl Retryable for MetaError {
     fn is_retryable(&self) -> bool {
-        matches!(self, MetaError::Postgres(e) if e.is_retryable())
+        match self {
+            MetaError::Storage(e) => e
+                .downcast_ref::<PgError>()
+                .is_some_and(PgError::is_retryable),
+            _ => false,
+        }
     }
 }
 
@@ -209,6 +218,15 @@ impl PostgresMeta {
     pub async fn open(url: &str, settings: &PostgresSettings) -> Result<Self, MetaError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(PgError::Url)?;
         config.connect_timeout(settings.connect_timeout);
+        // SERIALIZABLE takes its predicate locks on the index pages a statement reads, but on
+        // the whole table when the planner picks a sequential scan, which it does for small
+        // tables: then any two writers of a table conflict and retry. Every statement here is
+        // a key lookup or a key range, which the primary key's index serves.
+        let options = match config.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} -c enable_seqscan=off"),
+            _ => "-c enable_seqscan=off".to_owned(),
+        };
+        config.options(&options);
         if config.get_application_name().is_none() {
             config.application_name("sixfold-gateway");
         }
@@ -320,8 +338,9 @@ macro_rules! pg_write {
                         && attempt < $crate::meta_postgres::MAX_ATTEMPTS =>
                 {
                     tracing::debug!(attempt, error = %e, "metadata transaction retried");
-                    tokio::time::sleep(std::time::Duration::from_millis(
-                        u64::from(attempt) * 2 + u64::from($crate::meta_postgres::rand_jitter()),
+                    tokio::time::sleep($crate::meta_postgres::retry_delay(
+                        attempt,
+                        $crate::meta_postgres::rand_jitter(),
                     ))
                     .await;
                     continue;
@@ -364,7 +383,7 @@ pub(crate) fn rand_jitter() -> u8 {
     let mut b = [0u8; 1];
     // Jitter only: a failing random source gives none.
     let _ = getrandom::fill(&mut b);
-    b[0] % 8
+    b[0]
 }
 
 #[cfg(test)]

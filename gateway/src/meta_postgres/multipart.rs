@@ -14,7 +14,7 @@ use crate::meta::s3_records::{
     CompletedPartRef, MultipartRecord, ObjectRecord, ObjectStoreError, Segment, UploadedPart,
     part_key,
 };
-use crate::meta::{MetaError, check_completion};
+use crate::meta::{MetaError, MultipartEtag, check_completion};
 
 async fn upload_in(
     tx: &Tx<'_>,
@@ -56,7 +56,7 @@ pub(super) async fn abort_in(
         tx.delete(Table::Parts, &part_key(upload_id, part.part_number))
             .await?;
     }
-    remove_files_in(tx, found.iter().map(|p| p.file_id)).await?;
+    remove_files_in(tx, found.iter().map(|p| p.file_id).collect()).await?;
     Ok(Some(found.len()))
 }
 
@@ -108,13 +108,13 @@ impl PostgresMeta {
                 None => None,
             };
             if let Some(old) = old.filter(|o| o.file_id != part.file_id) {
-                remove_files_in(&tx, [old.file_id]).await?;
+                remove_files_in(&tx, vec![old.file_id]).await?;
             }
             Ok(())
         });
         if let Err(ObjectStoreError::NoSuchUpload(_)) = &result {
             pg_write!(self, MetaError, |tx| {
-                remove_files_in(&tx, [part.file_id]).await
+                remove_files_in(&tx, vec![part.file_id]).await
             })?;
         }
         result
@@ -189,8 +189,7 @@ impl PostgresMeta {
         })
     }
 
-    /// See [`crate::meta::Meta::complete_multipart`]. `etag` may be called once per attempt
-    /// of the transaction.
+    /// See [`crate::meta::Meta::complete_multipart`].
     pub async fn complete_multipart(
         &self,
         upload_id: &Uuid,
@@ -198,7 +197,7 @@ impl PostgresMeta {
         key: &str,
         listed: &[CompletedPartRef],
         now_unix_ms: u64,
-        etag: &(dyn Fn(&[&UploadedPart]) -> String + Send + Sync),
+        etag: MultipartEtag,
     ) -> Result<ObjectRecord, ObjectStoreError> {
         pg_write!(self, ObjectStoreError, |tx| {
             let upload = upload_in(&tx, upload_id)

@@ -38,7 +38,7 @@ pub(super) async fn put_object_in(
     };
     if let Some(old) = &old {
         let kept: Vec<_> = record.file_ids().collect();
-        remove_files_in(tx, old.file_ids().filter(|id| !kept.contains(id))).await?;
+        remove_files_in(tx, old.file_ids().filter(|id| !kept.contains(id)).collect()).await?;
     }
     Ok(old)
 }
@@ -66,7 +66,7 @@ impl PostgresMeta {
         });
         if let Err(ObjectStoreError::NoSuchBucket(_)) = &result {
             pg_write!(self, MetaError, |tx| {
-                remove_files_in(&tx, record.file_ids()).await
+                remove_files_in(&tx, record.file_ids().collect()).await
             })?;
         }
         result
@@ -115,7 +115,7 @@ impl PostgresMeta {
             match tx.remove(Table::Objects, &object_key(bucket, key)).await? {
                 Some(v) => {
                     let record = decode_object(&v)?;
-                    remove_files_in(&tx, record.file_ids()).await?;
+                    remove_files_in(&tx, record.file_ids().collect()).await?;
                     Ok(true)
                 }
                 None => Ok(false),

@@ -250,3 +250,21 @@ async fn concurrent_writes_are_retried_and_all_land() {
         .collect();
     assert_eq!(ids, sessions.iter().map(|s| s.file_id).collect());
 }
+
+/// The shared behaviour, run against PostgreSQL: the same cases as redb's (`meta::conformance`).
+mod conformance {
+    async fn fresh() -> Option<crate::meta::conformance::Fixture> {
+        let db = super::TestDb::create("meta conformance on PostgreSQL").await?;
+        let meta = db.open().await;
+        Some((Box::new(db), std::sync::Arc::new(meta)))
+    }
+    crate::conformance_suite!(fresh);
+}
+
+#[test]
+fn retries_wait_longer_up_to_a_bound() {
+    assert_eq!(retry_delay(1, 0), Duration::from_millis(2));
+    assert_eq!(retry_delay(3, 0), Duration::from_millis(8));
+    assert_eq!(retry_delay(30, 0), Duration::from_millis(128));
+    assert!(retry_delay(2, 255) < Duration::from_millis(12));
+}

@@ -20,7 +20,7 @@ use xxhash_rust::xxh3::Xxh3;
 use super::found::found_chunk;
 use super::rules::{FoundChunk, NotRestored, RestoredFile, plan_rebuild};
 use crate::cluster::{Cluster, NodeError};
-use crate::meta::{FileRecord, Meta, MetaError, NodeState, QuarantineMark, Restored, unix_ms_now};
+use crate::meta::{FileRecord, MetaError, NodeState, QuarantineMark, Restored, unix_ms_now};
 
 /// Chunks the nodes verify at once, over the whole cluster.
 const VERIFY_CONCURRENCY: usize = 4;
@@ -242,13 +242,10 @@ impl Recovery {
                         .collect::<HashSet<_>>()
                         .into_iter()
                         .collect();
-                    let known = meta_call(cluster, move |m| {
-                        fresh
-                            .into_iter()
-                            .map(|id| m.knows_file_id(&id).map(|k| (id, k)))
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
+                    let mut known = Vec::with_capacity(fresh.len());
+                    for id in fresh {
+                        known.push((id, cluster.meta().knows_file_id(&id).await?));
+                    }
                     for (id, k) in known {
                         if k {
                             known_files.insert(id);
@@ -346,7 +343,7 @@ impl Recovery {
         for record in records {
             let id = record.id;
             let name = record.name.clone();
-            match meta_call(cluster, move |m| m.restore_file(&record)).await? {
+            match cluster.meta().restore_file(&record).await? {
                 Restored::Added => {
                     report.files_restored += 1;
                     tracing::warn!(file_id = %id, name = ?name, "file restored from the nodes");
@@ -371,17 +368,17 @@ impl Recovery {
             ));
         }
         for (node, marks) in by_node {
-            let n = meta_call(cluster, move |m| m.update_quarantine(&node, &marks, &[])).await?;
+            let n = cluster.meta().update_quarantine(&node, &marks, &[]).await?;
             report.chunks_quarantined += n as u64;
         }
         if let Some(id) = claimed.first().copied()
             && id != cluster.meta().cluster_id()
         {
-            meta_call(cluster, move |m| m.adopt_cluster_id(id)).await?;
+            cluster.meta().adopt_cluster_id(id).await?;
         }
         for node in &nodes {
             let id = node.id;
-            if meta_call(cluster, move |m| m.clear_unaccounted(&id)).await? {
+            if cluster.meta().clear_unaccounted(&id).await? {
                 tracing::warn!(node = %id, "node accounted for by the rebuild");
             }
         }
@@ -435,15 +432,4 @@ async fn checksum_of(cluster: &Cluster, file: &RestoredFile) -> Result<String, (
         }
     }
     Ok(format!("{:032x}", hasher.digest128()))
-}
-
-async fn meta_call<T: Send + 'static>(
-    cluster: &Cluster,
-    f: impl FnOnce(&Meta) -> Result<T, MetaError> + Send + 'static,
-) -> Result<T, RecoveryError> {
-    let meta = cluster.meta().clone();
-    match tokio::task::spawn_blocking(move || f(&meta)).await {
-        Ok(r) => Ok(r?),
-        Err(e) => Err(RecoveryError::Task(e.to_string())),
-    }
 }

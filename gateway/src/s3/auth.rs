@@ -16,16 +16,16 @@ use s3s::{S3Error, S3ErrorCode, S3Result};
 
 use super::errors;
 use crate::auth::{AccessKey, KeyId, Scope};
-use crate::meta::Meta;
+use crate::meta::SharedMeta;
 
 /// Looks keys up in the metadata.
 #[derive(Clone)]
 pub struct KeyLookup {
-    meta: Meta,
+    meta: SharedMeta,
 }
 
 impl KeyLookup {
-    pub fn new(meta: Meta) -> Self {
+    pub fn new(meta: SharedMeta) -> Self {
         KeyLookup { meta }
     }
 
@@ -38,11 +38,7 @@ impl KeyLookup {
             )
         };
         let id = KeyId::parse(access_key).map_err(|_| unknown())?;
-        let meta = self.meta.clone();
-        let found = tokio::task::spawn_blocking(move || meta.get_key(&id))
-            .await
-            .map_err(errors::from_join)?
-            .map_err(errors::from_meta)?;
+        let found = self.meta.get_key(&id).await.map_err(errors::from_meta)?;
         found.filter(|k| !k.is_revoked()).ok_or_else(unknown)
     }
 }

@@ -107,11 +107,11 @@ pub async fn sweep_uploads(app: AppState, ttl: Duration) {
         tick.tick().await;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let before = unix_ms_now().saturating_sub(ttl_ms);
-        let meta = app.meta().clone();
-        let swept = tokio::task::spawn_blocking(move || -> Result<usize, crate::meta::ObjectStoreError> {
+        let meta = app.meta();
+        let swept = async {
             let mut aborted = 0;
-            for id in meta.multipart_started_before(before)? {
-                match meta.abort_multipart(&id) {
+            for id in meta.multipart_started_before(before).await? {
+                match meta.abort_multipart(&id).await {
                     Ok(parts) => {
                         tracing::info!(upload_id = %id, parts, "s3: expired multipart upload aborted");
                         aborted += 1;
@@ -120,14 +120,13 @@ pub async fn sweep_uploads(app: AppState, ttl: Duration) {
                     Err(e) => return Err(e),
                 }
             }
-            Ok(aborted)
-        })
+            Ok::<usize, crate::meta::ObjectStoreError>(aborted)
+        }
         .await;
         match swept {
-            Ok(Ok(0)) => {}
-            Ok(Ok(_)) => app.store().wake_cleanup(),
-            Ok(Err(e)) => tracing::warn!(error = %e, "s3: cannot sweep expired multipart uploads"),
-            Err(e) => tracing::warn!(error = %e, "s3: upload sweep task failed"),
+            Ok(0) => {}
+            Ok(_) => app.store().wake_cleanup(),
+            Err(e) => tracing::warn!(error = %e, "s3: cannot sweep expired multipart uploads"),
         }
     }
 }

@@ -21,8 +21,8 @@ use crate::admission::Permit;
 use crate::http::AppState;
 use crate::meta::s3_records::MAX_PART_NUMBER;
 use crate::meta::{
-    CompletedPartRef, FileRecord, HIDDEN_NAME_PREFIX, ListEntry, ListQuery, Meta, MultipartRecord,
-    ObjectRecord, ObjectStoreError, Segment, UploadedPart, unix_ms_now,
+    CompletedPartRef, FileRecord, HIDDEN_NAME_PREFIX, ListEntry, ListQuery, MetaStore,
+    MultipartRecord, ObjectRecord, ObjectStoreError, Segment, UploadedPart, unix_ms_now,
 };
 use crate::metrics::UploadOutcome;
 use crate::upload::FileInfo;
@@ -43,22 +43,19 @@ impl SixfoldS3 {
         SixfoldS3 { app }
     }
 
-    /// Runs a metadata call on the blocking pool.
-    async fn meta<T, F>(&self, call: F) -> S3Result<T>
-    where
-        F: FnOnce(&Meta) -> Result<T, ObjectStoreError> + Send + 'static,
-        T: Send + 'static,
-    {
-        let meta = self.app.meta().clone();
-        tokio::task::spawn_blocking(move || call(&meta))
-            .await
-            .map_err(errors::from_join)?
-            .map_err(errors::from_store)
+    /// The metadata, whose S3 errors callers map with [`errors::from_store`].
+    fn store(&self) -> &dyn MetaStore {
+        self.app.meta().as_ref()
     }
 
     async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
         let name = bucket.to_owned();
-        match self.meta(move |m| m.get_bucket(&name)).await? {
+        match self
+            .store()
+            .get_bucket(&name)
+            .await
+            .map_err(errors::from_store)?
+        {
             Some(_) => Ok(()),
             None => Err(errors::from_store(ObjectStoreError::NoSuchBucket(
                 bucket.to_owned(),
@@ -178,7 +175,11 @@ impl SixfoldS3 {
             ));
         };
         let (bucket, key) = (bucket.to_string(), key.to_string());
-        let (record, files) = self.meta(move |m| m.get_object(&bucket, &key)).await?;
+        let (record, files) = self
+            .store()
+            .get_object(&bucket, &key)
+            .await
+            .map_err(errors::from_store)?;
         let (start, len) = match range {
             None => (0, record.size),
             Some(text) => {
@@ -388,7 +389,11 @@ impl S3 for SixfoldS3 {
         &self,
         _req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let buckets = self.meta(|m| m.list_buckets()).await?;
+        let buckets = self
+            .store()
+            .list_buckets()
+            .await
+            .map_err(errors::from_store)?;
         let buckets = buckets
             .into_iter()
             .map(|b| Bucket {
@@ -419,8 +424,10 @@ impl S3 for SixfoldS3 {
             ));
         }
         let n = name.clone();
-        self.meta(move |m| m.create_bucket(&n, unix_ms_now()))
-            .await?;
+        self.store()
+            .create_bucket(&n, unix_ms_now())
+            .await
+            .map_err(errors::from_store)?;
         tracing::info!(bucket = %name, "s3: bucket created");
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),
@@ -453,7 +460,10 @@ impl S3 for SixfoldS3 {
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let name = req.input.bucket;
         let n = name.clone();
-        self.meta(move |m| m.delete_bucket(&n)).await?;
+        self.store()
+            .delete_bucket(&n)
+            .await
+            .map_err(errors::from_store)?;
         self.wake_cleanup();
         tracing::info!(bucket = %name, "s3: bucket deleted");
         Ok(S3Response::new(DeleteBucketOutput::default()))
@@ -498,8 +508,10 @@ impl S3 for SixfoldS3 {
         };
         let (bucket, key, stored) = (input.bucket.clone(), input.key.clone(), record.clone());
         let replaced = self
-            .meta(move |m| m.put_object(&bucket, &key, &stored))
-            .await?;
+            .store()
+            .put_object(&bucket, &key, &stored)
+            .await
+            .map_err(errors::from_store)?;
         if replaced.is_some() {
             self.wake_cleanup();
         }
@@ -523,7 +535,11 @@ impl S3 for SixfoldS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
-        let (record, files) = self.meta(move |m| m.get_object(&bucket, &key)).await?;
+        let (record, files) = self
+            .store()
+            .get_object(&bucket, &key)
+            .await
+            .map_err(errors::from_store)?;
         check_conditions(
             &record,
             input.if_match.as_ref(),
@@ -554,7 +570,11 @@ impl S3 for SixfoldS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
-        let record = self.meta(move |m| m.head_object(&bucket, &key)).await?;
+        let record = self
+            .store()
+            .head_object(&bucket, &key)
+            .await
+            .map_err(errors::from_store)?;
         check_conditions(
             &record,
             input.if_match.as_ref(),
@@ -583,7 +603,12 @@ impl S3 for SixfoldS3 {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let (bucket, key) = (req.input.bucket, req.input.key);
         let (b, k) = (bucket.clone(), key.clone());
-        if self.meta(move |m| m.delete_object(&b, &k)).await? {
+        if self
+            .store()
+            .delete_object(&b, &k)
+            .await
+            .map_err(errors::from_store)?
+        {
             self.wake_cleanup();
             tracing::info!(%bucket, %key, "s3: object deleted");
         }
@@ -602,7 +627,12 @@ impl S3 for SixfoldS3 {
         let mut any = false;
         for object in req.input.delete.objects {
             let (b, k) = (bucket.clone(), object.key.clone());
-            match self.meta(move |m| m.delete_object(&b, &k)).await {
+            match self
+                .store()
+                .delete_object(&b, &k)
+                .await
+                .map_err(errors::from_store)
+            {
                 Ok(removed) => {
                     any |= removed;
                     if !quiet {
@@ -650,7 +680,11 @@ impl S3 for SixfoldS3 {
         };
         let bucket = input.bucket.clone();
         let q = query.clone();
-        let page = self.meta(move |m| m.list_objects(&bucket, &q)).await?;
+        let page = self
+            .store()
+            .list_objects(&bucket, &q)
+            .await
+            .map_err(errors::from_store)?;
         let next = page.next_marker().map(encode_token);
         let truncated = page.truncated;
         let count = page.entries.len();
@@ -686,7 +720,11 @@ impl S3 for SixfoldS3 {
         };
         let bucket = input.bucket.clone();
         let q = query.clone();
-        let page = self.meta(move |m| m.list_objects(&bucket, &q)).await?;
+        let page = self
+            .store()
+            .list_objects(&bucket, &q)
+            .await
+            .map_err(errors::from_store)?;
         let next = page.next_marker().map(|m| listed(m, url));
         let truncated = page.truncated;
         let (contents, prefixes) = listing(page.entries, url);
@@ -719,7 +757,10 @@ impl S3 for SixfoldS3 {
             user_metadata: user_metadata(input.metadata),
         };
         let upload_id = record.upload_id;
-        self.meta(move |m| m.create_multipart(&record)).await?;
+        self.store()
+            .create_multipart(&record)
+            .await
+            .map_err(errors::from_store)?;
         tracing::info!(bucket = %input.bucket, key = %input.key, %upload_id, "s3: multipart upload created");
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
@@ -739,8 +780,10 @@ impl S3 for SixfoldS3 {
         let upload_id = parse_upload_id(&input.upload_id)?;
         let number = part_number(input.part_number)?;
         let upload = self
-            .meta(move |m| m.get_multipart(&upload_id))
-            .await?
+            .store()
+            .get_multipart(&upload_id)
+            .await
+            .map_err(errors::from_store)?
             .filter(|u| u.bucket == input.bucket && u.key == input.key)
             .ok_or_else(|| errors::no_such_upload(&input.upload_id))?;
         let len = content_length(input.content_length)?;
@@ -775,7 +818,10 @@ impl S3 for SixfoldS3 {
             last_modified_unix_ms: file.created_unix_ms,
         };
         let stored = part.clone();
-        self.meta(move |m| m.put_part(&upload_id, &stored)).await?;
+        self.store()
+            .put_part(&upload_id, &stored)
+            .await
+            .map_err(errors::from_store)?;
         self.wake_cleanup();
         use super::body::Algo;
         Ok(S3Response::new(UploadPartOutput {
@@ -797,8 +843,10 @@ impl S3 for SixfoldS3 {
         let upload_id = parse_upload_id(&input.upload_id)?;
         let number = part_number(input.part_number)?;
         let upload = self
-            .meta(move |m| m.get_multipart(&upload_id))
-            .await?
+            .store()
+            .get_multipart(&upload_id)
+            .await
+            .map_err(errors::from_store)?
             .filter(|u| u.bucket == input.bucket && u.key == input.key)
             .ok_or_else(|| errors::no_such_upload(&input.upload_id))?;
         let (_, file, digests) = self
@@ -823,7 +871,10 @@ impl S3 for SixfoldS3 {
             last_modified_unix_ms: file.created_unix_ms,
         };
         let stored = part.clone();
-        self.meta(move |m| m.put_part(&upload_id, &stored)).await?;
+        self.store()
+            .put_part(&upload_id, &stored)
+            .await
+            .map_err(errors::from_store)?;
         self.wake_cleanup();
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
@@ -854,7 +905,11 @@ impl S3 for SixfoldS3 {
             })
             .collect::<S3Result<Vec<_>>>()?;
         // Objects obey the same size limit as files.
-        let (_, uploaded) = self.meta(move |m| m.list_parts(&upload_id)).await?;
+        let (_, uploaded) = self
+            .store()
+            .list_parts(&upload_id)
+            .await
+            .map_err(errors::from_store)?;
         let total: u64 = uploaded
             .iter()
             .filter(|p| listed_parts.iter().any(|l| l.part_number == p.part_number))
@@ -869,17 +924,17 @@ impl S3 for SixfoldS3 {
         }
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
         let record = self
-            .meta(move |m| {
-                m.complete_multipart(
-                    &upload_id,
-                    &bucket,
-                    &key,
-                    &listed_parts,
-                    unix_ms_now(),
-                    |parts| multipart_etag(parts.iter().map(|p| p.etag.as_str())),
-                )
-            })
-            .await?;
+            .store()
+            .complete_multipart(
+                &upload_id,
+                &bucket,
+                &key,
+                &listed_parts,
+                unix_ms_now(),
+                |parts| multipart_etag(parts.iter().map(|p| p.etag.as_str())),
+            )
+            .await
+            .map_err(errors::from_store)?;
         self.wake_cleanup();
         tracing::info!(bucket = %input.bucket, key = %input.key, %upload_id, size = record.size, segments = record.segments.len(), "s3: multipart upload completed");
         Ok(S3Response::new(CompleteMultipartUploadOutput {
@@ -896,7 +951,11 @@ impl S3 for SixfoldS3 {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let upload_id = parse_upload_id(&req.input.upload_id)?;
-        let parts = self.meta(move |m| m.abort_multipart(&upload_id)).await?;
+        let parts = self
+            .store()
+            .abort_multipart(&upload_id)
+            .await
+            .map_err(errors::from_store)?;
         self.wake_cleanup();
         tracing::info!(%upload_id, parts, "s3: multipart upload aborted");
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
@@ -908,7 +967,11 @@ impl S3 for SixfoldS3 {
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let input = req.input;
         let upload_id = parse_upload_id(&input.upload_id)?;
-        let (upload, parts) = self.meta(move |m| m.list_parts(&upload_id)).await?;
+        let (upload, parts) = self
+            .store()
+            .list_parts(&upload_id)
+            .await
+            .map_err(errors::from_store)?;
         if upload.bucket != input.bucket || upload.key != input.key {
             return Err(errors::no_such_upload(&input.upload_id));
         }
@@ -953,8 +1016,10 @@ impl S3 for SixfoldS3 {
         let input = req.input;
         let bucket = input.bucket.clone();
         let uploads = self
-            .meta(move |m| m.list_multipart_uploads(&bucket))
-            .await?;
+            .store()
+            .list_multipart_uploads(&bucket)
+            .await
+            .map_err(errors::from_store)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let id_marker = input.upload_id_marker.clone().unwrap_or_default();
@@ -1030,8 +1095,10 @@ impl S3 for SixfoldS3 {
         };
         let (bucket, key, stored) = (input.bucket.clone(), input.key.clone(), record.clone());
         if self
-            .meta(move |m| m.put_object(&bucket, &key, &stored))
-            .await?
+            .store()
+            .put_object(&bucket, &key, &stored)
+            .await
+            .map_err(errors::from_store)?
             .is_some()
         {
             self.wake_cleanup();

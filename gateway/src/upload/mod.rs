@@ -45,7 +45,8 @@ use spool::Spool;
 
 use crate::cluster::Reservation;
 use crate::meta::{
-    AckMismatch, FileRecord, Meta, MetaError, PartRecord, PlannedPart, UploadSession, unix_ms_now,
+    AckMismatch, FileRecord, MetaError, PartRecord, PlannedPart, SharedMeta, UploadSession,
+    unix_ms_now,
 };
 use crate::metrics::Metrics;
 use crate::node_client::{NodeCallError, SharedNodeClient};
@@ -142,7 +143,7 @@ fn session_lifetime_ms(ttl: Duration, size: u64) -> u64 {
 /// Runs uploads. Cheap to clone.
 #[derive(Clone)]
 pub struct Uploader {
-    meta: Meta,
+    meta: SharedMeta,
     store: SharedNodeClient,
     metrics: Arc<Metrics>,
     settings: Arc<UploadSettings>,
@@ -165,7 +166,7 @@ struct OpenSession {
     /// Space and in-flight slots on the parts' nodes: acknowledged at commit, released when
     /// the session is dropped otherwise.
     reservation: Option<Reservation>,
-    meta: Meta,
+    meta: SharedMeta,
     store: SharedNodeClient,
 }
 
@@ -195,22 +196,21 @@ impl Drop for OpenSession {
     }
 }
 
-async fn abort_session(meta: Meta, store: SharedNodeClient, file_id: Uuid) {
-    match tokio::task::spawn_blocking(move || meta.abort_session(&file_id)).await {
-        Ok(Ok(chunks)) => {
+async fn abort_session(meta: SharedMeta, store: SharedNodeClient, file_id: Uuid) {
+    match meta.abort_session(&file_id).await {
+        Ok(chunks) => {
             tracing::debug!(%file_id, chunks = chunks.len(), "upload session aborted");
             store.wake_cleanup();
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::warn!(%file_id, error = %e, "cannot abort upload session; the cleanup will expire it");
         }
-        Err(e) => tracing::warn!(%file_id, error = %e, "abort task failed"),
     }
 }
 
 impl Uploader {
     pub fn new(
-        meta: Meta,
+        meta: SharedMeta,
         store: SharedNodeClient,
         metrics: Arc<Metrics>,
         settings: UploadSettings,
@@ -412,14 +412,7 @@ impl Uploader {
             parts,
             multipart,
         };
-        let meta = self.meta.clone();
-        let (session, stored) = tokio::task::spawn_blocking(move || {
-            let stored = meta.begin_session(&session);
-            (session, stored)
-        })
-        .await
-        .map_err(|e| UploadError::Internal(format!("metadata task: {e}")))?;
-        stored?;
+        self.meta.begin_session(&session).await?;
         Ok(OpenSession {
             file_id,
             facts: sixfold_wire::FileFacts {
@@ -464,15 +457,12 @@ impl Uploader {
                 return Err(e);
             }
         };
-        let meta = self.meta.clone();
-        let file_id = session.file_id;
-        let committed = tokio::task::spawn_blocking(move || {
-            meta.commit_session(&file_id, records, checksum, size)
-        })
-        .await
-        .map_err(|e| UploadError::Internal(format!("metadata task: {e}")));
+        let committed = self
+            .meta
+            .commit_session(&session.file_id, records, checksum, size)
+            .await;
         match committed {
-            Ok(Ok(record)) => {
+            Ok(record) => {
                 let mut session = session;
                 session.armed = false;
                 if let Some(r) = session.reservation.take() {
@@ -480,20 +470,16 @@ impl Uploader {
                 }
                 crate::commit_marks::deliver(
                     &self.store,
-                    &self.meta,
+                    self.meta.as_ref(),
                     &record,
                     crate::commit_marks::COMMIT_MARK_WAIT,
                 )
                 .await;
                 Ok(record)
             }
-            Ok(Err(e)) => {
-                session.abort().await;
-                Err(e.into())
-            }
             Err(e) => {
                 session.abort().await;
-                Err(e)
+                Err(e.into())
             }
         }
     }

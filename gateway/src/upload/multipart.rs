@@ -369,7 +369,7 @@ mod tests {
             session_ttl: Duration::from_secs(3600),
             body_idle_timeout: Duration::from_secs(30),
         };
-        Uploader::new(meta, store, Arc::new(Metrics::new()), settings)
+        Uploader::new(Arc::new(meta), store, Arc::new(Metrics::new()), settings)
     }
 
     /// `total` bytes of `b'x'` in frames of [`FRAME`], counting how many bytes were pulled.

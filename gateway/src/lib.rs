@@ -4,6 +4,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod backup;
+pub mod clock;
 pub mod cluster;
 pub mod commit_marks;
 pub mod config;

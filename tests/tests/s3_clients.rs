@@ -288,6 +288,87 @@ async fn aws_cli_round_trips_and_errors() {
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "403");
 
+    // A multipart object is a sixfold file of its own: S3 names its id (the upload's), and the
+    // native API serves it whole and by ranges across segments, shows its segments, deletes it.
+    let presigned = check(
+        s.aws(&["s3", "presign", "s3://cli/when_required/big.bin"]),
+        "presign big",
+    );
+    let url = String::from_utf8_lossy(&presigned.stdout).trim().to_owned();
+    let curl = Command::new("curl")
+        .args(["-sSf", "-o", "/dev/null", "-D", "-", &url])
+        .output()
+        .expect("curl");
+    let headers = text(&check(curl, "curl presigned big"));
+    let file_id = headers
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("x-sixfold-file-id")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no x-sixfold-file-id in {headers}"));
+    let native = format!("{}/files/{file_id}", s.cluster.url);
+    let whole = s.cluster.http.get(&native).send().await.expect("get");
+    assert_eq!(whole.status(), 200);
+    assert_eq!(digest(&whole.bytes().await.expect("body")), digest(&big));
+    let ranged = s
+        .cluster
+        .http
+        .get(&native)
+        .header("Range", "bytes=8388000-8389000")
+        .send()
+        .await
+        .expect("ranged get");
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(
+        ranged.bytes().await.expect("body").as_ref(),
+        &big[8_388_000..=8_389_000]
+    );
+    let meta: serde_json::Value = s
+        .cluster
+        .http
+        .get(format!("{native}/meta"))
+        .send()
+        .await
+        .expect("meta")
+        .json()
+        .await
+        .expect("meta json");
+    assert_eq!(meta["size"], big.len(), "{meta}");
+    assert_eq!(meta["object"]["key"], "when_required/big.bin", "{meta}");
+    let segments = meta["object"]["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 13, "{meta}");
+    assert_eq!(segments[1]["offset"], 8 * MIB, "{meta}");
+    let deleted = s.cluster.http.delete(&native).send().await.expect("delete");
+    assert_eq!(deleted.status(), 204);
+    let gone = s.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "cli",
+        "--key",
+        "when_required/big.bin",
+    ]);
+    assert!(
+        !gone.status.success(),
+        "the object outlived its file: {}",
+        text(&gone)
+    );
+    let again = s.cluster.http.get(&native).send().await.expect("get");
+    assert_eq!(again.status(), 404);
+    for segment in segments {
+        let id = segment["file_id"].as_str().expect("segment id");
+        let resp = s
+            .cluster
+            .http
+            .get(format!("{}/files/{id}", s.cluster.url))
+            .send()
+            .await
+            .expect("segment get");
+        assert_eq!(resp.status(), 404, "segment {id} outlived its object");
+    }
+
     // A killed upload leaves an upload that ListMultipartUploads shows and Abort removes.
     let created = check(
         s.aws(&[

@@ -7,12 +7,15 @@
 
 //!
 //! - [`plan`]: which reads of which parts a byte range needs (pure);
-//! - [`stream`]: the response body, fed part by part from the nodes.
+//! - [`stream`]: the response body, fed part by part from the nodes;
+//! - [`segments`]: the body of an object made of several files (S3 multipart objects).
 
 pub mod plan;
+pub mod segments;
 pub mod stream;
 
 pub use plan::{Fetch, plan_fetches};
+pub use segments::{SegmentRead, open_object, plan_reads};
 pub use stream::open_body;
 
 use crate::node_client::NodeCallError;

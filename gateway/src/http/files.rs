@@ -15,7 +15,7 @@ use super::disposition::content_disposition;
 use super::error::{ApiError, ErrorCode};
 use super::range::{RangeDecision, decide};
 use super::request_log::{LoggedByStream, RequestSummary};
-use super::{AppState, parse_id};
+use super::{AppState, parse_id, served};
 use crate::auth::presign::{self, READ_METHOD_CLASS};
 use crate::auth::{AuthError, Principal};
 use crate::download;
@@ -74,8 +74,14 @@ pub struct FileMeta {
     pub size: u64,
     pub content_type: Option<String>,
     pub created: String,
+    /// xxh3-128 of the file; for an S3 object of several segments, its S3 ETag (each
+    /// segment's xxh3-128 is in `object.segments`).
     pub checksum: String,
+    /// Empty for an S3 object of several segments: each segment is a file with parts of its own.
     pub parts: Vec<PartView>,
+    /// Present for an S3 object of several segments (a completed multipart upload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<served::ObjectView>,
 }
 
 /// An entry of `GET /files`.
@@ -124,6 +130,7 @@ impl From<&FileRecord> for FileMeta {
                     stored_length: p.stored_len,
                 })
                 .collect(),
+            object: None,
         }
     }
 }
@@ -347,27 +354,31 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw_id)?;
-    let file = get_file(&app, id).await?;
-    let etag = format!("\"{}\"", file.checksum);
+    let served = served::find(&app, id).await?;
+    let size = served.size();
+    let etag = format!("\"{}\"", served.etag());
     let range = headers
         .get(header::RANGE)
         .filter(|_| if_range_allows(&headers, &etag))
         .map(HeaderValue::as_bytes);
-    let (status, start, len) = match decide(range, file.size) {
-        RangeDecision::Full => (StatusCode::OK, 0, file.size),
+    let (status, start, len) = match decide(range, size) {
+        RangeDecision::Full => (StatusCode::OK, 0, size),
         RangeDecision::Partial { start, end } => {
             (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
         }
-        RangeDecision::Unsatisfiable => return Err(ApiError::unsatisfiable_range(file.size)),
+        RangeDecision::Unsatisfiable => return Err(ApiError::unsatisfiable_range(size)),
     };
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_LENGTH, len)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_DISPOSITION, content_disposition(&file.name))
+        .header(
+            header::CONTENT_DISPOSITION,
+            content_disposition(served.name()),
+        )
         .header(
             header::CONTENT_TYPE,
-            content_type_value(file.content_type.as_deref()),
+            content_type_value(served.content_type()),
         );
     if let Ok(etag) = HeaderValue::from_str(&etag) {
         response = response.header(header::ETAG, etag);
@@ -375,13 +386,13 @@ pub async fn download(
     if status == StatusCode::PARTIAL_CONTENT {
         response = response.header(
             header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{}", start + len - 1, file.size),
+            format!("bytes {start}-{}/{size}", start + len - 1),
         );
     }
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        let fetches = download::plan_fetches(&file, start, len);
+        let fetches = served.fetches(start, len);
         if let Some(fetch) = fetches.iter().find(|f| app.store().is_down(f.node)) {
             return Err(ApiError::new(
                 ErrorCode::NodeUnavailable,
@@ -393,17 +404,19 @@ pub async fn download(
             .with_retry_after(NODE_DOWN_RETRY_SECS));
         }
         let permit = app.downloads().admit().await?;
-        let stream = download::open_body(
-            app.store().clone(),
-            app.metrics().clone(),
-            &file,
-            start,
-            len,
-            permit,
-        )
-        .await
-        .map_err(download_refused)?;
-        Body::from_stream(stream)
+        let (store, metrics) = (app.store().clone(), app.metrics().clone());
+        match served {
+            served::Served::File(file) => Body::from_stream(
+                download::open_body(store, metrics, &file, start, len, permit)
+                    .await
+                    .map_err(download_refused)?,
+            ),
+            served::Served::Object(object) => Body::from_stream(
+                download::open_object(store, metrics, object.files, start, len, permit)
+                    .await
+                    .map_err(download_refused)?,
+            ),
+        }
     };
     let mut response = response
         .body(body)
@@ -411,7 +424,7 @@ pub async fn download(
     if method == Method::HEAD {
         response.extensions_mut().insert(RequestSummary {
             file_id: Some(id),
-            size: Some(file.size),
+            size: Some(size),
         });
     } else {
         response.extensions_mut().insert(LoggedByStream);
@@ -470,11 +483,24 @@ pub async fn file_meta(
     Path(raw_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw_id)?;
-    let file = get_file(&app, id).await?;
-    let mut response = Json(FileMeta::from(&file)).into_response();
+    let served = served::find(&app, id).await?;
+    let meta = match &served {
+        served::Served::File(file) => FileMeta::from(file),
+        served::Served::Object(_) => FileMeta {
+            id,
+            name: served.name().to_owned(),
+            size: served.size(),
+            content_type: served.content_type().map(str::to_owned),
+            created: served.created(),
+            checksum: served.etag().to_owned(),
+            parts: Vec::new(),
+            object: served.object_view(),
+        },
+    };
+    let mut response = Json(meta).into_response();
     response.extensions_mut().insert(RequestSummary {
         file_id: Some(id),
-        size: Some(file.size),
+        size: Some(served.size()),
     });
     Ok(response)
 }
@@ -487,21 +513,24 @@ pub async fn delete(
     Path(raw_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw_id)?;
-    let removed = app.meta().delete_file(&id).await?;
-    let Some(file) = removed else {
+    let served = served::find(&app, id).await?;
+    let size = served.size();
+    let Some(files) = served.remove(&app).await? else {
         return Err(ApiError::not_found(format!("no file {id}")));
     };
-    crate::deletion::delete_chunks_now(
-        app.meta().as_ref(),
-        app.store(),
-        &file,
-        crate::deletion::DELETE_WAIT,
-    )
-    .await;
+    for file in &files {
+        crate::deletion::delete_chunks_now(
+            app.meta().as_ref(),
+            app.store(),
+            file,
+            crate::deletion::DELETE_WAIT,
+        )
+        .await;
+    }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.extensions_mut().insert(RequestSummary {
         file_id: Some(id),
-        size: Some(file.size),
+        size: Some(size),
     });
     Ok(response)
 }

@@ -28,6 +28,7 @@ pub mod node_directory;
 pub mod range;
 mod request_guard;
 mod request_log;
+pub mod served;
 pub mod status;
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::codec::{decode, encode};
-use super::{Meta, MetaError, tables, unix_ms_now};
+use super::{Meta, MetaError, tables};
 
 /// `"info" -> encoded [`SnapshotInfo`]`: present only in snapshot files (and in a restored one
 /// until its first open).
@@ -148,7 +148,7 @@ impl Meta {
         let out = Database::create(dest)?;
         let source = self.db.begin_read()?;
         let info = SnapshotInfo {
-            taken_unix_ms: unix_ms_now(),
+            taken_unix_ms: self.clock.unix_ms(),
             cluster_id: self.cluster_id(),
             release: env!("CARGO_PKG_VERSION").to_owned(),
             schema_version: tables::SCHEMA_VERSION,

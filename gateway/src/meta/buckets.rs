@@ -21,12 +21,16 @@ pub(crate) const UPLOADS_NAME: &str = "s3_uploads";
 pub(crate) const PARTS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("s3_parts");
 pub(crate) const PARTS_NAME: &str = "s3_parts";
 
+pub(super) const OBJECT_IDS: TableDefinition<&[u8; 16], &[u8]> =
+    TableDefinition::new("s3_object_ids");
+
 /// Creates the S3 tables if they are missing (called from [`Meta::open`]).
 pub(super) fn create_s3_tables(txn: &WriteTransaction) -> Result<(), MetaError> {
     txn.open_table(BUCKETS)?;
     txn.open_table(OBJECTS)?;
     txn.open_table(UPLOADS)?;
     txn.open_table(PARTS)?;
+    txn.open_table(OBJECT_IDS)?;
     Ok(())
 }
 
@@ -80,6 +84,7 @@ impl Meta {
     /// Removes bucket `name` if it holds no object; its multipart uploads in progress are
     /// aborted in the same transaction (their part files queued for deletion).
     pub fn delete_bucket(&self, name: &str) -> Result<(), ObjectStoreError> {
+        let now = self.clock.unix_ms();
         self.write_as(|txn| {
             let mut buckets = txn.open_table(BUCKETS)?;
             if buckets.remove(name)?.is_none() {
@@ -107,7 +112,7 @@ impl Meta {
             }
             drop(uploads);
             for upload_id in aborted {
-                super::multipart::abort_in(txn, &upload_id)?;
+                super::multipart::abort_in(txn, &upload_id, now)?;
             }
             Ok(())
         })
@@ -118,10 +123,11 @@ impl Meta {
 pub(super) fn remove_files_in(
     txn: &WriteTransaction,
     ids: impl IntoIterator<Item = uuid::Uuid>,
+    now: u64,
 ) -> Result<usize, MetaError> {
     let mut removed = 0;
     for id in ids {
-        if remove_file_in(txn, &id)?.is_some() {
+        if remove_file_in(txn, &id, now)?.is_some() {
             removed += 1;
         } else {
             tracing::warn!(file_id = %id, "segment file of an S3 object was already gone");

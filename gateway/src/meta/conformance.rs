@@ -621,6 +621,7 @@ fn object(files: &[&FileRecord]) -> ObjectRecord {
             })
             .collect(),
         user_metadata: BTreeMap::new(),
+        id: None,
     }
 }
 
@@ -724,6 +725,16 @@ pub async fn multipart_completes_into_segments_and_aborts_clean(meta: &dyn MetaS
         [first.id, second.id]
     );
     assert_eq!(meta.get_file(&unlisted.id).await.expect("get"), None);
+    // The object is a file of its own: the upload's id finds it, with its segments in order.
+    assert_eq!(object.file_id(), Some(id));
+    let by_id = meta.object_by_id(&id).await.expect("by id").expect("found");
+    assert_eq!((by_id.bucket.as_str(), by_id.key.as_str()), ("b", "big"));
+    assert_eq!(by_id.record, object);
+    assert_eq!(
+        by_id.files.iter().map(|f| f.id).collect::<Vec<_>>(),
+        [first.id, second.id]
+    );
+    assert_eq!(meta.object_by_id(&first.id).await.expect("by id"), None);
     assert!(matches!(
         meta.list_parts(&id).await,
         Err(ObjectStoreError::NoSuchUpload(_))
@@ -785,6 +796,15 @@ pub async fn multipart_completes_into_segments_and_aborts_clean(meta: &dyn MetaS
             .expect("list")
             .is_empty()
     );
+    // Replacing the object by a single PUT drops its id; deleting it drops the new one's.
+    let single = file(meta, 3).await;
+    meta.put_object("b", "big", &self::object(&[&single]))
+        .await
+        .expect("replace");
+    assert_eq!(meta.object_by_id(&id).await.expect("by id"), None);
+    assert_eq!(meta.get_file(&second.id).await.expect("get"), None);
+    assert!(meta.delete_object("b", "big").await.expect("delete"));
+    assert_eq!(meta.get_file(&single.id).await.expect("get"), None);
 }
 
 /// Runs every case of the suite as its own `#[tokio::test]`, each on a fresh store from

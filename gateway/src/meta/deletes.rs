@@ -10,7 +10,7 @@ use super::records::{ChunkId, DeleteEntry, DeleteReason, PendingDelete};
 use super::tables::{
     CHUNK_REFS, DELETE_QUEUE, DELETE_QUEUE_NAME, chunk_key, node_key_bounds, split_chunk_key,
 };
-use super::{Meta, MetaError, unix_ms_now};
+use super::{Meta, MetaError};
 
 impl Meta {
     /// Up to `limit` chunks queued for deletion on `node_id`, in chunk id order.
@@ -59,7 +59,7 @@ impl Meta {
         let entry = encode(&DeleteEntry {
             file_id: None,
             reason,
-            enqueued_unix_ms: unix_ms_now(),
+            enqueued_unix_ms: self.clock.unix_ms(),
         })
         .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
         self.write(|txn| {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::codec::{decode, encode};
 use super::records::{DeleteEntry, DeleteReason, FileRecord};
 use super::tables::{CHUNK_REFS, DELETE_QUEUE, DELETE_QUEUE_NAME, FILES, FILES_NAME, chunk_key};
-use super::{Meta, MetaError, unix_ms_now};
+use super::{Meta, MetaError};
 
 /// Files whose name starts with this are not listed by `GET /files` (they are still served by
 /// id): the S3 layer names its multipart segments so.
@@ -82,7 +82,8 @@ impl Meta {
     /// Removes file `id` and queues its chunks for deletion, in one transaction. Returns the
     /// removed record (its parts say which chunks to delete now), or `None` if there was none.
     pub fn delete_file(&self, id: &Uuid) -> Result<Option<FileRecord>, MetaError> {
-        self.write(|txn| remove_file_in(txn, id))
+        let now = self.clock.unix_ms();
+        self.write(|txn| remove_file_in(txn, id, now))
     }
 
     /// Number of committed files.
@@ -96,6 +97,7 @@ impl Meta {
 pub(super) fn remove_file_in(
     txn: &WriteTransaction,
     id: &Uuid,
+    now: u64,
 ) -> Result<Option<FileRecord>, MetaError> {
     let mut files = txn.open_table(FILES)?;
     let Some(value) = files.remove(id.as_bytes())? else {
@@ -106,7 +108,7 @@ pub(super) fn remove_file_in(
     let entry = encode(&DeleteEntry {
         file_id: Some(*id),
         reason: DeleteReason::FileDeleted,
-        enqueued_unix_ms: unix_ms_now(),
+        enqueued_unix_ms: now,
     })
     .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
     let mut refs = txn.open_table(CHUNK_REFS)?;

@@ -34,8 +34,8 @@ mod tests;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::clock::SharedClock;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
@@ -53,8 +53,8 @@ pub use records::{
 pub use restore::Restored;
 pub use restored::{RestoredSnapshot, restored_reason};
 pub use s3_records::{
-    BucketRecord, CompletedPartRef, ListEntry, ListPage, ListQuery, MultipartRecord, ObjectRecord,
-    ObjectStoreError, Segment, UploadedPart,
+    BucketRecord, CompletedPartRef, ListEntry, ListPage, ListQuery, MultipartRecord, ObjectById,
+    ObjectRecord, ObjectStoreError, Segment, UploadedPart,
 };
 pub use store::{MetaStore, MultipartEtag, SharedMeta, TaskLost};
 pub use tables::SCHEMA_VERSION;
@@ -66,6 +66,8 @@ pub struct Meta {
     db: Arc<Database>,
     /// Shared by every clone: a rebuild may adopt the id the nodes keep.
     cluster_id: Arc<std::sync::RwLock<Uuid>>,
+    /// What stamps the records (commit times, queue entries).
+    clock: SharedClock,
 }
 
 impl fmt::Debug for Meta {
@@ -82,6 +84,11 @@ impl Meta {
     /// The file holds the access keys' secrets: it is created mode 0600, and a wider mode found
     /// on open is narrowed to 0600 with a warning.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MetaError> {
+        Self::open_with_clock(path, crate::clock::system())
+    }
+
+    /// [`Meta::open`], stamping records with `clock`'s time.
+    pub fn open_with_clock(path: impl AsRef<Path>, clock: SharedClock) -> Result<Self, MetaError> {
         let path = path.as_ref();
         create_private(path)?;
         let db = Database::create(path)?;
@@ -100,7 +107,7 @@ impl Meta {
                 "cannot check or narrow the mode of the metadata file, which holds access key secrets"
             ),
         }
-        let meta = Self::init(db)?;
+        let meta = Self::init(db, clock)?;
         tracing::info!(path = %path.display(), schema = tables::SCHEMA_VERSION, "metadata open");
         Ok(meta)
     }
@@ -108,18 +115,24 @@ impl Meta {
     /// A metadata store that lives in memory only: for simulations and tests, which want the
     /// real transactions and checks without a file.
     pub fn open_in_memory() -> Result<Self, MetaError> {
+        Self::open_in_memory_with_clock(crate::clock::system())
+    }
+
+    /// [`Meta::open_in_memory`], stamping records with `clock`'s time (a simulation's).
+    pub fn open_in_memory_with_clock(clock: SharedClock) -> Result<Self, MetaError> {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(redb::Error::from)?;
-        Self::init(db)
+        Self::init(db, clock)
     }
 
     /// Creates the tables of a new database (or checks the schema of an old one) and loads
     /// the cluster identity.
-    fn init(db: Database) -> Result<Self, MetaError> {
+    fn init(db: Database, clock: SharedClock) -> Result<Self, MetaError> {
         let meta = Meta {
             db: Arc::new(db),
             cluster_id: Arc::new(std::sync::RwLock::new(Uuid::nil())),
+            clock,
         };
         let id = meta.write(|txn| {
             let mut schema = txn.open_table(tables::SCHEMA)?;
@@ -263,9 +276,8 @@ fn create_private(path: &Path) -> Result<(), MetaError> {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
+/// Milliseconds since the Unix epoch now, by the system clock: for edges that stamp what a
+/// client sees (key creation, S3 times); the flows take their [`crate::clock::Clock`].
 pub fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    crate::clock::unix_ms(std::time::SystemTime::now())
 }

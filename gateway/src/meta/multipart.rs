@@ -46,6 +46,7 @@ fn parts_in(
 pub(super) fn abort_in(
     txn: &WriteTransaction,
     upload_id: &Uuid,
+    now: u64,
 ) -> Result<Option<usize>, ObjectStoreError> {
     let mut uploads = txn.open_table(UPLOADS)?;
     if uploads.remove(upload_id.as_bytes())?.is_none() {
@@ -58,7 +59,7 @@ pub(super) fn abort_in(
         parts.remove(&part_key(upload_id, part.part_number))?;
     }
     drop(parts);
-    remove_files_in(txn, found.iter().map(|p| p.file_id))?;
+    remove_files_in(txn, found.iter().map(|p| p.file_id), now)?;
     Ok(Some(found.len()))
 }
 
@@ -90,6 +91,7 @@ impl Meta {
     /// completed meanwhile), the part's file is removed and the call fails with
     /// [`ObjectStoreError::NoSuchUpload`].
     pub fn put_part(&self, upload_id: &Uuid, part: &UploadedPart) -> Result<(), ObjectStoreError> {
+        let now = self.clock.unix_ms();
         let value = encode(part).map_err(MetaError::corrupt(PARTS_NAME))?;
         let result = self.write_as(|txn| {
             if upload_in(&txn.open_table(UPLOADS)?, upload_id)?.is_none() {
@@ -106,12 +108,12 @@ impl Meta {
             };
             drop(parts);
             if let Some(old) = old.filter(|o| o.file_id != part.file_id) {
-                remove_files_in(txn, [old.file_id])?;
+                remove_files_in(txn, [old.file_id], now)?;
             }
             Ok(())
         });
         if let Err(ObjectStoreError::NoSuchUpload(_)) = &result {
-            self.write_as(|txn| remove_files_in(txn, [part.file_id]))?;
+            self.write_as(|txn| remove_files_in(txn, [part.file_id], now))?;
         }
         result
     }
@@ -161,8 +163,9 @@ impl Meta {
 
     /// Aborts upload `upload_id`: its records go, its part files are queued for deletion.
     pub fn abort_multipart(&self, upload_id: &Uuid) -> Result<usize, ObjectStoreError> {
+        let now = self.clock.unix_ms();
         self.write_as(|txn| {
-            abort_in(txn, upload_id)?
+            abort_in(txn, upload_id, now)?
                 .ok_or_else(|| ObjectStoreError::NoSuchUpload(upload_id.to_string()))
         })
     }
@@ -201,6 +204,7 @@ impl Meta {
         now_unix_ms: u64,
         etag: impl FnOnce(&[&UploadedPart]) -> String,
     ) -> Result<ObjectRecord, ObjectStoreError> {
+        let now = self.clock.unix_ms();
         self.write_as(|txn| {
             let mut uploads = txn.open_table(UPLOADS)?;
             let upload = upload_in(&uploads, upload_id)?
@@ -225,6 +229,7 @@ impl Meta {
                     })
                     .collect(),
                 user_metadata: upload.user_metadata.clone(),
+                id: Some(*upload_id),
             };
             let unlisted: Vec<Uuid> = stored
                 .values()
@@ -237,8 +242,8 @@ impl Meta {
             uploads.remove(upload_id.as_bytes())?;
             drop(parts_table);
             drop(uploads);
-            put_object_in(txn, bucket, key, &record)?;
-            remove_files_in(txn, unlisted)?;
+            put_object_in(txn, bucket, key, &record, now)?;
+            remove_files_in(txn, unlisted, now)?;
             Ok(record)
         })
     }

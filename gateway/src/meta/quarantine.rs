@@ -13,7 +13,7 @@ use super::tables::{
     CHUNK_REFS, DELETE_QUEUE, QUARANTINE, QUARANTINE_NAME, chunk_key, node_key_bounds,
     split_chunk_key,
 };
-use super::{Meta, MetaError, unix_ms_now};
+use super::{Meta, MetaError};
 
 /// A quarantined chunk: what its header said and when a scan first found it unreferenced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +95,7 @@ impl Meta {
             encode(&DeleteEntry {
                 file_id: Some(file_id),
                 reason: DeleteReason::Orphan,
-                enqueued_unix_ms: unix_ms_now(),
+                enqueued_unix_ms: self.clock.unix_ms(),
             })
             .map_err(MetaError::corrupt(QUARANTINE_NAME))
         };

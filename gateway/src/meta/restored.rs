@@ -21,7 +21,7 @@ use super::tables::{
     chunk_key,
 };
 use super::unaccounted::UnaccountedNode;
-use super::{Meta, MetaError, unix_ms_now};
+use super::{Meta, MetaError};
 
 /// What the first open of a restored snapshot did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl Meta {
             return Ok(None);
         };
         let reason = restored_reason(info.taken_unix_ms);
-        let now = unix_ms_now();
+        let now = self.clock.unix_ms();
         let restored = self.write(|txn| {
             let mut nodes_marked = 0;
             {

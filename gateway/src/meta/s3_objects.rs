@@ -2,14 +2,16 @@
 
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
-use super::buckets::{BUCKETS, OBJECTS, OBJECTS_NAME, remove_files_in};
+use super::buckets::{BUCKETS, OBJECT_IDS, OBJECTS, OBJECTS_NAME, remove_files_in};
 use super::codec::{decode, encode};
 use super::records::FileRecord;
 use super::s3_records::{
-    ListPage, ListQuery, ObjectRecord, ObjectStoreError, bucket_range_end, list_start, object_key,
-    paginate, split_object_key,
+    ListPage, ListQuery, ObjectById, ObjectRecord, ObjectStoreError, bucket_range_end, list_start,
+    object_key, paginate, split_object_key, split_stored_key,
 };
 use super::tables::{FILES, FILES_NAME};
+use uuid::Uuid;
+
 use super::{Meta, MetaError};
 
 fn bucket_exists(
@@ -26,6 +28,7 @@ pub(super) fn put_object_in(
     bucket: &str,
     key: &str,
     record: &ObjectRecord,
+    now: u64,
 ) -> Result<Option<ObjectRecord>, ObjectStoreError> {
     let buckets = txn.open_table(BUCKETS)?;
     if !bucket_exists(&buckets, bucket)? {
@@ -42,9 +45,17 @@ pub(super) fn put_object_in(
         None => None,
     };
     drop(objects);
+    let mut ids = txn.open_table(OBJECT_IDS)?;
+    if let Some(old_id) = old.as_ref().and_then(|o| o.id) {
+        ids.remove(old_id.as_bytes())?;
+    }
+    if let Some(id) = record.id {
+        ids.insert(id.as_bytes(), stored_key.as_slice())?;
+    }
+    drop(ids);
     if let Some(old) = &old {
         let kept: Vec<_> = record.file_ids().collect();
-        remove_files_in(txn, old.file_ids().filter(|id| !kept.contains(id)))?;
+        remove_files_in(txn, old.file_ids().filter(|id| !kept.contains(id)), now)?;
     }
     Ok(old)
 }
@@ -60,9 +71,10 @@ impl Meta {
         key: &str,
         record: &ObjectRecord,
     ) -> Result<Option<ObjectRecord>, ObjectStoreError> {
-        let result = self.write_as(|txn| put_object_in(txn, bucket, key, record));
+        let now = self.clock.unix_ms();
+        let result = self.write_as(|txn| put_object_in(txn, bucket, key, record, now));
         if let Err(ObjectStoreError::NoSuchBucket(_)) = &result {
-            self.write_as(|txn| remove_files_in(txn, record.file_ids()))?;
+            self.write_as(|txn| remove_files_in(txn, record.file_ids(), now))?;
         }
         result
     }
@@ -75,20 +87,7 @@ impl Meta {
     ) -> Result<(ObjectRecord, Vec<FileRecord>), ObjectStoreError> {
         self.read_as(|txn| {
             let record = object_in(txn, bucket, key)?;
-            let files = txn.open_table(FILES)?;
-            let mut segments = Vec::with_capacity(record.segments.len());
-            for segment in &record.segments {
-                let Some(value) = files.get(segment.file_id.as_bytes())? else {
-                    return Err(MetaError::InvalidRecord(format!(
-                        "object {bucket}/{key}: segment file {} is missing",
-                        segment.file_id
-                    ))
-                    .into());
-                };
-                let file: FileRecord =
-                    decode(value.value()).map_err(MetaError::corrupt(FILES_NAME))?;
-                segments.push(file);
-            }
+            let segments = segment_files_in(txn, &record)?;
             Ok((record, segments))
         })
     }
@@ -101,6 +100,7 @@ impl Meta {
     /// Removes object `bucket`/`key` and its files. Returns whether there was one; a missing
     /// bucket is an error, a missing key is not (as in S3).
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ObjectStoreError> {
+        let now = self.clock.unix_ms();
         self.write_as(|txn| {
             let buckets = txn.open_table(BUCKETS)?;
             if !bucket_exists(&buckets, bucket)? {
@@ -117,11 +117,41 @@ impl Meta {
             drop(objects);
             match removed {
                 Some(record) => {
-                    remove_files_in(txn, record.file_ids())?;
+                    if let Some(id) = record.id {
+                        txn.open_table(OBJECT_IDS)?.remove(id.as_bytes())?;
+                    }
+                    remove_files_in(txn, record.file_ids(), now)?;
                     Ok(true)
                 }
                 None => Ok(false),
             }
+        })
+    }
+
+    /// The object whose own file id is `id` (a multipart object), with its segments' files.
+    pub fn object_by_id(&self, id: &Uuid) -> Result<Option<ObjectById>, ObjectStoreError> {
+        self.read_as(|txn| {
+            let ids = txn.open_table(OBJECT_IDS)?;
+            let Some(stored) = ids.get(id.as_bytes())? else {
+                return Ok(None);
+            };
+            let stored = stored.value().to_vec();
+            let (bucket, key) = split_stored_key(&stored).ok_or_else(|| {
+                MetaError::InvalidRecord("an object id names a key that is not UTF-8".into())
+            })?;
+            let objects = txn.open_table(OBJECTS)?;
+            let Some(value) = objects.get(stored.as_slice())? else {
+                return Ok(None);
+            };
+            let record: ObjectRecord =
+                decode(value.value()).map_err(MetaError::corrupt(OBJECTS_NAME))?;
+            let files = segment_files_in(txn, &record)?;
+            Ok(Some(ObjectById {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                record,
+                files,
+            }))
         })
     }
 
@@ -154,6 +184,26 @@ impl Meta {
             paginate(rows, query)
         })
     }
+}
+
+/// The files of `record`'s segments, in order.
+fn segment_files_in(
+    txn: &ReadTransaction,
+    record: &ObjectRecord,
+) -> Result<Vec<FileRecord>, ObjectStoreError> {
+    let files = txn.open_table(FILES)?;
+    let mut segments = Vec::with_capacity(record.segments.len());
+    for segment in &record.segments {
+        let Some(value) = files.get(segment.file_id.as_bytes())? else {
+            return Err(MetaError::InvalidRecord(format!(
+                "an object's segment file {} is missing",
+                segment.file_id
+            ))
+            .into());
+        };
+        segments.push(decode(value.value()).map_err(MetaError::corrupt(FILES_NAME))?);
+    }
+    Ok(segments)
 }
 
 fn object_in(

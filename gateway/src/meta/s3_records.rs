@@ -9,14 +9,16 @@
 //!   (S3 lists in UTF-8 binary order too);
 //! - `s3_uploads`: upload id (16 bytes) -> [`MultipartRecord`];
 //! - `s3_parts`: upload id ‖ part number (u32, big endian) -> [`UploadedPart`], so one upload's
-//!   parts are one range, in part number order.
+//!   parts are one range, in part number order;
+//! - `s3_object_ids`: an object's own file id (16 bytes) -> its `s3_objects` key, for objects of
+//!   several segments, which `/files/{id}` serves by that id.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::MetaError;
+use super::{FileRecord, MetaError};
 
 /// A bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,9 +46,33 @@ pub struct ObjectRecord {
     /// `x-amz-meta-*` values, names in lower case without the prefix.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub user_metadata: BTreeMap<String, String>,
+    /// The id `/files/{id}` serves the object by, when it is not its one segment's file id: a
+    /// completed multipart upload's object takes the upload's id. Absent in records of
+    /// objects completed before this field existed (reachable by S3 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+}
+
+/// An object found by its file id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectById {
+    pub bucket: String,
+    pub key: String,
+    pub record: ObjectRecord,
+    /// The segments' files, in order.
+    pub files: Vec<FileRecord>,
 }
 
 impl ObjectRecord {
+    /// The id `/files/{id}` serves this object by: its own, or its single segment's.
+    pub fn file_id(&self) -> Option<Uuid> {
+        match (self.id, self.segments.as_slice()) {
+            (Some(id), _) => Some(id),
+            (None, [only]) => Some(only.file_id),
+            _ => None,
+        }
+    }
+
     /// The file ids of the segments.
     pub fn file_ids(&self) -> impl Iterator<Item = Uuid> + '_ {
         self.segments.iter().map(|s| s.file_id)
@@ -140,6 +166,14 @@ pub fn object_key(bucket: &str, key: &str) -> Vec<u8> {
     out.push(0);
     out.extend_from_slice(key.as_bytes());
     out
+}
+
+/// The bucket and object key of an [`object_key`], if it is one (valid UTF-8).
+pub fn split_stored_key(stored: &[u8]) -> Option<(&str, &str)> {
+    let at = stored.iter().position(|&b| b == 0)?;
+    let bucket = std::str::from_utf8(&stored[..at]).ok()?;
+    let key = std::str::from_utf8(&stored[at + 1..]).ok()?;
+    Some((bucket, key))
 }
 
 /// The object key part of an [`object_key`] of `bucket`, if it is one (valid UTF-8).
@@ -403,6 +437,7 @@ mod tests {
                 size: 11,
             }],
             user_metadata: BTreeMap::from([("a".into(), "b".into())]),
+            id: None,
         };
         let bytes = encode(&object).expect("encode");
         assert_eq!(decode::<ObjectRecord>(&bytes).expect("decode"), object);

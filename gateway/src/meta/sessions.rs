@@ -12,7 +12,7 @@ use super::records::{
 use super::tables::{
     CHUNK_REFS, DELETE_QUEUE, FILES, FILES_NAME, SESSIONS, SESSIONS_NAME, chunk_key,
 };
-use super::{Meta, MetaError, unix_ms_now};
+use super::{Meta, MetaError};
 
 /// Checks that planned parts are numbered 0.., tile `[0, total)` without gaps, sit on distinct
 /// nodes and use distinct chunk ids; returns `total`.
@@ -127,11 +127,12 @@ fn enqueue_session_chunks(
     txn: &WriteTransaction,
     session: &UploadSession,
     reason: DeleteReason,
+    now: u64,
 ) -> Result<Vec<(Uuid, [u8; 16])>, MetaError> {
     let entry = encode(&DeleteEntry {
         file_id: Some(session.file_id),
         reason,
-        enqueued_unix_ms: unix_ms_now(),
+        enqueued_unix_ms: now,
     })
     .map_err(MetaError::corrupt(super::tables::DELETE_QUEUE_NAME))?;
     let mut refs = txn.open_table(CHUNK_REFS)?;
@@ -209,6 +210,7 @@ impl Meta {
         checksum: String,
         size: u64,
     ) -> Result<FileRecord, MetaError> {
+        let now = self.clock.unix_ms();
         let invalid = |reason: String| MetaError::InvalidCommit {
             file_id: *file_id,
             reason,
@@ -243,7 +245,7 @@ impl Meta {
                 name: session.name,
                 content_type: session.content_type,
                 size,
-                created_unix_ms: unix_ms_now(),
+                created_unix_ms: now,
                 checksum,
                 parts: acked,
             };
@@ -260,6 +262,7 @@ impl Meta {
     /// transaction. Returns the (node, chunk) pairs to delete now if possible; an unknown or
     /// already finished session gives an empty list.
     pub fn abort_session(&self, file_id: &Uuid) -> Result<Vec<(Uuid, [u8; 16])>, MetaError> {
+        let now = self.clock.unix_ms();
         self.write(|txn| {
             let mut sessions = txn.open_table(SESSIONS)?;
             let Some(value) = sessions.remove(file_id.as_bytes())? else {
@@ -268,7 +271,7 @@ impl Meta {
             let session: UploadSession =
                 decode(value.value()).map_err(MetaError::corrupt(SESSIONS_NAME))?;
             drop(value);
-            enqueue_session_chunks(txn, &session, DeleteReason::Aborted)
+            enqueue_session_chunks(txn, &session, DeleteReason::Aborted, now)
         })
     }
 

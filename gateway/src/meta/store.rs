@@ -26,9 +26,9 @@ use uuid::Uuid;
 
 use super::{
     BucketRecord, ChunkId, CompletedPartRef, DeleteReason, FileRecord, ListPage, ListQuery, Meta,
-    MetaError, MultipartRecord, NodeRecord, NodeState, ObjectRecord, ObjectStoreError, PartRecord,
-    PendingDelete, PendingMark, QuarantineMark, Restored, UnaccountedNode, UploadSession,
-    UploadedPart,
+    MetaError, MultipartRecord, NodeRecord, NodeState, ObjectById, ObjectRecord, ObjectStoreError,
+    PartRecord, PendingDelete, PendingMark, QuarantineMark, Restored, UnaccountedNode,
+    UploadSession, UploadedPart,
 };
 use crate::auth::{AccessKey, KeyId};
 
@@ -202,6 +202,8 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
         key: &str,
     ) -> Result<(ObjectRecord, Vec<FileRecord>), ObjectStoreError>;
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord, ObjectStoreError>;
+    /// The object whose own file id is `id` (one of several segments), with its files.
+    async fn object_by_id(&self, id: &Uuid) -> Result<Option<ObjectById>, ObjectStoreError>;
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ObjectStoreError>;
     async fn list_objects(
         &self,
@@ -578,6 +580,11 @@ impl MetaStore for Meta {
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord, ObjectStoreError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         on_redb!(self, |m| m.head_object(&bucket, &key))
+    }
+
+    async fn object_by_id(&self, id: &Uuid) -> Result<Option<ObjectById>, ObjectStoreError> {
+        let id = *id;
+        on_redb!(self, |m| m.object_by_id(&id))
     }
 
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ObjectStoreError> {

@@ -78,6 +78,7 @@ pub(crate) const SNAPSHOT_TABLES: &[&dyn super::backup::SnapshotTable] = &[
     &super::buckets::OBJECTS,
     &super::buckets::UPLOADS,
     &super::buckets::PARTS,
+    &super::buckets::OBJECT_IDS,
 ];
 
 /// Key of a chunk on a node.

@@ -16,8 +16,8 @@ use super::errors;
 use super::names::{
     decode_token, encode_token, etag, listed, multipart_etag, timestamp, unquote, valid_bucket_name,
 };
-use super::read::open_object;
 use crate::admission::Permit;
+use crate::download::open_object;
 use crate::http::AppState;
 use crate::meta::s3_records::MAX_PART_NUMBER;
 use crate::meta::{
@@ -505,6 +505,7 @@ impl S3 for SixfoldS3 {
                 size: file.size,
             }],
             user_metadata: user_metadata(input.metadata),
+            id: None,
         };
         let (bucket, key, stored) = (input.bucket.clone(), input.key.clone(), record.clone());
         let replaced = self
@@ -517,16 +518,19 @@ impl S3 for SixfoldS3 {
         }
         tracing::info!(bucket = %input.bucket, key = %input.key, size = file.size, file_id = %file.id, "s3: object stored");
         use super::body::Algo;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(etag(&record.etag)),
-            checksum_crc32: checksum_of(&digests, Algo::Crc32),
-            checksum_crc32c: checksum_of(&digests, Algo::Crc32c),
-            checksum_crc64nvme: checksum_of(&digests, Algo::Crc64Nvme),
-            checksum_sha1: checksum_of(&digests, Algo::Sha1),
-            checksum_sha256: checksum_of(&digests, Algo::Sha256),
-            size: Some(i64::try_from(file.size).unwrap_or(i64::MAX)),
-            ..PutObjectOutput::default()
-        }))
+        Ok(with_file_id(
+            S3Response::new(PutObjectOutput {
+                e_tag: Some(etag(&record.etag)),
+                checksum_crc32: checksum_of(&digests, Algo::Crc32),
+                checksum_crc32c: checksum_of(&digests, Algo::Crc32c),
+                checksum_crc64nvme: checksum_of(&digests, Algo::Crc64Nvme),
+                checksum_sha1: checksum_of(&digests, Algo::Sha1),
+                checksum_sha256: checksum_of(&digests, Algo::Sha256),
+                size: Some(i64::try_from(file.size).unwrap_or(i64::MAX)),
+                ..PutObjectOutput::default()
+            }),
+            record.file_id(),
+        ))
     }
 
     async fn get_object(
@@ -550,18 +554,21 @@ impl S3 for SixfoldS3 {
         let (start, len, ranged) =
             requested_range(&record, input.range.as_ref(), input.part_number)?;
         let body = self.object_body(files, start, len, true).await?;
-        Ok(S3Response::new(GetObjectOutput {
-            body: Some(body),
-            accept_ranges: Some("bytes".into()),
-            content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
-            content_range: ranged.then(|| content_range(start, len, record.size)),
-            content_type: record.content_type.clone(),
-            e_tag: Some(etag(&record.etag)),
-            last_modified: Some(timestamp(record.last_modified_unix_ms)),
-            metadata: metadata_out(&record.user_metadata),
-            parts_count: parts_count(&record),
-            ..GetObjectOutput::default()
-        }))
+        Ok(with_file_id(
+            S3Response::new(GetObjectOutput {
+                body: Some(body),
+                accept_ranges: Some("bytes".into()),
+                content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
+                content_range: ranged.then(|| content_range(start, len, record.size)),
+                content_type: record.content_type.clone(),
+                e_tag: Some(etag(&record.etag)),
+                last_modified: Some(timestamp(record.last_modified_unix_ms)),
+                metadata: metadata_out(&record.user_metadata),
+                parts_count: parts_count(&record),
+                ..GetObjectOutput::default()
+            }),
+            record.file_id(),
+        ))
     }
 
     async fn head_object(
@@ -584,17 +591,20 @@ impl S3 for SixfoldS3 {
         )?;
         let (start, len, ranged) =
             requested_range(&record, input.range.as_ref(), input.part_number)?;
-        Ok(S3Response::new(HeadObjectOutput {
-            accept_ranges: Some("bytes".into()),
-            content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
-            content_range: ranged.then(|| content_range(start, len, record.size)),
-            content_type: record.content_type.clone(),
-            e_tag: Some(etag(&record.etag)),
-            last_modified: Some(timestamp(record.last_modified_unix_ms)),
-            metadata: metadata_out(&record.user_metadata),
-            parts_count: parts_count(&record),
-            ..HeadObjectOutput::default()
-        }))
+        Ok(with_file_id(
+            S3Response::new(HeadObjectOutput {
+                accept_ranges: Some("bytes".into()),
+                content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
+                content_range: ranged.then(|| content_range(start, len, record.size)),
+                content_type: record.content_type.clone(),
+                e_tag: Some(etag(&record.etag)),
+                last_modified: Some(timestamp(record.last_modified_unix_ms)),
+                metadata: metadata_out(&record.user_metadata),
+                parts_count: parts_count(&record),
+                ..HeadObjectOutput::default()
+            }),
+            record.file_id(),
+        ))
     }
 
     async fn delete_object(
@@ -937,13 +947,16 @@ impl S3 for SixfoldS3 {
             .map_err(errors::from_store)?;
         self.wake_cleanup();
         tracing::info!(bucket = %input.bucket, key = %input.key, %upload_id, size = record.size, segments = record.segments.len(), "s3: multipart upload completed");
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
-            bucket: Some(input.bucket.clone()),
-            key: Some(input.key.clone()),
-            e_tag: Some(etag(&record.etag)),
-            location: Some(format!("/{}/{}", input.bucket, input.key)),
-            ..CompleteMultipartUploadOutput::default()
-        }))
+        Ok(with_file_id(
+            S3Response::new(CompleteMultipartUploadOutput {
+                bucket: Some(input.bucket.clone()),
+                key: Some(input.key.clone()),
+                e_tag: Some(etag(&record.etag)),
+                location: Some(format!("/{}/{}", input.bucket, input.key)),
+                ..CompleteMultipartUploadOutput::default()
+            }),
+            record.file_id(),
+        ))
     }
 
     async fn abort_multipart_upload(
@@ -1092,6 +1105,7 @@ impl S3 for SixfoldS3 {
                 size: file.size,
             }],
             user_metadata: metadata,
+            id: None,
         };
         let (bucket, key, stored) = (input.bucket.clone(), input.key.clone(), record.clone());
         if self
@@ -1112,4 +1126,17 @@ impl S3 for SixfoldS3 {
             ..CopyObjectOutput::default()
         }))
     }
+}
+
+/// Header naming the sixfold file id an object is served by on the native API
+/// (`GET /files/{id}`): its single segment's file, or (multipart) the upload's id.
+pub const FILE_ID_HEADER: &str = "x-sixfold-file-id";
+
+fn with_file_id<T>(mut response: S3Response<T>, id: Option<uuid::Uuid>) -> S3Response<T> {
+    if let Some(id) = id
+        && let Ok(value) = axum::http::HeaderValue::from_str(&id.to_string())
+    {
+        response.headers.insert(FILE_ID_HEADER, value);
+    }
+    response
 }

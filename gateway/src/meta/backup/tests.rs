@@ -123,6 +123,7 @@ fn populated() -> Populated {
                 size: file.size,
             }],
             user_metadata: Default::default(),
+            id: Some(Uuid::new_v4()),
         },
     )
     .expect("object");

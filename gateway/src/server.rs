@@ -72,6 +72,12 @@ pub enum ServeError {
         #[source]
         source: MetaError,
     },
+    #[error("metadata in PostgreSQL {url}: {source}")]
+    PostgresMeta {
+        url: String,
+        #[source]
+        source: MetaError,
+    },
     #[error("first admin key: {0}")]
     Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
     #[error("cluster layer: {0}")]
@@ -243,6 +249,30 @@ impl RunningGateway {
     }
 }
 
+/// Opens the metadata the config names: PostgreSQL when `metadata` is a URL, else redb in the
+/// data dir (also handed back, for the snapshots that only redb has).
+async fn open_metadata(config: &GatewayConfig) -> Result<(SharedMeta, Option<Meta>), ServeError> {
+    if let Some(target) = &config.metadata {
+        let meta = crate::meta_postgres::PostgresMeta::open(&target.url, &target.settings)
+            .await
+            .map_err(|source| ServeError::PostgresMeta {
+                url: crate::meta_postgres::redacted(&target.url),
+                source,
+            })?;
+        return Ok((Arc::new(meta), None));
+    }
+    let meta_path = config.meta_path();
+    let opening = meta_path.clone();
+    let meta = tokio::task::spawn_blocking(move || Meta::open(opening))
+        .await
+        .map_err(|e| ServeError::Task(format!("metadata open task: {e}")))?
+        .map_err(|source| ServeError::Meta {
+            path: meta_path.clone(),
+            source,
+        })?;
+    Ok((Arc::new(meta.clone()), Some(meta)))
+}
+
 /// Starts everything and returns once the HTTP listener is bound.
 pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError> {
     sixfold_certs::install_crypto_provider();
@@ -270,22 +300,12 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     };
     let internal_tls = TlsAcceptor::new(tls.internal_server_config(), HANDSHAKE_TIMEOUT);
 
-    let meta_path = config.meta_path();
-    let opening = meta_path.clone();
-    let meta = tokio::task::spawn_blocking(move || Meta::open(opening))
-        .await
-        .map_err(|e| ServeError::Task(format!("metadata open task: {e}")))?
-        .map_err(|source| ServeError::Meta {
-            path: meta_path.clone(),
-            source,
-        })?;
+    let (meta, redb) = open_metadata(config).await?;
     let stale = if config.replace_stale_admin_token {
         crate::auth::bootstrap::StaleToken::MoveAside
     } else {
         crate::auth::bootstrap::StaleToken::Refuse
     };
-    let redb = meta;
-    let meta: SharedMeta = Arc::new(redb.clone());
     crate::auth::bootstrap::ensure_first_admin(meta.as_ref(), &config.admin_token_file, stale)
         .await?;
 
@@ -335,9 +355,14 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let internal_addr = internal_listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
     metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
-    let backups = Backups::new(redb, config.spool_dir());
-    metrics.attach_backups(Arc::clone(backups.stats()));
-    let periodic_backups = PeriodicBackups::start(backups.clone(), &config.backup);
+    // Snapshots copy redb; a PostgreSQL database is backed up with PostgreSQL's own tools.
+    let backups = redb.map(|redb| Backups::new(redb, config.spool_dir()));
+    if let Some(backups) = &backups {
+        metrics.attach_backups(Arc::clone(backups.stats()));
+    }
+    let periodic_backups = backups
+        .as_ref()
+        .and_then(|b| PeriodicBackups::start(b.clone(), &config.backup));
     let state = AppState::with_policy(
         meta,
         Arc::new(cluster.clone()),
@@ -346,11 +371,13 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         edge_limits(config),
         config.auth_policy(),
     );
-    let admin = crate::http::admin_nodes::router(cluster.clone())
-        .merge(crate::http::admin_recover::router(
-            crate::recovery::Recovery::new(cluster.clone()),
-        ))
-        .merge(crate::http::admin_backup::router(backups));
+    let admin = crate::http::admin_nodes::router(cluster.clone()).merge(
+        crate::http::admin_recover::router(crate::recovery::Recovery::new(cluster.clone())),
+    );
+    let admin = match backups {
+        Some(backups) => admin.merge(crate::http::admin_backup::router(backups)),
+        None => admin,
+    };
     let app = router(state.clone(), admin);
     let (stop, stopped) = oneshot::channel::<()>();
     // Both listeners stop together: the internal one when the public one's stop fires.

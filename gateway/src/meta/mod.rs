@@ -12,6 +12,7 @@ pub(crate) mod codec;
 pub mod conformance;
 mod deletes;
 mod error;
+mod export;
 mod files;
 mod keys;
 pub(crate) mod marks;

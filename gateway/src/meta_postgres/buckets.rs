@@ -63,6 +63,7 @@ impl PostgresMeta {
 
     /// See [`crate::meta::Meta::delete_bucket`].
     pub async fn delete_bucket(&self, name: &str) -> Result<(), ObjectStoreError> {
+        let now = self.now();
         pg_write!(self, ObjectStoreError, |tx| {
             if !tx.delete(Table::Buckets, name.as_bytes()).await? {
                 return Err(ObjectStoreError::NoSuchBucket(name.to_owned()));
@@ -89,7 +90,7 @@ impl PostgresMeta {
                 }
             }
             for upload_id in aborted {
-                super::multipart::abort_in(&tx, &upload_id).await?;
+                super::multipart::abort_in(&tx, &upload_id, now).await?;
             }
             Ok(())
         })
@@ -97,10 +98,14 @@ impl PostgresMeta {
 }
 
 /// Removes the files `ids` (segments of a replaced or deleted object) inside `tx`.
-pub(super) async fn remove_files_in(tx: &Tx<'_>, ids: Vec<Uuid>) -> Result<usize, MetaError> {
+pub(super) async fn remove_files_in(
+    tx: &Tx<'_>,
+    ids: Vec<Uuid>,
+    now: u64,
+) -> Result<usize, MetaError> {
     let mut removed = 0;
     for id in ids {
-        if remove_file_in(tx, &id).await?.is_some() {
+        if remove_file_in(tx, &id, now).await?.is_some() {
             removed += 1;
         } else {
             tracing::warn!(file_id = %id, "segment file of an S3 object was already gone");

@@ -10,7 +10,7 @@ use super::{PostgresMeta, Table, pg_read, pg_write};
 use crate::meta::codec::{decode, encode};
 use crate::meta::records::{ChunkId, DeleteEntry};
 use crate::meta::tables::{DELETE_QUEUE_NAME, chunk_key, node_key_bounds};
-use crate::meta::{DeleteReason, MetaError, PendingDelete, unix_ms_now};
+use crate::meta::{DeleteReason, MetaError, PendingDelete};
 
 impl PostgresMeta {
     /// See [`crate::meta::Meta::pending_deletes`].
@@ -68,7 +68,7 @@ impl PostgresMeta {
         let entry = encode(&DeleteEntry {
             file_id: None,
             reason,
-            enqueued_unix_ms: unix_ms_now(),
+            enqueued_unix_ms: self.now(),
         })
         .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
         pg_write!(self, MetaError, |tx| {

@@ -8,7 +8,7 @@ use super::{PostgresMeta, Table, Tx, pg_read, pg_write};
 use crate::meta::codec::{decode, encode};
 use crate::meta::records::DeleteEntry;
 use crate::meta::tables::{DELETE_QUEUE_NAME, FILES_NAME, chunk_key};
-use crate::meta::{DeleteReason, FileRecord, HIDDEN_NAME_PREFIX, MetaError, unix_ms_now};
+use crate::meta::{DeleteReason, FileRecord, HIDDEN_NAME_PREFIX, MetaError};
 
 pub(super) fn decode_file(bytes: &[u8]) -> Result<FileRecord, MetaError> {
     decode(bytes).map_err(MetaError::corrupt(FILES_NAME))
@@ -82,7 +82,8 @@ impl PostgresMeta {
 
     /// See [`crate::meta::Meta::delete_file`].
     pub async fn delete_file(&self, id: &Uuid) -> Result<Option<FileRecord>, MetaError> {
-        pg_write!(self, MetaError, |tx| { remove_file_in(&tx, id).await })
+        let now = self.now();
+        pg_write!(self, MetaError, |tx| { remove_file_in(&tx, id, now).await })
     }
 
     /// See [`crate::meta::Meta::file_count`].
@@ -95,6 +96,7 @@ impl PostgresMeta {
 pub(super) async fn remove_file_in(
     tx: &Tx<'_>,
     id: &Uuid,
+    now: u64,
 ) -> Result<Option<FileRecord>, MetaError> {
     let Some(value) = tx.remove(Table::Files, id.as_bytes()).await? else {
         return Ok(None);
@@ -103,7 +105,7 @@ pub(super) async fn remove_file_in(
     let entry = encode(&DeleteEntry {
         file_id: Some(*id),
         reason: DeleteReason::FileDeleted,
-        enqueued_unix_ms: unix_ms_now(),
+        enqueued_unix_ms: now,
     })
     .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
     for p in &file.parts {

@@ -25,11 +25,12 @@ pub(crate) enum Table {
     Objects,
     Uploads,
     Parts,
+    ObjectIds,
 }
 
 impl Table {
     /// Every table, in the order `admin migrate-metadata` copies them.
-    pub(crate) const ALL: [Table; 14] = [
+    pub(crate) const ALL: [Table; 15] = [
         Table::Cluster,
         Table::Sessions,
         Table::Files,
@@ -44,6 +45,7 @@ impl Table {
         Table::Objects,
         Table::Uploads,
         Table::Parts,
+        Table::ObjectIds,
     ];
 
     /// The table's name, in PostgreSQL and in redb alike.
@@ -63,6 +65,7 @@ impl Table {
             Table::Objects => "s3_objects",
             Table::Uploads => "s3_uploads",
             Table::Parts => "s3_parts",
+            Table::ObjectIds => "s3_object_ids",
         }
     }
 

@@ -33,6 +33,7 @@ mod files;
 mod keys;
 mod kv;
 mod marks;
+pub mod migrate;
 mod multipart;
 mod nodes;
 mod quarantine;
@@ -52,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+use crate::clock::SharedClock;
 use crate::meta::MetaError;
 use crate::meta::s3_records::ObjectStoreError;
 
@@ -180,6 +182,8 @@ impl Retryable for ObjectStoreError {
 #[derive(Clone)]
 pub struct PostgresMeta {
     pool: Pool,
+    /// What stamps the records (commit times, queue entries).
+    clock: SharedClock,
     cluster_id: Arc<std::sync::RwLock<Uuid>>,
 }
 
@@ -216,6 +220,15 @@ impl PostgresMeta {
     /// lacks, and reads (or makes) the cluster id. A database of a newer schema version fails
     /// with [`MetaError::SchemaVersion`].
     pub async fn open(url: &str, settings: &PostgresSettings) -> Result<Self, MetaError> {
+        Self::open_with_clock(url, settings, crate::clock::system()).await
+    }
+
+    /// [`PostgresMeta::open`], stamping records with `clock`'s time.
+    pub async fn open_with_clock(
+        url: &str,
+        settings: &PostgresSettings,
+        clock: SharedClock,
+    ) -> Result<Self, MetaError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(PgError::Url)?;
         config.connect_timeout(settings.connect_timeout);
         // SERIALIZABLE takes its predicate locks on the index pages a statement reads, but on
@@ -249,6 +262,7 @@ impl PostgresMeta {
             .map_err(|e| PgError::Pool(e.to_string()))?;
         let meta = PostgresMeta {
             pool,
+            clock,
             cluster_id: Arc::new(std::sync::RwLock::new(Uuid::nil())),
         };
         let (version, id) = schema::migrate(&meta).await?;
@@ -287,6 +301,10 @@ impl PostgresMeta {
         Ok(())
     }
 
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.unix_ms()
+    }
+
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, PgError> {
         Ok(self.pool.get().await?)
     }
@@ -303,6 +321,7 @@ impl PostgresMeta {
 macro_rules! pg_write {
     ($meta:expr, $err:ty, |$tx:ident| $body:block) => {{
         let meta: &$crate::meta_postgres::PostgresMeta = $meta;
+        let outcome: Result<_, $err> = async {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -348,6 +367,9 @@ macro_rules! pg_write {
                 other => break other,
             }
         }
+        }
+        .await;
+        outcome
     }};
 }
 pub(crate) use pg_write;
@@ -356,6 +378,7 @@ pub(crate) use pg_write;
 macro_rules! pg_read {
     ($meta:expr, $err:ty, |$tx:ident| $body:block) => {{
         let meta: &$crate::meta_postgres::PostgresMeta = $meta;
+        let outcome: Result<_, $err> = async {
         let mut client = meta.client().await.map_err(<$err>::from)?;
         let txn = client
             .build_transaction()
@@ -373,6 +396,9 @@ macro_rules! pg_read {
             tracing::debug!(error = %e, "read-only metadata transaction end failed");
         }
         result
+        }
+        .await;
+        outcome
     }};
 }
 pub(crate) use pg_read;

@@ -47,6 +47,7 @@ async fn parts_in(tx: &Tx<'_>, upload_id: &Uuid) -> Result<Vec<UploadedPart>, Ob
 pub(super) async fn abort_in(
     tx: &Tx<'_>,
     upload_id: &Uuid,
+    now: u64,
 ) -> Result<Option<usize>, ObjectStoreError> {
     if !tx.delete(Table::Uploads, upload_id.as_bytes()).await? {
         return Ok(None);
@@ -56,7 +57,7 @@ pub(super) async fn abort_in(
         tx.delete(Table::Parts, &part_key(upload_id, part.part_number))
             .await?;
     }
-    remove_files_in(tx, found.iter().map(|p| p.file_id).collect()).await?;
+    remove_files_in(tx, found.iter().map(|p| p.file_id).collect(), now).await?;
     Ok(Some(found.len()))
 }
 
@@ -93,6 +94,7 @@ impl PostgresMeta {
         upload_id: &Uuid,
         part: &UploadedPart,
     ) -> Result<(), ObjectStoreError> {
+        let now = self.now();
         let value = encode(part).map_err(MetaError::corrupt(PARTS_NAME))?;
         let result = pg_write!(self, ObjectStoreError, |tx| {
             if upload_in(&tx, upload_id).await?.is_none() {
@@ -108,13 +110,13 @@ impl PostgresMeta {
                 None => None,
             };
             if let Some(old) = old.filter(|o| o.file_id != part.file_id) {
-                remove_files_in(&tx, vec![old.file_id]).await?;
+                remove_files_in(&tx, vec![old.file_id], now).await?;
             }
             Ok(())
         });
         if let Err(ObjectStoreError::NoSuchUpload(_)) = &result {
             pg_write!(self, MetaError, |tx| {
-                remove_files_in(&tx, vec![part.file_id]).await
+                remove_files_in(&tx, vec![part.file_id], now).await
             })?;
         }
         result
@@ -164,8 +166,9 @@ impl PostgresMeta {
 
     /// See [`crate::meta::Meta::abort_multipart`].
     pub async fn abort_multipart(&self, upload_id: &Uuid) -> Result<usize, ObjectStoreError> {
+        let now = self.now();
         pg_write!(self, ObjectStoreError, |tx| {
-            abort_in(&tx, upload_id)
+            abort_in(&tx, upload_id, now)
                 .await?
                 .ok_or_else(|| ObjectStoreError::NoSuchUpload(upload_id.to_string()))
         })
@@ -199,6 +202,7 @@ impl PostgresMeta {
         now_unix_ms: u64,
         etag: MultipartEtag,
     ) -> Result<ObjectRecord, ObjectStoreError> {
+        let now = self.now();
         pg_write!(self, ObjectStoreError, |tx| {
             let upload = upload_in(&tx, upload_id)
                 .await?
@@ -223,6 +227,7 @@ impl PostgresMeta {
                     })
                     .collect(),
                 user_metadata: upload.user_metadata.clone(),
+                id: Some(*upload_id),
             };
             let unlisted: Vec<Uuid> = stored
                 .values()
@@ -234,8 +239,8 @@ impl PostgresMeta {
                     .await?;
             }
             tx.delete(Table::Uploads, upload_id.as_bytes()).await?;
-            put_object_in(&tx, bucket, key, &record).await?;
-            remove_files_in(&tx, unlisted).await?;
+            put_object_in(&tx, bucket, key, &record, now).await?;
+            remove_files_in(&tx, unlisted, now).await?;
             Ok(record)
         })
     }

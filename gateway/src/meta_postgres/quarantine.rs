@@ -9,7 +9,7 @@ use super::{PostgresMeta, Table, pg_read, pg_write};
 use crate::meta::codec::{decode, encode};
 use crate::meta::records::{ChunkId, DeleteEntry};
 use crate::meta::tables::{QUARANTINE_NAME, chunk_key, node_key_bounds};
-use crate::meta::{DeleteReason, MetaError, QuarantineMark, unix_ms_now};
+use crate::meta::{DeleteReason, MetaError, QuarantineMark};
 
 fn decode_mark(bytes: &[u8]) -> Result<QuarantineMark, MetaError> {
     decode(bytes).map_err(MetaError::corrupt(QUARANTINE_NAME))
@@ -74,6 +74,7 @@ impl PostgresMeta {
         node_id: &Uuid,
         chunk_ids: &[ChunkId],
     ) -> Result<Vec<(ChunkId, QuarantineMark)>, MetaError> {
+        let now = self.now();
         pg_write!(self, MetaError, |tx| {
             let mut queued = Vec::new();
             for chunk_id in chunk_ids {
@@ -88,7 +89,7 @@ impl PostgresMeta {
                 let entry = encode(&DeleteEntry {
                     file_id: Some(mark.file_id),
                     reason: DeleteReason::Orphan,
-                    enqueued_unix_ms: unix_ms_now(),
+                    enqueued_unix_ms: now,
                 })
                 .map_err(MetaError::corrupt(QUARANTINE_NAME))?;
                 tx.insert_new(Table::DeleteQueue, &key, &entry).await?;

@@ -7,9 +7,11 @@ use super::files::decode_file;
 use super::{PostgresMeta, Table, Tx, pg_read, pg_write};
 use crate::meta::buckets::OBJECTS_NAME;
 use crate::meta::codec::{decode, encode};
+use uuid::Uuid;
+
 use crate::meta::s3_records::{
-    ListPage, ListQuery, ObjectRecord, ObjectStoreError, bucket_range_end, list_start, object_key,
-    paginate, split_object_key,
+    ListPage, ListQuery, ObjectById, ObjectRecord, ObjectStoreError, bucket_range_end, list_start,
+    object_key, paginate, split_object_key, split_stored_key,
 };
 use crate::meta::{FileRecord, MetaError};
 
@@ -26,6 +28,7 @@ pub(super) async fn put_object_in(
     bucket: &str,
     key: &str,
     record: &ObjectRecord,
+    now: u64,
 ) -> Result<Option<ObjectRecord>, ObjectStoreError> {
     if !tx.contains(Table::Buckets, bucket.as_bytes()).await? {
         return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));
@@ -36,11 +39,40 @@ pub(super) async fn put_object_in(
         Some(old) => Some(decode_object(&old)?),
         None => None,
     };
+    if let Some(old_id) = old.as_ref().and_then(|o| o.id) {
+        tx.delete(Table::ObjectIds, old_id.as_bytes()).await?;
+    }
+    if let Some(id) = record.id {
+        tx.put(Table::ObjectIds, id.as_bytes(), &stored_key).await?;
+    }
     if let Some(old) = &old {
         let kept: Vec<_> = record.file_ids().collect();
-        remove_files_in(tx, old.file_ids().filter(|id| !kept.contains(id)).collect()).await?;
+        remove_files_in(
+            tx,
+            old.file_ids().filter(|id| !kept.contains(id)).collect(),
+            now,
+        )
+        .await?;
     }
     Ok(old)
+}
+
+async fn segment_files_in(
+    tx: &Tx<'_>,
+    record: &ObjectRecord,
+) -> Result<Vec<FileRecord>, ObjectStoreError> {
+    let mut segments = Vec::with_capacity(record.segments.len());
+    for segment in &record.segments {
+        let Some(value) = tx.get(Table::Files, segment.file_id.as_bytes()).await? else {
+            return Err(MetaError::InvalidRecord(format!(
+                "an object's segment file {} is missing",
+                segment.file_id
+            ))
+            .into());
+        };
+        segments.push(decode_file(&value)?);
+    }
+    Ok(segments)
 }
 
 async fn object_in(tx: &Tx<'_>, bucket: &str, key: &str) -> Result<ObjectRecord, ObjectStoreError> {
@@ -61,12 +93,13 @@ impl PostgresMeta {
         key: &str,
         record: &ObjectRecord,
     ) -> Result<Option<ObjectRecord>, ObjectStoreError> {
+        let now = self.now();
         let result = pg_write!(self, ObjectStoreError, |tx| {
-            put_object_in(&tx, bucket, key, record).await
+            put_object_in(&tx, bucket, key, record, now).await
         });
         if let Err(ObjectStoreError::NoSuchBucket(_)) = &result {
             pg_write!(self, MetaError, |tx| {
-                remove_files_in(&tx, record.file_ids().collect()).await
+                remove_files_in(&tx, record.file_ids().collect(), now).await
             })?;
         }
         result
@@ -80,18 +113,31 @@ impl PostgresMeta {
     ) -> Result<(ObjectRecord, Vec<FileRecord>), ObjectStoreError> {
         pg_read!(self, ObjectStoreError, |tx| {
             let record = object_in(&tx, bucket, key).await?;
-            let mut segments = Vec::with_capacity(record.segments.len());
-            for segment in &record.segments {
-                let Some(value) = tx.get(Table::Files, segment.file_id.as_bytes()).await? else {
-                    return Err(MetaError::InvalidRecord(format!(
-                        "object {bucket}/{key}: segment file {} is missing",
-                        segment.file_id
-                    ))
-                    .into());
-                };
-                segments.push(decode_file(&value)?);
-            }
+            let segments = segment_files_in(&tx, &record).await?;
             Ok((record, segments))
+        })
+    }
+
+    /// See [`crate::meta::Meta::object_by_id`].
+    pub async fn object_by_id(&self, id: &Uuid) -> Result<Option<ObjectById>, ObjectStoreError> {
+        pg_read!(self, ObjectStoreError, |tx| {
+            let Some(stored) = tx.get(Table::ObjectIds, id.as_bytes()).await? else {
+                return Ok(None);
+            };
+            let (bucket, key) = split_stored_key(&stored).ok_or_else(|| {
+                MetaError::InvalidRecord("an object id names a key that is not UTF-8".into())
+            })?;
+            let Some(value) = tx.get(Table::Objects, &stored).await? else {
+                return Ok(None);
+            };
+            let record = decode_object(&value)?;
+            let files = segment_files_in(&tx, &record).await?;
+            Ok(Some(ObjectById {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                record,
+                files,
+            }))
         })
     }
 
@@ -108,6 +154,7 @@ impl PostgresMeta {
 
     /// See [`crate::meta::Meta::delete_object`].
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ObjectStoreError> {
+        let now = self.now();
         pg_write!(self, ObjectStoreError, |tx| {
             if !tx.contains(Table::Buckets, bucket.as_bytes()).await? {
                 return Err(ObjectStoreError::NoSuchBucket(bucket.to_owned()));
@@ -115,7 +162,10 @@ impl PostgresMeta {
             match tx.remove(Table::Objects, &object_key(bucket, key)).await? {
                 Some(v) => {
                     let record = decode_object(&v)?;
-                    remove_files_in(&tx, record.file_ids().collect()).await?;
+                    if let Some(id) = record.id {
+                        tx.delete(Table::ObjectIds, id.as_bytes()).await?;
+                    }
+                    remove_files_in(&tx, record.file_ids().collect(), now).await?;
                     Ok(true)
                 }
                 None => Ok(false),

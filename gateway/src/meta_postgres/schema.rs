@@ -32,7 +32,8 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE s3_buckets (k bytea PRIMARY KEY, v bytea NOT NULL);
      CREATE TABLE s3_objects (k bytea PRIMARY KEY, v bytea NOT NULL);
      CREATE TABLE s3_uploads (k bytea PRIMARY KEY, v bytea NOT NULL);
-     CREATE TABLE s3_parts (k bytea PRIMARY KEY, v bytea NOT NULL);",
+     CREATE TABLE s3_parts (k bytea PRIMARY KEY, v bytea NOT NULL);
+     CREATE TABLE s3_object_ids (k bytea PRIMARY KEY, v bytea NOT NULL);",
 ];
 
 /// What to do with a database at version `found`: the versions to apply, or the refusal.

@@ -9,18 +9,19 @@ use crate::meta::codec::{decode, encode};
 use crate::meta::records::DeleteEntry;
 use crate::meta::sessions::{check_commit, check_plan, is_checksum};
 use crate::meta::tables::{DELETE_QUEUE_NAME, FILES_NAME, SESSIONS_NAME, chunk_key};
-use crate::meta::{DeleteReason, FileRecord, MetaError, PartRecord, UploadSession, unix_ms_now};
+use crate::meta::{DeleteReason, FileRecord, MetaError, PartRecord, UploadSession};
 
 /// Removes the session's chunk references and queues its chunks for deletion.
 async fn enqueue_session_chunks(
     tx: &Tx<'_>,
     session: &UploadSession,
     reason: DeleteReason,
+    now: u64,
 ) -> Result<Vec<(Uuid, [u8; 16])>, MetaError> {
     let entry = encode(&DeleteEntry {
         file_id: Some(session.file_id),
         reason,
-        enqueued_unix_ms: unix_ms_now(),
+        enqueued_unix_ms: now,
     })
     .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
     let mut chunks = Vec::with_capacity(session.parts.len());
@@ -100,6 +101,7 @@ impl PostgresMeta {
         }
         acked.sort_by_key(|p| p.index);
         let key = file_id.as_bytes();
+        let now = self.now();
         pg_write!(self, MetaError, |tx| {
             let session = match tx.get(Table::Sessions, key).await? {
                 Some(v) => decode_session(&v)?,
@@ -121,7 +123,7 @@ impl PostgresMeta {
                 name: session.name,
                 content_type: session.content_type,
                 size,
-                created_unix_ms: unix_ms_now(),
+                created_unix_ms: now,
                 checksum: checksum.clone(),
                 parts: acked.clone(),
             };
@@ -136,12 +138,13 @@ impl PostgresMeta {
 
     /// See [`crate::meta::Meta::abort_session`].
     pub async fn abort_session(&self, file_id: &Uuid) -> Result<Vec<(Uuid, [u8; 16])>, MetaError> {
+        let now = self.now();
         pg_write!(self, MetaError, |tx| {
             let Some(value) = tx.remove(Table::Sessions, file_id.as_bytes()).await? else {
                 return Ok(Vec::new());
             };
             let session = decode_session(&value)?;
-            enqueue_session_chunks(&tx, &session, DeleteReason::Aborted).await
+            enqueue_session_chunks(&tx, &session, DeleteReason::Aborted, now).await
         })
     }
 

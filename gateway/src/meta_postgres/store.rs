@@ -10,9 +10,9 @@ use super::PostgresMeta;
 use crate::auth::{AccessKey, KeyId};
 use crate::meta::{
     BucketRecord, ChunkId, CompletedPartRef, DeleteReason, FileRecord, ListPage, ListQuery,
-    MetaError, MetaStore, MultipartEtag, MultipartRecord, NodeRecord, NodeState, ObjectRecord,
-    ObjectStoreError, PartRecord, PendingDelete, PendingMark, QuarantineMark, Restored,
-    UnaccountedNode, UploadSession, UploadedPart,
+    MetaError, MetaStore, MultipartEtag, MultipartRecord, NodeRecord, NodeState, ObjectById,
+    ObjectRecord, ObjectStoreError, PartRecord, PendingDelete, PendingMark, QuarantineMark,
+    Restored, UnaccountedNode, UploadSession, UploadedPart,
 };
 
 #[async_trait]
@@ -289,6 +289,10 @@ impl MetaStore for PostgresMeta {
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord, ObjectStoreError> {
         PostgresMeta::head_object(self, bucket, key).await
+    }
+
+    async fn object_by_id(&self, id: &Uuid) -> Result<Option<ObjectById>, ObjectStoreError> {
+        PostgresMeta::object_by_id(self, id).await
     }
 
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, ObjectStoreError> {

@@ -104,3 +104,95 @@ async fn a_bad_metadata_url_is_refused_with_a_clear_error() {
         "{err}"
     );
 }
+
+/// Runs `sixfold-gateway args...`, giving (success, stdout, stderr).
+fn gateway_command(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(sixfold_tests::process::bin_path("sixfold-gateway"))
+        .args(args)
+        .output()
+        .expect("run sixfold-gateway");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_metadata_moves_a_redb_store_into_postgres_and_keeps_every_file() {
+    let Some(db) = test_database("migrate-metadata").await else {
+        return;
+    };
+    let mut c = TestCluster::start(ClusterOptions::default()).await;
+    bounded("migration from redb", async {
+        let files = [(1701u64, 0u64), (1702, 1000), (1703, 7 * MIB + 1)];
+        let mut ids = Vec::new();
+        for (seed, size) in files {
+            ids.push(upload_ok(&c, &format!("m{seed}.bin"), pattern(seed), size).await);
+        }
+        let gw_dir = c.gateway_dir();
+        let from = gw_dir.to_str().expect("utf-8").to_owned();
+
+        // While the gateway runs, its redb file is locked: refused, nothing copied.
+        let (ok, _, err) = gateway_command(&[
+            "admin",
+            "migrate-metadata",
+            "--from",
+            &from,
+            "--to",
+            &db.url,
+        ]);
+        assert!(!ok, "a running gateway's metadata must not be migrated");
+        assert!(err.contains("stop the gateway"), "{err}");
+
+        c.gateway
+            .as_mut()
+            .expect("gateway")
+            .terminate(Duration::from_secs(10));
+        let (ok, out, err) = gateway_command(&[
+            "admin",
+            "migrate-metadata",
+            "--from",
+            &from,
+            "--to",
+            &db.url,
+        ]);
+        assert!(ok, "migration failed: {out}{err}");
+        assert!(out.contains("counts and checksums agree"), "{out}");
+        let files_line = out
+            .lines()
+            .find(|l| l.starts_with("files "))
+            .unwrap_or_else(|| panic!("no files line in {out}"));
+        let counts: Vec<&str> = files_line.split_whitespace().collect();
+        assert_eq!(&counts[1..3], ["3", "3"], "{out}");
+        assert_eq!(rows(&db, "files").await, 3);
+        assert_eq!(rows(&db, "nodes").await, 6);
+
+        // A second run finds the database holding metadata and refuses.
+        let (ok, _, err) = gateway_command(&[
+            "admin",
+            "migrate-metadata",
+            "--from",
+            &from,
+            "--to",
+            &db.url,
+        ]);
+        assert!(!ok);
+        assert!(err.contains("already holds metadata"), "{err}");
+
+        // The gateway now runs on PostgreSQL and serves every file, byte for byte, with the
+        // same access keys.
+        c.set_gateway_config(format!("metadata = \"{}\"\n", db.url));
+        c.start_gateway();
+        c.wait_nodes_up(6).await;
+        for ((seed, size), id) in files.iter().zip(&ids) {
+            assert_download_matches(&c, id, pattern(*seed), *size).await;
+        }
+        let mut listed = list_ids(&c).await;
+        listed.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(listed, expected);
+    })
+    .await;
+}

@@ -64,6 +64,9 @@ impl SnapshotReport {
 #[cfg(test)]
 pub(super) type RawRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// What receives a table's raw records, one (key, value) at a time.
+pub(crate) type RawVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), MetaError> + 'a;
+
 /// A table a snapshot copies, whatever its key and value types, so that every table fits in one
 /// list.
 pub(crate) trait SnapshotTable {
@@ -77,7 +80,7 @@ pub(crate) trait SnapshotTable {
     fn for_each_raw(
         &self,
         txn: &ReadTransaction,
-        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), MetaError>,
+        each: &mut RawVisitor<'_>,
     ) -> Result<u64, MetaError>;
     /// The table's records as raw bytes, in key order (tests compare snapshots with this).
     #[cfg(test)]
@@ -128,7 +131,7 @@ impl<K: Key + 'static, V: Value + 'static> SnapshotTable for TableDefinition<'st
     fn for_each_raw(
         &self,
         txn: &ReadTransaction,
-        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), MetaError>,
+        each: &mut RawVisitor<'_>,
     ) -> Result<u64, MetaError> {
         let table = match txn.open_table(*self) {
             Ok(table) => table,

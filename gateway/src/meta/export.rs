@@ -26,7 +26,7 @@ impl Meta {
     pub fn export_table(
         &self,
         name: &str,
-        each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), MetaError>,
+        each: &mut super::backup::RawVisitor<'_>,
     ) -> Result<u64, MetaError> {
         let table = tables::SNAPSHOT_TABLES
             .iter()

@@ -210,6 +210,11 @@ pub struct ServeArgs {
     /// --tls-cert like the main API) [default: none, no S3 listener; `dev`: 127.0.0.1:9000].
     #[arg(long, value_name = "ADDR")]
     pub s3_listen: Option<SocketAddr>,
+    /// Address of a listener of its own for the admin API (`/admin/...`, the same TLS as the
+    /// main API); when set, the main listener refuses admin paths [default: none, the admin
+    /// API is on the main listener].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
     // --- PostgreSQL metadata (issue 16) ---
     /// Where the metadata lives: a `postgres://` URL for PostgreSQL (several gateways can share
     /// it) [default: redb, `meta.redb` in the data dir].
@@ -272,6 +277,7 @@ struct FileConfig {
     backup_keep: Option<usize>,
     // S3
     s3_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     // PostgreSQL metadata
     metadata: Option<String>,
     metadata_pool_size: Option<usize>,
@@ -328,6 +334,8 @@ pub struct GatewayConfig {
     // S3
     /// The S3-compatible listener; `None`: none.
     pub s3_listen: Option<SocketAddr>,
+    /// The admin API's own listener; `None`: on the main listener.
+    pub admin_listen: Option<SocketAddr>,
     // Metadata
     /// PostgreSQL instead of the embedded redb; `None`: redb in the data dir.
     pub metadata: Option<PostgresTarget>,
@@ -492,6 +500,7 @@ impl GatewayConfig {
         let config = GatewayConfig {
             backup,
             s3_listen: args.s3_listen.or(file.s3_listen),
+            admin_listen: args.admin_listen.or(file.admin_listen),
             metadata: PostgresTarget::resolve(
                 args.metadata.clone().or(file.metadata),
                 args.metadata_pool_size.or(file.metadata_pool_size),

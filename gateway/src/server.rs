@@ -182,6 +182,8 @@ pub struct RunningGateway {
     s3: Option<(SocketAddr, JoinHandle<io::Result<()>>)>,
     /// Aborts forgotten multipart uploads; stopped with the listeners.
     s3_sweep: Option<JoinHandle<()>>,
+    /// The admin listener's address and task, when `admin_listen` is set.
+    admin: Option<(SocketAddr, JoinHandle<io::Result<()>>)>,
 }
 
 impl RunningGateway {
@@ -199,6 +201,11 @@ impl RunningGateway {
     /// The address of the S3 listener, if there is one.
     pub fn s3_addr(&self) -> Option<SocketAddr> {
         self.s3.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The address of the admin API's own listener, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Whether the public API is served over HTTPS.
@@ -235,6 +242,13 @@ impl RunningGateway {
         if let Some(sweep) = self.s3_sweep {
             sweep.abort();
         }
+        if let Some((_, admin)) = self.admin {
+            match admin.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "admin listener ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "admin listener task failed"),
+            }
+        }
         match (&mut { self.internal }).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "internal listener ended with an error"),
@@ -251,19 +265,26 @@ impl RunningGateway {
 
 /// Opens the metadata the config names: PostgreSQL when `metadata` is a URL, else redb in the
 /// data dir (also handed back, for the snapshots that only redb has).
-async fn open_metadata(config: &GatewayConfig) -> Result<(SharedMeta, Option<Meta>), ServeError> {
+async fn open_metadata(
+    config: &GatewayConfig,
+    clock: crate::clock::SharedClock,
+) -> Result<(SharedMeta, Option<Meta>), ServeError> {
     if let Some(target) = &config.metadata {
-        let meta = crate::meta_postgres::PostgresMeta::open(&target.url, &target.settings)
-            .await
-            .map_err(|source| ServeError::PostgresMeta {
-                url: crate::meta_postgres::redacted(&target.url),
-                source,
-            })?;
+        let meta = crate::meta_postgres::PostgresMeta::open_with_clock(
+            &target.url,
+            &target.settings,
+            clock,
+        )
+        .await
+        .map_err(|source| ServeError::PostgresMeta {
+            url: crate::meta_postgres::redacted(&target.url),
+            source,
+        })?;
         return Ok((Arc::new(meta), None));
     }
     let meta_path = config.meta_path();
     let opening = meta_path.clone();
-    let meta = tokio::task::spawn_blocking(move || Meta::open(opening))
+    let meta = tokio::task::spawn_blocking(move || Meta::open_with_clock(opening, clock))
         .await
         .map_err(|e| ServeError::Task(format!("metadata open task: {e}")))?
         .map_err(|source| ServeError::Meta {
@@ -300,7 +321,9 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     };
     let internal_tls = TlsAcceptor::new(tls.internal_server_config(), HANDSHAKE_TIMEOUT);
 
-    let (meta, redb) = open_metadata(config).await?;
+    // The one clock every component of this process reads.
+    let clock = crate::clock::system();
+    let (meta, redb) = open_metadata(config, clock.clone()).await?;
     let stale = if config.replace_stale_admin_token {
         crate::auth::bootstrap::StaleToken::MoveAside
     } else {
@@ -321,6 +344,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         request_timeout: config.node_timeout,
         stream_window: u32::try_from(config.node_stream_window).unwrap_or(u32::MAX),
         node_max_parts: config.node_max_parts,
+        clock: clock.clone(),
         ..ClusterConfig::default()
     };
     let cluster = Cluster::start(cluster_config, meta.clone(), tls.client_config()).await?;
@@ -342,6 +366,16 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         .pop()
         .ok_or_else(|| ServeError::Task("no listener".into()))?;
     let s3_listener = match config.s3_listen {
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(source) => {
+                cluster.shutdown().await;
+                return Err(ServeError::Bind { addr, source });
+            }
+        },
+        None => None,
+    };
+    let admin_listener = match config.admin_listen {
         Some(addr) => match TcpListener::bind(addr).await {
             Ok(listener) => Some(listener),
             Err(source) => {
@@ -378,7 +412,14 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         Some(backups) => admin.merge(crate::http::admin_backup::router(backups)),
         None => admin,
     };
-    let app = router(state.clone(), admin);
+    let full_app = router(state.clone(), admin);
+    // With an admin listener of its own, the public one refuses the admin paths.
+    let app = match admin_listener {
+        Some(_) => full_app.clone().layer(axum::middleware::from_fn(
+            crate::http::admin_edge::refuse_admin,
+        )),
+        None => full_app.clone(),
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     // Both listeners stop together: the internal one when the public one's stop fires.
     let (internal_stop, internal_stopped) = tokio::sync::watch::channel(false);
@@ -386,6 +427,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let https = public_tls.is_some();
     // The S3 listener (if any) serves with the same TLS and stops with the public one.
     let (public_tls_s3, s3_stopped) = (public_tls.clone(), internal_stop.subscribe());
+    let (public_tls_admin, admin_stopped) = (public_tls.clone(), internal_stop.subscribe());
     let http_metrics = Arc::clone(&metrics);
     let http = tokio::spawn(async move {
         let served =
@@ -424,6 +466,29 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         }
         None => (None, None),
     };
+    let admin_task = match admin_listener {
+        Some(admin_listener) => {
+            let admin_addr = admin_listener.local_addr().map_err(ServeError::Http)?;
+            let admin_metrics = Arc::clone(&metrics);
+            let mut stopped = admin_stopped;
+            let task = tokio::spawn(async move {
+                listener::serve_tls(
+                    admin_listener,
+                    full_app,
+                    settings,
+                    admin_metrics,
+                    public_tls_admin,
+                    async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    },
+                )
+                .await
+            });
+            tracing::info!(admin_listen = %admin_addr, "admin API serving on its own listener");
+            Some((admin_addr, task))
+        }
+        None => None,
+    };
     let internal_app = cluster.internal_router();
     let internal = tokio::spawn(async move {
         let mut stopped = internal_stopped;
@@ -458,6 +523,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         internal,
         s3,
         s3_sweep,
+        admin: admin_task,
     })
 }
 

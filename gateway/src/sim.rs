@@ -6,7 +6,20 @@
 //! Faults: nodes that fail writes, acknowledge a wrong crc32c, store a chunk and lose the
 //! acknowledgement, are down, or serve corrupted or broken reads; clients whose body breaks off;
 //! gateways that crash mid-upload (the upload's future is leaked, so no abort runs) and restart
-//! from the metadata, where the cleanup aborts what the dead process left.
+//! from the metadata, where the cleanup aborts what the dead process left; and time passing
+//! beyond the session TTL, after which the cleanup expires what was never finished.
+//!
+//! Stray chunks (a write whose record was lost) are put on nodes behind the metadata's back;
+//! the orphan scan (`reconcile::scan`, over the in-memory nodes' listings) must quarantine
+//! them, delete them only after the grace period, and never queue a chunk that a file or a
+//! live session references.
+//!
+//! Time is tokio's, paused (`start_paused`): the one clock ([`crate::clock::TokioClock`]) that
+//! stamps sessions and files moves only when a step moves it, so expiry is exact and every run
+//! of a seed is the same. The cleanup's own code runs: `cleanup::expire_sessions` for restarts
+//! and expiry, `cleanup::drain_node` and `cleanup::deliver_marks` over the in-memory nodes for
+//! the delete queue and the commit marks. The metadata is redb in memory through the
+//! `MetaStore` port.
 //!
 //! Invariants, after every step:
 //! - a committed file is complete: each part's chunk is on its node with the recorded length
@@ -30,8 +43,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use crate::clock::{SharedClock, TokioClock};
+use crate::cluster::cleanup::{deliver_marks, drain_node, expire_sessions};
+use crate::cluster::reconcile::{OrphanTracker, ReconcileStats, ScanPorts, scan};
 use crate::download::open_body;
-use crate::meta::{FileRecord, Meta};
+use crate::meta::{ChunkId, FileRecord, Meta, SharedMeta};
 use crate::metrics::Metrics;
 use crate::node_client::SharedNodeClient;
 use crate::node_client::memory::{Fault, MemoryNodes};
@@ -83,20 +99,37 @@ struct World {
     store: MemoryNodes,
     shared: SharedNodeClient,
     meta: Meta,
+    /// The same store as the gateway code sees it.
+    port: SharedMeta,
+    clock: SharedClock,
+    /// When the current gateway process started (Unix ms): sessions older are leftovers.
+    started_unix_ms: u64,
     uploader: Uploader,
     metrics: Arc<Metrics>,
     /// Committed and not deleted: id → content seed.
     expected: BTreeMap<Uuid, (u64, u64)>,
+    /// The orphan scan's memory and counters, as the cleanup keeps them.
+    tracker: OrphanTracker,
+    reconcile_stats: ReconcileStats,
+    /// Chunks put on nodes behind the metadata's back, not yet removed by the orphan scan.
+    strays: HashSet<(Uuid, ChunkId)>,
     /// Crashed uploads leak their futures (no destructor may run); kept so they stay alive.
     crashed: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     _dir: tempfile::TempDir,
 }
 
+/// Sessions live this long unless finished.
+const SESSION_TTL: Duration = Duration::from_secs(3600);
+/// Orphans wait this long in quarantine before the scan deletes them.
+const ORPHAN_GRACE: Duration = Duration::from_secs(600);
+
 impl World {
     fn new(seed: u64) -> World {
         let mut rng = Rng(seed);
         let dir = tempfile::tempdir().expect("tempdir");
-        let meta = Meta::open(dir.path().join("meta.redb")).expect("meta");
+        let clock: SharedClock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
+        let meta = Meta::open_in_memory_with_clock(clock.clone()).expect("meta");
+        let port: SharedMeta = Arc::new(meta.clone());
         let store = MemoryNodes::with_node_ids((0..NODES).map(|_| rng.uuid()).collect::<Vec<_>>());
         let shared: SharedNodeClient = Arc::new(store.clone());
         let metrics = Arc::new(Metrics::new());
@@ -109,20 +142,16 @@ impl World {
             spool_memory_bytes: 16 * 1024,
             spool_budget: SpoolBudget::new(u64::MAX),
             spool_dir: dir.path().join("spool"),
-            session_ttl: Duration::from_secs(3600),
+            session_ttl: SESSION_TTL,
             body_idle_timeout: Duration::from_secs(30),
         };
         let ids = Arc::new(AtomicU64::new(rng.next()));
-        let uploader = Uploader::new(
-            Arc::new(meta.clone()),
-            shared.clone(),
-            metrics.clone(),
-            settings,
-        )
-        .with_file_ids(Arc::new(move || {
-            let n = ids.fetch_add(1, Ordering::Relaxed);
-            Uuid::from_u64_pair(n.rotate_left(17) ^ 0x5158_4c44, n)
-        }));
+        let uploader = Uploader::new(port.clone(), shared.clone(), metrics.clone(), settings)
+            .with_clock(clock.clone())
+            .with_file_ids(Arc::new(move || {
+                let n = ids.fetch_add(1, Ordering::Relaxed);
+                Uuid::from_u64_pair(n.rotate_left(17) ^ 0x5158_4c44, n)
+            }));
         World {
             seed,
             step: 0,
@@ -130,9 +159,15 @@ impl World {
             store,
             shared,
             meta,
+            port,
+            started_unix_ms: clock.unix_ms(),
+            clock,
             uploader,
             metrics,
             expected: BTreeMap::new(),
+            tracker: OrphanTracker::default(),
+            reconcile_stats: ReconcileStats::default(),
+            strays: HashSet::new(),
             crashed: Vec::new(),
             _dir: dir,
         }
@@ -286,38 +321,104 @@ impl World {
         self.meta.expired_sessions(u64::MAX).expect("sessions")
     }
 
-    /// A new gateway process over the same metadata: its cleanup aborts every session the
-    /// dead one left (their time is up once the process is gone).
+    /// A new gateway process over the same metadata, a moment later: its first cleanup pass
+    /// aborts every session the dead one left.
     async fn restart(&mut self) {
         let metrics = Arc::new(Metrics::new());
         self.metrics = metrics;
-        for session in self.sessions() {
-            self.meta
-                .abort_session(&session.file_id)
-                .expect("abort session");
-        }
+        tokio::time::advance(Duration::from_millis(1 + self.rng.below(5_000))).await;
+        self.started_unix_ms = self.clock.unix_ms();
+        self.cleanup_sessions().await;
         if !self.sessions().is_empty() {
             self.fail("sessions left after the restart's cleanup");
         }
     }
 
-    /// The nodes delete what the queue holds (what the cleanup's delete pass does).
-    fn process_deletes(&mut self) {
-        for node in self.store.node_ids() {
-            for d in self.meta.pending_deletes(&node, 10_000).expect("queue") {
-                self.store.remove_chunk(node, &d.chunk_id);
-                self.meta
-                    .complete_delete(&node, &d.chunk_id)
-                    .expect("complete delete");
+    /// The cleanup's session pass at the clock's time, for the current process.
+    async fn cleanup_sessions(&mut self) {
+        let now = self.clock.unix_ms();
+        if let Err(e) = expire_sessions(self.port.as_ref(), now, self.started_unix_ms).await {
+            self.fail(format!("the session cleanup failed: {e}"));
+        }
+    }
+
+    /// Time passes: sessions not finished within their TTL are expired by the cleanup (the
+    /// process lives on, so only their age condemns them).
+    async fn time_passes(&mut self) {
+        let before: Vec<_> = self.sessions();
+        tokio::time::advance(SESSION_TTL + Duration::from_secs(1)).await;
+        self.cleanup_sessions().await;
+        let now = self.clock.unix_ms();
+        for s in self.sessions() {
+            if s.expires_unix_ms <= now {
+                self.fail(format!("session {} outlived its expiry", s.file_id));
             }
         }
+        if before.iter().any(|s| self.sessions().contains(s)) {
+            self.fail("a session older than its TTL survived the cleanup");
+        }
+    }
+
+    /// A node gains a chunk nothing knows of (a write whose record was lost).
+    fn stray(&mut self) {
+        let node = self.random_node();
+        let chunk_id: ChunkId = self.rng.uuid().into_bytes();
+        let len = self.rng.below(4096);
+        let meta = sixfold_wire::ChunkMeta {
+            file_id: self.rng.uuid().into_bytes(),
+            part_index: 0,
+            part_count: 1,
+            file_offset: 0,
+            length: len,
+        };
+        let bytes = Bytes::from(content(self.rng.next(), len));
+        self.store.put_stray(node, chunk_id, meta, bytes);
+        self.strays.insert((node, chunk_id));
+    }
+
+    /// The orphan scan over every node (as the cleanup runs it when a scan is due), then the
+    /// delete pass for what it queued.
+    async fn reconcile(&mut self) {
+        let ports = ScanPorts {
+            meta: self.port.as_ref(),
+            lister: &self.store,
+            clock: self.clock.as_ref(),
+            stats: &self.reconcile_stats,
+            session_ttl: SESSION_TTL,
+            orphan_grace: ORPHAN_GRACE,
+        };
+        for node in self.store.node_ids() {
+            // A down node cannot be listed: its scan fails and waits for the next round.
+            let _ = scan(&ports, &mut self.tracker, node).await;
+        }
+        self.process_deletes().await;
+    }
+
+    /// The cleanup's delete and commit-mark passes over every node (what a cleanup round does
+    /// for the nodes that answer).
+    async fn process_deletes(&mut self) {
+        for node in self.store.node_ids() {
+            drain_node(self.port.as_ref(), self.shared.as_ref(), node).await;
+            deliver_marks(self.port.as_ref(), self.shared.as_ref(), node).await;
+        }
+        let store = &self.store;
+        self.strays
+            .retain(|(node, chunk)| store.chunk(*node, chunk).is_some());
     }
 
     async fn delete(&mut self) {
         let Some(id) = self.pick_file() else { return };
-        match self.meta.delete_file(&id).expect("delete") {
-            Some(_) => {
+        // As `DELETE /files/{id}` does: the record goes, then its chunks from their nodes now.
+        match self.port.delete_file(&id).await.expect("delete") {
+            Some(file) => {
                 self.expected.remove(&id);
+                crate::deletion::delete_chunks_now(
+                    self.port.as_ref(),
+                    &self.shared,
+                    &file,
+                    crate::deletion::DELETE_WAIT,
+                )
+                .await;
             }
             None => self.fail(format!("committed file {id} was not found to delete")),
         }
@@ -452,11 +553,20 @@ impl World {
                         "a chunk of a committed file is queued for deletion on {node}"
                     ));
                 }
+                if live.contains(&(node, d.chunk_id)) {
+                    self.fail(format!(
+                        "a chunk of a live upload session is queued for deletion on {node}"
+                    ));
+                }
                 queued.insert((node, d.chunk_id));
             }
         }
         for chunk in self.store.all_chunks() {
-            if !referenced.contains(&chunk) && !live.contains(&chunk) && !queued.contains(&chunk) {
+            if !referenced.contains(&chunk)
+                && !live.contains(&chunk)
+                && !queued.contains(&chunk)
+                && !self.strays.contains(&chunk)
+            {
                 self.fail(format!(
                     "chunk {:?} on node {} is accounted for by nothing",
                     chunk.1, chunk.0
@@ -472,21 +582,48 @@ impl World {
                 0..=4 => self.upload().await,
                 5..=6 => self.download().await,
                 7 => self.delete().await,
-                8 => self.process_deletes(),
+                8 => match self.rng.below(4) {
+                    0 => self.process_deletes().await,
+                    1 => self.time_passes().await,
+                    2 => self.stray(),
+                    _ => self.reconcile().await,
+                },
                 _ => self.restart().await,
             }
             self.check();
         }
-        // At the end every queued delete is carried out: only committed files' chunks remain.
+        // At the end every queued delete is carried out: only committed files' chunks remain,
+        // and every node holds the commit mark of each of its committed chunks.
+        self.heal();
         self.restart().await;
-        self.process_deletes();
+        self.process_deletes().await;
         self.check();
+        // Strays are quarantined by a first scan, deleted by one after the grace period.
+        for _ in 0..2 {
+            self.reconcile().await;
+            tokio::time::advance(ORPHAN_GRACE + Duration::from_secs(1)).await;
+        }
+        self.reconcile().await;
+        self.check();
+        if !self.strays.is_empty() && self.reconcile_stats.refused() == 0 {
+            self.fail(format!(
+                "{} stray chunks outlived the orphan scan",
+                self.strays.len()
+            ));
+        }
+        for node in self.store.node_ids() {
+            match self.meta.pending_marks(&node, 1) {
+                Ok(left) if left.is_empty() => {}
+                Ok(_) => self.fail(format!("commit marks for {node} were never delivered")),
+                Err(e) => self.fail(format!("pending marks: {e}")),
+            }
+        }
         let kept: usize = self
             .expected
             .keys()
             .map(|id| self.file(id).parts.len())
             .sum();
-        if self.store.chunk_count() != kept {
+        if self.store.chunk_count() != kept + self.strays.len() {
             self.fail(format!(
                 "{} chunks stored, {kept} belong to committed files",
                 self.store.chunk_count()
@@ -495,7 +632,7 @@ impl World {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn every_seed_keeps_every_invariant() {
     let seeds: Vec<u64> = match std::env::var("SIXFOLD_SIM_SEED") {
         Ok(s) => vec![s.parse().expect("SIXFOLD_SIM_SEED is a number")],

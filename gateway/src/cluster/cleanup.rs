@@ -8,9 +8,9 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::reconcile::{self, OrphanTracker};
-use super::registry::unix_ms;
 use super::{Cluster, Inner};
-use crate::meta::{MetaError, PendingDelete};
+use crate::meta::{MetaError, MetaStore, PendingDelete};
+use crate::node_client::{NodeCallError, NodeClient};
 
 /// Deletes fetched from the queue per round trip to the metadata.
 const DELETE_BATCH: usize = 128;
@@ -46,18 +46,20 @@ pub(super) async fn run(inner: Weak<Inner>) {
 
 /// One round of cleanup.
 pub(super) async fn pass(cluster: &Cluster, tracker: &mut OrphanTracker) {
-    if let Err(e) = expire_sessions(cluster).await {
+    let (meta, nodes): (&dyn MetaStore, &dyn NodeClient) = (cluster.meta().as_ref(), cluster);
+    let now = cluster.clock().unix_ms();
+    if let Err(e) = expire_sessions(meta, now, cluster.started_unix_ms()).await {
         tracing::warn!(error = %e, "expiring upload sessions failed");
     }
     for node in cluster.serving_nodes() {
-        drain_node(cluster, node).await;
-        deliver_marks(cluster, node).await;
+        drain_node(meta, nodes, node).await;
+        deliver_marks(meta, nodes, node).await;
     }
     let due = cluster.due_orphan_scans();
     for node in due {
         match reconcile::scan_node(cluster, tracker, node).await {
             Ok(0) => tracing::debug!(%node, "orphan scan found nothing to delete"),
-            Ok(_) => drain_node(cluster, node).await,
+            Ok(_) => drain_node(meta, nodes, node).await,
             Err(e) => tracing::info!(%node, error = %e, "orphan scan skipped"),
         }
     }
@@ -93,14 +95,16 @@ pub fn abort_reason(
     }
 }
 
-/// Aborts every session past its expiry or left by an earlier process; the abort queues its
-/// chunks for deletion.
-async fn expire_sessions(cluster: &Cluster) -> Result<(), MetaError> {
-    let now = unix_ms(std::time::SystemTime::now());
-    let started = cluster.started_unix_ms();
+/// Aborts every session past its expiry at `now` or left by a process that started before
+/// `started` (both Unix ms); the abort queues its chunks for deletion.
+pub(crate) async fn expire_sessions(
+    meta: &dyn MetaStore,
+    now: u64,
+    started: u64,
+) -> Result<(), MetaError> {
     let mut after = None;
     loop {
-        let page = cluster.meta().sessions_page(after, SESSION_PAGE).await?;
+        let page = meta.sessions_page(after, SESSION_PAGE).await?;
         let full = page.len() == SESSION_PAGE;
         after = page.last().map(|s| s.file_id);
         for session in page {
@@ -113,7 +117,7 @@ async fn expire_sessions(cluster: &Cluster) -> Result<(), MetaError> {
                 continue;
             };
             let file_id = session.file_id;
-            let chunks = cluster.meta().abort_session(&file_id).await?;
+            let chunks = meta.abort_session(&file_id).await?;
             tracing::info!(
                 %file_id,
                 name = ?session.name,
@@ -133,10 +137,10 @@ const MARK_BATCH: usize = 256;
 
 /// Sends `node` the commit marks it has not acknowledged yet (a commit whose marks did not all
 /// arrive before its 201), until none are left or the node stops answering.
-async fn deliver_marks(cluster: &Cluster, node: Uuid) {
+pub(crate) async fn deliver_marks(meta: &dyn MetaStore, nodes: &dyn NodeClient, node: Uuid) {
     let mut delivered = 0usize;
     loop {
-        let batch = match cluster.meta().pending_marks(&node, MARK_BATCH).await {
+        let batch = match meta.pending_marks(&node, MARK_BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(%node, error = %e, "reading the pending commit marks failed");
@@ -151,13 +155,13 @@ async fn deliver_marks(cluster: &Cluster, node: Uuid) {
             .iter()
             .map(|p| crate::commit_marks::wire_mark(p.chunk_id, &p.mark))
             .collect();
-        if let Err(e) = cluster.mark_chunks(node, marks).await {
+        if let Err(e) = nodes.mark_chunks(node, marks).await {
             tracing::info!(%node, error = %e, "commit marks not delivered; they wait");
             break;
         }
         let done: Vec<(Uuid, [u8; 16])> = batch.iter().map(|p| (node, p.chunk_id)).collect();
         delivered += done.len();
-        if let Err(e) = cluster.meta().marks_delivered(&done).await {
+        if let Err(e) = meta.marks_delivered(&done).await {
             tracing::warn!(%node, error = %e, "recording delivered commit marks failed");
             return;
         }
@@ -171,11 +175,11 @@ async fn deliver_marks(cluster: &Cluster, node: Uuid) {
 }
 
 /// Deletes the queued chunks of `node` until its queue is empty or the node stops answering.
-async fn drain_node(cluster: &Cluster, node: Uuid) {
+pub(crate) async fn drain_node(meta: &dyn MetaStore, nodes: &dyn NodeClient, node: Uuid) {
     let started = Instant::now();
     let mut deleted = 0usize;
     loop {
-        let batch = match cluster.meta().pending_deletes(&node, DELETE_BATCH).await {
+        let batch = match meta.pending_deletes(&node, DELETE_BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(%node, error = %e, "reading the delete queue failed");
@@ -186,10 +190,10 @@ async fn drain_node(cluster: &Cluster, node: Uuid) {
             break;
         }
         let full = batch.len() == DELETE_BATCH;
-        let results: Vec<(PendingDelete, Result<(), super::NodeError>)> =
+        let results: Vec<(PendingDelete, Result<(), NodeCallError>)> =
             futures_util::stream::iter(batch)
                 .map(|p| async move {
-                    let r = cluster.delete_chunk(node, p.chunk_id).await;
+                    let r = nodes.delete_chunk(node, p.chunk_id).await;
                     (p, r)
                 })
                 .buffer_unordered(DELETE_CONCURRENCY)
@@ -221,7 +225,7 @@ async fn drain_node(cluster: &Cluster, node: Uuid) {
             let n = done.len();
             let r = async {
                 for chunk in &done {
-                    cluster.meta().complete_delete(&node, chunk).await?;
+                    meta.complete_delete(&node, chunk).await?;
                 }
                 Ok::<(), MetaError>(())
             }

@@ -135,6 +135,8 @@ pub struct ClusterConfig {
     pub persist_interval: Duration,
     /// Parts in flight to one node at most; a node at the limit takes no new part.
     pub node_max_parts: u32,
+    /// The gateway's clock: heartbeat deadlines, session expiry, orphan grace.
+    pub clock: crate::clock::SharedClock,
 }
 
 impl Default for ClusterConfig {
@@ -152,6 +154,7 @@ impl Default for ClusterConfig {
             orphan_grace: DEFAULT_ORPHAN_GRACE,
             persist_interval: Duration::from_secs(30),
             node_max_parts: DEFAULT_NODE_MAX_PARTS,
+            clock: crate::clock::system(),
         }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! [`Cluster`] is the handle the HTTP layer uses; it is cheap to clone.
 
-mod cleanup;
+pub(crate) mod cleanup;
 mod config;
 mod error;
 mod health;
@@ -25,7 +25,7 @@ mod shard;
 mod tests;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
@@ -52,7 +52,7 @@ pub use shard::shard_addr;
 use crate::meta::{NodeState, SharedMeta};
 use crate::placement::Candidate;
 use pool::Pool;
-use registry::{Registry, ReportKind, Route, Timing, ValidReport, unix_ms};
+use registry::{Registry, ReportKind, Route, Timing, ValidReport};
 
 /// Handle on the cluster layer. Clones share one state.
 #[derive(Clone)]
@@ -101,7 +101,7 @@ impl Cluster {
         tls: impl Into<Arc<rustls::ClientConfig>>,
     ) -> Result<Cluster, ClusterError> {
         cfg.validate().map_err(ClusterError::Config)?;
-        let started_unix_ms = registry::unix_ms(std::time::SystemTime::now());
+        let started_unix_ms = cfg.clock.unix_ms();
         let tls = quic_config::quic_tls(tls.into())?;
         let records = meta.list_nodes().await?;
         let mut registry = Registry::new(Timing {
@@ -177,7 +177,7 @@ impl Cluster {
             node_id: report.id,
             chunk_count: report.chunk_count,
             reason,
-            since_unix_ms: unix_ms(SystemTime::now()),
+            since_unix_ms: self.clock().unix_ms(),
         };
         if let Err(e) = self.meta().mark_unaccounted(&mark).await {
             tracing::error!(node = %report.id, error = %e, "cannot record the unaccounted node")
@@ -192,6 +192,11 @@ impl Cluster {
     /// What the orphan reconciler has quarantined, deleted and refused.
     pub fn reconcile_stats(&self) -> &Arc<reconcile::ReconcileStats> {
         &self.inner.reconcile
+    }
+
+    /// The clock every deadline and stamp of the cluster layer reads.
+    pub fn clock(&self) -> &crate::clock::SharedClock {
+        &self.inner.cfg.clock
     }
 
     pub(crate) fn meta(&self) -> &SharedMeta {
@@ -582,9 +587,12 @@ impl Cluster {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(report.id, claim);
         }
-        let outcome =
-            self.write()
-                .apply_report(report, kind, Instant::now(), unix_ms(SystemTime::now()));
+        let outcome = self.write().apply_report(
+            report,
+            kind,
+            self.clock().now().into_std(),
+            self.clock().unix_ms(),
+        );
         if outcome.reconnect {
             self.inner.pool.forget_node(report.id);
         }
@@ -727,7 +735,9 @@ impl Cluster {
                 }
             }
             Err(error) => {
-                let retry_in = self.write().probe_failed(&id, generation, Instant::now());
+                let retry_in =
+                    self.write()
+                        .probe_failed(&id, generation, self.clock().now().into_std());
                 tracing::warn!(
                     node = %id,
                     %error,
@@ -740,7 +750,7 @@ impl Cluster {
 
     /// Marks silent nodes down.
     async fn sweep(&self) {
-        let changed = self.write().sweep(Instant::now());
+        let changed = self.write().sweep(self.clock().now().into_std());
         if changed.iter().any(|t| t.to == NodeState::Down) {
             self.inner.down.send_modify(|generation| *generation += 1);
         }
@@ -771,7 +781,8 @@ impl Cluster {
 
     fn due_orphan_scans(&self) -> Vec<Uuid> {
         let interval = self.inner.cfg.orphan_scan_interval;
-        self.write().take_due_orphan_scans(Instant::now(), interval)
+        self.write()
+            .take_due_orphan_scans(self.clock().now().into_std(), interval)
     }
 }
 

@@ -25,9 +25,12 @@ use std::time::{Duration, Instant};
 use sixfold_wire::{ChunkId, ChunkInfo, ChunkState, FileId, MAX_LIST_LIMIT, Request, Response};
 use uuid::Uuid;
 
+use futures_util::future::BoxFuture;
+
 use super::Cluster;
 use super::error::NodeError;
-use crate::meta::{QuarantineMark, unix_ms_now};
+use crate::clock::Clock;
+use crate::meta::{MetaStore, QuarantineMark};
 
 /// A scan deleting more than this share of a node's chunks is refused: it more likely means
 /// the metadata is missing or stale than that the node is mostly garbage. There is no
@@ -173,6 +176,59 @@ impl ReconcileStats {
     }
 }
 
+/// How the orphan scan reads what a node holds: one page of one shard at a time. The cluster
+/// asks the node over QUIC; the simulation's in-memory nodes answer from their maps.
+pub trait ChunkLister: Send + Sync {
+    /// How many shards `node` lists separately.
+    fn shard_count(&self, node: Uuid) -> Result<usize, ScanError>;
+
+    /// Up to a page of `shard`'s chunks after `after`, in ascending id order, and whether more
+    /// follow.
+    fn list_page<'a>(
+        &'a self,
+        node: Uuid,
+        shard: usize,
+        after: Option<ChunkId>,
+    ) -> BoxFuture<'a, Result<(Vec<ChunkInfo>, bool), ScanError>>;
+}
+
+impl ChunkLister for Cluster {
+    fn shard_count(&self, node: Uuid) -> Result<usize, ScanError> {
+        Ok(Cluster::shard_count(self, node)?)
+    }
+
+    fn list_page<'a>(
+        &'a self,
+        node: Uuid,
+        shard: usize,
+        after: Option<ChunkId>,
+    ) -> BoxFuture<'a, Result<(Vec<ChunkInfo>, bool), ScanError>> {
+        Box::pin(async move {
+            let req = Request::List {
+                after,
+                limit: MAX_LIST_LIMIT,
+            };
+            match self.call_shard(node, shard, req).await? {
+                Response::List { entries, more } => Ok((entries, more)),
+                _ => Err(NodeError::Stream("list answered with another response".into()).into()),
+            }
+        })
+    }
+}
+
+/// What a scan works with: the metadata, the nodes' listings, the clock, its settings and its
+/// counters. The cluster's cleanup and the simulation each build one.
+pub struct ScanPorts<'a> {
+    pub meta: &'a dyn MetaStore,
+    pub lister: &'a dyn ChunkLister,
+    pub clock: &'a dyn Clock,
+    pub stats: &'a ReconcileStats,
+    /// A chunk of an unknown or finished upload is an orphan once seen this long.
+    pub session_ttl: Duration,
+    /// How long an orphan stays quarantined before it is deleted.
+    pub orphan_grace: Duration,
+}
+
 /// What listing a node found.
 #[derive(Debug, Default)]
 struct Listing {
@@ -188,24 +244,13 @@ struct Listing {
 /// session references (looked up per page, so memory is bounded by the page and by what is
 /// kept). Keeps at most `MAX_CANDIDATES`, but counts them all, so that the safety valve judges
 /// the whole node.
-async fn list_unreferenced(cluster: &Cluster, node: Uuid) -> Result<Listing, ScanError> {
-    let shards = cluster.shard_count(node)?;
+async fn list_unreferenced(ports: &ScanPorts<'_>, node: Uuid) -> Result<Listing, ScanError> {
+    let shards = ports.lister.shard_count(node)?;
     let mut listing = Listing::default();
     for shard in 0..shards {
         let mut after: Option<ChunkId> = None;
         loop {
-            let req = Request::List {
-                after,
-                limit: MAX_LIST_LIMIT,
-            };
-            let (entries, more) = match cluster.call_shard(node, shard, req).await? {
-                Response::List { entries, more } => (entries, more),
-                _ => {
-                    return Err(
-                        NodeError::Stream("list answered with another response".into()).into(),
-                    );
-                }
-            };
+            let (entries, more) = ports.lister.list_page(node, shard, after).await?;
             listing.total += entries.len();
             let last = entries.last().map(|e| e.chunk_id);
             // Ids must ascend past `after`, or paging could loop forever.
@@ -215,7 +260,7 @@ async fn list_unreferenced(cluster: &Cluster, node: Uuid) -> Result<Listing, Sca
                 return Err(NodeError::Stream("list pages do not ascend".into()).into());
             }
             let ids: Vec<ChunkId> = entries.iter().map(|e| e.chunk_id).collect();
-            let referenced = cluster.meta().referenced_among(&node, &ids).await?;
+            let referenced = ports.meta.referenced_among(&node, &ids).await?;
             for entry in entries {
                 if !referenced.contains(&entry.chunk_id) {
                     listing.unreferenced += 1;
@@ -239,16 +284,34 @@ pub async fn scan_node(
     tracker: &mut OrphanTracker,
     node: Uuid,
 ) -> Result<usize, ScanError> {
-    if cluster.meta().is_unaccounted(&node).await? {
-        cluster
-            .reconcile_stats()
+    let ports = ScanPorts {
+        meta: cluster.meta().as_ref(),
+        lister: cluster,
+        clock: cluster.clock().as_ref(),
+        stats: cluster.reconcile_stats(),
+        session_ttl: cluster.config().session_ttl,
+        orphan_grace: cluster.config().orphan_grace,
+    };
+    scan(&ports, tracker, node).await
+}
+
+/// One reconciliation pass over `node` with `ports`: queues its orphans for deletion and
+/// returns how many.
+pub async fn scan(
+    ports: &ScanPorts<'_>,
+    tracker: &mut OrphanTracker,
+    node: Uuid,
+) -> Result<usize, ScanError> {
+    if ports.meta.is_unaccounted(&node).await? {
+        ports
+            .stats
             .skipped_unaccounted
             .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%node, "no orphan scan: the node's data is not accounted for");
         tracker.forget(&node);
         return Ok(0);
     }
-    let listed = list_unreferenced(cluster, node).await;
+    let listed = list_unreferenced(ports, node).await;
     let Listing {
         kept: candidates,
         unreferenced,
@@ -263,7 +326,7 @@ pub async fn scan_node(
     // With no candidates the scan goes on all the same: any quarantine marks left are released.
     // References read after the listing cover every upload that began before it.
     let ids: Vec<ChunkId> = candidates.iter().map(|c| c.chunk_id).collect();
-    let referenced = cluster.meta().referenced_among(&node, &ids).await?;
+    let referenced = ports.meta.referenced_among(&node, &ids).await?;
     let candidates: Vec<ChunkInfo> = candidates
         .into_iter()
         .filter(|c| !referenced.contains(&c.chunk_id))
@@ -271,8 +334,8 @@ pub async fn scan_node(
     let file_ids: HashSet<FileId> = candidates.iter().map(|c| c.meta.file_id).collect();
     let mut live_sessions = HashSet::new();
     for f in file_ids {
-        if cluster
-            .meta()
+        if ports
+            .meta
             .get_session(&Uuid::from_bytes(f))
             .await?
             .is_some()
@@ -280,8 +343,14 @@ pub async fn scan_node(
             live_sessions.insert(f);
         }
     }
-    let ttl = cluster.config().session_ttl;
-    let orphans = tracker.observe(node, &candidates, &live_sessions, Instant::now(), ttl);
+    let ttl = ports.session_ttl;
+    let orphans = tracker.observe(
+        node,
+        &candidates,
+        &live_sessions,
+        ports.clock.now().into_std(),
+        ttl,
+    );
     let orphans: Vec<ChunkInfo> = {
         let ids: HashSet<ChunkId> = orphans.into_iter().collect();
         candidates
@@ -292,7 +361,7 @@ pub async fn scan_node(
     let mut marks = HashMap::new();
     let mut after = None;
     loop {
-        let page = cluster.meta().quarantined(&node, after, MARK_PAGE).await?;
+        let page = ports.meta.quarantined(&node, after, MARK_PAGE).await?;
         let full = page.len() == MARK_PAGE;
         after = page.last().map(|(c, _)| *c);
         marks.extend(page);
@@ -300,13 +369,8 @@ pub async fn scan_node(
             break;
         }
     }
-    let plan = plan_quarantine(
-        &orphans,
-        &marks,
-        unix_ms_now(),
-        cluster.config().orphan_grace,
-    );
-    let stats = cluster.reconcile_stats();
+    let plan = plan_quarantine(&orphans, &marks, ports.clock.unix_ms(), ports.orphan_grace);
+    let stats = ports.stats;
     // Judged on every unreferenced chunk of the node, not only those kept.
     let mass = !within_valve(unreferenced.max(orphans.len()), total);
     if mass {
@@ -320,15 +384,15 @@ pub async fn scan_node(
         );
     }
     if !plan.add.is_empty() || !plan.release.is_empty() {
-        let marked = cluster
-            .meta()
+        let marked = ports
+            .meta
             .update_quarantine(&node, &plan.add, &plan.release)
             .await?;
         stats
             .quarantined
             .fetch_add(marked as u64, Ordering::Relaxed);
         if marked > 0 {
-            tracing::info!(%node, marked, grace = ?cluster.config().orphan_grace, "quarantined orphan chunks");
+            tracing::info!(%node, marked, grace = ?ports.orphan_grace, "quarantined orphan chunks");
         }
     }
     if plan.ripe.is_empty() {
@@ -344,7 +408,7 @@ pub async fn scan_node(
         );
         return Ok(0);
     }
-    let queued = cluster.meta().delete_quarantined(&node, &plan.ripe).await?;
+    let queued = ports.meta.delete_quarantined(&node, &plan.ripe).await?;
     for (chunk, mark) in &queued {
         tracing::warn!(
             %node,

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde::Serialize;
 use sixfold_wire::ChunkId;
@@ -753,12 +753,6 @@ fn state_name(e: &NodeEntry) -> &'static str {
         NodeState::Draining => "draining",
         NodeState::ReadOnly => "read_only",
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

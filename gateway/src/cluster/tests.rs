@@ -756,7 +756,7 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
     // A live upload session on this node, recorded before its bytes move (as uploads do).
     let session_file = Uuid::new_v4();
     let live_chunk: ChunkId = *Uuid::new_v4().as_bytes();
-    let now = registry::unix_ms(SystemTime::now());
+    let now = crate::clock::unix_ms(std::time::SystemTime::now());
     h.meta
         .begin_session(&UploadSession {
             file_id: session_file,

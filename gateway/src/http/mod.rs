@@ -15,6 +15,7 @@
 //! alone what it needs.
 
 pub mod admin_backup;
+pub mod admin_edge;
 pub mod admin_keys;
 pub mod admin_nodes;
 pub mod admin_recover;

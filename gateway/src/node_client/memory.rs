@@ -39,6 +39,8 @@ struct NodeState {
     fault: Fault,
     capacity: u64,
     chunks: HashMap<ChunkId, Bytes>,
+    /// What each chunk's header says (listed by the orphan scan).
+    metas: HashMap<ChunkId, ChunkMeta>,
     marks: HashMap<ChunkId, sixfold_wire::Mark>,
 }
 
@@ -133,13 +135,25 @@ impl MemoryNodes {
             .and_then(|(_, n)| n.chunks.get(chunk_id).cloned())
     }
 
+    /// Puts a chunk on `node` that no upload wrote through this store: what a lost metadata
+    /// write or a crash between a node's write and the gateway's record leaves behind.
+    pub fn put_stray(&self, node: Uuid, chunk_id: ChunkId, meta: ChunkMeta, bytes: Bytes) {
+        if let Some((_, n)) = self.lock().nodes.iter_mut().find(|(id, _)| *id == node) {
+            n.chunks.insert(chunk_id, bytes);
+            n.metas.insert(chunk_id, meta);
+        }
+    }
+
     /// Removes a chunk (what the cleanup would do).
     pub fn remove_chunk(&self, node: Uuid, chunk_id: &ChunkId) -> bool {
         self.lock()
             .nodes
             .iter_mut()
             .find(|(id, _)| *id == node)
-            .is_some_and(|(_, n)| n.chunks.remove(chunk_id).is_some())
+            .is_some_and(|(_, n)| {
+                n.metas.remove(chunk_id);
+                n.chunks.remove(chunk_id).is_some()
+            })
     }
 
     /// How often the cleanup was woken.
@@ -274,6 +288,7 @@ impl NodeClient for MemoryNodes {
             let mut s = store.lock();
             if let Some((_, n)) = s.nodes.iter_mut().find(|(id, _)| *id == node) {
                 n.chunks.insert(chunk_id, data.freeze());
+                n.metas.insert(chunk_id, meta);
             }
             drop(s);
             if fault == Fault::LoseAck {
@@ -324,6 +339,7 @@ impl NodeClient for MemoryNodes {
         Box::pin(async move {
             store.with_up_node(node, |n| {
                 n.chunks.remove(&chunk_id);
+                n.metas.remove(&chunk_id);
                 n.marks.remove(&chunk_id);
             })
         })
@@ -380,3 +396,56 @@ impl NodeClient for MemoryNodes {
         self.wakes.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// One shard per node, listed from the maps in chunk id order, a page at a time.
+impl crate::cluster::reconcile::ChunkLister for MemoryNodes {
+    fn shard_count(&self, _node: Uuid) -> Result<usize, crate::cluster::reconcile::ScanError> {
+        Ok(1)
+    }
+
+    fn list_page<'a>(
+        &'a self,
+        node: Uuid,
+        _shard: usize,
+        after: Option<ChunkId>,
+    ) -> BoxFuture<
+        'a,
+        Result<(Vec<sixfold_wire::ChunkInfo>, bool), crate::cluster::reconcile::ScanError>,
+    > {
+        let listed = self.with_up_node(node, |n| {
+            let mut ids: Vec<ChunkId> = n
+                .chunks
+                .keys()
+                .filter(|id| after.is_none_or(|a| **id > a))
+                .copied()
+                .collect();
+            ids.sort_unstable();
+            let more = ids.len() > LIST_PAGE;
+            ids.truncate(LIST_PAGE);
+            let entries = ids
+                .into_iter()
+                .filter_map(|id| {
+                    let (bytes, meta) = (n.chunks.get(&id)?, n.metas.get(&id)?);
+                    Some(sixfold_wire::ChunkInfo {
+                        chunk_id: id,
+                        meta: *meta,
+                        durable_len: bytes.len() as u64,
+                        crc32c: crc32c::crc32c(bytes),
+                        state: sixfold_wire::ChunkState::Complete,
+                    })
+                })
+                .collect();
+            (entries, more)
+        });
+        Box::pin(async move {
+            listed.map_err(|e| {
+                crate::cluster::reconcile::ScanError::Node(crate::cluster::NodeError::Unavailable(
+                    e.message,
+                ))
+            })
+        })
+    }
+}
+
+/// Chunks per listed page (small, so that scans page).
+const LIST_PAGE: usize = 64;

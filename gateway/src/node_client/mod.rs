@@ -37,6 +37,17 @@ pub struct NodeCallError {
     pub message: String,
 }
 
+impl NodeCallError {
+    /// Whether the node is not answering (rather than refusing the request): work for it waits
+    /// instead of hammering it.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self.kind,
+            "unavailable" | "timeout" | "stream" | "unknown_node"
+        )
+    }
+}
+
 /// The bytes of one part (or a range of it), in order.
 pub type ChunkStream = BoxStream<'static, Result<Bytes, NodeCallError>>;
 

@@ -43,10 +43,10 @@ pub use feed::{BodyObserver, WholeBody, checksum_hex};
 use pipeline::{FeedError, drive, start_writers};
 use spool::Spool;
 
+use crate::clock::SharedClock;
 use crate::cluster::Reservation;
 use crate::meta::{
     AckMismatch, FileRecord, MetaError, PartRecord, PlannedPart, SharedMeta, UploadSession,
-    unix_ms_now,
 };
 use crate::metrics::Metrics;
 use crate::node_client::{NodeCallError, SharedNodeClient};
@@ -150,6 +150,8 @@ pub struct Uploader {
     /// Where new file ids come from: random, or a seeded sequence in the simulation, since a
     /// file's id decides its placement.
     file_ids: FileIds,
+    /// What stamps sessions (created, expires).
+    clock: SharedClock,
 }
 
 /// A source of new file ids.
@@ -221,7 +223,14 @@ impl Uploader {
             metrics,
             settings: Arc::new(settings),
             file_ids: Arc::new(Uuid::new_v4),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// This uploader stamping sessions with `clock` (a simulation's).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// This uploader with file ids from `source` (a seeded sequence makes placement
@@ -400,7 +409,7 @@ impl Uploader {
         let parts = PlannedPart::plan(&ranges, &nodes).ok_or_else(|| {
             UploadError::Internal("placement returned the wrong node count".into())
         })?;
-        let now = unix_ms_now();
+        let now = self.clock.unix_ms();
         let ttl_ms = session_lifetime_ms(self.settings.session_ttl, size);
         let session = UploadSession {
             file_id,

@@ -427,29 +427,6 @@ impl Client {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comes_from_the_file_then_the_environment() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("t");
-        std::fs::write(&file, "FROMFILE\n").expect("write");
-        assert_eq!(
-            resolve_token(Some(&file), Some("FROMENV".into())).expect("file"),
-            "FROMFILE"
-        );
-        assert_eq!(
-            resolve_token(None, Some(" FROMENV ".into())).expect("env"),
-            "FROMENV"
-        );
-        assert!(resolve_token(Some(&dir.path().join("missing")), None).is_err());
-        std::fs::write(&file, "\n").expect("write");
-        assert!(resolve_token(Some(&file), None).is_err());
-    }
-}
-
 /// `admin migrate-metadata`: the copy and its check, printed as a table.
 fn migrate_metadata(from: &Path, to: &str) -> anyhow::Result<()> {
     use sixfold_gateway::meta_postgres::{PostgresSettings, is_postgres_url, migrate, redacted};
@@ -482,4 +459,27 @@ fn migrate_metadata(from: &Path, to: &str) -> anyhow::Result<()> {
         redacted(to)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comes_from_the_file_then_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("t");
+        std::fs::write(&file, "FROMFILE\n").expect("write");
+        assert_eq!(
+            resolve_token(Some(&file), Some("FROMENV".into())).expect("file"),
+            "FROMFILE"
+        );
+        assert_eq!(
+            resolve_token(None, Some(" FROMENV ".into())).expect("env"),
+            "FROMENV"
+        );
+        assert!(resolve_token(Some(&dir.path().join("missing")), None).is_err());
+        std::fs::write(&file, "\n").expect("write");
+        assert!(resolve_token(Some(&file), None).is_err());
+    }
 }

@@ -215,6 +215,22 @@ pub struct ServeArgs {
     /// API is on the main listener].
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    // --- Rebalancing (issue 15) ---
+    /// Bytes per second the rebalancer moves over all nodes, 0 = unlimited; changeable at run
+    /// time with `admin rebalance` [default: 64MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_byte_size)]
+    pub rebalance_rate: Option<u64>,
+    /// Moves at once per node, as source or target; changeable at run time [default: 2].
+    #[arg(long, value_name = "N")]
+    pub rebalance_concurrency: Option<u32>,
+    /// Fill spread (fullest minus emptiest eligible node, used/capacity, 0..1) above which
+    /// `POST /admin/rebalance` moves parts towards their winners [default: 0.05].
+    #[arg(long, value_name = "FRACTION")]
+    pub rebalance_threshold: Option<f64>,
+    /// How long a moved part's old chunk is kept for reads that began before the move; longer
+    /// than node_timeout [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub rebalance_grace: Option<Duration>,
     // --- PostgreSQL metadata (issue 16) ---
     /// Where the metadata lives: a `postgres://` URL for PostgreSQL (several gateways can share
     /// it) [default: redb, `meta.redb` in the data dir].
@@ -278,6 +294,11 @@ struct FileConfig {
     // S3
     s3_listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
+    // Rebalancing
+    rebalance_rate: Option<ByteSize>,
+    rebalance_concurrency: Option<u32>,
+    rebalance_threshold: Option<f64>,
+    rebalance_grace: Option<HumanDuration>,
     // PostgreSQL metadata
     metadata: Option<String>,
     metadata_pool_size: Option<usize>,
@@ -336,6 +357,8 @@ pub struct GatewayConfig {
     pub s3_listen: Option<SocketAddr>,
     /// The admin API's own listener; `None`: on the main listener.
     pub admin_listen: Option<SocketAddr>,
+    /// The rebalancer's rate, concurrency, threshold and grace period.
+    pub rebalance: crate::rebalance::job::RebalanceSettings,
     // Metadata
     /// PostgreSQL instead of the embedded redb; `None`: redb in the data dir.
     pub metadata: Option<PostgresTarget>,
@@ -501,6 +524,27 @@ impl GatewayConfig {
             backup,
             s3_listen: args.s3_listen.or(file.s3_listen),
             admin_listen: args.admin_listen.or(file.admin_listen),
+            rebalance: {
+                let d = crate::rebalance::job::RebalanceSettings::default();
+                crate::rebalance::job::RebalanceSettings {
+                    rate: args
+                        .rebalance_rate
+                        .or(file.rebalance_rate.map(|s| s.0))
+                        .unwrap_or(d.rate),
+                    concurrency: args
+                        .rebalance_concurrency
+                        .or(file.rebalance_concurrency)
+                        .unwrap_or(d.concurrency),
+                    threshold: args
+                        .rebalance_threshold
+                        .or(file.rebalance_threshold)
+                        .unwrap_or(d.threshold),
+                    grace: args
+                        .rebalance_grace
+                        .or(file.rebalance_grace.map(|g| g.0))
+                        .unwrap_or(d.grace),
+                }
+            },
             metadata: PostgresTarget::resolve(
                 args.metadata.clone().or(file.metadata),
                 args.metadata_pool_size.or(file.metadata_pool_size),
@@ -672,6 +716,18 @@ impl GatewayConfig {
             return Err(invalid(
                 "down_after",
                 "must be longer than heartbeat_interval",
+            ));
+        }
+        if self.rebalance.concurrency == 0 {
+            return Err(invalid("rebalance_concurrency", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.rebalance.threshold) {
+            return Err(invalid("rebalance_threshold", "must be between 0 and 1"));
+        }
+        if self.rebalance.grace <= self.node_timeout {
+            return Err(invalid(
+                "rebalance_grace",
+                "must be longer than node_timeout (a read that began before a move must end first)",
             ));
         }
         if self.max_uploads == 0 {

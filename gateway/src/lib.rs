@@ -16,6 +16,7 @@ pub mod meta_postgres;
 pub mod metrics;
 pub mod node_client;
 pub mod placement;
+pub mod rebalance;
 pub mod recovery;
 pub mod s3;
 pub mod server;

@@ -133,6 +133,8 @@ pub struct Metrics {
     reconcile: std::sync::OnceLock<Arc<ReconcileStats>>,
     /// The metadata backups' counters, once the gateway serves.
     backups: std::sync::OnceLock<Arc<crate::backup::BackupStats>>,
+    /// The rebalance job, once the gateway serves.
+    rebalance: std::sync::OnceLock<crate::rebalance::job::Rebalancer>,
 }
 
 impl Metrics {
@@ -191,6 +193,11 @@ impl Metrics {
     /// Shows the cluster's orphan reconciler in the rendered metrics.
     pub fn attach_reconcile(&self, stats: Arc<ReconcileStats>) {
         let _ = self.reconcile.set(stats);
+    }
+
+    /// Shows the rebalance job in the rendered metrics (`sixfold_rebalance_*`).
+    pub fn attach_rebalance(&self, job: crate::rebalance::job::Rebalancer) {
+        let _ = self.rebalance.set(job);
     }
 
     /// Shows the metadata backups in the rendered metrics.
@@ -282,6 +289,9 @@ impl Metrics {
         self.render_http(&mut out);
         if let Some(stats) = self.reconcile.get() {
             render_reconcile(&mut out, stats);
+        }
+        if let Some(job) = self.rebalance.get() {
+            job.render_metrics(&mut out);
         }
         if let Some(stats) = self.backups.get() {
             render_backups(&mut out, stats);

@@ -104,7 +104,14 @@ fn unit_hash(file_id: &Uuid, part_index: u32, node_id: &Uuid) -> f64 {
 /// proportional to its free bytes. Free bytes go in unscaled: at most 1.8e19 / 1.1e-16 ≈ 1.7e35,
 /// far below f64's range, and only the order of scores matters.
 pub fn score(file_id: &Uuid, part_index: u32, node: &Candidate) -> f64 {
-    node.free() as f64 / -unit_hash(file_id, part_index, &node.id).ln()
+    weighted_score(file_id, part_index, &node.id, node.free())
+}
+
+/// The rendezvous score of `node_id` for part `part_index` of `file_id` under any `weight`:
+/// `weight / -ln(u)`. Placement weighs by free bytes ([`score`]); rebalancing weighs by
+/// capacity, which does not change as parts move ([`crate::rebalance::plan`]).
+pub fn weighted_score(file_id: &Uuid, part_index: u32, node_id: &Uuid, weight: u64) -> f64 {
+    weight as f64 / -unit_hash(file_id, part_index, node_id).ln()
 }
 
 /// Chooses a node for every part of `file_id`: `result[k]` is the node of `parts[k]`.

@@ -184,6 +184,9 @@ pub struct RunningGateway {
     s3_sweep: Option<JoinHandle<()>>,
     /// The admin listener's address and task, when `admin_listen` is set.
     admin: Option<(SocketAddr, JoinHandle<io::Result<()>>)>,
+    /// Moves parts between nodes; stopped before the cluster layer.
+    /// The rebalancer, with redb metadata (its moves are redb operations so far).
+    rebalancer: Option<crate::rebalance::job::Rebalancer>,
 }
 
 impl RunningGateway {
@@ -253,6 +256,9 @@ impl RunningGateway {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "internal listener ended with an error"),
             Err(e) => tracing::warn!(error = %e, "internal listener task failed"),
+        }
+        if let Some(rebalancer) = &self.rebalancer {
+            rebalancer.stop();
         }
         self.cluster.shutdown().await;
         match served {
@@ -390,13 +396,39 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let metrics = Arc::new(Metrics::new());
     metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
     // Snapshots copy redb; a PostgreSQL database is backed up with PostgreSQL's own tools.
-    let backups = redb.map(|redb| Backups::new(redb, config.spool_dir()));
+    let backups = redb
+        .clone()
+        .map(|redb| Backups::new(redb, config.spool_dir()));
     if let Some(backups) = &backups {
         metrics.attach_backups(Arc::clone(backups.stats()));
     }
     let periodic_backups = backups
         .as_ref()
         .and_then(|b| PeriodicBackups::start(b.clone(), &config.backup));
+    // The rebalancer's moves are redb operations so far: with PostgreSQL there is none.
+    let rebalancer = match redb.clone() {
+        Some(redb) => match crate::rebalance::job::Rebalancer::start(
+            redb,
+            Arc::new(cluster.clone()),
+            Arc::new(cluster.clone()),
+            config.rebalance,
+        )
+        .await
+        {
+            Ok(job) => Some(job),
+            Err(source) => {
+                cluster.shutdown().await;
+                return Err(ServeError::Meta {
+                    path: config.meta_path(),
+                    source,
+                });
+            }
+        },
+        None => None,
+    };
+    if let Some(rebalancer) = &rebalancer {
+        metrics.attach_rebalance(rebalancer.clone());
+    }
     let state = AppState::with_policy(
         meta,
         Arc::new(cluster.clone()),
@@ -405,11 +437,20 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         edge_limits(config),
         config.auth_policy(),
     );
-    let admin = crate::http::admin_nodes::router(cluster.clone()).merge(
-        crate::http::admin_recover::router(crate::recovery::Recovery::new(cluster.clone())),
-    );
+    let admin = crate::http::admin_nodes::router(cluster.clone())
+        .merge(crate::http::admin_recover::router(
+            crate::recovery::Recovery::new(cluster.clone()),
+        ))
+        .merge(crate::http::admin_scrub::router(
+            cluster.clone(),
+            state.meta().clone(),
+        ));
     let admin = match backups {
         Some(backups) => admin.merge(crate::http::admin_backup::router(backups)),
+        None => admin,
+    };
+    let admin = match &rebalancer {
+        Some(rebalancer) => admin.merge(crate::http::admin_rebalance::router(rebalancer.clone())),
         None => admin,
     };
     let full_app = router(state.clone(), admin);
@@ -524,6 +565,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         s3,
         s3_sweep,
         admin: admin_task,
+        rebalancer,
     })
 }
 

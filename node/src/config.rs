@@ -27,6 +27,11 @@ pub const DEFAULT_IO_BUFFERS: usize = 32;
 pub const MIN_IO_BUFFERS: usize = 2;
 /// Most I/O buffers per shard (4 GiB).
 pub const MAX_IO_BUFFERS: usize = 4096;
+/// Default scrub rate of a node (all shards together): a 4 TB node is read once in about
+/// three days, a small fraction of a disk's bandwidth.
+pub const DEFAULT_SCRUB_RATE: u64 = 16 << 20;
+/// Default time from the end of one scrub pass to the start of the next.
+pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
 const MAX_NAME_LEN: usize = 255;
@@ -100,6 +105,15 @@ pub struct Cli {
     /// [default: 32].
     #[arg(long, value_name = "N")]
     pub io_buffers: Option<usize>,
+    /// Bytes per second the background scrub reads (all shards together) to verify every
+    /// chunk's crc32c; 0 turns the scrub off, also on request [default: 16MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
+    pub scrub_rate: Option<u64>,
+    /// Time from the end of one scrub pass to the start of the next (the first: after the
+    /// node started); 0s: passes only on request (`sixfold-gateway admin scrub start`)
+    /// [default: 7d].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub scrub_interval: Option<Duration>,
 }
 
 /// The config file: the same settings as [`Cli`], all optional.
@@ -119,6 +133,8 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     stream_window: Option<ByteSize>,
     io_buffers: Option<usize>,
+    scrub_rate: Option<ByteSize>,
+    scrub_interval: Option<HumanDuration>,
 }
 
 /// Everything the node runs with, defaults applied and checked.
@@ -140,6 +156,10 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     pub stream_window: u64,
     pub io_buffers: usize,
+    /// Bytes/s of the background scrub; 0: off.
+    pub scrub_rate: u64,
+    /// From one scrub pass's end to the next's start; zero: only on request.
+    pub scrub_interval: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -232,6 +252,14 @@ impl NodeConfig {
                 .io_buffers
                 .or(file.io_buffers)
                 .unwrap_or(DEFAULT_IO_BUFFERS),
+            scrub_rate: cli
+                .scrub_rate
+                .or(file.scrub_rate.map(|s| s.0))
+                .unwrap_or(DEFAULT_SCRUB_RATE),
+            scrub_interval: cli
+                .scrub_interval
+                .or(file.scrub_interval.map(|d| d.0))
+                .unwrap_or(DEFAULT_SCRUB_INTERVAL),
             data_dir,
             listen,
         };
@@ -454,6 +482,8 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.stream_window, DEFAULT_STREAM_WINDOW);
         assert_eq!(c.io_buffers, DEFAULT_IO_BUFFERS);
+        assert_eq!(c.scrub_rate, DEFAULT_SCRUB_RATE);
+        assert_eq!(c.scrub_interval, DEFAULT_SCRUB_INTERVAL);
         assert!(c.name.ends_with(":/tmp/n1"), "{}", c.name);
         assert_eq!(c.listen_addr(1), "127.0.0.1:7001".parse().unwrap());
         assert_eq!(c.shard_dir(1), PathBuf::from("/tmp/n1/shard-1"));
@@ -480,6 +510,8 @@ mod tests {
             log_format = "json"
             stream_window = "1MiB"
             io_buffers = 8
+            scrub_rate = "0"
+            scrub_interval = "1d"
             "#,
             &["--shards", "3", "--capacity", "10GiB", "--io-buffers", "4"],
         );
@@ -495,6 +527,20 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.stream_window, 1 << 20);
         assert_eq!(c.io_buffers, 4);
+        assert_eq!(
+            (c.scrub_rate, c.scrub_interval),
+            (0, Duration::from_secs(86_400))
+        );
+        let flags = NodeConfig::resolve(&cli(&[
+            BASE,
+            &["--scrub-rate", "4MiB", "--scrub-interval", "0s"],
+        ]
+        .concat()))
+        .unwrap();
+        assert_eq!(
+            (flags.scrub_rate, flags.scrub_interval),
+            (4 << 20, Duration::ZERO)
+        );
         // Forwarded ports: shard n is advertised at the advertised base + n.
         assert_eq!(
             c.advertised_addr(2, "10.0.0.5:7102".parse().unwrap()),

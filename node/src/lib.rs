@@ -8,6 +8,7 @@ pub mod https_client;
 pub mod node_id;
 pub mod quic;
 pub mod registration;
+pub mod scrub;
 pub mod service;
 pub mod shard;
 pub mod signals;

@@ -107,7 +107,18 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
     })
     .context("cannot start the signal thread")?;
 
-    let node = NodeShared::new(node_id, config.shards);
+    let node = NodeShared::with_scrub(
+        node_id,
+        config.shards,
+        sixfold_node::scrub::ScrubShared::in_data_dir(
+            sixfold_node::scrub::ScrubSettings {
+                rate: config.scrub_rate,
+                interval: config.scrub_interval,
+            },
+            config.shards,
+            &config.data_dir,
+        ),
+    );
     let threads = start_shards(config, &node, tls.server_config(), &tx)?;
     let bound = match wait_listening(config, &events) {
         Ok(bound) => bound,
@@ -147,8 +158,10 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
     let report = move |draining| {
         let mut r = build_report(&report_node, node_id, &name, &advertised, draining);
         r.cluster_id = report_cluster.get().map(|id| id.hyphenated().to_string());
+        r.scrub = Some(report_node.scrub.report());
         r
     };
+    let scrub_node = Arc::clone(&node);
     let registered_tx = tx.clone();
     let registration = Registration::start(
         RegistrationSettings {
@@ -160,6 +173,7 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
                 .display()
                 .to_string(),
             cluster_id,
+            on_scrub_now: Arc::new(move || scrub_node.scrub.request()),
         },
         report,
         move || {
@@ -420,6 +434,7 @@ fn build_report(
         read_only: node.read_only(),
         software: env!("CARGO_PKG_VERSION").to_owned(),
         cluster_id: None,
+        scrub: None,
     }
 }
 

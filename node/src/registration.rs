@@ -51,6 +51,8 @@ pub struct RegistrationSettings {
     pub cert_path: String,
     /// Where the id of the cluster the node joined is kept; the gateway's ack may set it.
     pub cluster_id: Arc<crate::cluster_id::ClusterId>,
+    /// Called when the gateway's answer asks for a scrub pass now.
+    pub on_scrub_now: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl std::fmt::Debug for RegistrationSettings {
@@ -264,6 +266,9 @@ fn run<R, F>(
                         .clamp(MIN_HEARTBEAT, MAX_HEARTBEAT);
                     gateway_version = ack.report_version.min(REPORT_VERSION);
                     adopt_cluster_id(settings, ack.cluster_id.as_deref());
+                    if ack.scrub_now {
+                        (settings.on_scrub_now)();
+                    }
                 }
                 if phase == Phase::Register || link != Link::Registered {
                     tracing::info!(
@@ -413,6 +418,7 @@ mod tests {
             heartbeat_interval_ms: 7,
             report_version: 1,
             cluster_id: None,
+            scrub_now: false,
         };
         assert_eq!(
             classify(200, String::new(), Some(ack.clone())),
@@ -484,6 +490,7 @@ mod tests {
                 )
                 .expect("no cluster id file"),
             ),
+            on_scrub_now: Arc::new(|| {}),
         }
     }
 
@@ -561,6 +568,7 @@ mod tests {
             read_only: true,
             software: "test".into(),
             cluster_id: None,
+            scrub: None,
         }
     }
 
@@ -674,5 +682,32 @@ mod tests {
             sent,
             [(1, false, 10), (2, true, 1), (1, false, 10), (1, false, 10)]
         );
+    }
+
+    #[test]
+    fn a_scrub_asked_for_in_an_ack_is_started_once() {
+        let (client, server) = test_tls();
+        let (url, seen) = fake_gateway(
+            server,
+            vec![
+                (200, r#"{"heartbeat_interval_ms":100,"report_version":4}"#),
+                (
+                    200,
+                    r#"{"heartbeat_interval_ms":100,"report_version":4,"scrub_now":true}"#,
+                ),
+            ],
+        );
+        let asked = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let count = Arc::clone(&asked);
+        let settings = RegistrationSettings {
+            on_scrub_now: Arc::new(move || {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+            ..settings(url, client)
+        };
+        let reg = Registration::start(settings, report, || {}).unwrap();
+        wait_for(&seen, 4);
+        reg.stop();
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::quic::{QuicEndpoint, QuicSettings};
+use crate::scrub::{ScrubSettings, ScrubShared};
 use crate::service::ShardService;
 use crate::store::{ChunkStore, StoreConfig, Usage};
 
@@ -49,6 +50,8 @@ pub struct NodeShared {
     stopping: AtomicBool,
     hard_stop: AtomicBool,
     stats: Box<[ShardStats]>,
+    /// The background scrub and what reads and scrubs found damaged.
+    pub scrub: ScrubShared,
 }
 
 /// Sums over all shards.
@@ -60,8 +63,18 @@ pub struct Totals {
 }
 
 impl NodeShared {
+    /// A node that does not scrub (see [`NodeShared::with_scrub`]).
     pub fn new(node_id: Uuid, shards: u16) -> Arc<Self> {
+        Self::with_scrub(
+            node_id,
+            shards,
+            ScrubShared::new(ScrubSettings::OFF, shards),
+        )
+    }
+
+    pub fn with_scrub(node_id: Uuid, shards: u16, scrub: ScrubShared) -> Arc<Self> {
         Arc::new(Self {
+            scrub,
             node_id,
             shards,
             capacity: AtomicU64::new(0),
@@ -244,6 +257,14 @@ async fn run<E: Fn(ShardEvent)>(
         usage: svc.store().usage(),
     });
     drop(monoio::spawn(Rc::clone(&svc).serve(endpoint.clone())));
+    let scrub = {
+        let store = svc.store().clone();
+        let node = Arc::clone(&node);
+        monoio::spawn(async move {
+            let shards = node.shards;
+            crate::scrub::run_shard(store, shard, shards, &node.scrub, || node.stopping()).await;
+        })
+    };
 
     let mut last_stats = Instant::now();
     while !node.stopping() {
@@ -255,6 +276,9 @@ async fn run<E: Fn(ShardEvent)>(
             last_stats = Instant::now();
         }
     }
+    // The scrub ends within a block read of the stop; it holds store objects, which must be
+    // dropped inside the runtime.
+    scrub.await;
     stop(&svc, &endpoint, &node).await;
     Ok(())
 }

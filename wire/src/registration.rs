@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 pub const REGISTER_PATH: &str = "/internal/nodes/register";
 pub const HEARTBEAT_PATH: &str = "/internal/nodes/heartbeat";
 /// Newest version of the JSON below; the gateway refuses reports of a version it does not
-/// know. 1: every field without a "since" note. 2: `read_only`. 3: `cluster_id`.
+/// know. 1: every field without a "since" note. 2: `read_only`. 3: `cluster_id`. 4: `scrub`.
 ///
 /// Version 1 gateways refuse unknown fields, so a node sends version 2 only to a gateway whose
 /// [`ReportAck::report_version`] says it reads it, and otherwise
 /// [`NodeReport::for_version`]`(1)`, which keeps the meaning of the new fields where it can.
-pub const REPORT_VERSION: u32 = 3;
+pub const REPORT_VERSION: u32 = 4;
 /// Oldest report version gateways still read.
 pub const MIN_REPORT_VERSION: u32 = 1;
 
@@ -46,6 +46,86 @@ pub struct NodeReport {
     /// until a gateway told it one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// Since version 4. What the node's reads and background scrub found: counters, the
+    /// current or last pass, and the chunks found corrupt or unreadable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrub: Option<ScrubReport>,
+}
+
+/// Most damaged chunks one report lists (and a node keeps); more are counted in
+/// [`ScrubReport::damaged_dropped`].
+pub const MAX_DAMAGED_REPORTED: usize = 256;
+
+/// Since report version 4: the node's own view of its data's health.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubReport {
+    /// Blocks (or chunk bodies) that failed their crc32c, found by reads or by the scrub,
+    /// since the node started.
+    pub checksum_mismatches: u64,
+    /// Chunks that could not be read (I/O error), found by reads or by the scrub.
+    pub io_errors: u64,
+    /// Chunks the scrub has verified (clean or not) since the node started.
+    pub chunks_scrubbed: u64,
+    pub bytes_scrubbed: u64,
+    /// Scrub passes finished since the node started.
+    pub passes: u64,
+    /// The scrub's rate (bytes/s); 0 when the scrub is off.
+    pub rate: u64,
+    /// The running pass, or the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass: Option<ScrubPass>,
+    /// Chunks found damaged and still held, at most [`MAX_DAMAGED_REPORTED`].
+    #[serde(default)]
+    pub damaged: Vec<DamagedChunk>,
+    /// Damaged chunks beyond the list's bound.
+    #[serde(default)]
+    pub damaged_dropped: u64,
+}
+
+/// A scrub pass over every chunk of the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubPass {
+    pub started_unix_ms: u64,
+    /// Absent while the pass runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_unix_ms: Option<u64>,
+    pub chunks_done: u64,
+    pub chunks_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// Chunks this pass found damaged.
+    pub found: u64,
+}
+
+/// What is wrong with a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Damage {
+    /// A block (or the whole body) does not match its crc32c.
+    ChecksumMismatch,
+    /// The chunk file could not be read, or its header or crc table is unusable.
+    Unreadable,
+}
+
+/// Who found a damaged chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    Scrub,
+    Read,
+}
+
+/// One damaged chunk a node holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedChunk {
+    /// 32 lowercase hex digits.
+    pub chunk_id: String,
+    pub damage: Damage,
+    /// The first bad block, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<u64>,
+    pub found_by: FoundBy,
+    pub found_unix_ms: u64,
 }
 
 impl NodeReport {
@@ -63,6 +143,9 @@ impl NodeReport {
         }
         if version < 3 {
             self.cluster_id = None;
+        }
+        if version < 4 {
+            self.scrub = None;
         }
         self
     }
@@ -87,6 +170,10 @@ pub struct ReportAck {
     /// the gateway's metadata accounts for; absent from older gateways).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// Start a scrub pass now (`POST /admin/scrub`); sent once per request, only to nodes
+    /// reporting version 4 or later. Absent (false) from older gateways.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub scrub_now: bool,
 }
 
 #[cfg(test)]
@@ -130,7 +217,46 @@ mod tests {
             read_only,
             software: "sixfold-node 0.2.0".into(),
             cluster_id: Some("0c1a2b3c-4d5e-4f60-8a1b-2c3d4e5f6071".into()),
+            scrub: Some(ScrubReport {
+                checksum_mismatches: 1,
+                damaged: vec![DamagedChunk {
+                    chunk_id: "00".repeat(16),
+                    damage: Damage::ChecksumMismatch,
+                    block: Some(2),
+                    found_by: FoundBy::Scrub,
+                    found_unix_ms: 5,
+                }],
+                ..ScrubReport::default()
+            }),
         }
+    }
+
+    #[test]
+    fn a_version_3_gateway_gets_no_scrub_report() {
+        let v3 = report(false).for_version(3);
+        assert_eq!((v3.version, v3.scrub.is_none()), (3, true));
+        assert!(v3.cluster_id.is_some());
+        let v4 = serde_json::to_value(report(false)).unwrap();
+        assert_eq!(v4["scrub"]["damaged"][0]["damage"], "checksum_mismatch");
+        assert_eq!(v4["scrub"]["damaged"][0]["found_by"], "scrub");
+        let back: NodeReport = serde_json::from_value(v4).unwrap();
+        assert_eq!(back, report(false));
+        // A version 3 report (no scrub field) still decodes.
+        let v3: NodeReport =
+            serde_json::from_slice(&serde_json::to_vec(&report(false).for_version(3)).unwrap())
+                .unwrap();
+        assert_eq!(v3.scrub, None);
+        // An old gateway's ack asks for no scrub; the flag is left out when false.
+        let ack: ReportAck = serde_json::from_slice(br#"{"heartbeat_interval_ms":5}"#).unwrap();
+        assert!(!ack.scrub_now);
+        let json = serde_json::to_value(ReportAck {
+            heartbeat_interval_ms: 5,
+            report_version: REPORT_VERSION,
+            cluster_id: None,
+            scrub_now: false,
+        })
+        .unwrap();
+        assert!(json.get("scrub_now").is_none());
     }
 
     #[test]
@@ -163,6 +289,7 @@ mod tests {
             heartbeat_interval_ms: 500,
             report_version: REPORT_VERSION,
             cluster_id: Some("0c1a2b3c-4d5e-4f60-8a1b-2c3d4e5f6071".into()),
+            scrub_now: true,
         };
         let old: ReportAckV1 = serde_json::from_slice(&serde_json::to_vec(&new).unwrap())
             .expect("an old node reads a new ack");

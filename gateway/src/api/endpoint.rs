@@ -43,6 +43,17 @@ pub enum Endpoint {
     StartRecovery,
     /// `GET /admin/recover`: the rebuild's progress and report.
     RecoveryStatus,
+    /// `POST /admin/scrub`: every node starts a scrub pass now.
+    StartScrub,
+    /// `GET /admin/scrub`: the nodes' scrub progress.
+    ScrubStatus,
+    /// `GET /admin/damaged`: files with a part found corrupt or unreadable.
+    ListDamaged,
+    /// `GET /admin/rebalance`: the rebalance job's progress.
+    RebalanceStatus,
+    /// `POST /admin/rebalance`, `POST /admin/rebalance/{pause,resume}`, `PATCH
+    /// /admin/rebalance`: start, pause, resume, limits.
+    ControlRebalance,
     /// `/internal/*`: the nodes' registration and heartbeats, authenticated by the cluster
     /// token (and, later, certificates on their own listener), not by access keys.
     Internal,
@@ -103,6 +114,12 @@ impl Endpoint {
             ["admin", "backup"] if post => Endpoint::Backup,
             ["admin", "recover"] if post => Endpoint::StartRecovery,
             ["admin", "recover"] if get => Endpoint::RecoveryStatus,
+            ["admin", "scrub"] if post => Endpoint::StartScrub,
+            ["admin", "scrub"] if get => Endpoint::ScrubStatus,
+            ["admin", "damaged"] if get => Endpoint::ListDamaged,
+            ["admin", "rebalance"] if get => Endpoint::RebalanceStatus,
+            ["admin", "rebalance"] if post || patch => Endpoint::ControlRebalance,
+            ["admin", "rebalance", "pause" | "resume"] if post => Endpoint::ControlRebalance,
             ["admin", ..] => Endpoint::UnknownAdmin,
             _ => Endpoint::Unknown,
         }
@@ -130,6 +147,11 @@ impl Endpoint {
             | Endpoint::Backup
             | Endpoint::StartRecovery
             | Endpoint::RecoveryStatus
+            | Endpoint::StartScrub
+            | Endpoint::ScrubStatus
+            | Endpoint::ListDamaged
+            | Endpoint::RebalanceStatus
+            | Endpoint::ControlRebalance
             | Endpoint::UnknownAdmin => Access::Scope(Scope::Admin),
         }
     }
@@ -286,6 +308,30 @@ mod tests {
             ),
             (
                 Method::POST,
+                "/admin/scrub".into(),
+                Endpoint::StartScrub,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/scrub".into(),
+                Endpoint::ScrubStatus,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/damaged".into(),
+                Endpoint::ListDamaged,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/damaged".into(),
+                Endpoint::UnknownAdmin,
+                admin(),
+            ),
+            (
+                Method::POST,
                 "/internal/nodes/register".into(),
                 Endpoint::Internal,
                 Access::Internal,
@@ -382,6 +428,30 @@ mod tests {
             (
                 Method::POST,
                 "/admin/rebalance".into(),
+                Endpoint::ControlRebalance,
+                admin(),
+            ),
+            (
+                Method::GET,
+                "/admin/rebalance".into(),
+                Endpoint::RebalanceStatus,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/rebalance/pause".into(),
+                Endpoint::ControlRebalance,
+                admin(),
+            ),
+            (
+                Method::PATCH,
+                "/admin/rebalance".into(),
+                Endpoint::ControlRebalance,
+                admin(),
+            ),
+            (
+                Method::POST,
+                "/admin/rebalance/go".into(),
                 Endpoint::UnknownAdmin,
                 admin(),
             ),

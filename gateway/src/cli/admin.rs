@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sixfold_gateway::auth::Scope;
 use sixfold_gateway::http::admin_keys::{CreatedKey, KeyList};
+use sixfold_gateway::http::admin_scrub::{ScrubStarted, ScrubStatus};
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
@@ -47,6 +48,9 @@ pub enum AdminCommand {
     /// See the nodes and set their state.
     #[command(subcommand)]
     Nodes(NodesCommand),
+    /// Move parts between nodes: start, follow, pause, resume, change the limits.
+    #[command(subcommand)]
+    Rebalance(RebalanceCommand),
     /// Write a consistent snapshot of the gateway's metadata to FILE (mode 0600: it holds
     /// every access key's secret), taken while the gateway serves. Restore: see docs/deploy.md.
     Backup {
@@ -74,6 +78,24 @@ pub enum AdminCommand {
         #[arg(long, value_name = "URL")]
         to: String,
     },
+    /// The nodes' background scrub.
+    #[command(subcommand)]
+    Scrub(ScrubCommand),
+    /// Files marked damaged (a part found corrupt or unreadable), as JSON.
+    Damaged,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ScrubCommand {
+    /// Every serving node starts a scrub pass now (in its next heartbeat answer).
+    Start,
+    /// Each node's current or last pass: chunks and bytes verified of total, start, end,
+    /// damaged chunks found; and its counters.
+    Status {
+        /// Print the gateway's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -99,6 +121,35 @@ pub enum NodesCommand {
     Remove {
         #[arg(value_name = "NODE_ID")]
         id: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RebalanceCommand {
+    /// Ask for a run: it moves parts towards their winners when the fill spread exceeds the
+    /// threshold (or with --force), else only off draining nodes.
+    Start {
+        /// Move parts towards their winners whatever the fill spread.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The job's figures; with --watch, a progress line until it is idle.
+    Status {
+        #[arg(long)]
+        watch: bool,
+    },
+    /// No new move starts (running ones finish).
+    Pause,
+    /// Moves start again.
+    Resume,
+    /// Change the rate and/or the concurrency per node, now.
+    Limits {
+        /// Bytes per second over all moves (like 10MiB), 0 = unlimited.
+        #[arg(long, value_name = "BYTES")]
+        rate: Option<String>,
+        /// Moves at once per node.
+        #[arg(long, value_name = "N")]
+        concurrency: Option<u32>,
     },
 }
 
@@ -200,7 +251,90 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Backup { .. } => {} // handled above: it streams a file, not JSON
         AdminCommand::MigrateMetadata { .. } => {} // handled above: offline, no gateway
         AdminCommand::Recover { no_wait, timeout } => recover(&client, no_wait, timeout)?,
+        AdminCommand::Scrub(ScrubCommand::Start) => {
+            let started: ScrubStarted = client.send_json("POST", "/admin/scrub", &json!({}))?;
+            eprintln!(
+                "scrub pass requested on {} node(s); follow it with `admin scrub status`",
+                started.requested.len()
+            );
+        }
+        AdminCommand::Scrub(ScrubCommand::Status { json }) => {
+            let status: serde_json::Value = client.send_json("GET", "/admin/scrub", &())?;
+            if json {
+                println!("{status:#}");
+            } else {
+                let status: ScrubStatus = serde_json::from_value(status)
+                    .context("unexpected answer to GET /admin/scrub")?;
+                print_scrub_status(&status);
+            }
+        }
+        AdminCommand::Damaged => {
+            let list: serde_json::Value = client.send_json("GET", "/admin/damaged", &())?;
+            println!("{list:#}");
+        }
+        AdminCommand::Rebalance(command) => rebalance(&client, command)?,
     }
+    Ok(())
+}
+
+/// How often `admin rebalance status --watch` asks for progress.
+const REBALANCE_POLL: Duration = Duration::from_millis(500);
+
+fn rebalance(client: &Client, command: RebalanceCommand) -> anyhow::Result<()> {
+    use super::admin_rebalance::{progress_line, status_text};
+    use std::io::{IsTerminal, Write};
+    let status: serde_json::Value = match command {
+        RebalanceCommand::Start { force } => {
+            let s = client.send_json("POST", "/admin/rebalance", &json!({ "force": force }))?;
+            eprintln!("rebalance asked for");
+            s
+        }
+        RebalanceCommand::Pause => {
+            client.send_json("POST", "/admin/rebalance/pause", &json!({}))?
+        }
+        RebalanceCommand::Resume => {
+            client.send_json("POST", "/admin/rebalance/resume", &json!({}))?
+        }
+        RebalanceCommand::Limits { rate, concurrency } => {
+            let mut body = serde_json::Map::new();
+            if let Some(rate) = rate {
+                body.insert("rate".into(), json!(rate));
+            }
+            if let Some(c) = concurrency {
+                body.insert("concurrency".into(), json!(c));
+            }
+            if body.is_empty() {
+                bail!("give --rate, --concurrency or both");
+            }
+            client.send_json("PATCH", "/admin/rebalance", &body)?
+        }
+        RebalanceCommand::Status { watch: false } => {
+            client.send_json("GET", "/admin/rebalance", &())?
+        }
+        RebalanceCommand::Status { watch: true } => {
+            let terminal = std::io::stderr().is_terminal();
+            let mut last = String::new();
+            loop {
+                let s: serde_json::Value = client.send_json("GET", "/admin/rebalance", &())?;
+                let line = progress_line(&s, 30);
+                if terminal {
+                    eprint!("\r{line}\x1b[K");
+                    let _ = std::io::stderr().flush();
+                } else if line != last {
+                    eprintln!("{line}");
+                }
+                last = line;
+                if s["state"] == "idle" {
+                    if terminal {
+                        eprintln!();
+                    }
+                    break s;
+                }
+                std::thread::sleep(REBALANCE_POLL);
+            }
+        }
+    };
+    print!("{}", status_text(&status));
     Ok(())
 }
 
@@ -215,6 +349,40 @@ fn set_node_state(client: &Client, id: &str, state: &str) -> anyhow::Result<()> 
         node["state"].as_str().unwrap_or(state)
     );
     Ok(())
+}
+
+fn print_scrub_status(status: &ScrubStatus) {
+    println!(
+        "{:<36}  {:<9}  {:<8}  {:>15}  {:>21}  {:>5}  {:>10}  {:>9}  STARTED / ENDED",
+        "NODE", "STATE", "PASS", "CHUNKS", "BYTES", "FOUND", "MISMATCHES", "IO_ERRORS"
+    );
+    for n in &status.nodes {
+        let (pass, chunks, bytes, found, when) = match &n.pass {
+            Some(p) => (
+                if p.running { "running" } else { "done" },
+                format!("{}/{}", p.chunks_done, p.chunks_total),
+                format!("{}/{}", p.bytes_done, p.bytes_total),
+                p.found.to_string(),
+                format!("{} / {}", p.started, p.ended.as_deref().unwrap_or("-")),
+            ),
+            None if !n.reports => ("unknown", "-".into(), "-".into(), "-".into(), "-".into()),
+            None if n.rate == 0 => ("off", "-".into(), "-".into(), "-".into(), "-".into()),
+            None => ("none yet", "-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let pass = if n.requested { "requested" } else { pass };
+        println!(
+            "{:<36}  {:<9}  {:<8}  {:>15}  {:>21}  {:>5}  {:>10}  {:>9}  {}",
+            n.node_id,
+            n.state,
+            pass,
+            chunks,
+            bytes,
+            found,
+            n.checksum_mismatches,
+            n.io_errors,
+            when
+        );
+    }
 }
 
 /// How often `admin recover` asks for progress.

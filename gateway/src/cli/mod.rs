@@ -4,5 +4,6 @@
 
 pub mod admin;
 pub mod admin_backup;
+pub mod admin_rebalance;
 pub mod certs;
 pub mod dev;

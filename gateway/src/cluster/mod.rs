@@ -19,6 +19,7 @@ mod reconnect;
 mod registration;
 mod registry;
 mod rpc;
+pub mod scrub;
 mod shard;
 
 #[cfg(test)]
@@ -76,6 +77,8 @@ struct Inner {
     started_unix_ms: u64,
     /// The cluster id each node last reported keeping (report version 3).
     claims: Mutex<std::collections::HashMap<Uuid, Uuid>>,
+    /// What the nodes report of their scrub, and the operator's requests for a pass.
+    scrub: Mutex<scrub::ScrubBoard>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -124,6 +127,7 @@ impl Cluster {
             reconcile: Arc::default(),
             started_unix_ms,
             claims: Mutex::default(),
+            scrub: Mutex::default(),
         });
         let tasks = vec![
             tokio::spawn(health::run(Arc::downgrade(&inner))),
@@ -213,6 +217,89 @@ impl Cluster {
     }
 
     /// Every known node, for `GET /nodes`.
+    fn scrub_board(&self) -> std::sync::MutexGuard<'_, scrub::ScrubBoard> {
+        self.inner
+            .scrub
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a node's scrub report (report version 4): kept for `/nodes`, `/metrics` and
+    /// `GET /admin/scrub`, and the files owning newly reported damaged chunks are marked
+    /// damaged. A metadata failure is logged; the next heartbeat reports the chunks again.
+    pub async fn apply_scrub(
+        &self,
+        node: Uuid,
+        report: Option<sixfold_wire::registration::ScrubReport>,
+    ) {
+        let new = self.scrub_board().update(node, report);
+        if new.is_empty() {
+            return;
+        }
+        let now = self.clock().unix_ms();
+        match self.meta().mark_damaged(&node, &new, now).await {
+            Ok(outcomes) => {
+                let mut board = self.scrub_board();
+                for (report, outcome) in new.iter().zip(outcomes) {
+                    let chunk = scrub::ChunkHex(&report.chunk_id);
+                    match outcome {
+                        crate::meta::DamageOutcome::Marked { file_id, index } => {
+                            tracing::error!(%node, chunk = %chunk, %file_id, part = index, damage = ?report.damage, block = ?report.block, found_by = ?report.found_by, "file marked damaged: a node found one of its parts corrupt or unreadable");
+                        }
+                        crate::meta::DamageOutcome::AlreadyMarked { .. } => {}
+                        crate::meta::DamageOutcome::Unreferenced => {
+                            tracing::warn!(%node, chunk = %chunk, damage = ?report.damage, "a node reports a damaged chunk that no file references");
+                        }
+                        // Asked again with the next report.
+                        crate::meta::DamageOutcome::InUpload => continue,
+                    }
+                    board.handled(node, report.chunk_id);
+                }
+            }
+            Err(e) => {
+                tracing::error!(%node, chunks = new.len(), error = %e, "cannot mark the files of damaged chunks; will retry");
+            }
+        }
+    }
+
+    /// Asks every node that serves (up, read-only or draining, and verified) for a scrub pass,
+    /// handed over in its next heartbeat answer. Returns the nodes asked.
+    pub fn request_scrub(&self) -> Vec<Uuid> {
+        let nodes: Vec<Uuid> = self
+            .nodes()
+            .into_iter()
+            .filter(|n| matches!(n.state_name, "up" | "read_only" | "draining"))
+            .map(|n| n.id)
+            .collect();
+        self.scrub_board().request(&nodes, self.clock().unix_ms());
+        tracing::info!(nodes = nodes.len(), "scrub pass requested");
+        nodes
+    }
+
+    /// Whether the heartbeat answer to `node` asks for a scrub pass (once per request).
+    pub fn take_scrub_request(&self, node: Uuid) -> bool {
+        self.scrub_board()
+            .take_request(node, self.clock().unix_ms())
+    }
+
+    /// Every known node's scrub, with its state, for `GET /admin/scrub`.
+    pub fn scrub_status(&self) -> Vec<(NodeView, scrub::NodeScrubStatus)> {
+        let views = self.nodes();
+        let board = self.scrub_board();
+        views
+            .into_iter()
+            .map(|v| {
+                let status = board.status(v.id);
+                (v, status)
+            })
+            .collect()
+    }
+
+    /// The last scrub report of every node that sent one.
+    pub fn scrub_reports(&self) -> Vec<(Uuid, sixfold_wire::registration::ScrubReport)> {
+        self.scrub_board().reports()
+    }
+
     pub fn nodes(&self) -> Vec<NodeView> {
         self.read().views()
     }

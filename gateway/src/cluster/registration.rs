@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use sixfold_wire::registration::{
-    HEARTBEAT_PATH, MIN_REPORT_VERSION, NodeReport, REGISTER_PATH, REPORT_VERSION, ReportAck,
+    HEARTBEAT_PATH, MAX_DAMAGED_REPORTED, MIN_REPORT_VERSION, NodeReport, REGISTER_PATH,
+    REPORT_VERSION, ReportAck, ScrubReport,
 };
 use uuid::Uuid;
 
@@ -84,7 +85,7 @@ async fn report(cluster: Cluster, kind: ReportKind, request: Request) -> Respons
             );
         }
     };
-    let report = match parse_report(&body) {
+    let (report, scrub) = match parse_report_full(&body) {
         Ok(r) => r,
         Err(why) => {
             tracing::warn!(?kind, peer = %peer.0.role, %why, "rejected node report");
@@ -103,11 +104,15 @@ async fn report(cluster: Cluster, kind: ReportKind, request: Request) -> Respons
         return error(StatusCode::FORBIDDEN, "forbidden", why);
     }
     let tell = cluster.apply_report(&report, kind).await;
+    // Older nodes neither scrub nor send a scrub report.
+    let scrubs = scrub.is_some();
+    cluster.apply_scrub(report.id, scrub).await;
     let ack = ReportAck {
         heartbeat_interval_ms: u64::try_from(cluster.heartbeat_interval().as_millis())
             .unwrap_or(u64::MAX),
         report_version: REPORT_VERSION,
         cluster_id: tell.map(|id| id.hyphenated().to_string()),
+        scrub_now: scrubs && cluster.take_scrub_request(report.id),
     };
     (StatusCode::OK, Json(ack)).into_response()
 }
@@ -127,9 +132,37 @@ pub fn authorize(peer: &PeerCert, report: &ValidReport) -> Result<(), String> {
 }
 
 /// Decodes and checks a report body.
+#[cfg(test)]
 pub fn parse_report(body: &[u8]) -> Result<ValidReport, String> {
+    parse_report_full(body).map(|(report, _)| report)
+}
+
+/// [`parse_report`], with the scrub report (version 4) beside it.
+pub fn parse_report_full(body: &[u8]) -> Result<(ValidReport, Option<ScrubReport>), String> {
     let r: NodeReport =
         serde_json::from_slice(body).map_err(|e| format!("malformed node report: {e}"))?;
+    if r.version < 4 && r.scrub.is_some() {
+        return Err("scrub needs node report version 4".into());
+    }
+    if let Some(scrub) = &r.scrub {
+        if scrub.damaged.len() > MAX_DAMAGED_REPORTED {
+            return Err(format!(
+                "{} damaged chunks reported; at most {MAX_DAMAGED_REPORTED} are accepted",
+                scrub.damaged.len()
+            ));
+        }
+        if let Some(bad) = scrub
+            .damaged
+            .iter()
+            .find(|d| super::scrub::parse_chunk_id(&d.chunk_id).is_none())
+        {
+            return Err(format!(
+                "damaged chunk id {:?} is not 32 hex digits",
+                bad.chunk_id
+            ));
+        }
+    }
+    let scrub = r.scrub.clone();
     if !(MIN_REPORT_VERSION..=REPORT_VERSION).contains(&r.version) {
         return Err(format!(
             "unsupported node report version {} (this gateway reads versions \
@@ -182,7 +215,7 @@ pub fn parse_report(body: &[u8]) -> Result<ValidReport, String> {
         }
     }
     let name = truncate(r.name.trim(), MAX_TEXT);
-    Ok(ValidReport {
+    let report = ValidReport {
         id,
         name: if name.is_empty() {
             id.to_string()
@@ -198,7 +231,8 @@ pub fn parse_report(body: &[u8]) -> Result<ValidReport, String> {
         read_only: r.read_only,
         software: truncate(r.software.trim(), MAX_TEXT),
         cluster_id,
-    })
+    };
+    Ok((report, scrub))
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -274,6 +308,39 @@ mod tests {
     }
 
     #[test]
+    fn version_4_carries_the_scrub_report() {
+        let scrub = serde_json::json!({
+            "checksum_mismatches": 1, "io_errors": 0, "chunks_scrubbed": 4,
+            "bytes_scrubbed": 40, "passes": 1, "rate": 100,
+            "damaged": [{"chunk_id": "ab".repeat(16), "damage": "checksum_mismatch",
+                         "block": 2, "found_by": "scrub", "found_unix_ms": 5}]
+        });
+        let with = |version: u32, scrub: serde_json::Value| {
+            body(move |v| {
+                v["version"] = version.into();
+                v["scrub"] = scrub;
+            })
+        };
+        let (_, got) = parse_report_full(&with(4, scrub.clone())).expect("valid");
+        let got = got.expect("scrub");
+        assert_eq!((got.checksum_mismatches, got.damaged.len()), (1, 1));
+        // Versions 1 to 3 have none.
+        let (_, got) = parse_report_full(&body(|v| v["version"] = 3.into())).expect("valid");
+        assert_eq!(got, None);
+        let err = parse_report_full(&with(3, scrub.clone())).unwrap_err();
+        assert!(err.contains("version 4"), "{err}");
+        let mut bad = scrub.clone();
+        bad["damaged"][0]["chunk_id"] = "nope".into();
+        let err = parse_report_full(&with(4, bad)).unwrap_err();
+        assert!(err.contains("32 hex digits"), "{err}");
+        let mut many = scrub;
+        let one = many["damaged"][0].clone();
+        many["damaged"] = serde_json::Value::Array(vec![one; MAX_DAMAGED_REPORTED + 1]);
+        let err = parse_report_full(&with(4, many)).unwrap_err();
+        assert!(err.contains("at most"), "{err}");
+    }
+
+    #[test]
     fn only_the_certificate_s_own_node_may_report() {
         let r = parse_report(&body(|_| {})).expect("valid");
         let peer = |role| {
@@ -293,7 +360,7 @@ mod tests {
     fn bad_reports_are_refused_with_a_reason() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"{not json".to_vec(), "malformed"),
-            (body(|v| v["version"] = 4.into()), "version 4"),
+            (body(|v| v["version"] = 5.into()), "version 5"),
             (body(|v| v["version"] = 0.into()), "version 0"),
             (
                 body(|v| v["read_only"] = true.into()),

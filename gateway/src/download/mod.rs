@@ -14,7 +14,7 @@ pub mod plan;
 pub mod segments;
 pub mod stream;
 
-pub use plan::{Fetch, plan_fetches};
+pub use plan::{Fetch, damaged_fetch, plan_fetches};
 pub use segments::{SegmentRead, open_object, plan_reads};
 pub use stream::open_body;
 

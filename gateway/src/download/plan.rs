@@ -3,7 +3,7 @@
 use sixfold_wire::ChunkId;
 use uuid::Uuid;
 
-use crate::meta::FileRecord;
+use crate::meta::{DamagedFile, FileRecord};
 use crate::split::parts_for_range;
 
 /// One read from one node.
@@ -41,6 +41,12 @@ pub fn plan_fetches(file: &FileRecord, start: u64, len: u64) -> Vec<Fetch> {
             })
         })
         .collect()
+}
+
+/// The first of `fetches` that reads a part marked damaged in `damage`, if any: such a read
+/// is refused before any header of success, never cut off mid-body.
+pub fn damaged_fetch<'a>(fetches: &'a [Fetch], damage: &DamagedFile) -> Option<&'a Fetch> {
+    fetches.iter().find(|f| damage.has_part(f.index))
 }
 
 #[cfg(test)]
@@ -93,6 +99,31 @@ mod tests {
                 (f.parts[i].node_id, f.parts[i].chunk_id)
             );
         }
+    }
+
+    #[test]
+    fn a_read_touching_a_damaged_part_is_found_and_others_are_not() {
+        use crate::meta::{DamageKind, DamagedPart, FoundBy};
+        let f = file(&[10, 10, 5]);
+        let damage = DamagedFile {
+            file_id: f.id,
+            parts: vec![DamagedPart {
+                index: 1,
+                node_id: f.parts[1].node_id,
+                chunk_id: f.parts[1].chunk_id,
+                damage: DamageKind::ChecksumMismatch,
+                block: Some(0),
+                found_by: FoundBy::Scrub,
+                found_unix_ms: 1,
+                marked_unix_ms: 2,
+            }],
+        };
+        let whole = plan_fetches(&f, 0, 25);
+        assert_eq!(damaged_fetch(&whole, &damage).map(|x| x.index), Some(1));
+        let touching = plan_fetches(&f, 19, 2);
+        assert_eq!(damaged_fetch(&touching, &damage).map(|x| x.index), Some(1));
+        assert!(damaged_fetch(&plan_fetches(&f, 0, 10), &damage).is_none());
+        assert!(damaged_fetch(&plan_fetches(&f, 20, 5), &damage).is_none());
     }
 
     #[test]

@@ -35,11 +35,13 @@ pub enum ErrorCode {
     Forbidden,
     /// A node holds data the metadata cannot account for (`/health`, `503`).
     RecoveryNeeded,
+    /// A part the request needs was found corrupt or unreadable on its node (`503`).
+    FileDamaged,
 }
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidId,
         ErrorCode::NotFound,
@@ -57,6 +59,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::RecoveryNeeded,
+        ErrorCode::FileDamaged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::RecoveryNeeded => "recovery_needed",
+            ErrorCode::FileDamaged => "file_damaged",
         }
     }
 
@@ -97,7 +101,7 @@ impl ErrorCode {
             ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::RecoveryNeeded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::RecoveryNeeded | ErrorCode::FileDamaged => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -336,6 +340,7 @@ mod tests {
             (ErrorCode::Unauthorized, 401, "unauthorized"),
             (ErrorCode::Forbidden, 403, "forbidden"),
             (ErrorCode::RecoveryNeeded, 503, "recovery_needed"),
+            (ErrorCode::FileDamaged, 503, "file_damaged"),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
         for (i, (code, status, text)) in expected.into_iter().enumerate() {

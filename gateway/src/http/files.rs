@@ -82,6 +82,9 @@ pub struct FileMeta {
     /// Present for an S3 object of several segments (a completed multipart upload).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<served::ObjectView>,
+    /// Set when a node found a part corrupt or unreadable: the file is not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<super::admin_scrub::DamageView>,
 }
 
 /// An entry of `GET /files`.
@@ -131,6 +134,7 @@ impl From<&FileRecord> for FileMeta {
                 })
                 .collect(),
             object: None,
+            damaged: None,
         }
     }
 }
@@ -368,6 +372,7 @@ pub async fn download(
         }
         RangeDecision::Unsatisfiable => return Err(ApiError::unsatisfiable_range(size)),
     };
+    refuse_damaged(&app, &served, start, len).await?;
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_LENGTH, len)
@@ -432,6 +437,40 @@ pub async fn download(
     Ok(response)
 }
 
+/// A read of a part a node found corrupt or unreadable is refused before any header of
+/// success: `503 file_damaged`, instead of a `200` cut off where the bad block starts.
+async fn refuse_damaged(
+    app: &AppState,
+    served: &served::Served,
+    start: u64,
+    len: u64,
+) -> Result<(), ApiError> {
+    let files = served.files();
+    let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
+    for read in download::plan_reads(&sizes, start, len) {
+        let file = &files[read.index];
+        let Some(damage) = app.meta().get_damage(&file.id).await? else {
+            continue;
+        };
+        let fetches = download::plan_fetches(file, read.start, read.len);
+        if let Some(fetch) = download::damaged_fetch(&fetches, &damage) {
+            return Err(damaged_error(file, fetch));
+        }
+    }
+    Ok(())
+}
+
+fn damaged_error(file: &FileRecord, fetch: &download::Fetch) -> ApiError {
+    ApiError::new(
+        ErrorCode::FileDamaged,
+        format!(
+            "part {} of file {} was found corrupt or unreadable on node {}; it is not served. \
+             Replace the file from a source copy (upload it again) or delete it",
+            fetch.index, file.id, fetch.node
+        ),
+    )
+}
+
 /// `Retry-After` of a download refused because a node it needs is down or not answering: about
 /// the time a restarted node needs to register again.
 const NODE_DOWN_RETRY_SECS: u64 = 5;
@@ -484,7 +523,7 @@ pub async fn file_meta(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw_id)?;
     let served = served::find(&app, id).await?;
-    let meta = match &served {
+    let mut meta = match &served {
         served::Served::File(file) => FileMeta::from(file),
         served::Served::Object(_) => FileMeta {
             id,
@@ -495,8 +534,16 @@ pub async fn file_meta(
             checksum: served.etag().to_owned(),
             parts: Vec::new(),
             object: served.object_view(),
+            damaged: None,
         },
     };
+    // An object is damaged when one of its segments is: the first one found is shown.
+    for file in served.files() {
+        if let Some(damage) = app.meta().get_damage(&file.id).await? {
+            meta.damaged = Some(super::admin_scrub::DamageView::from(&damage));
+            break;
+        }
+    }
     let mut response = Json(meta).into_response();
     response.extensions_mut().insert(RequestSummary {
         file_id: Some(id),

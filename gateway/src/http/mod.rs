@@ -10,6 +10,7 @@
 //! | `POST /files/{id}/presign` | [`files::presign`] |
 //! | `GET /nodes`, `GET /health`, `GET /metrics` | [`status`] |
 //! | `POST`/`GET /admin/keys`, `DELETE /admin/keys/{id}` | [`admin_keys`] |
+//! | `POST`/`GET /admin/scrub`, `GET /admin/damaged` | [`admin_scrub`] |
 //!
 //! Every request passes [`crate::api::authorize`] first, which decides from the method and path
 //! alone what it needs.
@@ -18,7 +19,9 @@ pub mod admin_backup;
 pub mod admin_edge;
 pub mod admin_keys;
 pub mod admin_nodes;
+pub mod admin_rebalance;
 pub mod admin_recover;
+pub mod admin_scrub;
 pub mod conn_idle;
 pub mod disposition;
 pub mod error;

@@ -12,8 +12,10 @@ use super::error::{ApiError, ErrorCode};
 /// `GET /health` body.
 #[derive(Debug, Serialize)]
 pub struct Health {
-    /// `ok` or `unavailable`.
+    /// `ok`, `degraded` (uploads are taken, but some files are damaged) or `unavailable`.
     pub status: &'static str,
+    /// Files marked damaged (not served).
+    pub damaged_files: u64,
     /// Set when unavailable: an error code and the reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'static str>,
@@ -34,6 +36,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
         Ok((
             app.meta().file_count().await?,
             app.meta().unaccounted_nodes().await?,
+            app.meta().damaged_count().await?,
         ))
     }
     .await;
@@ -45,7 +48,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
             Some(ErrorCode::Internal),
             Some(format!("metadata unavailable: {}", e.message)),
         ),
-        Ok((_, unaccounted)) if !unaccounted.is_empty() => (
+        Ok((_, unaccounted, _)) if !unaccounted.is_empty() => (
             StatusCode::SERVICE_UNAVAILABLE,
             Some(ErrorCode::RecoveryNeeded),
             Some(format!(
@@ -67,14 +70,27 @@ pub async fn health(State(app): State<AppState>) -> Response {
                 "{nodes_up} storage nodes are up, {nodes_needed} are needed to accept uploads"
             )),
         ),
+        // Uploads are taken and every other file is served: still 200, but said.
+        Ok((_, _, damaged)) if *damaged > 0 => (
+            StatusCode::OK,
+            None,
+            Some(format!(
+                "{damaged} file(s) have a part a node found corrupt or unreadable and are not \
+                 served; see GET /admin/damaged (`sixfold-gateway admin damaged`)"
+            )),
+        ),
         Ok(_) => (StatusCode::OK, None, None),
     };
+    let damaged_files = metadata.as_ref().map_or(0, |(_, _, d)| *d);
     let body = Health {
-        status: if status == StatusCode::OK {
-            "ok"
-        } else {
+        status: if status != StatusCode::OK {
             "unavailable"
+        } else if damaged_files > 0 {
+            "degraded"
+        } else {
+            "ok"
         },
+        damaged_files,
         error: error.map(ErrorCode::as_str),
         reason: (error == Some(ErrorCode::RecoveryNeeded)).then_some("recovery_needed"),
         message,
@@ -98,6 +114,8 @@ pub async fn nodes(State(app): State<AppState>) -> Response {
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let files = app.meta().file_count().await.ok();
     let mut text = app.metrics().render(&app.directory().node_gauges(), files);
+    let damaged = app.meta().damaged_count().await.ok();
+    super::admin_scrub::render_metrics(&mut text, &app.directory().node_scrub_reports(), damaged);
     crate::admission::render_all(&mut text, &[app.uploads(), app.downloads()]);
     app.error_counts().render(&mut text);
     (

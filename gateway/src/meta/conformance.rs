@@ -807,13 +807,105 @@ pub async fn multipart_completes_into_segments_and_aborts_clean(meta: &dyn MetaS
     assert_eq!(meta.get_file(&single.id).await.expect("get"), None);
 }
 
+/// A damaged chunk marks the file owning it (once per part), not a session's or an unknown
+/// chunk; deleting the file drops the mark.
+pub async fn a_damaged_part_marks_its_file_until_it_is_deleted(meta: &dyn MetaStore) {
+    let s = session(6 << 20);
+    meta.begin_session(&s).await.expect("begin");
+    let file = meta
+        .commit_session(&s.file_id, acks(&s), CHECKSUM.into(), 6 << 20)
+        .await
+        .expect("commit");
+    let open = session(6 << 20);
+    meta.begin_session(&open).await.expect("begin");
+    let part = &file.parts[2];
+    let report = |chunk_id| ChunkDamage {
+        chunk_id,
+        damage: DamageKind::ChecksumMismatch,
+        block: Some(1),
+        found_by: FoundBy::Scrub,
+        found_unix_ms: 5,
+    };
+    let outcomes = meta
+        .mark_damaged(
+            &part.node_id,
+            &[
+                report(part.chunk_id),
+                report(part.chunk_id),
+                report([0xee; 16]),
+            ],
+            9,
+        )
+        .await
+        .expect("mark");
+    let marked = DamageOutcome::Marked {
+        file_id: file.id,
+        index: 2,
+    };
+    assert_eq!(
+        outcomes,
+        [
+            marked,
+            DamageOutcome::AlreadyMarked {
+                file_id: file.id,
+                index: 2
+            },
+            DamageOutcome::Unreferenced
+        ]
+    );
+    let in_upload = &open.parts[0];
+    let outcomes = meta
+        .mark_damaged(&in_upload.node_id, &[report(in_upload.chunk_id)], 9)
+        .await
+        .expect("mark");
+    assert_eq!(outcomes, [DamageOutcome::InUpload]);
+    // The part's chunk on another node is not this part.
+    let outcomes = meta
+        .mark_damaged(&Uuid::new_v4(), &[report(part.chunk_id)], 9)
+        .await
+        .expect("mark");
+    assert_eq!(outcomes, [DamageOutcome::Unreferenced]);
+    let damage = meta
+        .get_damage(&file.id)
+        .await
+        .expect("get")
+        .expect("marked");
+    assert_eq!(damage.parts.len(), 1);
+    let p = &damage.parts[0];
+    assert_eq!(
+        (
+            p.index,
+            p.node_id,
+            p.chunk_id,
+            p.block,
+            p.found_unix_ms,
+            p.marked_unix_ms
+        ),
+        (2, part.node_id, part.chunk_id, Some(1), 5, 9)
+    );
+    assert_eq!(meta.damaged_count().await.expect("count"), 1);
+    assert_eq!(
+        meta.list_damaged(None, 10).await.expect("list"),
+        vec![damage.clone()]
+    );
+    assert!(
+        meta.list_damaged(Some(file.id), 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    meta.delete_file(&file.id).await.expect("delete");
+    assert_eq!(meta.get_damage(&file.id).await.expect("get"), None);
+    assert_eq!(meta.damaged_count().await.expect("count"), 0);
+}
+
 /// Runs every case of the suite as its own `#[tokio::test]`, each on a fresh store from
 /// `$fresh` (an async fn returning `Option<Fixture>`; `None` skips).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! conformance_suite {
     ($fresh:path) => {
-        $crate::conformance_cases!($fresh; commit_turns_the_session_into_a_file, empty_file_commits_without_parts, a_mismatched_commit_changes_nothing, announced_size_must_match_at_commit, a_streamed_form_commits_the_file_inside_its_planned_bytes, commit_of_an_unknown_session_is_not_found, begin_refuses_reused_ids_and_bad_plans, abort_queues_exactly_the_session_chunks, a_commit_records_a_pending_mark_per_part_until_delivered_or_deleted, delete_file_queues_its_chunks, referenced_chunks_cover_files_and_live_sessions, pending_deletes_respects_the_limit, objects_replace_delete_and_list_with_their_files, multipart_completes_into_segments_and_aborts_clean, list_paging_returns_each_file_once_in_order, nodes_are_registered_and_updated);
+        $crate::conformance_cases!($fresh; commit_turns_the_session_into_a_file, empty_file_commits_without_parts, a_mismatched_commit_changes_nothing, announced_size_must_match_at_commit, a_streamed_form_commits_the_file_inside_its_planned_bytes, commit_of_an_unknown_session_is_not_found, begin_refuses_reused_ids_and_bad_plans, abort_queues_exactly_the_session_chunks, a_commit_records_a_pending_mark_per_part_until_delivered_or_deleted, delete_file_queues_its_chunks, referenced_chunks_cover_files_and_live_sessions, pending_deletes_respects_the_limit, objects_replace_delete_and_list_with_their_files, multipart_completes_into_segments_and_aborts_clean, list_paging_returns_each_file_once_in_order, nodes_are_registered_and_updated, a_damaged_part_marks_its_file_until_it_is_deleted);
     };
 }
 

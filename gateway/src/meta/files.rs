@@ -119,5 +119,6 @@ pub(super) fn remove_file_in(
         queue.insert(&key, entry.as_slice())?;
     }
     super::marks::forget_for_delete(txn, &file)?;
+    super::damaged::forget_in(txn, id)?;
     Ok(Some(file))
 }

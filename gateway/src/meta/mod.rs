@@ -10,12 +10,14 @@ pub(crate) mod buckets;
 pub(crate) mod codec;
 #[cfg(test)]
 pub mod conformance;
+mod damaged;
 mod deletes;
 mod error;
 mod export;
 mod files;
 mod keys;
 pub(crate) mod marks;
+mod moves;
 mod multipart;
 mod nodes;
 mod quarantine;
@@ -42,9 +44,11 @@ use uuid::Uuid;
 
 pub use backup::{SnapshotInfo, SnapshotReport, read_snapshot_info};
 pub use codec::{CodecError, RECORD_FORMAT_V1};
+pub use damaged::{ChunkDamage, DamageKind, DamageOutcome, DamagedFile, DamagedPart, FoundBy};
 pub use error::MetaError;
 pub use files::HIDDEN_NAME_PREFIX;
 pub use marks::{CommitMark, PendingMark};
+pub use moves::{BeginOutcome, MoveRecord, MoveState, SwapOutcome};
 pub use multipart::check_completion;
 pub use quarantine::QuarantineMark;
 pub use records::{
@@ -160,6 +164,8 @@ impl Meta {
             txn.open_table(tables::QUARANTINE)?;
             txn.open_table(tables::UNACCOUNTED)?;
             txn.open_table(tables::PENDING_MARKS)?;
+            txn.open_table(tables::DAMAGED)?;
+            txn.open_table(tables::MOVES)?;
             buckets::create_s3_tables(txn)?;
             let mut cluster = txn.open_table(tables::CLUSTER)?;
             let stored = cluster

@@ -278,6 +278,8 @@ pub enum DeleteReason {
     FileDeleted,
     /// Found on a node without any file or session referencing it.
     Orphan,
+    /// The source of a part the rebalancer moved, after its grace period.
+    Moved,
 }
 
 /// A chunk waiting to be removed from its node.
@@ -300,7 +302,7 @@ pub(crate) struct DeleteEntry {
 }
 
 /// Chunk ids as 32 lowercase hex digits rather than a JSON array of 16 numbers.
-mod hex16 {
+pub(super) mod hex16 {
     use serde::de::Error as _;
     use serde::{Deserialize, Deserializer, Serializer};
 

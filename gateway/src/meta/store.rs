@@ -25,10 +25,10 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    BucketRecord, ChunkId, CompletedPartRef, DeleteReason, FileRecord, ListPage, ListQuery, Meta,
-    MetaError, MultipartRecord, NodeRecord, NodeState, ObjectById, ObjectRecord, ObjectStoreError,
-    PartRecord, PendingDelete, PendingMark, QuarantineMark, Restored, UnaccountedNode,
-    UploadSession, UploadedPart,
+    BucketRecord, ChunkDamage, ChunkId, CompletedPartRef, DamageOutcome, DamagedFile, DeleteReason,
+    FileRecord, ListPage, ListQuery, Meta, MetaError, MultipartRecord, NodeRecord, NodeState,
+    ObjectById, ObjectRecord, ObjectStoreError, PartRecord, PendingDelete, PendingMark,
+    QuarantineMark, Restored, UnaccountedNode, UploadSession, UploadedPart,
 };
 use crate::auth::{AccessKey, KeyId};
 
@@ -166,6 +166,26 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
         chunk_ids: &[ChunkId],
     ) -> Result<Vec<(ChunkId, QuarantineMark)>, MetaError>;
     async fn quarantine_len(&self) -> Result<u64, MetaError>;
+
+    // ---- damaged files (chunks the nodes found corrupt or unreadable) ----
+
+    /// In one transaction: marks the files owning `reports` (chunks of `node_id`) damaged;
+    /// says per report what came of it.
+    async fn mark_damaged(
+        &self,
+        node_id: &Uuid,
+        reports: &[ChunkDamage],
+        now_unix_ms: u64,
+    ) -> Result<Vec<DamageOutcome>, MetaError>;
+    /// The damage of one file, if it is marked.
+    async fn get_damage(&self, id: &Uuid) -> Result<Option<DamagedFile>, MetaError>;
+    /// Damaged files in id order, after `after`.
+    async fn list_damaged(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DamagedFile>, MetaError>;
+    async fn damaged_count(&self) -> Result<u64, MetaError>;
 
     // ---- access keys ----
 
@@ -501,6 +521,33 @@ impl MetaStore for Meta {
 
     async fn quarantine_len(&self) -> Result<u64, MetaError> {
         on_redb!(self, |m| m.quarantine_len())
+    }
+
+    async fn mark_damaged(
+        &self,
+        node_id: &Uuid,
+        reports: &[ChunkDamage],
+        now_unix_ms: u64,
+    ) -> Result<Vec<DamageOutcome>, MetaError> {
+        let (node_id, reports) = (*node_id, reports.to_vec());
+        on_redb!(self, |m| m.mark_damaged(&node_id, &reports, now_unix_ms))
+    }
+
+    async fn get_damage(&self, id: &Uuid) -> Result<Option<DamagedFile>, MetaError> {
+        let id = *id;
+        on_redb!(self, |m| m.get_damage(&id))
+    }
+
+    async fn list_damaged(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DamagedFile>, MetaError> {
+        on_redb!(self, |m| m.list_damaged(after, limit))
+    }
+
+    async fn damaged_count(&self) -> Result<u64, MetaError> {
+        on_redb!(self, |m| m.damaged_count())
     }
 
     async fn insert_key(&self, key: &AccessKey) -> Result<(), MetaError> {

@@ -52,6 +52,17 @@ pub(crate) const PENDING_MARKS: TableDefinition<&[u8; 32], &[u8]> =
 /// schema version 1: an older database simply lacks it until [`super::Meta::open`] creates it.
 pub(crate) const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
 
+/// File id -> encoded [`super::DamagedFile`]: files with a part a node found corrupt or
+/// unreadable. Added after schema version 1's first release; opening an older database creates
+/// it empty.
+pub(crate) const DAMAGED: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("damaged_files");
+pub(crate) const DAMAGED_NAME: &str = "damaged_files";
+/// Target node ‖ target chunk id -> encoded [`super::moves::MoveRecord`]: part moves of the
+/// rebalancer in progress. Added after schema version 1's first release; opening an older
+/// database creates it empty.
+pub(crate) const MOVES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("moves");
+pub(crate) const MOVES_NAME: &str = "moves";
+
 pub(crate) const ACCESS_KEYS_NAME: &str = "access_keys";
 pub(crate) const SESSIONS_NAME: &str = "sessions";
 pub(crate) const FILES_NAME: &str = "files";
@@ -79,6 +90,8 @@ pub(crate) const SNAPSHOT_TABLES: &[&dyn super::backup::SnapshotTable] = &[
     &super::buckets::UPLOADS,
     &super::buckets::PARTS,
     &super::buckets::OBJECT_IDS,
+    &DAMAGED,
+    &MOVES,
 ];
 
 /// Key of a chunk on a node.

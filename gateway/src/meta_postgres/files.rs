@@ -114,5 +114,6 @@ pub(super) async fn remove_file_in(
         tx.put(Table::DeleteQueue, &key, &entry).await?;
     }
     super::marks::forget_for_delete(tx, &file).await?;
+    super::damaged::forget_in(tx, id).await?;
     Ok(Some(file))
 }

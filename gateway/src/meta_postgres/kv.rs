@@ -26,11 +26,13 @@ pub(crate) enum Table {
     Uploads,
     Parts,
     ObjectIds,
+    Damaged,
+    Moves,
 }
 
 impl Table {
     /// Every table, in the order `admin migrate-metadata` copies them.
-    pub(crate) const ALL: [Table; 15] = [
+    pub(crate) const ALL: [Table; 17] = [
         Table::Cluster,
         Table::Sessions,
         Table::Files,
@@ -46,6 +48,8 @@ impl Table {
         Table::Uploads,
         Table::Parts,
         Table::ObjectIds,
+        Table::Damaged,
+        Table::Moves,
     ];
 
     /// The table's name, in PostgreSQL and in redb alike.
@@ -66,6 +70,8 @@ impl Table {
             Table::Uploads => "s3_uploads",
             Table::Parts => "s3_parts",
             Table::ObjectIds => "s3_object_ids",
+            Table::Damaged => "damaged_files",
+            Table::Moves => "moves",
         }
     }
 

@@ -33,7 +33,9 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE s3_objects (k bytea PRIMARY KEY, v bytea NOT NULL);
      CREATE TABLE s3_uploads (k bytea PRIMARY KEY, v bytea NOT NULL);
      CREATE TABLE s3_parts (k bytea PRIMARY KEY, v bytea NOT NULL);
-     CREATE TABLE s3_object_ids (k bytea PRIMARY KEY, v bytea NOT NULL);",
+     CREATE TABLE s3_object_ids (k bytea PRIMARY KEY, v bytea NOT NULL);
+     CREATE TABLE damaged_files (k bytea PRIMARY KEY, v bytea NOT NULL);
+     CREATE TABLE moves (k bytea PRIMARY KEY, v bytea NOT NULL);",
 ];
 
 /// What to do with a database at version `found`: the versions to apply, or the refusal.

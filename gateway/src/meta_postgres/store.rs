@@ -9,10 +9,10 @@ use uuid::Uuid;
 use super::PostgresMeta;
 use crate::auth::{AccessKey, KeyId};
 use crate::meta::{
-    BucketRecord, ChunkId, CompletedPartRef, DeleteReason, FileRecord, ListPage, ListQuery,
-    MetaError, MetaStore, MultipartEtag, MultipartRecord, NodeRecord, NodeState, ObjectById,
-    ObjectRecord, ObjectStoreError, PartRecord, PendingDelete, PendingMark, QuarantineMark,
-    Restored, UnaccountedNode, UploadSession, UploadedPart,
+    BucketRecord, ChunkDamage, ChunkId, CompletedPartRef, DamageOutcome, DamagedFile, DeleteReason,
+    FileRecord, ListPage, ListQuery, MetaError, MetaStore, MultipartEtag, MultipartRecord,
+    NodeRecord, NodeState, ObjectById, ObjectRecord, ObjectStoreError, PartRecord, PendingDelete,
+    PendingMark, QuarantineMark, Restored, UnaccountedNode, UploadSession, UploadedPart,
 };
 
 #[async_trait]
@@ -362,5 +362,30 @@ impl MetaStore for PostgresMeta {
     ) -> Result<ObjectRecord, ObjectStoreError> {
         PostgresMeta::complete_multipart(self, upload_id, bucket, key, listed, now_unix_ms, etag)
             .await
+    }
+
+    async fn mark_damaged(
+        &self,
+        node_id: &Uuid,
+        reports: &[ChunkDamage],
+        now_unix_ms: u64,
+    ) -> Result<Vec<DamageOutcome>, MetaError> {
+        PostgresMeta::mark_damaged(self, node_id, reports, now_unix_ms).await
+    }
+
+    async fn get_damage(&self, id: &Uuid) -> Result<Option<DamagedFile>, MetaError> {
+        PostgresMeta::get_damage(self, id).await
+    }
+
+    async fn list_damaged(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DamagedFile>, MetaError> {
+        PostgresMeta::list_damaged(self, after, limit).await
+    }
+
+    async fn damaged_count(&self) -> Result<u64, MetaError> {
+        PostgresMeta::damaged_count(self).await
     }
 }

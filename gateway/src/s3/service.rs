@@ -135,6 +135,7 @@ impl SixfoldS3 {
         len: u64,
         admit: bool,
     ) -> S3Result<StreamingBlob> {
+        self.refuse_damaged(&files, start, len).await?;
         let permit = if admit {
             Some(
                 self.app
@@ -157,6 +158,36 @@ impl SixfoldS3 {
         .await
         .map_err(errors::from_download)?;
         Ok(StreamingBlob::wrap(super::read::SyncStream::new(body)))
+    }
+
+    /// A read that needs a part a node found corrupt or unreadable is refused before any
+    /// header of success (`503 ServiceUnavailable`), as on the native API.
+    async fn refuse_damaged(&self, files: &[FileRecord], start: u64, len: u64) -> S3Result<()> {
+        let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
+        for read in crate::download::plan_reads(&sizes, start, len) {
+            let file = &files[read.index];
+            let Some(damage) = self
+                .app
+                .meta()
+                .get_damage(&file.id)
+                .await
+                .map_err(errors::from_meta)?
+            else {
+                continue;
+            };
+            let fetches = crate::download::plan_fetches(file, read.start, read.len);
+            if let Some(fetch) = crate::download::damaged_fetch(&fetches, &damage) {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::ServiceUnavailable,
+                    format!(
+                        "part {} of file {} was found corrupt or unreadable on node {}; it is \
+                         not served",
+                        fetch.index, file.id, fetch.node
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Copies bytes of object `source` into a new file: streamed through the gateway (a

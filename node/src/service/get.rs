@@ -22,12 +22,19 @@ pub(super) async fn handle(
 ) -> Outcome {
     let mut reader = match svc.store.read(id, offset, len).await {
         Ok(r) => r,
-        Err(e) => return answer_error(send, rules::read_error_response(&e), 0).await,
+        Err(e) => {
+            if let Some((damage, block)) = rules::read_damage(&e) {
+                svc.node.scrub.read_failed(id, damage, block);
+            }
+            return answer_error(send, rules::read_error_response(&e), 0).await;
+        }
     };
     let first = match reader.next().await {
         None => bytes::Bytes::new(),
         Some(Ok(piece)) => piece,
         Some(Err(e)) => {
+            let (damage, block) = rules::block_damage(&e);
+            svc.node.scrub.read_failed(id, damage, block);
             return answer_error(send, rules::block_error_response(&e), 0).await;
         }
     };
@@ -48,6 +55,8 @@ pub(super) async fn handle(
                 sent += n;
             }
             Err(e) => {
+                let (damage, block) = rules::block_damage(&e);
+                svc.node.scrub.read_failed(id, damage, block);
                 let response = rules::block_error_response(&e);
                 let _ = send.reset(response.status.code());
                 return Outcome::failed(

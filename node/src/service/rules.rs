@@ -1,6 +1,7 @@
 //! The pure part of the protocol handler: which requests a shard takes, and how store results
 //! become wire responses. No I/O, so every rule is unit-tested here.
 
+use sixfold_wire::registration::Damage;
 use sixfold_wire::{ChunkInfo, ErrorResponse, Op, Request, Status, shard_for};
 
 use crate::store::{
@@ -94,6 +95,25 @@ pub fn block_error_response(error: &BlockError) -> ErrorResponse {
         BlockError::Io(_) => (Status::Internal, 0),
     };
     ErrorResponse::new(Op::Get, status, detail, error.to_string())
+}
+
+/// What a failed read says about the chunk's health: `None` for failures that are not the
+/// chunk's fault (absent, unfinished, a bad range). Recorded and reported like a scrub's find.
+pub fn read_damage(error: &ReadError) -> Option<(Damage, Option<u64>)> {
+    match error {
+        ReadError::NotFound | ReadError::NotComplete { .. } | ReadError::BadRequest(_) => None,
+        ReadError::Corrupt(_) => Some((Damage::ChecksumMismatch, None)),
+        ReadError::Io(_) => Some((Damage::Unreadable, None)),
+    }
+}
+
+/// [`read_damage`] for a block that failed once the read was open.
+pub fn block_damage(error: &BlockError) -> (Damage, Option<u64>) {
+    match error {
+        BlockError::ChecksumMismatch { block } => (Damage::ChecksumMismatch, Some(*block)),
+        BlockError::Corrupt(_) => (Damage::ChecksumMismatch, None),
+        BlockError::Io(_) => (Damage::Unreadable, None),
+    }
 }
 
 pub fn stat_error_response(error: &StatError) -> ErrorResponse {
@@ -413,6 +433,36 @@ mod tests {
             let r = mark_error_response(&error);
             assert_answer(r, error.to_string(), (Op::Mark, status, detail));
         }
+    }
+
+    #[test]
+    fn failed_reads_say_what_is_wrong_with_the_chunk() {
+        assert_eq!(read_damage(&ReadError::NotFound), None);
+        assert_eq!(
+            read_damage(&ReadError::NotComplete { durable_len: 1 }),
+            None
+        );
+        assert_eq!(read_damage(&ReadError::BadRequest("r".into())), None);
+        assert_eq!(
+            read_damage(&ReadError::Corrupt("table".into())),
+            Some((Damage::ChecksumMismatch, None))
+        );
+        assert_eq!(
+            read_damage(&ReadError::Io(io("x"))),
+            Some((Damage::Unreadable, None))
+        );
+        assert_eq!(
+            block_damage(&BlockError::ChecksumMismatch { block: 7 }),
+            (Damage::ChecksumMismatch, Some(7))
+        );
+        assert_eq!(
+            block_damage(&BlockError::Corrupt("short".into())),
+            (Damage::ChecksumMismatch, None)
+        );
+        assert_eq!(
+            block_damage(&BlockError::Io(io("y"))),
+            (Damage::Unreadable, None)
+        );
     }
 
     #[test]

@@ -154,6 +154,7 @@ async fn serve(
             let id = ChunkId(chunk_id);
             match store.delete(id).await {
                 Ok(()) => {
+                    svc.node.scrub.forget(id);
                     svc.refresh_stats();
                     Response::Delete
                 }
@@ -192,10 +193,14 @@ async fn serve(
             }
         }
         Request::Verify { chunk_id } => {
-            let (length, crc32c) = store
-                .verify(ChunkId(chunk_id))
-                .await
-                .map_err(|e| rules::verify_error_response(&e))?;
+            let id = ChunkId(chunk_id);
+            let result = store.verify(id).await;
+            if let crate::scrub::Verdict::Damaged { damage, block } =
+                crate::scrub::classify(&result)
+            {
+                svc.node.scrub.read_failed(id, damage, block);
+            }
+            let (length, crc32c) = result.map_err(|e| rules::verify_error_response(&e))?;
             Response::Verify { length, crc32c }
         }
         Request::NodeInfo => {

@@ -275,18 +275,48 @@ impl ChunkStore {
     /// Reads a Complete chunk whole, checking every block against its table entry and the
     /// whole body against the header's crc; returns its length and crc32c.
     pub async fn verify(&self, chunk_id: ChunkId) -> Result<(u64, u32), VerifyError> {
-        let stat = self.stat(chunk_id)?;
-        if stat.state != ChunkState::Complete {
-            return Err(VerifyError::NotFound);
+        match self.verify_paced(chunk_id, async |_| true).await {
+            Some(result) => result,
+            // `between` never stops it.
+            None => Err(VerifyError::NotFound),
         }
-        let mut reader = self.read(chunk_id, 0, stat.meta.length).await?;
+    }
+
+    /// [`ChunkStore::verify`], awaiting `between(bytes)` after each block of `bytes` bytes
+    /// (the scrub paces itself there); `None` when `between` answered `false` (stop now).
+    pub async fn verify_paced(
+        &self,
+        chunk_id: ChunkId,
+        mut between: impl AsyncFnMut(u64) -> bool,
+    ) -> Option<Result<(u64, u32), VerifyError>> {
+        let stat = match self.stat(chunk_id) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e.into())),
+        };
+        if stat.state != ChunkState::Complete {
+            return Some(Err(VerifyError::NotFound));
+        }
+        let mut reader = match self.read(chunk_id, 0, stat.meta.length).await {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e.into())),
+        };
         let mut crc = 0u32;
         let mut seen = 0u64;
         while let Some(piece) = reader.next().await {
-            let piece = piece?;
+            let piece = match piece {
+                Ok(p) => p,
+                Err(e) => return Some(Err(e.into())),
+            };
             crc = crc32c::crc32c_append(crc, &piece);
             seen += piece.len() as u64;
+            if !between(piece.len() as u64).await {
+                return None;
+            }
         }
+        Some(Self::check_whole(&stat, seen, crc))
+    }
+
+    fn check_whole(stat: &ChunkStat, seen: u64, crc: u32) -> Result<(u64, u32), VerifyError> {
         if seen != stat.meta.length || crc != stat.crc32c {
             return Err(VerifyError::Corrupt(format!(
                 "the body reads back as {seen} bytes with crc32c {crc:08x}, the header says {} bytes, {:08x}",

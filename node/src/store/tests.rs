@@ -978,3 +978,32 @@ fn a_torn_marks_log_tail_is_dropped_at_open_and_later_marks_still_count() {
         assert_eq!(store.mark_of(id(2)), Some(committed(2)));
     });
 }
+
+#[test]
+fn paced_verify_sees_every_block_and_stops_when_told() {
+    let dir = tmp();
+    run(async {
+        let store = open(dir.path()).await;
+        let len = 3 * MIB + 11;
+        let body = data(len, 7);
+        let done = put_all(&store, id(1), &body).await;
+        let mut seen = Vec::new();
+        let got = store
+            .verify_paced(id(1), async |n| {
+                seen.push(n);
+                true
+            })
+            .await;
+        assert_eq!(got.unwrap().unwrap(), (len, done.crc32c));
+        assert_eq!(seen, [MIB, MIB, MIB, 11]);
+        let mut calls = 0;
+        let got = store
+            .verify_paced(id(1), async |_| {
+                calls += 1;
+                calls < 2
+            })
+            .await;
+        assert!(got.is_none(), "stopped after the second block");
+        assert_eq!(calls, 2);
+    });
+}

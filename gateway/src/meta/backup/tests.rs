@@ -150,6 +150,26 @@ fn populated() -> Populated {
         },
     )
     .expect("part");
+    // damaged_files
+    let damaged = &part_file.parts[0];
+    meta.mark_damaged(
+        &damaged.node_id,
+        &[crate::meta::ChunkDamage {
+            chunk_id: damaged.chunk_id,
+            damage: crate::meta::DamageKind::ChecksumMismatch,
+            block: Some(0),
+            found_by: crate::meta::FoundBy::Scrub,
+            found_unix_ms: 14,
+        }],
+        15,
+    )
+    .expect("damaged");
+    // moves (a part of the committed file being copied to a seventh node)
+    let from = file.parts[0].node_id;
+    let begun = meta
+        .begin_move(&file.id, 0, &from, &Uuid::from_u128(7), [0x3c; 16], 14)
+        .expect("begin move");
+    assert!(matches!(begun, BeginOutcome::Recorded(_)), "{begun:?}");
     Populated {
         _dir: dir,
         path,

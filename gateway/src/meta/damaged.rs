@@ -1,0 +1,206 @@
+//! Damaged files: files with a part whose chunk a node found corrupt or unreadable (by its
+//! background scrub or by a read). Marked durably, so that a restart of the gateway keeps
+//! refusing to serve them, and dropped with the file when it is deleted (`files.rs`).
+//!
+//! A file is never un-marked by the gateway: an operator replaces it from a source copy (upload
+//! again, delete the damaged one) or deletes it.
+
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::codec::{decode, encode};
+use super::records::{ChunkId, FileRecord, hex16};
+use super::tables::{CHUNK_REFS, DAMAGED, DAMAGED_NAME, FILES, FILES_NAME, chunk_key};
+use super::{Meta, MetaError};
+
+/// What is wrong with a stored chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DamageKind {
+    /// A block (or the whole body) does not match its crc32c.
+    ChecksumMismatch,
+    /// The node cannot read the chunk.
+    Unreadable,
+}
+
+/// Who found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    Scrub,
+    Read,
+}
+
+/// A damaged chunk as a node reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkDamage {
+    pub chunk_id: ChunkId,
+    pub damage: DamageKind,
+    pub block: Option<u64>,
+    pub found_by: FoundBy,
+    pub found_unix_ms: u64,
+}
+
+/// One damaged part of a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedPart {
+    pub index: u32,
+    pub node_id: Uuid,
+    #[serde(with = "hex16")]
+    pub chunk_id: ChunkId,
+    pub damage: DamageKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<u64>,
+    pub found_by: FoundBy,
+    /// When the node found it (the node's clock).
+    pub found_unix_ms: u64,
+    /// When the gateway marked the file.
+    pub marked_unix_ms: u64,
+}
+
+/// A file with at least one damaged part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedFile {
+    pub file_id: Uuid,
+    /// In part order, each part once.
+    pub parts: Vec<DamagedPart>,
+}
+
+impl DamagedFile {
+    /// Whether part `index` is damaged.
+    pub fn has_part(&self, index: u32) -> bool {
+        self.parts.iter().any(|p| p.index == index)
+    }
+}
+
+/// What became of one reported chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DamageOutcome {
+    /// The file owning it is now marked (part `index`).
+    Marked { file_id: Uuid, index: u32 },
+    /// The file was marked for this part already.
+    AlreadyMarked { file_id: Uuid, index: u32 },
+    /// An upload in progress owns it: nothing is marked yet (asked again later).
+    InUpload,
+    /// No file or session references it (an orphan, or its file was deleted).
+    Unreferenced,
+}
+
+impl Meta {
+    /// Marks the files owning the damaged chunks `reports` of `node_id`, in one transaction.
+    pub fn mark_damaged(
+        &self,
+        node_id: &Uuid,
+        reports: &[ChunkDamage],
+        now_unix_ms: u64,
+    ) -> Result<Vec<DamageOutcome>, MetaError> {
+        self.write(|txn| {
+            let refs = txn.open_table(CHUNK_REFS)?;
+            let files = txn.open_table(FILES)?;
+            let mut damaged = txn.open_table(DAMAGED)?;
+            let mut out = Vec::with_capacity(reports.len());
+            for report in reports {
+                let Some(owner) = refs.get(&chunk_key(node_id, &report.chunk_id))? else {
+                    out.push(DamageOutcome::Unreferenced);
+                    continue;
+                };
+                let owner = Uuid::from_bytes(*owner.value());
+                let Some(file) = files.get(owner.as_bytes())? else {
+                    out.push(DamageOutcome::InUpload);
+                    continue;
+                };
+                let file: FileRecord =
+                    decode(file.value()).map_err(MetaError::corrupt(FILES_NAME))?;
+                let Some(part) = file
+                    .parts
+                    .iter()
+                    .find(|p| p.node_id == *node_id && p.chunk_id == report.chunk_id)
+                else {
+                    out.push(DamageOutcome::Unreferenced);
+                    continue;
+                };
+                let mut entry = match damaged.get(owner.as_bytes())? {
+                    Some(v) => decode::<DamagedFile>(v.value())
+                        .map_err(MetaError::corrupt(DAMAGED_NAME))?,
+                    None => DamagedFile {
+                        file_id: owner,
+                        parts: Vec::new(),
+                    },
+                };
+                if entry.has_part(part.index) {
+                    out.push(DamageOutcome::AlreadyMarked {
+                        file_id: owner,
+                        index: part.index,
+                    });
+                    continue;
+                }
+                entry.parts.push(DamagedPart {
+                    index: part.index,
+                    node_id: *node_id,
+                    chunk_id: report.chunk_id,
+                    damage: report.damage,
+                    block: report.block,
+                    found_by: report.found_by,
+                    found_unix_ms: report.found_unix_ms,
+                    marked_unix_ms: now_unix_ms,
+                });
+                entry.parts.sort_by_key(|p| p.index);
+                let value = encode(&entry).map_err(MetaError::corrupt(DAMAGED_NAME))?;
+                damaged.insert(owner.as_bytes(), value.as_slice())?;
+                out.push(DamageOutcome::Marked {
+                    file_id: owner,
+                    index: part.index,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The damage of file `id`, if it is marked.
+    pub fn get_damage(&self, id: &Uuid) -> Result<Option<DamagedFile>, MetaError> {
+        self.read(|txn| {
+            let table = txn.open_table(DAMAGED)?;
+            match table.get(id.as_bytes())? {
+                Some(v) => decode(v.value())
+                    .map(Some)
+                    .map_err(MetaError::corrupt(DAMAGED_NAME)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Up to `limit` damaged files with ids above `after`, in id order.
+    pub fn list_damaged(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DamagedFile>, MetaError> {
+        use std::ops::Bound;
+        self.read(|txn| {
+            let table = txn.open_table(DAMAGED)?;
+            let after = after.map(Uuid::into_bytes);
+            let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+            let mut out = Vec::with_capacity(limit.min(1024));
+            for row in table
+                .range::<&[u8; 16]>((start, Bound::Unbounded))?
+                .take(limit)
+            {
+                let (_, v) = row?;
+                out.push(decode(v.value()).map_err(MetaError::corrupt(DAMAGED_NAME))?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Files marked damaged.
+    pub fn damaged_count(&self) -> Result<u64, MetaError> {
+        self.read(|txn| Ok(txn.open_table(DAMAGED)?.len()?))
+    }
+}
+
+/// Drops file `id`'s damage mark inside `txn` (the file is being removed).
+pub(super) fn forget_in(txn: &redb::WriteTransaction, id: &Uuid) -> Result<(), MetaError> {
+    txn.open_table(DAMAGED)?.remove(id.as_bytes())?;
+    Ok(())
+}

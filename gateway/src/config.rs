@@ -231,6 +231,20 @@ pub struct ServeArgs {
     /// than node_timeout [default: 1h].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub rebalance_grace: Option<Duration>,
+    // --- PostgreSQL metadata (issue 16) ---
+    /// Where the metadata lives: a `postgres://` URL for PostgreSQL (several gateways can share
+    /// it) [default: redb, `meta.redb` in the data dir].
+    #[arg(long, value_name = "URL")]
+    pub metadata: Option<String>,
+    /// PostgreSQL connections this gateway keeps at most [default: 16].
+    #[arg(long, value_name = "N")]
+    pub metadata_pool_size: Option<usize>,
+    /// Opening one PostgreSQL connection, at most [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub metadata_connect_timeout: Option<Duration>,
+    /// Waiting for a free PostgreSQL connection of the pool, at most [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub metadata_wait_timeout: Option<Duration>,
 }
 
 /// The config file: the same settings as [`ServeArgs`], all optional.
@@ -285,6 +299,11 @@ struct FileConfig {
     rebalance_concurrency: Option<u32>,
     rebalance_threshold: Option<f64>,
     rebalance_grace: Option<HumanDuration>,
+    // PostgreSQL metadata
+    metadata: Option<String>,
+    metadata_pool_size: Option<usize>,
+    metadata_connect_timeout: Option<HumanDuration>,
+    metadata_wait_timeout: Option<HumanDuration>,
 }
 
 /// Everything `serve` runs with, defaults applied and checked.
@@ -340,6 +359,82 @@ pub struct GatewayConfig {
     pub admin_listen: Option<SocketAddr>,
     /// The rebalancer's rate, concurrency, threshold and grace period.
     pub rebalance: crate::rebalance::job::RebalanceSettings,
+    // Metadata
+    /// PostgreSQL instead of the embedded redb; `None`: redb in the data dir.
+    pub metadata: Option<PostgresTarget>,
+}
+
+/// The PostgreSQL database holding the metadata, and how to connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresTarget {
+    pub url: String,
+    pub settings: crate::meta_postgres::PostgresSettings,
+}
+
+impl std::fmt::Debug for PostgresTarget {
+    // The URL may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresTarget")
+            .field("url", &crate::meta_postgres::redacted(&self.url))
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl PostgresTarget {
+    /// The target named by `metadata` and its pool settings; `None` for redb.
+    pub fn resolve(
+        metadata: Option<String>,
+        pool_size: Option<usize>,
+        connect_timeout: Option<Duration>,
+        wait_timeout: Option<Duration>,
+    ) -> Result<Option<PostgresTarget>, ConfigError> {
+        let Some(url) = metadata.filter(|m| !m.trim().is_empty()) else {
+            if pool_size.is_some() || connect_timeout.is_some() || wait_timeout.is_some() {
+                return Err(invalid(
+                    "metadata_pool_size",
+                    "the metadata pool settings apply to PostgreSQL: set `metadata` to a \
+                     postgres:// URL",
+                ));
+            }
+            return Ok(None);
+        };
+        if !crate::meta_postgres::is_postgres_url(&url) {
+            return Err(invalid(
+                "metadata",
+                format!(
+                    "{:?} is not a postgres:// or postgresql:// URL (leave it out for the \
+                     embedded redb in the data dir)",
+                    crate::meta_postgres::redacted(&url)
+                ),
+            ));
+        }
+        if url.parse::<tokio_postgres::Config>().is_err() {
+            return Err(invalid(
+                "metadata",
+                format!(
+                    "{:?} is not a valid PostgreSQL connection URL",
+                    crate::meta_postgres::redacted(&url)
+                ),
+            ));
+        }
+        let defaults = crate::meta_postgres::PostgresSettings::default();
+        let settings = crate::meta_postgres::PostgresSettings {
+            pool_size: pool_size.unwrap_or(defaults.pool_size),
+            connect_timeout: connect_timeout.unwrap_or(defaults.connect_timeout),
+            wait_timeout: wait_timeout.unwrap_or(defaults.wait_timeout),
+        };
+        if settings.pool_size == 0 {
+            return Err(invalid("metadata_pool_size", "must be at least 1"));
+        }
+        if settings.connect_timeout.is_zero() || settings.wait_timeout.is_zero() {
+            return Err(invalid(
+                "metadata_connect_timeout",
+                "the metadata timeouts must be greater than 0",
+            ));
+        }
+        Ok(Some(PostgresTarget { url, settings }))
+    }
 }
 
 /// PEM files of the public HTTPS listener.
@@ -450,6 +545,14 @@ impl GatewayConfig {
                         .unwrap_or(d.grace),
                 }
             },
+            metadata: PostgresTarget::resolve(
+                args.metadata.clone().or(file.metadata),
+                args.metadata_pool_size.or(file.metadata_pool_size),
+                args.metadata_connect_timeout
+                    .or(file.metadata_connect_timeout.map(|d| d.0)),
+                args.metadata_wait_timeout
+                    .or(file.metadata_wait_timeout.map(|d| d.0)),
+            )?,
             internal_listen,
             tls,
             listen,
@@ -551,6 +654,13 @@ impl GatewayConfig {
             admin_token_file,
             replace_stale_admin_token: false,
         };
+        if config.metadata.is_some() && config.backup.dir.is_some() {
+            return Err(invalid(
+                "backup_dir",
+                "the periodic backups copy the embedded redb metadata; with PostgreSQL, back up \
+                 the database with PostgreSQL's own tools (pg_dump, WAL archiving)",
+            ));
+        }
         config.validate()?;
         Ok(config)
     }

@@ -12,6 +12,7 @@ pub mod deletion;
 pub mod download;
 pub mod http;
 pub mod meta;
+pub mod meta_postgres;
 pub mod metrics;
 pub mod node_client;
 pub mod placement;

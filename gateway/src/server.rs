@@ -72,6 +72,12 @@ pub enum ServeError {
         #[source]
         source: MetaError,
     },
+    #[error("metadata in PostgreSQL {url}: {source}")]
+    PostgresMeta {
+        url: String,
+        #[source]
+        source: MetaError,
+    },
     #[error("first admin key: {0}")]
     Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
     #[error("cluster layer: {0}")]
@@ -179,7 +185,8 @@ pub struct RunningGateway {
     /// The admin listener's address and task, when `admin_listen` is set.
     admin: Option<(SocketAddr, JoinHandle<io::Result<()>>)>,
     /// Moves parts between nodes; stopped before the cluster layer.
-    rebalancer: crate::rebalance::job::Rebalancer,
+    /// The rebalancer, with redb metadata (its moves are redb operations so far).
+    rebalancer: Option<crate::rebalance::job::Rebalancer>,
 }
 
 impl RunningGateway {
@@ -250,7 +257,9 @@ impl RunningGateway {
             Ok(Err(e)) => tracing::warn!(error = %e, "internal listener ended with an error"),
             Err(e) => tracing::warn!(error = %e, "internal listener task failed"),
         }
-        self.rebalancer.stop();
+        if let Some(rebalancer) = &self.rebalancer {
+            rebalancer.stop();
+        }
         self.cluster.shutdown().await;
         match served {
             Ok(Ok(())) => Ok(()),
@@ -258,6 +267,37 @@ impl RunningGateway {
             Err(e) => Err(ServeError::Task(format!("HTTP server task: {e}"))),
         }
     }
+}
+
+/// Opens the metadata the config names: PostgreSQL when `metadata` is a URL, else redb in the
+/// data dir (also handed back, for the snapshots that only redb has).
+async fn open_metadata(
+    config: &GatewayConfig,
+    clock: crate::clock::SharedClock,
+) -> Result<(SharedMeta, Option<Meta>), ServeError> {
+    if let Some(target) = &config.metadata {
+        let meta = crate::meta_postgres::PostgresMeta::open_with_clock(
+            &target.url,
+            &target.settings,
+            clock,
+        )
+        .await
+        .map_err(|source| ServeError::PostgresMeta {
+            url: crate::meta_postgres::redacted(&target.url),
+            source,
+        })?;
+        return Ok((Arc::new(meta), None));
+    }
+    let meta_path = config.meta_path();
+    let opening = meta_path.clone();
+    let meta = tokio::task::spawn_blocking(move || Meta::open_with_clock(opening, clock))
+        .await
+        .map_err(|e| ServeError::Task(format!("metadata open task: {e}")))?
+        .map_err(|source| ServeError::Meta {
+            path: meta_path.clone(),
+            source,
+        })?;
+    Ok((Arc::new(meta.clone()), Some(meta)))
 }
 
 /// Starts everything and returns once the HTTP listener is bound.
@@ -289,23 +329,12 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
 
     // The one clock every component of this process reads.
     let clock = crate::clock::system();
-    let meta_path = config.meta_path();
-    let opening = meta_path.clone();
-    let meta_clock = clock.clone();
-    let meta = tokio::task::spawn_blocking(move || Meta::open_with_clock(opening, meta_clock))
-        .await
-        .map_err(|e| ServeError::Task(format!("metadata open task: {e}")))?
-        .map_err(|source| ServeError::Meta {
-            path: meta_path.clone(),
-            source,
-        })?;
+    let (meta, redb) = open_metadata(config, clock.clone()).await?;
     let stale = if config.replace_stale_admin_token {
         crate::auth::bootstrap::StaleToken::MoveAside
     } else {
         crate::auth::bootstrap::StaleToken::Refuse
     };
-    let redb = meta;
-    let meta: SharedMeta = Arc::new(redb.clone());
     crate::auth::bootstrap::ensure_first_admin(meta.as_ref(), &config.admin_token_file, stale)
         .await?;
 
@@ -366,27 +395,40 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let internal_addr = internal_listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
     metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
-    let backups = Backups::new(redb.clone(), config.spool_dir());
-    metrics.attach_backups(Arc::clone(backups.stats()));
-    let periodic_backups = PeriodicBackups::start(backups.clone(), &config.backup);
-    let rebalancer = match crate::rebalance::job::Rebalancer::start(
-        meta.clone(),
-        Arc::new(cluster.clone()),
-        Arc::new(cluster.clone()),
-        config.rebalance,
-    )
-    .await
-    {
-        Ok(job) => job,
-        Err(source) => {
-            cluster.shutdown().await;
-            return Err(ServeError::Meta {
-                path: config.meta_path(),
-                source,
-            });
-        }
+    // Snapshots copy redb; a PostgreSQL database is backed up with PostgreSQL's own tools.
+    let backups = redb
+        .clone()
+        .map(|redb| Backups::new(redb, config.spool_dir()));
+    if let Some(backups) = &backups {
+        metrics.attach_backups(Arc::clone(backups.stats()));
+    }
+    let periodic_backups = backups
+        .as_ref()
+        .and_then(|b| PeriodicBackups::start(b.clone(), &config.backup));
+    // The PostgreSQL backend has no move operations yet: with it there is no rebalancer.
+    let rebalancer = match redb {
+        Some(_) => match crate::rebalance::job::Rebalancer::start(
+            meta.clone(),
+            Arc::new(cluster.clone()),
+            Arc::new(cluster.clone()),
+            config.rebalance,
+        )
+        .await
+        {
+            Ok(job) => Some(job),
+            Err(source) => {
+                cluster.shutdown().await;
+                return Err(ServeError::Meta {
+                    path: config.meta_path(),
+                    source,
+                });
+            }
+        },
+        None => None,
     };
-    metrics.attach_rebalance(rebalancer.clone());
+    if let Some(rebalancer) = &rebalancer {
+        metrics.attach_rebalance(rebalancer.clone());
+    }
     let state = AppState::with_policy(
         meta,
         Arc::new(cluster.clone()),
@@ -399,12 +441,18 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         .merge(crate::http::admin_recover::router(
             crate::recovery::Recovery::new(cluster.clone()),
         ))
-        .merge(crate::http::admin_backup::router(backups))
         .merge(crate::http::admin_scrub::router(
             cluster.clone(),
             state.meta().clone(),
-        ))
-        .merge(crate::http::admin_rebalance::router(rebalancer.clone()));
+        ));
+    let admin = match backups {
+        Some(backups) => admin.merge(crate::http::admin_backup::router(backups)),
+        None => admin,
+    };
+    let admin = match &rebalancer {
+        Some(rebalancer) => admin.merge(crate::http::admin_rebalance::router(rebalancer.clone())),
+        None => admin.merge(crate::http::admin_rebalance::unavailable_router()),
+    };
     let full_app = router(state.clone(), admin);
     // With an admin listener of its own, the public one refuses the admin paths.
     let app = match admin_listener {

@@ -170,6 +170,11 @@ impl TestCluster {
         self.node_listen[i]
     }
 
+    /// Replaces the extra lines of the gateway's TOML config, for its next start.
+    pub fn set_gateway_config(&mut self, config: String) {
+        self.opts.gateway_config = config;
+    }
+
     /// (Re)starts the gateway on the same port and data dir.
     pub fn start_gateway(&mut self) {
         let gw_dir = self.gateway_dir();

@@ -67,6 +67,17 @@ pub enum AdminCommand {
         #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Copy the redb metadata of a stopped gateway (its data dir, holding meta.redb) into an
+    /// empty PostgreSQL database, then check that every table's count and checksum agree, and
+    /// print them. Talks to no gateway: run it while the gateway is stopped.
+    MigrateMetadata {
+        /// The gateway's data dir.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database, `postgres://user@host:port/db`.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// The nodes' background scrub.
     #[command(subcommand)]
     Scrub(ScrubCommand),
@@ -161,6 +172,9 @@ pub enum KeysCommand {
 }
 
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    if let AdminCommand::MigrateMetadata { from, to } = &args.command {
+        return migrate_metadata(from, to);
+    }
     let token = resolve_token(args.token_file.as_deref(), std::env::var(TOKEN_ENV).ok())?;
     sixfold_certs::install_crypto_provider();
     let roots = if args.gateway.starts_with("https://") {
@@ -235,6 +249,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
             eprintln!("removed node {id}");
         }
         AdminCommand::Backup { .. } => {} // handled above: it streams a file, not JSON
+        AdminCommand::MigrateMetadata { .. } => {} // handled above: offline, no gateway
         AdminCommand::Recover { no_wait, timeout } => recover(&client, no_wait, timeout)?,
         AdminCommand::Scrub(ScrubCommand::Start) => {
             let started: ScrubStarted = client.send_json("POST", "/admin/scrub", &json!({}))?;
@@ -578,6 +593,40 @@ impl Client {
         }
         Ok(text)
     }
+}
+
+/// `admin migrate-metadata`: the copy and its check, printed as a table.
+fn migrate_metadata(from: &Path, to: &str) -> anyhow::Result<()> {
+    use sixfold_gateway::meta_postgres::{PostgresSettings, is_postgres_url, migrate, redacted};
+    if !is_postgres_url(to) {
+        bail!(
+            "--to must be a postgres:// or postgresql:// URL, not {:?}",
+            redacted(to)
+        );
+    }
+    let checks = crate::runtime()?.block_on(migrate::migrate_redb_to_postgres(
+        from,
+        to,
+        &PostgresSettings::default(),
+    ))?;
+    println!(
+        "{:<20} {:>12} {:>12}  xxh3-128 (both)",
+        "table", "redb", "postgres"
+    );
+    for c in &checks {
+        println!(
+            "{:<20} {:>12} {:>12}  {:032x}",
+            c.table, c.source_rows, c.target_rows, c.target_checksum
+        );
+    }
+    let total: u64 = checks.iter().map(|c| c.target_rows).sum();
+    println!(
+        "copied {total} records of {} tables from {} into {}; counts and checksums agree",
+        checks.len(),
+        from.join("meta.redb").display(),
+        redacted(to)
+    );
+    Ok(())
 }
 
 #[cfg(test)]

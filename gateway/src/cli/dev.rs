@@ -44,6 +44,10 @@ pub struct DevArgs {
     /// Address of the S3-compatible API [default: 127.0.0.1:9000].
     #[arg(long, value_name = "ADDR")]
     pub s3_listen: Option<SocketAddr>,
+    /// Keep the metadata in PostgreSQL at this `postgres://` URL [default: redb in the data
+    /// dir].
+    #[arg(long, value_name = "URL")]
+    pub metadata: Option<String>,
 }
 
 /// One storage node child process.
@@ -86,6 +90,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         tls_cert,
         tls_key,
         s3_listen: Some(args.s3_listen.unwrap_or(DEFAULT_S3_LISTEN)),
+        metadata: args.metadata,
         ..ServeArgs::default()
     };
     let mut config = GatewayConfig::resolve(&serve_args)?;

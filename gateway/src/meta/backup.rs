@@ -64,14 +64,24 @@ impl SnapshotReport {
 #[cfg(test)]
 pub(super) type RawRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// What receives a table's raw records, one (key, value) at a time.
+pub(crate) type RawVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), MetaError> + 'a;
+
 /// A table a snapshot copies, whatever its key and value types, so that every table fits in one
 /// list.
-pub(super) trait SnapshotTable {
+pub(crate) trait SnapshotTable {
     fn table_name(&self) -> &str;
     /// Copies every record of this table in `from` into `to` (batches of [`COPY_BATCH`]
     /// records, each its own write transaction); returns how many. A table `from` lacks is
     /// left out (0).
     fn copy(&self, from: &ReadTransaction, to: &Database) -> Result<u64, MetaError>;
+    /// Hands every record of this table in `txn` to `each` as raw (key, value) bytes, in key
+    /// order; returns how many. A table `txn` lacks has none. (`admin migrate-metadata`.)
+    fn for_each_raw(
+        &self,
+        txn: &ReadTransaction,
+        each: &mut RawVisitor<'_>,
+    ) -> Result<u64, MetaError>;
     /// The table's records as raw bytes, in key order (tests compare snapshots with this).
     #[cfg(test)]
     fn raw_records(&self, txn: &ReadTransaction) -> Result<RawRecords, MetaError>;
@@ -116,6 +126,28 @@ impl<K: Key + 'static, V: Value + 'static> SnapshotTable for TableDefinition<'st
                 return Ok(copied);
             }
         }
+    }
+
+    fn for_each_raw(
+        &self,
+        txn: &ReadTransaction,
+        each: &mut RawVisitor<'_>,
+    ) -> Result<u64, MetaError> {
+        let table = match txn.open_table(*self) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut n = 0u64;
+        for row in table.iter()? {
+            let (key, value) = row?;
+            each(
+                K::as_bytes(&key.value()).as_ref(),
+                V::as_bytes(&value.value()).as_ref(),
+            )?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     #[cfg(test)]

@@ -9,17 +9,17 @@ use super::s3_records::{BucketRecord, MultipartRecord, ObjectStoreError, bucket_
 use super::{Meta, MetaError};
 
 /// Bucket name -> encoded [`BucketRecord`].
-pub(super) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("s3_buckets");
-pub(super) const BUCKETS_NAME: &str = "s3_buckets";
+pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("s3_buckets");
+pub(crate) const BUCKETS_NAME: &str = "s3_buckets";
 /// `bucket ‖ 0x00 ‖ key` -> encoded [`super::ObjectRecord`].
-pub(super) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("s3_objects");
-pub(super) const OBJECTS_NAME: &str = "s3_objects";
+pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("s3_objects");
+pub(crate) const OBJECTS_NAME: &str = "s3_objects";
 /// Upload id -> encoded [`MultipartRecord`].
-pub(super) const UPLOADS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("s3_uploads");
-pub(super) const UPLOADS_NAME: &str = "s3_uploads";
+pub(crate) const UPLOADS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("s3_uploads");
+pub(crate) const UPLOADS_NAME: &str = "s3_uploads";
 /// `upload id ‖ part number` -> encoded [`super::UploadedPart`].
-pub(super) const PARTS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("s3_parts");
-pub(super) const PARTS_NAME: &str = "s3_parts";
+pub(crate) const PARTS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("s3_parts");
+pub(crate) const PARTS_NAME: &str = "s3_parts";
 
 pub(super) const OBJECT_IDS: TableDefinition<&[u8; 16], &[u8]> =
     TableDefinition::new("s3_object_ids");

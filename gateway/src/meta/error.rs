@@ -55,7 +55,7 @@ impl From<redb::Error> for MetaError {
 }
 
 impl MetaError {
-    pub(super) fn corrupt(table: &'static str) -> impl FnOnce(CodecError) -> MetaError {
+    pub(crate) fn corrupt(table: &'static str) -> impl FnOnce(CodecError) -> MetaError {
         move |source| MetaError::Corrupt { table, source }
     }
 }

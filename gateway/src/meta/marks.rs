@@ -13,7 +13,7 @@ use super::tables::{PENDING_MARKS, chunk_key, node_key_bounds, split_chunk_key};
 use super::{Meta, MetaError};
 
 const VERSION: u8 = 1;
-const VALUE_LEN: usize = 1 + 8 + 16 + 8;
+pub(crate) const VALUE_LEN: usize = 1 + 8 + 16 + 8;
 
 /// A committed file's mark for one of its chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct PendingMark {
     pub mark: CommitMark,
 }
 
-fn encode(m: &CommitMark) -> [u8; VALUE_LEN] {
+pub(crate) fn encode(m: &CommitMark) -> [u8; VALUE_LEN] {
     let mut out = [0u8; VALUE_LEN];
     out[0] = VERSION;
     out[1..9].copy_from_slice(&m.file_size.to_le_bytes());
@@ -56,7 +56,7 @@ fn encode(m: &CommitMark) -> [u8; VALUE_LEN] {
     out
 }
 
-fn decode(b: &[u8]) -> Result<CommitMark, MetaError> {
+pub(crate) fn decode(b: &[u8]) -> Result<CommitMark, MetaError> {
     if b.len() != VALUE_LEN || b[0] != VERSION {
         return Err(MetaError::InvalidRecord(format!(
             "pending commit mark: {} bytes, version {:?}",

@@ -5,29 +5,30 @@
 //! `tokio::task::spawn_blocking`. Every write is one redb transaction committed with redb's
 //! default `Durability::Immediate`, so a returned `Ok` is on disk.
 
-mod backup;
-mod buckets;
-mod codec;
+pub(crate) mod backup;
+pub(crate) mod buckets;
+pub(crate) mod codec;
 #[cfg(test)]
 pub mod conformance;
 mod damaged;
 mod deletes;
 mod error;
+mod export;
 mod files;
 mod keys;
-mod marks;
+pub(crate) mod marks;
 mod moves;
 mod multipart;
 mod nodes;
 mod quarantine;
-mod records;
+pub(crate) mod records;
 mod restore;
 mod restored;
 mod s3_objects;
 pub mod s3_records;
-mod sessions;
+pub(crate) mod sessions;
 mod store;
-mod tables;
+pub(crate) mod tables;
 mod unaccounted;
 
 #[cfg(test)]

@@ -295,7 +295,7 @@ pub struct PendingDelete {
 
 /// The stored value of a delete-queue entry (the key holds node and chunk).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct DeleteEntry {
+pub(crate) struct DeleteEntry {
     pub file_id: Option<Uuid>,
     pub reason: DeleteReason,
     pub enqueued_unix_ms: u64,

@@ -16,7 +16,7 @@ use super::{Meta, MetaError};
 
 /// Checks that planned parts are numbered 0.., tile `[0, total)` without gaps, sit on distinct
 /// nodes and use distinct chunk ids; returns `total`.
-fn check_plan(parts: &[PlannedPart]) -> Result<u64, String> {
+pub(crate) fn check_plan(parts: &[PlannedPart]) -> Result<u64, String> {
     let mut offset = 0u64;
     let mut nodes = HashSet::with_capacity(parts.len());
     let mut chunks = HashSet::with_capacity(parts.len());
@@ -50,7 +50,7 @@ fn check_plan(parts: &[PlannedPart]) -> Result<u64, String> {
 }
 
 /// xxh3-128 as 32 lowercase hex digits.
-fn is_checksum(s: &str) -> bool {
+pub(crate) fn is_checksum(s: &str) -> bool {
     s.len() == 32
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -62,7 +62,11 @@ fn is_checksum(s: &str) -> bool {
 /// length) and described as holding the file's bytes in it: all of them for a file of the
 /// planned size, fewer for a streamed form (`session.multipart`), whose file may end before the
 /// planned bytes do ([`PartRecord::clipped_to`]).
-fn check_commit(session: &UploadSession, acked: &[PartRecord], size: u64) -> Result<(), String> {
+pub(crate) fn check_commit(
+    session: &UploadSession,
+    acked: &[PartRecord],
+    size: u64,
+) -> Result<(), String> {
     if acked.len() != session.parts.len() {
         return Err(format!(
             "{} parts acknowledged, {} planned",

@@ -26,7 +26,7 @@ const CHECKSUM: &str = "0123456789abcdef0123456789abcdef";
 /// database to drop) and the store.
 pub type Fixture = (Box<dyn std::any::Any + Send>, SharedMeta);
 
-fn session(size: u64) -> UploadSession {
+pub(super) fn session(size: u64) -> UploadSession {
     let ranges = plan(size, &SplitPolicy::default());
     let nodes: Vec<Uuid> = ranges.iter().map(|_| Uuid::new_v4()).collect();
     UploadSession {
@@ -42,7 +42,7 @@ fn session(size: u64) -> UploadSession {
 }
 
 /// What the nodes would acknowledge for a session (crc32c made up per part).
-fn acks(s: &UploadSession) -> Vec<PartRecord> {
+pub(super) fn acks(s: &UploadSession) -> Vec<PartRecord> {
     s.parts
         .iter()
         .map(|p| {
@@ -52,7 +52,7 @@ fn acks(s: &UploadSession) -> Vec<PartRecord> {
         .collect()
 }
 
-fn node(name: &str) -> NodeRecord {
+pub(super) fn node(name: &str) -> NodeRecord {
     NodeRecord {
         id: Uuid::new_v4(),
         name: name.into(),

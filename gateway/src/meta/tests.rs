@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use tempfile::TempDir;
 use uuid::Uuid;
 
+use super::conformance::{acks, node, session};
 use super::*;
-use crate::split::{SplitPolicy, plan};
 
 const CHECKSUM: &str = "0123456789abcdef0123456789abcdef";
 
@@ -16,49 +16,6 @@ fn fresh() -> (TempDir, Meta) {
     (dir, meta)
 }
 
-fn session(size: u64) -> UploadSession {
-    let ranges = plan(size, &SplitPolicy::default());
-    let nodes: Vec<Uuid> = ranges.iter().map(|_| Uuid::new_v4()).collect();
-    UploadSession {
-        file_id: Uuid::new_v4(),
-        name: "data.bin".into(),
-        content_type: Some("application/octet-stream".into()),
-        size: Some(size),
-        created_unix_ms: 1_000,
-        expires_unix_ms: 3_601_000,
-        parts: PlannedPart::plan(&ranges, &nodes).expect("plan"),
-        multipart: false,
-    }
-}
-
-/// What the nodes would acknowledge for a session (crc32c made up per part).
-fn acks(s: &UploadSession) -> Vec<PartRecord> {
-    s.parts
-        .iter()
-        .map(|p| {
-            p.verify_ack(p.len, 0x1000 + p.index, 0x1000 + p.index)
-                .expect("ack")
-        })
-        .collect()
-}
-
-fn node(name: &str) -> NodeRecord {
-    NodeRecord {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        shard_addrs: vec!["127.0.0.1:7000".parse().expect("addr")],
-        capacity: 1 << 40,
-        used: 1 << 30,
-        chunk_count: 3,
-        in_flight: 0,
-        state: NodeState::Up,
-        registered_unix_ms: 5,
-        last_heartbeat_unix_ms: 6,
-        operator_state: None,
-    }
-}
-
-/// Every (node, chunk) pair queued for deletion across the given nodes.
 fn queued(meta: &Meta, nodes: impl IntoIterator<Item = Uuid>) -> HashSet<(Uuid, ChunkId)> {
     let mut out = HashSet::new();
     for n in nodes {

@@ -131,6 +131,8 @@ pub struct Metrics {
     panics: AtomicU64,
     /// The orphan reconciler's counters, once the cluster layer runs.
     reconcile: std::sync::OnceLock<Arc<ReconcileStats>>,
+    /// The background jobs that run on one gateway at a time, once the cluster layer runs.
+    job_leases: std::sync::OnceLock<Vec<Arc<crate::cluster::peers::JobLease>>>,
     /// The metadata backups' counters, once the gateway serves.
     backups: std::sync::OnceLock<Arc<crate::backup::BackupStats>>,
     /// The rebalance job, once the gateway serves.
@@ -188,6 +190,11 @@ impl Metrics {
 
     pub fn timed_out(&self, kind: TimeoutKind) {
         self.timeouts[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Shows which background jobs this gateway runs (with several gateways, one runs each).
+    pub fn attach_job_leases(&self, leases: Vec<Arc<crate::cluster::peers::JobLease>>) {
+        let _ = self.job_leases.set(leases);
     }
 
     /// Shows the cluster's orphan reconciler in the rendered metrics.
@@ -290,6 +297,9 @@ impl Metrics {
         if let Some(stats) = self.reconcile.get() {
             render_reconcile(&mut out, stats);
         }
+        if let Some(leases) = self.job_leases.get() {
+            render_job_leases(&mut out, leases);
+        }
         if let Some(job) = self.rebalance.get() {
             job.render_metrics(&mut out);
         }
@@ -345,6 +355,35 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// Which background jobs this gateway holds, and the passes it ran of each.
+fn render_job_leases(out: &mut String, leases: &[Arc<crate::cluster::peers::JobLease>]) {
+    let name = "sixfold_job_lease_held";
+    header(
+        out,
+        name,
+        "gauge",
+        "1 while this gateway holds the background job's lease (runs it), else 0.",
+    );
+    for lease in leases {
+        let _ = writeln!(
+            out,
+            "{name}{{job=\"{}\"}} {}",
+            lease.job,
+            u8::from(lease.held())
+        );
+    }
+    let name = "sixfold_job_passes_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Passes of the background job this gateway ran holding its lease.",
+    );
+    for lease in leases {
+        let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", lease.job, lease.passes());
     }
 }
 

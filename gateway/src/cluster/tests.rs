@@ -773,6 +773,7 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
                 chunk_id: live_chunk,
             }],
             multipart: false,
+            owner: None,
         })
         .unwrap();
     fake.insert(live_chunk, *session_file.as_bytes(), b"hello");
@@ -822,6 +823,7 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
                 chunk_id: expired_chunk,
             }],
             multipart: false,
+            owner: None,
         })
         .unwrap();
     fake.insert(expired_chunk, *expired_file.as_bytes(), b"stale");

@@ -380,6 +380,7 @@ mod tests {
                 expires_unix_ms: 10,
                 parts: vec![part(0, 0, 5)],
                 multipart: false,
+                owner: None,
             })
             .expect("session");
         }

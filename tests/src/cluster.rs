@@ -238,7 +238,15 @@ impl TestCluster {
         i
     }
 
-    /// (Re)starts node `i` on its data dir and listen address.
+    /// [`TestCluster::add_node`] registering with `gateways` (each an internal URL, tried in
+    /// this order) instead of this cluster's gateway alone; kept by every restart.
+    pub fn add_node_with_gateways(&mut self, gateways: &[String]) -> usize {
+        let list = gateways.join(",");
+        self.add_node_with(SocketAddr::from(([127, 0, 0, 1], 0)), &["--gateway", &list])
+    }
+
+    /// (Re)starts node `i` on its data dir and listen address; with this cluster's gateway
+    /// unless its extra arguments name gateways.
     pub fn start_node(&mut self, i: usize) {
         let dir = self.node_dir(i);
         let mut args = vec![
@@ -246,13 +254,14 @@ impl TestCluster {
             dir.display().to_string(),
             "--listen".into(),
             self.node_listen[i].to_string(),
-            "--gateway".into(),
-            self.internal_url(),
             "--shards".into(),
             "1".into(),
             "--name".into(),
             format!("node-{i}"),
         ];
+        if !self.node_args[i].iter().any(|a| a == "--gateway") {
+            args.extend(["--gateway".into(), self.internal_url()]);
+        }
         args.extend(self.opts.node_args.iter().cloned());
         args.extend(self.node_args[i].iter().cloned());
         let log = dir.join(format!("node-{}.log", unique()));

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::postgres::{TestDatabase, test_database};
@@ -37,9 +36,9 @@ async fn two_gateways(db: &TestDatabase) -> (TestCluster, ExtraGateway) {
     })
     .await;
     let b = c.start_extra_gateway("gateway-b", &config);
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let gateways = [c.internal_url(), b.internal_url()];
     for _ in 0..6 {
-        c.add_node_with(any, &["--gateway", &b.internal_url()]);
+        c.add_node_with_gateways(&gateways);
     }
     wait_up(&c, &c.url, 6).await;
     wait_up(&c, &b.url, 6).await;

@@ -402,7 +402,10 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let internal_addr = internal_listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
     metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
-    metrics.attach_job_leases(vec![Arc::clone(cluster.cleanup_lease())]);
+    metrics.attach_job_leases(vec![
+        Arc::clone(cluster.cleanup_lease()),
+        Arc::clone(cluster.rebalance_lease()),
+    ]);
     // Snapshots copy redb; a PostgreSQL database is backed up with PostgreSQL's own tools.
     let backups = redb
         .clone()
@@ -415,11 +418,12 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         .and_then(|b| PeriodicBackups::start(b.clone(), &config.backup));
     // The PostgreSQL backend has no move operations yet: with it there is no rebalancer.
     let rebalancer = match redb {
-        Some(_) => match crate::rebalance::job::Rebalancer::start(
+        Some(_) => match crate::rebalance::job::Rebalancer::start_gated(
             meta.clone(),
             Arc::new(cluster.clone()),
             Arc::new(cluster.clone()),
             config.rebalance,
+            Arc::new(cluster.clone()),
         )
         .await
         {

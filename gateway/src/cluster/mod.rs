@@ -83,6 +83,8 @@ struct Inner {
     /// The cleanup (session expiry, deletes, commit marks, orphan scans) runs on the one
     /// gateway holding this lease.
     cleanup_lease: Arc<peers::JobLease>,
+    /// The rebalancer runs on the one gateway holding this lease.
+    rebalance_lease: Arc<peers::JobLease>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -133,6 +135,7 @@ impl Cluster {
             claims: Mutex::default(),
             scrub: Mutex::default(),
             cleanup_lease: Arc::new(peers::JobLease::new("cleanup")),
+            rebalance_lease: Arc::new(peers::JobLease::new("rebalance")),
         });
         let mut tasks = vec![
             tokio::spawn(health::run(Arc::downgrade(&inner))),

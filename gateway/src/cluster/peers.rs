@@ -203,6 +203,21 @@ impl Cluster {
         &self.inner.cleanup_lease
     }
 
+    /// The rebalancer's lease, as this gateway last saw it.
+    pub fn rebalance_lease(&self) -> &std::sync::Arc<JobLease> {
+        &self.inner.rebalance_lease
+    }
+
+    /// Claims (or renews) the rebalancer's lease; whether this gateway runs it now.
+    pub async fn claim_rebalance(&self) -> bool {
+        let lease = &self.inner.rebalance_lease;
+        let held = lease.claim(self, self.inner.cfg.gateway_timeout).await;
+        if held {
+            lease.ran();
+        }
+        held
+    }
+
     /// Says this gateway is alive.
     async fn beat(&self) {
         let Some(coord) = self.meta().coordination() else {
@@ -330,6 +345,7 @@ impl Cluster {
         };
         let me = self.gateway_id();
         self.inner.cleanup_lease.release(coord, me).await;
+        self.inner.rebalance_lease.release(coord, me).await;
         if let Err(e) = coord.forget_gateway(me).await {
             tracing::warn!(error = %e, "cannot remove this gateway's liveness; it lapses by itself");
         }

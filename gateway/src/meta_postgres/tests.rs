@@ -162,7 +162,7 @@ async fn opening_twice_keeps_the_cluster_id_and_a_newer_schema_is_refused() {
             err,
             MetaError::SchemaVersion {
                 found: 99,
-                supported: 1
+                supported: schema::SCHEMA_VERSION
             }
         ),
         "{err}"

@@ -12,6 +12,7 @@ pub mod deletion;
 pub mod download;
 pub mod gateway_id;
 pub mod http;
+pub mod latency;
 pub mod meta;
 pub mod meta_postgres;
 pub mod metrics;

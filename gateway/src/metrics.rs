@@ -129,6 +129,8 @@ pub struct Metrics {
     connection_limit: AtomicU64,
     timeouts: [AtomicU64; TimeoutKind::ALL.len()],
     panics: AtomicU64,
+    /// How long an upload's commit (one metadata transaction) took.
+    commits: crate::latency::Histogram,
     /// The orphan reconciler's counters, once the cluster layer runs.
     reconcile: std::sync::OnceLock<Arc<ReconcileStats>>,
     /// The background jobs that run on one gateway at a time, once the cluster layer runs.
@@ -142,6 +144,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An upload's commit transaction took `took` (successful or not).
+    pub fn commit_took(&self, took: std::time::Duration) {
+        self.commits.observe(took);
     }
 
     pub fn upload_finished(&self, outcome: UploadOutcome) {
@@ -294,6 +301,14 @@ impl Metrics {
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
         self.render_http(&mut out);
+        let name = "sixfold_metadata_commit_seconds";
+        header(
+            &mut out,
+            name,
+            "histogram",
+            "Time of an upload's commit: one metadata transaction (redb or PostgreSQL).",
+        );
+        self.commits.render(&mut out, name);
         if let Some(stats) = self.reconcile.get() {
             render_reconcile(&mut out, stats);
         }

@@ -469,10 +469,12 @@ impl Uploader {
                 return Err(e);
             }
         };
+        let started = std::time::Instant::now();
         let committed = self
             .meta
             .commit_session(&session.file_id, records, checksum, size)
             .await;
+        self.metrics.commit_took(started.elapsed());
         match committed {
             Ok(record) => {
                 let mut session = session;

@@ -315,24 +315,21 @@ impl Cluster {
         for view in self.nodes() {
             match stored.get(&view.id) {
                 Some(&operator) if operator != view.operator_state => {
-                    if self
-                        .write()
-                        .set_operator_state(&view.id, operator)
-                        .is_some()
-                    {
+                    let changed = self.write().set_operator_state(&view.id, operator);
+                    if changed.is_some() {
                         tracing::info!(node = %view.id, operator_state = ?operator, "operator state set through another gateway");
                     }
                 }
-                Some(_) => {}
                 None if view.state_name == "down" => {
-                    if self.write().remove(&view.id) {
+                    let removed = self.write().remove(&view.id);
+                    if removed {
                         self.inner.pool.forget_node(view.id);
                         tracing::info!(node = %view.id, "node removed through another gateway");
                     }
                 }
-                // A node that reports to this gateway and whose record is not stored yet (a
-                // persist failed): it stays.
-                None => {}
+                // Unchanged; or a node that reports to this gateway whose record is not stored
+                // yet (a persist failed): it stays.
+                _ => {}
             }
         }
     }

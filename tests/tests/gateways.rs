@@ -219,6 +219,47 @@ async fn two_gateways_serve_the_same_files_and_run_the_cleanup_once() {
             assert_served_at(&c, url, id, *p, *len).await;
         }
 
+        // An operator state set through B holds on A, which the node reports to.
+        let node = nodes_at(&c, &a).await[0]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let set = |state: &'static str| {
+            c.http
+                .patch(format!("{}/admin/nodes/{node}", b.url))
+                .header("Content-Type", "application/json")
+                .body(format!(r#"{{"state":"{state}"}}"#))
+                .send()
+        };
+        assert_eq!(
+            set("read_only").await.expect("patch").status(),
+            StatusCode::OK
+        );
+        let state_at_a = || async {
+            nodes_at(&c, &a)
+                .await
+                .into_iter()
+                .find(|n| n["id"] == node.as_str())
+                .map(|n| n["state"].as_str().unwrap_or_default().to_owned())
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while state_at_a().await.as_deref() != Some("read_only") {
+            assert!(
+                Instant::now() < deadline,
+                "A never saw the read-only state set through B"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(set("up").await.expect("patch").status(), StatusCode::OK);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while state_at_a().await.as_deref() != Some("up") {
+            assert!(
+                Instant::now() < deadline,
+                "A never saw the node set up again through B"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
         // The cleanup runs on exactly one of them: one holds its lease, and only its passes
         // grow while the other's stand still.
         let (holder, other): (String, String) = loop {

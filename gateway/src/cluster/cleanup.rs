@@ -74,12 +74,25 @@ pub(super) async fn pass(cluster: &Cluster, tracker: &mut OrphanTracker) {
     if let Err(e) = expire_sessions(meta, &rule).await {
         tracing::warn!(error = %e, "expiring upload sessions failed");
     }
+    // The lease is renewed before each node: a pass longer than the lease (a slow node, a big
+    // orphan scan) stops rather than run beside the next holder's.
+    let still_ours = || {
+        cluster
+            .cleanup_lease()
+            .claim(cluster, cluster.config().gateway_timeout)
+    };
     for node in cluster.serving_nodes() {
+        if !still_ours().await {
+            return;
+        }
         drain_node(meta, nodes, node).await;
         deliver_marks(meta, nodes, node).await;
     }
     let due = cluster.due_orphan_scans();
     for node in due {
+        if !still_ours().await {
+            return;
+        }
         match reconcile::scan_node(cluster, tracker, node).await {
             Ok(0) => tracing::debug!(%node, "orphan scan found nothing to delete"),
             Ok(_) => drain_node(meta, nodes, node).await,

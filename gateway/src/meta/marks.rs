@@ -97,24 +97,6 @@ pub(super) fn record_for_commit(
     Ok(())
 }
 
-/// Records the mark of one chunk of committed `file` (a moved part's copy) as pending.
-pub(super) fn record_for_chunk(
-    txn: &WriteTransaction,
-    file: &FileRecord,
-    node_id: &Uuid,
-    chunk_id: &ChunkId,
-) -> Result<(), MetaError> {
-    let Some(mark) = CommitMark::of(file) else {
-        return Err(MetaError::InvalidRecord(format!(
-            "file {} has no valid checksum to mark",
-            file.id
-        )));
-    };
-    txn.open_table(PENDING_MARKS)?
-        .insert(&chunk_key(node_id, chunk_id), encode(&mark).as_slice())?;
-    Ok(())
-}
-
 /// Drops the marks of a file being deleted, inside its delete transaction.
 pub(super) fn forget_for_delete(
     txn: &WriteTransaction,

@@ -17,7 +17,7 @@ mod export;
 mod files;
 mod keys;
 pub(crate) mod marks;
-mod moves;
+pub(crate) mod moves;
 mod multipart;
 mod nodes;
 mod quarantine;

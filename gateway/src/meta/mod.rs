@@ -49,7 +49,7 @@ pub use error::MetaError;
 pub use files::HIDDEN_NAME_PREFIX;
 pub use marks::{CommitMark, PendingMark};
 pub use moves::{BeginOutcome, MoveRecord, MoveState, SwapOutcome};
-pub use multipart::check_completion;
+pub use multipart::{Completion, check_completion, completion};
 pub use quarantine::QuarantineMark;
 pub use records::{
     AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, OperatorState,

@@ -10,7 +10,7 @@ pub(crate) mod buckets;
 pub(crate) mod codec;
 #[cfg(test)]
 pub mod conformance;
-mod damaged;
+pub(crate) mod damaged;
 mod deletes;
 mod error;
 mod export;

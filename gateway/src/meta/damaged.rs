@@ -234,3 +234,118 @@ pub(super) fn forget_in(txn: &redb::WriteTransaction, id: &Uuid) -> Result<(), M
     txn.open_table(DAMAGED)?.remove(id.as_bytes())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::PartRecord;
+
+    fn file() -> FileRecord {
+        FileRecord {
+            id: Uuid::from_u128(1),
+            name: "f".into(),
+            content_type: None,
+            size: 20,
+            created_unix_ms: 0,
+            checksum: "0123456789abcdef0123456789abcdef".into(),
+            parts: (0..2u32)
+                .map(|i| PartRecord {
+                    index: i,
+                    offset: u64::from(i) * 10,
+                    len: 10,
+                    node_id: Uuid::from_u128(10 + u128::from(i)),
+                    chunk_id: [i as u8; 16],
+                    crc32c: 0,
+                    stored_len: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn report(chunk: u8) -> ChunkDamage {
+        ChunkDamage {
+            chunk_id: [chunk; 16],
+            damage: DamageKind::ChecksumMismatch,
+            block: Some(3),
+            found_by: FoundBy::Scrub,
+            found_unix_ms: 5,
+        }
+    }
+
+    #[test]
+    fn a_report_marks_the_owning_files_part_once() {
+        let (f, node) = (file(), Uuid::from_u128(11));
+        let owner = Some(f.id);
+        let (outcome, stored) = mark_report(&node, &report(1), owner, Some(&f), None, 9);
+        assert_eq!(
+            outcome,
+            DamageOutcome::Marked {
+                file_id: f.id,
+                index: 1
+            }
+        );
+        let stored = stored.expect("a record to store");
+        assert_eq!(
+            stored.parts,
+            vec![DamagedPart {
+                index: 1,
+                node_id: node,
+                chunk_id: [1; 16],
+                damage: DamageKind::ChecksumMismatch,
+                block: Some(3),
+                found_by: FoundBy::Scrub,
+                found_unix_ms: 5,
+                marked_unix_ms: 9,
+            }]
+        );
+        // Part 0 joins the record, in part order; part 1 again changes nothing.
+        let (outcome, both) = mark_report(
+            &Uuid::from_u128(10),
+            &report(0),
+            owner,
+            Some(&f),
+            Some(stored.clone()),
+            10,
+        );
+        assert_eq!(
+            outcome,
+            DamageOutcome::Marked {
+                file_id: f.id,
+                index: 0
+            }
+        );
+        let both = both.expect("record");
+        assert_eq!(
+            both.parts.iter().map(|p| p.index).collect::<Vec<_>>(),
+            [0, 1]
+        );
+        assert_eq!(
+            mark_report(&node, &report(1), owner, Some(&f), Some(both), 11),
+            (
+                DamageOutcome::AlreadyMarked {
+                    file_id: f.id,
+                    index: 1
+                },
+                None
+            )
+        );
+    }
+
+    #[test]
+    fn chunks_of_no_file_mark_nothing() {
+        let (f, node) = (file(), Uuid::from_u128(11));
+        assert_eq!(
+            mark_report(&node, &report(1), None, None, None, 9),
+            (DamageOutcome::Unreferenced, None)
+        );
+        assert_eq!(
+            mark_report(&node, &report(1), Some(f.id), None, None, 9),
+            (DamageOutcome::InUpload, None)
+        );
+        // The file does not name this chunk on this node.
+        assert_eq!(
+            mark_report(&node, &report(0), Some(f.id), Some(&f), None, 9),
+            (DamageOutcome::Unreferenced, None)
+        );
+    }
+}

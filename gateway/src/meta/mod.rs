@@ -10,7 +10,7 @@ pub(crate) mod buckets;
 pub(crate) mod codec;
 #[cfg(test)]
 pub mod conformance;
-pub(crate) mod damaged;
+mod damaged;
 mod deletes;
 mod error;
 mod export;
@@ -45,6 +45,7 @@ use uuid::Uuid;
 pub use backup::{SnapshotInfo, SnapshotReport, read_snapshot_info};
 pub use codec::{CodecError, RECORD_FORMAT_V1};
 pub use damaged::{ChunkDamage, DamageKind, DamageOutcome, DamagedFile, DamagedPart, FoundBy};
+pub(crate) use damaged::mark_report;
 pub use error::MetaError;
 pub use files::HIDDEN_NAME_PREFIX;
 pub use marks::{CommitMark, PendingMark};

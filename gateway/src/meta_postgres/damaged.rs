@@ -7,9 +7,8 @@ use uuid::Uuid;
 use super::files::decode_file;
 use super::{PostgresMeta, Table, Tx, pg_read, pg_write};
 use crate::meta::codec::{decode, encode};
-use crate::meta::damaged::mark_report;
 use crate::meta::tables::{DAMAGED_NAME, chunk_key};
-use crate::meta::{ChunkDamage, DamageOutcome, DamagedFile, MetaError};
+use crate::meta::{ChunkDamage, DamageOutcome, DamagedFile, MetaError, mark_report};
 
 fn decode_damage(bytes: &[u8]) -> Result<DamagedFile, MetaError> {
     decode(bytes).map_err(MetaError::corrupt(DAMAGED_NAME))

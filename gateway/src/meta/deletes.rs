@@ -5,11 +5,8 @@ use std::collections::HashSet;
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition};
 use uuid::Uuid;
 
-use super::codec::encode;
 use super::records::{ChunkId, DeleteEntry, DeleteReason, PendingDelete};
-use super::tables::{
-    CHUNK_REFS, DELETE_QUEUE, DELETE_QUEUE_NAME, chunk_key, node_key_bounds, split_chunk_key,
-};
+use super::tables::{CHUNK_REFS, DELETE_QUEUE, chunk_key, node_key_bounds, split_chunk_key};
 use super::{Meta, MetaError};
 
 /// Up to `limit` rows of `node_id` in `table` (keyed node id ‖ chunk id: the delete queue,
@@ -58,12 +55,7 @@ impl Meta {
         chunk_ids: &[ChunkId],
         reason: DeleteReason,
     ) -> Result<usize, MetaError> {
-        let entry = encode(&DeleteEntry {
-            file_id: None,
-            reason,
-            enqueued_unix_ms: self.clock.unix_ms(),
-        })
-        .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+        let entry = DeleteEntry::encoded(None, reason, self.clock.unix_ms())?;
         self.write(|txn| {
             let refs = txn.open_table(CHUNK_REFS)?;
             let mut queue = txn.open_table(DELETE_QUEUE)?;

@@ -44,8 +44,8 @@ use uuid::Uuid;
 
 pub use backup::{SnapshotInfo, SnapshotReport, read_snapshot_info};
 pub use codec::{CodecError, RECORD_FORMAT_V1};
-pub use damaged::{ChunkDamage, DamageKind, DamageOutcome, DamagedFile, DamagedPart, FoundBy};
 pub(crate) use damaged::mark_report;
+pub use damaged::{ChunkDamage, DamageKind, DamageOutcome, DamagedFile, DamagedPart, FoundBy};
 pub use error::MetaError;
 pub use files::HIDDEN_NAME_PREFIX;
 pub use marks::{CommitMark, PendingMark};

@@ -321,6 +321,23 @@ pub(crate) struct DeleteEntry {
     pub enqueued_unix_ms: u64,
 }
 
+impl DeleteEntry {
+    /// The stored bytes of an entry: chunk of `file_id` (when known) queued for `reason` at
+    /// `enqueued_unix_ms`.
+    pub(crate) fn encoded(
+        file_id: Option<Uuid>,
+        reason: DeleteReason,
+        enqueued_unix_ms: u64,
+    ) -> Result<Vec<u8>, super::MetaError> {
+        super::codec::encode(&DeleteEntry {
+            file_id,
+            reason,
+            enqueued_unix_ms,
+        })
+        .map_err(super::MetaError::corrupt(super::tables::DELETE_QUEUE_NAME))
+    }
+}
+
 /// Chunk ids as 32 lowercase hex digits rather than a JSON array of 16 numbers.
 pub(super) mod hex16 {
     use serde::de::Error as _;

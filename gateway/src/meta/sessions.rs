@@ -204,12 +204,7 @@ fn enqueue_session_chunks(
     reason: DeleteReason,
     now: u64,
 ) -> Result<Vec<(Uuid, [u8; 16])>, MetaError> {
-    let entry = encode(&DeleteEntry {
-        file_id: Some(session.file_id),
-        reason,
-        enqueued_unix_ms: now,
-    })
-    .map_err(MetaError::corrupt(super::tables::DELETE_QUEUE_NAME))?;
+    let entry = DeleteEntry::encoded(Some(session.file_id), reason, now)?;
     let mut refs = txn.open_table(CHUNK_REFS)?;
     let mut queue = txn.open_table(DELETE_QUEUE)?;
     let mut chunks = Vec::with_capacity(session.parts.len());

@@ -6,9 +6,8 @@ use uuid::Uuid;
 
 use super::marks::{node_rows, split_key};
 use super::{PostgresMeta, Table, pg_read, pg_write};
-use crate::meta::codec::encode;
 use crate::meta::records::{ChunkId, DeleteEntry};
-use crate::meta::tables::{DELETE_QUEUE_NAME, chunk_key, node_key_bounds};
+use crate::meta::tables::{chunk_key, node_key_bounds};
 use crate::meta::{DeleteReason, MetaError, PendingDelete};
 
 impl PostgresMeta {
@@ -19,7 +18,14 @@ impl PostgresMeta {
         limit: usize,
     ) -> Result<Vec<PendingDelete>, MetaError> {
         pg_read!(self, MetaError, |tx| {
-            node_rows(&tx, Table::DeleteQueue, node_id, limit, PendingDelete::from_row).await
+            node_rows(
+                &tx,
+                Table::DeleteQueue,
+                node_id,
+                limit,
+                PendingDelete::from_row,
+            )
+            .await
         })
     }
 
@@ -42,12 +48,7 @@ impl PostgresMeta {
         chunk_ids: &[ChunkId],
         reason: DeleteReason,
     ) -> Result<usize, MetaError> {
-        let entry = encode(&DeleteEntry {
-            file_id: None,
-            reason,
-            enqueued_unix_ms: self.now(),
-        })
-        .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+        let entry = DeleteEntry::encoded(None, reason, self.now())?;
         pg_write!(self, MetaError, |tx| {
             let mut queued = 0;
             for chunk_id in chunk_ids {

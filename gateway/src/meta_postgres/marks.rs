@@ -85,7 +85,14 @@ impl PostgresMeta {
         limit: usize,
     ) -> Result<Vec<PendingMark>, MetaError> {
         pg_read!(self, MetaError, |tx| {
-            node_rows(&tx, Table::PendingMarks, node_id, limit, PendingMark::from_row).await
+            node_rows(
+                &tx,
+                Table::PendingMarks,
+                node_id,
+                limit,
+                PendingMark::from_row,
+            )
+            .await
         })
     }
 

@@ -8,7 +8,7 @@ use super::{PostgresMeta, Table, Tx, pg_read, pg_write};
 use crate::meta::codec::{decode, encode};
 use crate::meta::records::DeleteEntry;
 use crate::meta::sessions::{check_session, commit_parts, committed_file};
-use crate::meta::tables::{DELETE_QUEUE_NAME, FILES_NAME, SESSIONS_NAME, chunk_key};
+use crate::meta::tables::{FILES_NAME, SESSIONS_NAME, chunk_key};
 use crate::meta::{DeleteReason, FileRecord, MetaError, PartRecord, UploadSession};
 
 /// Removes the session's chunk references and queues its chunks for deletion.
@@ -18,12 +18,7 @@ async fn enqueue_session_chunks(
     reason: DeleteReason,
     now: u64,
 ) -> Result<Vec<(Uuid, [u8; 16])>, MetaError> {
-    let entry = encode(&DeleteEntry {
-        file_id: Some(session.file_id),
-        reason,
-        enqueued_unix_ms: now,
-    })
-    .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+    let entry = DeleteEntry::encoded(Some(session.file_id), reason, now)?;
     let mut chunks = Vec::with_capacity(session.parts.len());
     for p in &session.parts {
         let key = chunk_key(&p.node_id, &p.chunk_id);

@@ -152,13 +152,7 @@ impl PostgresMeta {
                     out.push(upload);
                 }
             }
-            out.sort_by(|a, b| {
-                (a.key.as_str(), a.initiated_unix_ms, a.upload_id).cmp(&(
-                    b.key.as_str(),
-                    b.initiated_unix_ms,
-                    b.upload_id,
-                ))
-            });
+            MultipartRecord::sort_for_listing(&mut out);
             Ok(out)
         })
     }

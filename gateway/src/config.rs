@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// A node silent for this long is marked down [default: 6s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub down_after: Option<Duration>,
+    /// With several gateways over one PostgreSQL: a gateway silent this long is dead; the
+    /// others abort its unfinished uploads and take over its background jobs [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub gateway_timeout: Option<Duration>,
     /// How often expired uploads are aborted and queued chunk deletions retried [default: 5s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub cleanup_interval: Option<Duration>,
@@ -262,6 +266,7 @@ struct FileConfig {
     session_ttl: Option<HumanDuration>,
     heartbeat_interval: Option<HumanDuration>,
     down_after: Option<HumanDuration>,
+    gateway_timeout: Option<HumanDuration>,
     cleanup_interval: Option<HumanDuration>,
     orphan_grace: Option<HumanDuration>,
     orphan_scan_interval: Option<HumanDuration>,
@@ -320,6 +325,7 @@ pub struct GatewayConfig {
     pub session_ttl: Duration,
     pub heartbeat_interval: Duration,
     pub down_after: Duration,
+    pub gateway_timeout: Duration,
     pub cleanup_interval: Duration,
     pub orphan_grace: Duration,
     pub orphan_scan_interval: Duration,
@@ -587,6 +593,10 @@ impl GatewayConfig {
                 .down_after
                 .or(file.down_after.map(|d| d.0))
                 .unwrap_or(Duration::from_secs(6)),
+            gateway_timeout: args
+                .gateway_timeout
+                .or(file.gateway_timeout.map(|d| d.0))
+                .unwrap_or(crate::cluster::DEFAULT_GATEWAY_TIMEOUT),
             cleanup_interval: args
                 .cleanup_interval
                 .or(file.cleanup_interval.map(|d| d.0))
@@ -717,6 +727,9 @@ impl GatewayConfig {
                 "down_after",
                 "must be longer than heartbeat_interval",
             ));
+        }
+        if self.gateway_timeout < Duration::from_millis(600) {
+            return Err(invalid("gateway_timeout", "must be at least 600ms"));
         }
         if self.rebalance.concurrency == 0 {
             return Err(invalid("rebalance_concurrency", "must be at least 1"));

@@ -129,8 +129,12 @@ pub struct Metrics {
     connection_limit: AtomicU64,
     timeouts: [AtomicU64; TimeoutKind::ALL.len()],
     panics: AtomicU64,
+    /// How long an upload's commit (one metadata transaction) took.
+    commits: crate::latency::Histogram,
     /// The orphan reconciler's counters, once the cluster layer runs.
     reconcile: std::sync::OnceLock<Arc<ReconcileStats>>,
+    /// The background jobs that run on one gateway at a time, once the cluster layer runs.
+    job_leases: std::sync::OnceLock<Vec<Arc<crate::cluster::peers::JobLease>>>,
     /// The metadata backups' counters, once the gateway serves.
     backups: std::sync::OnceLock<Arc<crate::backup::BackupStats>>,
     /// The rebalance job, once the gateway serves.
@@ -140,6 +144,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An upload's commit transaction took `took` (successful or not).
+    pub fn commit_took(&self, took: std::time::Duration) {
+        self.commits.observe(took);
     }
 
     pub fn upload_finished(&self, outcome: UploadOutcome) {
@@ -188,6 +197,11 @@ impl Metrics {
 
     pub fn timed_out(&self, kind: TimeoutKind) {
         self.timeouts[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Shows which background jobs this gateway runs (with several gateways, one runs each).
+    pub fn attach_job_leases(&self, leases: Vec<Arc<crate::cluster::peers::JobLease>>) {
+        let _ = self.job_leases.set(leases);
     }
 
     /// Shows the cluster's orphan reconciler in the rendered metrics.
@@ -287,8 +301,19 @@ impl Metrics {
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
         self.render_http(&mut out);
+        let name = "sixfold_metadata_commit_seconds";
+        header(
+            &mut out,
+            name,
+            "histogram",
+            "Time of an upload's commit: one metadata transaction (redb or PostgreSQL).",
+        );
+        self.commits.render(&mut out, name);
         if let Some(stats) = self.reconcile.get() {
             render_reconcile(&mut out, stats);
+        }
+        if let Some(leases) = self.job_leases.get() {
+            render_job_leases(&mut out, leases);
         }
         if let Some(job) = self.rebalance.get() {
             job.render_metrics(&mut out);
@@ -345,6 +370,35 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// Which background jobs this gateway holds, and the passes it ran of each.
+fn render_job_leases(out: &mut String, leases: &[Arc<crate::cluster::peers::JobLease>]) {
+    let name = "sixfold_job_lease_held";
+    header(
+        out,
+        name,
+        "gauge",
+        "1 while this gateway holds the background job's lease (runs it), else 0.",
+    );
+    for lease in leases {
+        let _ = writeln!(
+            out,
+            "{name}{{job=\"{}\"}} {}",
+            lease.job,
+            u8::from(lease.held())
+        );
+    }
+    let name = "sixfold_job_passes_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Passes of the background job this gateway ran holding its lease.",
+    );
+    for lease in leases {
+        let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", lease.job, lease.passes());
     }
 }
 

@@ -45,6 +45,8 @@ pub enum ServeError {
         dir = dir.display()
     )]
     MissingCerts { dir: PathBuf, missing: &'static str },
+    #[error("{0}")]
+    GatewayId(#[from] crate::gateway_id::GatewayIdError),
     #[error(
         "{}: the gateway certificate names no gateway role ({reason}); it was made by an older \
          release. Re-issue it with `sixfold-gateway certs renew-gateway --dir {}` (nodes keep \
@@ -104,6 +106,7 @@ pub fn upload_settings(config: &GatewayConfig) -> UploadSettings {
         spool_dir: config.spool_dir(),
         session_ttl: config.session_ttl,
         body_idle_timeout: config.body_idle_timeout,
+        gateway_id: None,
     }
 }
 
@@ -310,6 +313,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         tracing::info!(files = stale, "removed spool files of interrupted uploads");
     }
     let tls = load_certs(&config.certs_dir)?;
+    let gateway_id = crate::gateway_id::load_or_create(data_dir)?;
     let public_tls = match &config.tls {
         Some(files) => Some(
             TlsAcceptor::public_from_files(&files.cert, &files.key).map_err(|source| {
@@ -348,6 +352,9 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         stream_window: u32::try_from(config.node_stream_window).unwrap_or(u32::MAX),
         node_max_parts: config.node_max_parts,
         clock: clock.clone(),
+        gateway_id,
+        gateway_name: config.listen.to_string(),
+        gateway_timeout: config.gateway_timeout,
         ..ClusterConfig::default()
     };
     let cluster = Cluster::start(cluster_config, meta.clone(), tls.client_config()).await?;
@@ -392,6 +399,10 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let internal_addr = internal_listener.local_addr().map_err(ServeError::Http)?;
     let metrics = Arc::new(Metrics::new());
     metrics.attach_reconcile(Arc::clone(cluster.reconcile_stats()));
+    metrics.attach_job_leases(vec![
+        Arc::clone(cluster.cleanup_lease()),
+        Arc::clone(cluster.rebalance_lease()),
+    ]);
     // Snapshots copy redb; a PostgreSQL database is backed up with PostgreSQL's own tools.
     let backups = redb
         .clone()
@@ -402,11 +413,12 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let periodic_backups = backups
         .as_ref()
         .and_then(|b| PeriodicBackups::start(b.clone(), &config.backup));
-    let rebalancer = match crate::rebalance::job::Rebalancer::start(
+    let rebalancer = match crate::rebalance::job::Rebalancer::start_gated(
         meta.clone(),
         Arc::new(cluster.clone()),
         Arc::new(cluster.clone()),
         config.rebalance,
+        Arc::new(cluster.clone()),
     )
     .await
     {
@@ -424,7 +436,10 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         meta,
         Arc::new(cluster.clone()),
         Arc::clone(&metrics),
-        upload_settings(config),
+        crate::upload::UploadSettings {
+            gateway_id: Some(gateway_id),
+            ..upload_settings(config)
+        },
         edge_limits(config),
         config.auth_policy(),
     );

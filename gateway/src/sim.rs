@@ -144,6 +144,7 @@ impl World {
             spool_dir: dir.path().join("spool"),
             session_ttl: SESSION_TTL,
             body_idle_timeout: Duration::from_secs(30),
+            gateway_id: None,
         };
         let ids = Arc::new(AtomicU64::new(rng.next()));
         let uploader = Uploader::new(port.clone(), shared.clone(), metrics.clone(), settings)
@@ -337,7 +338,14 @@ impl World {
     /// The cleanup's session pass at the clock's time, for the current process.
     async fn cleanup_sessions(&mut self) {
         let now = self.clock.unix_ms();
-        if let Err(e) = expire_sessions(self.port.as_ref(), now, self.started_unix_ms).await {
+        let rule = crate::cluster::cleanup::SessionRule {
+            now_ms: now,
+            me: uuid::Uuid::nil(),
+            started_ms: self.started_unix_ms,
+            peers: Default::default(),
+            gateway_timeout_ms: u64::MAX,
+        };
+        if let Err(e) = expire_sessions(self.port.as_ref(), &rule).await {
             self.fail(format!("the session cleanup failed: {e}"));
         }
     }

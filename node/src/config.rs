@@ -35,6 +35,8 @@ pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
 const MAX_NAME_LEN: usize = 255;
+/// Most gateways one node is given.
+pub const MAX_GATEWAYS: usize = 64;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -66,9 +68,11 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// The gateway's internal listener the node registers with, e.g. https://10.0.0.1:8081.
-    /// Required.
-    #[arg(long, value_name = "URL")]
-    pub gateway: Option<String>,
+    /// Several gateways (over one shared metadata store): repeat the flag or separate the URLs
+    /// with commas; the node talks to one at a time, in this order, and moves on to the next
+    /// (registering there) while the current one is unreachable or failing. Required.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub gateway: Vec<String>,
     /// Bytes the node offers, e.g. 500GiB [default: free space of the data dir's filesystem
     /// plus what the node already stores].
     #[arg(long, value_name = "SIZE", value_parser = parse_byte_size)]
@@ -122,7 +126,7 @@ pub struct Cli {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
-    gateway: Option<String>,
+    gateway: Option<GatewayUrls>,
     capacity: Option<ByteSize>,
     shards: Option<u16>,
     certs_dir: Option<PathBuf>,
@@ -142,8 +146,9 @@ struct FileConfig {
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    /// Gateway base URL without a trailing slash.
-    pub gateway: String,
+    /// Gateway base URLs without a trailing slash, in the order they are tried; never empty,
+    /// no duplicates.
+    pub gateways: Vec<String>,
     /// `None`: measure the filesystem once the shards are open.
     pub capacity: Option<u64>,
     pub shards: u16,
@@ -209,11 +214,14 @@ impl NodeConfig {
             .listen
             .or(file.listen)
             .ok_or_else(|| missing("listen", "listen"))?;
-        let gateway = cli
-            .gateway
-            .clone()
-            .or(file.gateway)
-            .ok_or_else(|| missing("gateway", "gateway"))?;
+        let gateways = if cli.gateway.is_empty() {
+            file.gateway.map(|g| g.0).unwrap_or_default()
+        } else {
+            cli.gateway.clone()
+        };
+        if gateways.is_empty() {
+            return Err(missing("gateway", "gateway"));
+        }
         let certs_dir = cli
             .certs_dir
             .clone()
@@ -232,7 +240,7 @@ impl NodeConfig {
             None => default_name(&data_dir),
         };
         let config = NodeConfig {
-            gateway: normalize_gateway(&gateway)?,
+            gateways: normalize_gateways(&gateways)?,
             capacity: cli.capacity.or(file.capacity.map(|s| s.0)),
             certs_dir,
             advertise,
@@ -348,9 +356,10 @@ impl NodeConfig {
         self.data_dir.join(format!("shard-{shard}"))
     }
 
-    /// The gateway URL of an internal endpoint path such as `/internal/nodes/register`.
-    pub fn gateway_url(&self, path: &str) -> String {
-        format!("{}{path}", self.gateway)
+    /// The URL of an internal endpoint path such as `/internal/nodes/register` on gateway
+    /// `index` (0: the first one given).
+    pub fn gateway_url(&self, index: usize, path: &str) -> Option<String> {
+        self.gateways.get(index).map(|g| format!("{g}{path}"))
     }
 }
 
@@ -367,6 +376,64 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
 
 fn parse_file_config(text: &str) -> Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// The file's `gateway`: one URL as before (commas separate several, as on the command
+/// line) or an array of URLs.
+#[derive(Debug, Default)]
+struct GatewayUrls(Vec<String>);
+
+impl<'de> Deserialize<'de> for GatewayUrls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = GatewayUrls;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a gateway URL or an array of gateway URLs")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<GatewayUrls, E> {
+                Ok(GatewayUrls(v.split(',').map(str::to_owned).collect()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<GatewayUrls, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(url) = seq.next_element::<String>()? {
+                    if urls.len() == MAX_GATEWAYS {
+                        return Err(serde::de::Error::custom(format!(
+                            "at most {MAX_GATEWAYS} gateways"
+                        )));
+                    }
+                    urls.push(url);
+                }
+                Ok(GatewayUrls(urls))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Normalizes every gateway URL ([`normalize_gateway`]) and refuses the same gateway twice.
+fn normalize_gateways(urls: &[String]) -> Result<Vec<String>, ConfigError> {
+    if urls.len() > MAX_GATEWAYS {
+        return Err(invalid(
+            "gateway",
+            format!("{} gateways given; at most {MAX_GATEWAYS}", urls.len()),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(urls.len());
+    for url in urls {
+        let url = normalize_gateway(url)?;
+        if out.iter().any(|u| u.eq_ignore_ascii_case(&url)) {
+            return Err(invalid(
+                "gateway",
+                format!("{url:?} is given twice; list each gateway once"),
+            ));
+        }
+        out.push(url);
+    }
+    Ok(out)
 }
 
 /// The node registers with the gateway's internal listener over HTTPS with its node
@@ -473,7 +540,7 @@ mod tests {
         let c = NodeConfig::resolve(&cli(&[BASE, &["--shards", "2"]].concat())).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/n1"));
         assert_eq!(c.certs_dir, PathBuf::from("/tmp/n1/certs"));
-        assert_eq!(c.gateway, "https://127.0.0.1:8080");
+        assert_eq!(c.gateways, ["https://127.0.0.1:8080"]);
         assert_eq!(c.advertise, Advertise::Ip([127, 0, 0, 1].into()));
         assert_eq!(c.capacity, None);
         assert_eq!(c.shards, 2);
@@ -488,9 +555,10 @@ mod tests {
         assert_eq!(c.listen_addr(1), "127.0.0.1:7001".parse().unwrap());
         assert_eq!(c.shard_dir(1), PathBuf::from("/tmp/n1/shard-1"));
         assert_eq!(
-            c.gateway_url("/internal/nodes/register"),
-            "https://127.0.0.1:8080/internal/nodes/register"
+            c.gateway_url(0, "/internal/nodes/register").as_deref(),
+            Some("https://127.0.0.1:8080/internal/nodes/register")
         );
+        assert_eq!(c.gateway_url(1, "/x"), None);
     }
 
     #[test]
@@ -649,5 +717,81 @@ mod tests {
                 .to_string();
             assert!(msg.contains("`gateway`"), "{bad}: {msg}");
         }
+    }
+
+    const NO_GATEWAY: &[&str] = &["--data-dir", "/x", "--listen", "127.0.0.1:0"];
+
+    #[test]
+    fn several_gateways_from_repeated_flags_and_commas_keep_their_order() {
+        let c = NodeConfig::resolve(&cli(&[
+            NO_GATEWAY,
+            &[
+                "--gateway",
+                "https://10.0.0.2:8081/, https://10.0.0.1:8081",
+                "--gateway",
+                "https://gw3:8081",
+            ],
+        ]
+        .concat()))
+        .unwrap();
+        assert_eq!(
+            c.gateways,
+            [
+                "https://10.0.0.2:8081",
+                "https://10.0.0.1:8081",
+                "https://gw3:8081"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_file_takes_a_gateway_string_or_an_array_and_the_flag_wins() {
+        let (_dir, c) = with_file("gateway = \"https://a:1\"", NO_GATEWAY);
+        assert_eq!(c.unwrap().gateways, ["https://a:1"]);
+        let (_dir, c) = with_file("gateway = \"https://a:1,https://b:2\"", NO_GATEWAY);
+        assert_eq!(c.unwrap().gateways, ["https://a:1", "https://b:2"]);
+        let (_dir, c) = with_file("gateway = [\"https://b:2/\", \"https://a:1\"]", NO_GATEWAY);
+        assert_eq!(c.unwrap().gateways, ["https://b:2", "https://a:1"]);
+        let (_dir, c) = with_file(
+            "gateway = [\"https://b:2\", \"https://a:1\"]",
+            &[NO_GATEWAY, &["--gateway", "https://c:3"]].concat(),
+        );
+        assert_eq!(c.unwrap().gateways, ["https://c:3"]);
+        let (_dir, c) = with_file("gateway = 7", NO_GATEWAY);
+        let msg = c.unwrap_err().to_string();
+        assert!(msg.contains("gateway URL or an array"), "{msg}");
+    }
+
+    #[test]
+    fn bad_gateway_lists_are_refused_by_name() {
+        let (_dir, c) = with_file("gateway = []", NO_GATEWAY);
+        let msg = c.unwrap_err().to_string();
+        assert!(msg.contains("missing `gateway`"), "{msg}");
+        for list in [
+            "https://a:1,https://A:1/",
+            "https://a:1,,https://b:2",
+            "https://a:1,http://b:2",
+        ] {
+            let msg = NodeConfig::resolve(&cli(&[NO_GATEWAY, &["--gateway", list]].concat()))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("`gateway`"), "{list}: {msg}");
+        }
+        let msg = NodeConfig::resolve(&cli(&[
+            NO_GATEWAY,
+            &["--gateway", "https://a:1", "--gateway", "https://a:1"],
+        ]
+        .concat()))
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("given twice"), "{msg}");
+        let many = (1..=MAX_GATEWAYS + 1)
+            .map(|p| format!("https://g:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let msg = NodeConfig::resolve(&cli(&[NO_GATEWAY, &["--gateway", &many]].concat()))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("at most"), "{msg}");
     }
 }

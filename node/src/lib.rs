@@ -4,6 +4,7 @@
 
 pub mod cluster_id;
 pub mod config;
+pub mod gateways;
 pub mod https_client;
 pub mod node_id;
 pub mod quic;

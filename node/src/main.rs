@@ -165,7 +165,7 @@ fn run(config: &NodeConfig, blocked: signals::BlockedSignals) -> anyhow::Result<
     let registered_tx = tx.clone();
     let registration = Registration::start(
         RegistrationSettings {
-            gateway: config.gateway.clone(),
+            gateways: config.gateways.clone(),
             tls: tls.registration_config(),
             cert_path: config
                 .certs_dir

@@ -9,6 +9,10 @@
 //! fresh registration. A refused certificate is logged as an error and retried slowly, since an
 //! operator has to fix it. Each change of the link's state is logged once, not every attempt.
 //!
+//! With several gateways (`--gateway A,B`) the thread talks to one at a time and moves on to
+//! the next, registering there, when the current one is away (no answer or a 5xx); see
+//! [`crate::gateways`] for the order and the backoff across them.
+//!
 //! Reports go out in the newest version the gateway said it reads (its ack's
 //! `report_version`; version 1 until it said, and again after a gateway refused a newer one),
 //! so an older gateway keeps accepting this node.
@@ -23,11 +27,10 @@ use sixfold_wire::registration::{
     HEARTBEAT_PATH, MIN_REPORT_VERSION, NodeReport, REGISTER_PATH, REPORT_VERSION, ReportAck,
 };
 
+use crate::gateways::{Action, GatewayList, Reply};
+pub use crate::gateways::{BACKOFF_MAX, BACKOFF_START, Backoff};
 use crate::https_client::HttpsClient;
 
-/// First retry delay while the gateway is away; doubles up to [`BACKOFF_MAX`].
-pub const BACKOFF_START: Duration = Duration::from_millis(100);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Retry delay when the gateway refuses the node (certificate, rejected report): a human has to
 /// act, so the node does not hammer the gateway meanwhile.
 pub const SLOW_RETRY: Duration = Duration::from_secs(15);
@@ -43,8 +46,9 @@ const MAX_LOGGED_BODY: usize = 1024;
 /// Where and how the node reports itself.
 #[derive(Clone)]
 pub struct RegistrationSettings {
-    /// The gateway's internal listener, `https://HOST:PORT`.
-    pub gateway: String,
+    /// The gateways' internal listeners, `https://HOST:PORT`, in the order they are tried
+    /// (at least one).
+    pub gateways: Vec<String>,
     /// Mutual TLS towards it (`sixfold_certs::NodeTls::registration_config`).
     pub tls: Arc<rustls::ClientConfig>,
     /// Shown in the error logged when the gateway refuses the node's certificate.
@@ -58,35 +62,9 @@ pub struct RegistrationSettings {
 impl std::fmt::Debug for RegistrationSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistrationSettings")
-            .field("gateway", &self.gateway)
+            .field("gateways", &self.gateways)
             .field("cert_path", &self.cert_path)
             .finish_non_exhaustive()
-    }
-}
-
-/// Exponential backoff: 100 ms, 200 ms, ... capped at 5 s.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            next: BACKOFF_START,
-        }
-    }
-}
-
-impl Backoff {
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        delay
-    }
-
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_START;
     }
 }
 
@@ -105,6 +83,17 @@ pub enum Outcome {
     Refused(u16, String),
     /// 5xx: the gateway is there but failing.
     GatewayError(u16, String),
+}
+
+impl Outcome {
+    /// What the outcome says about the gateway: there and answering, or away.
+    pub fn reply(&self) -> Reply {
+        match self {
+            Outcome::Accepted(_) => Reply::Accepted,
+            Outcome::Unauthorized(_) | Outcome::NotFound | Outcome::Refused(..) => Reply::Refused,
+            Outcome::Unreachable(_) | Outcome::GatewayError(..) => Reply::Away,
+        }
+    }
 }
 
 /// Classifies an HTTP status and body.
@@ -185,31 +174,46 @@ impl Registration {
     }
 }
 
+/// One HTTPS client per gateway, in the configured order.
 struct Client {
-    https: Option<HttpsClient>,
-    gateway: String,
+    /// `None`: the address cannot be used (logged once at start); posts to it are away.
+    https: Vec<Option<HttpsClient>>,
 }
 
 impl Client {
     fn new(settings: &RegistrationSettings) -> Self {
-        let https = HttpsClient::new(
-            Arc::clone(&settings.tls),
-            &settings.gateway,
-            CONNECT_TIMEOUT,
-            REQUEST_TIMEOUT,
-        );
-        if let Err(e) = &https {
-            tracing::error!(gateway = %settings.gateway, error = %e, "unusable gateway address");
-        }
-        Self {
-            https: https.ok(),
-            gateway: settings.gateway.clone(),
-        }
+        let https = settings
+            .gateways
+            .iter()
+            .map(|gateway| {
+                let https = HttpsClient::new(
+                    Arc::clone(&settings.tls),
+                    gateway,
+                    CONNECT_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                );
+                if let Err(e) = &https {
+                    tracing::error!(%gateway, error = %e, "unusable gateway address");
+                }
+                https.ok()
+            })
+            .collect();
+        Self { https }
     }
 
-    fn post(&self, path: &str, report: &NodeReport) -> Outcome {
-        let Some(https) = &self.https else {
-            return Outcome::Unreachable(format!("unusable gateway address {}", self.gateway));
+    /// Posts `report` to `path` on gateway `index` (of `gateways`).
+    fn post(
+        &self,
+        gateways: &GatewayList,
+        index: usize,
+        path: &str,
+        report: &NodeReport,
+    ) -> Outcome {
+        let Some(https) = self.https.get(index).and_then(Option::as_ref) else {
+            return Outcome::Unreachable(format!(
+                "unusable gateway address {}",
+                gateways.urls()[index]
+            ));
         };
         let body = match serde_json::to_vec(report) {
             Ok(b) => b,
@@ -246,9 +250,9 @@ fn run<R, F>(
     F: FnOnce(),
 {
     let mut on_registered = Some(on_registered);
+    let mut gateways = GatewayList::new(settings.gateways.clone());
     let mut phase = Phase::Register;
     let mut link = Link::Starting;
-    let mut backoff = Backoff::default();
     let mut interval = DEFAULT_HEARTBEAT;
     let mut draining = false;
     let mut gateway_version = MIN_REPORT_VERSION;
@@ -258,7 +262,50 @@ fn run<R, F>(
             Phase::Heartbeat => HEARTBEAT_PATH,
         };
         let sent = report(draining).for_version(gateway_version);
-        let outcome = client.post(path, &sent);
+        let gateway = gateways.current_url().to_owned();
+        let outcome = client.post(&gateways, gateways.current(), path, &sent);
+        let action = gateways.on_reply(outcome.reply());
+        if let Action::Switch {
+            from,
+            to,
+            wait,
+            first_pass,
+        } = action
+        {
+            let reason = match &outcome {
+                Outcome::Unreachable(error) => error.clone(),
+                Outcome::GatewayError(status, body) => format!("{status}: {}", body.trim()),
+                other => format!("{other:?}"),
+            };
+            let (from, to) = (&gateways.urls()[from], &gateways.urls()[to]);
+            if first_pass {
+                tracing::warn!(%from, %to, %reason, "gateway away; registering with the next one");
+                if !wait.is_zero() {
+                    tracing::warn!(
+                        gateways = ?gateways.urls(),
+                        "every gateway is away; trying them in turn with backoff"
+                    );
+                }
+            } else {
+                tracing::debug!(%from, %to, %reason, "gateway away; registering with the next one");
+            }
+            // The next gateway may never have seen this process, and may read other report
+            // versions: start over there as with a fresh gateway.
+            phase = Phase::Register;
+            gateway_version = MIN_REPORT_VERSION;
+            link = match outcome {
+                Outcome::GatewayError(..) => Link::GatewayError,
+                _ => Link::Unreachable,
+            };
+            if wait_for_command(&commands, wait, &mut draining) {
+                break;
+            }
+            continue;
+        }
+        let away_wait = match action {
+            Action::Retry { wait } => wait,
+            _ => Duration::ZERO,
+        };
         let (next_link, wait) = match outcome {
             Outcome::Accepted(ack) => {
                 if let Some(ack) = ack {
@@ -272,27 +319,26 @@ fn run<R, F>(
                 }
                 if phase == Phase::Register || link != Link::Registered {
                     tracing::info!(
-                        gateway = %client.gateway,
+                        %gateway,
                         heartbeat_ms = interval.as_millis() as u64,
                         "registered with the gateway"
                     );
                 }
                 phase = Phase::Heartbeat;
-                backoff.reset();
                 if let Some(f) = on_registered.take() {
                     f();
                 }
                 (Link::Registered, interval)
             }
             Outcome::NotFound if phase == Phase::Heartbeat => {
-                tracing::info!("the gateway does not know this node; registering again");
+                tracing::info!(%gateway, "the gateway does not know this node; registering again");
                 phase = Phase::Register;
                 (Link::Starting, Duration::ZERO)
             }
             Outcome::NotFound => {
                 log_change(link, Link::Refused, || {
                     tracing::error!(
-                        url = %format!("{}{path}", client.gateway),
+                        url = %format!("{gateway}{path}"),
                         "the gateway has no registration endpoint (404); is --gateway the \
                          sixfold gateway's internal listener (internal_listen)?"
                     )
@@ -303,7 +349,7 @@ fn run<R, F>(
                 log_change(link, Link::Unauthorized, || {
                     tracing::error!(
                         cert = %settings.cert_path,
-                        gateway = %client.gateway,
+                        %gateway,
                         answer = ?body.trim(),
                         "the gateway refused this node's certificate or node id; retrying \
                          every {}s",
@@ -327,6 +373,7 @@ fn run<R, F>(
                 log_change(link, Link::Refused, || {
                     tracing::error!(
                         status,
+                        %gateway,
                         answer = %body.trim(),
                         "the gateway rejected the node report; retrying every {}s",
                         SLOW_RETRY.as_secs()
@@ -337,36 +384,59 @@ fn run<R, F>(
             Outcome::Unreachable(error) => {
                 log_change(link, Link::Unreachable, || {
                     tracing::warn!(
-                        gateway = %client.gateway,
+                        %gateway,
                         %error,
                         "gateway unreachable; retrying with backoff"
                     )
                 });
-                (Link::Unreachable, backoff.next_delay())
+                (Link::Unreachable, away_wait)
             }
             Outcome::GatewayError(status, body) => {
                 log_change(link, Link::GatewayError, || {
                     tracing::warn!(
                         status,
+                        %gateway,
                         answer = %body.trim(),
                         "the gateway failed to take the node report; retrying with backoff"
                     )
                 });
-                (Link::GatewayError, backoff.next_delay())
+                (Link::GatewayError, away_wait)
             }
         };
         link = next_link;
-        match commands.recv_timeout(wait) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(Command::Drain) => draining = true,
-            Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+        if wait_for_command(&commands, wait, &mut draining) {
+            break;
         }
     }
     if phase == Phase::Heartbeat {
-        match client.post(HEARTBEAT_PATH, &report(true).for_version(gateway_version)) {
-            Outcome::Accepted(_) => tracing::info!("sent the final draining heartbeat"),
-            other => tracing::warn!(outcome = ?other, "final draining heartbeat failed"),
+        let sent = report(true).for_version(gateway_version);
+        match client.post(&gateways, gateways.current(), HEARTBEAT_PATH, &sent) {
+            Outcome::Accepted(_) => tracing::info!(
+                gateway = %gateways.current_url(),
+                "sent the final draining heartbeat"
+            ),
+            other => tracing::warn!(
+                gateway = %gateways.current_url(),
+                outcome = ?other,
+                "final draining heartbeat failed"
+            ),
         }
+    }
+}
+
+/// Waits up to `wait` for a command; true when the thread is to stop.
+fn wait_for_command(
+    commands: &mpsc::Receiver<Command>,
+    wait: Duration,
+    draining: &mut bool,
+) -> bool {
+    match commands.recv_timeout(wait) {
+        Err(RecvTimeoutError::Timeout) => false,
+        Ok(Command::Drain) => {
+            *draining = true;
+            false
+        }
+        Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => true,
     }
 }
 
@@ -402,15 +472,6 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut b = Backoff::default();
-        let delays: Vec<u64> = (0..8).map(|_| b.next_delay().as_millis() as u64).collect();
-        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
-        b.reset();
-        assert_eq!(b.next_delay(), BACKOFF_START);
-    }
 
     #[test]
     fn statuses_are_classified() {
@@ -481,7 +542,7 @@ mod tests {
 
     fn settings(url: String, tls: Arc<rustls::ClientConfig>) -> RegistrationSettings {
         RegistrationSettings {
-            gateway: url,
+            gateways: vec![url],
             tls,
             cert_path: "/x/node.pem".into(),
             cluster_id: Arc::new(
@@ -709,5 +770,73 @@ mod tests {
         wait_for(&seen, 4);
         reg.stop();
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A `https://127.0.0.1:PORT` nothing listens on (bound, then closed).
+    fn dead_url() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("https://{}", listener.local_addr().unwrap())
+    }
+
+    #[test]
+    fn an_unreachable_first_gateway_hands_over_to_the_next() {
+        let (client, server) = test_tls();
+        let (url, seen) = fake_gateway(server, vec![]);
+        let settings = RegistrationSettings {
+            gateways: vec![dead_url(), url],
+            ..settings(String::new(), client)
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let reg =
+            Registration::start(settings, report, move || ready_tx.send(()).unwrap()).unwrap();
+        ready_rx.recv().unwrap();
+        let got = wait_for(&seen, 2);
+        reg.stop();
+        let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(paths[..2], [REGISTER_PATH, HEARTBEAT_PATH]);
+    }
+
+    #[test]
+    fn a_failing_gateway_hands_over_and_the_next_one_gets_a_registration() {
+        let (client, server) = test_tls();
+        let (a, seen_a) = fake_gateway(
+            server.clone(),
+            vec![
+                (200, r#"{"heartbeat_interval_ms":100}"#), // register
+                (503, "{}"),                               // heartbeat: A is failing
+            ],
+        );
+        let (b, seen_b) = fake_gateway(server, vec![]);
+        let settings = RegistrationSettings {
+            gateways: vec![a, b],
+            ..settings(String::new(), client)
+        };
+        let reg = Registration::start(settings, report, || {}).unwrap();
+        let got_b = wait_for(&seen_b, 2);
+        reg.stop();
+        let paths: Vec<&str> = got_b.iter().map(|(p, _, _)| p.as_str()).collect();
+        // B never saw this process before: a registration first, then heartbeats.
+        assert_eq!(paths[..2], [REGISTER_PATH, HEARTBEAT_PATH]);
+        assert!(paths[1..].iter().all(|p| *p == HEARTBEAT_PATH), "{paths:?}");
+        // A saw the registration and the failed heartbeat, and nothing after the move.
+        let paths_a: Vec<String> = seen_a.lock().unwrap().iter().map(|r| r.0.clone()).collect();
+        assert_eq!(paths_a, [REGISTER_PATH, HEARTBEAT_PATH]);
+    }
+
+    #[test]
+    fn a_refusing_gateway_is_not_left_for_another() {
+        let (client, server) = test_tls();
+        let (a, seen_a) = fake_gateway(server.clone(), vec![(403, r#"{"error":"forbidden"}"#)]);
+        let (b, seen_b) = fake_gateway(server, vec![]);
+        let settings = RegistrationSettings {
+            gateways: vec![a, b],
+            ..settings(String::new(), client)
+        };
+        let reg = Registration::start(settings, report, || {}).unwrap();
+        wait_for(&seen_a, 1);
+        // The 403 makes the thread wait SLOW_RETRY at A; a move would have posted to B at once.
+        reg.stop();
+        assert_eq!(seen_a.lock().unwrap().len(), 1);
+        assert!(seen_b.lock().unwrap().is_empty());
     }
 }

@@ -238,7 +238,15 @@ impl TestCluster {
         i
     }
 
-    /// (Re)starts node `i` on its data dir and listen address.
+    /// [`TestCluster::add_node`] registering with `gateways` (each an internal URL, tried in
+    /// this order) instead of this cluster's gateway alone; kept by every restart.
+    pub fn add_node_with_gateways(&mut self, gateways: &[String]) -> usize {
+        let list = gateways.join(",");
+        self.add_node_with(SocketAddr::from(([127, 0, 0, 1], 0)), &["--gateway", &list])
+    }
+
+    /// (Re)starts node `i` on its data dir and listen address; with this cluster's gateway
+    /// unless its extra arguments name gateways.
     pub fn start_node(&mut self, i: usize) {
         let dir = self.node_dir(i);
         let mut args = vec![
@@ -246,13 +254,14 @@ impl TestCluster {
             dir.display().to_string(),
             "--listen".into(),
             self.node_listen[i].to_string(),
-            "--gateway".into(),
-            self.internal_url(),
             "--shards".into(),
             "1".into(),
             "--name".into(),
             format!("node-{i}"),
         ];
+        if !self.node_args[i].iter().any(|a| a == "--gateway") {
+            args.extend(["--gateway".into(), self.internal_url()]);
+        }
         args.extend(self.opts.node_args.iter().cloned());
         args.extend(self.node_args[i].iter().cloned());
         let log = dir.join(format!("node-{}.log", unique()));
@@ -334,6 +343,72 @@ impl TestCluster {
 
     pub fn stop(&mut self) {
         self.kill_all();
+    }
+}
+
+/// One more `sixfold-gateway serve` beside a cluster's own (several gateways over one shared
+/// PostgreSQL): its own data dir and ports, the cluster's certificates. Stopped (by PID) when
+/// dropped.
+pub struct ExtraGateway {
+    pub url: String,
+    pub port: u16,
+    pub internal_port: u16,
+    pub dir: PathBuf,
+    pub proc: Option<Proc>,
+    config: String,
+    certs: PathBuf,
+}
+
+impl ExtraGateway {
+    /// What nodes take as `--gateway` to reach this one.
+    pub fn internal_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.internal_port)
+    }
+
+    /// (Re)starts the process on the same ports and data dir.
+    pub fn start(&mut self) {
+        std::fs::create_dir_all(&self.dir).expect("gateway dir");
+        let config = self.dir.join("gateway.toml");
+        std::fs::write(&config, &self.config).expect("write gateway config");
+        let args = vec![
+            "serve".to_string(),
+            "--data-dir".into(),
+            self.dir.display().to_string(),
+            "--certs-dir".into(),
+            self.certs.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", self.port),
+            "--internal-listen".into(),
+            format!("127.0.0.1:{}", self.internal_port),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        let log = self.dir.join(format!("gateway-{}.log", unique()));
+        self.proc = Some(Proc::spawn("gateway-b", &gateway_bin(), &args, log));
+    }
+
+    /// The log of the running (or last) process.
+    pub fn log_text(&self) -> String {
+        self.proc.as_ref().map(Proc::log_text).unwrap_or_default()
+    }
+}
+
+impl TestCluster {
+    /// Starts another gateway named `name` with `config` (its TOML: the same `metadata` URL as
+    /// the cluster's gateway, typically), sharing the cluster's certificates.
+    pub fn start_extra_gateway(&self, name: &str, config: &str) -> ExtraGateway {
+        let port = free_tcp_port();
+        let mut gw = ExtraGateway {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            internal_port: free_tcp_port(),
+            dir: self.dir.path().join(name),
+            proc: None,
+            config: config.to_owned(),
+            certs: self.gateway_certs_dir(),
+        };
+        gw.start();
+        gw
     }
 }
 

@@ -5,6 +5,6 @@ pub mod cluster;
 pub mod data;
 pub mod process;
 
-pub use cluster::{ClusterOptions, TestCluster, run_ok};
+pub use cluster::{ClusterOptions, ExtraGateway, TestCluster, run_ok};
 pub use data::{Pattern, pattern};
 pub use process::{Proc, bin_path, free_tcp_port, free_udp_port};

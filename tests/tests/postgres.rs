@@ -17,22 +17,6 @@ use common::*;
 use reqwest::StatusCode;
 use sixfold_tests::{ClusterOptions, TestCluster, pattern};
 
-/// Rows of `table` in the test's database.
-async fn rows(db: &TestDatabase, table: &str) -> i64 {
-    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test database");
-    let task = tokio::spawn(conn);
-    let n: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .expect("count")
-        .get(0);
-    drop(client);
-    let _ = task.await;
-    n
-}
-
 fn postgres_cluster(db: &TestDatabase) -> ClusterOptions {
     ClusterOptions {
         gateway_config: format!("metadata = \"{}\"\n", db.url),
@@ -56,9 +40,9 @@ async fn files_round_trip_with_the_metadata_in_postgres_and_survive_a_restart() 
         assert_eq!(m["parts"].as_array().expect("parts").len(), 6);
         // The records are PostgreSQL's: no redb file was made, the rows are there.
         assert!(!c.gateway_dir().join("meta.redb").exists());
-        assert_eq!(rows(&db, "files").await, 1);
-        assert_eq!(rows(&db, "nodes").await, 6);
-        assert_eq!(rows(&db, "sessions").await, 0);
+        assert_eq!(db.rows("files").await, 1);
+        assert_eq!(db.rows("nodes").await, 6);
+        assert_eq!(db.rows("sessions").await, 0);
 
         let small = pattern(1602);
         let kept = upload_ok(&c, "kept.bin", small, 1000).await;
@@ -77,7 +61,7 @@ async fn files_round_trip_with_the_metadata_in_postgres_and_survive_a_restart() 
             .await
             .expect("get");
         assert_error(resp, StatusCode::NOT_FOUND, "not_found").await;
-        assert_eq!(rows(&db, "files").await, 1);
+        assert_eq!(db.rows("files").await, 1);
 
         // A restart reads the same database: the kept file is still served.
         let gateway = c.gateway.as_mut().expect("gateway");
@@ -171,8 +155,8 @@ async fn migrate_metadata_moves_a_redb_store_into_postgres_and_keeps_every_file(
             .unwrap_or_else(|| panic!("no files line in {out}"));
         let counts: Vec<&str> = files_line.split_whitespace().collect();
         assert_eq!(&counts[1..3], ["3", "3"], "{out}");
-        assert_eq!(rows(&db, "files").await, 3);
-        assert_eq!(rows(&db, "nodes").await, 6);
+        assert_eq!(db.rows("files").await, 3);
+        assert_eq!(db.rows("nodes").await, 6);
 
         // A second run finds the database holding metadata and refuses.
         let (ok, _, err) = gateway_command(&[
@@ -233,7 +217,7 @@ async fn a_seventh_node_takes_its_share_with_the_metadata_in_postgres() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert_eq!(planned["parts_done"], 0, "{planned}");
-        assert_eq!(rows(&db, "moves").await, 0, "a move recorded while paused");
+        assert_eq!(db.rows("moves").await, 0, "a move recorded while paused");
         let (ok, _, err) = admin(&c, &["rebalance", "resume"]);
         assert!(ok, "resume: {err}");
         let run = finished_run(&c, "node_added", since).await;
@@ -271,7 +255,7 @@ async fn a_seventh_node_takes_its_share_with_the_metadata_in_postgres() {
         // The sources go after the grace period: one chunk per part on the nodes, no move
         // left in the database.
         chunks_settle(&c, total_parts).await;
-        while rows(&db, "moves").await > 0 {
+        while db.rows("moves").await > 0 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
 

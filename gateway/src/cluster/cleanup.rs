@@ -1,6 +1,7 @@
 //! The background cleanup: aborts expired upload sessions, drains the chunk delete queue on
 //! every node that answers, and runs the orphan scans that are due.
 
+use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use uuid::Uuid;
 
 use super::reconcile::{self, OrphanTracker};
 use super::{Cluster, Inner};
+use crate::meta::coordination::{GatewayBeat, lapsed};
 use crate::meta::{MetaError, MetaStore, PendingDelete};
 use crate::node_client::{NodeCallError, NodeClient};
 
@@ -32,7 +34,7 @@ pub(super) async fn run(inner: Weak<Inner>) {
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = pass(&cluster, &mut tracker) => {}
+            _ = leased_pass(&cluster, &mut tracker) => {}
         }
         let wake = cluster.inner.wake.clone();
         drop(cluster);
@@ -44,11 +46,32 @@ pub(super) async fn run(inner: Weak<Inner>) {
     }
 }
 
+/// One round of cleanup, if this gateway holds the cleanup's lease (always, alone). The lease
+/// lasts `gateway_timeout`: a gateway that dies holding it is replaced once it has lapsed.
+async fn leased_pass(cluster: &Cluster, tracker: &mut OrphanTracker) {
+    let lease = cluster.cleanup_lease();
+    let ttl = cluster.config().gateway_timeout;
+    if !lease.claim(cluster, ttl).await {
+        // Another gateway scans; what this one remembered of orphans is stale when it is back.
+        *tracker = OrphanTracker::default();
+        return;
+    }
+    lease.ran();
+    pass(cluster, tracker).await;
+}
+
 /// One round of cleanup.
 pub(super) async fn pass(cluster: &Cluster, tracker: &mut OrphanTracker) {
     let (meta, nodes): (&dyn MetaStore, &dyn NodeClient) = (cluster.meta().as_ref(), cluster);
-    let now = cluster.clock().unix_ms();
-    if let Err(e) = expire_sessions(meta, now, cluster.started_unix_ms()).await {
+    let rule = SessionRule {
+        now_ms: cluster.clock().unix_ms(),
+        me: cluster.gateway_id(),
+        started_ms: cluster.started_unix_ms(),
+        peers: cluster.peers().await,
+        gateway_timeout_ms: u64::try_from(cluster.config().gateway_timeout.as_millis())
+            .unwrap_or(u64::MAX),
+    };
+    if let Err(e) = expire_sessions(meta, &rule).await {
         tracing::warn!(error = %e, "expiring upload sessions failed");
     }
     for node in cluster.serving_nodes() {
@@ -76,31 +99,59 @@ pub enum AbortReason {
     /// An earlier process of this gateway recorded it and died: nobody will finish it, so
     /// its chunks need not wait out the session's lifetime.
     Leftover,
+    /// Another gateway recorded it and has died since (its liveness lapsed or is gone, or it
+    /// restarted after the session began).
+    OwnerGone,
 }
 
-/// Whether the cleanup aborts a session created at `created_ms` expiring at `expires_ms`, at
-/// `now_ms`, in a gateway process that started at `started_ms`.
-pub fn abort_reason(
-    created_ms: u64,
-    expires_ms: u64,
-    now_ms: u64,
-    started_ms: u64,
-) -> Option<AbortReason> {
-    if created_ms < started_ms {
-        Some(AbortReason::Leftover)
-    } else if expires_ms <= now_ms {
-        Some(AbortReason::Expired)
-    } else {
-        None
+/// What the cleanup knows when it judges sessions: the time, who it is, and the gateways that
+/// beat (empty when alone).
+#[derive(Debug, Clone)]
+pub struct SessionRule {
+    pub now_ms: u64,
+    /// This gateway's id.
+    pub me: Uuid,
+    /// When this gateway process started (Unix ms).
+    pub started_ms: u64,
+    pub peers: HashMap<Uuid, GatewayBeat>,
+    pub gateway_timeout_ms: u64,
+}
+
+impl SessionRule {
+    /// Whether the cleanup aborts a session created at `created_ms`, expiring at
+    /// `expires_ms`, written by `owner`. Pure.
+    pub fn abort_reason(
+        &self,
+        created_ms: u64,
+        expires_ms: u64,
+        owner: Option<Uuid>,
+    ) -> Option<AbortReason> {
+        if expires_ms <= self.now_ms {
+            return Some(AbortReason::Expired);
+        }
+        match owner {
+            // Ours, or written before sessions had owners (by the one gateway there was).
+            None => (created_ms < self.started_ms).then_some(AbortReason::Leftover),
+            Some(owner) if owner == self.me => {
+                (created_ms < self.started_ms).then_some(AbortReason::Leftover)
+            }
+            Some(owner) => match self.peers.get(&owner) {
+                None => Some(AbortReason::OwnerGone),
+                Some(beat) if lapsed(beat, self.now_ms, self.gateway_timeout_ms) => {
+                    Some(AbortReason::OwnerGone)
+                }
+                Some(beat) if beat.started_unix_ms > created_ms => Some(AbortReason::OwnerGone),
+                Some(_) => None,
+            },
+        }
     }
 }
 
-/// Aborts every session past its expiry at `now` or left by a process that started before
-/// `started` (both Unix ms); the abort queues its chunks for deletion.
+/// Aborts every session [`SessionRule::abort_reason`] gives a reason for; the abort queues
+/// its chunks for deletion.
 pub(crate) async fn expire_sessions(
     meta: &dyn MetaStore,
-    now: u64,
-    started: u64,
+    rule: &SessionRule,
 ) -> Result<(), MetaError> {
     let mut after = None;
     loop {
@@ -108,11 +159,10 @@ pub(crate) async fn expire_sessions(
         let full = page.len() == SESSION_PAGE;
         after = page.last().map(|s| s.file_id);
         for session in page {
-            let Some(reason) = abort_reason(
+            let Some(reason) = rule.abort_reason(
                 session.created_unix_ms,
                 session.expires_unix_ms,
-                now,
-                started,
+                session.owner,
             ) else {
                 continue;
             };
@@ -121,6 +171,7 @@ pub(crate) async fn expire_sessions(
             tracing::info!(
                 %file_id,
                 name = ?session.name,
+                owner = ?session.owner,
                 chunks = chunks.len(),
                 ?reason,
                 "aborted upload session"
@@ -258,18 +309,71 @@ pub(crate) async fn drain_node(meta: &dyn MetaStore, nodes: &dyn NodeClient, nod
 mod tests {
     use super::*;
 
+    fn rule(peers: &[GatewayBeat]) -> SessionRule {
+        SessionRule {
+            now_ms: 1_001,
+            me: Uuid::from_u128(1),
+            started_ms: 1_000,
+            peers: peers.iter().map(|b| (b.id, b.clone())).collect(),
+            gateway_timeout_ms: 500,
+        }
+    }
+
+    fn beat(id: u128, started: u64, seen: u64) -> GatewayBeat {
+        GatewayBeat {
+            id: Uuid::from_u128(id),
+            name: String::new(),
+            started_unix_ms: started,
+            seen_unix_ms: seen,
+        }
+    }
+
     #[test]
     fn sessions_of_an_earlier_process_end_at_once_others_at_their_expiry() {
-        let started = 1_000;
-        // Recorded before this process started: left by a dead one, whatever its expiry.
+        let me = Some(Uuid::from_u128(1));
+        for owner in [None, me] {
+            let r = rule(&[]);
+            // Recorded before this process started: left by a dead one, whatever its expiry.
+            assert_eq!(
+                r.abort_reason(999, u64::MAX, owner),
+                Some(AbortReason::Leftover)
+            );
+            // This process's own sessions live until they expire.
+            assert_eq!(r.abort_reason(1_000, 5_000, owner), None);
+            let later = SessionRule { now_ms: 5_000, ..r };
+            assert_eq!(
+                later.abort_reason(1_000, 5_000, owner),
+                Some(AbortReason::Expired)
+            );
+        }
+    }
+
+    #[test]
+    fn another_gateway_s_sessions_live_while_it_does() {
+        let other = Some(Uuid::from_u128(2));
+        // Alive (beat 1 ms ago, started before the session): left alone, however old.
         assert_eq!(
-            abort_reason(999, u64::MAX, 1_001, started),
-            Some(AbortReason::Leftover)
+            rule(&[beat(2, 10, 1_000)]).abort_reason(20, 9_999, other),
+            None
         );
-        // This process's own sessions live until they expire.
-        assert_eq!(abort_reason(1_000, 5_000, 4_999, started), None);
+        // Its beat lapsed: dead.
         assert_eq!(
-            abort_reason(1_000, 5_000, 5_000, started),
+            rule(&[beat(2, 10, 501)]).abort_reason(20, 9_999, other),
+            Some(AbortReason::OwnerGone)
+        );
+        // Never beat, or said goodbye.
+        assert_eq!(
+            rule(&[]).abort_reason(20, 9_999, other),
+            Some(AbortReason::OwnerGone)
+        );
+        // Restarted since the session began: its earlier process died.
+        assert_eq!(
+            rule(&[beat(2, 30, 1_000)]).abort_reason(20, 9_999, other),
+            Some(AbortReason::OwnerGone)
+        );
+        // Expired is expired, whoever owns it.
+        assert_eq!(
+            rule(&[beat(2, 10, 1_000)]).abort_reason(20, 1_001, other),
             Some(AbortReason::Expired)
         );
     }

@@ -137,7 +137,17 @@ pub struct ClusterConfig {
     pub node_max_parts: u32,
     /// The gateway's clock: heartbeat deadlines, session expiry, orphan grace.
     pub clock: crate::clock::SharedClock,
+    /// This gateway's id (`crate::gateway_id`): the owner of its sessions and leases.
+    pub gateway_id: uuid::Uuid,
+    /// What the other gateways call this one (its public address).
+    pub gateway_name: String,
+    /// With several gateways over one shared store: one silent this long is dead, its
+    /// sessions are aborted and its job leases run out.
+    pub gateway_timeout: Duration,
 }
+
+/// Default of [`ClusterConfig::gateway_timeout`].
+pub const DEFAULT_GATEWAY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -155,6 +165,9 @@ impl Default for ClusterConfig {
             persist_interval: Duration::from_secs(30),
             node_max_parts: DEFAULT_NODE_MAX_PARTS,
             clock: crate::clock::system(),
+            gateway_id: uuid::Uuid::new_v4(),
+            gateway_name: String::new(),
+            gateway_timeout: DEFAULT_GATEWAY_TIMEOUT,
         }
     }
 }

@@ -12,6 +12,7 @@ mod health;
 mod in_flight;
 pub mod membership;
 use membership::Membership;
+pub mod peers;
 mod pool;
 mod quic_config;
 pub mod reconcile;
@@ -40,8 +41,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use config::{
-    ClusterConfig, DEFAULT_NODE_MAX_PARTS, DEFAULT_ORPHAN_GRACE, ETHERNET_MTU, JUMBO_MTU,
-    MAX_QUIC_MTU, MIN_QUIC_MTU, MtuSetting, ParseMtuError,
+    ClusterConfig, DEFAULT_GATEWAY_TIMEOUT, DEFAULT_NODE_MAX_PARTS, DEFAULT_ORPHAN_GRACE,
+    ETHERNET_MTU, JUMBO_MTU, MAX_QUIC_MTU, MIN_QUIC_MTU, MtuSetting, ParseMtuError,
 };
 pub use error::{ClusterError, NodeError, RemoveNodeError};
 pub use in_flight::{Hold, Ledger, PartHold, Reservation, Settle};
@@ -72,13 +73,18 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     reconcile: Arc<reconcile::ReconcileStats>,
-    /// When this gateway process started (Unix ms): sessions recorded earlier are leftovers of
-    /// a process that died. One gateway per metadata store, for now.
+    /// When this gateway process started (Unix ms): its own sessions recorded earlier are
+    /// leftovers of a process that died.
     started_unix_ms: u64,
     /// The cluster id each node last reported keeping (report version 3).
     claims: Mutex<std::collections::HashMap<Uuid, Uuid>>,
     /// What the nodes report of their scrub, and the operator's requests for a pass.
     scrub: Mutex<scrub::ScrubBoard>,
+    /// The cleanup (session expiry, deletes, commit marks, orphan scans) runs on the one
+    /// gateway holding this lease.
+    cleanup_lease: Arc<peers::JobLease>,
+    /// The rebalancer runs on the one gateway holding this lease.
+    rebalance_lease: Arc<peers::JobLease>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -128,11 +134,16 @@ impl Cluster {
             started_unix_ms,
             claims: Mutex::default(),
             scrub: Mutex::default(),
+            cleanup_lease: Arc::new(peers::JobLease::new("cleanup")),
+            rebalance_lease: Arc::new(peers::JobLease::new("rebalance")),
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(health::run(Arc::downgrade(&inner))),
             tokio::spawn(cleanup::run(Arc::downgrade(&inner))),
         ];
+        if inner.meta.coordination().is_some() {
+            tasks.push(tokio::spawn(peers::run(Arc::downgrade(&inner))));
+        }
         *inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
         tracing::info!(known_nodes = known, "cluster layer started");
         Ok(Cluster { inner })
@@ -579,11 +590,12 @@ impl Cluster {
         }
         let records = self.read().records();
         for record in &records {
-            if let Err(e) = self.meta().upsert_node(record).await {
+            if let Err(e) = self.save_node(record).await {
                 tracing::warn!(error = %e, "persisting nodes at shutdown failed");
                 break;
             }
         }
+        self.leave().await;
         self.inner
             .pool
             .close(tokio::time::Instant::now() + Duration::from_secs(1))
@@ -680,6 +692,7 @@ impl Cluster {
             self.clock().now().into_std(),
             self.clock().unix_ms(),
         );
+        self.relay(report, kind).await;
         if outcome.reconnect {
             self.inner.pool.forget_node(report.id);
         }
@@ -743,6 +756,42 @@ impl Cluster {
         tell
     }
 
+    /// Applies a report another gateway received `age` ago (at `received_ms`, Unix ms): the node
+    /// is alive for this gateway too. The receiving gateway judged the node's membership and
+    /// stored its record; this one only verifies the node over QUIC before counting it up.
+    async fn apply_relayed(
+        &self,
+        report: &ValidReport,
+        kind: ReportKind,
+        age: Duration,
+        received_ms: u64,
+    ) {
+        let at = self.clock().now().into_std().checked_sub(age);
+        let at = at.unwrap_or_else(|| self.clock().now().into_std());
+        let outcome = self.write().apply_report(report, kind, at, received_ms);
+        if outcome.reconnect {
+            self.inner.pool.forget_node(report.id);
+        }
+        match outcome.transition {
+            Some((None, state)) => {
+                tracing::info!(node = %report.id, name = ?report.name, ?state, "node joined (reported through another gateway)")
+            }
+            Some((Some(from), to)) => {
+                tracing::info!(node = %report.id, name = ?report.name, ?from, ?to, "node state changed (reported through another gateway)")
+            }
+            None => {}
+        }
+        if let Some(generation) = outcome.probe {
+            let cluster = self.clone();
+            let id = report.id;
+            tokio::spawn(async move { cluster.verify_node(id, generation).await });
+        }
+        if matches!(outcome.transition, Some((before, _)) if before.is_none_or(|s| s == NodeState::Down))
+        {
+            self.wake_cleanup();
+        }
+    }
+
     /// Sets (or with `None` clears) the state an operator chose for node `id` and persists it
     /// before returning, so that it outlasts a restart of the gateway. `None` for an unknown
     /// node.
@@ -793,6 +842,11 @@ impl Cluster {
             });
         }
         self.meta().remove_node(&id).await?;
+        if let Some(coord) = self.meta().coordination()
+            && let Err(e) = coord.forget_report(id).await
+        {
+            tracing::warn!(node = %id, error = %e, "cannot drop the node's relayed report");
+        }
         self.write().remove(&id);
         self.inner.pool.forget_node(id);
         tracing::info!(node = %id, "node removed");
@@ -853,9 +907,21 @@ impl Cluster {
         }
     }
 
+    /// Stores a node's record from this gateway's registry. With several gateways the stored
+    /// operator state stays as it is: another gateway may have changed it since.
+    async fn save_node(
+        &self,
+        record: &crate::meta::NodeRecord,
+    ) -> Result<(), crate::meta::MetaError> {
+        match self.meta().coordination() {
+            Some(coord) => coord.save_node_figures(record).await,
+            None => self.meta().upsert_node(record).await,
+        }
+    }
+
     async fn persist(&self, record: crate::meta::NodeRecord) {
         let id = record.id;
-        let Err(error) = self.meta().upsert_node(&record).await else {
+        let Err(error) = self.save_node(&record).await else {
             return;
         };
         tracing::warn!(node = %id, %error, "persisting node record failed; will retry");

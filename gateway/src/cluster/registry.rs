@@ -561,6 +561,11 @@ impl Registry {
         self.nodes.get(id).map(|e| e.record.state)
     }
 
+    /// When node `id`'s process last registered (Unix ms), if known.
+    pub fn registered_unix_ms(&self, id: &Uuid) -> Option<u64> {
+        self.nodes.get(id).map(|e| e.record.registered_unix_ms)
+    }
+
     /// The shard address that serves `chunk_id` on node `id`, if the node can serve requests.
     pub fn route(&self, id: &Uuid, chunk_id: &ChunkId) -> Result<Route, NodeError> {
         let entry = self.reachable(id)?;

@@ -773,6 +773,7 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
                 chunk_id: live_chunk,
             }],
             multipart: false,
+            owner: None,
         })
         .unwrap();
     fake.insert(live_chunk, *session_file.as_bytes(), b"hello");
@@ -799,9 +800,14 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
     .await;
     assert!(!fake.has(&[2; 16]));
     eventually("orphan removed", || !fake.has(&[5; 16])).await;
+    // The orphan's delete is recorded once the node has answered it: wait for that state (the
+    // node drops the chunk before the cleanup records the delete done).
+    eventually("orphan delete recorded", || {
+        h.meta.pending_deletes(&node, 10).unwrap().is_empty()
+    })
+    .await;
     // The live session's chunk survives every scan.
     assert!(fake.has(&live_chunk));
-    assert!(h.meta.pending_deletes(&node, 10).unwrap().is_empty());
 
     // An expired session is aborted and its chunk deleted.
     let expired_file = Uuid::new_v4();
@@ -822,6 +828,7 @@ async fn cleanup_drains_the_delete_queue_and_removes_orphans_only() {
                 chunk_id: expired_chunk,
             }],
             multipart: false,
+            owner: None,
         })
         .unwrap();
     fake.insert(expired_chunk, *expired_file.as_bytes(), b"stale");

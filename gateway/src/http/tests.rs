@@ -53,6 +53,7 @@ impl Server {
             spool_dir: dir.path().join("spool"),
             session_ttl: Duration::from_secs(3600),
             body_idle_timeout: Duration::from_secs(30),
+            gateway_id: None,
         };
         tweak(&mut settings);
         let state = AppState::new(

@@ -38,6 +38,7 @@ pub(super) fn session(size: u64) -> UploadSession {
         expires_unix_ms: 3_601_000,
         parts: PlannedPart::plan(&ranges, &nodes).expect("plan"),
         multipart: false,
+        owner: None,
     }
 }
 

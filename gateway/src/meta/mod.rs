@@ -10,6 +10,7 @@ pub(crate) mod buckets;
 pub(crate) mod codec;
 #[cfg(test)]
 pub mod conformance;
+pub mod coordination;
 mod damaged;
 mod deletes;
 mod error;

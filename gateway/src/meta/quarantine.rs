@@ -165,6 +165,7 @@ mod tests {
                 chunk_id: live,
             }],
             multipart: false,
+            owner: None,
         })
         .expect("session");
         let marked = meta

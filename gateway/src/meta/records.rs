@@ -125,6 +125,11 @@ pub struct UploadSession {
     /// Absent (false) in sessions written before streamed forms existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub multipart: bool,
+    /// The gateway (its id, see `crate::gateway_id`) whose process is writing the upload: with
+    /// several gateways, the others leave the session alone while that gateway is alive.
+    /// Absent in sessions written before several gateways existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Uuid>,
 }
 
 /// A stored part of a committed file.

@@ -250,6 +250,7 @@ mod tests {
             expires_unix_ms: u64::MAX,
             parts: PlannedPart::plan(&ranges, &nodes).expect("plan"),
             multipart: false,
+            owner: None,
         };
         meta.begin_session(&session).expect("begin");
         let acks = session

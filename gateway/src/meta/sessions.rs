@@ -412,6 +412,7 @@ mod tests {
             expires_unix_ms: 10,
             parts: vec![part(0, 0, 5), part(1, 5, 3)],
             multipart: false,
+            owner: None,
         }
     }
 
@@ -494,6 +495,7 @@ mod tests {
                 expires_unix_ms: 10,
                 parts: vec![part(0, 0, 5)],
                 multipart: false,
+                owner: None,
             })
             .expect("session");
         }

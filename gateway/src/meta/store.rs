@@ -45,6 +45,12 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
     /// A short name for logs and errors: "redb", "postgres".
     fn backend(&self) -> &'static str;
 
+    /// The shared side of a store several gateways open at once (PostgreSQL); `None` for a
+    /// store one process owns (redb), whose gateway is alone.
+    fn coordination(&self) -> Option<&dyn super::coordination::Coordination> {
+        None
+    }
+
     // ---- cluster identity ----
 
     /// The identity of the cluster this metadata describes (cached; no I/O).

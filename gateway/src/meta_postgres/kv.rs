@@ -28,6 +28,11 @@ pub(crate) enum Table {
     ObjectIds,
     Damaged,
     Moves,
+    // The shared side (schema version 2): several gateways' coordination, not metadata a
+    // redb store has, so not in [`Table::ALL`] (which `admin migrate-metadata` copies).
+    GatewayLiveness,
+    JobLeases,
+    NodeReports,
 }
 
 impl Table {
@@ -72,6 +77,9 @@ impl Table {
             Table::ObjectIds => "s3_object_ids",
             Table::Damaged => "damaged_files",
             Table::Moves => "moves",
+            Table::GatewayLiveness => "gateway_liveness",
+            Table::JobLeases => "job_leases",
+            Table::NodeReports => "node_reports",
         }
     }
 

@@ -28,6 +28,7 @@
 //! (`prepare_cached`).
 
 mod buckets;
+mod coordination;
 mod damaged;
 mod deletes;
 mod files;

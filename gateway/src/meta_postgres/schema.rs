@@ -8,7 +8,7 @@ use super::{PgError, PostgresMeta, Table, pg_write};
 use crate::meta::MetaError;
 
 /// Schema version this release writes and reads.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Key of the cluster id in the `cluster` table (as in redb).
 pub const CLUSTER_ID_KEY: &str = "id";
@@ -36,6 +36,10 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE s3_object_ids (k bytea PRIMARY KEY, v bytea NOT NULL);
      CREATE TABLE damaged_files (k bytea PRIMARY KEY, v bytea NOT NULL);
      CREATE TABLE moves (k bytea PRIMARY KEY, v bytea NOT NULL);",
+    // Version 2: what several gateways tell each other (`crate::meta::coordination`).
+    "CREATE TABLE gateway_liveness (k bytea PRIMARY KEY, v bytea NOT NULL);
+     CREATE TABLE job_leases (k bytea PRIMARY KEY, v bytea NOT NULL);
+     CREATE TABLE node_reports (k bytea PRIMARY KEY, v bytea NOT NULL);",
 ];
 
 /// What to do with a database at version `found`: the versions to apply, or the refusal.

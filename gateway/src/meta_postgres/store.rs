@@ -18,6 +18,10 @@ use crate::meta::{
 
 #[async_trait]
 impl MetaStore for PostgresMeta {
+    fn coordination(&self) -> Option<&dyn crate::meta::coordination::Coordination> {
+        Some(self)
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }

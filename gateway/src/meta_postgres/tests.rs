@@ -112,6 +112,7 @@ fn session(size: u64) -> UploadSession {
         expires_unix_ms: 3_601_000,
         parts: PlannedPart::plan(&ranges, &nodes).expect("plan"),
         multipart: false,
+        owner: None,
     }
 }
 
@@ -161,7 +162,7 @@ async fn opening_twice_keeps_the_cluster_id_and_a_newer_schema_is_refused() {
             err,
             MetaError::SchemaVersion {
                 found: 99,
-                supported: 1
+                supported: schema::SCHEMA_VERSION
             }
         ),
         "{err}"
@@ -267,4 +268,154 @@ fn retries_wait_longer_up_to_a_bound() {
     assert_eq!(retry_delay(3, 0), Duration::from_millis(8));
     assert_eq!(retry_delay(30, 0), Duration::from_millis(128));
     assert!(retry_delay(2, 255) < Duration::from_millis(12));
+}
+
+#[tokio::test]
+async fn two_gateways_share_liveness_leases_and_node_reports() {
+    use crate::meta::MetaStore;
+    use crate::meta::coordination::{GatewayBeat, RelayedReport, ReportKind};
+    let Some(db) = TestDb::create("coordination").await else {
+        return;
+    };
+    // Two gateways: two connections pools over one database.
+    let (a, b) = (db.open().await, db.open().await);
+    let (ca, cb) = (
+        a.coordination().expect("shared"),
+        b.coordination().expect("shared"),
+    );
+    let (ga, gb) = (Uuid::from_u128(1), Uuid::from_u128(2));
+
+    let beat = |id, seen| GatewayBeat {
+        id,
+        name: format!("gw-{id}"),
+        started_unix_ms: 5,
+        seen_unix_ms: seen,
+    };
+    ca.beat(&beat(ga, 100)).await.expect("beat a");
+    cb.beat(&beat(gb, 110)).await.expect("beat b");
+    ca.beat(&beat(ga, 120)).await.expect("beat a again");
+    let mut seen = cb.gateways().await.expect("gateways");
+    seen.sort_by_key(|g| g.id);
+    assert_eq!(seen, vec![beat(ga, 120), beat(gb, 110)]);
+    cb.forget_gateway(gb).await.expect("forget");
+    assert_eq!(ca.gateways().await.expect("gateways"), vec![beat(ga, 120)]);
+
+    // The lease: one holder until it runs out or is given up.
+    assert!(ca.claim_lease("cleanup", ga, 1_000, 500).await.expect("a"));
+    assert!(
+        !cb.claim_lease("cleanup", gb, 1_499, 500)
+            .await
+            .expect("b waits")
+    );
+    assert!(
+        ca.claim_lease("cleanup", ga, 1_400, 500)
+            .await
+            .expect("a renews")
+    );
+    assert!(
+        !cb.claim_lease("cleanup", gb, 1_800, 500)
+            .await
+            .expect("renewed")
+    );
+    assert!(
+        cb.claim_lease("cleanup", gb, 1_900, 500)
+            .await
+            .expect("ran out")
+    );
+    assert_eq!(
+        ca.lease("cleanup").await.expect("lease").map(|l| l.holder),
+        Some(gb)
+    );
+    ca.release_lease("cleanup", ga)
+        .await
+        .expect("not a's to give");
+    assert!(
+        !ca.claim_lease("cleanup", ga, 2_000, 500)
+            .await
+            .expect("still b's")
+    );
+    cb.release_lease("cleanup", gb).await.expect("b gives up");
+    assert!(
+        ca.claim_lease("cleanup", ga, 2_001, 500)
+            .await
+            .expect("free")
+    );
+    // Other jobs have leases of their own.
+    assert!(
+        cb.claim_lease("rebalance", gb, 2_001, 500)
+            .await
+            .expect("other job")
+    );
+
+    // Claims racing from both gateways: exactly one wins each round.
+    for round in 0..10u64 {
+        let now = 10_000 + round * 1_000;
+        let (x, y) = tokio::join!(
+            ca.claim_lease("race", ga, now, 500),
+            cb.claim_lease("race", gb, now, 500)
+        );
+        let (x, y) = (x.expect("a claims"), y.expect("b claims"));
+        assert!(x ^ y, "round {round}: a {x}, b {y}");
+    }
+
+    // Relayed reports: the latest per node, readable by the other gateway.
+    let report = |received| RelayedReport {
+        node_id: Uuid::from_u128(9),
+        via: ga,
+        kind: ReportKind::Heartbeat,
+        registered_unix_ms: 50,
+        received_unix_ms: received,
+        name: "node-9".into(),
+        shard_addrs: vec!["127.0.0.1:7001".parse().expect("addr")],
+        capacity: 100,
+        used: 1,
+        chunk_count: 1,
+        in_flight: 0,
+        draining: false,
+        read_only: false,
+        software: "t".into(),
+        cluster_id: Some(a.cluster_id()),
+    };
+    ca.relay_report(&report(60)).await.expect("relay");
+    ca.relay_report(&report(70)).await.expect("relay again");
+    assert_eq!(cb.relayed_reports().await.expect("read"), vec![report(70)]);
+    cb.forget_report(Uuid::from_u128(9)).await.expect("forget");
+    assert!(ca.relayed_reports().await.expect("read").is_empty());
+}
+
+#[tokio::test]
+async fn a_gateway_s_figures_never_overwrite_an_operator_state_set_through_another() {
+    use crate::meta::coordination::Coordination;
+    use crate::meta::{NodeRecord, NodeState, OperatorState};
+    let Some(db) = TestDb::create("node figures").await else {
+        return;
+    };
+    let (a, b) = (db.open().await, db.open().await);
+    let mut record = NodeRecord {
+        id: Uuid::from_u128(3),
+        name: "n".into(),
+        shard_addrs: vec!["127.0.0.1:7002".parse().expect("addr")],
+        capacity: 10,
+        used: 1,
+        chunk_count: 1,
+        in_flight: 0,
+        state: NodeState::Up,
+        registered_unix_ms: 1,
+        last_heartbeat_unix_ms: 1,
+        operator_state: None,
+    };
+    a.save_node_figures(&record).await.expect("first figures");
+    // The operator drains it through gateway B...
+    b.upsert_node(&NodeRecord {
+        operator_state: Some(OperatorState::Draining),
+        ..record.clone()
+    })
+    .await
+    .expect("drain");
+    // ...while A, which has not seen that yet, stores the node's newer figures.
+    record.used = 5;
+    a.save_node_figures(&record).await.expect("figures");
+    let stored = b.get_node(&record.id).await.expect("get").expect("there");
+    assert_eq!(stored.used, 5);
+    assert_eq!(stored.operator_state, Some(OperatorState::Draining));
 }

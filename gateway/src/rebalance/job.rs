@@ -78,6 +78,30 @@ pub trait NodeSource: Send + Sync + 'static {
     fn plan_nodes(&self) -> Vec<PlanNode>;
 }
 
+/// Whether this gateway may run the job now: with several gateways over one store, the one
+/// holding the job's lease (claimed or renewed by each call). Alone, always.
+#[async_trait::async_trait]
+pub trait RunGate: Send + Sync + 'static {
+    async fn claim(&self) -> bool;
+}
+
+/// The gate of a gateway that is alone.
+pub struct AlwaysRun;
+
+#[async_trait::async_trait]
+impl RunGate for AlwaysRun {
+    async fn claim(&self) -> bool {
+        true
+    }
+}
+
+#[async_trait::async_trait]
+impl RunGate for crate::cluster::Cluster {
+    async fn claim(&self) -> bool {
+        self.claim_rebalance().await
+    }
+}
+
 impl NodeSource for crate::cluster::Cluster {
     fn plan_nodes(&self) -> Vec<PlanNode> {
         self.nodes()
@@ -289,6 +313,12 @@ struct Inner {
     /// The pacing clock of the rate limit: when the next byte may go.
     pace: AsyncMutex<Instant>,
     shutdown: CancellationToken,
+    gate: Arc<dyn RunGate>,
+    /// Whether this gateway held the job's lease at its last claim: taking it over means the
+    /// moves of the previous holder, unfinished, are rolled back first.
+    gated_in: AtomicBool,
+    /// The lease was lost during a run: start no more moves.
+    lost: AtomicBool,
 }
 
 /// Why a setting was refused.
@@ -306,19 +336,25 @@ impl Rebalancer {
         nodes: Arc<dyn NodeSource>,
         settings: RebalanceSettings,
     ) -> Result<Rebalancer, MetaError> {
-        let rolled = meta.roll_back_unfinished_moves(unix_ms_now()).await?;
-        for m in &rolled {
-            tracing::warn!(
-                file_id = %m.file_id,
-                part = m.part_index,
-                from = %m.from_node,
-                to = %m.to_node,
-                "rebalance: a move left unfinished by the previous process is rolled back; its copy is queued for deletion"
-            );
-        }
-        if !rolled.is_empty() {
-            store.wake_cleanup();
-        }
+        Self::start_gated(meta, store, nodes, settings, Arc::new(AlwaysRun)).await
+    }
+
+    /// [`Rebalancer::start`] running only while `gate` says so (one gateway of several). The
+    /// roll-back waits until this gateway holds the job: the unfinished moves may be another
+    /// live gateway's.
+    pub async fn start_gated(
+        meta: SharedMeta,
+        store: SharedNodeClient,
+        nodes: Arc<dyn NodeSource>,
+        settings: RebalanceSettings,
+        gate: Arc<dyn RunGate>,
+    ) -> Result<Rebalancer, MetaError> {
+        let gated_in = gate.claim().await;
+        let rolled = if gated_in {
+            roll_back(&meta, &store).await?
+        } else {
+            Vec::new()
+        };
         let job = Rebalancer {
             inner: Arc::new(Inner {
                 meta,
@@ -339,6 +375,9 @@ impl Rebalancer {
                 freed: Notify::new(),
                 pace: AsyncMutex::new(Instant::now()),
                 shutdown: CancellationToken::new(),
+                gate,
+                gated_in: AtomicBool::new(gated_in),
+                lost: AtomicBool::new(false),
             }),
         };
         let runner = job.clone();
@@ -346,6 +385,52 @@ impl Rebalancer {
         Ok(job)
     }
 
+    /// Claims the job's lease; on taking it over, rolls back what the previous holder left
+    /// unfinished. Whether this gateway runs the job now.
+    async fn gate_open(&self) -> bool {
+        let held = self.inner.gate.claim().await;
+        let before = self.inner.gated_in.swap(held, Ordering::Relaxed);
+        if held && !before {
+            match roll_back(&self.inner.meta, &self.inner.store).await {
+                Ok(rolled) if !rolled.is_empty() => {
+                    self.inner.resume.store(true, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "rebalance: rolling back the previous holder's moves failed; will retry");
+                    self.inner.gated_in.store(false, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        }
+        held
+    }
+}
+
+/// Rolls back the moves a previous process (or gateway) left unfinished.
+async fn roll_back(
+    meta: &SharedMeta,
+    store: &SharedNodeClient,
+) -> Result<Vec<crate::meta::MoveRecord>, MetaError> {
+    {
+        let rolled = meta.roll_back_unfinished_moves(unix_ms_now()).await?;
+        for m in &rolled {
+            tracing::warn!(
+                file_id = %m.file_id,
+                part = m.part_index,
+                from = %m.from_node,
+                to = %m.to_node,
+                "rebalance: a move left unfinished by the previous process is rolled back; its copy is queued for deletion"
+            );
+        }
+        if !rolled.is_empty() {
+            store.wake_cleanup();
+        }
+        Ok(rolled)
+    }
+}
+
+impl Rebalancer {
     /// The counters `/metrics` shows.
     pub fn progress(&self) -> &Arc<Progress> {
         &self.inner.progress
@@ -474,6 +559,15 @@ impl Rebalancer {
         let mut draining: HashSet<Uuid> = HashSet::new();
         let resume_by = Instant::now() + RESUME_WAIT;
         loop {
+            if !self.gate_open().await {
+                // Another gateway runs the job; what this one knew of the nodes is stale.
+                known = None;
+                tokio::select! {
+                    () = self.inner.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(TICK) => {}
+                }
+                continue;
+            }
             self.release_sources().await;
             let nodes = self.inner.nodes.plan_nodes();
             // Converging again moves what the interrupted run had left, and nothing it moved.
@@ -633,13 +727,36 @@ impl Rebalancer {
             spread,
             "rebalance started"
         );
+        // The lease is renewed while the run goes on; once lost, no new move starts (another
+        // gateway rolls back what is in flight, and the swaps of those fail safely).
+        self.inner.lost.store(false, Ordering::Relaxed);
+        let renew = {
+            let job = self.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(TICK).await;
+                    if !job.inner.gate.claim().await {
+                        job.inner.lost.store(true, Ordering::Relaxed);
+                        tracing::warn!(
+                            "rebalance: this gateway lost the job's lease; the run stops"
+                        );
+                        return;
+                    }
+                }
+            }))
+        };
         let mut after = None;
         loop {
             match self.plan_page(nodes.clone(), mode, after).await {
                 Ok((moves, next)) => {
                     self.run_moves(moves).await;
                     match next {
-                        Some(id) if !self.inner.shutdown.is_cancelled() => after = Some(id),
+                        Some(id)
+                            if !self.inner.shutdown.is_cancelled()
+                                && !self.inner.lost.load(Ordering::Relaxed) =>
+                        {
+                            after = Some(id)
+                        }
                         _ => break,
                     }
                 }
@@ -649,6 +766,7 @@ impl Rebalancer {
                 }
             }
         }
+        drop(renew);
         p.running.store(false, Ordering::Relaxed);
         p.finished_unix_ms.store(unix_ms_now(), Ordering::Relaxed);
         tracing::info!(
@@ -684,7 +802,7 @@ impl Rebalancer {
     /// one may depend on it.
     async fn run_file(self, list: Vec<Move>) {
         for m in list {
-            if self.inner.shutdown.is_cancelled() {
+            if self.inner.shutdown.is_cancelled() || self.inner.lost.load(Ordering::Relaxed) {
                 return;
             }
             self.wait_unpaused().await;

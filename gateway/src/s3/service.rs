@@ -48,6 +48,20 @@ impl SixfoldS3 {
         self.app.meta().as_ref()
     }
 
+    /// Deletes one object (DeleteObject and each key of DeleteObjects); whether it was there.
+    /// The caller wakes the cleanup, once per request.
+    async fn remove_object(&self, bucket: &str, key: &str) -> S3Result<bool> {
+        let removed = self
+            .store()
+            .delete_object(bucket, key)
+            .await
+            .map_err(errors::from_store)?;
+        if removed {
+            tracing::info!(%bucket, %key, "s3: object deleted");
+        }
+        Ok(removed)
+    }
+
     async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
         let name = bucket.to_owned();
         match self
@@ -642,16 +656,11 @@ impl S3 for SixfoldS3 {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        let (bucket, key) = (req.input.bucket, req.input.key);
-        let (b, k) = (bucket.clone(), key.clone());
         if self
-            .store()
-            .delete_object(&b, &k)
-            .await
-            .map_err(errors::from_store)?
+            .remove_object(&req.input.bucket, &req.input.key)
+            .await?
         {
             self.wake_cleanup();
-            tracing::info!(%bucket, %key, "s3: object deleted");
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
@@ -667,13 +676,7 @@ impl S3 for SixfoldS3 {
         let mut failed = Vec::new();
         let mut any = false;
         for object in req.input.delete.objects {
-            let (b, k) = (bucket.clone(), object.key.clone());
-            match self
-                .store()
-                .delete_object(&b, &k)
-                .await
-                .map_err(errors::from_store)
-            {
+            match self.remove_object(&bucket, &object.key).await {
                 Ok(removed) => {
                     any |= removed;
                     if !quiet {

@@ -65,6 +65,8 @@ pub struct UploadSettings {
     pub session_ttl: Duration,
     /// An upload whose client sends nothing for this long fails (408) and is aborted.
     pub body_idle_timeout: Duration,
+    /// The gateway recorded as its sessions' owner ([`UploadSession::owner`]).
+    pub gateway_id: Option<Uuid>,
 }
 
 /// Name and type given by the client.
@@ -420,6 +422,7 @@ impl Uploader {
             expires_unix_ms: now.saturating_add(ttl_ms),
             parts,
             multipart,
+            owner: self.settings.gateway_id,
         };
         self.meta.begin_session(&session).await?;
         Ok(OpenSession {
@@ -466,10 +469,12 @@ impl Uploader {
                 return Err(e);
             }
         };
+        let started = std::time::Instant::now();
         let committed = self
             .meta
             .commit_session(&session.file_id, records, checksum, size)
             .await;
+        self.metrics.commit_took(started.elapsed());
         match committed {
             Ok(record) => {
                 let mut session = session;

@@ -368,6 +368,7 @@ mod tests {
             spool_dir: dir.join("spool"),
             session_ttl: Duration::from_secs(3600),
             body_idle_timeout: Duration::from_secs(30),
+            gateway_id: None,
         };
         Uploader::new(Arc::new(meta), store, Arc::new(Metrics::new()), settings)
     }

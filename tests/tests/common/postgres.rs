@@ -81,6 +81,24 @@ pub async fn test_database(test: &str) -> Option<TestDatabase> {
     })
 }
 
+impl TestDatabase {
+    /// Rows of `table` in this database.
+    pub async fn rows(&self, table: &str) -> i64 {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        let task = tokio::spawn(conn);
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0);
+        drop(client);
+        let _ = task.await;
+        n
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Drop runs inside the test's runtime, which cannot be blocked on: a thread of its own

@@ -42,6 +42,7 @@ fn session(size: u64, nodes: &[Uuid]) -> UploadSession {
         expires_unix_ms: 3_601_000,
         parts: PlannedPart::plan(&ranges, &nodes).expect("plan"),
         multipart: false,
+        owner: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn fixture() -> Fixture {
         expires_unix_ms: 3_601_000,
         parts: PlannedPart::plan(&ranges, &nodes[..6]).expect("plan"),
         multipart: false,
+        owner: None,
     };
     meta.begin_session(&session).expect("begin");
     let acks = session

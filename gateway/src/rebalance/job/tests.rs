@@ -81,6 +81,7 @@ async fn store_file(
         expires_unix_ms: u64::MAX,
         parts: PlannedPart::plan(&ranges, &at).expect("plan"),
         multipart: false,
+        owner: None,
     };
     meta.begin_session(&session).expect("begin");
     let body: Vec<u8> = (0..size).map(|i| (i * 7 + n) as u8).collect();

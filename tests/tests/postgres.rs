@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::postgres::{TestDatabase, test_database};
 use common::rebalance::{
-    admin, chunks_settle, finished_run, now_ms, options, placement, rebalance_status, upload_files,
-    verify_sha256,
+    admin, chunks_settle, finished_run, moved_to_newcomer, now_ms, options, placement,
+    rebalance_status, upload_files, verify_sha256,
 };
 use common::*;
 use reqwest::StatusCode;
@@ -228,27 +228,8 @@ async fn a_seventh_node_takes_its_share_with_the_metadata_in_postgres() {
 
         // Each moved part went to the new node, at most one per file, and the files name
         // exactly what the run says it moved.
-        let new_id = c
-            .nodes_json()
-            .await
-            .into_iter()
-            .find(|n| n["name"] == format!("node-{newcomer}"))
-            .expect("newcomer listed")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
         let after = placement(&c, &files).await;
-        let mut moved = 0u64;
-        for (id, nodes) in &after {
-            let changed: Vec<usize> = (0..nodes.len())
-                .filter(|&k| nodes[k] != before[id][k])
-                .collect();
-            assert!(changed.len() <= 1, "{id}: parts {changed:?} moved");
-            for k in changed {
-                assert_eq!(nodes[k], new_id, "{id} part {k} moved elsewhere");
-                moved += 1;
-            }
-        }
+        let moved = moved_to_newcomer(&c, newcomer, &before, &after).await;
         assert_eq!(moved, done, "{run}");
         verify_sha256(&c, &files).await;
 

@@ -141,6 +141,44 @@ pub fn admin(c: &TestCluster, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Compares each file's part nodes `before` and `after` a run that a new node (started as
+/// `node-{newcomer}`) caused: at most one part of a file moved, and only to the new node.
+/// Returns how many parts moved.
+pub async fn moved_to_newcomer(
+    c: &TestCluster,
+    newcomer: usize,
+    before: &HashMap<String, Vec<String>>,
+    after: &HashMap<String, Vec<String>>,
+) -> u64 {
+    let new_id = c
+        .nodes_json()
+        .await
+        .into_iter()
+        .find(|n| n["name"] == format!("node-{newcomer}"))
+        .expect("newcomer listed")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut moved = 0u64;
+    for (id, nodes) in after {
+        let changed: Vec<usize> = (0..nodes.len())
+            .filter(|&k| nodes[k] != before[id][k])
+            .collect();
+        assert!(
+            changed.len() <= 1,
+            "{id}: more than one part moved: {changed:?}"
+        );
+        for k in changed {
+            assert_eq!(
+                nodes[k], new_id,
+                "{id} part {k} moved elsewhere than to the new node"
+            );
+            moved += 1;
+        }
+    }
+    moved
+}
+
 /// sha256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)

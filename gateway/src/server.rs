@@ -188,8 +188,7 @@ pub struct RunningGateway {
     /// The admin listener's address and task, when `admin_listen` is set.
     admin: Option<(SocketAddr, JoinHandle<io::Result<()>>)>,
     /// Moves parts between nodes; stopped before the cluster layer.
-    /// The rebalancer, with redb metadata (its moves are redb operations so far).
-    rebalancer: Option<crate::rebalance::job::Rebalancer>,
+    rebalancer: crate::rebalance::job::Rebalancer,
 }
 
 impl RunningGateway {
@@ -260,9 +259,7 @@ impl RunningGateway {
             Ok(Err(e)) => tracing::warn!(error = %e, "internal listener ended with an error"),
             Err(e) => tracing::warn!(error = %e, "internal listener task failed"),
         }
-        if let Some(rebalancer) = &self.rebalancer {
-            rebalancer.stop();
-        }
+        self.rebalancer.stop();
         self.cluster.shutdown().await;
         match served {
             Ok(Ok(())) => Ok(()),
@@ -416,31 +413,25 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
     let periodic_backups = backups
         .as_ref()
         .and_then(|b| PeriodicBackups::start(b.clone(), &config.backup));
-    // The PostgreSQL backend has no move operations yet: with it there is no rebalancer.
-    let rebalancer = match redb {
-        Some(_) => match crate::rebalance::job::Rebalancer::start_gated(
-            meta.clone(),
-            Arc::new(cluster.clone()),
-            Arc::new(cluster.clone()),
-            config.rebalance,
-            Arc::new(cluster.clone()),
-        )
-        .await
-        {
-            Ok(job) => Some(job),
-            Err(source) => {
-                cluster.shutdown().await;
-                return Err(ServeError::Meta {
-                    path: config.meta_path(),
-                    source,
-                });
-            }
-        },
-        None => None,
+    let rebalancer = match crate::rebalance::job::Rebalancer::start_gated(
+        meta.clone(),
+        Arc::new(cluster.clone()),
+        Arc::new(cluster.clone()),
+        config.rebalance,
+        Arc::new(cluster.clone()),
+    )
+    .await
+    {
+        Ok(job) => job,
+        Err(source) => {
+            cluster.shutdown().await;
+            return Err(ServeError::Meta {
+                path: config.meta_path(),
+                source,
+            });
+        }
     };
-    if let Some(rebalancer) = &rebalancer {
-        metrics.attach_rebalance(rebalancer.clone());
-    }
+    metrics.attach_rebalance(rebalancer.clone());
     let state = AppState::with_policy(
         meta,
         Arc::new(cluster.clone()),
@@ -464,10 +455,7 @@ pub async fn start(config: &GatewayConfig) -> Result<RunningGateway, ServeError>
         Some(backups) => admin.merge(crate::http::admin_backup::router(backups)),
         None => admin,
     };
-    let admin = match &rebalancer {
-        Some(rebalancer) => admin.merge(crate::http::admin_rebalance::router(rebalancer.clone())),
-        None => admin.merge(crate::http::admin_rebalance::unavailable_router()),
-    };
+    let admin = admin.merge(crate::http::admin_rebalance::router(rebalancer.clone()));
     let full_app = router(state.clone(), admin);
     // With an admin listener of its own, the public one refuses the admin paths.
     let app = match admin_listener {

@@ -1,12 +1,18 @@
 //! The gateway with its metadata in PostgreSQL (issue 16), with the real binaries and a real
 //! server: `SIXFOLD_TEST_POSTGRES_URL` names it (`.ci/run` starts one). Without it these tests
 //! skip with a message, unless `CI` is set, where they fail. Each test has a database of its own.
+//! The rebalancer runs here too: a seventh node takes its share of the parts, every file's
+//! bytes unchanged.
 
 mod common;
 
 use std::time::Duration;
 
 use common::postgres::{TestDatabase, test_database};
+use common::rebalance::{
+    admin, chunks_settle, finished_run, moved_to_newcomer, now_ms, options, placement,
+    rebalance_status, upload_files, verify_sha256,
+};
 use common::*;
 use reqwest::StatusCode;
 use sixfold_tests::{ClusterOptions, TestCluster, pattern};
@@ -177,6 +183,73 @@ async fn migrate_metadata_moves_a_redb_store_into_postgres_and_keeps_every_file(
         let mut expected = ids.clone();
         expected.sort();
         assert_eq!(listed, expected);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seventh_node_takes_its_share_with_the_metadata_in_postgres() {
+    let Some(db) = test_database("postgres rebalance").await else {
+        return;
+    };
+    let mut c = TestCluster::start(options(&format!("metadata = \"{}\"\n", db.url))).await;
+    bounded("a rebalance with the metadata in PostgreSQL", async {
+        let files = upload_files(&c).await;
+        verify_sha256(&c, &files).await;
+        let before = placement(&c, &files).await;
+        let total_parts: u64 = before.values().map(|p| p.len() as u64).sum();
+
+        // Paused first, through the CLI: the seventh node's run is planned but moves nothing
+        // until it is resumed.
+        let (ok, _, err) = admin(&c, &["rebalance", "pause"]);
+        assert!(ok, "pause: {err}");
+        let since = now_ms();
+        let newcomer = c.add_node();
+        c.wait_nodes_up(7).await;
+        let planned = loop {
+            let s = rebalance_status(&c).await;
+            if s["trigger"] == "node_added"
+                && s["state"] == "paused"
+                && s["parts_planned"].as_u64().unwrap_or(0) > 0
+            {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(planned["parts_done"], 0, "{planned}");
+        assert_eq!(db.rows("moves").await, 0, "a move recorded while paused");
+        let (ok, _, err) = admin(&c, &["rebalance", "resume"]);
+        assert!(ok, "resume: {err}");
+        let run = finished_run(&c, "node_added", since).await;
+        assert_eq!(run["mode"], "converge", "{run}");
+        assert_eq!(run["parts_failed"], 0, "{run}");
+        let done = run["parts_done"].as_u64().unwrap_or(0);
+        assert!(done > 0, "{run}");
+
+        // Each moved part went to the new node, at most one per file, and the files name
+        // exactly what the run says it moved.
+        let after = placement(&c, &files).await;
+        let moved = moved_to_newcomer(&c, newcomer, &before, &after).await;
+        assert_eq!(moved, done, "{run}");
+        verify_sha256(&c, &files).await;
+
+        // The sources go after the grace period: one chunk per part on the nodes, no move
+        // left in the database.
+        chunks_settle(&c, total_parts).await;
+        while db.rows("moves").await > 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // A forced run through the CLI finds the cluster converged.
+        let since = now_ms();
+        let (ok, _, err) = admin(&c, &["rebalance", "start", "--force"]);
+        assert!(ok, "start: {err}");
+        let again = finished_run(&c, "on_demand", since).await;
+        assert_eq!(again["parts_planned"], 0, "{again}");
+        let (ok, out, err) = admin(&c, &["rebalance", "status"]);
+        assert!(ok, "status: {err}");
+        assert!(out.contains("state:        idle"), "{out}");
+        verify_sha256(&c, &files).await;
     })
     .await;
 }

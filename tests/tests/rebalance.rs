@@ -5,107 +5,15 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::rebalance::*;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sixfold_tests::{ClusterOptions, Pattern, TestCluster, pattern};
-
-const KIB: u64 = 1 << 10;
-const FILES: u64 = 30;
-
-/// Small parts (64 KiB minimum) so that small files still have six; a short grace period so
-/// that moved parts' sources go soon; a quick cleanup.
-fn options(extra: &str) -> ClusterOptions {
-    ClusterOptions {
-        nodes: 6,
-        gateway_config: format!(
-            "heartbeat_interval = \"300ms\"\ndown_after = \"3s\"\ncleanup_interval = \"300ms\"\n\
-             min_part_size = \"64KiB\"\nnode_timeout = \"5s\"\nrebalance_grace = \"6s\"\n{extra}"
-        ),
-        node_args: vec!["--capacity".into(), "1GiB".into()],
-    }
-}
-
-fn size_of(i: u64) -> u64 {
-    384 * KIB + i * 37 * KIB
-}
-
-/// Uploads the test's files; (id, pattern, size) of each.
-async fn upload_files(c: &TestCluster) -> Vec<(String, Pattern, u64)> {
-    let mut files = Vec::new();
-    for i in 0..FILES {
-        let (p, len) = (pattern(1500 + i), size_of(i));
-        let id = upload_ok(c, &format!("f{i}"), p, len).await;
-        files.push((id, p, len));
-    }
-    files
-}
-
-/// Every file's part nodes, by file id, in part order.
-async fn placement(
-    c: &TestCluster,
-    files: &[(String, Pattern, u64)],
-) -> HashMap<String, Vec<String>> {
-    let mut out = HashMap::new();
-    for (id, _, _) in files {
-        let m = meta(c, id).await;
-        let nodes: Vec<String> = m["parts"]
-            .as_array()
-            .expect("parts")
-            .iter()
-            .map(|p| p["node_id"].as_str().expect("node id").to_owned())
-            .collect();
-        let distinct: HashSet<&String> = nodes.iter().collect();
-        assert_eq!(
-            distinct.len(),
-            nodes.len(),
-            "two parts of {id} on one node: {m}"
-        );
-        out.insert(id.clone(), nodes);
-    }
-    out
-}
-
-async fn rebalance_status(c: &TestCluster) -> Value {
-    let r = c
-        .http
-        .get(format!("{}/admin/rebalance", c.url))
-        .send()
-        .await
-        .expect("GET /admin/rebalance");
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.expect("status json")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Waits until a run started by `trigger` at or after `since_ms` has finished; returns its
-/// status.
-async fn finished_run(c: &TestCluster, trigger: &str, since_ms: u64) -> Value {
-    bounded(&format!("a {trigger} rebalance runs to its end"), async {
-        loop {
-            let s = rebalance_status(c).await;
-            if s["trigger"] == trigger
-                && s["state"] == "idle"
-                && s["finished_unix_ms"].is_u64()
-                && s["started_unix_ms"].as_u64().unwrap_or(0) >= since_ms
-            {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-}
+use sixfold_tests::{Pattern, TestCluster};
 
 /// Downloads every file over and over until stopped, checking each byte; counts downloads
 /// and failures.
@@ -161,43 +69,6 @@ fn reader(
     (stop, count, task)
 }
 
-async fn verify_all(c: &TestCluster, files: &[(String, Pattern, u64)]) {
-    for (id, p, len) in files {
-        assert_download_matches(c, id, *p, *len).await;
-    }
-}
-
-/// Waits until the nodes' chunk counts add up to exactly the files' parts: every moved part's
-/// source and every abandoned copy is gone, and nothing is missing.
-async fn chunks_settle(c: &TestCluster, parts: u64) {
-    bounded("the chunk counts settle on one chunk per part", async {
-        loop {
-            let total: u64 = chunk_counts(c).await.iter().sum();
-            if total == parts {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-}
-
-fn admin(c: &TestCluster, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(sixfold_tests::bin_path("sixfold-gateway"))
-        .arg("admin")
-        .args(args)
-        .args(["--gateway", &c.url])
-        .arg("--token-file")
-        .arg(c.gateway_dir().join("admin.token"))
-        .output()
-        .expect("run admin");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seventh_node_takes_its_share_and_a_drained_node_empties_and_is_removed() {
     // Slow enough that the reads overlap the moves.
@@ -216,32 +87,7 @@ async fn a_seventh_node_takes_its_share_and_a_drained_node_empties_and_is_remove
     assert_eq!(run["mode"], "converge", "{run}");
     assert_eq!(run["parts_failed"], 0, "{run}");
     let after = placement(&c, &files).await;
-    let new_id = c
-        .nodes_json()
-        .await
-        .into_iter()
-        .find(|n| n["name"] == format!("node-{newcomer}"))
-        .expect("newcomer listed")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let mut moved = 0u64;
-    for (id, nodes) in &after {
-        let changed: Vec<usize> = (0..nodes.len())
-            .filter(|&k| nodes[k] != before[id][k])
-            .collect();
-        assert!(
-            changed.len() <= 1,
-            "{id}: more than one part moved: {changed:?}"
-        );
-        for k in changed {
-            assert_eq!(
-                nodes[k], new_id,
-                "{id} part {k} moved elsewhere than to the new node"
-            );
-            moved += 1;
-        }
-    }
+    let moved = moved_to_newcomer(&c, newcomer, &before, &after).await;
     assert_eq!(run["parts_done"], moved, "{run}");
     // The ideal share is 1/7 of the parts (six of seven files get one part on the newcomer);
     // with 30 files the count varies by a few files.

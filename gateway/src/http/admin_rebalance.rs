@@ -40,26 +40,6 @@ pub fn router(job: Rebalancer) -> axum::Router {
         .with_state(job)
 }
 
-/// The same routes on a gateway that runs no rebalancer (PostgreSQL metadata, so far): each
-/// answers `501 not_implemented` saying why, instead of a bare 404.
-pub fn unavailable_router() -> axum::Router {
-    async fn unavailable() -> Response {
-        super::error::ApiError::new(
-            super::error::ErrorCode::NotImplemented,
-            "this gateway runs no rebalancer: moving parts needs the redb metadata for now \
-             (with PostgreSQL metadata, add nodes for new uploads only)",
-        )
-        .into_response()
-    }
-    axum::Router::new()
-        .route(
-            "/admin/rebalance",
-            get(unavailable).post(unavailable).patch(unavailable),
-        )
-        .route("/admin/rebalance/pause", post(unavailable))
-        .route("/admin/rebalance/resume", post(unavailable))
-}
-
 fn bad_request(message: String) -> Response {
     (
         StatusCode::BAD_REQUEST,

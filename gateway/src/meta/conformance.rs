@@ -1013,7 +1013,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!($fresh, without_moves);
         $crate::conformance_cases!($fresh; a_move_swaps_the_part_and_releases_its_source_after_the_grace);
     };
-    // A backend without the rebalancer's part moves (PostgreSQL, so far): every other case.
+    // Every case but the rebalancer's part moves (which the arm above adds).
     ($fresh:path, without_moves) => {
         $crate::conformance_cases!($fresh; commit_turns_the_session_into_a_file, empty_file_commits_without_parts, a_mismatched_commit_changes_nothing, announced_size_must_match_at_commit, a_streamed_form_commits_the_file_inside_its_planned_bytes, commit_of_an_unknown_session_is_not_found, begin_refuses_reused_ids_and_bad_plans, abort_queues_exactly_the_session_chunks, a_commit_records_a_pending_mark_per_part_until_delivered_or_deleted, delete_file_queues_its_chunks, referenced_chunks_cover_files_and_live_sessions, pending_deletes_respects_the_limit, objects_replace_delete_and_list_with_their_files, multipart_completes_into_segments_and_aborts_clean, list_paging_returns_each_file_once_in_order, nodes_are_registered_and_updated, a_damaged_part_marks_its_file_until_it_is_deleted);
     };

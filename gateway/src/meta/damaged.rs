@@ -87,6 +87,61 @@ pub enum DamageOutcome {
     Unreferenced,
 }
 
+/// What report `report` of `node_id` does to the damage mark of the file owning its chunk.
+/// `owner` is the chunk index's entry for the chunk (a file's or a session's id), `file` the
+/// owner's file record (`None`: no such file, an upload in progress), `marked` the owner's
+/// damage record so far. Gives the outcome and the record to store when it changes. Pure:
+/// every backend reads these in its transaction and stores what this gives.
+pub(crate) fn mark_report(
+    node_id: &Uuid,
+    report: &ChunkDamage,
+    owner: Option<Uuid>,
+    file: Option<&FileRecord>,
+    marked: Option<DamagedFile>,
+    now_unix_ms: u64,
+) -> (DamageOutcome, Option<DamagedFile>) {
+    let Some(owner) = owner else {
+        return (DamageOutcome::Unreferenced, None);
+    };
+    let Some(file) = file else {
+        return (DamageOutcome::InUpload, None);
+    };
+    let Some(part) = file
+        .parts
+        .iter()
+        .find(|p| p.node_id == *node_id && p.chunk_id == report.chunk_id)
+    else {
+        return (DamageOutcome::Unreferenced, None);
+    };
+    let mut entry = marked.unwrap_or(DamagedFile {
+        file_id: owner,
+        parts: Vec::new(),
+    });
+    if entry.has_part(part.index) {
+        let outcome = DamageOutcome::AlreadyMarked {
+            file_id: owner,
+            index: part.index,
+        };
+        return (outcome, None);
+    }
+    entry.parts.push(DamagedPart {
+        index: part.index,
+        node_id: *node_id,
+        chunk_id: report.chunk_id,
+        damage: report.damage,
+        block: report.block,
+        found_by: report.found_by,
+        found_unix_ms: report.found_unix_ms,
+        marked_unix_ms: now_unix_ms,
+    });
+    entry.parts.sort_by_key(|p| p.index);
+    let outcome = DamageOutcome::Marked {
+        file_id: owner,
+        index: part.index,
+    };
+    (outcome, Some(entry))
+}
+
 impl Meta {
     /// Marks the files owning the damaged chunks `reports` of `node_id`, in one transaction.
     pub fn mark_damaged(
@@ -101,57 +156,32 @@ impl Meta {
             let mut damaged = txn.open_table(DAMAGED)?;
             let mut out = Vec::with_capacity(reports.len());
             for report in reports {
-                let Some(owner) = refs.get(&chunk_key(node_id, &report.chunk_id))? else {
-                    out.push(DamageOutcome::Unreferenced);
-                    continue;
-                };
-                let owner = Uuid::from_bytes(*owner.value());
-                let Some(file) = files.get(owner.as_bytes())? else {
-                    out.push(DamageOutcome::InUpload);
-                    continue;
-                };
-                let file: FileRecord =
-                    decode(file.value()).map_err(MetaError::corrupt(FILES_NAME))?;
-                let Some(part) = file
-                    .parts
-                    .iter()
-                    .find(|p| p.node_id == *node_id && p.chunk_id == report.chunk_id)
-                else {
-                    out.push(DamageOutcome::Unreferenced);
-                    continue;
-                };
-                let mut entry = match damaged.get(owner.as_bytes())? {
-                    Some(v) => decode::<DamagedFile>(v.value())
-                        .map_err(MetaError::corrupt(DAMAGED_NAME))?,
-                    None => DamagedFile {
-                        file_id: owner,
-                        parts: Vec::new(),
+                let owner = refs
+                    .get(&chunk_key(node_id, &report.chunk_id))?
+                    .map(|v| Uuid::from_bytes(*v.value()));
+                let file: Option<FileRecord> = match &owner {
+                    Some(o) => match files.get(o.as_bytes())? {
+                        Some(v) => Some(decode(v.value()).map_err(MetaError::corrupt(FILES_NAME))?),
+                        None => None,
                     },
+                    None => None,
                 };
-                if entry.has_part(part.index) {
-                    out.push(DamageOutcome::AlreadyMarked {
-                        file_id: owner,
-                        index: part.index,
-                    });
-                    continue;
+                let marked: Option<DamagedFile> = match (&owner, &file) {
+                    (Some(o), Some(_)) => match damaged.get(o.as_bytes())? {
+                        Some(v) => {
+                            Some(decode(v.value()).map_err(MetaError::corrupt(DAMAGED_NAME))?)
+                        }
+                        None => None,
+                    },
+                    _ => None,
+                };
+                let (outcome, store) =
+                    mark_report(node_id, report, owner, file.as_ref(), marked, now_unix_ms);
+                if let (Some(entry), Some(o)) = (store, owner) {
+                    let value = encode(&entry).map_err(MetaError::corrupt(DAMAGED_NAME))?;
+                    damaged.insert(o.as_bytes(), value.as_slice())?;
                 }
-                entry.parts.push(DamagedPart {
-                    index: part.index,
-                    node_id: *node_id,
-                    chunk_id: report.chunk_id,
-                    damage: report.damage,
-                    block: report.block,
-                    found_by: report.found_by,
-                    found_unix_ms: report.found_unix_ms,
-                    marked_unix_ms: now_unix_ms,
-                });
-                entry.parts.sort_by_key(|p| p.index);
-                let value = encode(&entry).map_err(MetaError::corrupt(DAMAGED_NAME))?;
-                damaged.insert(owner.as_bytes(), value.as_slice())?;
-                out.push(DamageOutcome::Marked {
-                    file_id: owner,
-                    index: part.index,
-                });
+                out.push(outcome);
             }
             Ok(out)
         })
@@ -203,4 +233,119 @@ impl Meta {
 pub(super) fn forget_in(txn: &redb::WriteTransaction, id: &Uuid) -> Result<(), MetaError> {
     txn.open_table(DAMAGED)?.remove(id.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::PartRecord;
+
+    fn file() -> FileRecord {
+        FileRecord {
+            id: Uuid::from_u128(1),
+            name: "f".into(),
+            content_type: None,
+            size: 20,
+            created_unix_ms: 0,
+            checksum: "0123456789abcdef0123456789abcdef".into(),
+            parts: (0..2u32)
+                .map(|i| PartRecord {
+                    index: i,
+                    offset: u64::from(i) * 10,
+                    len: 10,
+                    node_id: Uuid::from_u128(10 + u128::from(i)),
+                    chunk_id: [i as u8; 16],
+                    crc32c: 0,
+                    stored_len: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn report(chunk: u8) -> ChunkDamage {
+        ChunkDamage {
+            chunk_id: [chunk; 16],
+            damage: DamageKind::ChecksumMismatch,
+            block: Some(3),
+            found_by: FoundBy::Scrub,
+            found_unix_ms: 5,
+        }
+    }
+
+    #[test]
+    fn a_report_marks_the_owning_files_part_once() {
+        let (f, node) = (file(), Uuid::from_u128(11));
+        let owner = Some(f.id);
+        let (outcome, stored) = mark_report(&node, &report(1), owner, Some(&f), None, 9);
+        assert_eq!(
+            outcome,
+            DamageOutcome::Marked {
+                file_id: f.id,
+                index: 1
+            }
+        );
+        let stored = stored.expect("a record to store");
+        assert_eq!(
+            stored.parts,
+            vec![DamagedPart {
+                index: 1,
+                node_id: node,
+                chunk_id: [1; 16],
+                damage: DamageKind::ChecksumMismatch,
+                block: Some(3),
+                found_by: FoundBy::Scrub,
+                found_unix_ms: 5,
+                marked_unix_ms: 9,
+            }]
+        );
+        // Part 0 joins the record, in part order; part 1 again changes nothing.
+        let (outcome, both) = mark_report(
+            &Uuid::from_u128(10),
+            &report(0),
+            owner,
+            Some(&f),
+            Some(stored.clone()),
+            10,
+        );
+        assert_eq!(
+            outcome,
+            DamageOutcome::Marked {
+                file_id: f.id,
+                index: 0
+            }
+        );
+        let both = both.expect("record");
+        assert_eq!(
+            both.parts.iter().map(|p| p.index).collect::<Vec<_>>(),
+            [0, 1]
+        );
+        assert_eq!(
+            mark_report(&node, &report(1), owner, Some(&f), Some(both), 11),
+            (
+                DamageOutcome::AlreadyMarked {
+                    file_id: f.id,
+                    index: 1
+                },
+                None
+            )
+        );
+    }
+
+    #[test]
+    fn chunks_of_no_file_mark_nothing() {
+        let (f, node) = (file(), Uuid::from_u128(11));
+        assert_eq!(
+            mark_report(&node, &report(1), None, None, None, 9),
+            (DamageOutcome::Unreferenced, None)
+        );
+        assert_eq!(
+            mark_report(&node, &report(1), Some(f.id), None, None, 9),
+            (DamageOutcome::InUpload, None)
+        );
+        // The file does not name this chunk on this node.
+        assert_eq!(
+            mark_report(&node, &report(0), Some(f.id), Some(&f), None, 9),
+            (DamageOutcome::Unreferenced, None)
+        );
+    }
 }

@@ -2,15 +2,32 @@
 
 use std::collections::HashSet;
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition};
 use uuid::Uuid;
 
-use super::codec::{decode, encode};
 use super::records::{ChunkId, DeleteEntry, DeleteReason, PendingDelete};
-use super::tables::{
-    CHUNK_REFS, DELETE_QUEUE, DELETE_QUEUE_NAME, chunk_key, node_key_bounds, split_chunk_key,
-};
+use super::tables::{CHUNK_REFS, DELETE_QUEUE, chunk_key, node_key_bounds, split_chunk_key};
 use super::{Meta, MetaError};
+
+/// Up to `limit` rows of `node_id` in `table` (keyed node id ‖ chunk id: the delete queue,
+/// the pending marks), in chunk id order, each made by `row` from its node, chunk and value.
+pub(super) fn node_rows<T>(
+    txn: &ReadTransaction,
+    table: TableDefinition<&'static [u8; 32], &'static [u8]>,
+    node_id: &Uuid,
+    limit: usize,
+    row: fn(Uuid, ChunkId, &[u8]) -> Result<T, MetaError>,
+) -> Result<Vec<T>, MetaError> {
+    let (lo, hi) = node_key_bounds(node_id);
+    let table = txn.open_table(table)?;
+    let mut out = Vec::with_capacity(limit.min(1024));
+    for entry in table.range::<&[u8; 32]>(&lo..=&hi)?.take(limit) {
+        let (key, value) = entry?;
+        let (node_id, chunk_id) = split_chunk_key(key.value());
+        out.push(row(node_id, chunk_id, value.value())?);
+    }
+    Ok(out)
+}
 
 impl Meta {
     /// Up to `limit` chunks queued for deletion on `node_id`, in chunk id order.
@@ -19,25 +36,7 @@ impl Meta {
         node_id: &Uuid,
         limit: usize,
     ) -> Result<Vec<PendingDelete>, MetaError> {
-        let (lo, hi) = node_key_bounds(node_id);
-        self.read(|txn| {
-            let queue = txn.open_table(DELETE_QUEUE)?;
-            let mut out = Vec::with_capacity(limit.min(1024));
-            for row in queue.range::<&[u8; 32]>(&lo..=&hi)?.take(limit) {
-                let (key, value) = row?;
-                let (node_id, chunk_id) = split_chunk_key(key.value());
-                let entry: DeleteEntry =
-                    decode(value.value()).map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
-                out.push(PendingDelete {
-                    node_id,
-                    chunk_id,
-                    file_id: entry.file_id,
-                    reason: entry.reason,
-                    enqueued_unix_ms: entry.enqueued_unix_ms,
-                });
-            }
-            Ok(out)
-        })
+        self.read(|txn| node_rows(txn, DELETE_QUEUE, node_id, limit, PendingDelete::from_row))
     }
 
     /// Drops a chunk from the queue once its node has deleted it (or reported it absent).
@@ -56,12 +55,7 @@ impl Meta {
         chunk_ids: &[ChunkId],
         reason: DeleteReason,
     ) -> Result<usize, MetaError> {
-        let entry = encode(&DeleteEntry {
-            file_id: None,
-            reason,
-            enqueued_unix_ms: self.clock.unix_ms(),
-        })
-        .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+        let entry = DeleteEntry::encoded(None, reason, self.clock.unix_ms())?;
         self.write(|txn| {
             let refs = txn.open_table(CHUNK_REFS)?;
             let mut queue = txn.open_table(DELETE_QUEUE)?;

@@ -5,9 +5,9 @@ use std::ops::Bound;
 use redb::{ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
-use super::codec::{decode, encode};
+use super::codec::decode;
 use super::records::{DeleteEntry, DeleteReason, FileRecord};
-use super::tables::{CHUNK_REFS, DELETE_QUEUE, DELETE_QUEUE_NAME, FILES, FILES_NAME, chunk_key};
+use super::tables::{CHUNK_REFS, DELETE_QUEUE, FILES, FILES_NAME, chunk_key};
 use super::{Meta, MetaError};
 
 /// Files whose name starts with this are not listed by `GET /files` (they are still served by
@@ -105,12 +105,7 @@ pub(super) fn remove_file_in(
     };
     let file: FileRecord = decode(value.value()).map_err(MetaError::corrupt(FILES_NAME))?;
     drop(value);
-    let entry = encode(&DeleteEntry {
-        file_id: Some(*id),
-        reason: DeleteReason::FileDeleted,
-        enqueued_unix_ms: now,
-    })
-    .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+    let entry = DeleteEntry::encoded(Some(*id), DeleteReason::FileDeleted, now)?;
     let mut refs = txn.open_table(CHUNK_REFS)?;
     let mut queue = txn.open_table(DELETE_QUEUE)?;
     for p in &file.parts {

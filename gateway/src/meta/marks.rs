@@ -9,7 +9,7 @@ use redb::{ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
 use super::records::{ChunkId, FileRecord};
-use super::tables::{PENDING_MARKS, chunk_key, node_key_bounds, split_chunk_key};
+use super::tables::{PENDING_MARKS, chunk_key};
 use super::{Meta, MetaError};
 
 const VERSION: u8 = 1;
@@ -45,6 +45,22 @@ pub struct PendingMark {
     pub node_id: Uuid,
     pub chunk_id: ChunkId,
     pub mark: CommitMark,
+}
+
+impl PendingMark {
+    /// The pending-marks row of chunk `chunk_id` on `node_id` whose stored value is `value`
+    /// (every backend reads its rows with this).
+    pub(crate) fn from_row(
+        node_id: Uuid,
+        chunk_id: ChunkId,
+        value: &[u8],
+    ) -> Result<PendingMark, MetaError> {
+        Ok(PendingMark {
+            node_id,
+            chunk_id,
+            mark: decode(value)?,
+        })
+    }
 }
 
 pub(crate) fn encode(m: &CommitMark) -> [u8; VALUE_LEN] {
@@ -97,24 +113,6 @@ pub(super) fn record_for_commit(
     Ok(())
 }
 
-/// Records the mark of one chunk of committed `file` (a moved part's copy) as pending.
-pub(super) fn record_for_chunk(
-    txn: &WriteTransaction,
-    file: &FileRecord,
-    node_id: &Uuid,
-    chunk_id: &ChunkId,
-) -> Result<(), MetaError> {
-    let Some(mark) = CommitMark::of(file) else {
-        return Err(MetaError::InvalidRecord(format!(
-            "file {} has no valid checksum to mark",
-            file.id
-        )));
-    };
-    txn.open_table(PENDING_MARKS)?
-        .insert(&chunk_key(node_id, chunk_id), encode(&mark).as_slice())?;
-    Ok(())
-}
-
 /// Drops the marks of a file being deleted, inside its delete transaction.
 pub(super) fn forget_for_delete(
     txn: &WriteTransaction,
@@ -134,20 +132,8 @@ impl Meta {
         node_id: &Uuid,
         limit: usize,
     ) -> Result<Vec<PendingMark>, MetaError> {
-        let (lo, hi) = node_key_bounds(node_id);
         self.read(|txn| {
-            let table = txn.open_table(PENDING_MARKS)?;
-            let mut out = Vec::with_capacity(limit.min(1024));
-            for row in table.range::<&[u8; 32]>(&lo..=&hi)?.take(limit) {
-                let (key, value) = row?;
-                let (node_id, chunk_id) = split_chunk_key(key.value());
-                out.push(PendingMark {
-                    node_id,
-                    chunk_id,
-                    mark: decode(value.value())?,
-                });
-            }
-            Ok(out)
+            super::deletes::node_rows(txn, PENDING_MARKS, node_id, limit, PendingMark::from_row)
         })
     }
 

@@ -18,7 +18,7 @@ mod export;
 mod files;
 mod keys;
 pub(crate) mod marks;
-mod moves;
+pub(crate) mod moves;
 mod multipart;
 mod nodes;
 mod quarantine;
@@ -45,12 +45,13 @@ use uuid::Uuid;
 
 pub use backup::{SnapshotInfo, SnapshotReport, read_snapshot_info};
 pub use codec::{CodecError, RECORD_FORMAT_V1};
+pub(crate) use damaged::mark_report;
 pub use damaged::{ChunkDamage, DamageKind, DamageOutcome, DamagedFile, DamagedPart, FoundBy};
 pub use error::MetaError;
 pub use files::HIDDEN_NAME_PREFIX;
 pub use marks::{CommitMark, PendingMark};
 pub use moves::{BeginOutcome, MoveRecord, MoveState, SwapOutcome};
-pub use multipart::check_completion;
+pub use multipart::{Completion, check_completion, completion};
 pub use quarantine::QuarantineMark;
 pub use records::{
     AckMismatch, ChunkId, DeleteReason, FileRecord, NodeRecord, NodeState, OperatorState,

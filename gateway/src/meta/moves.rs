@@ -20,6 +20,9 @@
 //! So a part is never lost (the source goes only after the file names a verified copy) and the
 //! file never names two copies.
 //!
+//! The decisions are pure functions in [`rules`], which the PostgreSQL backend calls too; this
+//! file reads and writes the redb tables around them.
+//!
 //! Value: the codec's version byte, then [`MoveRecord`] as JSON.
 
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
@@ -27,12 +30,15 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::codec::{decode, encode};
-use super::records::{ChunkId, DeleteEntry, DeleteReason, FileRecord, hex16};
+use super::records::{ChunkId, FileRecord, hex16};
 use super::tables::{
     CHUNK_REFS, DELETE_QUEUE, DELETE_QUEUE_NAME, FILES, FILES_NAME, MOVES, MOVES_NAME,
     PENDING_MARKS, chunk_key,
 };
 use super::{Meta, MetaError};
+use rules::{MoveRequest, MoveWrite};
+
+pub(crate) mod rules;
 
 /// Where a move is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,24 +91,43 @@ pub enum SwapOutcome {
     Unknown,
 }
 
-fn delete_entry(file_id: Uuid, reason: DeleteReason, now_ms: u64) -> Result<Vec<u8>, MetaError> {
-    encode(&DeleteEntry {
-        file_id: Some(file_id),
-        reason,
-        enqueued_unix_ms: now_ms,
-    })
-    .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))
-}
-
-/// Drops the copy of a move that will not complete: out of the index, into the delete queue.
-fn drop_copy(txn: &WriteTransaction, m: &MoveRecord, now_ms: u64) -> Result<(), MetaError> {
-    let key = chunk_key(&m.to_node, &m.to_chunk);
-    txn.open_table(CHUNK_REFS)?.remove(&key)?;
-    txn.open_table(PENDING_MARKS)?.remove(&key)?;
-    let entry = delete_entry(m.file_id, DeleteReason::Aborted, now_ms)?;
-    txn.open_table(DELETE_QUEUE)?
-        .insert(&key, entry.as_slice())?;
-    txn.open_table(MOVES)?.remove(&key)?;
+/// Makes `writes` (decided by [`rules`]) inside `txn`.
+fn apply(txn: &WriteTransaction, writes: &[MoveWrite]) -> Result<(), MetaError> {
+    for w in writes {
+        match w {
+            MoveWrite::Reference { key, file_id } => {
+                txn.open_table(CHUNK_REFS)?
+                    .insert(key, file_id.as_bytes())?;
+            }
+            MoveWrite::Unreference { key } => {
+                txn.open_table(CHUNK_REFS)?.remove(key)?;
+            }
+            MoveWrite::QueueDelete { key, entry } => {
+                let value = encode(entry).map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+                txn.open_table(DELETE_QUEUE)?
+                    .insert(key, value.as_slice())?;
+            }
+            MoveWrite::PendMark { key, mark } => {
+                txn.open_table(PENDING_MARKS)?
+                    .insert(key, super::marks::encode(mark).as_slice())?;
+            }
+            MoveWrite::ForgetMark { key } => {
+                txn.open_table(PENDING_MARKS)?.remove(key)?;
+            }
+            MoveWrite::PutFile(file) => {
+                let value = encode(file).map_err(MetaError::corrupt(FILES_NAME))?;
+                txn.open_table(FILES)?
+                    .insert(file.id.as_bytes(), value.as_slice())?;
+            }
+            MoveWrite::PutMove(m) => {
+                let value = encode(m).map_err(MetaError::corrupt(MOVES_NAME))?;
+                txn.open_table(MOVES)?.insert(&m.key(), value.as_slice())?;
+            }
+            MoveWrite::DropMove { key } => {
+                txn.open_table(MOVES)?.remove(key)?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -116,25 +141,26 @@ fn load_file(txn: &WriteTransaction, id: &Uuid) -> Result<Option<FileRecord>, Me
         .map_err(MetaError::corrupt(FILES_NAME))
 }
 
-/// Why the file no longer matches the move, if it does not.
-fn mismatch(file: &FileRecord, m: &MoveRecord) -> Option<&'static str> {
-    let Some(part) = file.parts.iter().find(|p| p.index == m.part_index) else {
-        return Some("the file has no such part");
+fn load_move(txn: &WriteTransaction, key: &[u8; 32]) -> Result<Option<MoveRecord>, MetaError> {
+    let moves = txn.open_table(MOVES)?;
+    let Some(v) = moves.get(key)? else {
+        return Ok(None);
     };
-    if part.node_id != m.from_node || part.chunk_id != m.from_chunk {
-        return Some("the part is no longer at the source");
+    decode(v.value())
+        .map(Some)
+        .map_err(MetaError::corrupt(MOVES_NAME))
+}
+
+/// Every recorded move, in target order.
+fn all_moves<T: ReadableTable<&'static [u8; 32], &'static [u8]>>(
+    moves: &T,
+) -> Result<Vec<MoveRecord>, MetaError> {
+    let mut out = Vec::new();
+    for row in moves.iter()? {
+        let (_, v) = row?;
+        out.push(decode(v.value()).map_err(MetaError::corrupt(MOVES_NAME))?);
     }
-    if part.crc32c != m.crc32c || part.stored_len() != m.len {
-        return Some("the part changed");
-    }
-    if file
-        .parts
-        .iter()
-        .any(|p| p.index != m.part_index && p.node_id == m.to_node)
-    {
-        return Some("another part of the file is on the target");
-    }
-    None
+    Ok(out)
 }
 
 impl Meta {
@@ -149,40 +175,19 @@ impl Meta {
         to_chunk: ChunkId,
         now_ms: u64,
     ) -> Result<BeginOutcome, MetaError> {
+        let req = MoveRequest {
+            file_id: *file_id,
+            part_index,
+            from_node: *from_node,
+            to_node: *to_node,
+            to_chunk,
+        };
         self.write(|txn| {
-            let Some(file) = load_file(txn, file_id)? else {
-                return Ok(BeginOutcome::Stale("the file is gone"));
-            };
-            let Some(part) = file.parts.iter().find(|p| p.index == part_index) else {
-                return Ok(BeginOutcome::Stale("the file has no such part"));
-            };
-            if part.node_id != *from_node {
-                return Ok(BeginOutcome::Stale("the part is no longer at the source"));
-            }
-            let record = MoveRecord {
-                file_id: *file_id,
-                part_index,
-                from_node: *from_node,
-                from_chunk: part.chunk_id,
-                to_node: *to_node,
-                to_chunk,
-                len: part.stored_len(),
-                crc32c: part.crc32c,
-                recorded_unix_ms: now_ms,
-                state: MoveState::Copying,
-            };
-            if let Some(why) = mismatch(&file, &record) {
-                return Ok(BeginOutcome::Stale(why));
-            }
-            let key = chunk_key(to_node, &to_chunk);
-            let mut refs = txn.open_table(CHUNK_REFS)?;
-            if refs.get(&key)?.is_some() {
-                return Err(MetaError::Conflict("the target chunk id is in use".into()));
-            }
-            refs.insert(&key, file_id.as_bytes())?;
-            let value = encode(&record).map_err(MetaError::corrupt(MOVES_NAME))?;
-            txn.open_table(MOVES)?.insert(&key, value.as_slice())?;
-            Ok(BeginOutcome::Recorded(file))
+            let file = load_file(txn, file_id)?;
+            let in_use = txn.open_table(CHUNK_REFS)?.get(&req.key())?.is_some();
+            let (outcome, writes) = rules::begin(&req, file, in_use, now_ms)?;
+            apply(txn, &writes)?;
+            Ok(outcome)
         })
     }
 
@@ -200,51 +205,15 @@ impl Meta {
     ) -> Result<SwapOutcome, MetaError> {
         let key = chunk_key(to_node, to_chunk);
         self.write(|txn| {
-            let mut record: MoveRecord = {
-                let moves = txn.open_table(MOVES)?;
-                let Some(v) = moves.get(&key)? else {
-                    return Ok(SwapOutcome::Unknown);
-                };
-                decode(v.value()).map_err(MetaError::corrupt(MOVES_NAME))?
+            let record = load_move(txn, &key)?;
+            let file = match rules::swap_reads_file(record.as_ref()) {
+                Some(id) => load_file(txn, &id)?,
+                None => None,
             };
-            if record.state != MoveState::Copying {
-                return Ok(SwapOutcome::Swapped);
-            }
-            let file = load_file(txn, &record.file_id)?;
-            let why = match &file {
-                None => Some("the file was deleted"),
-                Some(f) => mismatch(f, &record),
-            };
-            if let Some(why) = why {
-                drop_copy(txn, &record, now_ms)?;
-                return Ok(SwapOutcome::Abandoned(why));
-            }
-            let Some(mut file) = file else {
-                return Ok(SwapOutcome::Abandoned("the file was deleted"));
-            };
-            for p in file.parts.iter_mut() {
-                if p.index == record.part_index {
-                    p.node_id = record.to_node;
-                    p.chunk_id = record.to_chunk;
-                }
-            }
-            let value = encode(&file).map_err(MetaError::corrupt(FILES_NAME))?;
-            txn.open_table(FILES)?
-                .insert(file.id.as_bytes(), value.as_slice())?;
-            // The source's commit mark matters no more (it goes); the copy's is sent by the
-            // cleanup unless it already arrived.
-            let mut marks = txn.open_table(PENDING_MARKS)?;
-            marks.remove(&chunk_key(&record.from_node, &record.from_chunk))?;
-            drop(marks);
-            if !mark_delivered {
-                super::marks::record_for_chunk(txn, &file, &record.to_node, &record.to_chunk)?;
-            }
-            record.state = MoveState::Swapped {
-                release_after_unix_ms,
-            };
-            let value = encode(&record).map_err(MetaError::corrupt(MOVES_NAME))?;
-            txn.open_table(MOVES)?.insert(&key, value.as_slice())?;
-            Ok(SwapOutcome::Swapped)
+            let (outcome, writes) =
+                rules::swap(record, file, mark_delivered, release_after_unix_ms, now_ms)?;
+            apply(txn, &writes)?;
+            Ok(outcome)
         })
     }
 
@@ -258,18 +227,10 @@ impl Meta {
     ) -> Result<bool, MetaError> {
         let key = chunk_key(to_node, to_chunk);
         self.write(|txn| {
-            let record: MoveRecord = {
-                let moves = txn.open_table(MOVES)?;
-                let Some(v) = moves.get(&key)? else {
-                    return Ok(false);
-                };
-                decode(v.value()).map_err(MetaError::corrupt(MOVES_NAME))?
-            };
-            if record.state != MoveState::Copying {
-                return Ok(false);
-            }
-            drop_copy(txn, &record, now_ms)?;
-            Ok(true)
+            let record = load_move(txn, &key)?;
+            let (abandoned, writes) = rules::abandon(record.as_ref(), now_ms);
+            apply(txn, &writes)?;
+            Ok(abandoned)
         })
     }
 
@@ -277,22 +238,9 @@ impl Meta {
     /// file still names the source). Returns the moves rolled back.
     pub fn roll_back_unfinished_moves(&self, now_ms: u64) -> Result<Vec<MoveRecord>, MetaError> {
         self.write(|txn| {
-            let unfinished: Vec<MoveRecord> = {
-                let moves = txn.open_table(MOVES)?;
-                let mut out = Vec::new();
-                for row in moves.iter()? {
-                    let (_, v) = row?;
-                    let m: MoveRecord =
-                        decode(v.value()).map_err(MetaError::corrupt(MOVES_NAME))?;
-                    if m.state == MoveState::Copying {
-                        out.push(m);
-                    }
-                }
-                out
-            };
-            for m in &unfinished {
-                drop_copy(txn, m, now_ms)?;
-            }
+            let recorded = all_moves(&txn.open_table(MOVES)?)?;
+            let (unfinished, writes) = rules::roll_back(recorded, now_ms);
+            apply(txn, &writes)?;
             Ok(unfinished)
         })
     }
@@ -302,40 +250,18 @@ impl Meta {
     /// released sources (node, chunk).
     pub fn release_moved_sources(&self, now_ms: u64) -> Result<Vec<(Uuid, ChunkId)>, MetaError> {
         self.write(|txn| {
-            let due: Vec<([u8; 32], MoveRecord)> = {
-                let moves = txn.open_table(MOVES)?;
-                let mut out = Vec::new();
-                for row in moves.iter()? {
-                    let (k, v) = row?;
-                    let m: MoveRecord =
-                        decode(v.value()).map_err(MetaError::corrupt(MOVES_NAME))?;
-                    if let MoveState::Swapped {
-                        release_after_unix_ms,
-                    } = m.state
-                        && release_after_unix_ms <= now_ms
-                    {
-                        out.push((*k.value(), m));
-                    }
-                }
-                out
-            };
-            let mut refs = txn.open_table(CHUNK_REFS)?;
-            let mut queue = txn.open_table(DELETE_QUEUE)?;
-            let mut moves = txn.open_table(MOVES)?;
+            let due: Vec<MoveRecord> = all_moves(&txn.open_table(MOVES)?)?
+                .into_iter()
+                .filter(|m| m.is_due(now_ms))
+                .collect();
             let mut released = Vec::with_capacity(due.len());
-            for (key, m) in due {
-                let source = chunk_key(&m.from_node, &m.from_chunk);
-                // Only this move's hold: a file naming the source again (it cannot, chunk ids
-                // are fresh) would keep it.
-                let held_by_file = refs
-                    .get(&source)?
-                    .is_some_and(|v| *v.value() == *m.file_id.as_bytes());
-                if held_by_file {
-                    refs.remove(&source)?;
-                }
-                let entry = delete_entry(m.file_id, DeleteReason::Moved, now_ms)?;
-                queue.insert(&source, entry.as_slice())?;
-                moves.remove(&key)?;
+            for m in due {
+                let holder = txn
+                    .open_table(CHUNK_REFS)?
+                    .get(&m.source_key())?
+                    .map(|v| *v.value());
+                let writes = rules::release(&m, holder.as_ref().map(|h| h.as_slice()), now_ms);
+                apply(txn, &writes)?;
                 released.push((m.from_node, m.from_chunk));
             }
             Ok(released)
@@ -344,15 +270,7 @@ impl Meta {
 
     /// Every recorded move, in target order.
     pub fn list_moves(&self) -> Result<Vec<MoveRecord>, MetaError> {
-        self.read(|txn| {
-            let moves = txn.open_table(MOVES)?;
-            let mut out = Vec::new();
-            for row in moves.iter()? {
-                let (_, v) = row?;
-                out.push(decode(v.value()).map_err(MetaError::corrupt(MOVES_NAME))?);
-            }
-            Ok(out)
-        })
+        self.read(|txn| all_moves(&txn.open_table(MOVES)?))
     }
 
     /// Number of recorded moves.

@@ -150,13 +150,7 @@ impl Meta {
                     out.push(upload);
                 }
             }
-            out.sort_by(|a, b| {
-                (a.key.as_str(), a.initiated_unix_ms, a.upload_id).cmp(&(
-                    b.key.as_str(),
-                    b.initiated_unix_ms,
-                    b.upload_id,
-                ))
-            });
+            MultipartRecord::sort_for_listing(&mut out);
             Ok(out)
         })
     }
@@ -215,27 +209,8 @@ impl Meta {
                 .into_iter()
                 .map(|p| (p.part_number, p))
                 .collect();
-            let chosen = check_completion(&stored, listed)?;
-            let record = ObjectRecord {
-                size: chosen.iter().map(|p| p.size).sum(),
-                etag: etag(&chosen),
-                content_type: upload.content_type.clone(),
-                last_modified_unix_ms: now_unix_ms,
-                segments: chosen
-                    .iter()
-                    .map(|p| Segment {
-                        file_id: p.file_id,
-                        size: p.size,
-                    })
-                    .collect(),
-                user_metadata: upload.user_metadata.clone(),
-                id: Some(*upload_id),
-            };
-            let unlisted: Vec<Uuid> = stored
-                .values()
-                .filter(|p| !listed.iter().any(|l| l.part_number == p.part_number))
-                .map(|p| p.file_id)
-                .collect();
+            let Completion { record, unlisted } =
+                completion(upload_id, &upload, &stored, listed, now_unix_ms, etag)?;
             for number in stored.keys() {
                 parts_table.remove(&part_key(upload_id, *number))?;
             }
@@ -247,6 +222,50 @@ impl Meta {
             Ok(record)
         })
     }
+}
+
+/// What a CompleteMultipartUpload makes of an upload: the object and the files of the parts
+/// it does not list (to remove).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub record: ObjectRecord,
+    pub unlisted: Vec<Uuid>,
+}
+
+/// Completes `upload` (id `upload_id`) whose uploaded parts are `stored` with the `listed`
+/// ones ([`check_completion`]): the object is the ordered list of their files, with the
+/// upload's content type and metadata, its ETag made by `etag` from the listed parts. Pure;
+/// every backend stores what it returns.
+pub fn completion(
+    upload_id: &Uuid,
+    upload: &MultipartRecord,
+    stored: &BTreeMap<u32, UploadedPart>,
+    listed: &[CompletedPartRef],
+    now_unix_ms: u64,
+    etag: impl FnOnce(&[&UploadedPart]) -> String,
+) -> Result<Completion, ObjectStoreError> {
+    let chosen = check_completion(stored, listed)?;
+    let record = ObjectRecord {
+        size: chosen.iter().map(|p| p.size).sum(),
+        etag: etag(&chosen),
+        content_type: upload.content_type.clone(),
+        last_modified_unix_ms: now_unix_ms,
+        segments: chosen
+            .iter()
+            .map(|p| Segment {
+                file_id: p.file_id,
+                size: p.size,
+            })
+            .collect(),
+        user_metadata: upload.user_metadata.clone(),
+        id: Some(*upload_id),
+    };
+    let unlisted = stored
+        .values()
+        .filter(|p| !listed.iter().any(|l| l.part_number == p.part_number))
+        .map(|p| p.file_id)
+        .collect();
+    Ok(Completion { record, unlisted })
 }
 
 /// The parts a CompleteMultipartUpload names, checked against those uploaded. Pure.
@@ -356,5 +375,56 @@ mod tests {
             Err(ObjectStoreError::InvalidPart(_))
         ));
         assert!(check_completion(&stored, &[]).is_err());
+    }
+
+    #[test]
+    fn a_completion_is_the_listed_parts_in_order_and_the_unlisted_ones_go() {
+        let stored: BTreeMap<u32, UploadedPart> =
+            [part(1, MIN_PART_SIZE), part(2, MIN_PART_SIZE), part(3, 10)]
+                .into_iter()
+                .map(|p| (p.part_number, p))
+                .collect();
+        let upload_id = Uuid::from_u128(7);
+        let upload = MultipartRecord {
+            upload_id,
+            bucket: "b".into(),
+            key: "k".into(),
+            content_type: Some("text/plain".into()),
+            initiated_unix_ms: 1,
+            user_metadata: [("a".to_owned(), "1".to_owned())].into_iter().collect(),
+        };
+        let c = completion(&upload_id, &upload, &stored, &refs(&[1, 3]), 99, |chosen| {
+            chosen
+                .iter()
+                .map(|p| p.etag.as_str())
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .expect("complete");
+        assert_eq!(c.record.size, MIN_PART_SIZE + 10);
+        assert_eq!(c.record.etag, "etag1+etag3");
+        assert_eq!(c.record.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(c.record.user_metadata, upload.user_metadata);
+        assert_eq!(c.record.last_modified_unix_ms, 99);
+        assert_eq!(c.record.id, Some(upload_id));
+        assert_eq!(
+            c.record
+                .segments
+                .iter()
+                .map(|s| (s.file_id, s.size))
+                .collect::<Vec<_>>(),
+            vec![
+                (stored[&1].file_id, MIN_PART_SIZE),
+                (stored[&3].file_id, 10)
+            ]
+        );
+        assert_eq!(c.unlisted, vec![stored[&2].file_id]);
+        // A refused list makes nothing.
+        assert!(
+            completion(&upload_id, &upload, &stored, &refs(&[3, 1]), 99, |_| {
+                String::new()
+            })
+            .is_err()
+        );
     }
 }

@@ -298,12 +298,49 @@ pub struct PendingDelete {
     pub enqueued_unix_ms: u64,
 }
 
+impl PendingDelete {
+    /// The delete-queue row of chunk `chunk_id` on `node_id` whose stored entry is `value`
+    /// (every backend reads its rows with this).
+    pub(crate) fn from_row(
+        node_id: Uuid,
+        chunk_id: ChunkId,
+        value: &[u8],
+    ) -> Result<PendingDelete, super::MetaError> {
+        let entry: DeleteEntry = super::codec::decode(value)
+            .map_err(super::MetaError::corrupt(super::tables::DELETE_QUEUE_NAME))?;
+        Ok(PendingDelete {
+            node_id,
+            chunk_id,
+            file_id: entry.file_id,
+            reason: entry.reason,
+            enqueued_unix_ms: entry.enqueued_unix_ms,
+        })
+    }
+}
+
 /// The stored value of a delete-queue entry (the key holds node and chunk).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DeleteEntry {
     pub file_id: Option<Uuid>,
     pub reason: DeleteReason,
     pub enqueued_unix_ms: u64,
+}
+
+impl DeleteEntry {
+    /// The stored bytes of an entry: chunk of `file_id` (when known) queued for `reason` at
+    /// `enqueued_unix_ms`.
+    pub(crate) fn encoded(
+        file_id: Option<Uuid>,
+        reason: DeleteReason,
+        enqueued_unix_ms: u64,
+    ) -> Result<Vec<u8>, super::MetaError> {
+        super::codec::encode(&DeleteEntry {
+            file_id,
+            reason,
+            enqueued_unix_ms,
+        })
+        .map_err(super::MetaError::corrupt(super::tables::DELETE_QUEUE_NAME))
+    }
 }
 
 /// Chunk ids as 32 lowercase hex digits rather than a JSON array of 16 numbers.

@@ -91,6 +91,19 @@ pub struct MultipartRecord {
     pub user_metadata: BTreeMap<String, String>,
 }
 
+impl MultipartRecord {
+    /// Uploads in ListMultipartUploads order: by key, then by start, then by id.
+    pub fn sort_for_listing(uploads: &mut [MultipartRecord]) {
+        uploads.sort_by(|a, b| {
+            (a.key.as_str(), a.initiated_unix_ms, a.upload_id).cmp(&(
+                b.key.as_str(),
+                b.initiated_unix_ms,
+                b.upload_id,
+            ))
+        });
+    }
+}
+
 /// One uploaded part of a multipart upload: a committed (hidden) sixfold file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadedPart {
@@ -307,6 +320,30 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uploads_list_by_key_then_start_then_id() {
+        let upload = |key: &str, at: u64, id: u128| MultipartRecord {
+            upload_id: Uuid::from_u128(id),
+            bucket: "b".into(),
+            key: key.into(),
+            content_type: None,
+            initiated_unix_ms: at,
+            user_metadata: BTreeMap::new(),
+        };
+        let mut all = vec![
+            upload("b", 1, 1),
+            upload("a", 5, 2),
+            upload("a", 5, 1),
+            upload("a", 2, 9),
+        ];
+        MultipartRecord::sort_for_listing(&mut all);
+        let order: Vec<(&str, u64, u128)> = all
+            .iter()
+            .map(|u| (u.key.as_str(), u.initiated_unix_ms, u.upload_id.as_u128()))
+            .collect();
+        assert_eq!(order, [("a", 2, 9), ("a", 5, 1), ("a", 5, 2), ("b", 1, 1)]);
+    }
 
     fn rows(keys: &[&str]) -> Vec<Result<(String, ()), ()>> {
         let mut keys: Vec<&str> = keys.to_vec();

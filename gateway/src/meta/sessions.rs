@@ -122,6 +122,81 @@ pub(crate) fn check_commit(
     Ok(())
 }
 
+/// The checks of a new session before its transaction: the plan must tile the file and cover
+/// the announced size, if any.
+pub(crate) fn check_session(session: &UploadSession) -> Result<(), MetaError> {
+    let total = check_plan(&session.parts).map_err(MetaError::InvalidRecord)?;
+    if let Some(size) = session.size
+        && size != total
+    {
+        return Err(MetaError::InvalidRecord(format!(
+            "session size {size} but the plan covers {total} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn invalid_commit(file_id: &Uuid, reason: String) -> MetaError {
+    MetaError::InvalidCommit {
+        file_id: *file_id,
+        reason,
+    }
+}
+
+/// The checks of a commit before its transaction: `checksum` must be 32 lowercase hex digits.
+/// Gives the acknowledged parts in part order.
+pub(crate) fn commit_parts(
+    file_id: &Uuid,
+    mut acked: Vec<PartRecord>,
+    checksum: &str,
+) -> Result<Vec<PartRecord>, MetaError> {
+    if !is_checksum(checksum) {
+        return Err(invalid_commit(
+            file_id,
+            format!("checksum {checksum:?} is not 32 lowercase hex digits"),
+        ));
+    }
+    acked.sort_by_key(|p| p.index);
+    Ok(acked)
+}
+
+/// Inside a commit's transaction: the file that `session` (the one stored under `file_id`, if
+/// any) becomes with the acknowledged parts `acked` (from [`commit_parts`]), `checksum` and
+/// `size`, committed at `now`. Refused when there is no session ([`MetaError::NotFound`]), the
+/// parts do not commit it ([`check_commit`], [`MetaError::InvalidCommit`]) or a file of that id
+/// exists (`file_exists`, [`MetaError::Conflict`]).
+pub(crate) fn committed_file(
+    file_id: &Uuid,
+    session: Option<UploadSession>,
+    file_exists: bool,
+    acked: Vec<PartRecord>,
+    checksum: String,
+    size: u64,
+    now: u64,
+) -> Result<FileRecord, MetaError> {
+    let Some(session) = session else {
+        return Err(MetaError::NotFound {
+            kind: "upload session",
+            id: *file_id,
+        });
+    };
+    check_commit(&session, &acked, size).map_err(|reason| invalid_commit(file_id, reason))?;
+    if file_exists {
+        return Err(MetaError::Conflict(format!(
+            "file {file_id} already exists"
+        )));
+    }
+    Ok(FileRecord {
+        id: *file_id,
+        name: session.name,
+        content_type: session.content_type,
+        size,
+        created_unix_ms: now,
+        checksum,
+        parts: acked,
+    })
+}
+
 /// Removes the session's chunk references and queues its chunks for deletion.
 fn enqueue_session_chunks(
     txn: &WriteTransaction,
@@ -129,12 +204,7 @@ fn enqueue_session_chunks(
     reason: DeleteReason,
     now: u64,
 ) -> Result<Vec<(Uuid, [u8; 16])>, MetaError> {
-    let entry = encode(&DeleteEntry {
-        file_id: Some(session.file_id),
-        reason,
-        enqueued_unix_ms: now,
-    })
-    .map_err(MetaError::corrupt(super::tables::DELETE_QUEUE_NAME))?;
+    let entry = DeleteEntry::encoded(Some(session.file_id), reason, now)?;
     let mut refs = txn.open_table(CHUNK_REFS)?;
     let mut queue = txn.open_table(DELETE_QUEUE)?;
     let mut chunks = Vec::with_capacity(session.parts.len());
@@ -151,14 +221,7 @@ impl Meta {
     /// Records an upload before any byte moves. The plan must tile the file (and match `size`
     /// when known); the id must be new and the chunk ids unused.
     pub fn begin_session(&self, session: &UploadSession) -> Result<(), MetaError> {
-        let total = check_plan(&session.parts).map_err(MetaError::InvalidRecord)?;
-        if let Some(size) = session.size
-            && size != total
-        {
-            return Err(MetaError::InvalidRecord(format!(
-                "session size {size} but the plan covers {total} bytes"
-            )));
-        }
+        check_session(session)?;
         let value = encode(session).map_err(MetaError::corrupt(SESSIONS_NAME))?;
         let key = session.file_id.as_bytes();
         self.write(|txn| {
@@ -206,49 +269,22 @@ impl Meta {
     pub fn commit_session(
         &self,
         file_id: &Uuid,
-        mut acked: Vec<PartRecord>,
+        acked: Vec<PartRecord>,
         checksum: String,
         size: u64,
     ) -> Result<FileRecord, MetaError> {
         let now = self.clock.unix_ms();
-        let invalid = |reason: String| MetaError::InvalidCommit {
-            file_id: *file_id,
-            reason,
-        };
-        if !is_checksum(&checksum) {
-            return Err(invalid(format!(
-                "checksum {checksum:?} is not 32 lowercase hex digits"
-            )));
-        }
-        acked.sort_by_key(|p| p.index);
+        let acked = commit_parts(file_id, acked, &checksum)?;
         let key = file_id.as_bytes();
         self.write(|txn| {
             let mut sessions = txn.open_table(SESSIONS)?;
-            let session: UploadSession = match sessions.get(key)? {
-                Some(v) => decode(v.value()).map_err(MetaError::corrupt(SESSIONS_NAME))?,
-                None => {
-                    return Err(MetaError::NotFound {
-                        kind: "upload session",
-                        id: *file_id,
-                    });
-                }
+            let session: Option<UploadSession> = match sessions.get(key)? {
+                Some(v) => Some(decode(v.value()).map_err(MetaError::corrupt(SESSIONS_NAME))?),
+                None => None,
             };
-            check_commit(&session, &acked, size).map_err(invalid)?;
             let mut files = txn.open_table(FILES)?;
-            if files.get(key)?.is_some() {
-                return Err(MetaError::Conflict(format!(
-                    "file {file_id} already exists"
-                )));
-            }
-            let file = FileRecord {
-                id: *file_id,
-                name: session.name,
-                content_type: session.content_type,
-                size,
-                created_unix_ms: now,
-                checksum,
-                parts: acked,
-            };
+            let exists = files.get(key)?.is_some();
+            let file = committed_file(file_id, session, exists, acked, checksum, size, now)?;
             let value = encode(&file).map_err(MetaError::corrupt(FILES_NAME))?;
             sessions.remove(key)?;
             files.insert(key, value.as_slice())?;
@@ -364,6 +400,85 @@ mod tests {
         assert!(!is_checksum("0123456789ABCDEF0123456789abcdef"));
         assert!(!is_checksum("0123456789abcdef0123456789abcde"));
         assert!(!is_checksum("0123456789abcdef0123456789abcdeg"));
+    }
+
+    fn session() -> UploadSession {
+        UploadSession {
+            file_id: Uuid::from_u128(9),
+            name: "f".into(),
+            content_type: Some("text/plain".into()),
+            size: Some(8),
+            created_unix_ms: 0,
+            expires_unix_ms: 10,
+            parts: vec![part(0, 0, 5), part(1, 5, 3)],
+            multipart: false,
+            owner: None,
+        }
+    }
+
+    fn acked(s: &UploadSession) -> Vec<PartRecord> {
+        s.parts
+            .iter()
+            .rev()
+            .map(|p| p.verify_ack(p.len, 7, 7).expect("ack"))
+            .collect()
+    }
+
+    const SUM: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_session_must_cover_its_announced_size() {
+        assert!(check_session(&session()).is_ok());
+        let mut longer = session();
+        longer.size = Some(9);
+        assert!(matches!(
+            check_session(&longer),
+            Err(MetaError::InvalidRecord(_))
+        ));
+        let mut unknown = session();
+        unknown.size = None;
+        assert!(check_session(&unknown).is_ok());
+    }
+
+    #[test]
+    fn a_commit_turns_the_session_into_its_file_or_says_why_not() {
+        let s = session();
+        let id = s.file_id;
+        let parts = commit_parts(&id, acked(&s), SUM).expect("parts");
+        assert_eq!(parts.iter().map(|p| p.index).collect::<Vec<_>>(), [0, 1]);
+        assert!(matches!(
+            commit_parts(&id, acked(&s), "not a checksum"),
+            Err(MetaError::InvalidCommit { .. })
+        ));
+        let file = committed_file(
+            &id,
+            Some(s.clone()),
+            false,
+            parts.clone(),
+            SUM.into(),
+            8,
+            42,
+        )
+        .expect("commit");
+        assert_eq!(
+            (file.id, file.name.as_str(), file.content_type.as_deref()),
+            (id, "f", Some("text/plain"))
+        );
+        assert_eq!((file.size, file.created_unix_ms), (8, 42));
+        assert_eq!((file.checksum.as_str(), file.parts), (SUM, parts.clone()));
+        assert!(matches!(
+            committed_file(&id, None, false, parts.clone(), SUM.into(), 8, 42),
+            Err(MetaError::NotFound { .. })
+        ));
+        // A bad commit is refused as such even when the id is taken; then the id conflicts.
+        assert!(matches!(
+            committed_file(&id, Some(s.clone()), true, parts.clone(), SUM.into(), 7, 42),
+            Err(MetaError::InvalidCommit { .. })
+        ));
+        assert!(matches!(
+            committed_file(&id, Some(s), true, parts, SUM.into(), 8, 42),
+            Err(MetaError::Conflict(_))
+        ));
     }
 
     #[test]

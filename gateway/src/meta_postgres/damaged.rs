@@ -8,7 +8,7 @@ use super::files::decode_file;
 use super::{PostgresMeta, Table, Tx, pg_read, pg_write};
 use crate::meta::codec::{decode, encode};
 use crate::meta::tables::{DAMAGED_NAME, chunk_key};
-use crate::meta::{ChunkDamage, DamageOutcome, DamagedFile, DamagedPart, MetaError};
+use crate::meta::{ChunkDamage, DamageOutcome, DamagedFile, MetaError, mark_report};
 
 fn decode_damage(bytes: &[u8]) -> Result<DamagedFile, MetaError> {
     decode(bytes).map_err(MetaError::corrupt(DAMAGED_NAME))
@@ -31,60 +31,36 @@ impl PostgresMeta {
         pg_write!(self, MetaError, |tx| {
             let mut out = Vec::with_capacity(reports.len());
             for report in reports {
-                let Some(owner) = tx
+                let owner = match tx
                     .get(Table::ChunkRefs, &chunk_key(node_id, &report.chunk_id))
                     .await?
-                else {
-                    out.push(DamageOutcome::Unreferenced);
-                    continue;
+                {
+                    Some(o) => Some(Uuid::from_slice(&o).map_err(|_| {
+                        MetaError::InvalidRecord("a chunk reference is not 16 bytes".into())
+                    })?),
+                    None => None,
                 };
-                let owner = Uuid::from_slice(&owner).map_err(|_| {
-                    MetaError::InvalidRecord("a chunk reference is not 16 bytes".into())
-                })?;
-                let Some(file) = tx.get(Table::Files, owner.as_bytes()).await? else {
-                    out.push(DamageOutcome::InUpload);
-                    continue;
-                };
-                let file = decode_file(&file)?;
-                let Some(part) = file
-                    .parts
-                    .iter()
-                    .find(|p| p.node_id == *node_id && p.chunk_id == report.chunk_id)
-                else {
-                    out.push(DamageOutcome::Unreferenced);
-                    continue;
-                };
-                let mut entry = match tx.get(Table::Damaged, owner.as_bytes()).await? {
-                    Some(v) => decode_damage(&v)?,
-                    None => DamagedFile {
-                        file_id: owner,
-                        parts: Vec::new(),
+                let file = match &owner {
+                    Some(o) => match tx.get(Table::Files, o.as_bytes()).await? {
+                        Some(v) => Some(decode_file(&v)?),
+                        None => None,
                     },
+                    None => None,
                 };
-                if entry.has_part(part.index) {
-                    out.push(DamageOutcome::AlreadyMarked {
-                        file_id: owner,
-                        index: part.index,
-                    });
-                    continue;
+                let marked = match (&owner, &file) {
+                    (Some(o), Some(_)) => match tx.get(Table::Damaged, o.as_bytes()).await? {
+                        Some(v) => Some(decode_damage(&v)?),
+                        None => None,
+                    },
+                    _ => None,
+                };
+                let (outcome, store) =
+                    mark_report(node_id, report, owner, file.as_ref(), marked, now_unix_ms);
+                if let (Some(entry), Some(o)) = (store, owner) {
+                    let value = encode(&entry).map_err(MetaError::corrupt(DAMAGED_NAME))?;
+                    tx.put(Table::Damaged, o.as_bytes(), &value).await?;
                 }
-                entry.parts.push(DamagedPart {
-                    index: part.index,
-                    node_id: *node_id,
-                    chunk_id: report.chunk_id,
-                    damage: report.damage,
-                    block: report.block,
-                    found_by: report.found_by,
-                    found_unix_ms: report.found_unix_ms,
-                    marked_unix_ms: now_unix_ms,
-                });
-                entry.parts.sort_by_key(|p| p.index);
-                let value = encode(&entry).map_err(MetaError::corrupt(DAMAGED_NAME))?;
-                tx.put(Table::Damaged, owner.as_bytes(), &value).await?;
-                out.push(DamageOutcome::Marked {
-                    file_id: owner,
-                    index: part.index,
-                });
+                out.push(outcome);
             }
             Ok(out)
         })

@@ -1,15 +1,13 @@
 //! The chunk delete queue and the chunk reference index (see `crate::meta::deletes`).
 
 use std::collections::HashSet;
-use std::ops::Bound;
 
 use uuid::Uuid;
 
-use super::marks::split_key;
+use super::marks::{node_rows, split_key};
 use super::{PostgresMeta, Table, pg_read, pg_write};
-use crate::meta::codec::{decode, encode};
 use crate::meta::records::{ChunkId, DeleteEntry};
-use crate::meta::tables::{DELETE_QUEUE_NAME, chunk_key, node_key_bounds};
+use crate::meta::tables::{chunk_key, node_key_bounds};
 use crate::meta::{DeleteReason, MetaError, PendingDelete};
 
 impl PostgresMeta {
@@ -19,30 +17,15 @@ impl PostgresMeta {
         node_id: &Uuid,
         limit: usize,
     ) -> Result<Vec<PendingDelete>, MetaError> {
-        let (lo, hi) = node_key_bounds(node_id);
         pg_read!(self, MetaError, |tx| {
-            let rows = tx
-                .range(
-                    Table::DeleteQueue,
-                    Bound::Included(&lo[..]),
-                    Bound::Included(&hi[..]),
-                    Some(limit),
-                )
-                .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for (k, v) in rows {
-                let (node_id, chunk_id) = split_key(DELETE_QUEUE_NAME, &k)?;
-                let entry: DeleteEntry =
-                    decode(&v).map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
-                out.push(PendingDelete {
-                    node_id,
-                    chunk_id,
-                    file_id: entry.file_id,
-                    reason: entry.reason,
-                    enqueued_unix_ms: entry.enqueued_unix_ms,
-                });
-            }
-            Ok(out)
+            node_rows(
+                &tx,
+                Table::DeleteQueue,
+                node_id,
+                limit,
+                PendingDelete::from_row,
+            )
+            .await
         })
     }
 
@@ -65,12 +48,7 @@ impl PostgresMeta {
         chunk_ids: &[ChunkId],
         reason: DeleteReason,
     ) -> Result<usize, MetaError> {
-        let entry = encode(&DeleteEntry {
-            file_id: None,
-            reason,
-            enqueued_unix_ms: self.now(),
-        })
-        .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+        let entry = DeleteEntry::encoded(None, reason, self.now())?;
         pg_write!(self, MetaError, |tx| {
             let mut queued = 0;
             for chunk_id in chunk_ids {

@@ -5,9 +5,9 @@ use std::ops::Bound;
 use uuid::Uuid;
 
 use super::{PostgresMeta, Table, Tx, pg_read, pg_write};
-use crate::meta::codec::{decode, encode};
+use crate::meta::codec::decode;
 use crate::meta::records::DeleteEntry;
-use crate::meta::tables::{DELETE_QUEUE_NAME, FILES_NAME, chunk_key};
+use crate::meta::tables::{FILES_NAME, chunk_key};
 use crate::meta::{DeleteReason, FileRecord, HIDDEN_NAME_PREFIX, MetaError};
 
 pub(super) fn decode_file(bytes: &[u8]) -> Result<FileRecord, MetaError> {
@@ -102,12 +102,7 @@ pub(super) async fn remove_file_in(
         return Ok(None);
     };
     let file = decode_file(&value)?;
-    let entry = encode(&DeleteEntry {
-        file_id: Some(*id),
-        reason: DeleteReason::FileDeleted,
-        enqueued_unix_ms: now,
-    })
-    .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+    let entry = DeleteEntry::encoded(Some(*id), DeleteReason::FileDeleted, now)?;
     for p in &file.parts {
         let key = chunk_key(&p.node_id, &p.chunk_id);
         tx.delete(Table::ChunkRefs, &key).await?;

@@ -6,7 +6,7 @@ use std::ops::Bound;
 use uuid::Uuid;
 
 use super::{PostgresMeta, Table, Tx, pg_read, pg_write};
-use crate::meta::marks::{decode, encode};
+use crate::meta::marks::encode;
 use crate::meta::records::ChunkId;
 use crate::meta::tables::{chunk_key, node_key_bounds, split_chunk_key};
 use crate::meta::{CommitMark, FileRecord, MetaError, PendingMark};
@@ -51,6 +51,32 @@ pub(super) fn split_key(table: &'static str, key: &[u8]) -> Result<(Uuid, ChunkI
     Ok(split_chunk_key(key))
 }
 
+/// Up to `limit` rows of `node_id` in `table` (keyed node id ‖ chunk id: the delete queue,
+/// the pending marks), in chunk id order, each made by `row` from its node, chunk and value.
+pub(super) async fn node_rows<T>(
+    tx: &Tx<'_>,
+    table: Table,
+    node_id: &Uuid,
+    limit: usize,
+    row: fn(Uuid, ChunkId, &[u8]) -> Result<T, MetaError>,
+) -> Result<Vec<T>, MetaError> {
+    let (lo, hi) = node_key_bounds(node_id);
+    let rows = tx
+        .range(
+            table,
+            Bound::Included(&lo[..]),
+            Bound::Included(&hi[..]),
+            Some(limit),
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (k, v) in rows {
+        let (node_id, chunk_id) = split_key(table.name(), &k)?;
+        out.push(row(node_id, chunk_id, &v)?);
+    }
+    Ok(out)
+}
+
 impl PostgresMeta {
     /// See [`crate::meta::Meta::pending_marks`].
     pub async fn pending_marks(
@@ -58,26 +84,15 @@ impl PostgresMeta {
         node_id: &Uuid,
         limit: usize,
     ) -> Result<Vec<PendingMark>, MetaError> {
-        let (lo, hi) = node_key_bounds(node_id);
         pg_read!(self, MetaError, |tx| {
-            let rows = tx
-                .range(
-                    Table::PendingMarks,
-                    Bound::Included(&lo[..]),
-                    Bound::Included(&hi[..]),
-                    Some(limit),
-                )
-                .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for (k, v) in rows {
-                let (node_id, chunk_id) = split_key("pending_marks", &k)?;
-                out.push(PendingMark {
-                    node_id,
-                    chunk_id,
-                    mark: decode(&v)?,
-                });
-            }
-            Ok(out)
+            node_rows(
+                &tx,
+                Table::PendingMarks,
+                node_id,
+                limit,
+                PendingMark::from_row,
+            )
+            .await
         })
     }
 

@@ -36,6 +36,7 @@ mod keys;
 mod kv;
 mod marks;
 pub mod migrate;
+mod moves;
 mod multipart;
 mod nodes;
 mod quarantine;

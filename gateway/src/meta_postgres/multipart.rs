@@ -11,10 +11,9 @@ use super::{PostgresMeta, Table, Tx, pg_read, pg_write};
 use crate::meta::buckets::{PARTS_NAME, UPLOADS_NAME};
 use crate::meta::codec::{decode, encode};
 use crate::meta::s3_records::{
-    CompletedPartRef, MultipartRecord, ObjectRecord, ObjectStoreError, Segment, UploadedPart,
-    part_key,
+    CompletedPartRef, MultipartRecord, ObjectRecord, ObjectStoreError, UploadedPart, part_key,
 };
-use crate::meta::{MetaError, MultipartEtag, check_completion};
+use crate::meta::{Completion, MetaError, MultipartEtag, completion};
 
 async fn upload_in(
     tx: &Tx<'_>,
@@ -153,13 +152,7 @@ impl PostgresMeta {
                     out.push(upload);
                 }
             }
-            out.sort_by(|a, b| {
-                (a.key.as_str(), a.initiated_unix_ms, a.upload_id).cmp(&(
-                    b.key.as_str(),
-                    b.initiated_unix_ms,
-                    b.upload_id,
-                ))
-            });
+            MultipartRecord::sort_for_listing(&mut out);
             Ok(out)
         })
     }
@@ -213,27 +206,8 @@ impl PostgresMeta {
                 .into_iter()
                 .map(|p| (p.part_number, p))
                 .collect();
-            let chosen = check_completion(&stored, listed)?;
-            let record = ObjectRecord {
-                size: chosen.iter().map(|p| p.size).sum(),
-                etag: etag(&chosen),
-                content_type: upload.content_type.clone(),
-                last_modified_unix_ms: now_unix_ms,
-                segments: chosen
-                    .iter()
-                    .map(|p| Segment {
-                        file_id: p.file_id,
-                        size: p.size,
-                    })
-                    .collect(),
-                user_metadata: upload.user_metadata.clone(),
-                id: Some(*upload_id),
-            };
-            let unlisted: Vec<Uuid> = stored
-                .values()
-                .filter(|p| !listed.iter().any(|l| l.part_number == p.part_number))
-                .map(|p| p.file_id)
-                .collect();
+            let Completion { record, unlisted } =
+                completion(upload_id, &upload, &stored, listed, now_unix_ms, etag)?;
             for number in stored.keys() {
                 tx.delete(Table::Parts, &part_key(upload_id, *number))
                     .await?;

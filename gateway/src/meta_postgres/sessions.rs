@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::{PostgresMeta, Table, Tx, pg_read, pg_write};
 use crate::meta::codec::{decode, encode};
 use crate::meta::records::DeleteEntry;
-use crate::meta::sessions::{check_commit, check_plan, is_checksum};
-use crate::meta::tables::{DELETE_QUEUE_NAME, FILES_NAME, SESSIONS_NAME, chunk_key};
+use crate::meta::sessions::{check_session, commit_parts, committed_file};
+use crate::meta::tables::{FILES_NAME, SESSIONS_NAME, chunk_key};
 use crate::meta::{DeleteReason, FileRecord, MetaError, PartRecord, UploadSession};
 
 /// Removes the session's chunk references and queues its chunks for deletion.
@@ -18,12 +18,7 @@ async fn enqueue_session_chunks(
     reason: DeleteReason,
     now: u64,
 ) -> Result<Vec<(Uuid, [u8; 16])>, MetaError> {
-    let entry = encode(&DeleteEntry {
-        file_id: Some(session.file_id),
-        reason,
-        enqueued_unix_ms: now,
-    })
-    .map_err(MetaError::corrupt(DELETE_QUEUE_NAME))?;
+    let entry = DeleteEntry::encoded(Some(session.file_id), reason, now)?;
     let mut chunks = Vec::with_capacity(session.parts.len());
     for p in &session.parts {
         let key = chunk_key(&p.node_id, &p.chunk_id);
@@ -41,14 +36,7 @@ pub(super) fn decode_session(bytes: &[u8]) -> Result<UploadSession, MetaError> {
 impl PostgresMeta {
     /// See [`crate::meta::Meta::begin_session`].
     pub async fn begin_session(&self, session: &UploadSession) -> Result<(), MetaError> {
-        let total = check_plan(&session.parts).map_err(MetaError::InvalidRecord)?;
-        if let Some(size) = session.size
-            && size != total
-        {
-            return Err(MetaError::InvalidRecord(format!(
-                "session size {size} but the plan covers {total} bytes"
-            )));
-        }
+        check_session(session)?;
         let value = encode(session).map_err(MetaError::corrupt(SESSIONS_NAME))?;
         let key = session.file_id.as_bytes();
         pg_write!(self, MetaError, |tx| {
@@ -86,47 +74,28 @@ impl PostgresMeta {
     pub async fn commit_session(
         &self,
         file_id: &Uuid,
-        mut acked: Vec<PartRecord>,
+        acked: Vec<PartRecord>,
         checksum: String,
         size: u64,
     ) -> Result<FileRecord, MetaError> {
-        let invalid = |reason: String| MetaError::InvalidCommit {
-            file_id: *file_id,
-            reason,
-        };
-        if !is_checksum(&checksum) {
-            return Err(invalid(format!(
-                "checksum {checksum:?} is not 32 lowercase hex digits"
-            )));
-        }
-        acked.sort_by_key(|p| p.index);
+        let acked = commit_parts(file_id, acked, &checksum)?;
         let key = file_id.as_bytes();
         let now = self.now();
         pg_write!(self, MetaError, |tx| {
             let session = match tx.get(Table::Sessions, key).await? {
-                Some(v) => decode_session(&v)?,
-                None => {
-                    return Err(MetaError::NotFound {
-                        kind: "upload session",
-                        id: *file_id,
-                    });
-                }
+                Some(v) => Some(decode_session(&v)?),
+                None => None,
             };
-            check_commit(&session, &acked, size).map_err(invalid)?;
-            if tx.contains(Table::Files, key).await? {
-                return Err(MetaError::Conflict(format!(
-                    "file {file_id} already exists"
-                )));
-            }
-            let file = FileRecord {
-                id: *file_id,
-                name: session.name,
-                content_type: session.content_type,
+            let exists = tx.contains(Table::Files, key).await?;
+            let file = committed_file(
+                file_id,
+                session,
+                exists,
+                acked.clone(),
+                checksum.clone(),
                 size,
-                created_unix_ms: now,
-                checksum: checksum.clone(),
-                parts: acked.clone(),
-            };
+                now,
+            )?;
             let value = encode(&file).map_err(MetaError::corrupt(FILES_NAME))?;
             tx.delete(Table::Sessions, key).await?;
             tx.put(Table::Files, key, &value).await?;

@@ -394,68 +394,74 @@ impl MetaStore for PostgresMeta {
         PostgresMeta::damaged_count(self).await
     }
 
-    // The rebalancer's part moves are not on PostgreSQL yet: the gateway starts no rebalancer
-    // with this backend (server.rs), so these are never called; they refuse plainly.
-
     async fn begin_move(
         &self,
-        _file_id: &Uuid,
-        _part_index: u32,
-        _from_node: &Uuid,
-        _to_node: &Uuid,
-        _to_chunk: ChunkId,
-        _now_unix_ms: u64,
+        file_id: &Uuid,
+        part_index: u32,
+        from_node: &Uuid,
+        to_node: &Uuid,
+        to_chunk: ChunkId,
+        now_unix_ms: u64,
     ) -> Result<BeginOutcome, MetaError> {
-        Err(no_moves())
+        PostgresMeta::begin_move(
+            self,
+            file_id,
+            part_index,
+            from_node,
+            to_node,
+            to_chunk,
+            now_unix_ms,
+        )
+        .await
     }
 
     async fn swap_move(
         &self,
-        _to_node: &Uuid,
-        _to_chunk: &ChunkId,
-        _mark_delivered: bool,
-        _release_after_unix_ms: u64,
-        _now_unix_ms: u64,
+        to_node: &Uuid,
+        to_chunk: &ChunkId,
+        mark_delivered: bool,
+        release_after_unix_ms: u64,
+        now_unix_ms: u64,
     ) -> Result<SwapOutcome, MetaError> {
-        Err(no_moves())
+        PostgresMeta::swap_move(
+            self,
+            to_node,
+            to_chunk,
+            mark_delivered,
+            release_after_unix_ms,
+            now_unix_ms,
+        )
+        .await
     }
 
     async fn abandon_move(
         &self,
-        _to_node: &Uuid,
-        _to_chunk: &ChunkId,
-        _now_unix_ms: u64,
+        to_node: &Uuid,
+        to_chunk: &ChunkId,
+        now_unix_ms: u64,
     ) -> Result<bool, MetaError> {
-        Err(no_moves())
+        PostgresMeta::abandon_move(self, to_node, to_chunk, now_unix_ms).await
     }
 
     async fn roll_back_unfinished_moves(
         &self,
-        _now_unix_ms: u64,
+        now_unix_ms: u64,
     ) -> Result<Vec<MoveRecord>, MetaError> {
-        Err(no_moves())
+        PostgresMeta::roll_back_unfinished_moves(self, now_unix_ms).await
     }
 
     async fn release_moved_sources(
         &self,
-        _now_unix_ms: u64,
+        now_unix_ms: u64,
     ) -> Result<Vec<(Uuid, ChunkId)>, MetaError> {
-        Err(no_moves())
+        PostgresMeta::release_moved_sources(self, now_unix_ms).await
     }
 
-    /// No move is ever recorded here (a migrated store refuses moves, see migrate.rs).
     async fn list_moves(&self) -> Result<Vec<MoveRecord>, MetaError> {
-        Ok(Vec::new())
+        PostgresMeta::list_moves(self).await
     }
 
     async fn move_count(&self) -> Result<u64, MetaError> {
-        Ok(0)
-    }
-}
-
-fn no_moves() -> MetaError {
-    MetaError::Unsupported {
-        backend: "postgres",
-        operation: "move parts between nodes (rebalancing needs the redb metadata for now)",
+        PostgresMeta::move_count(self).await
     }
 }

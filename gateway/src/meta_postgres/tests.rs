@@ -259,7 +259,7 @@ mod conformance {
         let meta = db.open().await;
         Some((Box::new(db), std::sync::Arc::new(meta)))
     }
-    crate::conformance_suite!(fresh, without_moves);
+    crate::conformance_suite!(fresh);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod rebalance;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

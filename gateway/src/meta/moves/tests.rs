@@ -1,5 +1,5 @@
 use super::*;
-use crate::meta::{PlannedPart, UploadSession};
+use crate::meta::{DeleteReason, PlannedPart, UploadSession};
 use crate::split::{SplitPolicy, plan};
 
 const CHECKSUM: &str = "0123456789abcdef0123456789abcdef";

@@ -40,12 +40,6 @@ pub enum MetaError {
     /// connection, ...). Boxed so that no backend's error type leaks past the metadata port.
     #[error("metadata storage: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The backend does not offer this operation (for example a redb snapshot of PostgreSQL).
-    #[error("the {backend} metadata backend cannot {operation}")]
-    Unsupported {
-        backend: &'static str,
-        operation: &'static str,
-    },
 }
 
 impl From<redb::Error> for MetaError {

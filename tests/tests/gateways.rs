@@ -136,6 +136,11 @@ async fn listed_at(c: &TestCluster, url: &str) -> Vec<String> {
 
 /// `(held, passes)` of the cleanup job on the gateway at `url`, from its `/metrics`.
 async fn cleanup_job(c: &TestCluster, url: &str) -> (u64, u64) {
+    job(c, url, "cleanup").await
+}
+
+/// `(held, passes)` of background job `name` on the gateway at `url`, from its `/metrics`.
+async fn job(c: &TestCluster, url: &str, name: &str) -> (u64, u64) {
     let text = c
         .http
         .get(format!("{url}/metrics"))
@@ -145,11 +150,11 @@ async fn cleanup_job(c: &TestCluster, url: &str) -> (u64, u64) {
         .text()
         .await
         .expect("metrics text");
-    let value = |name: &str| {
+    let value = |metric: &str| {
         text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}{{job=\"cleanup\"}} ")))
+            .find_map(|l| l.strip_prefix(&format!("{metric}{{job=\"{name}\"}} ")))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{url}: no {name} for the cleanup in /metrics"))
+            .unwrap_or_else(|| panic!("{url}: no {metric} for the {name} job in /metrics"))
     };
     (
         value("sixfold_job_lease_held"),
@@ -287,6 +292,16 @@ async fn two_gateways_serve_the_same_files_and_run_the_cleanup_once() {
             (0, other_before),
             "{other} ran cleanup passes while {holder} held the lease"
         );
+        // So does the rebalancer: one gateway holds its lease, the other waits.
+        loop {
+            let (ha, _) = job(&c, &a, "rebalance").await;
+            let (hb, _) = job(&c, &b.url, "rebalance").await;
+            assert!(ha + hb <= 1, "both gateways hold the rebalancer's lease");
+            if ha + hb == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     })
     .await;
 }

@@ -46,8 +46,9 @@
 //!
 //! Connections are TLS 1.3 only with ALPN [`ALPN`]; both sides present a certificate and
 //! accept only peers whose certificate chains to the cluster CA. The configs are built with
-//! rustls' ring provider explicitly; [`install_crypto_provider`] additionally makes ring the
-//! process default for code that builds configs without naming a provider.
+//! [`crypto_provider`] (aws-lc-rs, AES-128-GCM preferred) explicitly; [`install_crypto_provider`]
+//! additionally makes it the process default for code that builds configs without naming a
+//! provider.
 //!
 //! Keys are ECDSA P-256. The CA may sign only end-entity certificates (path length 0).
 
@@ -83,15 +84,68 @@ pub use validity::Validity;
 /// The ALPN protocol of the node protocol (QUIC between gateway and nodes).
 pub const ALPN: &[u8] = b"sixfold/1";
 
-/// Makes rustls' ring provider the process-wide default.
+/// The rustls crypto provider every sixfold TLS config is built with: aws-lc-rs, with the
+/// TLS 1.3 suites in [`TLS13_SUITE_PREFERENCE`] order.
+pub fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(provider())
+}
+
+/// The TLS 1.3 suites in the order both ends offer them; a sixfold connection negotiates the
+/// first (the server follows the client's order, and both use this provider). AES-128-GCM
+/// first: 10 AES rounds per block instead of AES-256's 14 on the bulk data of every
+/// gateway-node connection; it is the suite every TLS 1.3 implementation must support (RFC 8446
+/// §9.1). The other suites stay offered, so a peer that prefers another still connects.
+pub const TLS13_SUITE_PREFERENCE: [rustls::CipherSuite; 3] = [
+    rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+];
+
+/// aws-lc-rs rather than ring: its AES-GCM has VAES code for 512-bit vectors (AVX-512), chosen
+/// at run time from the CPU's features, where ring 0.17 stops at 256-bit VAES (AVX2); AES-GCM is
+/// the largest computation of the data path on both ends (docs/bench.md, "CPU per GiB").
+pub(crate) fn provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let rank = |suite: &rustls::SupportedCipherSuite| {
+        TLS13_SUITE_PREFERENCE
+            .iter()
+            .position(|s| *s == suite.suite())
+            .unwrap_or(TLS13_SUITE_PREFERENCE.len())
+    };
+    // Stable: suites not named (TLS 1.2, for the public HTTPS listener) keep their order, after.
+    provider.cipher_suites.sort_by_key(rank);
+    provider
+}
+
+/// Makes [`crypto_provider`] the process-wide default.
 ///
 /// Idempotent and never panics: if a provider is already installed (by an earlier call or
 /// by other code) it is kept.
 pub fn install_crypto_provider() {
-    if rustls::crypto::ring::default_provider()
-        .install_default()
-        .is_err()
-    {
+    if provider().install_default().is_err() {
         tracing::debug!("a rustls crypto provider was already installed; keeping it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_prefers_aes_128_gcm_and_keeps_every_tls13_suite() {
+        let provider = crypto_provider();
+        let tls13: Vec<_> = provider
+            .cipher_suites
+            .iter()
+            .filter(|s| s.tls13().is_some())
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(tls13, TLS13_SUITE_PREFERENCE);
+        assert_eq!(
+            provider.cipher_suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        // The public HTTPS listener's TLS 1.2 suites are still there, after.
+        assert!(provider.cipher_suites.iter().any(|s| s.tls13().is_none()));
     }
 }

@@ -1,11 +1,12 @@
-//! Secret random bytes from the ring provider, so the crate needs no extra RNG dependency.
+//! Secret random bytes from the workspace's crypto provider, so the crate needs no extra RNG
+//! dependency.
 
 use crate::error::{CertsError, Result};
 
-/// Fills an array with bytes from the operating system's CSPRNG (through ring).
+/// Fills an array with bytes from the operating system's CSPRNG (through the crypto provider).
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut buf = [0u8; N];
-    rustls::crypto::ring::default_provider()
+    crate::provider()
         .secure_random
         .fill(&mut buf)
         .map_err(|_| CertsError::Random)?;

@@ -1,8 +1,9 @@
 //! rustls configurations for mutual TLS inside the cluster.
 //!
 //! Both sides trust the cluster CA and nothing else, speak TLS 1.3 only (so the configs can
-//! become QUIC configs) and offer the ALPN protocol [`ALPN`]. The ring provider is passed
-//! explicitly, so no process-wide default provider is needed to build them.
+//! become QUIC configs) and offer the ALPN protocol [`ALPN`]. The workspace's provider
+//! ([`crate::crypto_provider`]) is passed explicitly, so no process-wide default provider is
+//! needed to build them.
 //!
 //! Roles (see [`crate::identity`]) are checked in the handshake: a node's QUIC server takes
 //! only the gateway as client; the gateway's internal HTTPS listener only nodes; a node's
@@ -11,7 +12,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
 use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -55,7 +55,7 @@ fn mutual_server_config(
     required: RequiredRole,
     alpn: &[u8],
 ) -> Result<ServerConfig> {
-    let provider = ring_provider();
+    let provider = crate::crypto_provider();
     let webpki = WebPkiClientVerifier::builder_with_provider(
         Arc::new(root_store(ca_certs)?),
         provider.clone(),
@@ -78,7 +78,7 @@ pub fn registration_client_config(
     cert_chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ClientConfig> {
-    let provider = ring_provider();
+    let provider = crate::crypto_provider();
     let verifier = Arc::new(RoleServerVerifier::new(
         Arc::new(root_store(ca_certs)?),
         provider.clone(),
@@ -99,7 +99,7 @@ pub fn https_server_config(
     cert_chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig> {
-    let mut config = ServerConfig::builder_with_provider(ring_provider())
+    let mut config = ServerConfig::builder_with_provider(crate::crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_single_cert(cert_chain, key)?;
@@ -114,7 +114,7 @@ pub fn client_config(
     cert_chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ClientConfig> {
-    let mut config = ClientConfig::builder_with_provider(ring_provider())
+    let mut config = ClientConfig::builder_with_provider(crate::crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(root_store(ca_certs)?)
         .with_client_auth_cert(cert_chain, key)?;
@@ -209,10 +209,6 @@ impl GatewayTls {
     pub fn identity(&self) -> Result<&PeerIdentity, &IdentityError> {
         self.identity.as_ref()
     }
-}
-
-fn ring_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn root_store(ca_certs: &[CertificateDer<'static>]) -> Result<RootCertStore> {

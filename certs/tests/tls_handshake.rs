@@ -28,6 +28,16 @@ fn same_ca_handshake_succeeds_with_alpn_and_client_certificate() {
         done.client.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
+    // Both ends prefer AES-128-GCM (the cheaper suite for the bulk data).
+    for suite in [
+        done.client.negotiated_cipher_suite(),
+        done.server.negotiated_cipher_suite(),
+    ] {
+        assert_eq!(
+            suite.map(|s| s.suite()),
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
+    }
     let presented = done.server.peer_certificates().expect("client certificate");
     assert_eq!(&presented[0], gw.cert_der());
     let served = done.client.peer_certificates().expect("server certificate");
@@ -159,13 +169,11 @@ fn server_refuses_a_client_without_certificate() {
     let node = node_cert(&ca, &["127.0.0.1"]);
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der().clone()).unwrap();
-    let anonymous = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let anonymous = rustls::ClientConfig::builder_with_provider(sixfold_certs::crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let err = handshake(anonymous, server_for(&ca, &node), ip_name("127.0.0.1")).unwrap_err();
     assert_eq!(err, (Side::Server, Error::NoCertificatesPresented));
 }

@@ -10,6 +10,7 @@ pub mod commit_marks;
 pub mod config;
 pub mod deletion;
 pub mod download;
+pub mod file_hash;
 pub mod gateway_id;
 pub mod http;
 pub mod latency;

@@ -147,7 +147,7 @@ fn thread_cpu() -> Duration {
 }
 
 fn tls_configs() -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>)> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = sixfold_certs::crypto_provider();
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;

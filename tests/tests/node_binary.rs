@@ -820,17 +820,16 @@ async fn a_client_certificate_from_another_ca_is_refused() {
             .expect("other gateway certs")
             .client_config();
         // No client certificate at all.
-        let mut anonymous = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3")
-        .with_root_certificates({
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(our_ca[0].clone()).expect("CA");
-            roots
-        })
-        .with_no_client_auth();
+        let mut anonymous =
+            rustls::ClientConfig::builder_with_provider(sixfold_certs::crypto_provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("TLS 1.3")
+                .with_root_certificates({
+                    let mut roots = rustls::RootCertStore::empty();
+                    roots.add(our_ca[0].clone()).expect("CA");
+                    roots
+                })
+                .with_no_client_auth();
         anonymous.alpn_protocols = vec![sixfold_wire::ALPN.to_vec()];
 
         for (who, tls) in [

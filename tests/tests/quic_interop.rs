@@ -43,7 +43,7 @@ struct Tls {
 }
 
 fn tls() -> Tls {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = sixfold_certs::crypto_provider();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();

@@ -12,6 +12,7 @@
 //!
 //! Decoding any byte string yields either a message or a [`WireError`]; it never panics.
 
+pub mod crc;
 mod error;
 mod facts;
 mod frame;

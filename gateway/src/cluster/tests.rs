@@ -43,7 +43,7 @@ fn pki_for(node_id: Uuid) -> Pki {
         BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
         KeyUsagePurpose,
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = sixfold_certs::crypto_provider();
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));

@@ -166,7 +166,7 @@ async fn produce(
                 return fail(tx, error).await;
             }
             if fetch.whole_crc.is_some() {
-                crc = crc32c::crc32c_append(crc, &bytes);
+                crc = sixfold_wire::crc::crc32c_append(crc, &bytes);
                 if let Some(previous) = held.replace(bytes)
                     && !send(tx, metrics, sent, previous).await
                 {

@@ -1004,7 +1004,7 @@ impl Rebalancer {
             match next {
                 Some(Ok(bytes)) => {
                     self.throttle(bytes.len() as u64).await;
-                    crc = crc32c::crc32c_append(crc, &bytes);
+                    crc = sixfold_wire::crc::crc32c_append(crc, &bytes);
                     sent += bytes.len() as u64;
                     self.inner
                         .progress

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use crate::file_hash::Xxh3;
 use futures_util::StreamExt;
 use serde::Serialize;
 use uuid::Uuid;
-use xxhash_rust::xxh3::Xxh3;
 
 use super::found::found_chunk;
 use super::rules::{FoundChunk, NotRestored, RestoredFile, plan_rebuild};

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::file_hash::Xxh3;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
-use xxhash_rust::xxh3::Xxh3;
 
 use super::pipeline::{FeedError, PartCrcs};
 use super::slicer::slice_frame;
@@ -87,7 +87,7 @@ where
         observer.frame(&frame)?;
         for piece in slice_frame(parts, position, frame.len()) {
             let bytes = frame.slice(piece.range.clone());
-            crcs[piece.part] = crc32c::crc32c_append(crcs[piece.part], &bytes);
+            crcs[piece.part] = sixfold_wire::crc::crc32c_append(crcs[piece.part], &bytes);
             let piece_end = position + piece.range.end as u64;
             let sender = senders[piece.part]
                 .as_ref()
@@ -130,7 +130,7 @@ pub async fn feed_spool(
                 let mut crc = 0u32;
                 while let Some(piece) = section.next().await {
                     let piece = piece.map_err(FeedError::Spool)?;
-                    crc = crc32c::crc32c_append(crc, &piece);
+                    crc = sixfold_wire::crc::crc32c_append(crc, &piece);
                     sender
                         .send(piece)
                         .await

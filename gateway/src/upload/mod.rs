@@ -34,10 +34,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::file_hash::Xxh3;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
-use xxhash_rust::xxh3::Xxh3;
 
 pub use feed::{BodyObserver, WholeBody, checksum_hex};
 use pipeline::{FeedError, drive, start_writers};

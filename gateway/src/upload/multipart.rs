@@ -29,9 +29,9 @@
 
 use std::fmt::Display;
 
+use crate::file_hash::Xxh3;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use xxhash_rust::xxh3::Xxh3;
 
 use super::feed::{BodyObserver, checksum_hex};
 use super::form::{self, FieldHeaders, FileEnd, FormError, Preamble};

@@ -63,7 +63,7 @@ impl Ca {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    sixfold_certs::crypto_provider()
 }
 
 fn roots(ca: &Ca) -> Arc<rustls::RootCertStore> {

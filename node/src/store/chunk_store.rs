@@ -307,7 +307,7 @@ impl ChunkStore {
                 Ok(p) => p,
                 Err(e) => return Some(Err(e.into())),
             };
-            crc = crc32c::crc32c_append(crc, &piece);
+            crc = sixfold_wire::crc::crc32c_append(crc, &piece);
             seen += piece.len() as u64;
             if !between(piece.len() as u64).await {
                 return None;

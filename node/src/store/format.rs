@@ -7,6 +7,7 @@
 //! never panics on arbitrary input: every failure is a typed [`FormatError`].
 
 use super::types::{ChunkId, ChunkMeta, ChunkStat, ChunkState, FileFacts};
+use sixfold_wire::crc::Shift;
 
 /// First 8 bytes of every chunk file.
 pub const MAGIC: [u8; 8] = *b"SIXFCHNK";
@@ -326,11 +327,17 @@ pub fn decode_table(b: &[u8], count: usize, expected_crc: u32) -> Result<Vec<u32
 }
 
 /// crc32c of the body prefix covered by `crcs` (block i holding `layout.block_len(i)` bytes),
-/// combined from the block crcs so no byte has to be read again.
+/// combined from the block crcs so no byte has to be read again. Every block but a short last
+/// one has [`BLOCK_SIZE`] bytes, so one operator for that length serves them all.
 pub fn combine_block_crcs(crcs: &[u32], layout: &Layout) -> u32 {
+    let full = Shift::bytes(BLOCK_SIZE);
     crcs.iter().enumerate().fold(0, |acc, (i, c)| {
-        let len = layout.block_len(i as u64) as usize;
-        crc32c::crc32c_combine(acc, *c, len)
+        let len = layout.block_len(i as u64);
+        if len == BLOCK_SIZE {
+            full.combine(acc, *c)
+        } else {
+            Shift::bytes(len).combine(acc, *c)
+        }
     })
 }
 

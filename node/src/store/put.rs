@@ -388,7 +388,7 @@ impl PutState {
             };
             let take = piece.len().min(left);
             let copied = buf.extend_from_slice(&piece[..take]);
-            crc = crc32c::crc32c_append(crc, &piece[..copied]);
+            crc = sixfold_wire::crc::crc32c_append(crc, &piece[..copied]);
             left -= copied;
             self.pending_len -= copied;
             piece.advance(copied);

@@ -200,7 +200,7 @@ impl BlockCheck {
         res.map_err(|e| chunk_file::short_read_is_corrupt(e, "body"))?;
         let block = self.block;
         let data = &buf.as_slice()[..self.block_len];
-        if crc32c::crc32c(data) != self.expected {
+        if sixfold_wire::crc::crc32c(data) != self.expected {
             tracing::warn!(chunk = %self.chunk_id, block, "chunk block checksum mismatch; not served");
             return Err(BlockError::ChecksumMismatch { block });
         }

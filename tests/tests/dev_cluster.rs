@@ -307,6 +307,29 @@ async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The rebuild needs every node verified (up), not only registered: wait for that state.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let nodes: serde_json::Value = match http.get(format!("{url}/nodes")).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        let list = nodes
+            .as_array()
+            .or_else(|| nodes["nodes"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        if list.iter().filter(|n| n["state"] == "up").count() == 6 {
+            break;
+        }
+        assert!(dev.is_running(), "dev exited early:\n{}", dev.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "six nodes never up:\n{}",
+            dev.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let out = std::process::Command::new(sixfold_tests::bin_path("sixfold-gateway"))
         .args(["admin", "recover", "--timeout", "2m", "--gateway", &url])
         .arg("--token-file")

@@ -318,7 +318,15 @@ async fn only_an_empty_stopped_node_can_be_removed() {
         let p = pattern(1203);
         let size = 6 * MIB + 7;
         let file = upload_ok(&c, "kept.bin", p, size).await;
-        // A seventh node, added after the upload: it holds nothing.
+        // A seventh node, added after the upload: it holds nothing. The rebalancer, which
+        // would give it its share of the file's parts, is paused first.
+        let resp = c
+            .http
+            .post(format!("{}/admin/rebalance/pause", c.url))
+            .send()
+            .await
+            .expect("pause the rebalancer");
+        assert!(resp.status().is_success(), "pause: {}", resp.status());
         let empty = c.add_node();
         c.wait_nodes_up(7).await;
         let table = node_table(&c).await;

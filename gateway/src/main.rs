@@ -101,6 +101,8 @@ async fn serve(config: &GatewayConfig) -> Result<(), server::ServeError> {
 }
 
 fn main() -> ExitCode {
+    // Before the runtime's threads start allocating.
+    sixfold_process::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

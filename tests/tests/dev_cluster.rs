@@ -103,6 +103,35 @@ fn start_dev_with(data: &Path, port: u16, run: u32, extra: &[&str]) -> Proc {
     )
 }
 
+/// A dev killed outright (SIGKILL: no chance to stop its nodes itself) must not leave six
+/// nodes running, holding their ports and data dirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_dev_leaves_no_node_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("sixfold-data");
+    let port = free_tcp_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut dev = start_dev(&data, port, 1);
+    wait_healthy(&reqwest::Client::new(), &url, &mut dev).await;
+    let needle = data.display().to_string();
+    let running = processes_mentioning(&needle);
+    assert!(running.len() >= 7, "gateway and six nodes run: {running:?}");
+
+    dev.kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = processes_mentioning(&needle);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes left running after dev was killed: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
     let tmp = tempfile::tempdir().unwrap();

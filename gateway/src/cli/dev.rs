@@ -365,7 +365,9 @@ fn spawn_node(bin: &Path, name: &str, dir: &Path, gateway_url: &str) -> anyhow::
         .open(&log)
         .with_context(|| format!("opening {}", log.display()))?;
     let err = out.try_clone().context("duplicating the log handle")?;
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    stop_with_parent(&mut command);
+    let child = command
         .arg("--data-dir")
         .arg(dir)
         .args([
@@ -390,6 +392,29 @@ fn spawn_node(bin: &Path, name: &str, dir: &Path, gateway_url: &str) -> anyhow::
         log,
         child: Some(child),
     })
+}
+
+/// Makes the kernel send the node SIGTERM (its graceful stop) when dev dies, so that a dev
+/// killed with SIGKILL (a crashed terminal, a test harness) leaves no node running. SIGTERM and
+/// Ctrl-C still stop the nodes in order through `stop_nodes`.
+fn stop_with_parent(command: &mut Command) {
+    // The death signal follows the thread that forked, not the process: dev spawns its nodes
+    // from its main thread (the `block_on` future), which lives as long as dev does.
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe system calls (prctl, getppid, _exit), touching no lock or allocation.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // dev may have died before the prctl: then nothing would ever signal the node.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
 }
 
 async fn wait_until_up(

@@ -42,8 +42,6 @@ enum Event {
 }
 
 fn main() -> ExitCode {
-    // Before the shards' threads start allocating.
-    sixfold_process::keep_freed_memory();
     // Before any thread exists, so every thread inherits the blocked mask.
     let blocked = match signals::block_termination_signals() {
         Ok(b) => b,

@@ -1,4 +1,4 @@
-//! Process-wide settings every sixfold binary applies first thing in `main`, before any thread
+//! Process-wide settings the gateway and the bench apply first thing in `main`, before any thread
 //! exists.
 
 mod malloc_tuning;

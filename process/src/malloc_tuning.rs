@@ -1,8 +1,8 @@
 //! How glibc's allocator keeps freed memory.
 //!
-//! The data path allocates and frees buffers of 64 KiB to 1 MiB at a high rate (hyper's read
-//! buffers, quinn's datagrams, the node's verified read blocks). With glibc's defaults the
-//! allocator hands much of that memory back to the kernel as soon as it is freed: blocks above
+//! The gateway's data path allocates and frees buffers of 64 KiB to 1 MiB at a high rate
+//! (hyper's read buffers, quinn's datagrams). With glibc's defaults the allocator hands much of
+//! that memory back to the kernel as soon as it is freed: blocks above
 //! the mmap threshold (128 KiB, raised on the fly up to 32 MiB only after the first free) are
 //! mmapped and unmapped one by one, and an arena trims its top once more than twice that
 //! threshold is free. Every byte is then faulted in and zeroed by the kernel again on the next
@@ -12,12 +12,16 @@
 //! Fixing both thresholds keeps freed memory for reuse. What stays resident is bounded by the
 //! process's peak use, which the configured limits (upload memory, pools, windows) already
 //! bound; only the lag with which it is returned changes.
+//!
+//! The node does not take these settings: its data-path memory is its buffer pool, allocated
+//! once, and its CPU did not change measurably with them (100 x 64 MiB runs, docs/bench.md), so
+//! it keeps glibc's habit of returning memory.
 
 /// The allocator settings applied by [`keep_freed_memory`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MallocTuning {
-    /// Allocations at least this large get their own mapping. Above the node's 1 MiB blocks and
-    /// every data-path buffer, so that none of them is mapped and unmapped per use.
+    /// Allocations at least this large get their own mapping. Above every data-path buffer (the
+    /// largest are 1 MiB), so that none of them is mapped and unmapped per use.
     pub mmap_threshold: usize,
     /// Free memory at the top of an arena beyond this is returned to the kernel.
     pub trim_threshold: usize,
@@ -102,9 +106,9 @@ mod tests {
     }
 
     #[test]
-    fn data_path_tuning_is_above_the_node_block_and_within_glibc_range() {
+    fn data_path_tuning_is_above_every_data_path_buffer_and_within_glibc_range() {
         let t = MallocTuning::DATA_PATH;
-        // The node's verified read blocks are 1 MiB; glibc caps the mmap threshold at 32 MiB.
+        // Data-path buffers are at most 1 MiB; glibc caps the mmap threshold at 32 MiB.
         assert!(t.mmap_threshold > 1 << 20);
         assert!(t.mmap_threshold <= 32 << 20);
         assert!(t.trim_threshold >= t.mmap_threshold);

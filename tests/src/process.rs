@@ -5,6 +5,7 @@ use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Path of a workspace binary, built once per test process with the same profile as the tests
@@ -78,18 +79,48 @@ fn is_package_env(key: &str) -> bool {
         )
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; the tiny race with another binder is
-/// acceptable for tests and retried by callers that see EADDRINUSE).
+/// A free TCP port on 127.0.0.1 for a server under test.
+///
+/// Taken below the kernel's ephemeral range: a port the OS hands out for `bind(0)` may be handed
+/// out again a moment later as the local port of some outgoing connection (a test that opens
+/// hundreds of client sockets does that), and the server would then fail with EADDRINUSE. Each
+/// call in this process also gets a port no earlier call got.
 pub fn free_tcp_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    unclaimed_port(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
 }
 
 /// A free UDP port on 127.0.0.1, for a node's QUIC listener when a test must know (and keep
-/// across restarts) the node's address. Same small race as [`free_tcp_port`].
+/// across restarts) the node's address. Chosen like [`free_tcp_port`].
 pub fn free_udp_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-    s.local_addr().expect("local addr").port()
+    unclaimed_port(|port| UdpSocket::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// Ports handed out so far by this process, as an offset into [`server_port_range`].
+static PORTS_HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+
+fn unclaimed_port(free: impl Fn(u16) -> bool) -> u16 {
+    let (low, high) = server_port_range();
+    let span = u32::from(high - low);
+    // Test binaries run one after another, but start where another process is unlikely to be.
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = PORTS_HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+        let port = low + ((start + n) % span) as u16;
+        if free(port) {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
+}
+
+/// Ports a test server may take: from 10000 up to the start of the ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 by default).
+fn server_port_range() -> (u16, u16) {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (10_000, ephemeral_start.max(20_000))
 }
 
 /// A child process that is killed (SIGKILL, by PID) and reaped when dropped, so a failing test

@@ -26,6 +26,19 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
     pids
 }
 
+/// Waits until no running process mentions `needle`, failing with `what` after `within`.
+fn wait_no_process_mentioning(needle: &str, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = processes_mentioning(needle);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 async fn wait_healthy(http: &reqwest::Client, url: &str, dev: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -118,18 +131,11 @@ async fn a_killed_dev_leaves_no_node_running() {
     assert!(running.len() >= 7, "gateway and six nodes run: {running:?}");
 
     dev.kill9();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = processes_mentioning(&needle);
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nodes left running after dev was killed: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_no_process_mentioning(
+        &needle,
+        Duration::from_secs(30),
+        "nodes left running after dev was killed",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,15 +192,7 @@ async fn dev_starts_a_cluster_stops_it_and_brings_it_back() {
         Some(0),
         "dev exits cleanly on SIGTERM"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_mentioning(&needle).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "children left running: {:?}",
-            processes_mentioning(&needle)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_no_process_mentioning(&needle, Duration::from_secs(10), "children left running");
 
     // Certificates as the release before node identities made them (no role URI): dev
     // re-issues them, keeping every node's id.

@@ -2,10 +2,12 @@
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use monoio::buf::{IoBuf, IoBufMut};
 
 use super::format::ALIGN;
+use super::pool_memory::PoolMemory;
 
 /// A fixed-capacity byte buffer whose start address and capacity are multiples of 4096.
 ///
@@ -15,6 +17,10 @@ pub struct AlignedBuf {
     ptr: NonNull<u8>,
     cap: usize,
     len: usize,
+    /// Who owns the bytes behind `ptr`: `None`, a global-allocator block of
+    /// `Layout(cap, ALIGN)` freed on drop; `Some`, a range of a pool's mapping, which this
+    /// keeps alive.
+    pool_memory: Option<Arc<PoolMemory>>,
 }
 
 impl AlignedBuf {
@@ -30,7 +36,28 @@ impl AlignedBuf {
         let Some(ptr) = NonNull::new(raw) else {
             alloc::handle_alloc_error(layout)
         };
-        AlignedBuf { ptr, cap, len: 0 }
+        AlignedBuf {
+            ptr,
+            cap,
+            len: 0,
+            pool_memory: None,
+        }
+    }
+
+    /// The buffer over `[offset, offset + cap)` of `memory`, or `None` when that range is not
+    /// inside it or not 4096-aligned. The caller hands each range to one buffer only.
+    pub fn in_pool_memory(memory: &Arc<PoolMemory>, offset: usize, cap: usize) -> Option<Self> {
+        let align = ALIGN as usize;
+        if cap == 0 || !cap.is_multiple_of(align) || !offset.is_multiple_of(align) {
+            return None;
+        }
+        let ptr = memory.slice_ptr(offset, cap)?;
+        Some(AlignedBuf {
+            ptr,
+            cap,
+            len: 0,
+            pool_memory: Some(Arc::clone(memory)),
+        })
     }
 
     fn layout(cap: usize) -> Layout {
@@ -98,7 +125,7 @@ impl AlignedBuf {
 
     fn full(&self) -> &[u8] {
         // SAFETY: `ptr` points to `cap` bytes owned by this buffer, all initialised (zeroed at
-        // allocation, only ever overwritten with bytes), and the shared borrow of `self`
+        // allocation or by the kernel for pool memory, only ever overwritten with bytes), and the shared borrow of `self`
         // prevents any mutable access for the slice's lifetime.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.cap) }
     }
@@ -111,12 +138,16 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: `ptr` was returned by `alloc_zeroed` with exactly this layout and is freed once.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.cap)) }
+        if self.pool_memory.is_none() {
+            // SAFETY: without pool memory, `ptr` was returned by `alloc_zeroed` with exactly this
+            // layout and is freed once, here.
+            unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.cap)) }
+        }
     }
 }
 
-// SAFETY: AlignedBuf uniquely owns its allocation (like `Box<[u8]>`); nothing else aliases it.
+// SAFETY: AlignedBuf uniquely owns its allocation or its range of a pool's mapping (like
+// `Box<[u8]>`); nothing else aliases it, and `PoolMemory` is itself `Send + Sync`.
 unsafe impl Send for AlignedBuf {}
 // SAFETY: shared access only hands out `&[u8]`, which is safe to share between threads.
 unsafe impl Sync for AlignedBuf {}
@@ -169,6 +200,34 @@ mod tests {
         assert_eq!(b.spare(), 0);
         b.clear();
         assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    fn buffers_in_pool_memory_are_disjoint_and_zeroed() {
+        let memory = Arc::new(PoolMemory::reserve(2 << 20).expect("mmap"));
+        let mut a = AlignedBuf::in_pool_memory(&memory, 0, 1 << 20).unwrap();
+        let mut b = AlignedBuf::in_pool_memory(&memory, 1 << 20, 1 << 20).unwrap();
+        assert_eq!(a.read_ptr() as usize % 4096, 0);
+        a.set_len(a.capacity());
+        b.set_len(b.capacity());
+        assert!(a.as_slice().iter().all(|&x| x == 0));
+        a.as_mut_slice().fill(1);
+        assert!(b.as_slice().iter().all(|&x| x == 0));
+        drop(memory);
+        // The buffers keep the mapping alive.
+        assert!(a.as_slice().iter().all(|&x| x == 1));
+        assert!(
+            AlignedBuf::in_pool_memory(
+                &Arc::new(PoolMemory::reserve(2 << 20).unwrap()),
+                4096,
+                2 << 20
+            )
+            .is_none()
+        );
+        assert!(
+            AlignedBuf::in_pool_memory(&Arc::new(PoolMemory::reserve(2 << 20).unwrap()), 100, 4096)
+                .is_none()
+        );
     }
 
     #[test]

@@ -3,15 +3,24 @@
 //! `acquire` waits when every buffer is out. That wait is the store's backpressure: a put that
 //! cannot get a buffer stops pulling bytes from its stream, so memory stays flat however fast
 //! the network is.
+//!
+//! A read hands its verified block on without copying it ([`PooledBuf::lend`]): the buffer
+//! leaves the pool as `Bytes` and a replacement takes its place at once, so the pool never waits
+//! for a consumer. Lent buffers come back, from whichever thread drops the last `Bytes`, to a
+//! small store of returns that later replacements are taken from.
 
 use std::cell::{Cell, RefCell};
-use std::ops::{Deref, DerefMut};
+use std::ops::{Deref, DerefMut, Range};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
 
 use monoio::buf::{IoBuf, IoBufMut};
 
 use super::aligned_buf::AlignedBuf;
 use super::local_sync::Semaphore;
+use super::pool_memory::PoolMemory;
 
 /// A cheap handle (clone = same pool) to a fixed number of equal aligned buffers.
 #[derive(Clone)]
@@ -27,11 +36,72 @@ struct PoolInner {
     permits: Semaphore,
     /// Buffers allocated so far (allocation is lazy, up to `count`).
     allocated: Cell<usize>,
+    /// Where buffer `i` lives (`i x buf_size` onwards), when the pool is big enough for huge
+    /// pages and the kernel gave the mapping; else each buffer is its own heap block.
+    memory: Option<Arc<PoolMemory>>,
+    /// Buffers lent out as `Bytes` and dropped since, at most `count` of them.
+    returns: Arc<Returns>,
+}
+
+/// Where lent buffers go back to; shared with every `Bytes` a lend made, which may be dropped
+/// on any thread.
+struct Returns {
+    bufs: Mutex<Vec<AlignedBuf>>,
+    keep: usize,
+}
+
+impl Returns {
+    fn lock(&self) -> MutexGuard<'_, Vec<AlignedBuf>> {
+        // A panic while holding the lock cannot leave the Vec half-updated (push and pop only).
+        self.bufs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take(&self) -> Option<AlignedBuf> {
+        self.lock().pop()
+    }
+
+    /// Keeps `buf` for a later replacement, or frees it when `keep` are kept already.
+    fn give_back(&self, mut buf: AlignedBuf) {
+        buf.clear();
+        let mut bufs = self.lock();
+        if bufs.len() < self.keep {
+            bufs.push(buf);
+        }
+    }
+}
+
+/// The owner behind the `Bytes` of a lend: the buffer, and where it goes when they drop.
+struct Lent {
+    buf: Option<AlignedBuf>,
+    returns: Arc<Returns>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        match &self.buf {
+            Some(b) => b.as_slice(),
+            None => &[],
+        }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            self.returns.give_back(buf);
+        }
+    }
 }
 
 impl BufferPool {
     /// `count` buffers of `buf_size` bytes (a multiple of 4096). Memory is allocated on first use.
     pub fn new(count: usize, buf_size: usize) -> BufferPool {
+        let memory = count
+            .checked_mul(buf_size)
+            .and_then(PoolMemory::reserve)
+            .map(Arc::new);
         BufferPool {
             inner: Rc::new(PoolInner {
                 buf_size,
@@ -39,6 +109,11 @@ impl BufferPool {
                 free: RefCell::new(Vec::with_capacity(count)),
                 permits: Semaphore::new(count),
                 allocated: Cell::new(0),
+                memory,
+                returns: Arc::new(Returns {
+                    bufs: Mutex::new(Vec::new()),
+                    keep: count,
+                }),
             }),
         }
     }
@@ -56,9 +131,15 @@ impl BufferPool {
         self.inner.permits.available()
     }
 
-    /// Buffers allocated so far (never more than `capacity`).
+    /// Buffers allocated for the pool itself so far (never more than `capacity`); replacements
+    /// for lent buffers are not counted.
     pub fn allocated(&self) -> usize {
         self.inner.allocated.get()
+    }
+
+    /// Lent buffers that came back and wait to replace the next ones lent.
+    pub fn returned(&self) -> usize {
+        self.inner.returns.lock().len()
     }
 
     /// Waits until a buffer is free (FIFO among waiters) and takes it, empty.
@@ -79,8 +160,14 @@ impl BufferPool {
     /// Called with a permit held.
     fn take(&self) -> PooledBuf {
         let buf = self.inner.free.borrow_mut().pop().unwrap_or_else(|| {
-            self.inner.allocated.set(self.inner.allocated.get() + 1);
-            AlignedBuf::new(self.inner.buf_size)
+            let index = self.inner.allocated.get();
+            self.inner.allocated.set(index + 1);
+            let size = self.inner.buf_size;
+            self.inner
+                .memory
+                .as_ref()
+                .and_then(|m| AlignedBuf::in_pool_memory(m, index * size, size))
+                .unwrap_or_else(|| AlignedBuf::new(size))
         });
         PooledBuf {
             buf: Some(buf),
@@ -108,6 +195,29 @@ impl PooledBuf {
             Some(b) => b,
             None => unreachable!("PooledBuf is only empty while being dropped"),
         }
+    }
+}
+
+impl PooledBuf {
+    /// Hands bytes `range` of the filled part out as `Bytes`, without copying them. The pool
+    /// gets a replacement buffer at once (one that came back from an earlier lend, or a new
+    /// one) and its permit back, so whoever holds the `Bytes` holds no pool buffer: the memory
+    /// they pin is the reader's, as a copy's would be. Panics if `range` is outside `len`.
+    pub fn lend(mut self, range: Range<usize>) -> Bytes {
+        let size = self.pool.buf_size;
+        let replacement = self
+            .pool
+            .returns
+            .take()
+            .unwrap_or_else(|| AlignedBuf::new(size));
+        let buf = self.buf.replace(replacement);
+        let lent = Lent {
+            buf,
+            returns: Arc::clone(&self.pool.returns),
+        };
+        // `self` drops here: the replacement goes into the pool and the permit is released.
+        drop(self);
+        Bytes::slice(&Bytes::from_owner(lent), range)
     }
 }
 
@@ -183,6 +293,74 @@ mod tests {
         assert!(d.is_empty());
         drop((a, c, d));
         assert_eq!(pool.available(), 3);
+    }
+
+    #[test]
+    fn a_pool_of_whole_huge_pages_lays_its_buffers_side_by_side() {
+        let size = 1 << 20;
+        let pool = BufferPool::new(4, size);
+        let held: Vec<PooledBuf> = (0..4).map(|_| pool.try_acquire().unwrap()).collect();
+        let base = held[0].read_ptr() as usize;
+        assert_eq!(base % super::super::pool_memory::HUGE_PAGE, 0);
+        for (i, b) in held.iter().enumerate() {
+            assert_eq!(b.read_ptr() as usize, base + i * size);
+            assert_eq!(b.capacity(), size);
+        }
+        assert!(pool.try_acquire().is_none());
+    }
+
+    #[test]
+    fn a_lent_buffer_frees_its_pool_slot_at_once_and_comes_back_when_dropped() {
+        let pool = BufferPool::new(1, 4096);
+        let mut a = pool.try_acquire().unwrap();
+        a.extend_from_slice(b"hello, world");
+        let lent_at = a.read_ptr();
+        let bytes = a.lend(7..12);
+        assert_eq!(&bytes[..], b"world");
+        assert_eq!(bytes.as_ptr(), lent_at.wrapping_add(7), "no copy");
+        // The pool has its one buffer again (a replacement), empty, while the Bytes live.
+        let mut b = pool.try_acquire().expect("the slot was given back");
+        assert!(b.is_empty());
+        assert_ne!(b.read_ptr(), lent_at);
+        assert_eq!(pool.returned(), 0);
+        // Dropped on another thread, the lent buffer goes to the returns...
+        let clone = bytes.clone();
+        std::thread::spawn(move || drop(bytes)).join().unwrap();
+        assert_eq!(pool.returned(), 0, "still held by the clone");
+        drop(clone);
+        assert_eq!(pool.returned(), 1);
+        // ...and replaces the next buffer lent, instead of a new allocation.
+        b.extend_from_slice(b"x");
+        let c = b.lend(0..1);
+        assert_eq!(pool.returned(), 0);
+        assert_eq!(pool.try_acquire().unwrap().read_ptr(), lent_at);
+        drop(c);
+        assert_eq!(pool.returned(), 1);
+        assert_eq!(pool.allocated(), 1);
+    }
+
+    #[test]
+    fn an_empty_lend_gives_its_buffer_straight_back() {
+        let pool = BufferPool::new(1, 4096);
+        let bytes = pool.try_acquire().unwrap().lend(0..0);
+        assert!(bytes.is_empty());
+        assert_eq!(pool.returned(), 1);
+        assert_eq!(pool.available(), 1);
+    }
+
+    #[test]
+    fn returns_keep_at_most_the_pool_count() {
+        let pool = BufferPool::new(2, 4096);
+        let lent: Vec<Bytes> = (0..5)
+            .map(|_| {
+                let mut b = pool.try_acquire().unwrap();
+                b.extend_from_slice(b"x");
+                b.lend(0..1)
+            })
+            .collect();
+        assert_eq!(pool.available(), 2);
+        drop(lent);
+        assert_eq!(pool.returned(), 2);
     }
 
     #[test]

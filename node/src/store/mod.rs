@@ -33,6 +33,7 @@ mod index_codec;
 mod index_log;
 mod local_sync;
 mod marks_log;
+mod pool_memory;
 mod put;
 mod read;
 mod recovery;

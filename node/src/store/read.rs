@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::ops::Range;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -21,11 +22,11 @@ type BlockRead = JoinHandle<Result<Bytes, BlockError>>;
 
 /// A verified stream of one chunk range, as `Bytes` pieces of at most one block, in order.
 ///
-/// Verified bytes are copied out of the pool buffer into `Bytes` as soon as each read completes
-/// (read-ahead included): the buffer goes back to the pool at once, so a reader whose consumer
-/// waits on the network (a client that does not read, a full stream window) never holds pool
-/// memory, and other reads and puts can always get buffers. Read-ahead is held as `Bytes`, at
-/// most `reads_in_flight` blocks per reader.
+/// Verified bytes leave the pool as soon as each read completes (read-ahead included): the
+/// block's buffer is lent out as `Bytes` and the pool gets a replacement at once
+/// ([`PooledBuf::lend`]), so a reader whose consumer waits on the network (a client that does
+/// not read, a full stream window) never holds pool memory, and other reads and puts can always
+/// get buffers. Read-ahead is held as `Bytes`, at most `reads_in_flight` blocks per reader.
 pub struct ChunkReader {
     chunk_id: ChunkId,
     pool: BufferPool,
@@ -179,7 +180,8 @@ impl ChunkReader {
         self.in_flight.push_back(monoio::spawn(async move {
             let (res, buf) =
                 chunk_file::read_exact_direct(&file, buf, pos, check.block_len, aligned).await;
-            check.verify(res, &buf)
+            let wanted = check.verify(res, &buf)?;
+            Ok(buf.lend(wanted))
         }));
     }
 }
@@ -196,7 +198,9 @@ struct BlockCheck {
 }
 
 impl BlockCheck {
-    fn verify(&self, res: io::Result<()>, buf: &PooledBuf) -> Result<Bytes, BlockError> {
+    /// The range of `buf` the caller asked for, once the read succeeded and the block's bytes
+    /// match its crc32c.
+    fn verify(&self, res: io::Result<()>, buf: &PooledBuf) -> Result<Range<usize>, BlockError> {
         res.map_err(|e| chunk_file::short_read_is_corrupt(e, "body"))?;
         let block = self.block;
         let data = &buf.as_slice()[..self.block_len];
@@ -207,6 +211,6 @@ impl BlockCheck {
         let block_start = block * BLOCK_SIZE;
         let lo = (self.start.max(block_start) - block_start) as usize;
         let hi = (self.end.min(block_start + self.block_len as u64) - block_start) as usize;
-        Ok(Bytes::copy_from_slice(&data[lo..hi]))
+        Ok(lo..hi)
     }
 }

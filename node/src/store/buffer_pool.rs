@@ -7,7 +7,7 @@
 //! A read hands its verified block on without copying it ([`PooledBuf::lend`]): the buffer
 //! leaves the pool as `Bytes` and a replacement takes its place at once, so the pool never waits
 //! for a consumer. Lent buffers come back, from whichever thread drops the last `Bytes`, to a
-//! small store of returns that later replacements are taken from.
+//! store of returns (at most twice the pool's count) that later replacements are taken from.
 
 use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut, Range};
@@ -36,11 +36,31 @@ struct PoolInner {
     permits: Semaphore,
     /// Buffers allocated so far (allocation is lazy, up to `count`).
     allocated: Cell<usize>,
-    /// Where buffer `i` lives (`i x buf_size` onwards), when the pool is big enough for huge
-    /// pages and the kernel gave the mapping; else each buffer is its own heap block.
+    /// Room for `2 x count` buffers, when the pool is big enough for huge pages and the kernel
+    /// gave the mapping: the pool's own and as many replacements for lent ones. Buffers past
+    /// that, or without the mapping, are each their own heap block.
     memory: Option<Arc<PoolMemory>>,
-    /// Buffers lent out as `Bytes` and dropped since, at most `count` of them.
+    /// Buffers carved from `memory` so far (slot `i` at `i x buf_size`).
+    carved: Cell<usize>,
+    /// Buffers lent out as `Bytes` and dropped since, at most `2 x count` of them: every buffer
+    /// carved from `memory` always fits, so none of its slots is ever lost.
     returns: Arc<Returns>,
+}
+
+impl PoolInner {
+    /// A new empty buffer: the next slot of the pool's memory while there is one, else a heap
+    /// block.
+    fn new_buffer(&self) -> AlignedBuf {
+        let size = self.buf_size;
+        if let Some(memory) = &self.memory {
+            let slot = self.carved.get();
+            if let Some(buf) = AlignedBuf::in_pool_memory(memory, slot * size, size) {
+                self.carved.set(slot + 1);
+                return buf;
+            }
+        }
+        AlignedBuf::new(size)
+    }
 }
 
 /// Where lent buffers go back to; shared with every `Bytes` a lend made, which may be dropped
@@ -100,6 +120,7 @@ impl BufferPool {
     pub fn new(count: usize, buf_size: usize) -> BufferPool {
         let memory = count
             .checked_mul(buf_size)
+            .and_then(|bytes| bytes.checked_mul(2))
             .and_then(PoolMemory::reserve)
             .map(Arc::new);
         BufferPool {
@@ -110,9 +131,10 @@ impl BufferPool {
                 permits: Semaphore::new(count),
                 allocated: Cell::new(0),
                 memory,
+                carved: Cell::new(0),
                 returns: Arc::new(Returns {
                     bufs: Mutex::new(Vec::new()),
-                    keep: count,
+                    keep: count.saturating_mul(2),
                 }),
             }),
         }
@@ -160,14 +182,8 @@ impl BufferPool {
     /// Called with a permit held.
     fn take(&self) -> PooledBuf {
         let buf = self.inner.free.borrow_mut().pop().unwrap_or_else(|| {
-            let index = self.inner.allocated.get();
-            self.inner.allocated.set(index + 1);
-            let size = self.inner.buf_size;
-            self.inner
-                .memory
-                .as_ref()
-                .and_then(|m| AlignedBuf::in_pool_memory(m, index * size, size))
-                .unwrap_or_else(|| AlignedBuf::new(size))
+            self.inner.allocated.set(self.inner.allocated.get() + 1);
+            self.inner.new_buffer()
         });
         PooledBuf {
             buf: Some(buf),
@@ -204,12 +220,11 @@ impl PooledBuf {
     /// one) and its permit back, so whoever holds the `Bytes` holds no pool buffer: the memory
     /// they pin is the reader's, as a copy's would be. Panics if `range` is outside `len`.
     pub fn lend(mut self, range: Range<usize>) -> Bytes {
-        let size = self.pool.buf_size;
         let replacement = self
             .pool
             .returns
             .take()
-            .unwrap_or_else(|| AlignedBuf::new(size));
+            .unwrap_or_else(|| self.pool.new_buffer());
         let buf = self.buf.replace(replacement);
         let lent = Lent {
             buf,
@@ -349,9 +364,34 @@ mod tests {
     }
 
     #[test]
-    fn returns_keep_at_most_the_pool_count() {
+    fn replacements_for_lent_buffers_come_from_the_pool_memory_while_it_has_room() {
+        let size = 1 << 20;
+        let pool = BufferPool::new(2, size);
+        let first = pool.try_acquire().unwrap();
+        let base = first.read_ptr() as usize;
+        let in_memory = |p: *const u8| (base..base + 4 * size).contains(&(p as usize));
+        drop(first);
+        // Four lends of the one buffer: each replacement is a new slot of the mapping (slots
+        // 1, 2, 3), and the fourth, past its 2 x 2 slots, a heap block.
+        let mut lent = Vec::new();
+        for _ in 0..4 {
+            let mut b = pool.try_acquire().unwrap();
+            b.extend_from_slice(b"x");
+            assert!(in_memory(b.read_ptr()));
+            lent.push(b.lend(0..1));
+        }
+        let last = pool.try_acquire().unwrap();
+        assert!(!in_memory(last.read_ptr()), "the mapping is used up");
+        drop(last);
+        drop(lent);
+        // All four carved buffers came back and are kept.
+        assert_eq!(pool.returned(), 4);
+    }
+
+    #[test]
+    fn returns_keep_at_most_twice_the_pool_count() {
         let pool = BufferPool::new(2, 4096);
-        let lent: Vec<Bytes> = (0..5)
+        let lent: Vec<Bytes> = (0..7)
             .map(|_| {
                 let mut b = pool.try_acquire().unwrap();
                 b.extend_from_slice(b"x");
@@ -360,7 +400,7 @@ mod tests {
             .collect();
         assert_eq!(pool.available(), 2);
         drop(lent);
-        assert_eq!(pool.returned(), 2);
+        assert_eq!(pool.returned(), 4);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! the node's CPU (`gup_fast_fallback` in a profile). With the pool's memory in 2 MiB huge
 //! pages the kernel pins one large folio per I/O instead. The mapping only reserves address
 //! space: a page is allocated (zeroed, by the kernel) when first touched, so the pool's memory
-//! still grows on first use and never beyond `count x buf_size`.
+//! still grows on first use, and never beyond what was reserved.
 //!
 //! Huge pages are a hint (`MADV_HUGEPAGE`, honoured when the host's THP mode is `always` or
 //! `madvise`); where the kernel has none to give, the same mapping works with small pages.

@@ -154,7 +154,8 @@ pub struct Usage {
 /// Tuning of one shard's store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// Number of 1 MiB aligned I/O buffers of the shard (its whole data-path memory).
+    /// Number of 1 MiB aligned I/O buffers of the shard's pool (its data-path memory, plus as
+    /// many again at most kept from blocks lent out to readers).
     pub buffer_count: usize,
     /// Body writes one put keeps in flight before it waits for the oldest.
     pub writes_in_flight: usize,

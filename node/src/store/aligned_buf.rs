@@ -67,6 +67,11 @@ impl AlignedBuf {
         }
     }
 
+    /// Whether this buffer is a range of a pool's mapping (else a heap block).
+    pub fn is_in_pool_memory(&self) -> bool {
+        self.pool_memory.is_some()
+    }
+
     pub fn capacity(&self) -> usize {
         self.cap
     }

@@ -42,8 +42,8 @@ struct PoolInner {
     memory: Option<Arc<PoolMemory>>,
     /// Buffers carved from `memory` so far (slot `i` at `i x buf_size`).
     carved: Cell<usize>,
-    /// Buffers lent out as `Bytes` and dropped since, at most `2 x count` of them: every buffer
-    /// carved from `memory` always fits, so none of its slots is ever lost.
+    /// Buffers lent out as `Bytes` and dropped since, at most `2 x count` of them, those carved
+    /// from `memory` before heap ones, so that none of its slots is ever lost.
     returns: Arc<Returns>,
 }
 
@@ -82,13 +82,22 @@ impl Returns {
         self.lock().pop()
     }
 
-    /// Keeps `buf` for a later replacement, or frees it when `keep` are kept already.
+    /// Keeps `buf` for a later replacement. When `keep` are kept already, a buffer of the
+    /// pool's mapping takes the place of a heap one (so no slot of the mapping is ever lost),
+    /// and a heap one is freed.
     fn give_back(&self, mut buf: AlignedBuf) {
         buf.clear();
         let mut bufs = self.lock();
         if bufs.len() < self.keep {
             bufs.push(buf);
+            return;
         }
+        let freed = match bufs.iter().position(|b| !b.is_in_pool_memory()) {
+            Some(heap) if buf.is_in_pool_memory() => std::mem::replace(&mut bufs[heap], buf),
+            _ => buf,
+        };
+        drop(bufs);
+        drop(freed);
     }
 }
 
@@ -386,6 +395,28 @@ mod tests {
         drop(lent);
         // All four carved buffers came back and are kept.
         assert_eq!(pool.returned(), 4);
+    }
+
+    #[test]
+    fn full_returns_keep_buffers_of_the_mapping_over_heap_ones() {
+        let size = 1 << 20;
+        // One buffer: a mapping of two slots, returns keeping two.
+        let pool = BufferPool::new(1, size);
+        let mut lent = Vec::new();
+        for _ in 0..4 {
+            let mut b = pool.try_acquire().unwrap();
+            b.extend_from_slice(b"x");
+            lent.push(b.lend(0..1));
+        }
+        // Lent: slot 0, slot 1, then two heap blocks. The heap ones come back first and fill
+        // the returns; the two of the mapping then take their places.
+        let from_mapping: Vec<Bytes> = lent.drain(..2).collect();
+        drop(lent);
+        assert_eq!(pool.returned(), 2);
+        drop(from_mapping);
+        assert_eq!(pool.returned(), 2);
+        let kept = pool.inner.returns.lock();
+        assert!(kept.iter().all(|b| b.is_in_pool_memory()));
     }
 
     #[test]

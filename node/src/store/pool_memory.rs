@@ -9,6 +9,9 @@
 //!
 //! Huge pages are a hint (`MADV_HUGEPAGE`, honoured when the host's THP mode is `always` or
 //! `madvise`); where the kernel has none to give, the same mapping works with small pages.
+//! The pool never gives its memory back, so each huge page is faulted in once for the life of
+//! the process: a host whose THP `defrag` setting compacts memory on such faults pays that once
+//! per 2 MiB of the pool, not per I/O.
 
 use std::ptr::NonNull;
 

@@ -45,8 +45,17 @@ impl AlignedBuf {
     }
 
     /// The buffer over `[offset, offset + cap)` of `memory`, or `None` when that range is not
-    /// inside it or not 4096-aligned. The caller hands each range to one buffer only.
-    pub fn in_pool_memory(memory: &Arc<PoolMemory>, offset: usize, cap: usize) -> Option<Self> {
+    /// inside it or not 4096-aligned.
+    ///
+    /// # Safety
+    ///
+    /// No other live `AlignedBuf` may cover any byte of the range: each buffer hands out
+    /// `&mut` access to all of its bytes.
+    pub unsafe fn in_pool_memory(
+        memory: &Arc<PoolMemory>,
+        offset: usize,
+        cap: usize,
+    ) -> Option<Self> {
         let align = ALIGN as usize;
         if cap == 0 || !cap.is_multiple_of(align) || !offset.is_multiple_of(align) {
             return None;
@@ -130,8 +139,8 @@ impl AlignedBuf {
 
     fn full(&self) -> &[u8] {
         // SAFETY: `ptr` points to `cap` bytes owned by this buffer, all initialised (zeroed at
-        // allocation or by the kernel for pool memory, only ever overwritten with bytes), and the shared borrow of `self`
-        // prevents any mutable access for the slice's lifetime.
+        // allocation, or by the kernel for pool memory; only ever overwritten with bytes), and
+        // the shared borrow of `self` prevents any mutable access for the slice's lifetime.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.cap) }
     }
 
@@ -210,8 +219,10 @@ mod tests {
     #[test]
     fn buffers_in_pool_memory_are_disjoint_and_zeroed() {
         let memory = Arc::new(PoolMemory::reserve(2 << 20).expect("mmap"));
-        let mut a = AlignedBuf::in_pool_memory(&memory, 0, 1 << 20).unwrap();
-        let mut b = AlignedBuf::in_pool_memory(&memory, 1 << 20, 1 << 20).unwrap();
+        // SAFETY: the two ranges are disjoint, and nothing else covers them.
+        let mut a = unsafe { AlignedBuf::in_pool_memory(&memory, 0, 1 << 20) }.unwrap();
+        // SAFETY: as above.
+        let mut b = unsafe { AlignedBuf::in_pool_memory(&memory, 1 << 20, 1 << 20) }.unwrap();
         assert_eq!(a.read_ptr() as usize % 4096, 0);
         a.set_len(a.capacity());
         b.set_len(b.capacity());
@@ -221,18 +232,12 @@ mod tests {
         drop(memory);
         // The buffers keep the mapping alive.
         assert!(a.as_slice().iter().all(|&x| x == 1));
-        assert!(
-            AlignedBuf::in_pool_memory(
-                &Arc::new(PoolMemory::reserve(2 << 20).unwrap()),
-                4096,
-                2 << 20
-            )
-            .is_none()
-        );
-        assert!(
-            AlignedBuf::in_pool_memory(&Arc::new(PoolMemory::reserve(2 << 20).unwrap()), 100, 4096)
-                .is_none()
-        );
+        let fresh = Arc::new(PoolMemory::reserve(2 << 20).unwrap());
+        // SAFETY: `fresh` has no buffers; the calls are refused before making one.
+        unsafe {
+            assert!(AlignedBuf::in_pool_memory(&fresh, 4096, 2 << 20).is_none());
+            assert!(AlignedBuf::in_pool_memory(&fresh, 100, 4096).is_none());
+        }
     }
 
     #[test]

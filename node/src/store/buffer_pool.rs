@@ -54,7 +54,9 @@ impl PoolInner {
         let size = self.buf_size;
         if let Some(memory) = &self.memory {
             let slot = self.carved.get();
-            if let Some(buf) = AlignedBuf::in_pool_memory(memory, slot * size, size) {
+            // SAFETY: slot `i` covers `[i x size, (i + 1) x size)`, disjoint from every other
+            // slot, and each slot is carved once: `carved` only grows.
+            if let Some(buf) = unsafe { AlignedBuf::in_pool_memory(memory, slot * size, size) } {
                 self.carved.set(slot + 1);
                 return buf;
             }

@@ -52,6 +52,8 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of HTTP connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Far above any CPU count the gateway can use; a larger figure is a typo.
+pub const MAX_WORKER_THREADS: usize = 1024;
 /// Most HTTP connections one gateway may be configured to serve at once: each holds a file
 /// descriptor and a few KiB, and the process's descriptor limit is rarely above this.
 pub const MAX_MAX_CONNECTIONS: u32 = 1 << 20;
@@ -172,6 +174,11 @@ pub struct ServeArgs {
     /// [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub body_idle_timeout: Option<Duration>,
+    /// Threads that serve HTTP and drive the QUIC connections to the nodes [default: one per
+    /// CPU]. Fewer threads hand work between each other less often (less CPU per GiB); more
+    /// use more CPUs at high concurrency.
+    #[arg(long, value_name = "N")]
+    pub worker_threads: Option<usize>,
 
     // Access keys.
     /// What requests without credentials may do: none, read or write (never admin)
@@ -284,6 +291,7 @@ struct FileConfig {
     keepalive_timeout: Option<HumanDuration>,
     max_connections: Option<u32>,
     body_idle_timeout: Option<HumanDuration>,
+    worker_threads: Option<usize>,
     // Access keys.
     anonymous: Option<Anonymous>,
     protect_metrics: Option<bool>,
@@ -343,6 +351,8 @@ pub struct GatewayConfig {
     pub keepalive_timeout: Duration,
     pub max_connections: u32,
     pub body_idle_timeout: Duration,
+    /// Worker threads of the tokio runtime.
+    pub worker_threads: usize,
     // Access keys.
     pub anonymous: Anonymous,
     pub protect_metrics: bool,
@@ -659,6 +669,10 @@ impl GatewayConfig {
                 .body_idle_timeout
                 .or(file.body_idle_timeout.map(|d| d.0))
                 .unwrap_or(DEFAULT_BODY_IDLE_TIMEOUT),
+            worker_threads: args
+                .worker_threads
+                .or(file.worker_threads)
+                .unwrap_or_else(default_worker_threads),
             anonymous: args.anonymous.or(file.anonymous).unwrap_or_default(),
             protect_metrics: args.protect_metrics || file.protect_metrics.unwrap_or(false),
             admin_token_file,
@@ -749,6 +763,12 @@ impl GatewayConfig {
         if self.max_downloads == 0 {
             return Err(invalid("max_downloads", "must be at least 1"));
         }
+        if !(1..=MAX_WORKER_THREADS).contains(&self.worker_threads) {
+            return Err(invalid(
+                "worker_threads",
+                format!("must be between 1 and {MAX_WORKER_THREADS}"),
+            ));
+        }
         if self.node_timeout.is_zero() {
             return Err(invalid("node_timeout", "must be greater than 0"));
         }
@@ -787,6 +807,11 @@ impl GatewayConfig {
     pub fn spool_dir(&self) -> PathBuf {
         self.data_dir.join("spool")
     }
+}
+
+/// One worker thread per CPU the process may run on, as tokio would choose.
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -847,6 +872,8 @@ mod tests {
         assert_eq!(c.keepalive_timeout, Duration::from_secs(60));
         assert_eq!(c.max_connections, 1024);
         assert_eq!(c.body_idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.worker_threads, default_worker_threads());
+        assert!(c.worker_threads >= 1);
         assert_eq!(c.anonymous, Anonymous::None);
         assert!(!c.protect_metrics);
         assert_eq!(
@@ -887,6 +914,7 @@ mod tests {
             keepalive_timeout = "90s"
             max_connections = 20
             body_idle_timeout = "500ms"
+            worker_threads = 3
             anonymous = "read"
             protect_metrics = true
             admin_token_file = "/etc/sixfold/admin.token"
@@ -905,6 +933,7 @@ mod tests {
         assert_eq!(c.down_after, Duration::from_secs(5));
         assert_eq!(c.mtu, MtuSetting::Fixed(1400));
         assert_eq!(c.node_max_parts, 8);
+        assert_eq!(c.worker_threads, 3);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(
             (c.max_uploads, c.max_downloads, c.admission_queue),
@@ -983,6 +1012,9 @@ mod tests {
             ("max_connections = 0", "max_connections"),
             ("max_connections = 2000000", "max_connections"),
             ("max_connections = -1", "max_connections"),
+            ("worker_threads = 0", "worker_threads"),
+            ("worker_threads = 5000", "worker_threads"),
+            ("worker_threads = \"many\"", "worker_threads"),
             ("anonymous = \"admin\"", "anonymous"),
             ("anonymous = true", "anonymous"),
             ("protect_metrics = \"yes\"", "protect_metrics"),

@@ -62,8 +62,14 @@ pub(crate) fn init_logging(format: LogFormat) {
     }
 }
 
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// The runtime of `serve` and `dev`, with `worker_threads` threads (the admin commands pass
+/// `None`: tokio's one per CPU).
+pub(crate) fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n);
+    }
+    builder
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
@@ -74,7 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = GatewayConfig::resolve(args.as_ref())?;
             init_logging(config.log_format);
-            runtime()?.block_on(serve(&config))?;
+            runtime(Some(config.worker_threads))?.block_on(serve(&config))?;
             Ok(())
         }
         Command::Dev(args) => cli::dev::run(args),

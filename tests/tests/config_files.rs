@@ -97,6 +97,14 @@ fn gateway_refuses_an_invalid_value() {
     );
     let out = gateway_with(dir.path(), &text);
     assert_refused_naming(&out, "part_count");
+
+    // A runtime without threads would serve nothing.
+    let text = format!(
+        "data_dir = {}\nworker_threads = 0\n",
+        toml_path(&dir.path().join("gw"))
+    );
+    let out = gateway_with(dir.path(), &text);
+    assert_refused_naming(&out, "worker_threads");
 }
 
 #[test]

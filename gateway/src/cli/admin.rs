@@ -604,7 +604,7 @@ fn migrate_metadata(from: &Path, to: &str) -> anyhow::Result<()> {
             redacted(to)
         );
     }
-    let checks = crate::runtime()?.block_on(migrate::migrate_redb_to_postgres(
+    let checks = crate::runtime(None)?.block_on(migrate::migrate_redb_to_postgres(
         from,
         to,
         &PostgresSettings::default(),

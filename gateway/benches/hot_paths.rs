@@ -60,6 +60,17 @@ fn checksums(c: &mut Criterion) {
             },
         );
         group.bench_with_input(
+            BenchmarkId::new("twox_hash::XxHash3_128", len),
+            &frame,
+            |b, f| {
+                let mut hasher = twox_hash::XxHash3_128::new();
+                b.iter(|| {
+                    hasher.write(black_box(f));
+                });
+                black_box(hasher.finish_128());
+            },
+        );
+        group.bench_with_input(
             BenchmarkId::new("sixfold_gateway::file_hash::Xxh3", len),
             &frame,
             |b, f| {

@@ -306,15 +306,10 @@ mod avx512 {
 mod tests {
     use super::*;
 
+    /// Bytes whose 32-bit halves vary widely, so that the products differ lane by lane.
     fn noise(seed: u64, len: usize) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
+        (0..len as u64)
+            .map(|i| ((i + seed * 7919).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
             .collect()
     }
 

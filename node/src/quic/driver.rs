@@ -28,8 +28,8 @@ use std::time::Instant;
 use bytes::BytesMut;
 use quinn_proto::{DatagramEvent, EcnCodepoint, Side};
 use quinn_udp::RecvMeta;
+use sixfold_udp_recv::RecvBuffers;
 
-use super::recv_buffers::RecvBuffers;
 use super::state::{ConnShared, EndpointShared, EndpointState, wake_all};
 use super::udp::{Readiness, UdpIo};
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use quinn_proto::VarInt;
 use quinn_proto::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use sixfold_udp_recv::GRO_RECEIVE_MAX;
 
 use super::connection::{ConnRef, Connection};
 use super::driver::Driver;
@@ -18,9 +19,6 @@ use super::error::{ConnectError, EndpointError};
 use super::settings::QuicSettings;
 use super::state::{DriverSignal, EndpointShared, EndpointState, register};
 use super::udp::UdpIo;
-
-/// Coalesced (GRO) receives are at most 64 KiB; a slot also holds one datagram of any MTU.
-const GRO_RECEIVE_MAX: usize = 64 * 1024;
 
 /// A QUIC endpoint on one UDP socket, driven by a task on the current monoio runtime.
 ///
@@ -78,6 +76,7 @@ impl QuicEndpoint {
             signal: Rc::new(DriverSignal::default()),
             local_addr: io.local_addr(),
         });
+        // A slot holds one coalesced (GRO) receive, and one datagram of any MTU.
         let slot_len = GRO_RECEIVE_MAX.max(usize::from(settings.effective_mtu()));
         let driver = Driver::new(Rc::clone(&shared), io, slot_len);
         drop(monoio::spawn(driver.run()));

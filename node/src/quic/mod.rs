@@ -13,7 +13,6 @@ mod connection;
 mod driver;
 mod endpoint;
 mod error;
-mod recv_buffers;
 pub mod settings;
 mod state;
 mod stream;

@@ -9,16 +9,24 @@
 //! (the application reads in order, so the oldest frees first), or else for a fresh zeroed one;
 //! memory follows the data still unread, plus at most `MAX_PARKED` slots kept for reuse.
 //!
+//! Two receive loops use it: the node's own QUIC driver on monoio, and the gateway's quinn,
+//! patched for it (`patches/quinn`, see its `SIXFOLD-PATCH.md`), where the copy of every
+//! received batch was the gateway's largest memmove.
+//!
 //! Small receives are copied instead: a 100-byte datagram must not pin a 64 KiB slot while its
 //! stream data waits to be read (quinn-proto accounts for the datagram's size, not the slot's).
 //! A slot is split without copying only when the receive fills at least a quarter of it, so
 //! memory held is at most four times the data held.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSliceMut};
+use std::io::IoSliceMut;
 
 use bytes::BytesMut;
 use quinn_udp::{BATCH_SIZE, RecvMeta};
+
+/// The largest coalesced (GRO) receive the kernel produces: a slot holds this, or one datagram
+/// of the MTU if that is larger.
+pub const GRO_RECEIVE_MAX: usize = 64 * 1024;
 
 /// Parked slot allocations kept for reuse (64 KiB each).
 const MAX_PARKED: usize = 64;
@@ -65,7 +73,7 @@ impl Slot {
 }
 
 /// A batch of receive slots for `recvmmsg`.
-pub(crate) struct RecvBuffers {
+pub struct RecvBuffers {
     slots: Box<[Slot; BATCH_SIZE]>,
     metas: [RecvMeta; BATCH_SIZE],
     /// Slots whose datagrams are still referenced, oldest first.
@@ -76,7 +84,7 @@ pub(crate) struct RecvBuffers {
 
 impl RecvBuffers {
     /// `slot_len` must hold the largest coalesced (GRO) receive: 64 KiB, or the MTU if larger.
-    pub(crate) fn new(slot_len: usize) -> Self {
+    pub fn new(slot_len: usize) -> Self {
         Self {
             slots: Box::new(std::array::from_fn(|_| Slot::fresh(slot_len))),
             metas: [RecvMeta::default(); BATCH_SIZE],
@@ -87,10 +95,13 @@ impl RecvBuffers {
     }
 
     /// Receives one batch with `recv` (a `recvmmsg` wrapper); returns how many slots were filled.
-    pub(crate) fn receive(
+    /// `E` lets a poll-based caller say "nothing yet" as well as report an I/O error.
+    pub fn receive<E>(
         &mut self,
-        recv: impl FnOnce(&mut [IoSliceMut<'_>], &mut [RecvMeta]) -> io::Result<usize>,
-    ) -> io::Result<usize> {
+        recv: impl FnOnce(&mut [IoSliceMut<'_>], &mut [RecvMeta]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        // Datagrams of an earlier batch not taken by then are gone with the refill.
+        self.received = 0;
         for index in 0..BATCH_SIZE {
             self.refill(index);
         }
@@ -130,7 +141,7 @@ impl RecvBuffers {
 
     /// The datagrams of the last batch: metadata and each datagram split off its slot.
     /// GRO slots holding several datagrams (`stride` < `len`) yield one item per datagram.
-    pub(crate) fn datagrams(&mut self) -> impl Iterator<Item = (RecvMeta, BytesMut)> + '_ {
+    pub fn datagrams(&mut self) -> impl Iterator<Item = (RecvMeta, BytesMut)> + '_ {
         let received = std::mem::take(&mut self.received);
         let copy_below = self.slot_len / 4;
         self.slots
@@ -168,7 +179,7 @@ mod tests {
     fn fake_recv(
         payloads: &[&[u8]],
         stride: usize,
-    ) -> impl FnOnce(&mut [IoSliceMut<'_>], &mut [RecvMeta]) -> io::Result<usize> {
+    ) -> impl FnOnce(&mut [IoSliceMut<'_>], &mut [RecvMeta]) -> Result<usize, ()> {
         move |bufs, metas| {
             for (i, p) in payloads.iter().enumerate() {
                 bufs[i][..p.len()].copy_from_slice(p);
@@ -210,6 +221,21 @@ mod tests {
             got,
             vec![gro[..8].to_vec(), gro[8..16].to_vec(), gro[16..].to_vec()]
         );
+    }
+
+    #[test]
+    fn a_receive_that_finds_nothing_yields_no_datagrams_and_keeps_the_slots() {
+        let mut bufs = RecvBuffers::new(64);
+        let payloads: [&[u8]; 1] = [&[7u8; 40]];
+        bufs.receive(fake_recv(&payloads, 0)).unwrap();
+        let held: Vec<BytesMut> = bufs.datagrams().map(|(_, b)| b).collect();
+        // A batch nobody took, then a poll-based caller's "not ready yet" (`Poll::Pending`).
+        bufs.receive(fake_recv(&payloads, 0)).unwrap();
+        let nothing: Result<usize, Option<()>> = bufs.receive(|_, _| Err(None));
+        assert_eq!(nothing, Err(None));
+        assert_eq!(bufs.datagrams().count(), 0);
+        assert_eq!(&held[0][..], &[7u8; 40][..]);
+        assert!(bufs.slots.iter().all(|slot| slot.buf.len() == 64));
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! in AVX2 and AVX-512 versions chosen at run time.
 //!
 //! The eight 64-bit accumulators fit one AVX-512 register (two AVX2 ones), so the vector kernels
-//! keep them in registers for every stripe of a call. A stripe's contribution is added, and
+//! keep them in registers for every stripe of a call, and across whole blocks ([`Kernel::blocks`],
+//! the path of all but a file's first and last kilobytes). A stripe's contribution is added, and
 //! addition commutes, so even and odd stripes go to two partial sums that are added at the end:
-//! the chain of dependent additions halves. Stripe `n` of a block is keyed by the secret's bytes
+//! the chain of dependent additions halves. Whole blocks sum their stripes apart from the
+//! accumulators, so that only one addition and the scramble depend on the block before. Stripe `n` of a block is keyed by the secret's bytes
 //! `8n..8n + 64`; [`BLOCK_KEYS`] holds those windows copied out once, 64-byte aligned, so that
 //! no key load splits a cache line. All three compute the same function; the tests compare
 //! them on random input.
@@ -133,6 +135,28 @@ impl Kernel {
             Self::Avx512 => unsafe { avx512::scramble(acc, secret_end) },
         }
     }
+
+    /// Whole blocks from a block boundary: for each, its stripes against [`BLOCK_KEYS`], then
+    /// the scramble. The same as [`Kernel::accumulate`] and [`Kernel::scramble`] per block, but
+    /// the accumulators stay in registers across blocks, and a block's stripes are summed apart
+    /// from them, so that the scramble's chain of dependent instructions overlaps the next
+    /// block's loads and multiplies instead of stalling them.
+    pub(super) fn blocks(
+        self,
+        acc: &mut [u64; 8],
+        blocks: &[[Stripe; BLOCK_STRIPES]],
+        secret_end: &[u8; 64],
+    ) {
+        match self {
+            Self::Portable => portable::blocks(acc, blocks, secret_end),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx2` exists only where `is_x86_feature_detected!("avx2")` held.
+            Self::Avx2 => unsafe { avx2::blocks(acc, blocks, secret_end) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx512` exists only where `is_x86_feature_detected!("avx512f")` held.
+            Self::Avx512 => unsafe { avx512::blocks(acc, blocks, secret_end) },
+        }
+    }
 }
 
 /// The `i`th little-endian 64-bit word of `bytes`.
@@ -144,7 +168,7 @@ pub(super) fn word(bytes: &[u8], i: usize) -> u64 {
 
 /// The reference: xxh3's scalar loop, lane by lane.
 mod portable {
-    use super::{PRIME32_1, Stripe, word};
+    use super::{BLOCK_KEYS, BLOCK_STRIPES, PRIME32_1, Stripe, word};
 
     pub(super) fn accumulate(acc: &mut [u64; 8], stripes: &[Stripe], keys: &[Stripe]) {
         for (stripe, key) in stripes.iter().zip(keys) {
@@ -164,13 +188,24 @@ mod portable {
             *lane = lane.wrapping_mul(PRIME32_1);
         }
     }
+
+    pub(super) fn blocks(
+        acc: &mut [u64; 8],
+        blocks: &[[Stripe; BLOCK_STRIPES]],
+        secret_end: &[u8; 64],
+    ) {
+        for block in blocks {
+            accumulate(acc, block, &BLOCK_KEYS.0);
+            scramble(acc, secret_end);
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{PRIME32_1, Stripe};
+    use super::{BLOCK_KEYS, BLOCK_STRIPES, PRIME32_1, Stripe};
 
     /// # Safety
     /// The CPU has AVX2, and there are at least as many `keys` as `stripes`.
@@ -186,28 +221,17 @@ mod avx2 {
                 _mm256_loadu_si256(acc_ptr.add(1)),
             ];
             let mut odd = [zero, zero];
-            let add = |sums: &mut [__m256i; 2], stripe: &Stripe, key: &Stripe| {
-                let data = stripe.as_ptr().cast::<__m256i>();
-                let key = key.as_ptr().cast::<__m256i>();
-                for (half, sum) in sums.iter_mut().enumerate() {
-                    let part = contribution(
-                        _mm256_loadu_si256(data.add(half)),
-                        _mm256_loadu_si256(key.add(half)),
-                    );
-                    *sum = _mm256_add_epi64(*sum, part);
-                }
-            };
             let keys = &keys[..stripes.len()];
             let pairs = stripes.chunks_exact(2).zip(keys.chunks_exact(2));
             for (stripe, key) in pairs {
-                add(&mut even, &stripe[0], &key[0]);
-                add(&mut odd, &stripe[1], &key[1]);
+                add_stripe(&mut even, &stripe[0], &key[0]);
+                add_stripe(&mut odd, &stripe[1], &key[1]);
             }
             if let ([last], [key]) = (
                 stripes.chunks_exact(2).remainder(),
                 keys.chunks_exact(2).remainder(),
             ) {
-                add(&mut even, last, key);
+                add_stripe(&mut even, last, key);
             }
             _mm256_storeu_si256(acc_ptr, _mm256_add_epi64(even[0], odd[0]));
             _mm256_storeu_si256(acc_ptr.add(1), _mm256_add_epi64(even[1], odd[1]));
@@ -229,20 +253,98 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn scramble(acc: &mut [u64; 8], secret_end: &[u8; 64]) {
         let acc_ptr = acc.as_mut_ptr().cast::<__m256i>();
-        let key = secret_end.as_ptr().cast::<__m256i>();
-        let prime = _mm256_set1_epi32(PRIME32_1 as i32);
-        for i in 0..2 {
-            // SAFETY: unaligned loads and stores within the 64 bytes of `acc` and `secret_end`.
-            unsafe {
-                let a = _mm256_loadu_si256(acc_ptr.add(i));
-                let a = _mm256_xor_si256(a, _mm256_srli_epi64::<47>(a));
-                let a = _mm256_xor_si256(a, _mm256_loadu_si256(key.add(i)));
-                let low = _mm256_mul_epu32(a, prime);
-                let high = _mm256_mul_epu32(_mm256_srli_epi64::<32>(a), prime);
-                let a = _mm256_add_epi64(low, _mm256_slli_epi64::<32>(high));
-                _mm256_storeu_si256(acc_ptr.add(i), a);
-            }
+        // SAFETY: unaligned loads and stores within the 64 bytes of `acc` and `secret_end`.
+        unsafe {
+            let keys = load_pair(secret_end);
+            let a = [
+                _mm256_loadu_si256(acc_ptr),
+                _mm256_loadu_si256(acc_ptr.add(1)),
+            ];
+            let a = scrambled(a, keys);
+            _mm256_storeu_si256(acc_ptr, a[0]);
+            _mm256_storeu_si256(acc_ptr.add(1), a[1]);
         }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn blocks(
+        acc: &mut [u64; 8],
+        blocks: &[[Stripe; BLOCK_STRIPES]],
+        secret_end: &[u8; 64],
+    ) {
+        let acc_ptr = acc.as_mut_ptr().cast::<__m256i>();
+        let zero = _mm256_setzero_si256();
+        // SAFETY: unaligned loads and stores of the 64 bytes of `acc`, of `secret_end`, and of
+        // each 64-byte stripe of `blocks` and of each of the `BLOCK_STRIPES` keys.
+        unsafe {
+            let end_keys = load_pair(secret_end);
+            let mut a = [
+                _mm256_loadu_si256(acc_ptr),
+                _mm256_loadu_si256(acc_ptr.add(1)),
+            ];
+            for block in blocks {
+                let mut even = [zero, zero];
+                let mut odd = [zero, zero];
+                for (pair, keys) in block.chunks_exact(2).zip(BLOCK_KEYS.0.chunks_exact(2)) {
+                    add_stripe(&mut even, &pair[0], &keys[0]);
+                    add_stripe(&mut odd, &pair[1], &keys[1]);
+                }
+                for half in 0..2 {
+                    let sum = _mm256_add_epi64(even[half], odd[half]);
+                    a[half] = _mm256_add_epi64(a[half], sum);
+                }
+                a = scrambled(a, end_keys);
+            }
+            _mm256_storeu_si256(acc_ptr, a[0]);
+            _mm256_storeu_si256(acc_ptr.add(1), a[1]);
+        }
+    }
+
+    /// Adds what one stripe contributes to the two registers of accumulators.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn add_stripe(sums: &mut [__m256i; 2], stripe: &Stripe, key: &Stripe) {
+        let data = stripe.as_ptr().cast::<__m256i>();
+        let key = key.as_ptr().cast::<__m256i>();
+        for (half, sum) in sums.iter_mut().enumerate() {
+            // SAFETY: unaligned loads within the 64 bytes of `stripe` and `key`.
+            let part = unsafe {
+                contribution(
+                    _mm256_loadu_si256(data.add(half)),
+                    _mm256_loadu_si256(key.add(half)),
+                )
+            };
+            *sum = _mm256_add_epi64(*sum, part);
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load_pair(bytes: &[u8; 64]) -> [__m256i; 2] {
+        let ptr = bytes.as_ptr().cast::<__m256i>();
+        // SAFETY: unaligned loads within the 64 bytes of `bytes`.
+        unsafe { [_mm256_loadu_si256(ptr), _mm256_loadu_si256(ptr.add(1))] }
+    }
+
+    /// xxh3's scramble of accumulators held in two registers.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn scrambled(acc: [__m256i; 2], keys: [__m256i; 2]) -> [__m256i; 2] {
+        let prime = _mm256_set1_epi32(PRIME32_1 as i32);
+        std::array::from_fn(|i| {
+            let a = _mm256_xor_si256(acc[i], _mm256_srli_epi64::<47>(acc[i]));
+            let a = _mm256_xor_si256(a, keys[i]);
+            let low = _mm256_mul_epu32(a, prime);
+            let high = _mm256_mul_epu32(_mm256_srli_epi64::<32>(a), prime);
+            _mm256_add_epi64(low, _mm256_slli_epi64::<32>(high))
+        })
     }
 }
 
@@ -250,7 +352,7 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{PRIME32_1, Stripe};
+    use super::{BLOCK_KEYS, BLOCK_STRIPES, PRIME32_1, Stripe};
 
     /// # Safety
     /// The CPU has AVX-512F, and there are at least as many `keys` as `stripes`.
@@ -261,13 +363,6 @@ mod avx512 {
         unsafe {
             let mut even = _mm512_loadu_si512(acc.as_ptr().cast());
             let mut odd = _mm512_setzero_si512();
-            let contribution = |stripe: &Stripe, key: &Stripe| {
-                let data = _mm512_loadu_si512(stripe.as_ptr().cast());
-                let keyed = _mm512_xor_si512(data, _mm512_loadu_si512(key.as_ptr().cast()));
-                let product = _mm512_mul_epu32(keyed, _mm512_srli_epi64::<32>(keyed));
-                let swapped = _mm512_shuffle_epi32::<0b01_00_11_10>(data);
-                _mm512_add_epi64(swapped, product)
-            };
             let keys = &keys[..stripes.len()];
             let pairs = stripes.chunks_exact(2).zip(keys.chunks_exact(2));
             for (stripe, key) in pairs {
@@ -288,17 +383,70 @@ mod avx512 {
     /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn scramble(acc: &mut [u64; 8], secret_end: &[u8; 64]) {
-        let prime = _mm512_set1_epi32(PRIME32_1 as i32);
         // SAFETY: unaligned loads and stores of the 64 bytes of `acc` and `secret_end`.
         unsafe {
             let a = _mm512_loadu_si512(acc.as_ptr().cast());
-            let a = _mm512_xor_si512(a, _mm512_srli_epi64::<47>(a));
-            let a = _mm512_xor_si512(a, _mm512_loadu_si512(secret_end.as_ptr().cast()));
-            let low = _mm512_mul_epu32(a, prime);
-            let high = _mm512_mul_epu32(_mm512_srli_epi64::<32>(a), prime);
-            let a = _mm512_add_epi64(low, _mm512_slli_epi64::<32>(high));
+            let a = scrambled(a, _mm512_loadu_si512(secret_end.as_ptr().cast()));
             _mm512_storeu_si512(acc.as_mut_ptr().cast(), a);
         }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn blocks(
+        acc: &mut [u64; 8],
+        blocks: &[[Stripe; BLOCK_STRIPES]],
+        secret_end: &[u8; 64],
+    ) {
+        // SAFETY: unaligned loads and stores of the 64 bytes of `acc`, of `secret_end`, and of
+        // each 64-byte stripe of `blocks` and of each of the `BLOCK_STRIPES` keys.
+        unsafe {
+            let end_key = _mm512_loadu_si512(secret_end.as_ptr().cast());
+            let mut a = _mm512_loadu_si512(acc.as_ptr().cast());
+            for block in blocks {
+                let mut even = _mm512_setzero_si512();
+                let mut odd = _mm512_setzero_si512();
+                for (pair, keys) in block.chunks_exact(2).zip(BLOCK_KEYS.0.chunks_exact(2)) {
+                    even = _mm512_add_epi64(even, contribution(&pair[0], &keys[0]));
+                    odd = _mm512_add_epi64(odd, contribution(&pair[1], &keys[1]));
+                }
+                a = scrambled(_mm512_add_epi64(a, _mm512_add_epi64(even, odd)), end_key);
+            }
+            _mm512_storeu_si512(acc.as_mut_ptr().cast(), a);
+        }
+    }
+
+    /// What one stripe adds to the eight accumulators.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn contribution(stripe: &Stripe, key: &Stripe) -> __m512i {
+        // SAFETY: unaligned loads of the 64 bytes of `stripe` and `key`.
+        let (data, key) = unsafe {
+            (
+                _mm512_loadu_si512(stripe.as_ptr().cast()),
+                _mm512_loadu_si512(key.as_ptr().cast()),
+            )
+        };
+        let keyed = _mm512_xor_si512(data, key);
+        let product = _mm512_mul_epu32(keyed, _mm512_srli_epi64::<32>(keyed));
+        let swapped = _mm512_shuffle_epi32::<0b01_00_11_10>(data);
+        _mm512_add_epi64(swapped, product)
+    }
+
+    /// xxh3's scramble of the accumulators held in one register.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn scrambled(acc: __m512i, key: __m512i) -> __m512i {
+        let prime = _mm512_set1_epi32(PRIME32_1 as i32);
+        let a = _mm512_xor_si512(acc, _mm512_srli_epi64::<47>(acc));
+        let a = _mm512_xor_si512(a, key);
+        let low = _mm512_mul_epu32(a, prime);
+        let high = _mm512_mul_epu32(_mm512_srli_epi64::<32>(a), prime);
+        _mm512_add_epi64(low, _mm512_slli_epi64::<32>(high))
     }
 }
 
@@ -354,6 +502,29 @@ mod tests {
             let mut acc = start;
             kernel.scramble(&mut acc, secret_end);
             assert_eq!(acc, expected, "{kernel:?}");
+        }
+    }
+
+    #[test]
+    fn every_kernel_runs_whole_blocks_as_the_portable_stripes_and_scramble() {
+        let secret_end: &[u8; 64] = DEFAULT_SECRET.last_chunk().expect("192 bytes");
+        for (seed, count) in [(5, 0), (6, 1), (7, 3)] {
+            let input = noise(seed, 64 * BLOCK_STRIPES * count);
+            let (blocks, rest) = stripes(&input).as_chunks::<BLOCK_STRIPES>();
+            assert!(rest.is_empty());
+            let start: [u64; 8] =
+                std::array::from_fn(|i| (i as u64 + seed).wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
+            let mut expected = start;
+            for block in blocks {
+                Kernel::Portable.accumulate(&mut expected, block, &BLOCK_KEYS.0);
+                Kernel::Portable.scramble(&mut expected, secret_end);
+            }
+            assert_eq!(expected == start, count == 0);
+            for kernel in Kernel::available() {
+                let mut acc = start;
+                kernel.blocks(&mut acc, blocks, secret_end);
+                assert_eq!(acc, expected, "{kernel:?}, {count} blocks");
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! Every uploaded byte passes through it, so the long-input loop is our own (`kernels`): AVX-512,
 //! AVX2 or portable code, chosen at run time from the CPU's features, so the shipped build stays
-//! baseline x86-64. It keeps the eight accumulators in registers across the stripes of a block,
+//! baseline x86-64. It keeps the eight accumulators in registers across stripes and blocks,
 //! where twox-hash (used before) loads and stores them for every 64-byte stripe and stops at
 //! AVX2; the criterion bench `hot_paths` compares the two. Files of at most 240 bytes take
 //! xxh3's short-input paths, left to xxhash-rust. The streaming rules (what is buffered, which
@@ -55,6 +55,14 @@ struct Lanes {
 impl Lanes {
     fn consume(&mut self, mut stripes: &[Stripe]) {
         while !stripes.is_empty() {
+            if self.block_stripes == 0 {
+                let (blocks, rest) = stripes.as_chunks::<BLOCK_STRIPES>();
+                if !blocks.is_empty() {
+                    self.kernel.blocks(&mut self.acc, blocks, secret_end());
+                    stripes = rest;
+                    continue;
+                }
+            }
             let now = stripes.len().min(BLOCK_STRIPES - self.block_stripes);
             let (these, rest) = stripes.split_at(now);
             self.kernel

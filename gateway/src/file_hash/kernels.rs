@@ -3,13 +3,13 @@
 //!
 //! The eight 64-bit accumulators fit one AVX-512 register (two AVX2 ones), so the vector kernels
 //! keep them in registers for every stripe of a call, and across whole blocks ([`Kernel::blocks`],
-//! the path of all but a file's first and last kilobytes). A stripe's contribution is added, and
+//! the path most of a large input takes). A stripe's contribution is added, and
 //! addition commutes, so even and odd stripes go to two partial sums that are added at the end:
 //! the chain of dependent additions halves. Whole blocks sum their stripes apart from the
-//! accumulators, so that only one addition and the scramble depend on the block before. Stripe `n` of a block is keyed by the secret's bytes
-//! `8n..8n + 64`; [`BLOCK_KEYS`] holds those windows copied out once, 64-byte aligned, so that
-//! no key load splits a cache line. All three compute the same function; the tests compare
-//! them on random input.
+//! accumulators, so that only one addition and the scramble depend on the block before. Stripe `n`
+//! of a block is keyed by the secret's bytes `8n..8n + 64`; [`BLOCK_KEYS`] holds those windows
+//! copied out once, 64-byte aligned, so that no key load splits a cache line. All three compute the
+//! same function; the tests compare them on random input.
 
 /// A stripe: the unit xxh3 accumulates, 64 input bytes against 64 secret bytes.
 pub(super) type Stripe = [u8; 64];
@@ -303,12 +303,9 @@ mod avx2 {
     }
 
     /// Adds what one stripe contributes to the two registers of accumulators.
-    ///
-    /// # Safety
-    /// The CPU has AVX2.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn add_stripe(sums: &mut [__m256i; 2], stripe: &Stripe, key: &Stripe) {
+    fn add_stripe(sums: &mut [__m256i; 2], stripe: &Stripe, key: &Stripe) {
         let data = stripe.as_ptr().cast::<__m256i>();
         let key = key.as_ptr().cast::<__m256i>();
         for (half, sum) in sums.iter_mut().enumerate() {
@@ -323,11 +320,9 @@ mod avx2 {
         }
     }
 
-    /// # Safety
-    /// The CPU has AVX2.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn load_pair(bytes: &[u8; 64]) -> [__m256i; 2] {
+    fn load_pair(bytes: &[u8; 64]) -> [__m256i; 2] {
         let ptr = bytes.as_ptr().cast::<__m256i>();
         // SAFETY: unaligned loads within the 64 bytes of `bytes`.
         unsafe { [_mm256_loadu_si256(ptr), _mm256_loadu_si256(ptr.add(1))] }
@@ -418,12 +413,9 @@ mod avx512 {
     }
 
     /// What one stripe adds to the eight accumulators.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn contribution(stripe: &Stripe, key: &Stripe) -> __m512i {
+    fn contribution(stripe: &Stripe, key: &Stripe) -> __m512i {
         // SAFETY: unaligned loads of the 64 bytes of `stripe` and `key`.
         let (data, key) = unsafe {
             (

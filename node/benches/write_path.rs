@@ -5,6 +5,9 @@
 //! (`format::combine_block_crcs` with `sixfold_wire::crc::Shift`; the `crc32c` crate's
 //! `crc32c_combine` per block for comparison).
 //!
+//! `put_block_cold` fills a ring of buffers larger than the cache, as a node's pool buffers are
+//! when they come back from the disk: there the copy bypasses the cache (`uncached_copy.rs`).
+//!
 //! `cargo bench -p sixfold-node --bench write_path`
 
 use std::hint::black_box;
@@ -100,5 +103,49 @@ fn combine(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, block_fill, combine);
+/// Buffers in the cold ring: 64 MiB, more than the last-level cache, as a node's pool buffers
+/// are by the time the disk has taken them and six shards and the gateway have used the caches.
+const RING_BUFFERS: usize = 64;
+
+/// The copy of a put's pieces into aligned buffers when the destination is cold (a ring of
+/// buffers larger than the cache), `AlignedBuf::extend_from_slice` against a plain
+/// `copy_from_slice` into the same buffers. `put_block/copy` above is the warm case: one buffer
+/// filled over and over.
+fn cold_fill(c: &mut Criterion) {
+    let block = CHUNK_BLOCK_SIZE as usize;
+    let piece_len = PIECES[0];
+    let source: Vec<u8> = (0..piece_len).map(|i| (i * 31 % 251) as u8).collect();
+    let mut ring: Vec<AlignedBuf> = (0..RING_BUFFERS).map(|_| AlignedBuf::new(block)).collect();
+    let mut group = c.benchmark_group("put_block_cold");
+    group.throughput(Throughput::Bytes(block as u64));
+    let mut next = 0usize;
+    group.bench_function(
+        BenchmarkId::new("AlignedBuf::extend_from_slice", piece_len),
+        |b| {
+            b.iter(|| {
+                let buf = &mut ring[next % RING_BUFFERS];
+                next += 1;
+                buf.clear();
+                while buf.spare() > 0 {
+                    buf.extend_from_slice(&source);
+                }
+                black_box(buf.len());
+            })
+        },
+    );
+    group.bench_function(BenchmarkId::new("copy_from_slice", piece_len), |b| {
+        b.iter(|| {
+            let buf = &mut ring[next % RING_BUFFERS];
+            next += 1;
+            buf.set_len(block);
+            for dst in buf.as_mut_slice().chunks_mut(piece_len) {
+                dst.copy_from_slice(&source[..dst.len()]);
+            }
+            black_box(buf.len());
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, block_fill, cold_fill, combine);
 criterion_main!(benches);

@@ -8,6 +8,7 @@ use monoio::buf::{IoBuf, IoBufMut};
 
 use super::format::ALIGN;
 use super::pool_memory::PoolMemory;
+use super::uncached_copy::copy_uncached;
 
 /// A fixed-capacity byte buffer whose start address and capacity are multiples of 4096.
 ///
@@ -108,11 +109,13 @@ impl AlignedBuf {
         self.len = len;
     }
 
-    /// Appends as much of `data` as fits and returns how many bytes were taken.
+    /// Appends as much of `data` as fits and returns how many bytes were taken. Long pieces
+    /// bypass the cache (`uncached_copy.rs`): what goes into these buffers goes to the disk,
+    /// not back to the CPU.
     pub fn extend_from_slice(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.spare());
         let start = self.len;
-        self.full_mut()[start..start + n].copy_from_slice(&data[..n]);
+        copy_uncached(&mut self.full_mut()[start..start + n], &data[..n]);
         self.len += n;
         n
     }

@@ -39,6 +39,7 @@ mod read;
 mod recovery;
 mod space;
 mod types;
+mod uncached_copy;
 
 #[cfg(test)]
 mod tests;

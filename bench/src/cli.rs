@@ -159,11 +159,12 @@ pub struct RunArgs {
     /// Before the load, measure the disk's limit on DIR's filesystem (O_DIRECT io_uring
     /// sequential write then read, like fio --direct=1 --ioengine=io_uring --bs=1M
     /// --iodepth=16) and print every throughput also as a ratio of it. Give a directory on the
-    /// disk the nodes store to.
+    /// disk the nodes store to. Also measures the CPU cost of sending the same number of bytes
+    /// over loopback TCP, and gives the --pids CPU per GiB as a multiple of it.
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
 
-    /// Bytes written and read by --baseline.
+    /// Bytes written and read by --baseline, and sent over loopback.
     #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = size_arg)]
     pub baseline_size: u64,
 

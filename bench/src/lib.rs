@@ -16,6 +16,7 @@ pub mod baseline;
 pub mod content;
 pub mod datagen;
 pub mod histogram;
+pub mod loopback;
 pub mod pool;
 pub mod procstat;
 pub mod progress;

@@ -2,6 +2,7 @@
 //! for people.
 
 use crate::baseline::{BaselineReport, mb_per_s};
+use crate::loopback::LoopbackReport;
 use crate::procstat::ProcessStats;
 use crate::size::HumanBytes;
 use crate::stats::LatencySummary;
@@ -32,7 +33,12 @@ pub struct Report {
     /// All errors, including those not kept in `errors`.
     pub error_count: u64,
     pub baseline: Option<BaselineReport>,
-    /// Throughput as a fraction of the disk's own limit measured in the same run.
+    /// The host's own CPU cost of sending bytes over loopback TCP, measured with the baseline
+    /// (absent from reports of releases before it).
+    #[serde(default)]
+    pub loopback: Option<LoopbackReport>,
+    /// Throughput as a fraction of the disk's own limit, and CPU per GiB as a multiple of the
+    /// loopback's, both measured in the same run.
     pub ratios: Ratios,
     pub processes: Option<ProcessReport>,
     /// Every file of the run, with the id the gateway gave it.
@@ -124,6 +130,13 @@ pub struct Ratios {
     pub upload_vs_disk_write: Option<f64>,
     /// `download.mb_per_s / baseline.read_mb_per_s`.
     pub download_vs_disk_read: Option<f64>,
+    /// `processes.upload_cpu_seconds_per_gib / loopback.cpu_seconds_per_gib`: how many times
+    /// the host's cost of one loopback TCP transfer the watched processes spent per GiB.
+    #[serde(default)]
+    pub upload_cpu_vs_loopback: Option<f64>,
+    /// The same for `processes.download_cpu_seconds_per_gib`.
+    #[serde(default)]
+    pub download_cpu_vs_loopback: Option<f64>,
 }
 
 impl Ratios {
@@ -131,14 +144,25 @@ impl Ratios {
         upload: &PhaseReport,
         download: &PhaseReport,
         baseline: Option<&BaselineReport>,
+        processes: Option<&ProcessReport>,
+        loopback: Option<&LoopbackReport>,
     ) -> Self {
         let ratio = |phase: &PhaseReport, limit: Option<f64>| match limit {
             Some(l) if phase.ran && l > 0.0 => Some(phase.mb_per_s / l),
             _ => None,
         };
+        let loopback_cpu = loopback.and_then(|l| l.cpu_seconds_per_gib);
+        let cpu_ratio = |cpu: Option<f64>| match (cpu, loopback_cpu) {
+            (Some(c), Some(l)) if l > 0.0 => Some(c / l),
+            _ => None,
+        };
         Ratios {
             upload_vs_disk_write: ratio(upload, baseline.and_then(|b| b.write_mb_per_s)),
             download_vs_disk_read: ratio(download, baseline.and_then(|b| b.read_mb_per_s)),
+            upload_cpu_vs_loopback: cpu_ratio(processes.and_then(|p| p.upload_cpu_seconds_per_gib)),
+            download_cpu_vs_loopback: cpu_ratio(
+                processes.and_then(|p| p.download_cpu_seconds_per_gib),
+            ),
         }
     }
 }
@@ -337,8 +361,37 @@ pub fn summary_table(r: &Report) -> String {
             let _ = writeln!(s, "  warning: {w}");
         }
     }
+    if let Some(l) = &r.loopback {
+        match l.cpu_seconds_per_gib {
+            Some(per_gib) => {
+                let _ = writeln!(
+                    s,
+                    "loopback limit ({}): {per_gib:.3} CPU s per GiB, {:.1} MB/s ({})",
+                    l.method,
+                    l.mb_per_s,
+                    HumanBytes(l.bytes)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "loopback limit: NOT MEASURED: {}",
+                    l.error.as_deref().unwrap_or("nothing was sent")
+                );
+            }
+        }
+    }
     if let Some(p) = &r.processes {
         process_table(&mut s, p);
+    }
+    if let (Some(up), Some(down)) = (
+        r.ratios.upload_cpu_vs_loopback,
+        r.ratios.download_cpu_vs_loopback,
+    ) {
+        let _ = writeln!(
+            s,
+            "CPU per GiB against the loopback's: upload {up:.2}x, download {down:.2}x"
+        );
     }
     if r.download.ran {
         let _ = writeln!(
@@ -447,7 +500,7 @@ mod tests {
             error: None,
             warning: None,
         };
-        let ratios = Ratios::compute(&upload, &download, Some(&baseline));
+        let ratios = Ratios::compute(&upload, &download, Some(&baseline), None, None);
         Report {
             format_version: FORMAT_VERSION,
             tool: "sixfold-bench test".into(),
@@ -469,6 +522,7 @@ mod tests {
             errors: vec![],
             error_count: 0,
             baseline: Some(baseline),
+            loopback: None,
             ratios,
             processes: None,
             files: vec![],
@@ -511,8 +565,108 @@ mod tests {
         let v = serde_json::to_value(&down).unwrap();
         assert_eq!(v["ran"], false);
         assert!(v["latency_ms"]["p50"].is_null());
-        let r = Ratios::compute(&up, &down, None);
+        let r = Ratios::compute(&up, &down, None, None, None);
         assert_eq!(r, Ratios::default());
+    }
+
+    fn loopback(cpu_seconds_per_gib: Option<f64>) -> LoopbackReport {
+        LoopbackReport {
+            method: "TCP".into(),
+            bytes: 1 << 30,
+            seconds: 1.0,
+            cpu_seconds: cpu_seconds_per_gib.unwrap_or(0.0),
+            cpu_seconds_per_gib,
+            mb_per_s: 1_073.741_824,
+            error: None,
+        }
+    }
+
+    fn processes(up: Option<f64>, down: Option<f64>) -> ProcessReport {
+        ProcessReport {
+            interval_ms: 100,
+            processes: vec![],
+            bench: None,
+            cpu_seconds: 0.0,
+            cpu_seconds_per_gib: None,
+            upload_cpu_seconds_per_gib: up,
+            download_cpu_seconds_per_gib: down,
+            peak_rss_mib_total: 0.0,
+        }
+    }
+
+    #[test]
+    fn cpu_per_gib_is_a_multiple_of_the_loopback_cost() {
+        let up = PhaseReport::new(1, 0, 1 << 30, 1.0, &[5.0]);
+        let down = PhaseReport::new(1, 0, 1 << 30, 1.0, &[5.0]);
+        let p = processes(Some(1.5), Some(1.2));
+        let r = Ratios::compute(&up, &down, None, Some(&p), Some(&loopback(Some(0.5))));
+        assert_eq!(r.upload_cpu_vs_loopback, Some(3.0));
+        assert!((r.download_cpu_vs_loopback.unwrap() - 2.4).abs() < 1e-12);
+        assert_eq!(
+            (r.upload_vs_disk_write, r.download_vs_disk_read),
+            (None, None)
+        );
+        // Either figure missing, or a loopback that cost nothing measurable: no ratio.
+        for (p, l) in [
+            (processes(None, None), loopback(Some(0.5))),
+            (p.clone(), loopback(None)),
+            (p.clone(), loopback(Some(0.0))),
+        ] {
+            let r = Ratios::compute(&up, &down, None, Some(&p), Some(&l));
+            assert_eq!(
+                (r.upload_cpu_vs_loopback, r.download_cpu_vs_loopback),
+                (None, None)
+            );
+        }
+        assert_eq!(
+            Ratios::compute(&up, &down, None, Some(&p), None),
+            Ratios::default()
+        );
+    }
+
+    #[test]
+    fn a_report_of_the_release_before_the_loopback_still_reads() {
+        let mut r = sample_report();
+        r.loopback = Some(loopback(Some(0.5)));
+        let mut v = serde_json::to_value(&r).unwrap();
+        let fields = v.as_object_mut().unwrap();
+        assert!(fields.remove("loopback").is_some());
+        let ratios = fields["ratios"].as_object_mut().unwrap();
+        assert!(ratios.remove("upload_cpu_vs_loopback").is_some());
+        assert!(ratios.remove("download_cpu_vs_loopback").is_some());
+        let back: Report = serde_json::from_value(v).unwrap();
+        assert_eq!(back.loopback, None);
+        assert_eq!(back.ratios, r.ratios);
+        assert_eq!(back.upload, r.upload);
+    }
+
+    #[test]
+    fn the_table_shows_the_loopback_and_the_cpu_ratios() {
+        let mut r = sample_report();
+        r.loopback = Some(loopback(Some(0.5)));
+        r.processes = Some(processes(Some(1.5), Some(1.0)));
+        r.ratios = Ratios::compute(
+            &r.upload,
+            &r.download,
+            r.baseline.as_ref(),
+            r.processes.as_ref(),
+            r.loopback.as_ref(),
+        );
+        let text = summary_table(&r);
+        assert!(
+            text.contains("loopback limit (TCP): 0.500 CPU s per GiB"),
+            "{text}"
+        );
+        assert!(text.contains("upload 3.00x, download 2.00x"), "{text}");
+        r.loopback = Some(LoopbackReport {
+            error: Some("cannot listen on 127.0.0.1: denied".into()),
+            ..loopback(None)
+        });
+        let text = summary_table(&r);
+        assert!(
+            text.contains("loopback limit: NOT MEASURED: cannot listen"),
+            "{text}"
+        );
     }
 
     #[test]

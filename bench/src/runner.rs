@@ -1,8 +1,10 @@
-//! The run loop: optional disk baseline, the upload phase, the download phase (each with a
-//! fixed number of concurrent streams), process sampling around both, and the report.
+//! The run loop: optional disk and loopback baselines, the upload phase, the download phase
+//! (each with a fixed number of concurrent streams), process sampling around both, and the
+//! report.
 
 use crate::baseline::{self, BaselineConfig};
 use crate::content::Content;
+use crate::loopback::{self, LoopbackReport};
 use crate::pool::BufPool;
 use crate::procstat::{self, Sampler, Target};
 use crate::progress::PhaseProgress;
@@ -63,7 +65,7 @@ pub struct Config {
     pub chunk_size: usize,
     /// Download mode: the files to download (from an earlier run's report).
     pub existing: Vec<FileRecord>,
-    /// Measure the disk's limit before the load.
+    /// Measure the disk's limit, and the loopback's CPU cost for as many bytes, before the load.
     pub baseline: Option<BaselineConfig>,
     /// Processes whose memory and CPU to sample.
     pub pids: Vec<u32>,
@@ -251,19 +253,14 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
             tracing::info!(dir = %b.dir.display(), size = b.size, "measuring the disk's limit");
             let r = baseline::measure(b.clone()).await;
             if let Some(e) = &r.error {
-                errors.push(ErrorRecord {
-                    phase: "baseline".into(),
-                    kind: "baseline".into(),
-                    file: None,
-                    id: None,
-                    status: None,
-                    code: None,
-                    offset: None,
-                    message: e.clone(),
-                });
+                errors.push(baseline_error(e.clone()));
             }
             Some(r)
         }
+        None => None,
+    };
+    let loopback = match &config.baseline {
+        Some(b) => Some(measure_loopback(b.size, &mut errors).await),
         None => None,
     };
 
@@ -304,7 +301,13 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
     }
 
     let verified_bytes = files_verified_bytes(&files);
-    let ratios = Ratios::compute(&upload, &download, baseline.as_ref());
+    let ratios = Ratios::compute(
+        &upload,
+        &download,
+        baseline.as_ref(),
+        processes.as_ref(),
+        loopback.as_ref(),
+    );
     Ok(Report {
         format_version: FORMAT_VERSION,
         tool: concat!("sixfold-bench ", env!("CARGO_PKG_VERSION")).into(),
@@ -326,10 +329,40 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
         errors: errors.kept,
         error_count: errors.count,
         baseline,
+        loopback,
         ratios,
         processes,
         files,
     })
+}
+
+/// The host's loopback cost (`loopback.rs`), on threads of its own so the runtime keeps
+/// serving; a failure is one error of the run, like the disk baseline's.
+async fn measure_loopback(bytes: u64, errors: &mut ErrorLog) -> LoopbackReport {
+    tracing::info!(bytes, "measuring the loopback's CPU cost");
+    let report = tokio::task::spawn_blocking(move || loopback::measure(bytes))
+        .await
+        .unwrap_or_else(|e| {
+            LoopbackReport::failed(bytes, format!("the loopback measurement failed: {e}"))
+        });
+    if let Some(e) = &report.error {
+        errors.push(baseline_error(e.clone()));
+    }
+    report
+}
+
+/// The error record of a limit that could not be measured.
+fn baseline_error(message: String) -> ErrorRecord {
+    ErrorRecord {
+        phase: "baseline".into(),
+        kind: "baseline".into(),
+        file: None,
+        id: None,
+        status: None,
+        code: None,
+        offset: None,
+        message,
+    }
 }
 
 /// Milliseconds since the Unix epoch (0 on a clock before it).

@@ -426,7 +426,7 @@ async fn source_file_roundtrip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watched_processes_are_in_the_report() {
+async fn watched_processes_and_the_limits_are_in_the_report() {
     let (url, _gw) = start(Behaviour::default()).await;
     let mut child = std::process::Command::new("sleep")
         .arg("30")
@@ -440,9 +440,14 @@ async fn watched_processes_are_in_the_report() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&url, 100_000, 1, 1);
     cfg.pids = vec![child.id()];
     cfg.sample_interval = Duration::from_millis(20);
+    cfg.baseline = Some(sixfold_bench::BaselineConfig {
+        dir: dir.path().to_path_buf(),
+        size: 4 << 20,
+    });
     let r = run(&cfg).await;
     let _ = child.kill();
     let _ = child.wait();
@@ -454,6 +459,18 @@ async fn watched_processes_are_in_the_report() {
     assert!(p.processes[0].rss_peak_mib > 0.0);
     assert!(p.bench.is_some(), "the bench itself is reported apart");
     assert!(p.cpu_seconds_per_gib.is_some());
+    let disk = r.baseline.expect("disk baseline");
+    assert_eq!(
+        disk.write.map(|w| w.bytes),
+        Some(4 << 20),
+        "{:?}",
+        disk.error
+    );
+    let loopback = r.loopback.expect("loopback baseline");
+    assert_eq!((loopback.bytes, loopback.error), (4 << 20, None));
+    assert!(loopback.cpu_seconds_per_gib.is_some_and(|c| c > 0.0));
+    assert!(r.ratios.upload_cpu_vs_loopback.is_some());
+    assert!(r.ratios.download_cpu_vs_loopback.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,9 @@
 //! processed at once) gets its allocation back without allocating or zeroing. A slot still
 //! referenced is parked and swapped for the oldest parked allocation that became free again
 //! (the application reads in order, so the oldest frees first), or else for a fresh zeroed one;
-//! memory follows the data still unread, plus at most `MAX_PARKED` slots kept for reuse.
+//! memory follows the data still unread, plus at most `MAX_PARKED` slots kept for reuse. When
+//! more slots are held than that, the newest are let go rather than the oldest: theirs would be
+//! the last allocations to come free.
 //!
 //! Two receive loops use it: the node's own QUIC driver on monoio, and the gateway's quinn,
 //! patched for it (`patches/quinn`, see its `SIXFOLD-PATCH.md`), where the copy of every
@@ -28,8 +30,11 @@ use quinn_udp::{BATCH_SIZE, RecvMeta};
 /// of the MTU if that is larger.
 pub const GRO_RECEIVE_MAX: usize = 64 * 1024;
 
-/// Parked slot allocations kept for reuse (64 KiB each).
-const MAX_PARKED: usize = 64;
+/// Parked slot allocations kept for reuse (64 KiB each, so 32 MiB): more than one download's
+/// two part windows of the default 8 MiB hold. With 64, a gateway's download held more slots
+/// than were kept, so nearly every refill zeroed a fresh one (`memset` was 3 % of the gateway's
+/// download samples, docs/bench.md).
+const MAX_PARKED: usize = 512;
 /// Parked slots probed for reuse per refill.
 const PARKED_PROBES: usize = 2;
 
@@ -122,9 +127,8 @@ impl RecvBuffers {
         }
         let replacement = self.take_parked().unwrap_or_else(|| Slot::fresh(len));
         let held = std::mem::replace(&mut self.slots[index], replacement);
-        self.parked.push_back(held);
-        if self.parked.len() > MAX_PARKED {
-            self.parked.pop_front();
+        if self.parked.len() < MAX_PARKED {
+            self.parked.push_back(held);
         }
     }
 
@@ -249,6 +253,45 @@ mod tests {
         assert_ne!(got[0].as_ptr() as usize, slot0);
         assert_eq!(bufs.slots[0].buf.len(), 64);
         assert_eq!(bufs.slots[0].buf.as_ptr() as usize, slot0);
+    }
+
+    #[test]
+    fn keeps_the_oldest_held_slots_when_more_are_held_than_it_keeps() {
+        let mut bufs = RecvBuffers::new(64);
+        let payload = [5u8; 40];
+        let payloads: [&[u8]; 1] = [&payload];
+        let mut held = Vec::new();
+        for _ in 0..MAX_PARKED + 10 {
+            bufs.receive(fake_recv(&payloads, 0)).unwrap();
+            held.extend(bufs.datagrams().map(|(_, b)| b));
+        }
+        // One more refill parks the slot of the last datagram, if there is room.
+        bufs.receive(|_, _| Ok::<usize, ()>(0)).unwrap();
+        assert_eq!(bufs.parked.len(), MAX_PARKED);
+        let allocation = |b: &BytesMut| b.as_ptr() as usize;
+        let oldest: std::collections::BTreeSet<usize> =
+            held[..MAX_PARKED].iter().map(allocation).collect();
+        // A parked slot's buffer starts where its datagram, split off the front, ends.
+        let parked: std::collections::BTreeSet<usize> = bufs
+            .parked
+            .iter()
+            .map(|slot| allocation(&slot.buf) - payload.len())
+            .collect();
+        assert_eq!(parked, oldest);
+
+        // Once released, every kept allocation is used again before any fresh one.
+        drop(held);
+        let mut reused = std::collections::BTreeSet::new();
+        for _ in 0..MAX_PARKED {
+            bufs.receive(fake_recv(&payloads, 0)).unwrap();
+            // Held over the next refill, so slot 0 needs a replacement each time.
+            let datagram: Vec<BytesMut> = bufs.datagrams().map(|(_, b)| b).collect();
+            bufs.receive(|_, _| Ok::<usize, ()>(0)).unwrap();
+            reused.insert(allocation(&bufs.slots[0].buf));
+            drop(datagram);
+        }
+        assert_eq!(reused.len(), MAX_PARKED);
+        assert!(reused.is_subset(&oldest), "a fresh allocation was made");
     }
 
     #[test]

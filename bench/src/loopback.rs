@@ -98,7 +98,7 @@ pub fn measure_blocking(bytes: u64) -> Result<(f64, f64), LoopbackError> {
     let addr = listener.local_addr().map_err(LoopbackError::Listen)?;
     let receiver = std::thread::Builder::new()
         .name("loopback-recv".into())
-        .spawn(move || receive(&listener))
+        .spawn(move || receive(&listener, IO_TIMEOUT))
         .map_err(|e| LoopbackError::Thread(e.to_string()))?;
     let start = Instant::now();
     let sent = send(addr, bytes);
@@ -142,12 +142,12 @@ fn send(addr: std::net::SocketAddr, bytes: u64) -> Result<End, LoopbackError> {
     })
 }
 
-fn receive(listener: &TcpListener) -> Result<End, LoopbackError> {
+fn receive(listener: &TcpListener, timeout: Duration) -> Result<End, LoopbackError> {
     let start_cpu = thread_cpu_seconds();
     let received_err = |received, source| LoopbackError::Receive { received, source };
-    let (mut stream, _) = listener.accept().map_err(|e| received_err(0, e))?;
+    let mut stream = accept_within(listener, timeout).map_err(|e| received_err(0, e))?;
     stream
-        .set_read_timeout(Some(IO_TIMEOUT))
+        .set_read_timeout(Some(timeout))
         .map_err(|e| received_err(0, e))?;
     let mut buf = vec![0u8; PIECE];
     let mut received = 0u64;
@@ -163,6 +163,32 @@ fn receive(listener: &TcpListener) -> Result<End, LoopbackError> {
         bytes: received,
         cpu_seconds: thread_cpu_seconds() - start_cpu,
     })
+}
+
+/// The first connection to `listener`, or `TimedOut` if none comes within `timeout` (a sender
+/// that could not connect must not leave the receiver waiting for ever).
+fn accept_within(listener: &TcpListener, timeout: Duration) -> io::Result<TcpStream> {
+    use std::os::fd::AsRawFd;
+    let mut ready = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: `ready` is one valid pollfd for a descriptor `listener` keeps open.
+        let rc = unsafe { libc::poll(&mut ready, 1, millis) };
+        match rc {
+            0 => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+            n if n > 0 => return listener.accept().map(|(stream, _)| stream),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
 }
 
 /// CPU seconds (user and system) of the calling thread.
@@ -194,6 +220,18 @@ mod tests {
         assert!(r.seconds > 0.0 && r.mb_per_s > 0.0, "{r:?}");
         let per_gib = r.cpu_seconds_per_gib.unwrap();
         assert!((per_gib - r.cpu_seconds / (bytes as f64 / GIB)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_receiver_nobody_connects_to_gives_up() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        match receive(&listener, Duration::from_millis(20)) {
+            Err(LoopbackError::Receive {
+                received: 0,
+                source,
+            }) => assert_eq!(source.kind(), io::ErrorKind::TimedOut),
+            other => panic!("expected a timeout, got {:?}", other.map(|e| e.bytes)),
+        }
     }
 
     #[test]

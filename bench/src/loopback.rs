@@ -14,11 +14,12 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::report::GIB;
+
 /// Bytes per write and per read.
 pub const PIECE: usize = 256 * 1024;
 /// How long either end waits for the other before it gives up.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
-const GIB: f64 = (1u64 << 30) as f64;
 
 /// The figures of one measurement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

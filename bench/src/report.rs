@@ -14,7 +14,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Error records kept in the report; further errors are only counted.
 pub const MAX_ERRORS_KEPT: usize = 100;
 
-const GIB: f64 = (1u64 << 30) as f64;
+pub(crate) const GIB: f64 = (1u64 << 30) as f64;
 const MIB: f64 = (1u64 << 20) as f64;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
